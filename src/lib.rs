@@ -1,0 +1,39 @@
+//! Squall: a Storm-model stream processor.
+//!
+//! Write a topology of [`Spout`]s and [`Bolt`]s with [`TopologyBuilder`],
+//! run it in-process with [`LocalCluster`]. Every spout tuple emitted with a
+//! message id is tracked by acker tasks (Storm's XOR algorithm) and acked,
+//! failed or timed out exactly once.
+//!
+//! ```
+//! use squall::*;
+//! use squall::testing::{complete_topology, MockedSources};
+//!
+//! struct Split;
+//! impl BasicBolt for Split {
+//!     fn execute(&mut self, t: &Tuple, out: &mut BasicOutputCollector<'_, '_>) -> Result<(), ExecuteError> {
+//!         for w in t.get_str(0)?.split_whitespace() {
+//!             out.emit(values![w]);
+//!         }
+//!         Ok(())
+//!     }
+//!     fn declare_output_fields(&self, d: &mut OutputFieldsDeclarer) {
+//!         d.declare(["word"]);
+//!     }
+//! }
+//!
+//! let mut b = TopologyBuilder::new();
+//! b.set_spout("lines", || testing::FixedTupleSpout::declaring(["line"]), 1);
+//! b.set_basic_bolt("split", || Split, 2).shuffle_grouping("lines");
+//! let topology = b.create_topology().unwrap();
+//! let sources = MockedSources::new().add("lines", vec![values!["a b"], values!["c"]]);
+//! let result = complete_topology(&topology, &Config::new(), sources).unwrap();
+//! assert_eq!(result.emitted("split").len(), 3);
+//! ```
+#![forbid(missing_docs)]
+
+mod local_cluster;
+pub mod testing;
+
+pub use local_cluster::{LocalCluster, LocalClusterError};
+pub use squall_topology_api::*;

@@ -1,0 +1,229 @@
+//! Typed topology configuration with Storm's key names.
+
+use crate::Value;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Why a configuration key or value was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// A key in a reserved namespace (`topology.`, `storm.`, …) that Squall
+    /// does not know.
+    #[error("unknown config key {0:?}")]
+    UnknownKey(String),
+    /// A value of the wrong type or out of range.
+    #[error("config key {key:?} wants {expected}, got {got:?}")]
+    BadValue {
+        /// The key.
+        key: String,
+        /// What the key takes.
+        expected: &'static str,
+        /// The value given, as written.
+        got: String,
+    },
+    /// The YAML text did not parse, or is not a map of keys to values.
+    #[error("config is not a YAML map of keys to values: {0}")]
+    Yaml(String),
+    /// A `key=value` override without `=`.
+    #[error("config override {0:?} is not of the form key=value")]
+    NotKeyValue(String),
+}
+
+/// Key namespaces Squall owns: an unknown key under them is an error, so a
+/// typo does not pass silently. Other keys are user settings.
+const RESERVED: &[&str] = &["topology.", "storm.", "nimbus.", "supervisor.", "worker.", "squall."];
+
+/// A topology's configuration (Storm's `Config`, typed). Defaults follow
+/// Storm unless noted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// `topology.workers`: worker processes for the topology (default 1).
+    pub workers: u32,
+    /// `topology.acker.executors`: acker executors; `None` means one per
+    /// worker (Storm's default); 0 disables tracking.
+    pub acker_executors: Option<u32>,
+    /// `topology.message.timeout.secs`: a tuple tree not completed within
+    /// this many seconds fails with reason timeout (default 30).
+    pub message_timeout_secs: u64,
+    /// `topology.max.spout.pending`: most tracked tuples in flight per spout
+    /// task; `None` is unlimited (default).
+    pub max_spout_pending: Option<usize>,
+    /// `topology.tick.tuple.freq.secs`: bolts get a tick tuple this often
+    /// (default none).
+    pub tick_tuple_freq_secs: Option<u64>,
+    /// `topology.debug`: log every emitted tuple (default false).
+    pub debug: bool,
+    /// `topology.producer.batch.size`: tuples per batch between executors
+    /// (default 128; Storm's is 1). Batches also flush whenever the emitting
+    /// executor runs out of input, so light load keeps low latency.
+    pub producer_batch_size: usize,
+    /// `topology.executor.receive.buffer.size`: an executor's inbound queue
+    /// capacity, in tuples (default 32768, as Storm).
+    pub executor_receive_buffer_size: usize,
+    /// `topology.flush.tuple.freq.millis`: how often partial batches are
+    /// flushed at the latest, in ms (default 1, as Storm).
+    pub flush_tuple_freq_millis: u64,
+    /// `topology.stats.sample.rate`: the fraction of tuples timed for
+    /// latency metrics (default 0.05, as Storm).
+    pub stats_sample_rate: f64,
+    /// Keys outside the reserved namespaces, for the topology's own use.
+    pub user: BTreeMap<String, Value>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            acker_executors: None,
+            message_timeout_secs: 30,
+            max_spout_pending: None,
+            tick_tuple_freq_secs: None,
+            debug: false,
+            producer_batch_size: 128,
+            executor_receive_buffer_size: 32768,
+            flush_tuple_freq_millis: 1,
+            stats_sample_rate: 0.05,
+            user: BTreeMap::new(),
+        }
+    }
+}
+
+fn yaml_to_value(v: &yaml_serde::Value) -> Value {
+    use yaml_serde::Value as Y;
+    match v {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(*b),
+        Y::Number(n) => n
+            .as_i64()
+            .map(Value::Int)
+            .unwrap_or_else(|| Value::Float(n.as_f64().unwrap_or(f64::NAN))),
+        Y::String(s) => Value::from(s.as_str()),
+        Y::Sequence(s) => Value::List(s.iter().map(yaml_to_value).collect()),
+        Y::Mapping(m) => Value::Map(
+            m.iter()
+                .map(|(k, v)| (yaml_key(k), yaml_to_value(v)))
+                .collect(),
+        ),
+        Y::Tagged(t) => yaml_to_value(&t.value),
+    }
+}
+
+fn yaml_key(k: &yaml_serde::Value) -> String {
+    match k {
+        yaml_serde::Value::String(s) => s.clone(),
+        other => yaml_serde::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+    }
+}
+
+impl Config {
+    /// The default configuration.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Acker executors in effect: the setting, or one per worker.
+    pub fn effective_ackers(&self) -> u32 {
+        self.acker_executors.unwrap_or(self.workers)
+    }
+
+    /// Parses a YAML map of Storm keys (e.g. `topology.workers: 2`) over the
+    /// defaults. Errors name the first bad key.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let mut c = Self::default();
+        c.merge_yaml(text)?;
+        Ok(c)
+    }
+
+    /// Applies a YAML map of keys over this configuration.
+    pub fn merge_yaml(&mut self, text: &str) -> Result<(), ConfigError> {
+        let doc: yaml_serde::Value =
+            yaml_serde::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))?;
+        match doc {
+            yaml_serde::Value::Null => Ok(()),
+            yaml_serde::Value::Mapping(m) => m
+                .iter()
+                .try_for_each(|(k, v)| self.set(&yaml_key(k), yaml_to_value(v))),
+            other => Err(ConfigError::Yaml(format!(
+                "top level is {}",
+                yaml_serde::to_string(&other).unwrap_or_default().trim()
+            ))),
+        }
+    }
+
+    /// Applies one `key=value` override (as `-c key=value` on a command
+    /// line); the value is read as YAML, so `3` is an int and `true` a bool.
+    pub fn apply_override(&mut self, kv: &str) -> Result<(), ConfigError> {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| ConfigError::NotKeyValue(kv.to_owned()))?;
+        let value = yaml_serde::from_str::<yaml_serde::Value>(v)
+            .map(|y| yaml_to_value(&y))
+            .unwrap_or_else(|_| Value::from(v));
+        self.set(k.trim(), value)
+    }
+
+    /// Sets one key. Known keys are type-checked; unknown keys in Squall's
+    /// namespaces are refused; other keys go to [`Config::user`].
+    pub fn set(&mut self, key: &str, value: Value) -> Result<(), ConfigError> {
+        let bad = |expected: &'static str| ConfigError::BadValue {
+            key: key.to_owned(),
+            expected,
+            got: value.to_string(),
+        };
+        let positive = |v: &Value| v.as_i64().filter(|i| *i > 0);
+        let non_negative = |v: &Value| v.as_i64().filter(|i| *i >= 0);
+        match key {
+            "topology.workers" => {
+                self.workers = positive(&value).ok_or_else(|| bad("a positive integer"))? as u32
+            }
+            "topology.acker.executors" => {
+                self.acker_executors = match value {
+                    Value::Null => None,
+                    ref v => Some(non_negative(v).ok_or_else(|| bad("an integer >= 0 or null"))? as u32),
+                }
+            }
+            "topology.message.timeout.secs" => {
+                self.message_timeout_secs = positive(&value).ok_or_else(|| bad("a positive integer"))? as u64
+            }
+            "topology.max.spout.pending" => {
+                self.max_spout_pending = match value {
+                    Value::Null => None,
+                    ref v => Some(positive(v).ok_or_else(|| bad("a positive integer or null"))? as usize),
+                }
+            }
+            "topology.tick.tuple.freq.secs" => {
+                self.tick_tuple_freq_secs = match value {
+                    Value::Null => None,
+                    ref v => Some(positive(v).ok_or_else(|| bad("a positive integer or null"))? as u64),
+                }
+            }
+            "topology.debug" => self.debug = value.as_bool().ok_or_else(|| bad("true or false"))?,
+            "topology.producer.batch.size" => {
+                self.producer_batch_size = positive(&value).ok_or_else(|| bad("a positive integer"))? as usize
+            }
+            "topology.executor.receive.buffer.size" => {
+                self.executor_receive_buffer_size =
+                    positive(&value).ok_or_else(|| bad("a positive integer"))? as usize
+            }
+            "topology.flush.tuple.freq.millis" => {
+                self.flush_tuple_freq_millis = positive(&value).ok_or_else(|| bad("a positive integer"))? as u64
+            }
+            "topology.stats.sample.rate" => {
+                self.stats_sample_rate = value
+                    .as_f64()
+                    .filter(|r| (0.0..=1.0).contains(r))
+                    .ok_or_else(|| bad("a number from 0 to 1"))?
+            }
+            k if RESERVED.iter().any(|p| k.starts_with(p)) => {
+                return Err(ConfigError::UnknownKey(k.to_owned()))
+            }
+            k => {
+                self.user.insert(k.to_owned(), value);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,37 @@
+//! What Squall users code against: [`Spout`], [`Bolt`], [`Tuple`],
+//! [`Values`], [`Fields`], groupings, [`TopologyBuilder`], [`Config`] and
+//! [`TopologyContext`].
+//!
+//! This crate has no runtime: no threads, no I/O, no tokio. The execution
+//! engine (`squall-worker`) implements the collector seams
+//! ([`BoltOutput`], [`SpoutOutput`]); users reach everything through the
+//! `squall` facade crate. Dependencies point one way: nothing in Squall is
+//! below this crate.
+#![forbid(missing_docs)]
+
+mod builder;
+mod collector;
+mod component;
+mod config;
+mod context;
+mod declarer;
+mod fields;
+mod grouping;
+mod ids;
+pub mod metrics;
+pub mod spec;
+mod tuple;
+mod value;
+
+pub use builder::{BoltDeclarer, BoltFactory, SpoutDeclarer, SpoutFactory, StreamSource, Topology, TopologyBuilder};
+pub use collector::{Anchors, BasicOutputCollector, BoltOutput, OutputCollector, SpoutOutput, SpoutOutputCollector};
+pub use component::{BasicBolt, BasicBoltAdapter, Bolt, ExecuteError, FailReason, Spout};
+pub use config::{Config, ConfigError};
+pub use context::{ExecutorSpec, TaskLayout, TopologyContext, ACKER_COMPONENT};
+pub use declarer::{OutputFieldsDeclarer, StreamDef};
+pub use fields::Fields;
+pub use grouping::{CustomGroupingFactory, CustomStreamGrouping, GroupingSpec};
+pub use ids::{ComponentId, StreamId, TaskId, DEFAULT_STREAM, SYSTEM_PREFIX};
+pub use spec::{TopologyError, TopologySpec};
+pub use tuple::{MessageId, StreamMeta, Tuple, TupleError, SYSTEM_COMPONENT, TICK_STREAM};
+pub use value::{Value, Values};

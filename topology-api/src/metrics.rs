@@ -1,0 +1,120 @@
+//! Metrics snapshots: per task, aggregated per component.
+
+use crate::{ComponentId, TaskId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A latency distribution summary, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    /// Samples taken.
+    pub count: u64,
+    /// Mean, ms.
+    pub mean_ms: f64,
+    /// Median, ms.
+    pub p50_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// Largest sample, ms.
+    pub max_ms: f64,
+}
+
+/// One task's counters since it started (Storm's executor stats, all-time
+/// window). Latencies are sampled at `topology.stats.sample.rate`, except
+/// complete latency, which is measured for every tracked spout tuple.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskMetrics {
+    /// The task's component.
+    pub component: ComponentId,
+    /// Tuples emitted, per stream (one per emit call).
+    pub emitted: BTreeMap<String, u64>,
+    /// Tuples sent to tasks (an emit to 3 tasks counts 3).
+    pub transferred: u64,
+    /// Bolt: input tuples acked. Spout: tuple trees completed.
+    pub acked: u64,
+    /// Bolt: input tuples failed. Spout: trees failed, any reason.
+    pub failed: u64,
+    /// Spout: trees failed because a bolt failed a tuple.
+    pub failed_explicit: u64,
+    /// Spout: trees failed by the message timeout.
+    pub failed_timeout: u64,
+    /// Bolt: tuples executed.
+    pub executed: u64,
+    /// Bolt: time in `execute`, ms.
+    pub execute_latency: LatencySummary,
+    /// Bolt: time from the start of `execute` to `ack`, ms.
+    pub process_latency: LatencySummary,
+    /// Spout: time from emit to tree completion, ms.
+    pub complete_latency: LatencySummary,
+    /// Spout: tracked tuples in flight now.
+    pub pending: u64,
+    /// Bolt: fraction of the last metrics window spent executing (1.0 =
+    /// busy all the time: add executors).
+    pub capacity: f64,
+    /// The last errors reported (newest last, at most 10).
+    pub errors: Vec<String>,
+}
+
+/// A component's totals over its tasks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ComponentMetrics {
+    /// Sum of the tasks' emits over all streams.
+    pub emitted: u64,
+    /// Sum of transfers.
+    pub transferred: u64,
+    /// Sum of acks.
+    pub acked: u64,
+    /// Sum of fails.
+    pub failed: u64,
+    /// Sum of executions.
+    pub executed: u64,
+    /// Sum of tracked tuples in flight.
+    pub pending: u64,
+    /// Largest task capacity.
+    pub capacity: f64,
+    /// Complete latency: the mean is weighted by samples; p50, p99 and max
+    /// are the largest over tasks (an upper bound).
+    pub complete_latency: LatencySummary,
+    /// Execute latency, aggregated the same way.
+    pub execute_latency: LatencySummary,
+    /// Errors of all tasks.
+    pub errors: Vec<String>,
+}
+
+/// A snapshot of a running topology's metrics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TopologyMetrics {
+    /// Per task.
+    pub tasks: BTreeMap<TaskId, TaskMetrics>,
+}
+
+fn merge_latency(into: &mut LatencySummary, l: &LatencySummary) {
+    let n = into.count + l.count;
+    if n > 0 {
+        into.mean_ms = (into.mean_ms * into.count as f64 + l.mean_ms * l.count as f64) / n as f64;
+    }
+    into.count = n;
+    into.p50_ms = into.p50_ms.max(l.p50_ms);
+    into.p99_ms = into.p99_ms.max(l.p99_ms);
+    into.max_ms = into.max_ms.max(l.max_ms);
+}
+
+impl TopologyMetrics {
+    /// Totals for `component`'s tasks.
+    pub fn component(&self, component: &str) -> ComponentMetrics {
+        let mut c = ComponentMetrics::default();
+        for t in self.tasks.values().filter(|t| t.component.as_str() == component) {
+            c.emitted += t.emitted.values().sum::<u64>();
+            c.transferred += t.transferred;
+            c.acked += t.acked;
+            c.failed += t.failed;
+            c.executed += t.executed;
+            c.pending += t.pending;
+            c.capacity = c.capacity.max(t.capacity);
+            merge_latency(&mut c.complete_latency, &t.complete_latency);
+            merge_latency(&mut c.execute_latency, &t.execute_latency);
+            c.errors.extend(t.errors.iter().cloned());
+        }
+        c
+    }
+}

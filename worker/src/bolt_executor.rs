@@ -1,0 +1,352 @@
+//! A bolt executor: one thread running one or more tasks of a bolt.
+
+use crate::acking::AckVals;
+use crate::message::{Envelope, TupleMsg, ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_RESET_TIMEOUT_STREAM};
+use crate::outbox::{FullQueue, Outbox};
+use crate::routing::{Router, Targets};
+use crate::shared::{route, value_for, Shared};
+use crate::stats::{Publisher, Sampler, TaskStats};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use squall_topology_api::{
+    values, Bolt, BoltOutput, ComponentId, MessageId, OutputCollector, StreamMeta, TaskId, Tuple,
+    TopologyContext, Values, SYSTEM_COMPONENT, TICK_STREAM,
+};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct TaskState {
+    id: TaskId,
+    stats: TaskStats,
+    ack_vals: AckVals,
+}
+
+struct BoltTask {
+    bolt: Box<dyn Bolt>,
+    state: TaskState,
+}
+
+/// Indices of this component's acking streams.
+#[derive(Clone, Copy)]
+struct AckStreams {
+    ack: u32,
+    fail: u32,
+    reset: u32,
+}
+
+/// Everything a bolt's collector needs besides the bolt itself.
+struct Emitter<'a> {
+    shared: &'a Shared,
+    component: &'a ComponentId,
+    router: &'a mut Router,
+    outbox: &'a mut Outbox,
+    rng: &'a mut SmallRng,
+    targets: &'a mut Targets,
+    task: &'a mut TaskState,
+    streams: AckStreams,
+    debug: bool,
+}
+
+impl BoltOutput for Emitter<'_> {
+    fn emit(&mut self, stream: &str, anchors: &[&Tuple], values: Values, direct: Option<TaskId>) {
+        let Some(index) = route(
+            self.shared,
+            self.component,
+            self.task.id,
+            self.router,
+            &mut self.task.stats,
+            stream,
+            &values,
+            direct,
+            self.targets,
+            self.debug,
+        ) else {
+            return;
+        };
+        let tracked =
+            !self.shared.ackers.is_empty() && anchors.iter().any(|a| a.message_id().is_tracked());
+        let n = self.targets.len();
+        let mut values = Some(values);
+        for (i, &dest) in self.targets.iter().enumerate() {
+            let mut message_id = MessageId::untracked();
+            if tracked {
+                for a in anchors {
+                    let ids = a.message_id().anchors();
+                    let Some(&(_, key)) = ids.first() else { continue };
+                    let edge: u64 = self.rng.random();
+                    self.task.ack_vals.add(key, edge);
+                    for &(root, _) in ids {
+                        message_id.xor_edge(root, edge);
+                    }
+                }
+            }
+            self.outbox.push(TupleMsg {
+                dest,
+                source: self.task.id,
+                stream: index,
+                values: value_for(&mut values, i, n),
+                message_id,
+            });
+        }
+    }
+
+    fn ack(&mut self, tuple: &Tuple) {
+        self.task.stats.acked += 1;
+        if let Some(start) = tuple.started() {
+            self.task.stats.process.record(start.elapsed());
+        }
+        let ids = tuple.message_id().anchors();
+        if self.shared.ackers.is_empty() || ids.is_empty() {
+            return;
+        }
+        let val = self.task.ack_vals.take(ids[0].1);
+        for &(root, edge) in ids {
+            let acker = self.shared.acker_for(root);
+            self.outbox
+                .push_ack(acker, self.task.id, self.streams.ack, root, edge ^ val);
+        }
+    }
+
+    fn fail(&mut self, tuple: &Tuple) {
+        self.task.stats.failed_explicit += 1;
+        let ids = tuple.message_id().anchors();
+        if self.shared.ackers.is_empty() || ids.is_empty() {
+            return;
+        }
+        self.task.ack_vals.take(ids[0].1);
+        self.send_to_ackers(ids, self.streams.fail);
+    }
+
+    fn reset_timeout(&mut self, tuple: &Tuple) {
+        if !self.shared.ackers.is_empty() {
+            self.send_to_ackers(tuple.message_id().anchors(), self.streams.reset);
+        }
+    }
+
+    fn report_error(&mut self, error: &str) {
+        self.task.stats.report_error(error.to_owned());
+    }
+}
+
+impl Emitter<'_> {
+    fn send_to_ackers(&mut self, ids: &[(u64, u64)], stream: u32) {
+        for &(root, _) in ids {
+            self.outbox.push(TupleMsg {
+                dest: self.shared.acker_for(root),
+                source: self.task.id,
+                stream,
+                values: values![root],
+                message_id: MessageId::untracked(),
+            });
+        }
+    }
+}
+
+/// Runs one bolt executor until the topology stops.
+pub struct BoltExecutor {
+    shared: Arc<Shared>,
+    component: ComponentId,
+    first_task: u32,
+    tasks: Vec<BoltTask>,
+    router: Router,
+    outbox: Outbox,
+    rng: SmallRng,
+    targets: Targets,
+    sampler: Sampler,
+    inbound: Receiver<Envelope>,
+    publisher: Publisher,
+    streams: AckStreams,
+    debug: bool,
+    tick: Option<(Duration, Instant, Arc<StreamMeta>)>,
+    rotate_every: Duration,
+    next_rotate: Instant,
+}
+
+impl BoltExecutor {
+    /// Makes the executor for tasks `tasks` of `component`, creating each
+    /// task's bolt with `factory` and calling `prepare`.
+    pub fn new(
+        shared: Arc<Shared>,
+        component: ComponentId,
+        tasks: std::ops::Range<u32>,
+        factory: &(dyn Fn() -> Box<dyn Bolt> + Send + Sync),
+        inbound: Receiver<Envelope>,
+        router: Router,
+    ) -> Self {
+        let spec = &shared.spec.components[&component];
+        let stream_names: Vec<String> = (0..router.num_streams())
+            .map(|p| router.stream(p).0 .0.clone())
+            .collect();
+        let stream = |s: &str| shared.streams.index(component.as_str(), s).unwrap_or(u32::MAX);
+        let streams = AckStreams {
+            ack: stream(ACK_ACK_STREAM),
+            fail: stream(ACK_FAIL_STREAM),
+            reset: stream(ACK_RESET_TIMEOUT_STREAM),
+        };
+        let now = Instant::now();
+        let tick_secs = if component.as_str() == squall_topology_api::ACKER_COMPONENT {
+            Some(shared.config.message_timeout_secs)
+        } else {
+            spec.config.tick_tuple_freq_secs.or(shared.config.tick_tuple_freq_secs)
+        };
+        let tick = tick_secs.map(|s| {
+            let every = Duration::from_secs(s);
+            let meta = shared
+                .streams
+                .index(SYSTEM_COMPONENT, TICK_STREAM)
+                .and_then(|i| shared.streams.meta(i))
+                .cloned()
+                .expect("stream table has the tick stream");
+            (every, now + every, meta)
+        });
+        let tasks: Vec<BoltTask> = tasks
+            .map(|t| {
+                let mut bolt = factory();
+                let ctx = TopologyContext::new(
+                    &shared.name,
+                    TaskId(t),
+                    shared.layout.clone(),
+                    shared.spec.clone(),
+                    shared.config.clone(),
+                );
+                bolt.prepare(&ctx);
+                BoltTask {
+                    bolt,
+                    state: TaskState {
+                        id: TaskId(t),
+                        stats: TaskStats::new(component.clone(), stream_names.clone()),
+                        ack_vals: AckVals::default(),
+                    },
+                }
+            })
+            .collect();
+        let rotate_every = Duration::from_secs(shared.config.message_timeout_secs);
+        Self {
+            outbox: Outbox::new(
+                shared.wiring.clone(),
+                shared.config.producer_batch_size,
+                FullQueue::Wait,
+                shared.stop.clone(),
+                shared.in_flight.clone(),
+            ),
+            publisher: Publisher::new(shared.board.clone()),
+            sampler: Sampler::new(shared.config.stats_sample_rate),
+            rng: SmallRng::from_os_rng(),
+            debug: spec.config.debug.unwrap_or(shared.config.debug),
+            first_task: tasks_start(&tasks),
+            shared,
+            component,
+            tasks,
+            router,
+            targets: Targets::new(),
+            inbound,
+            streams,
+            tick,
+            rotate_every,
+            next_rotate: now + rotate_every,
+        }
+    }
+
+    fn execute(&mut self, msg: TupleMsg) {
+        let Some(meta) = self.shared.streams.meta(msg.stream).cloned() else {
+            return;
+        };
+        let index = msg.dest.0.wrapping_sub(self.first_task) as usize;
+        if index >= self.tasks.len() {
+            return;
+        }
+        let started = self.sampler.hit().then(Instant::now);
+        let tuple = Tuple::new(meta, msg.source, msg.values, msg.message_id, started);
+        self.execute_tuple(index, &tuple);
+    }
+
+    fn execute_tuple(&mut self, index: usize, tuple: &Tuple) {
+        let BoltTask { bolt, state } = &mut self.tasks[index];
+        let mut emitter = Emitter {
+            shared: &self.shared,
+            component: &self.component,
+            router: &mut self.router,
+            outbox: &mut self.outbox,
+            rng: &mut self.rng,
+            targets: &mut self.targets,
+            task: state,
+            streams: self.streams,
+            debug: self.debug,
+        };
+        bolt.execute(tuple, &mut OutputCollector::new(&mut emitter));
+        let stats = &mut self.tasks[index].state.stats;
+        stats.executed += 1;
+        if let Some(start) = tuple.started() {
+            stats.execute.record(start.elapsed());
+        }
+    }
+
+    fn on_timers(&mut self, now: Instant) {
+        if let Some((every, next, meta)) = &mut self.tick {
+            if now >= *next {
+                *next = now + *every;
+                let meta = meta.clone();
+                let secs = every.as_secs();
+                for i in 0..self.tasks.len() {
+                    let tuple = Tuple::new(meta.clone(), TaskId(0), values![secs], MessageId::untracked(), None);
+                    self.execute_tuple(i, &tuple);
+                }
+            }
+        }
+        if now >= self.next_rotate {
+            self.next_rotate = now + self.rotate_every;
+            self.tasks.iter_mut().for_each(|t| t.state.ack_vals.rotate());
+        }
+        let tasks = self.tasks.iter_mut().map(|t| (t.state.id, &mut t.state.stats));
+        self.publisher.maybe_publish(now, false, tasks);
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let mut d = self.publisher.next_due().min(self.next_rotate);
+        if let Some((_, next, _)) = &self.tick {
+            d = d.min(*next);
+        }
+        d
+    }
+
+    /// The executor loop: execute batches, flush when idle, run timers.
+    pub fn run(mut self) {
+        let flush_every = Duration::from_millis(self.shared.config.flush_tuple_freq_millis);
+        let mut last_flush = Instant::now();
+        let mut processed = 0i64;
+        while !self.shared.stopping() {
+            let wait = self.next_deadline().saturating_duration_since(Instant::now());
+            match self.inbound.recv_timeout(wait) {
+                Ok(Envelope::Tuples(batch)) => {
+                    let start = Instant::now();
+                    processed += batch.len() as i64;
+                    for msg in batch {
+                        self.execute(msg);
+                    }
+                    let end = Instant::now();
+                    self.publisher.add_busy(end - start);
+                    if self.inbound.is_empty() || end - last_flush >= flush_every {
+                        self.outbox.flush();
+                        last_flush = end;
+                    }
+                }
+                Ok(Envelope::Wake) | Err(RecvTimeoutError::Timeout) => self.outbox.flush(),
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            self.on_timers(Instant::now());
+            if self.outbox.is_empty() {
+                self.shared.done_in_flight(std::mem::take(&mut processed));
+            }
+        }
+        for t in &mut self.tasks {
+            t.bolt.cleanup();
+        }
+        let tasks = self.tasks.iter_mut().map(|t| (t.state.id, &mut t.state.stats));
+        self.publisher.maybe_publish(Instant::now(), true, tasks);
+    }
+}
+
+fn tasks_start(tasks: &[BoltTask]) -> u32 {
+    tasks.first().map_or(0, |t| t.state.id.0)
+}

@@ -1,0 +1,272 @@
+//! Starting a topology's executors and controlling them.
+
+use crate::acking::Acker;
+use crate::bolt_executor::BoltExecutor;
+use crate::message::{Envelope, StreamTable, ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_RESET_TIMEOUT_STREAM};
+use crate::outbox::Wiring;
+use crate::routing::Router;
+use crate::shared::{EmitTap, Shared};
+use crate::spout_executor::SpoutExecutor;
+use squall_topology_api::metrics::TopologyMetrics;
+use squall_topology_api::spec::{ComponentConfig, ComponentKind, ComponentSpec, InputSpec, TopologySpec};
+use squall_topology_api::{
+    Bolt, Config, GroupingSpec, OutputFieldsDeclarer, TaskId, TaskLayout, Topology, ACKER_COMPONENT,
+};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Why a topology could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The OS refused a thread.
+    #[error("could not start executor thread for {component:?}: {source}")]
+    Spawn {
+        /// The executor's component.
+        component: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The topology has no factory for a component of its spec.
+    #[error("no spout or bolt factory for component {0:?}")]
+    MissingFactory(String),
+}
+
+/// Options for [`launch`].
+#[derive(Default, Clone)]
+pub struct LaunchOptions {
+    /// Observer of every emit (testing kit).
+    pub tap: Option<EmitTap>,
+    /// Start with spouts deactivated.
+    pub start_inactive: bool,
+}
+
+/// The spec plus the system component `__acker` (when tracking is on),
+/// whose direct streams every spout subscribes to.
+pub fn system_spec(spec: &TopologySpec, ackers: u32) -> TopologySpec {
+    let mut spec = spec.clone();
+    if ackers == 0 {
+        return spec;
+    }
+    let mut d = OutputFieldsDeclarer::new();
+    Acker::default().declare_output_fields(&mut d);
+    let (streams, _) = d.finish();
+    for c in spec.components.values_mut().filter(|c| c.kind == ComponentKind::Spout) {
+        for s in [ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_RESET_TIMEOUT_STREAM] {
+            c.inputs.push(InputSpec {
+                component: ACKER_COMPONENT.into(),
+                stream: s.into(),
+                grouping: GroupingSpec::Direct,
+            });
+        }
+    }
+    spec.components.insert(
+        ACKER_COMPONENT.into(),
+        ComponentSpec {
+            kind: ComponentKind::Bolt,
+            parallelism: ackers,
+            num_tasks: ackers,
+            inputs: Vec::new(),
+            streams,
+            config: ComponentConfig::default(),
+        },
+    );
+    spec
+}
+
+/// A topology whose executors run on threads of this process.
+pub struct RunningTopology {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Starts every executor of `topology` as a thread of this process (one
+/// worker holding all executors, as in Storm's local mode).
+pub fn launch(
+    name: &str,
+    topology: &Topology,
+    config: &Config,
+    options: LaunchOptions,
+) -> Result<RunningTopology, LaunchError> {
+    let ackers = config.effective_ackers();
+    let layout = Arc::new(TaskLayout::new(topology.spec(), ackers));
+    let spec = Arc::new(system_spec(topology.spec(), ackers));
+    let streams = Arc::new(StreamTable::new(&spec));
+    let capacity = (config.executor_receive_buffer_size / config.producer_batch_size.max(1)).max(2);
+    let (senders, receivers): (Vec<_>, Vec<_>) = layout
+        .executors()
+        .iter()
+        .map(|_| crossbeam_channel::bounded::<Envelope>(capacity))
+        .unzip();
+    let mut executor_of_task = vec![0u32; layout.num_tasks() + 1];
+    for (i, e) in layout.executors().iter().enumerate() {
+        for t in e.tasks.clone() {
+            executor_of_task[t as usize] = i as u32;
+        }
+    }
+    let shared = Arc::new(Shared {
+        name: name.to_owned(),
+        topology: topology.clone(),
+        ackers: layout.component_tasks(ACKER_COMPONENT).to_vec(),
+        spec,
+        layout: layout.clone(),
+        streams,
+        config: Arc::new(config.clone()),
+        wiring: Arc::new(Wiring {
+            queues: senders,
+            executor_of_task,
+        }),
+        active: AtomicBool::new(!options.start_inactive),
+        stop: Arc::new(AtomicBool::new(false)),
+        in_flight: Arc::new(AtomicI64::new(0)),
+        board: Arc::new(Mutex::new(TopologyMetrics::default())),
+        tap: options.tap,
+    });
+    let mut running = RunningTopology {
+        shared: shared.clone(),
+        threads: Vec::new(),
+    };
+    for (i, (exec, inbound)) in layout.executors().iter().zip(receivers).enumerate() {
+        let shared = shared.clone();
+        let component = exec.component.clone();
+        let kind = shared.spec.components[&component].kind;
+        let is_acker = component.as_str() == ACKER_COMPONENT;
+        if !is_acker {
+            let known = match kind {
+                ComponentKind::Spout => topology.spout_factory(component.as_str()).is_some(),
+                ComponentKind::Bolt => topology.bolt_factory(component.as_str()).is_some(),
+            };
+            if !known {
+                running.shutdown_threads();
+                return Err(LaunchError::MissingFactory(component.0));
+            }
+        }
+        let tasks = exec.tasks.clone();
+        let thread_name = format!("{name}-{component}-{}", tasks.start);
+        let handle = std::thread::Builder::new()
+            .name(thread_name)
+            .spawn(move || {
+                let router = Router::new(
+                    component.as_str(),
+                    &shared.spec,
+                    &shared.topology,
+                    &shared.layout,
+                    &shared.streams,
+                    &|_| true,
+                    i as u64 ^ 0x5eed,
+                );
+                match kind {
+                    ComponentKind::Spout => {
+                        let factory = shared.topology.spout_factory(component.as_str()).cloned();
+                        if let Some(f) = factory {
+                            SpoutExecutor::new(shared.clone(), component, tasks, &*f, inbound, router).run()
+                        }
+                    }
+                    ComponentKind::Bolt if is_acker => {
+                        let f = |()| Box::new(Acker::default()) as Box<dyn Bolt>;
+                        let f = move || f(());
+                        BoltExecutor::new(shared.clone(), component, tasks, &f, inbound, router).run()
+                    }
+                    ComponentKind::Bolt => {
+                        let factory = shared.topology.bolt_factory(component.as_str()).cloned();
+                        if let Some(f) = factory {
+                            BoltExecutor::new(shared.clone(), component, tasks, &*f, inbound, router).run()
+                        }
+                    }
+                }
+            })
+            .map_err(|source| LaunchError::Spawn {
+                component: exec.component.0.clone(),
+                source,
+            });
+        match handle {
+            Ok(h) => running.threads.push(h),
+            Err(e) => {
+                running.shutdown_threads();
+                return Err(e);
+            }
+        }
+    }
+    Ok(running)
+}
+
+impl RunningTopology {
+    /// The topology's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Lets spouts call `next_tuple` (calls `Spout::activate`).
+    pub fn activate(&self) {
+        self.shared.active.store(true, Ordering::Release);
+    }
+
+    /// Stops `next_tuple` calls (calls `Spout::deactivate`); acks, fails and
+    /// bolts go on.
+    pub fn deactivate(&self) {
+        self.shared.active.store(false, Ordering::Release);
+    }
+
+    /// Whether spouts are active.
+    pub fn is_active(&self) -> bool {
+        self.shared.active.load(Ordering::Acquire)
+    }
+
+    /// The latest published metrics (executors publish every 100 ms).
+    pub fn metrics(&self) -> TopologyMetrics {
+        self.shared
+            .board
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Tuples emitted (or acking messages sent) and not yet processed by
+    /// their receiver. Zero when the topology is quiet.
+    pub fn in_flight(&self) -> i64 {
+        self.shared.in_flight.load(Ordering::Acquire)
+    }
+
+    /// The task layout.
+    pub fn layout(&self) -> &TaskLayout {
+        &self.shared.layout
+    }
+
+    /// The acker task ids.
+    pub fn acker_tasks(&self) -> &[TaskId] {
+        &self.shared.ackers
+    }
+
+    /// Whether any executor thread has ended (a user panic).
+    pub fn has_dead_executor(&self) -> bool {
+        self.threads.iter().any(|t| t.is_finished()) && !self.shared.stopping()
+    }
+
+    fn shutdown_threads(&mut self) {
+        self.shared.active.store(false, Ordering::Release);
+        self.shared.stop.store(true, Ordering::Release);
+        for q in &self.shared.wiring.queues {
+            let _ = q.try_send(Envelope::Wake);
+        }
+        for t in self.threads.drain(..) {
+            if let Err(panic) = t.join() {
+                tracing::error!(topology = %self.shared.name, "executor panicked: {panic:?}");
+            }
+        }
+    }
+
+    /// Stops every executor: spouts are deactivated and closed, bolts
+    /// cleaned up; tuples still queued are dropped (their trees fail by
+    /// timeout if the topology is restarted elsewhere). Returns the final
+    /// metrics.
+    pub fn shutdown(mut self) -> TopologyMetrics {
+        self.shutdown_threads();
+        self.metrics()
+    }
+}
+
+impl Drop for RunningTopology {
+    fn drop(&mut self) {
+        self.shutdown_threads();
+    }
+}

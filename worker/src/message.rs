@@ -1,0 +1,124 @@
+//! What travels between executors: addressed tuples in batches, and the
+//! table that maps a stream index back to its component, id and fields.
+
+use rustc_hash::FxHashMap;
+use squall_topology_api::spec::TopologySpec;
+use squall_topology_api::{
+    ComponentId, Fields, MessageId, StreamId, StreamMeta, TaskId, Values, SYSTEM_COMPONENT, TICK_STREAM,
+};
+use std::sync::Arc;
+
+/// Stream on which a spout task tells an acker about a new tuple tree:
+/// `[root, xor of edge ids, spout task]`.
+pub const ACK_INIT_STREAM: &str = "__ack_init";
+/// Stream on which a bolt acks (`[root, xor]`), and on which an acker tells
+/// a spout that a tree completed (`[root]`).
+pub const ACK_ACK_STREAM: &str = "__ack_ack";
+/// Stream on which a bolt fails a tree (`[root]`), and on which an acker
+/// tells the spout (`[root]`).
+pub const ACK_FAIL_STREAM: &str = "__ack_fail";
+/// Stream on which a bolt restarts a tree's timeout (`[root]`), forwarded by
+/// the acker to the spout.
+pub const ACK_RESET_TIMEOUT_STREAM: &str = "__ack_reset_timeout";
+
+/// One tuple addressed to one task: the unit executors exchange.
+#[derive(Debug, Clone)]
+pub struct TupleMsg {
+    /// The receiving task.
+    pub dest: TaskId,
+    /// The emitting task.
+    pub source: TaskId,
+    /// Index into the topology's [`StreamTable`].
+    pub stream: u32,
+    /// The values.
+    pub values: Values,
+    /// The tuple's ids in its trees (empty: untracked).
+    pub message_id: MessageId,
+}
+
+/// What an executor's inbound queue carries.
+#[derive(Debug)]
+pub enum Envelope {
+    /// A batch of tuples, each for a task of the receiving executor.
+    Tuples(Vec<TupleMsg>),
+    /// Wake up and look at the control flags (stop, activate).
+    Wake,
+}
+
+/// Every stream of a topology, system streams included, numbered densely so
+/// a tuple names its stream with a `u32`. Identical in every worker of a
+/// topology (built from the spec in a fixed order).
+#[derive(Debug)]
+pub struct StreamTable {
+    metas: Vec<Arc<StreamMeta>>,
+    index: FxHashMap<(ComponentId, StreamId), u32>,
+}
+
+fn id_fields(names: &[&str]) -> Fields {
+    Fields::new(names.iter().copied())
+}
+
+impl StreamTable {
+    /// Numbers the streams of `spec` (which includes the `__acker`
+    /// component), plus each component's acking streams and the tick stream.
+    pub fn new(spec: &TopologySpec) -> Self {
+        let mut t = Self {
+            metas: Vec::new(),
+            index: FxHashMap::default(),
+        };
+        let system_out = [
+            (ACK_INIT_STREAM, id_fields(&["id", "val", "task"])),
+            (ACK_ACK_STREAM, id_fields(&["id", "val"])),
+            (ACK_FAIL_STREAM, id_fields(&["id"])),
+            (ACK_RESET_TIMEOUT_STREAM, id_fields(&["id"])),
+        ];
+        for (id, c) in &spec.components {
+            for (s, def) in &c.streams {
+                t.add(id.clone(), s.clone(), def.fields.clone());
+            }
+            for (s, f) in &system_out {
+                if !c.streams.contains_key(*s) {
+                    t.add(id.clone(), StreamId::from(*s), f.clone());
+                }
+            }
+        }
+        t.add(
+            SYSTEM_COMPONENT.into(),
+            TICK_STREAM.into(),
+            id_fields(&["rate_secs"]),
+        );
+        t
+    }
+
+    fn add(&mut self, component: ComponentId, stream: StreamId, fields: Fields) {
+        let i = self.metas.len() as u32;
+        self.index.insert((component.clone(), stream.clone()), i);
+        self.metas.push(Arc::new(StreamMeta {
+            component,
+            stream,
+            fields,
+        }));
+    }
+
+    /// The index of `component`'s `stream`.
+    pub fn index(&self, component: &str, stream: &str) -> Option<u32> {
+        self.index
+            .get(&(ComponentId::from(component), StreamId::from(stream)))
+            .copied()
+    }
+
+    /// The stream with index `i`.
+    pub fn meta(&self, i: u32) -> Option<&Arc<StreamMeta>> {
+        self.metas.get(i as usize)
+    }
+
+    /// The number of streams.
+    pub fn len(&self) -> usize {
+        self.metas.len()
+    }
+
+    /// Whether there are no streams.
+    pub fn is_empty(&self) -> bool {
+        self.metas.is_empty()
+    }
+}

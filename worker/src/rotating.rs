@@ -1,0 +1,108 @@
+//! A map whose entries expire in bulk: Storm's `RotatingMap`.
+
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
+use std::hash::Hash;
+
+/// Entries live in the newest of `n` buckets; each [`rotate`](Self::rotate)
+/// drops the oldest bucket and returns its entries. Rotating every `t / (n -
+/// 1)` expires an entry between `t` and `t * n / (n - 1)` after it was last
+/// put or touched, with no timer per entry (Storm's `RotatingMap`, used by
+/// its acker and spout executors).
+#[derive(Debug)]
+pub struct RotatingMap<K, V> {
+    buckets: VecDeque<FxHashMap<K, V>>,
+}
+
+impl<K: Hash + Eq, V> RotatingMap<K, V> {
+    /// A map with `n` buckets (at least 2).
+    pub fn new(n: usize) -> Self {
+        Self {
+            buckets: (0..n.max(2)).map(|_| FxHashMap::default()).collect(),
+        }
+    }
+
+    /// Inserts into the newest bucket, replacing any older entry.
+    pub fn insert(&mut self, k: K, v: V) {
+        for b in self.buckets.iter_mut().skip(1) {
+            b.remove(&k);
+        }
+        self.buckets[0].insert(k, v);
+    }
+
+    /// The entry for `k`, if present.
+    pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
+        self.buckets.iter_mut().find_map(|b| b.get_mut(k))
+    }
+
+    /// The entry for `k`, created with `make` in the newest bucket if absent.
+    pub fn get_or_insert_with(&mut self, k: K, make: impl FnOnce() -> V) -> &mut V {
+        let pos = self.buckets.iter().position(|b| b.contains_key(&k));
+        let bucket = pos.unwrap_or(0);
+        self.buckets[bucket].entry(k).or_insert_with(make)
+    }
+
+    /// Removes and returns the entry for `k`.
+    pub fn remove(&mut self, k: &K) -> Option<V> {
+        self.buckets.iter_mut().find_map(|b| b.remove(k))
+    }
+
+    /// Moves the entry for `k` to the newest bucket (restarting its
+    /// expiry). Returns whether it was present.
+    pub fn touch(&mut self, k: K) -> bool {
+        match self.remove(&k) {
+            Some(v) => {
+                self.buckets[0].insert(k, v);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops the oldest bucket, returning its entries, and opens a new one.
+    pub fn rotate(&mut self) -> FxHashMap<K, V> {
+        let dead = self.buckets.pop_back().unwrap_or_default();
+        self.buckets.push_front(FxHashMap::default());
+        dead
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.buckets.iter().map(|b| b.len()).sum()
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.buckets.iter().all(|b| b.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_expire_after_n_rotations_unless_touched() {
+        let mut m = RotatingMap::new(3);
+        m.insert(1, "a");
+        m.insert(2, "b");
+        assert!(m.rotate().is_empty());
+        assert!(m.touch(2));
+        assert!(m.rotate().is_empty());
+        let dead = m.rotate();
+        assert_eq!(dead.get(&1), Some(&"a"));
+        assert_eq!(m.len(), 1);
+        assert_eq!(m.remove(&2), Some("b"));
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn get_or_insert_keeps_the_bucket_of_an_existing_entry() {
+        let mut m = RotatingMap::new(2);
+        *m.get_or_insert_with(7, || 0) ^= 5;
+        m.rotate();
+        *m.get_or_insert_with(7, || 0) ^= 5;
+        assert_eq!(m.get_mut(&7), Some(&mut 0));
+        assert_eq!(m.rotate().len(), 1);
+    }
+}

@@ -1,0 +1,114 @@
+//! What every executor of a running topology shares, and the routing step
+//! common to spout and bolt emits.
+
+use crate::message::StreamTable;
+use crate::outbox::Wiring;
+use crate::routing::{Router, Targets};
+use crate::stats::{MetricsBoard, TaskStats};
+use squall_topology_api::spec::TopologySpec;
+use squall_topology_api::{ComponentId, Config, StreamId, TaskId, TaskLayout, Topology, Values};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+
+/// Sees every emit of a topology: `(component, task, stream, values)`.
+/// Used by the testing kit to capture what each component emitted.
+pub type EmitTap = Arc<dyn Fn(&ComponentId, TaskId, &StreamId, &Values) + Send + Sync>;
+
+/// State shared by the executors of one running topology.
+pub struct Shared {
+    /// The topology's name.
+    pub name: String,
+    /// Factories.
+    pub topology: Topology,
+    /// The spec plus the `__acker` component and its subscriptions.
+    pub spec: Arc<TopologySpec>,
+    /// Task and executor layout.
+    pub layout: Arc<TaskLayout>,
+    /// Stream numbering.
+    pub streams: Arc<StreamTable>,
+    /// Configuration.
+    pub config: Arc<Config>,
+    /// Queues of every executor.
+    pub wiring: Arc<Wiring>,
+    /// The acker tasks (empty: no tracking).
+    pub ackers: Vec<TaskId>,
+    /// Whether spouts should call `next_tuple`.
+    pub active: AtomicBool,
+    /// Set once to stop every executor.
+    pub stop: Arc<AtomicBool>,
+    /// Tuples sent and not yet fully processed (see [`Outbox::new`](crate::outbox::Outbox::new)).
+    pub in_flight: Arc<AtomicI64>,
+    /// Published metrics.
+    pub board: MetricsBoard,
+    /// Optional emit observer.
+    pub tap: Option<EmitTap>,
+}
+
+impl Shared {
+    /// The acker task responsible for tree `root` (Storm: hash mod ackers).
+    pub fn acker_for(&self, root: u64) -> TaskId {
+        self.ackers[(root % self.ackers.len() as u64) as usize]
+    }
+
+    /// Whether executors should stop.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Marks `n` received tuples as fully processed: call only once the
+    /// executor's outbox is empty, so their outputs are already counted.
+    pub fn done_in_flight(&self, n: i64) {
+        if n != 0 {
+            self.in_flight.fetch_sub(n, Ordering::AcqRel);
+        }
+    }
+}
+
+/// The routing step of an emit: resolves `stream`, fills `targets`, counts
+/// the emit and calls the tap. Returns the stream's global index, or `None`
+/// (error reported, tuple dropped).
+#[allow(clippy::too_many_arguments)]
+pub fn route(
+    shared: &Shared,
+    component: &ComponentId,
+    task: TaskId,
+    router: &mut Router,
+    stats: &mut TaskStats,
+    stream: &str,
+    values: &Values,
+    direct: Option<TaskId>,
+    targets: &mut Targets,
+    debug: bool,
+) -> Option<u32> {
+    targets.clear();
+    let routed = router
+        .stream_position(stream)
+        .and_then(|pos| router.targets(pos, task, values, direct, targets).map(|()| pos));
+    match routed {
+        Ok(pos) => {
+            stats.emitted[pos] += 1;
+            stats.transferred += targets.len() as u64;
+            let (sid, index) = router.stream(pos);
+            if debug {
+                tracing::info!(topology = %shared.name, %component, %task, stream = %sid, "emitting {values}");
+            }
+            if let Some(tap) = &shared.tap {
+                tap(component, task, sid, values);
+            }
+            Some(index)
+        }
+        Err(e) => {
+            stats.report_error(e.to_string());
+            None
+        }
+    }
+}
+
+/// Moves `values` to the last target and clones it for the others.
+pub fn value_for(values: &mut Option<Values>, i: usize, n: usize) -> Values {
+    if i + 1 == n {
+        values.take().unwrap_or_default()
+    } else {
+        values.as_ref().cloned().unwrap_or_default()
+    }
+}

@@ -1,0 +1,376 @@
+//! A spout executor: one thread running one or more tasks of a spout.
+//!
+//! The loop never blocks on output: when a downstream queue is full the
+//! batch stays in the outbox and `next_tuple` is not called until it
+//! drains, while acks and fails keep being processed (no deadlock, bounded
+//! memory). `topology.max.spout.pending` bounds tracked tuples per task.
+
+use crate::message::{
+    Envelope, TupleMsg, ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_INIT_STREAM, ACK_RESET_TIMEOUT_STREAM,
+};
+use crate::outbox::{FullQueue, Outbox};
+use crate::rotating::RotatingMap;
+use crate::routing::{Router, Targets};
+use crate::shared::{route, value_for, Shared};
+use crate::stats::{Publisher, TaskStats};
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use squall_topology_api::{
+    values, ComponentId, FailReason, MessageId, Spout, SpoutOutput, SpoutOutputCollector, TaskId,
+    TopologyContext, Value, Values, ACKER_COMPONENT,
+};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Buckets of the spout's pending map: rotating every timeout / 3 expires a
+/// tuple between 1 and 4/3 of the message timeout after its emit.
+const PENDING_BUCKETS: usize = 4;
+/// Most `next_tuple` calls per task between two looks at the inbound queue.
+const BURST: usize = 64;
+/// How long an idle spout waits for acks before asking again, like Storm's
+/// sleep spout-wait strategy.
+const IDLE_WAIT: Duration = Duration::from_millis(1);
+
+struct Pending {
+    msg_id: Value,
+    emitted: Instant,
+}
+
+struct TaskState {
+    id: TaskId,
+    stats: TaskStats,
+    pending: RotatingMap<u64, Pending>,
+    /// Tuples acked without tracking (no ackers, or no receiving task).
+    acked_untracked: Vec<Value>,
+    emits: u64,
+}
+
+struct SpoutTask {
+    spout: Box<dyn Spout>,
+    state: TaskState,
+}
+
+struct Emitter<'a> {
+    shared: &'a Shared,
+    component: &'a ComponentId,
+    router: &'a mut Router,
+    outbox: &'a mut Outbox,
+    rng: &'a mut SmallRng,
+    targets: &'a mut Targets,
+    task: &'a mut TaskState,
+    ack_init: u32,
+    debug: bool,
+}
+
+impl SpoutOutput for Emitter<'_> {
+    fn emit(&mut self, stream: &str, values: Values, msg_id: Option<Value>, direct: Option<TaskId>) {
+        self.task.emits += 1;
+        let Some(index) = route(
+            self.shared,
+            self.component,
+            self.task.id,
+            self.router,
+            &mut self.task.stats,
+            stream,
+            &values,
+            direct,
+            self.targets,
+            self.debug,
+        ) else {
+            return;
+        };
+        let n = self.targets.len();
+        let tracked = msg_id.is_some() && n > 0 && !self.shared.ackers.is_empty();
+        let root: u64 = if tracked { self.rng.random() } else { 0 };
+        let mut xor = 0u64;
+        let mut values = Some(values);
+        for (i, &dest) in self.targets.iter().enumerate() {
+            let message_id = if tracked {
+                let edge: u64 = self.rng.random();
+                xor ^= edge;
+                MessageId::single(root, edge)
+            } else {
+                MessageId::untracked()
+            };
+            self.outbox.push(TupleMsg {
+                dest,
+                source: self.task.id,
+                stream: index,
+                values: value_for(&mut values, i, n),
+                message_id,
+            });
+        }
+        let Some(msg_id) = msg_id else { return };
+        if !tracked {
+            self.task.acked_untracked.push(msg_id);
+            return;
+        }
+        self.task.pending.insert(
+            root,
+            Pending {
+                msg_id,
+                emitted: Instant::now(),
+            },
+        );
+        self.outbox.push(TupleMsg {
+            dest: self.shared.acker_for(root),
+            source: self.task.id,
+            stream: self.ack_init,
+            values: values![root, xor, self.task.id.0],
+            message_id: MessageId::untracked(),
+        });
+    }
+
+    fn report_error(&mut self, error: &str) {
+        self.task.stats.report_error(error.to_owned());
+    }
+}
+
+/// Indices of the acker's streams to spouts.
+struct AckerStreams {
+    ack: u32,
+    fail: u32,
+    reset: u32,
+}
+
+/// Runs one spout executor until the topology stops.
+pub struct SpoutExecutor {
+    shared: Arc<Shared>,
+    component: ComponentId,
+    first_task: u32,
+    tasks: Vec<SpoutTask>,
+    router: Router,
+    outbox: Outbox,
+    rng: SmallRng,
+    targets: Targets,
+    inbound: Receiver<Envelope>,
+    publisher: Publisher,
+    ack_init: u32,
+    acker_streams: AckerStreams,
+    max_pending: Option<usize>,
+    debug: bool,
+    active: bool,
+    rotate_every: Duration,
+    next_rotate: Instant,
+}
+
+impl SpoutExecutor {
+    /// Makes the executor for `tasks` of `component`, creating each task's
+    /// spout with `factory` and calling `open`.
+    pub fn new(
+        shared: Arc<Shared>,
+        component: ComponentId,
+        tasks: std::ops::Range<u32>,
+        factory: &(dyn Fn() -> Box<dyn Spout> + Send + Sync),
+        inbound: Receiver<Envelope>,
+        router: Router,
+    ) -> Self {
+        let spec = &shared.spec.components[&component];
+        let stream_names: Vec<String> = (0..router.num_streams())
+            .map(|p| router.stream(p).0 .0.clone())
+            .collect();
+        let acker = |s: &str| shared.streams.index(ACKER_COMPONENT, s).unwrap_or(u32::MAX);
+        let acker_streams = AckerStreams {
+            ack: acker(ACK_ACK_STREAM),
+            fail: acker(ACK_FAIL_STREAM),
+            reset: acker(ACK_RESET_TIMEOUT_STREAM),
+        };
+        let tasks: Vec<SpoutTask> = tasks
+            .map(|t| {
+                let mut spout = factory();
+                let ctx = TopologyContext::new(
+                    &shared.name,
+                    TaskId(t),
+                    shared.layout.clone(),
+                    shared.spec.clone(),
+                    shared.config.clone(),
+                );
+                spout.open(&ctx);
+                SpoutTask {
+                    spout,
+                    state: TaskState {
+                        id: TaskId(t),
+                        stats: TaskStats::new(component.clone(), stream_names.clone()),
+                        pending: RotatingMap::new(PENDING_BUCKETS),
+                        acked_untracked: Vec::new(),
+                        emits: 0,
+                    },
+                }
+            })
+            .collect();
+        let rotate_every =
+            Duration::from_secs(shared.config.message_timeout_secs) / (PENDING_BUCKETS as u32 - 1);
+        Self {
+            ack_init: shared
+                .streams
+                .index(component.as_str(), ACK_INIT_STREAM)
+                .unwrap_or(u32::MAX),
+            outbox: Outbox::new(
+                shared.wiring.clone(),
+                shared.config.producer_batch_size,
+                FullQueue::Hold,
+                shared.stop.clone(),
+                shared.in_flight.clone(),
+            ),
+            publisher: Publisher::new(shared.board.clone()),
+            rng: SmallRng::from_os_rng(),
+            max_pending: spec.config.max_spout_pending.or(shared.config.max_spout_pending),
+            debug: spec.config.debug.unwrap_or(shared.config.debug),
+            first_task: tasks.first().map_or(0, |t| t.state.id.0),
+            active: false,
+            next_rotate: Instant::now() + rotate_every,
+            rotate_every,
+            acker_streams,
+            shared,
+            component,
+            tasks,
+            router,
+            targets: Targets::new(),
+            inbound,
+        }
+    }
+
+    /// Handles acker messages; returns how many were processed.
+    fn handle(&mut self, env: Envelope) -> i64 {
+        let Envelope::Tuples(batch) = env else { return 0 };
+        let n = batch.len() as i64;
+        let now = Instant::now();
+        for msg in batch {
+            let index = msg.dest.0.wrapping_sub(self.first_task) as usize;
+            let Some(task) = self.tasks.get_mut(index) else { continue };
+            let Some(root) = msg.values.first().and_then(Value::as_i64).map(|r| r as u64) else {
+                continue;
+            };
+            let st = &mut task.state;
+            if msg.stream == self.acker_streams.reset {
+                st.pending.touch(root);
+                continue;
+            }
+            let Some(p) = st.pending.remove(&root) else { continue };
+            if msg.stream == self.acker_streams.ack {
+                st.stats.acked += 1;
+                st.stats.complete.record(now - p.emitted);
+                task.spout.ack(p.msg_id);
+            } else if msg.stream == self.acker_streams.fail {
+                st.stats.failed_explicit += 1;
+                task.spout.fail(p.msg_id, FailReason::Failed);
+            }
+        }
+        n
+    }
+
+    fn drain_inbound(&mut self) -> i64 {
+        let mut n = 0;
+        loop {
+            match self.inbound.try_recv() {
+                Ok(env) => n += self.handle(env),
+                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => return n,
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        if now < self.next_rotate {
+            return;
+        }
+        self.next_rotate = now + self.rotate_every;
+        for task in &mut self.tasks {
+            for (_, p) in task.state.pending.rotate() {
+                task.state.stats.failed_timeout += 1;
+                task.spout.fail(p.msg_id, FailReason::Timeout);
+            }
+        }
+    }
+
+    /// Calls `next_tuple` on each task while allowed; returns whether any
+    /// task emitted.
+    fn emit_round(&mut self) -> bool {
+        let mut emitted = false;
+        for SpoutTask { spout, state } in &mut self.tasks {
+            for id in std::mem::take(&mut state.acked_untracked) {
+                state.stats.acked += 1;
+                spout.ack(id);
+            }
+            for _ in 0..BURST {
+                if self.outbox.is_congested()
+                    || self.max_pending.is_some_and(|m| state.pending.len() >= m)
+                {
+                    break;
+                }
+                let before = state.emits;
+                let mut emitter = Emitter {
+                    shared: &self.shared,
+                    component: &self.component,
+                    router: &mut self.router,
+                    outbox: &mut self.outbox,
+                    rng: &mut self.rng,
+                    targets: &mut self.targets,
+                    task: state,
+                    ack_init: self.ack_init,
+                    debug: self.debug,
+                };
+                spout.next_tuple(&mut SpoutOutputCollector::new(&mut emitter));
+                if state.emits == before {
+                    break;
+                }
+                emitted = true;
+            }
+            for id in std::mem::take(&mut state.acked_untracked) {
+                state.stats.acked += 1;
+                spout.ack(id);
+            }
+        }
+        emitted
+    }
+
+    fn set_active(&mut self, active: bool) {
+        if active == self.active {
+            return;
+        }
+        self.active = active;
+        for t in &mut self.tasks {
+            if active {
+                t.spout.activate()
+            } else {
+                t.spout.deactivate()
+            }
+        }
+    }
+
+    /// The executor loop.
+    pub fn run(mut self) {
+        let mut processed = 0i64;
+        while !self.shared.stopping() {
+            self.set_active(self.shared.active.load(Ordering::Acquire));
+            let drained = self.drain_inbound();
+            processed += drained;
+            let now = Instant::now();
+            self.expire(now);
+            let emitted = self.active && self.emit_round();
+            self.outbox.flush();
+            for t in &mut self.tasks {
+                t.state.stats.pending = t.state.pending.len() as u64;
+            }
+            let tasks = self.tasks.iter_mut().map(|t| (t.state.id, &mut t.state.stats));
+            self.publisher.maybe_publish(now, false, tasks);
+            if self.outbox.is_empty() {
+                self.shared.done_in_flight(std::mem::take(&mut processed));
+            }
+            if !emitted && drained == 0 {
+                match self.inbound.recv_timeout(IDLE_WAIT) {
+                    Ok(env) => processed += self.handle(env),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        }
+        self.set_active(false);
+        for t in &mut self.tasks {
+            t.spout.close();
+        }
+        let tasks = self.tasks.iter_mut().map(|t| (t.state.id, &mut t.state.stats));
+        self.publisher.maybe_publish(Instant::now(), true, tasks);
+    }
+}

@@ -1,0 +1,218 @@
+//! Per-task counters kept on the executor thread and published as
+//! [`TaskMetrics`] snapshots.
+
+use hdrhistogram::Histogram;
+use squall_topology_api::metrics::{LatencySummary, TaskMetrics, TopologyMetrics};
+use squall_topology_api::ComponentId;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How many errors a task keeps for its metrics.
+const MAX_ERRORS: usize = 10;
+
+/// Where executors publish their tasks' metrics.
+pub type MetricsBoard = Arc<Mutex<TopologyMetrics>>;
+
+/// A latency histogram in microseconds, 1 µs to 1 h, 2 significant digits.
+pub struct Latency(Histogram<u64>);
+
+impl Default for Latency {
+    fn default() -> Self {
+        Self(Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds"))
+    }
+}
+
+impl Latency {
+    /// Records one sample.
+    pub fn record(&mut self, d: Duration) {
+        self.0.saturating_record(d.as_micros().max(1) as u64)
+    }
+
+    fn summary(&self) -> LatencySummary {
+        let h = &self.0;
+        let ms = |us: u64| us as f64 / 1000.0;
+        LatencySummary {
+            count: h.len(),
+            mean_ms: if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
+            p50_ms: ms(h.value_at_quantile(0.5)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            max_ms: ms(h.max()),
+        }
+    }
+}
+
+/// Picks every n-th tuple for latency timing (`topology.stats.sample.rate`).
+#[derive(Debug)]
+pub struct Sampler {
+    every: u64,
+    count: u64,
+}
+
+impl Sampler {
+    /// Samples a fraction `rate` (0 to 1) of calls.
+    pub fn new(rate: f64) -> Self {
+        let every = if rate <= 0.0 { u64::MAX } else { (1.0 / rate).round().max(1.0) as u64 };
+        Self { every, count: 0 }
+    }
+
+    /// Whether this call is sampled.
+    pub fn hit(&mut self) -> bool {
+        self.count += 1;
+        if self.count >= self.every {
+            self.count = 0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// One task's counters.
+pub struct TaskStats {
+    component: ComponentId,
+    stream_names: Vec<String>,
+    /// Emits per local stream position.
+    pub emitted: Vec<u64>,
+    /// Tuples sent to tasks.
+    pub transferred: u64,
+    /// Acks (bolt inputs, or completed spout trees).
+    pub acked: u64,
+    /// Fails by a bolt's `fail`.
+    pub failed_explicit: u64,
+    /// Fails by timeout (spouts).
+    pub failed_timeout: u64,
+    /// Executions (bolts).
+    pub executed: u64,
+    /// Sampled execute latency.
+    pub execute: Latency,
+    /// Sampled process latency.
+    pub process: Latency,
+    /// Complete latency (spouts).
+    pub complete: Latency,
+    /// Tracked tuples in flight (spouts).
+    pub pending: u64,
+    /// Busy fraction of the last window (bolts).
+    pub capacity: f64,
+    errors: VecDeque<String>,
+}
+
+impl TaskStats {
+    /// Counters for a task of `component` whose streams are `stream_names`.
+    pub fn new(component: ComponentId, stream_names: Vec<String>) -> Self {
+        Self {
+            component,
+            emitted: vec![0; stream_names.len()],
+            stream_names,
+            transferred: 0,
+            acked: 0,
+            failed_explicit: 0,
+            failed_timeout: 0,
+            executed: 0,
+            execute: Latency::default(),
+            process: Latency::default(),
+            complete: Latency::default(),
+            pending: 0,
+            capacity: 0.0,
+            errors: VecDeque::new(),
+        }
+    }
+
+    /// Keeps `error` among the last errors and logs it.
+    pub fn report_error(&mut self, error: String) {
+        tracing::warn!(component = %self.component, "{error}");
+        if self.errors.len() == MAX_ERRORS {
+            self.errors.pop_front();
+        }
+        self.errors.push_back(error);
+    }
+
+    /// A snapshot.
+    pub fn snapshot(&self) -> TaskMetrics {
+        TaskMetrics {
+            component: self.component.clone(),
+            emitted: self
+                .stream_names
+                .iter()
+                .cloned()
+                .zip(self.emitted.iter().copied())
+                .collect(),
+            transferred: self.transferred,
+            acked: self.acked,
+            failed: self.failed_explicit + self.failed_timeout,
+            failed_explicit: self.failed_explicit,
+            failed_timeout: self.failed_timeout,
+            executed: self.executed,
+            execute_latency: self.execute.summary(),
+            process_latency: self.process.summary(),
+            complete_latency: self.complete.summary(),
+            pending: self.pending,
+            capacity: self.capacity,
+            errors: self.errors.iter().cloned().collect(),
+        }
+    }
+}
+
+/// Tracks busy time for capacity and when to publish next.
+pub struct Publisher {
+    board: MetricsBoard,
+    window_start: Instant,
+    busy: Duration,
+    next: Instant,
+}
+
+/// How often executors publish metrics.
+pub const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+
+impl Publisher {
+    /// Publishes to `board`.
+    pub fn new(board: MetricsBoard) -> Self {
+        let now = Instant::now();
+        Self {
+            board,
+            window_start: now,
+            busy: Duration::ZERO,
+            next: now,
+        }
+    }
+
+    /// Adds time spent executing.
+    pub fn add_busy(&mut self, d: Duration) {
+        self.busy += d;
+    }
+
+    /// When the next publication is due.
+    pub fn next_due(&self) -> Instant {
+        self.next
+    }
+
+    /// Publishes the tasks' snapshots if due (or if `force`), updating
+    /// capacity over the window since the last publication.
+    pub fn maybe_publish<'a>(
+        &mut self,
+        now: Instant,
+        force: bool,
+        tasks: impl Iterator<Item = (squall_topology_api::TaskId, &'a mut TaskStats)>,
+    ) {
+        if !force && now < self.next {
+            return;
+        }
+        let window = now.duration_since(self.window_start);
+        let capacity = if window.is_zero() {
+            0.0
+        } else {
+            (self.busy.as_secs_f64() / window.as_secs_f64()).min(1.0)
+        };
+        self.busy = Duration::ZERO;
+        self.window_start = now;
+        self.next = now + PUBLISH_EVERY;
+        let snaps: Vec<_> = tasks
+            .map(|(id, s)| {
+                s.capacity = capacity;
+                (id, s.snapshot())
+            })
+            .collect();
+        let mut board = self.board.lock().unwrap_or_else(|p| p.into_inner());
+        board.tasks.extend(snaps);
+    }
+}
