@@ -35,3 +35,5 @@ pub use ids::{ComponentId, StreamId, TaskId, DEFAULT_STREAM, SYSTEM_PREFIX};
 pub use spec::{TopologyError, TopologySpec};
 pub use tuple::{MessageId, StreamMeta, Tuple, TupleError, SYSTEM_COMPONENT, TICK_STREAM};
 pub use value::{Value, Values};
+/// The string type of [`Value::Str`]: inline up to 24 bytes.
+pub use compact_str::CompactString;

@@ -1,0 +1,397 @@
+//! Word count on real text: a spout reading lines from files (message id =
+//! (file, line), failed lines are replayed), a split bolt (shuffle) and a
+//! count bolt (fields grouping on `word`).
+//!
+//! ```text
+//! cargo run --release --example word_count -- --input data/shakespeare --output counts.tsv
+//! ```
+//!
+//! The output has `word<TAB>count` lines sorted by count descending, then
+//! word ascending. A word is a maximal run of alphanumeric characters
+//! (`char::is_alphanumeric`), lowercased. Exits 0 once every line is acked.
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use rand::Rng;
+use rustc_hash::FxHashMap;
+use squall::*;
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug)]
+#[command(about = "Count words of text files with a Squall topology in LocalCluster")]
+struct Args {
+    /// Text files or folders of them (all regular files inside, sorted).
+    #[arg(long, required = true, num_args = 1..)]
+    input: Vec<PathBuf>,
+    /// Where to write `word<TAB>count` lines.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Read the corpus this many times.
+    #[arg(long, default_value_t = 1)]
+    repeat: u64,
+    /// Stop starting new passes over the corpus after this many seconds.
+    #[arg(long)]
+    duration_secs: Option<u64>,
+    /// Run without ackers (lines are acked as soon as they are emitted).
+    #[arg(long)]
+    no_ack: bool,
+    /// topology.max.spout.pending (lines in flight).
+    #[arg(long)]
+    max_spout_pending: Option<usize>,
+    /// Split bolt executors.
+    #[arg(long, default_value_t = 1)]
+    split_parallelism: u32,
+    /// Count bolt executors.
+    #[arg(long, default_value_t = 1)]
+    count_parallelism: u32,
+    /// Fraction of lines the split bolt fails on purpose (before emitting),
+    /// to exercise replay.
+    #[arg(long, default_value_t = 0.0)]
+    fail_rate: f64,
+    /// Config overrides, `key=value` (Storm key names).
+    #[arg(short = 'c', long = "config")]
+    config: Vec<String>,
+    /// Print benchmark figures at the end.
+    #[arg(long)]
+    bench: bool,
+}
+
+/// All lines of all input files, in memory.
+struct Corpus {
+    names: Vec<String>,
+    files: Vec<Vec<String>>,
+}
+
+impl Corpus {
+    fn load(inputs: &[PathBuf]) -> Result<Self> {
+        let mut paths = Vec::new();
+        for p in inputs {
+            if p.is_dir() {
+                let mut inner: Vec<PathBuf> = std::fs::read_dir(p)
+                    .with_context(|| format!("reading folder {}", p.display()))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.is_file())
+                    .collect();
+                inner.sort();
+                paths.extend(inner);
+            } else if p.is_file() {
+                paths.push(p.clone());
+            } else {
+                bail!("input {} is neither a file nor a folder", p.display());
+            }
+        }
+        if paths.is_empty() {
+            bail!("no input files found in {inputs:?}");
+        }
+        let mut corpus = Corpus {
+            names: Vec::new(),
+            files: Vec::new(),
+        };
+        for p in paths {
+            let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+            let text = String::from_utf8_lossy(&bytes);
+            corpus.names.push(p.display().to_string());
+            corpus.files.push(text.lines().map(str::to_owned).collect());
+        }
+        Ok(corpus)
+    }
+
+    fn num_lines(&self) -> u64 {
+        self.files.iter().map(|f| f.len() as u64).sum()
+    }
+}
+
+/// Counters the driver watches.
+#[derive(Default)]
+struct Progress {
+    /// First emits of lines (replays not counted).
+    emitted: AtomicU64,
+    acked: AtomicU64,
+    failed: AtomicU64,
+    done_emitting: std::sync::atomic::AtomicBool,
+}
+
+/// Emits every line of the corpus `repeat` times, tracked with message id
+/// `[file index, line index]`; replays failed lines first.
+struct LineSpout {
+    corpus: Arc<Corpus>,
+    progress: Arc<Progress>,
+    repeat: u64,
+    deadline: Option<Instant>,
+    duration: Option<Duration>,
+    pass: u64,
+    file: usize,
+    line: usize,
+    replay: VecDeque<(usize, usize)>,
+}
+
+impl LineSpout {
+    fn emit(&self, out: &mut SpoutOutputCollector<'_>, file: usize, line: usize) {
+        let text = self.corpus.files[file][line].as_str();
+        out.emit_with_id(values![text], Value::List(vec![Value::from(file), Value::from(line)]));
+    }
+}
+
+impl Spout for LineSpout {
+    fn open(&mut self, _ctx: &TopologyContext) {
+        self.deadline = self.duration.map(|d| Instant::now() + d);
+    }
+
+    fn next_tuple(&mut self, out: &mut SpoutOutputCollector<'_>) {
+        if let Some((file, line)) = self.replay.pop_front() {
+            return self.emit(out, file, line);
+        }
+        while self.file < self.corpus.files.len() && self.line >= self.corpus.files[self.file].len() {
+            self.file += 1;
+            self.line = 0;
+        }
+        if self.file == self.corpus.files.len() {
+            let out_of_time = self.deadline.is_some_and(|d| Instant::now() >= d);
+            if self.pass + 1 >= self.repeat || out_of_time {
+                self.progress.done_emitting.store(true, Ordering::Release);
+                return;
+            }
+            self.pass += 1;
+            self.file = 0;
+            self.line = 0;
+            return;
+        }
+        let (file, line) = (self.file, self.line);
+        self.line += 1;
+        self.progress.emitted.fetch_add(1, Ordering::Relaxed);
+        self.emit(out, file, line);
+    }
+
+    fn ack(&mut self, _msg_id: Value) {
+        self.progress.acked.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn fail(&mut self, msg_id: Value, _reason: FailReason) {
+        self.progress.failed.fetch_add(1, Ordering::Relaxed);
+        if let Some([Value::Int(f), Value::Int(l)]) = msg_id.as_list().map(|l| l.to_vec()).as_deref() {
+            self.replay.push_back((*f as usize, *l as usize));
+        }
+    }
+
+    fn declare_output_fields(&self, d: &mut OutputFieldsDeclarer) {
+        d.declare(["line"]);
+    }
+}
+
+/// Splits a line into lowercased words, anchored to the line.
+struct SplitBolt {
+    fail_rate: f64,
+    rng: rand::rngs::SmallRng,
+}
+
+fn lowercase(word: &str) -> Value {
+    if word.is_ascii() {
+        let mut w = CompactString::from(word);
+        w.make_ascii_lowercase();
+        Value::Str(w)
+    } else {
+        Value::from(word.to_lowercase())
+    }
+}
+
+impl BasicBolt for SplitBolt {
+    fn execute(&mut self, tuple: &Tuple, out: &mut BasicOutputCollector<'_, '_>) -> Result<(), ExecuteError> {
+        if self.fail_rate > 0.0 && self.rng.random_bool(self.fail_rate) {
+            return Err("injected failure (--fail-rate)".into());
+        }
+        let line = tuple.get_str(0)?;
+        let mut start = None;
+        for (i, c) in line.char_indices() {
+            if c.is_alphanumeric() {
+                start.get_or_insert(i);
+            } else if let Some(s) = start.take() {
+                out.emit(values![lowercase(&line[s..i])]);
+            }
+        }
+        if let Some(s) = start {
+            out.emit(values![lowercase(&line[s..])]);
+        }
+        Ok(())
+    }
+
+    fn declare_output_fields(&self, d: &mut OutputFieldsDeclarer) {
+        d.declare(["word"]);
+    }
+}
+
+type Counts = FxHashMap<String, u64>;
+
+/// Counts words; hands its counts to the driver at cleanup.
+struct CountBolt {
+    counts: FxHashMap<CompactString, u64>,
+    sink: Arc<Mutex<Counts>>,
+}
+
+impl Bolt for CountBolt {
+    fn execute(&mut self, tuple: &Tuple, out: &mut OutputCollector<'_>) {
+        if let Some(Value::Str(w)) = tuple.get(0) {
+            match self.counts.get_mut(w.as_str()) {
+                Some(c) => *c += 1,
+                None => {
+                    self.counts.insert(w.clone(), 1);
+                }
+            }
+        }
+        out.ack(tuple);
+    }
+
+    fn cleanup(&mut self) {
+        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
+        for (w, c) in self.counts.drain() {
+            *sink.entry(w.to_string()).or_default() += c;
+        }
+    }
+
+    fn declare_output_fields(&self, _d: &mut OutputFieldsDeclarer) {}
+}
+
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn write_counts(path: &Path, sorted: &[(String, u64)]) -> Result<()> {
+    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    for (word, count) in sorted {
+        writeln!(w, "{word}\t{count}")?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let corpus = Arc::new(Corpus::load(&args.input)?);
+    let lines_per_pass = corpus.num_lines();
+    eprintln!("word_count: {} files, {} lines per pass", corpus.names.len(), lines_per_pass);
+
+    let mut config = Config::new();
+    config.acker_executors = Some(if args.no_ack { 0 } else { 1 });
+    config.max_spout_pending = args.max_spout_pending;
+    for kv in &args.config {
+        config.apply_override(kv)?;
+    }
+
+    let progress = Arc::new(Progress::default());
+    let sink = Arc::new(Mutex::new(Counts::default()));
+    let mut builder = TopologyBuilder::new();
+    let (c, p, repeat, duration) = (corpus.clone(), progress.clone(), args.repeat.max(1), args.duration_secs);
+    builder.set_spout(
+        "lines",
+        move || LineSpout {
+            corpus: c.clone(),
+            progress: p.clone(),
+            repeat,
+            deadline: None,
+            duration: duration.map(Duration::from_secs),
+            pass: 0,
+            file: 0,
+            line: 0,
+            replay: VecDeque::new(),
+        },
+        1,
+    );
+    let fail_rate = args.fail_rate;
+    builder
+        .set_basic_bolt(
+            "split",
+            move || SplitBolt {
+                fail_rate,
+                rng: rand::SeedableRng::from_os_rng(),
+            },
+            args.split_parallelism,
+        )
+        .shuffle_grouping("lines");
+    let s = sink.clone();
+    builder
+        .set_bolt(
+            "count",
+            move || CountBolt {
+                counts: FxHashMap::default(),
+                sink: s.clone(),
+            },
+            args.count_parallelism,
+        )
+        .fields_grouping("split", ["word"]);
+    let topology = builder.create_topology()?;
+
+    let cluster = LocalCluster::new();
+    let started = Instant::now();
+    cluster.submit_topology("word-count", &config, topology)?;
+    let mut last_report = (Instant::now(), 0u64);
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let emitted = progress.emitted.load(Ordering::Relaxed);
+        let acked = progress.acked.load(Ordering::Relaxed);
+        let failed = progress.failed.load(Ordering::Relaxed);
+        if progress.done_emitting.load(Ordering::Acquire)
+            && acked == emitted
+            && cluster.in_flight("word-count")? == 0
+        {
+            break;
+        }
+        let now = Instant::now();
+        if now - last_report.0 >= Duration::from_secs(1) {
+            let rate = (emitted - last_report.1) as f64 / (now - last_report.0).as_secs_f64();
+            eprintln!(
+                "word_count: {rate:.0} lines/s, acked {acked}, failed {failed}, pending {}",
+                emitted.saturating_sub(acked)
+            );
+            last_report = (now, emitted);
+        }
+    }
+    let elapsed = started.elapsed();
+    let metrics = cluster.kill_topology("word-count")?;
+    cluster.shutdown();
+
+    let counts = std::mem::take(&mut *sink.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut sorted: Vec<(String, u64)> = counts.into_iter().collect();
+    sorted.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    if let Some(path) = &args.output {
+        write_counts(path, &sorted)?;
+    }
+    let total_words: u64 = sorted.iter().map(|(_, c)| c).sum();
+    println!("top 20 words:");
+    for (word, count) in sorted.iter().take(20) {
+        println!("{count:>10}  {word}");
+    }
+    let acked = progress.acked.load(Ordering::Relaxed);
+    let failed = progress.failed.load(Ordering::Relaxed);
+    println!(
+        "totals: {} distinct words, {total_words} words, {acked} lines acked, {failed} line failures replayed, {:.2} s",
+        sorted.len(),
+        elapsed.as_secs_f64()
+    );
+    if args.bench {
+        let secs = elapsed.as_secs_f64();
+        let count = metrics.component("count");
+        let complete = metrics.component("lines").complete_latency;
+        println!(
+            "bench: acking={} words/s={:.0} lines/s={:.0} complete_latency_p50_ms={:.2} p99_ms={:.2} peak_rss_mb={:.1}",
+            !args.no_ack,
+            count.executed as f64 / secs,
+            acked as f64 / secs,
+            complete.p50_ms,
+            complete.p99_ms,
+            peak_rss_mb().unwrap_or(f64::NAN)
+        );
+    }
+    Ok(())
+}
