@@ -23,7 +23,7 @@ impl fmt::Display for TaskId {
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         pub struct $name(pub String);
 
         impl $name {
@@ -35,6 +35,13 @@ macro_rules! string_id {
             /// Whether the id starts with the reserved `__` prefix.
             pub fn is_system(&self) -> bool {
                 self.0.starts_with(SYSTEM_PREFIX)
+            }
+        }
+
+        /// Debug-formats as the quoted id, e.g. `"split"`.
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{:?}", self.0)
             }
         }
 
