@@ -1,0 +1,76 @@
+//! Backpressure: a fast spout with no max.spout.pending into a slow bolt
+//! completes, with bounded memory and no deadlock.
+
+mod common;
+
+use common::*;
+use squall::testing::wait_for;
+use squall::*;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Acks after a pause: about 20k tuples/s at most.
+struct Slow;
+impl Bolt for Slow {
+    fn execute(&mut self, t: &Tuple, out: &mut OutputCollector<'_>) {
+        std::thread::sleep(Duration::from_micros(50));
+        out.ack(t);
+    }
+    fn declare_output_fields(&self, _: &mut OutputFieldsDeclarer) {}
+}
+
+fn small_queues() -> Config {
+    let mut c = config(120);
+    c.executor_receive_buffer_size = 1024;
+    c.producer_batch_size = 64;
+    c
+}
+
+/// Upper bound on tuples that can be pending: the slow bolt's queue, the
+/// spout's and the fan-out bolt's output buffers, and acks on their way.
+const BOUND: u64 = 4 * 1024;
+
+#[test]
+fn fast_spout_into_slow_bolt_completes_with_bounded_pending() {
+    let stats = Arc::new(SpoutStats::default());
+    let total = 40_000;
+    let mut b = TopologyBuilder::new();
+    b.set_spout("spout", CountingSpout::factory(total, stats.clone()), 1);
+    b.set_bolt("slow", || Slow, 1).shuffle_grouping("spout");
+    let cluster = LocalCluster::new();
+    cluster.submit_topology("bp", &small_queues(), b.create_topology().unwrap()).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(120), || stats.acked() == total),
+        "acked {} of {total}: deadlock?",
+        stats.acked()
+    );
+    let max = stats.in_flight_max.load(Ordering::Acquire);
+    eprintln!("most tuples pending at once: {max}");
+    assert!(max <= BOUND, "pending reached {max}, over the bound {BOUND}");
+    assert_eq!(stats.failed(), 0);
+    cluster.shutdown();
+}
+
+#[test]
+fn blocked_fan_out_bolt_does_not_deadlock_acking() {
+    // spout -> fan (10 tuples per input, blocks on the slow bolt's full
+    // queue) -> slow. Acks from every bolt must still flow.
+    let stats = Arc::new(SpoutStats::default());
+    let total = 3_000;
+    let mut b = TopologyBuilder::new();
+    b.set_spout("spout", CountingSpout::factory(total, stats.clone()), 1);
+    b.set_bolt("fan", || FanOut(10), 1).shuffle_grouping("spout");
+    b.set_bolt("slow", || Slow, 1).shuffle_grouping("fan");
+    let cluster = LocalCluster::new();
+    cluster.submit_topology("bp-fan", &small_queues(), b.create_topology().unwrap()).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(120), || stats.acked() == total),
+        "acked {} of {total}: deadlock?",
+        stats.acked()
+    );
+    let max = stats.in_flight_max.load(Ordering::Acquire);
+    eprintln!("most tuples pending at once: {max}");
+    assert!(max <= BOUND, "pending reached {max}, over the bound {BOUND}");
+    cluster.shutdown();
+}
