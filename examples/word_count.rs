@@ -133,7 +133,10 @@ struct LineSpout {
 impl LineSpout {
     fn emit(&self, out: &mut SpoutOutputCollector<'_>, file: usize, line: usize) {
         let text = self.corpus.files[file][line].as_str();
-        out.emit_with_id(values![text], Value::List(vec![Value::from(file), Value::from(line)]));
+        out.emit_with_id(
+            values![text],
+            Value::List(vec![Value::from(file), Value::from(line)]),
+        );
     }
 }
 
@@ -146,7 +149,8 @@ impl Spout for LineSpout {
         if let Some((file, line)) = self.replay.pop_front() {
             return self.emit(out, file, line);
         }
-        while self.file < self.corpus.files.len() && self.line >= self.corpus.files[self.file].len() {
+        while self.file < self.corpus.files.len() && self.line >= self.corpus.files[self.file].len()
+        {
             self.file += 1;
             self.line = 0;
         }
@@ -173,7 +177,9 @@ impl Spout for LineSpout {
 
     fn fail(&mut self, msg_id: Value, _reason: FailReason) {
         self.progress.failed.fetch_add(1, Ordering::Relaxed);
-        if let Some([Value::Int(f), Value::Int(l)]) = msg_id.as_list().map(|l| l.to_vec()).as_deref() {
+        if let Some([Value::Int(f), Value::Int(l)]) =
+            msg_id.as_list().map(|l| l.to_vec()).as_deref()
+        {
             self.replay.push_back((*f as usize, *l as usize));
         }
     }
@@ -200,7 +206,11 @@ fn lowercase(word: &str) -> Value {
 }
 
 impl BasicBolt for SplitBolt {
-    fn execute(&mut self, tuple: &Tuple, out: &mut BasicOutputCollector<'_, '_>) -> Result<(), ExecuteError> {
+    fn execute(
+        &mut self,
+        tuple: &Tuple,
+        out: &mut BasicOutputCollector<'_, '_>,
+    ) -> Result<(), ExecuteError> {
         if self.fail_rate > 0.0 && self.rng.random_bool(self.fail_rate) {
             return Err("injected failure (--fail-rate)".into());
         }
@@ -263,7 +273,8 @@ fn peak_rss_mb() -> Option<f64> {
 }
 
 fn write_counts(path: &Path, sorted: &[(String, u64)]) -> Result<()> {
-    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = std::io::BufWriter::new(file);
     for (word, count) in sorted {
         writeln!(w, "{word}\t{count}")?;
@@ -280,7 +291,11 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let corpus = Arc::new(Corpus::load(&args.input)?);
     let lines_per_pass = corpus.num_lines();
-    eprintln!("word_count: {} files, {} lines per pass", corpus.names.len(), lines_per_pass);
+    eprintln!(
+        "word_count: {} files, {} lines per pass",
+        corpus.names.len(),
+        lines_per_pass
+    );
 
     let mut config = Config::new();
     config.acker_executors = Some(if args.no_ack { 0 } else { 1 });
@@ -292,7 +307,12 @@ fn main() -> Result<()> {
     let progress = Arc::new(Progress::default());
     let sink = Arc::new(Mutex::new(Counts::default()));
     let mut builder = TopologyBuilder::new();
-    let (c, p, repeat, duration) = (corpus.clone(), progress.clone(), args.repeat.max(1), args.duration_secs);
+    let (c, p, repeat, duration) = (
+        corpus.clone(),
+        progress.clone(),
+        args.repeat.max(1),
+        args.duration_secs,
+    );
     builder.set_spout(
         "lines",
         move || LineSpout {

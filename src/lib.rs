@@ -37,3 +37,8 @@ pub mod testing;
 
 pub use local_cluster::{LocalCluster, LocalClusterError};
 pub use squall_topology_api::*;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -42,7 +42,11 @@ impl LocalCluster {
         Self::default()
     }
 
-    fn with<R>(&self, name: &str, f: impl FnOnce(&RunningTopology) -> R) -> Result<R, LocalClusterError> {
+    fn with<R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&RunningTopology) -> R,
+    ) -> Result<R, LocalClusterError> {
         let map = self.topologies.lock().unwrap_or_else(|p| p.into_inner());
         map.get(name)
             .map(f)
@@ -50,7 +54,12 @@ impl LocalCluster {
     }
 
     /// Starts `topology` under `name`, active.
-    pub fn submit_topology(&self, name: &str, config: &Config, topology: Topology) -> Result<(), LocalClusterError> {
+    pub fn submit_topology(
+        &self,
+        name: &str,
+        config: &Config,
+        topology: Topology,
+    ) -> Result<(), LocalClusterError> {
         self.submit_with(name, config, topology, LaunchOptions::default())
     }
 
@@ -88,7 +97,11 @@ impl LocalCluster {
 
     /// Deactivates topology `name`, waits until nothing is in flight (at
     /// most `wait`), then kills it (Storm's kill with a wait).
-    pub fn kill_topology_with_wait(&self, name: &str, wait: Duration) -> Result<TopologyMetrics, LocalClusterError> {
+    pub fn kill_topology_with_wait(
+        &self,
+        name: &str,
+        wait: Duration,
+    ) -> Result<TopologyMetrics, LocalClusterError> {
         self.deactivate(name)?;
         let deadline = Instant::now() + wait;
         while Instant::now() < deadline && self.in_flight(name)? > 0 {

@@ -5,8 +5,8 @@
 use crate::local_cluster::{LocalCluster, LocalClusterError};
 use squall_topology_api::metrics::TopologyMetrics;
 use squall_topology_api::{
-    Config, FailReason, Fields, OutputFieldsDeclarer, Spout, SpoutOutputCollector, Topology, TopologyContext,
-    TopologyError, Value, Values, DEFAULT_STREAM,
+    Config, FailReason, Fields, OutputFieldsDeclarer, Spout, SpoutOutputCollector, Topology,
+    TopologyContext, TopologyError, Value, Values, DEFAULT_STREAM,
 };
 use squall_worker::{EmitTap, LaunchOptions};
 use std::collections::{BTreeMap, VecDeque};
@@ -56,11 +56,18 @@ impl FixedTupleSpout {
 
     /// A spout emitting `tuples` on the default stream.
     pub fn new(fields: impl Into<Fields>, tuples: Vec<Values>) -> Self {
-        let tuples = tuples.into_iter().map(|v| (DEFAULT_STREAM.to_owned(), v)).collect();
+        let tuples = tuples
+            .into_iter()
+            .map(|v| (DEFAULT_STREAM.to_owned(), v))
+            .collect();
         Self::shared(fields.into(), Arc::new(tuples), Arc::default())
     }
 
-    fn shared(fields: Fields, tuples: Arc<Vec<(String, Values)>>, progress: Arc<FixedProgress>) -> Self {
+    fn shared(
+        fields: Fields,
+        tuples: Arc<Vec<(String, Values)>>,
+        progress: Arc<FixedProgress>,
+    ) -> Self {
         Self {
             fields,
             tuples,
@@ -214,11 +221,20 @@ pub fn complete_topology_within(
         let p = progress.clone();
         mocked = mocked.with_spout_factory(
             id.as_str(),
-            Arc::new(move || Box::new(FixedTupleSpout::shared(fields.clone(), tuples.clone(), p.clone())) as Box<dyn Spout>),
+            Arc::new(move || {
+                Box::new(FixedTupleSpout::shared(
+                    fields.clone(),
+                    tuples.clone(),
+                    p.clone(),
+                )) as Box<dyn Spout>
+            }),
         )?;
     }
     for id in sources.data.keys() {
-        topology.with_spout_factory(id, Arc::new(|| Box::new(FixedTupleSpout::declaring(Fields::default())) as Box<dyn Spout>))?;
+        topology.with_spout_factory(
+            id,
+            Arc::new(|| Box::new(FixedTupleSpout::declaring(Fields::default())) as Box<dyn Spout>),
+        )?;
     }
     let captured: Arc<Mutex<Captured>> = Arc::default();
     let sink = captured.clone();
@@ -245,7 +261,12 @@ pub fn complete_topology_within(
         progress.acked.load(Ordering::Acquire) + progress.failed.load(Ordering::Acquire) == total
             && cluster.in_flight(name).unwrap_or(0) == 0
     };
-    let finished = wait_for(timeout, || done() && { std::thread::sleep(Duration::from_millis(5)); done() });
+    let finished = wait_for(timeout, || {
+        done() && {
+            std::thread::sleep(Duration::from_millis(5));
+            done()
+        }
+    });
     let in_flight = cluster.in_flight(name).unwrap_or(0);
     let metrics = cluster.kill_topology(name)?;
     if !finished {
@@ -321,12 +342,20 @@ impl Feeder {
 
     /// Message ids acked so far, in order.
     pub fn acked(&self) -> Vec<Value> {
-        self.shared.acked.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.shared
+            .acked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Message ids failed so far, with the reason, in order.
     pub fn failed(&self) -> Vec<(Value, FailReason)> {
-        self.shared.failed.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.shared
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Tuples fed and not yet emitted.
@@ -342,14 +371,23 @@ pub struct FeederSpout {
 
 impl Spout for FeederSpout {
     fn next_tuple(&mut self, out: &mut SpoutOutputCollector<'_>) {
-        let next = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+        let next = self
+            .shared
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front();
         if let Some((values, id)) = next {
             out.emit_stream(DEFAULT_STREAM, values, id);
         }
     }
 
     fn ack(&mut self, msg_id: Value) {
-        self.shared.acked.lock().unwrap_or_else(|p| p.into_inner()).push(msg_id);
+        self.shared
+            .acked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(msg_id);
     }
 
     fn fail(&mut self, msg_id: Value, reason: FailReason) {

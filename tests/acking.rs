@@ -24,19 +24,35 @@ fn fan_out_tree_acks_exactly_once_per_spout_tuple() {
     b.set_bolt("fan2", || FanOut(2), 3).shuffle_grouping("fan");
     b.set_bolt("sink", || AckAll, 2).all_grouping("fan2");
     let cluster = LocalCluster::new();
-    cluster.submit_topology("fan-out", &config(30), b.create_topology().unwrap()).unwrap();
+    cluster
+        .submit_topology("fan-out", &config(30), b.create_topology().unwrap())
+        .unwrap();
     for i in 0..200 {
         feeder.feed(values![i]);
     }
-    assert!(wait_for(DEADLINE, || feeder.acked().len() == 200), "acked {}", feeder.acked().len());
+    assert!(
+        wait_for(DEADLINE, || feeder.acked().len() == 200),
+        "acked {}",
+        feeder.acked().len()
+    );
     assert!(wait_for(DEADLINE, || cluster.in_flight("fan-out").unwrap() == 0));
     let acked = feeder.acked();
     assert_eq!(acked.len(), 200, "each spout tuple acked exactly once");
     assert_eq!(ids(&acked), (0..200).collect());
     assert!(feeder.failed().is_empty());
     // Metrics are published every 100 ms.
-    let executed = || cluster.metrics("fan-out").unwrap().component("sink").executed;
-    assert!(wait_for(DEADLINE, || executed() == 200 * 3 * 2 * 2), "sink executed {}", executed());
+    let executed = || {
+        cluster
+            .metrics("fan-out")
+            .unwrap()
+            .component("sink")
+            .executed
+    };
+    assert!(
+        wait_for(DEADLINE, || executed() == 200 * 3 * 2 * 2),
+        "sink executed {}",
+        executed()
+    );
     cluster.shutdown();
 }
 
@@ -49,7 +65,10 @@ impl Bolt for Pair {
         self.0.push(t.clone());
         if self.0.len() == 2 {
             let (a, b) = (&self.0[0], &self.0[1]);
-            out.emit_anchored(&[a, b], values![a.get(0).cloned().unwrap(), b.get(0).cloned().unwrap()]);
+            out.emit_anchored(
+                &[a, b],
+                values![a.get(0).cloned().unwrap(), b.get(0).cloned().unwrap()],
+            );
             out.ack(a);
             out.ack(b);
             self.0.clear();
@@ -82,10 +101,21 @@ fn tuple_anchored_to_several_inputs_completes_all_their_trees() {
     let feeder = Feeder::new(["v"]);
     let mut b = TopologyBuilder::new();
     b.set_spout("spout", feeder.spout(), 1);
-    b.set_bolt("pair", Pair::default, 1).global_grouping("spout");
-    b.set_bolt("sink", || AckAfter { n: 2, held: Vec::new() }, 1).global_grouping("pair");
+    b.set_bolt("pair", Pair::default, 1)
+        .global_grouping("spout");
+    b.set_bolt(
+        "sink",
+        || AckAfter {
+            n: 2,
+            held: Vec::new(),
+        },
+        1,
+    )
+    .global_grouping("pair");
     let cluster = LocalCluster::new();
-    cluster.submit_topology("multi", &config(30), b.create_topology().unwrap()).unwrap();
+    cluster
+        .submit_topology("multi", &config(30), b.create_topology().unwrap())
+        .unwrap();
     feeder.feed(values![1]);
     feeder.feed(values![2]);
     feeder.feed(values![3]);
@@ -102,14 +132,20 @@ fn failing_a_tuple_anchored_to_several_inputs_fails_all_their_trees() {
     let feeder = Feeder::new(["v"]);
     let mut b = TopologyBuilder::new();
     b.set_spout("spout", feeder.spout(), 1);
-    b.set_bolt("pair", Pair::default, 1).global_grouping("spout");
+    b.set_bolt("pair", Pair::default, 1)
+        .global_grouping("spout");
     b.set_bolt("sink", || FailAll, 1).global_grouping("pair");
     let cluster = LocalCluster::new();
-    cluster.submit_topology("multi-fail", &config(30), b.create_topology().unwrap()).unwrap();
+    cluster
+        .submit_topology("multi-fail", &config(30), b.create_topology().unwrap())
+        .unwrap();
     feeder.feed(values![1]);
     feeder.feed(values![2]);
     assert!(wait_for(DEADLINE, || feeder.failed().len() == 2));
-    assert!(feeder.failed().iter().all(|(_, r)| *r == FailReason::Failed));
+    assert!(feeder
+        .failed()
+        .iter()
+        .all(|(_, r)| *r == FailReason::Failed));
     assert!(feeder.acked().is_empty());
     cluster.shutdown();
 }
@@ -131,10 +167,21 @@ fn anchoring_twice_to_the_same_input_still_completes() {
     let feeder = Feeder::new(["v"]);
     let mut b = TopologyBuilder::new();
     b.set_spout("spout", feeder.spout(), 1);
-    b.set_bolt("double", || DoubleAnchor, 1).shuffle_grouping("spout");
-    b.set_bolt("sink", || AckAfter { n: 3, held: Vec::new() }, 1).shuffle_grouping("double");
+    b.set_bolt("double", || DoubleAnchor, 1)
+        .shuffle_grouping("spout");
+    b.set_bolt(
+        "sink",
+        || AckAfter {
+            n: 3,
+            held: Vec::new(),
+        },
+        1,
+    )
+    .shuffle_grouping("double");
     let cluster = LocalCluster::new();
-    cluster.submit_topology("double", &config(30), b.create_topology().unwrap()).unwrap();
+    cluster
+        .submit_topology("double", &config(30), b.create_topology().unwrap())
+        .unwrap();
     for i in 0..3 {
         feeder.feed(values![i]);
     }
@@ -160,12 +207,15 @@ fn unanchored_emit_does_not_hold_the_tree() {
     let feeder = Feeder::new(["v"]);
     let mut b = TopologyBuilder::new();
     b.set_spout("spout", feeder.spout(), 1);
-    b.set_bolt("free", || Unanchored, 1).shuffle_grouping("spout");
+    b.set_bolt("free", || Unanchored, 1)
+        .shuffle_grouping("spout");
     b.set_bolt("hole", || Blackhole, 1).shuffle_grouping("free");
     let cluster = LocalCluster::new();
     // A blackhole downstream never acks, yet the tree completes long before
     // the 30 s timeout because the emit was not anchored.
-    cluster.submit_topology("unanchored", &config(30), b.create_topology().unwrap()).unwrap();
+    cluster
+        .submit_topology("unanchored", &config(30), b.create_topology().unwrap())
+        .unwrap();
     let start = Instant::now();
     feeder.feed(values![1]);
     assert!(wait_for(DEADLINE, || feeder.acked().len() == 1));
@@ -182,17 +232,29 @@ fn explicit_fail_reaches_the_spout_promptly_with_reason_failed() {
     b.set_bolt("fan", || FanOut(2), 1).shuffle_grouping("spout");
     b.set_bolt("fail", || FailAll, 1).shuffle_grouping("fan");
     let cluster = LocalCluster::new();
-    cluster.submit_topology("fail", &config(300), b.create_topology().unwrap()).unwrap();
+    cluster
+        .submit_topology("fail", &config(300), b.create_topology().unwrap())
+        .unwrap();
     let start = Instant::now();
     let id = feeder.feed(values![7]);
-    assert!(wait_for(Duration::from_secs(60), || !feeder.failed().is_empty()));
+    assert!(wait_for(Duration::from_secs(60), || !feeder
+        .failed()
+        .is_empty()));
     // Far sooner than the 300 s message timeout: the fail came from the acker.
     assert!(start.elapsed() < Duration::from_secs(60));
     assert_eq!(feeder.failed(), vec![(id, FailReason::Failed)]);
     assert_eq!(FailReason::Failed.to_string(), "failed");
-    assert!(wait_for(DEADLINE, || cluster.metrics("fail").unwrap().component("spout").failed == 1));
+    assert!(wait_for(DEADLINE, || cluster
+        .metrics("fail")
+        .unwrap()
+        .component("spout")
+        .failed
+        == 1));
     let tasks = cluster.metrics("fail").unwrap().tasks;
-    let spout = tasks.values().find(|t| t.component.as_str() == "spout").unwrap();
+    let spout = tasks
+        .values()
+        .find(|t| t.component.as_str() == "spout")
+        .unwrap();
     assert_eq!((spout.failed_explicit, spout.failed_timeout), (1, 0));
     cluster.shutdown();
 }
@@ -202,19 +264,27 @@ fn tuple_never_acked_fails_after_the_message_timeout_with_reason_timeout() {
     let feeder = Feeder::new(["v"]);
     let mut b = TopologyBuilder::new();
     b.set_spout("spout", feeder.spout(), 1);
-    b.set_bolt("hole", || Blackhole, 1).shuffle_grouping("spout");
+    b.set_bolt("hole", || Blackhole, 1)
+        .shuffle_grouping("spout");
     let cluster = LocalCluster::new();
-    cluster.submit_topology("timeout", &config(1), b.create_topology().unwrap()).unwrap();
+    cluster
+        .submit_topology("timeout", &config(1), b.create_topology().unwrap())
+        .unwrap();
     let start = Instant::now();
     let id = feeder.feed(values![7]);
     assert!(wait_for(DEADLINE, || !feeder.failed().is_empty()));
-    assert!(start.elapsed() >= Duration::from_secs(1), "failed before the timeout");
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "failed before the timeout"
+    );
     assert_eq!(feeder.failed(), vec![(id, FailReason::Timeout)]);
     assert_eq!(FailReason::Timeout.to_string(), "timeout");
     assert!(feeder.acked().is_empty());
     assert!(wait_for(DEADLINE, || {
         let m = cluster.metrics("timeout").unwrap();
-        m.tasks.values().any(|t| t.component.as_str() == "spout" && t.failed_timeout == 1)
+        m.tasks
+            .values()
+            .any(|t| t.component.as_str() == "spout" && t.failed_timeout == 1)
     }));
     cluster.shutdown();
 }
@@ -255,15 +325,30 @@ fn reset_timeout_keeps_a_tuple_alive_past_the_timeout() {
     let feeder = Feeder::new(["v"]);
     let mut b = TopologyBuilder::new();
     b.set_spout("spout", feeder.spout(), 1);
-    b.set_bolt("slow", || SlowWorker { held: Vec::new(), ticks: 0, ack_on: 5 }, 1)
-        .shuffle_grouping("spout")
-        .set_tick_tuple_freq_secs(1);
+    b.set_bolt(
+        "slow",
+        || SlowWorker {
+            held: Vec::new(),
+            ticks: 0,
+            ack_on: 5,
+        },
+        1,
+    )
+    .shuffle_grouping("spout")
+    .set_tick_tuple_freq_secs(1);
     let cluster = LocalCluster::new();
-    cluster.submit_topology("reset", &config(2), b.create_topology().unwrap()).unwrap();
+    cluster
+        .submit_topology("reset", &config(2), b.create_topology().unwrap())
+        .unwrap();
     let start = Instant::now();
     feeder.feed(values![1]);
-    assert!(wait_for(DEADLINE, || !feeder.acked().is_empty() || !feeder.failed().is_empty()));
-    assert!(feeder.failed().is_empty(), "timed out despite reset_timeout: {:?}", feeder.failed());
+    assert!(wait_for(DEADLINE, || !feeder.acked().is_empty()
+        || !feeder.failed().is_empty()));
+    assert!(
+        feeder.failed().is_empty(),
+        "timed out despite reset_timeout: {:?}",
+        feeder.failed()
+    );
     assert_eq!(feeder.acked().len(), 1);
     // Acked on the 5th tick: well past the 2 s timeout.
     assert!(start.elapsed() > Duration::from_secs(2));
@@ -290,10 +375,17 @@ fn replayed_tuples_are_eventually_all_acked() {
     let stats = Arc::new(SpoutStats::default());
     let mut b = TopologyBuilder::new();
     b.set_spout("spout", CountingSpout::factory(3000, stats.clone()), 1);
-    b.set_bolt("flaky", Flaky::default, 1).shuffle_grouping("spout");
+    b.set_bolt("flaky", Flaky::default, 1)
+        .shuffle_grouping("spout");
     let cluster = LocalCluster::new();
-    cluster.submit_topology("replay", &config(30), b.create_topology().unwrap()).unwrap();
-    assert!(wait_for(DEADLINE, || stats.acked() == 3000), "acked {}", stats.acked());
+    cluster
+        .submit_topology("replay", &config(30), b.create_topology().unwrap())
+        .unwrap();
+    assert!(
+        wait_for(DEADLINE, || stats.acked() == 3000),
+        "acked {}",
+        stats.acked()
+    );
     assert_eq!(stats.failed(), 1000);
     let acked: BTreeSet<u64> = stats.acked_ids.lock().unwrap().iter().copied().collect();
     assert_eq!(acked, (0..3000).collect());
@@ -305,17 +397,23 @@ fn zero_ackers_acks_at_emit() {
     let feeder = Feeder::new(["v"]);
     let mut b = TopologyBuilder::new();
     b.set_spout("spout", feeder.spout(), 1);
-    b.set_bolt("hole", || Blackhole, 1).shuffle_grouping("spout");
+    b.set_bolt("hole", || Blackhole, 1)
+        .shuffle_grouping("spout");
     let mut c = config(1);
     c.acker_executors = Some(0);
     let cluster = LocalCluster::new();
-    cluster.submit_topology("no-ackers", &c, b.create_topology().unwrap()).unwrap();
+    cluster
+        .submit_topology("no-ackers", &c, b.create_topology().unwrap())
+        .unwrap();
     for i in 0..10 {
         feeder.feed(values![i]);
     }
     // Nothing downstream acks, yet every tuple is acked: untracked.
     assert!(wait_for(DEADLINE, || feeder.acked().len() == 10));
-    assert!(wait_for(DEADLINE, || cluster.in_flight("no-ackers").unwrap() == 0));
+    assert!(wait_for(DEADLINE, || cluster
+        .in_flight("no-ackers")
+        .unwrap()
+        == 0));
     assert!(feeder.failed().is_empty());
     cluster.shutdown();
 }
@@ -325,11 +423,18 @@ fn emit_without_message_id_is_not_tracked() {
     let feeder = Feeder::new(["v"]);
     let mut b = TopologyBuilder::new();
     b.set_spout("spout", feeder.spout(), 1);
-    b.set_bolt("hole", || Blackhole, 1).shuffle_grouping("spout");
+    b.set_bolt("hole", || Blackhole, 1)
+        .shuffle_grouping("spout");
     let cluster = LocalCluster::new();
-    cluster.submit_topology("untracked", &config(1), b.create_topology().unwrap()).unwrap();
+    cluster
+        .submit_topology("untracked", &config(1), b.create_topology().unwrap())
+        .unwrap();
     feeder.feed_untracked(values![1]);
-    assert!(wait_for(DEADLINE, || cluster.in_flight("untracked").unwrap() == 0 && feeder.queued() == 0));
+    assert!(wait_for(DEADLINE, || cluster
+        .in_flight("untracked")
+        .unwrap()
+        == 0
+        && feeder.queued() == 0));
     let m = cluster.metrics("untracked").unwrap();
     assert_eq!(m.component("spout").pending, 0);
     cluster.shutdown();
@@ -353,11 +458,16 @@ fn in_flight_never_exceeds_max_spout_pending() {
         .set_max_spout_pending(10);
     b.set_bolt("slow", || SlowAck, 2).shuffle_grouping("spout");
     let cluster = LocalCluster::new();
-    cluster.submit_topology("pending", &config(30), b.create_topology().unwrap()).unwrap();
+    cluster
+        .submit_topology("pending", &config(30), b.create_topology().unwrap())
+        .unwrap();
     assert!(wait_for(DEADLINE, || stats.acked() == 2000));
     let max = stats.in_flight_max.load(Ordering::Acquire);
     assert!(max <= 10, "in flight reached {max}");
-    assert!(max >= 2, "in flight never above {max}: the limit was not exercised");
+    assert!(
+        max >= 2,
+        "in flight never above {max}: the limit was not exercised"
+    );
     cluster.shutdown();
 }
 
@@ -367,7 +477,9 @@ fn spout_tuples_emitted_to_no_subscriber_are_acked() {
     let mut b = TopologyBuilder::new();
     b.set_spout("spout", feeder.spout(), 1);
     let cluster = LocalCluster::new();
-    cluster.submit_topology("lonely", &config(30), b.create_topology().unwrap()).unwrap();
+    cluster
+        .submit_topology("lonely", &config(30), b.create_topology().unwrap())
+        .unwrap();
     feeder.feed(values![1]);
     assert!(wait_for(DEADLINE, || feeder.acked().len() == 1));
     cluster.shutdown();
@@ -376,7 +488,11 @@ fn spout_tuples_emitted_to_no_subscriber_are_acked() {
 /// Basic bolt: fails inputs whose value is odd by returning an error.
 struct EvenOnly;
 impl BasicBolt for EvenOnly {
-    fn execute(&mut self, t: &Tuple, out: &mut BasicOutputCollector<'_, '_>) -> Result<(), ExecuteError> {
+    fn execute(
+        &mut self,
+        t: &Tuple,
+        out: &mut BasicOutputCollector<'_, '_>,
+    ) -> Result<(), ExecuteError> {
         let v = t.get_i64(0)?;
         if v % 2 == 1 {
             return Err(format!("odd value {v}").into());
@@ -394,13 +510,18 @@ fn basic_bolt_acks_on_ok_and_fails_and_reports_on_error() {
     let feeder = Feeder::new(["v"]);
     let mut b = TopologyBuilder::new();
     b.set_spout("spout", feeder.spout(), 1);
-    b.set_basic_bolt("even", || EvenOnly, 1).shuffle_grouping("spout");
+    b.set_basic_bolt("even", || EvenOnly, 1)
+        .shuffle_grouping("spout");
     b.set_bolt("sink", || AckAll, 1).shuffle_grouping("even");
     let cluster = LocalCluster::new();
-    cluster.submit_topology("basic", &config(30), b.create_topology().unwrap()).unwrap();
+    cluster
+        .submit_topology("basic", &config(30), b.create_topology().unwrap())
+        .unwrap();
     let even = feeder.feed(values![2]);
     let odd = feeder.feed(values![3]);
-    assert!(wait_for(DEADLINE, || feeder.acked().len() + feeder.failed().len() == 2));
+    assert!(wait_for(DEADLINE, || feeder.acked().len()
+        + feeder.failed().len()
+        == 2));
     assert_eq!(feeder.acked(), vec![even]);
     assert_eq!(feeder.failed(), vec![(odd, FailReason::Failed)]);
     let errors = Arc::new(Mutex::new(Vec::new()));

@@ -39,7 +39,9 @@ fn fast_spout_into_slow_bolt_completes_with_bounded_pending() {
     b.set_spout("spout", CountingSpout::factory(total, stats.clone()), 1);
     b.set_bolt("slow", || Slow, 1).shuffle_grouping("spout");
     let cluster = LocalCluster::new();
-    cluster.submit_topology("bp", &small_queues(), b.create_topology().unwrap()).unwrap();
+    cluster
+        .submit_topology("bp", &small_queues(), b.create_topology().unwrap())
+        .unwrap();
     assert!(
         wait_for(Duration::from_secs(120), || stats.acked() == total),
         "acked {} of {total}: deadlock?",
@@ -47,7 +49,10 @@ fn fast_spout_into_slow_bolt_completes_with_bounded_pending() {
     );
     let max = stats.in_flight_max.load(Ordering::Acquire);
     eprintln!("most tuples pending at once: {max}");
-    assert!(max <= BOUND, "pending reached {max}, over the bound {BOUND}");
+    assert!(
+        max <= BOUND,
+        "pending reached {max}, over the bound {BOUND}"
+    );
     assert_eq!(stats.failed(), 0);
     cluster.shutdown();
 }
@@ -60,10 +65,13 @@ fn blocked_fan_out_bolt_does_not_deadlock_acking() {
     let total = 3_000;
     let mut b = TopologyBuilder::new();
     b.set_spout("spout", CountingSpout::factory(total, stats.clone()), 1);
-    b.set_bolt("fan", || FanOut(10), 1).shuffle_grouping("spout");
+    b.set_bolt("fan", || FanOut(10), 1)
+        .shuffle_grouping("spout");
     b.set_bolt("slow", || Slow, 1).shuffle_grouping("fan");
     let cluster = LocalCluster::new();
-    cluster.submit_topology("bp-fan", &small_queues(), b.create_topology().unwrap()).unwrap();
+    cluster
+        .submit_topology("bp-fan", &small_queues(), b.create_topology().unwrap())
+        .unwrap();
     assert!(
         wait_for(Duration::from_secs(120), || stats.acked() == total),
         "acked {} of {total}: deadlock?",
@@ -71,6 +79,9 @@ fn blocked_fan_out_bolt_does_not_deadlock_acking() {
     );
     let max = stats.in_flight_max.load(Ordering::Acquire);
     eprintln!("most tuples pending at once: {max}");
-    assert!(max <= BOUND, "pending reached {max}, over the bound {BOUND}");
+    assert!(
+        max <= BOUND,
+        "pending reached {max}, over the bound {BOUND}"
+    );
     cluster.shutdown();
 }

@@ -33,7 +33,10 @@ fn overrides_parse_values_as_yaml() {
     c.apply_override("topology.workers=2").unwrap();
     c.apply_override("topology.tick.tuple.freq.secs=5").unwrap();
     c.apply_override("topology.max.spout.pending=null").unwrap();
-    assert_eq!((c.workers, c.tick_tuple_freq_secs, c.max_spout_pending), (2, Some(5), None));
+    assert_eq!(
+        (c.workers, c.tick_tuple_freq_secs, c.max_spout_pending),
+        (2, Some(5), None)
+    );
 }
 
 fn check(f: impl FnOnce() -> Result<Config, ConfigError>, expected: &str) {
@@ -42,7 +45,10 @@ fn check(f: impl FnOnce() -> Result<Config, ConfigError>, expected: &str) {
 
 #[test]
 fn bad_keys_and_values_are_named() {
-    check(|| Config::from_yaml("topology.wrokers: 2"), r#"unknown config key "topology.wrokers""#);
+    check(
+        || Config::from_yaml("topology.wrokers: 2"),
+        r#"unknown config key "topology.wrokers""#,
+    );
     check(
         || Config::from_yaml("topology.workers: two"),
         r#"config key "topology.workers" wants a positive integer, got "\"two\"""#,

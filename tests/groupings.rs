@@ -13,12 +13,21 @@ use std::collections::{BTreeMap, BTreeSet};
 fn deliveries(grouping: GroupingSpec, tasks: u32, input: Vec<Values>) -> BTreeMap<i64, Vec<Value>> {
     let mut b = TopologyBuilder::new();
     b.set_spout("spout", || FixedTupleSpout::declaring(["k"]), 1);
-    b.set_bolt("tag", TaskTagger::default, tasks).grouping("spout", grouping);
+    b.set_bolt("tag", TaskTagger::default, tasks)
+        .grouping("spout", grouping);
     let topology = b.create_topology().unwrap();
-    let result = complete_topology(&topology, &config(30), MockedSources::new().add("spout", input)).unwrap();
+    let result = complete_topology(
+        &topology,
+        &config(30),
+        MockedSources::new().add("spout", input),
+    )
+    .unwrap();
     let mut by_task: BTreeMap<i64, Vec<Value>> = BTreeMap::new();
     for v in result.emitted("tag") {
-        by_task.entry(v[0].as_i64().unwrap()).or_default().push(v[1].clone());
+        by_task
+            .entry(v[0].as_i64().unwrap())
+            .or_default()
+            .push(v[1].clone());
     }
     by_task
 }
@@ -37,17 +46,27 @@ fn keys(n: usize, distinct: usize, bytes: bool) -> Vec<Values> {
 }
 
 fn check_fields_grouping(bytes: bool) {
-    let by_task = deliveries(GroupingSpec::Fields(Fields::new(["k"])), 5, keys(2000, 50, bytes));
+    let by_task = deliveries(
+        GroupingSpec::Fields(Fields::new(["k"])),
+        5,
+        keys(2000, 50, bytes),
+    );
     let mut owner: BTreeMap<String, i64> = BTreeMap::new();
     for (task, vals) in &by_task {
         for v in vals {
             let k = format!("{v:?}");
             let prev = owner.insert(k.clone(), *task);
-            assert!(prev.is_none() || prev == Some(*task), "key {k} went to tasks {prev:?} and {task}");
+            assert!(
+                prev.is_none() || prev == Some(*task),
+                "key {k} went to tasks {prev:?} and {task}"
+            );
         }
     }
     assert_eq!(owner.len(), 50);
-    assert!(by_task.len() >= 3, "50 keys should spread over several of 5 tasks: {by_task:?}");
+    assert!(
+        by_task.len() >= 3,
+        "50 keys should spread over several of 5 tasks: {by_task:?}"
+    );
     assert_eq!(by_task.values().map(Vec::len).sum::<usize>(), 2000);
 }
 
@@ -65,10 +84,16 @@ fn fields_grouping_puts_equal_byte_string_keys_on_one_task() {
 fn fields_grouping_on_several_fields_uses_all_of_them() {
     let mut b = TopologyBuilder::new();
     b.set_spout("spout", || FixedTupleSpout::declaring(["a", "b"]), 1);
-    b.set_bolt("tag", TaskTagger::default, 4).fields_grouping("spout", ["a", "b"]);
+    b.set_bolt("tag", TaskTagger::default, 4)
+        .fields_grouping("spout", ["a", "b"]);
     let topology = b.create_topology().unwrap();
     let input: Vec<Values> = (0..400).map(|i| values![i % 2, (i / 2) % 10]).collect();
-    let result = complete_topology(&topology, &config(30), MockedSources::new().add("spout", input)).unwrap();
+    let result = complete_topology(
+        &topology,
+        &config(30),
+        MockedSources::new().add("spout", input),
+    )
+    .unwrap();
     assert_eq!(result.emitted("tag").len(), 400);
 }
 
@@ -88,12 +113,22 @@ fn global_grouping_sends_everything_to_the_lowest_task() {
     let input: Vec<Values> = (0..100).map(|i| values![i]).collect();
     let mut b = TopologyBuilder::new();
     b.set_spout("spout", || FixedTupleSpout::declaring(["k"]), 1);
-    b.set_bolt("tag", TaskTagger::default, 4).global_grouping("spout");
+    b.set_bolt("tag", TaskTagger::default, 4)
+        .global_grouping("spout");
     let topology = b.create_topology().unwrap();
-    let result = complete_topology(&topology, &config(30), MockedSources::new().add("spout", input)).unwrap();
+    let result = complete_topology(
+        &topology,
+        &config(30),
+        MockedSources::new().add("spout", input),
+    )
+    .unwrap();
     let layout = TaskLayout::new(topology.spec(), 1);
     let lowest = layout.component_tasks("tag")[0].0 as i64;
-    let tasks: BTreeSet<i64> = result.emitted("tag").iter().map(|v| v[0].as_i64().unwrap()).collect();
+    let tasks: BTreeSet<i64> = result
+        .emitted("tag")
+        .iter()
+        .map(|v| v[0].as_i64().unwrap())
+        .collect();
     assert_eq!(tasks, BTreeSet::from([lowest]));
 }
 
@@ -104,7 +139,10 @@ fn shuffle_grouping_is_within_5_percent_of_even_over_100k_tuples() {
     assert_eq!(by_task.len(), 4);
     for (task, vals) in &by_task {
         let n = vals.len() as f64;
-        assert!((n - 25_000.0).abs() <= 1_250.0, "task {task} got {n} of 100000");
+        assert!(
+            (n - 25_000.0).abs() <= 1_250.0,
+            "task {task} got {n} of 100000"
+        );
     }
 }
 
@@ -128,7 +166,11 @@ fn none_grouping_delivers_like_shuffle() {
 
 #[test]
 fn partial_key_grouping_uses_at_most_two_tasks_per_key() {
-    let by_task = deliveries(GroupingSpec::PartialKey(Fields::new(["k"])), 6, keys(3000, 20, false));
+    let by_task = deliveries(
+        GroupingSpec::PartialKey(Fields::new(["k"])),
+        6,
+        keys(3000, 20, false),
+    );
     let mut tasks_of: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
     for (task, vals) in &by_task {
         for v in vals {
@@ -137,7 +179,10 @@ fn partial_key_grouping_uses_at_most_two_tasks_per_key() {
     }
     assert_eq!(tasks_of.len(), 20);
     assert!(tasks_of.values().all(|t| t.len() <= 2), "{tasks_of:?}");
-    assert!(tasks_of.values().any(|t| t.len() == 2), "load was never split: {tasks_of:?}");
+    assert!(
+        tasks_of.values().any(|t| t.len() == 2),
+        "load was never split: {tasks_of:?}"
+    );
 }
 
 /// Sends every tuple to the last of its target tasks.
@@ -159,9 +204,18 @@ fn custom_grouping_chooses_the_tasks() {
         .custom_grouping("spout", "last", || LastTask(Vec::new()));
     let topology = b.create_topology().unwrap();
     let input: Vec<Values> = (0..50).map(|i| values![i]).collect();
-    let result = complete_topology(&topology, &config(30), MockedSources::new().add("spout", input)).unwrap();
+    let result = complete_topology(
+        &topology,
+        &config(30),
+        MockedSources::new().add("spout", input),
+    )
+    .unwrap();
     let last = TaskLayout::new(topology.spec(), 1).component_tasks("tag")[2].0 as i64;
-    let tasks: BTreeSet<i64> = result.emitted("tag").iter().map(|v| v[0].as_i64().unwrap()).collect();
+    let tasks: BTreeSet<i64> = result
+        .emitted("tag")
+        .iter()
+        .map(|v| v[0].as_i64().unwrap())
+        .collect();
     assert_eq!(tasks, BTreeSet::from([last]));
 }
 
@@ -187,12 +241,21 @@ impl Bolt for Director {
 fn direct_grouping_delivers_to_the_named_task() {
     let mut b = TopologyBuilder::new();
     b.set_spout("spout", || FixedTupleSpout::declaring(["k"]), 1);
-    b.set_bolt("director", Director::default, 2).shuffle_grouping("spout");
-    b.set_bolt("tag", TaskTagger::default, 3).direct_grouping(("director", "to-task"));
+    b.set_bolt("director", Director::default, 2)
+        .shuffle_grouping("spout");
+    b.set_bolt("tag", TaskTagger::default, 3)
+        .direct_grouping(("director", "to-task"));
     let topology = b.create_topology().unwrap();
     let input: Vec<Values> = (0..90).map(|i| values![i]).collect();
-    let result = complete_topology(&topology, &config(30), MockedSources::new().add("spout", input)).unwrap();
-    let tag_tasks = TaskLayout::new(topology.spec(), 1).component_tasks("tag").to_vec();
+    let result = complete_topology(
+        &topology,
+        &config(30),
+        MockedSources::new().add("spout", input),
+    )
+    .unwrap();
+    let tag_tasks = TaskLayout::new(topology.spec(), 1)
+        .component_tasks("tag")
+        .to_vec();
     let emitted = result.emitted("tag");
     assert_eq!(emitted.len(), 90);
     for v in emitted {
@@ -218,13 +281,27 @@ impl Bolt for BadDirector {
 fn bad_emits_are_dropped_and_reported_not_fatal() {
     let mut b = TopologyBuilder::new();
     b.set_spout("spout", || FixedTupleSpout::declaring(["k"]), 1);
-    b.set_bolt("bad", || BadDirector, 1).shuffle_grouping("spout");
-    b.set_bolt("tag", TaskTagger::default, 1).direct_grouping(("bad", "to-task"));
+    b.set_bolt("bad", || BadDirector, 1)
+        .shuffle_grouping("spout");
+    b.set_bolt("tag", TaskTagger::default, 1)
+        .direct_grouping(("bad", "to-task"));
     let topology = b.create_topology().unwrap();
-    let result =
-        complete_topology(&topology, &config(30), MockedSources::new().add("spout", vec![values![1]])).unwrap();
+    let result = complete_topology(
+        &topology,
+        &config(30),
+        MockedSources::new().add("spout", vec![values![1]]),
+    )
+    .unwrap();
     assert!(result.emitted("tag").is_empty());
     let errors = result.metrics.component("bad").errors;
-    assert!(errors.iter().any(|e| e.contains("emit_direct to task 9999")), "{errors:?}");
-    assert!(errors.iter().any(|e| e.contains("\"no-such-stream\"")), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("emit_direct to task 9999")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("\"no-such-stream\"")),
+        "{errors:?}"
+    );
 }

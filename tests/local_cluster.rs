@@ -32,7 +32,9 @@ fn deactivate_stops_next_tuple_and_activate_resumes_it() {
     b.set_spout("spout", move || Ticking(c.clone(), 0), 1);
     b.set_bolt("sink", || AckAll, 1).shuffle_grouping("spout");
     let cluster = LocalCluster::new();
-    cluster.submit_topology("act", &config(30), b.create_topology().unwrap()).unwrap();
+    cluster
+        .submit_topology("act", &config(30), b.create_topology().unwrap())
+        .unwrap();
     assert!(wait_for(DEADLINE, || calls.load(Ordering::Acquire) > 10));
     cluster.deactivate("act").unwrap();
     // Once deactivation is seen, the count stops moving: wait until two
@@ -44,7 +46,11 @@ fn deactivate_stops_next_tuple_and_activate_resumes_it() {
     }));
     let frozen = calls.load(Ordering::Acquire);
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(calls.load(Ordering::Acquire), frozen, "next_tuple called while inactive");
+    assert_eq!(
+        calls.load(Ordering::Acquire),
+        frozen,
+        "next_tuple called while inactive"
+    );
     cluster.activate("act").unwrap();
     assert!(wait_for(DEADLINE, || calls.load(Ordering::Acquire) > frozen + 10));
     cluster.shutdown();
@@ -59,7 +65,9 @@ fn several_topologies_run_at_once_and_kill_with_wait_drains() {
         b.set_spout("spout", feeder.spout(), 1);
         b.set_bolt("fan", || FanOut(4), 2).shuffle_grouping("spout");
         b.set_bolt("sink", || AckAll, 2).shuffle_grouping("fan");
-        cluster.submit_topology(name, &config(30), b.create_topology().unwrap()).unwrap();
+        cluster
+            .submit_topology(name, &config(30), b.create_topology().unwrap())
+            .unwrap();
     }
     assert_eq!(cluster.topology_names(), vec!["one", "two"]);
     for i in 0..500 {
@@ -67,10 +75,15 @@ fn several_topologies_run_at_once_and_kill_with_wait_drains() {
         f2.feed(values![i]);
     }
     assert!(wait_for(DEADLINE, || f1.acked().len() == 500));
-    let metrics = cluster.kill_topology_with_wait("two", Duration::from_secs(30)).unwrap();
+    let metrics = cluster
+        .kill_topology_with_wait("two", Duration::from_secs(30))
+        .unwrap();
     assert_eq!(cluster.topology_names(), vec!["one"]);
     // The wait drained topology "two" before killing it.
-    assert_eq!(metrics.component("sink").executed, metrics.component("fan").emitted);
+    assert_eq!(
+        metrics.component("sink").executed,
+        metrics.component("fan").emitted
+    );
     cluster.shutdown();
 }
 
@@ -92,11 +105,14 @@ fn bolts_get_tick_tuples_at_the_configured_rate() {
     let feeder = Feeder::new(["v"]);
     let mut b = TopologyBuilder::new();
     b.set_spout("spout", feeder.spout(), 1);
-    b.set_bolt("ticks", || TickCounter, 2).shuffle_grouping("spout");
+    b.set_bolt("ticks", || TickCounter, 2)
+        .shuffle_grouping("spout");
     let mut c = config(30);
     c.tick_tuple_freq_secs = Some(1);
     let cluster = LocalCluster::new();
-    cluster.submit_topology("ticks", &c, b.create_topology().unwrap()).unwrap();
+    cluster
+        .submit_topology("ticks", &c, b.create_topology().unwrap())
+        .unwrap();
     assert!(wait_for(DEADLINE, || {
         let m = cluster.metrics("ticks").unwrap();
         m.component("ticks").emitted >= 4
@@ -114,22 +130,43 @@ fn metrics_cover_emits_transfers_acks_latencies_and_capacity() {
     let mut c = config(30);
     c.stats_sample_rate = 1.0;
     let cluster = LocalCluster::new();
-    cluster.submit_topology("metrics", &c, b.create_topology().unwrap()).unwrap();
+    cluster
+        .submit_topology("metrics", &c, b.create_topology().unwrap())
+        .unwrap();
     for i in 0..100 {
         feeder.feed(values![i]);
     }
     assert!(wait_for(DEADLINE, || feeder.acked().len() == 100));
-    assert!(wait_for(DEADLINE, || cluster.metrics("metrics").unwrap().component("sink").executed == 600));
+    assert!(wait_for(DEADLINE, || cluster
+        .metrics("metrics")
+        .unwrap()
+        .component("sink")
+        .executed
+        == 600));
     let m = cluster.metrics("metrics").unwrap();
-    let (spout, fan, sink) = (m.component("spout"), m.component("fan"), m.component("sink"));
-    assert_eq!((spout.emitted, spout.transferred, spout.acked), (100, 100, 100));
-    assert_eq!((fan.emitted, fan.transferred, fan.acked, fan.executed), (200, 600, 100, 100));
+    let (spout, fan, sink) = (
+        m.component("spout"),
+        m.component("fan"),
+        m.component("sink"),
+    );
+    assert_eq!(
+        (spout.emitted, spout.transferred, spout.acked),
+        (100, 100, 100)
+    );
+    assert_eq!(
+        (fan.emitted, fan.transferred, fan.acked, fan.executed),
+        (200, 600, 100, 100)
+    );
     assert_eq!(sink.acked, 600);
     assert_eq!(spout.complete_latency.count, 100);
     assert!(spout.complete_latency.p99_ms > 0.0);
     assert_eq!(fan.execute_latency.count, 100);
     assert!((0.0..=1.0).contains(&fan.capacity));
-    let fan_task = m.tasks.values().find(|t| t.component.as_str() == "fan").unwrap();
+    let fan_task = m
+        .tasks
+        .values()
+        .find(|t| t.component.as_str() == "fan")
+        .unwrap();
     assert_eq!(fan_task.emitted["default"], 200);
     assert_eq!(fan_task.process_latency.count, 100);
     cluster.shutdown();

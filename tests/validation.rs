@@ -26,7 +26,8 @@ fn unknown_component() {
     check(
         |b| {
             b.set_spout("spout", spout, 1);
-            b.set_bolt("count", || AckAll, 1).shuffle_grouping("splitter");
+            b.set_bolt("count", || AckAll, 1)
+                .shuffle_grouping("splitter");
         },
         r#"component "count" subscribes to unknown component "splitter""#,
     );
@@ -37,7 +38,8 @@ fn unknown_stream() {
     check(
         |b| {
             b.set_spout("spout", spout, 1);
-            b.set_bolt("count", || AckAll, 1).shuffle_grouping(("spout", "errors"));
+            b.set_bolt("count", || AckAll, 1)
+                .shuffle_grouping(("spout", "errors"));
         },
         r#"component "count" subscribes to stream "errors" of "spout", which declares only ["default"]"#,
     );
@@ -48,14 +50,16 @@ fn unknown_field() {
     check(
         |b| {
             b.set_spout("spout", spout, 1);
-            b.set_bolt("count", || AckAll, 1).fields_grouping("spout", ["wrd"]);
+            b.set_bolt("count", || AckAll, 1)
+                .fields_grouping("spout", ["wrd"]);
         },
         r#"fields grouping of "count" on "spout":"default" names field "wrd", not in [word]"#,
     );
     check(
         |b| {
             b.set_spout("spout", spout, 1);
-            b.set_bolt("count", || AckAll, 1).partial_key_grouping("spout", ["w"]);
+            b.set_bolt("count", || AckAll, 1)
+                .partial_key_grouping("spout", ["w"]);
         },
         r#"partial_key grouping of "count" on "spout":"default" names field "w", not in [word]"#,
     );
@@ -90,7 +94,8 @@ fn reserved_ids() {
     check(
         |b| {
             b.set_spout("spout", spout, 1);
-            b.set_bolt("b", || SystemStream, 1).shuffle_grouping("spout");
+            b.set_bolt("b", || SystemStream, 1)
+                .shuffle_grouping("spout");
         },
         r#"stream id "__mine" is reserved: ids starting with "__" belong to the system"#,
     );
@@ -107,7 +112,9 @@ fn zero_parallelism_and_zero_tasks() {
     check(
         |b| {
             b.set_spout("spout", spout, 1);
-            b.set_bolt("b", || AckAll, 1).shuffle_grouping("spout").set_num_tasks(0);
+            b.set_bolt("b", || AckAll, 1)
+                .shuffle_grouping("spout")
+                .set_num_tasks(0);
         },
         r#"component "b" has 0 tasks; it needs at least one"#,
     );
@@ -191,7 +198,8 @@ fn duplicate_stream_declaration() {
 fn valid_topology_passes() {
     let mut b = TopologyBuilder::new();
     b.set_spout("spout", spout, 2).set_num_tasks(4);
-    b.set_bolt("b", || AckAll, 2).fields_grouping("spout", ["word"]);
+    b.set_bolt("b", || AckAll, 2)
+        .fields_grouping("spout", ["word"]);
     let t = b.create_topology().unwrap();
     assert_eq!(t.spec().components["spout"].num_tasks, 4);
 }
@@ -203,11 +211,17 @@ fn local_cluster_refuses_bad_names_and_duplicates() {
     let t = b.create_topology().unwrap();
     let cluster = LocalCluster::new();
     for bad in ["a/b", "..", "a:b", ""] {
-        let e = cluster.submit_topology(bad, &Config::new(), t.clone()).unwrap_err();
+        let e = cluster
+            .submit_topology(bad, &Config::new(), t.clone())
+            .unwrap_err();
         assert!(e.to_string().starts_with("topology name"), "{e}");
     }
-    cluster.submit_topology("ok", &Config::new(), t.clone()).unwrap();
-    let e = cluster.submit_topology("ok", &Config::new(), t).unwrap_err();
+    cluster
+        .submit_topology("ok", &Config::new(), t.clone())
+        .unwrap();
+    let e = cluster
+        .submit_topology("ok", &Config::new(), t)
+        .unwrap_err();
     assert_eq!(e.to_string(), r#"a topology named "ok" is already running"#);
     assert_eq!(
         cluster.kill_topology("nope").unwrap_err().to_string(),

@@ -59,7 +59,10 @@ impl Bolt for TaskTagger {
         self.task = ctx.this_task_id();
     }
     fn execute(&mut self, t: &Tuple, out: &mut OutputCollector<'_>) {
-        out.emit_anchored(t, values![self.task.0, t.get(0).cloned().unwrap_or_default()]);
+        out.emit_anchored(
+            t,
+            values![self.task.0, t.get(0).cloned().unwrap_or_default()],
+        );
         out.ack(t);
     }
     fn declare_output_fields(&self, d: &mut OutputFieldsDeclarer) {
@@ -97,7 +100,10 @@ impl SpoutStats {
 }
 
 impl CountingSpout {
-    pub fn factory(limit: u64, stats: Arc<SpoutStats>) -> impl Fn() -> CountingSpout + Send + Sync + 'static {
+    pub fn factory(
+        limit: u64,
+        stats: Arc<SpoutStats>,
+    ) -> impl Fn() -> CountingSpout + Send + Sync + 'static {
         move || CountingSpout {
             next: 0,
             limit,
@@ -125,7 +131,11 @@ impl Spout for CountingSpout {
     fn ack(&mut self, id: Value) {
         self.stats.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.stats.acked.fetch_add(1, Ordering::AcqRel);
-        self.stats.acked_ids.lock().unwrap().push(id.as_i64().unwrap() as u64);
+        self.stats
+            .acked_ids
+            .lock()
+            .unwrap()
+            .push(id.as_i64().unwrap() as u64);
     }
     fn fail(&mut self, id: Value, _reason: FailReason) {
         self.stats.in_flight.fetch_sub(1, Ordering::AcqRel);

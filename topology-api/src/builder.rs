@@ -1,6 +1,8 @@
 //! Building topologies: [`TopologyBuilder`] and the declarers it returns.
 
-use crate::spec::{ComponentConfig, ComponentKind, ComponentSpec, InputSpec, TopologyError, TopologySpec};
+use crate::spec::{
+    ComponentConfig, ComponentKind, ComponentSpec, InputSpec, TopologyError, TopologySpec,
+};
 use crate::{
     BasicBolt, BasicBoltAdapter, Bolt, ComponentId, CustomGroupingFactory, CustomStreamGrouping,
     Fields, GroupingSpec, OutputFieldsDeclarer, Spout, StreamId, DEFAULT_STREAM,
@@ -42,7 +44,11 @@ impl Topology {
     /// A copy of this topology in which spout `id` is made by `factory`
     /// instead; the spout's declared streams stay as they were (the testing
     /// kit's mocked sources use this).
-    pub fn with_spout_factory(&self, id: &str, factory: SpoutFactory) -> Result<Topology, TopologyError> {
+    pub fn with_spout_factory(
+        &self,
+        id: &str,
+        factory: SpoutFactory,
+    ) -> Result<Topology, TopologyError> {
         if !self.spouts.contains_key(id) {
             return Err(TopologyError::NotASpout(id.into()));
         }
@@ -52,14 +58,20 @@ impl Topology {
     }
 
     /// The factory of the custom grouping of `component`'s input number `input`.
-    pub fn custom_grouping(&self, component: &ComponentId, input: usize) -> Option<&CustomGroupingFactory> {
+    pub fn custom_grouping(
+        &self,
+        component: &ComponentId,
+        input: usize,
+    ) -> Option<&CustomGroupingFactory> {
         self.custom_groupings.get(&(component.clone(), input))
     }
 }
 
 impl std::fmt::Debug for Topology {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Topology").field("spec", &self.spec).finish_non_exhaustive()
+        f.debug_struct("Topology")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
     }
 }
 
@@ -179,8 +191,10 @@ impl TopologyBuilder {
         factory().declare_output_fields(&mut d);
         let id = self.add_component(id, ComponentKind::Spout, parallelism, d);
         if let Some(id) = &id {
-            self.spouts
-                .insert(id.clone(), Arc::new(move || Box::new(factory()) as Box<dyn Spout>));
+            self.spouts.insert(
+                id.clone(),
+                Arc::new(move || Box::new(factory()) as Box<dyn Spout>),
+            );
         }
         SpoutDeclarer {
             inner: ComponentDeclarer { builder: self, id },
@@ -198,8 +212,10 @@ impl TopologyBuilder {
         factory().declare_output_fields(&mut d);
         let id = self.add_component(id, ComponentKind::Bolt, parallelism, d);
         if let Some(id) = &id {
-            self.bolts
-                .insert(id.clone(), Arc::new(move || Box::new(factory()) as Box<dyn Bolt>));
+            self.bolts.insert(
+                id.clone(),
+                Arc::new(move || Box::new(factory()) as Box<dyn Bolt>),
+            );
         }
         BoltDeclarer {
             inner: ComponentDeclarer { builder: self, id },
@@ -207,7 +223,12 @@ impl TopologyBuilder {
     }
 
     /// Adds a [`BasicBolt`]: emits anchored to the input, acks automatically.
-    pub fn set_basic_bolt<B, F>(&mut self, id: &str, factory: F, parallelism: u32) -> BoltDeclarer<'_>
+    pub fn set_basic_bolt<B, F>(
+        &mut self,
+        id: &str,
+        factory: F,
+        parallelism: u32,
+    ) -> BoltDeclarer<'_>
     where
         B: BasicBolt + 'static,
         F: Fn() -> B + Send + Sync + 'static,
@@ -316,7 +337,11 @@ impl BoltDeclarer<'_> {
     }
 
     /// Fields grouping: equal values in `fields` go to the same task.
-    pub fn fields_grouping(self, source: impl Into<StreamSource>, fields: impl Into<Fields>) -> Self {
+    pub fn fields_grouping(
+        self,
+        source: impl Into<StreamSource>,
+        fields: impl Into<Fields>,
+    ) -> Self {
         self.grouping(source, GroupingSpec::Fields(fields.into()))
     }
 
@@ -347,12 +372,21 @@ impl BoltDeclarer<'_> {
 
     /// Partial key grouping on `fields`: two candidate tasks per key, the
     /// less loaded one is chosen.
-    pub fn partial_key_grouping(self, source: impl Into<StreamSource>, fields: impl Into<Fields>) -> Self {
+    pub fn partial_key_grouping(
+        self,
+        source: impl Into<StreamSource>,
+        fields: impl Into<Fields>,
+    ) -> Self {
         self.grouping(source, GroupingSpec::PartialKey(fields.into()))
     }
 
     /// A custom grouping; `factory` makes one instance per emitting task.
-    pub fn custom_grouping<G, F>(mut self, source: impl Into<StreamSource>, name: &str, factory: F) -> Self
+    pub fn custom_grouping<G, F>(
+        mut self,
+        source: impl Into<StreamSource>,
+        name: &str,
+        factory: F,
+    ) -> Self
     where
         G: CustomStreamGrouping + 'static,
         F: Fn() -> G + Send + Sync + 'static,

@@ -231,7 +231,13 @@ impl<'a> SpoutOutputCollector<'a> {
 
     /// Emits to `task` on the direct stream `stream`, tracked when `msg_id`
     /// is `Some`.
-    pub fn emit_direct(&mut self, task: TaskId, stream: &str, values: Values, msg_id: Option<Value>) {
+    pub fn emit_direct(
+        &mut self,
+        task: TaskId,
+        stream: &str,
+        values: Values,
+        msg_id: Option<Value>,
+    ) {
         self.sink.emit(stream, values, msg_id, Some(task))
     }
 

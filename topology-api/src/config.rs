@@ -31,7 +31,14 @@ pub enum ConfigError {
 
 /// Key namespaces Squall owns: an unknown key under them is an error, so a
 /// typo does not pass silently. Other keys are user settings.
-const RESERVED: &[&str] = &["topology.", "storm.", "nimbus.", "supervisor.", "worker.", "squall."];
+const RESERVED: &[&str] = &[
+    "topology.",
+    "storm.",
+    "nimbus.",
+    "supervisor.",
+    "worker.",
+    "squall.",
+];
 
 /// A topology's configuration (Storm's `Config`, typed). Defaults follow
 /// Storm unless noted.
@@ -182,34 +189,43 @@ impl Config {
             "topology.acker.executors" => {
                 self.acker_executors = match value {
                     Value::Null => None,
-                    ref v => Some(non_negative(v).ok_or_else(|| bad("an integer >= 0 or null"))? as u32),
+                    ref v => {
+                        Some(non_negative(v).ok_or_else(|| bad("an integer >= 0 or null"))? as u32)
+                    }
                 }
             }
             "topology.message.timeout.secs" => {
-                self.message_timeout_secs = positive(&value).ok_or_else(|| bad("a positive integer"))? as u64
+                self.message_timeout_secs =
+                    positive(&value).ok_or_else(|| bad("a positive integer"))? as u64
             }
             "topology.max.spout.pending" => {
                 self.max_spout_pending = match value {
                     Value::Null => None,
-                    ref v => Some(positive(v).ok_or_else(|| bad("a positive integer or null"))? as usize),
+                    ref v => {
+                        Some(positive(v).ok_or_else(|| bad("a positive integer or null"))? as usize)
+                    }
                 }
             }
             "topology.tick.tuple.freq.secs" => {
                 self.tick_tuple_freq_secs = match value {
                     Value::Null => None,
-                    ref v => Some(positive(v).ok_or_else(|| bad("a positive integer or null"))? as u64),
+                    ref v => {
+                        Some(positive(v).ok_or_else(|| bad("a positive integer or null"))? as u64)
+                    }
                 }
             }
             "topology.debug" => self.debug = value.as_bool().ok_or_else(|| bad("true or false"))?,
             "topology.producer.batch.size" => {
-                self.producer_batch_size = positive(&value).ok_or_else(|| bad("a positive integer"))? as usize
+                self.producer_batch_size =
+                    positive(&value).ok_or_else(|| bad("a positive integer"))? as usize
             }
             "topology.executor.receive.buffer.size" => {
                 self.executor_receive_buffer_size =
                     positive(&value).ok_or_else(|| bad("a positive integer"))? as usize
             }
             "topology.flush.tuple.freq.millis" => {
-                self.flush_tuple_freq_millis = positive(&value).ok_or_else(|| bad("a positive integer"))? as u64
+                self.flush_tuple_freq_millis =
+                    positive(&value).ok_or_else(|| bad("a positive integer"))? as u64
             }
             "topology.stats.sample.rate" => {
                 self.stats_sample_rate = value

@@ -49,10 +49,13 @@ impl OutputFieldsDeclarer {
 
     fn add(&mut self, stream: &str, fields: Fields, direct: bool) {
         let id = StreamId::from(stream);
-        if self.streams.contains_key(&id) {
-            self.duplicates.push(id);
-        } else {
-            self.streams.insert(id, StreamDef { fields, direct });
+        match self.streams.entry(id) {
+            std::collections::btree_map::Entry::Occupied(e) => {
+                self.duplicates.push(e.key().clone())
+            }
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(StreamDef { fields, direct });
+            }
         }
     }
 

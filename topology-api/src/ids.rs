@@ -11,7 +11,9 @@ pub const SYSTEM_PREFIX: &str = "__";
 
 /// A task's id, unique within a topology. Task ids start at 1 and are dealt
 /// to components in component-id order, as Storm does.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct TaskId(pub u32);
 
 impl fmt::Display for TaskId {

@@ -23,8 +23,14 @@ pub mod spec;
 mod tuple;
 mod value;
 
-pub use builder::{BoltDeclarer, BoltFactory, SpoutDeclarer, SpoutFactory, StreamSource, Topology, TopologyBuilder};
-pub use collector::{Anchors, BasicOutputCollector, BoltOutput, OutputCollector, SpoutOutput, SpoutOutputCollector};
+pub use builder::{
+    BoltDeclarer, BoltFactory, SpoutDeclarer, SpoutFactory, StreamSource, Topology, TopologyBuilder,
+};
+pub use collector::{
+    Anchors, BasicOutputCollector, BoltOutput, OutputCollector, SpoutOutput, SpoutOutputCollector,
+};
+/// The string type of [`Value::Str`]: inline up to 24 bytes.
+pub use compact_str::CompactString;
 pub use component::{BasicBolt, BasicBoltAdapter, Bolt, ExecuteError, FailReason, Spout};
 pub use config::{Config, ConfigError};
 pub use context::{ExecutorSpec, TaskLayout, TopologyContext, ACKER_COMPONENT};
@@ -35,5 +41,3 @@ pub use ids::{ComponentId, StreamId, TaskId, DEFAULT_STREAM, SYSTEM_PREFIX};
 pub use spec::{TopologyError, TopologySpec};
 pub use tuple::{MessageId, StreamMeta, Tuple, TupleError, SYSTEM_COMPONENT, TICK_STREAM};
 pub use value::{Value, Values};
-/// The string type of [`Value::Str`]: inline up to 24 bytes.
-pub use compact_str::CompactString;

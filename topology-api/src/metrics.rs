@@ -103,7 +103,11 @@ impl TopologyMetrics {
     /// Totals for `component`'s tasks.
     pub fn component(&self, component: &str) -> ComponentMetrics {
         let mut c = ComponentMetrics::default();
-        for t in self.tasks.values().filter(|t| t.component.as_str() == component) {
+        for t in self
+            .tasks
+            .values()
+            .filter(|t| t.component.as_str() == component)
+        {
             c.emitted += t.emitted.values().sum::<u64>();
             c.transferred += t.transferred;
             c.acked += t.acked;

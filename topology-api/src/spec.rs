@@ -223,28 +223,30 @@ impl TopologySpec {
     }
 
     fn validate_input(&self, id: &ComponentId, input: &InputSpec) -> Result<(), TopologyError> {
-        let source = self
-            .components
-            .get(&input.component)
-            .ok_or_else(|| TopologyError::UnknownComponent {
+        let source = self.components.get(&input.component).ok_or_else(|| {
+            TopologyError::UnknownComponent {
                 component: id.clone(),
                 source_component: input.component.clone(),
-            })?;
-        let stream = source
-            .streams
-            .get(&input.stream)
-            .ok_or_else(|| TopologyError::UnknownStream {
-                component: id.clone(),
-                source_component: input.component.clone(),
-                stream: input.stream.clone(),
-                declared: source.streams.keys().map(|s| s.0.clone()).collect(),
-            })?;
+            }
+        })?;
+        let stream =
+            source
+                .streams
+                .get(&input.stream)
+                .ok_or_else(|| TopologyError::UnknownStream {
+                    component: id.clone(),
+                    source_component: input.component.clone(),
+                    stream: input.stream.clone(),
+                    declared: source.streams.keys().map(|s| s.0.clone()).collect(),
+                })?;
         let (grouping, keys) = match &input.grouping {
             GroupingSpec::Fields(f) => ("fields", Some(f)),
             GroupingSpec::PartialKey(f) => ("partial_key", Some(f)),
             _ => ("", None),
         };
-        if let Some(missing) = keys.and_then(|k| k.names().iter().find(|f| !stream.fields.contains(f))) {
+        if let Some(missing) =
+            keys.and_then(|k| k.names().iter().find(|f| !stream.fields.contains(f)))
+        {
             return Err(TopologyError::UnknownField {
                 component: id.clone(),
                 source_component: input.component.clone(),

@@ -11,9 +11,7 @@
 
 use crate::message::{ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_INIT_STREAM, ACK_RESET_TIMEOUT_STREAM};
 use crate::rotating::RotatingMap;
-use squall_topology_api::{
-    values, Bolt, OutputCollector, OutputFieldsDeclarer, TaskId, Tuple,
-};
+use squall_topology_api::{values, Bolt, OutputCollector, OutputFieldsDeclarer, TaskId, Tuple};
 
 #[derive(Debug, Default)]
 struct AckEntry {

@@ -1,7 +1,9 @@
 //! A bolt executor: one thread running one or more tasks of a bolt.
 
 use crate::acking::AckVals;
-use crate::message::{Envelope, TupleMsg, ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_RESET_TIMEOUT_STREAM};
+use crate::message::{
+    Envelope, TupleMsg, ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_RESET_TIMEOUT_STREAM,
+};
 use crate::outbox::{FullQueue, Outbox};
 use crate::routing::{Router, Targets};
 use crate::shared::{route, value_for, Shared};
@@ -10,8 +12,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use squall_topology_api::{
-    values, Bolt, BoltOutput, ComponentId, MessageId, OutputCollector, StreamMeta, TaskId, Tuple,
-    TopologyContext, Values, SYSTEM_COMPONENT, TICK_STREAM,
+    values, Bolt, BoltOutput, ComponentId, MessageId, OutputCollector, StreamMeta, TaskId,
+    TopologyContext, Tuple, Values, SYSTEM_COMPONENT, TICK_STREAM,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,7 +75,9 @@ impl BoltOutput for Emitter<'_> {
             if tracked {
                 for a in anchors {
                     let ids = a.message_id().anchors();
-                    let Some(&(_, key)) = ids.first() else { continue };
+                    let Some(&(_, key)) = ids.first() else {
+                        continue;
+                    };
                     let edge: u64 = self.rng.random();
                     self.task.ack_vals.add(key, edge);
                     for &(root, _) in ids {
@@ -178,7 +182,12 @@ impl BoltExecutor {
         let stream_names: Vec<String> = (0..router.num_streams())
             .map(|p| router.stream(p).0 .0.clone())
             .collect();
-        let stream = |s: &str| shared.streams.index(component.as_str(), s).unwrap_or(u32::MAX);
+        let stream = |s: &str| {
+            shared
+                .streams
+                .index(component.as_str(), s)
+                .unwrap_or(u32::MAX)
+        };
         let streams = AckStreams {
             ack: stream(ACK_ACK_STREAM),
             fail: stream(ACK_FAIL_STREAM),
@@ -188,7 +197,9 @@ impl BoltExecutor {
         let tick_secs = if component.as_str() == squall_topology_api::ACKER_COMPONENT {
             Some(shared.config.message_timeout_secs)
         } else {
-            spec.config.tick_tuple_freq_secs.or(shared.config.tick_tuple_freq_secs)
+            spec.config
+                .tick_tuple_freq_secs
+                .or(shared.config.tick_tuple_freq_secs)
         };
         let tick = tick_secs.map(|s| {
             let every = Duration::from_secs(s);
@@ -289,16 +300,27 @@ impl BoltExecutor {
                 let meta = meta.clone();
                 let secs = every.as_secs();
                 for i in 0..self.tasks.len() {
-                    let tuple = Tuple::new(meta.clone(), TaskId(0), values![secs], MessageId::untracked(), None);
+                    let tuple = Tuple::new(
+                        meta.clone(),
+                        TaskId(0),
+                        values![secs],
+                        MessageId::untracked(),
+                        None,
+                    );
                     self.execute_tuple(i, &tuple);
                 }
             }
         }
         if now >= self.next_rotate {
             self.next_rotate = now + self.rotate_every;
-            self.tasks.iter_mut().for_each(|t| t.state.ack_vals.rotate());
+            self.tasks
+                .iter_mut()
+                .for_each(|t| t.state.ack_vals.rotate());
         }
-        let tasks = self.tasks.iter_mut().map(|t| (t.state.id, &mut t.state.stats));
+        let tasks = self
+            .tasks
+            .iter_mut()
+            .map(|t| (t.state.id, &mut t.state.stats));
         self.publisher.maybe_publish(now, false, tasks);
     }
 
@@ -316,7 +338,9 @@ impl BoltExecutor {
         let mut last_flush = Instant::now();
         let mut processed = 0i64;
         while !self.shared.stopping() {
-            let wait = self.next_deadline().saturating_duration_since(Instant::now());
+            let wait = self
+                .next_deadline()
+                .saturating_duration_since(Instant::now());
             match self.inbound.recv_timeout(wait) {
                 Ok(Envelope::Tuples(batch)) => {
                     let start = Instant::now();
@@ -342,7 +366,10 @@ impl BoltExecutor {
         for t in &mut self.tasks {
             t.bolt.cleanup();
         }
-        let tasks = self.tasks.iter_mut().map(|t| (t.state.id, &mut t.state.stats));
+        let tasks = self
+            .tasks
+            .iter_mut()
+            .map(|t| (t.state.id, &mut t.state.stats));
         self.publisher.maybe_publish(Instant::now(), true, tasks);
     }
 }

@@ -2,13 +2,17 @@
 
 use crate::acking::Acker;
 use crate::bolt_executor::BoltExecutor;
-use crate::message::{Envelope, StreamTable, ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_RESET_TIMEOUT_STREAM};
+use crate::message::{
+    Envelope, StreamTable, ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_RESET_TIMEOUT_STREAM,
+};
 use crate::outbox::Wiring;
 use crate::routing::Router;
 use crate::shared::{EmitTap, Shared};
 use crate::spout_executor::SpoutExecutor;
 use squall_topology_api::metrics::TopologyMetrics;
-use squall_topology_api::spec::{ComponentConfig, ComponentKind, ComponentSpec, InputSpec, TopologySpec};
+use squall_topology_api::spec::{
+    ComponentConfig, ComponentKind, ComponentSpec, InputSpec, TopologySpec,
+};
 use squall_topology_api::{
     Bolt, Config, GroupingSpec, OutputFieldsDeclarer, TaskId, TaskLayout, Topology, ACKER_COMPONENT,
 };
@@ -51,7 +55,11 @@ pub fn system_spec(spec: &TopologySpec, ackers: u32) -> TopologySpec {
     let mut d = OutputFieldsDeclarer::new();
     Acker::default().declare_output_fields(&mut d);
     let (streams, _) = d.finish();
-    for c in spec.components.values_mut().filter(|c| c.kind == ComponentKind::Spout) {
+    for c in spec
+        .components
+        .values_mut()
+        .filter(|c| c.kind == ComponentKind::Spout)
+    {
         for s in [ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_RESET_TIMEOUT_STREAM] {
             c.inputs.push(InputSpec {
                 component: ACKER_COMPONENT.into(),
@@ -159,18 +167,35 @@ pub fn launch(
                     ComponentKind::Spout => {
                         let factory = shared.topology.spout_factory(component.as_str()).cloned();
                         if let Some(f) = factory {
-                            SpoutExecutor::new(shared.clone(), component, tasks, &*f, inbound, router).run()
+                            SpoutExecutor::new(
+                                shared.clone(),
+                                component,
+                                tasks,
+                                &*f,
+                                inbound,
+                                router,
+                            )
+                            .run()
                         }
                     }
                     ComponentKind::Bolt if is_acker => {
                         let f = |()| Box::new(Acker::default()) as Box<dyn Bolt>;
                         let f = move || f(());
-                        BoltExecutor::new(shared.clone(), component, tasks, &f, inbound, router).run()
+                        BoltExecutor::new(shared.clone(), component, tasks, &f, inbound, router)
+                            .run()
                     }
                     ComponentKind::Bolt => {
                         let factory = shared.topology.bolt_factory(component.as_str()).cloned();
                         if let Some(f) = factory {
-                            BoltExecutor::new(shared.clone(), component, tasks, &*f, inbound, router).run()
+                            BoltExecutor::new(
+                                shared.clone(),
+                                component,
+                                tasks,
+                                &*f,
+                                inbound,
+                                router,
+                            )
+                            .run()
                         }
                     }
                 }

@@ -4,7 +4,8 @@
 use rustc_hash::FxHashMap;
 use squall_topology_api::spec::TopologySpec;
 use squall_topology_api::{
-    ComponentId, Fields, MessageId, StreamId, StreamMeta, TaskId, Values, SYSTEM_COMPONENT, TICK_STREAM,
+    ComponentId, Fields, MessageId, StreamId, StreamMeta, TaskId, Values, SYSTEM_COMPONENT,
+    TICK_STREAM,
 };
 use std::sync::Arc;
 

@@ -29,7 +29,9 @@ pub enum RouteError {
     #[error("emit on direct stream {0:?} needs emit_direct with a task id")]
     DirectStreamNeedsTask(String),
     /// `emit_direct` to a task that does not subscribe with direct grouping.
-    #[error("emit_direct to task {task} on stream {stream:?}, which no direct-grouping subscriber has")]
+    #[error(
+        "emit_direct to task {task} on stream {stream:?}, which no direct-grouping subscriber has"
+    )]
     NotASubscriber {
         /// The stream.
         stream: String,

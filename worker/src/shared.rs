@@ -81,9 +81,11 @@ pub fn route(
     debug: bool,
 ) -> Option<u32> {
     targets.clear();
-    let routed = router
-        .stream_position(stream)
-        .and_then(|pos| router.targets(pos, task, values, direct, targets).map(|()| pos));
+    let routed = router.stream_position(stream).and_then(|pos| {
+        router
+            .targets(pos, task, values, direct, targets)
+            .map(|()| pos)
+    });
     match routed {
         Ok(pos) => {
             stats.emitted[pos] += 1;

@@ -65,7 +65,13 @@ struct Emitter<'a> {
 }
 
 impl SpoutOutput for Emitter<'_> {
-    fn emit(&mut self, stream: &str, values: Values, msg_id: Option<Value>, direct: Option<TaskId>) {
+    fn emit(
+        &mut self,
+        stream: &str,
+        values: Values,
+        msg_id: Option<Value>,
+        direct: Option<TaskId>,
+    ) {
         self.task.emits += 1;
         let Some(index) = route(
             self.shared,
@@ -216,7 +222,10 @@ impl SpoutExecutor {
             ),
             publisher: Publisher::new(shared.board.clone()),
             rng: SmallRng::from_os_rng(),
-            max_pending: spec.config.max_spout_pending.or(shared.config.max_spout_pending),
+            max_pending: spec
+                .config
+                .max_spout_pending
+                .or(shared.config.max_spout_pending),
             debug: spec.config.debug.unwrap_or(shared.config.debug),
             first_task: tasks.first().map_or(0, |t| t.state.id.0),
             active: false,
@@ -234,12 +243,16 @@ impl SpoutExecutor {
 
     /// Handles acker messages; returns how many were processed.
     fn handle(&mut self, env: Envelope) -> i64 {
-        let Envelope::Tuples(batch) = env else { return 0 };
+        let Envelope::Tuples(batch) = env else {
+            return 0;
+        };
         let n = batch.len() as i64;
         let now = Instant::now();
         for msg in batch {
             let index = msg.dest.0.wrapping_sub(self.first_task) as usize;
-            let Some(task) = self.tasks.get_mut(index) else { continue };
+            let Some(task) = self.tasks.get_mut(index) else {
+                continue;
+            };
             let Some(root) = msg.values.first().and_then(Value::as_i64).map(|r| r as u64) else {
                 continue;
             };
@@ -248,7 +261,9 @@ impl SpoutExecutor {
                 st.pending.touch(root);
                 continue;
             }
-            let Some(p) = st.pending.remove(&root) else { continue };
+            let Some(p) = st.pending.remove(&root) else {
+                continue;
+            };
             if msg.stream == self.acker_streams.ack {
                 st.stats.acked += 1;
                 st.stats.complete.record(now - p.emitted);
@@ -353,7 +368,10 @@ impl SpoutExecutor {
             for t in &mut self.tasks {
                 t.state.stats.pending = t.state.pending.len() as u64;
             }
-            let tasks = self.tasks.iter_mut().map(|t| (t.state.id, &mut t.state.stats));
+            let tasks = self
+                .tasks
+                .iter_mut()
+                .map(|t| (t.state.id, &mut t.state.stats));
             self.publisher.maybe_publish(now, false, tasks);
             if self.outbox.is_empty() {
                 self.shared.done_in_flight(std::mem::take(&mut processed));
@@ -370,7 +388,10 @@ impl SpoutExecutor {
         for t in &mut self.tasks {
             t.spout.close();
         }
-        let tasks = self.tasks.iter_mut().map(|t| (t.state.id, &mut t.state.stats));
+        let tasks = self
+            .tasks
+            .iter_mut()
+            .map(|t| (t.state.id, &mut t.state.stats));
         self.publisher.maybe_publish(Instant::now(), true, tasks);
     }
 }

@@ -52,7 +52,11 @@ pub struct Sampler {
 impl Sampler {
     /// Samples a fraction `rate` (0 to 1) of calls.
     pub fn new(rate: f64) -> Self {
-        let every = if rate <= 0.0 { u64::MAX } else { (1.0 / rate).round().max(1.0) as u64 };
+        let every = if rate <= 0.0 {
+            u64::MAX
+        } else {
+            (1.0 / rate).round().max(1.0) as u64
+        };
         Self { every, count: 0 }
     }
 

@@ -1,0 +1,126 @@
+//! Word count on the full Shakespeare corpus equals a plain single-threaded
+//! count, run as a black box (the `word_count` example binary).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn corpus() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shared = root.join("../shared/data/shakespeare");
+    if shared.is_dir() {
+        return shared;
+    }
+    let status = Command::new(root.join("scripts/fetch-data"))
+        .status()
+        .expect("run scripts/fetch-data");
+    assert!(status.success(), "scripts/fetch-data failed");
+    root.join("data/shakespeare")
+}
+
+/// The example binary cargo built next to this test's own binary (`cargo
+/// test` builds examples; a run of this test alone builds it here).
+fn example() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir
+        .join("examples")
+        .join(format!("word_count{}", std::env::consts::EXE_SUFFIX));
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--example", "word_count"]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        assert!(
+            cmd.status().expect("run cargo build").success(),
+            "building the example failed"
+        );
+    }
+    bin
+}
+
+/// The reference: a word is a maximal run of alphanumeric characters,
+/// lowercased.
+fn plain_count(dir: &Path) -> HashMap<String, u64> {
+    let mut counts = HashMap::new();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for f in files {
+        let text = String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned();
+        for w in text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
+            *counts.entry(w.to_lowercase()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+fn run_word_count(extra: &[&str]) -> (Vec<(String, u64)>, String) {
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let output = Command::new(example())
+        .arg("--input")
+        .arg(corpus())
+        .arg("--output")
+        .arg(out.path())
+        .args(extra)
+        .output()
+        .expect("run the word_count example");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "word_count failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = std::fs::read_to_string(out.path()).unwrap();
+    let rows = text
+        .lines()
+        .map(|l| {
+            let (w, c) = l.split_once('\t').expect("word<TAB>count");
+            (w.to_owned(), c.parse().unwrap())
+        })
+        .collect();
+    (rows, stdout)
+}
+
+fn check_exact(rows: &[(String, u64)]) {
+    let expected = plain_count(&corpus());
+    let got: HashMap<String, u64> = rows.iter().cloned().collect();
+    assert_eq!(got.len(), rows.len(), "a word appears twice in the output");
+    assert_eq!(got.len(), expected.len());
+    for (w, c) in &expected {
+        assert_eq!(got.get(w), Some(c), "count of {w:?}");
+    }
+    // Sorted by count descending, then word ascending.
+    for pair in rows.windows(2) {
+        let ((w1, c1), (w2, c2)) = (&pair[0], &pair[1]);
+        assert!(
+            c1 > c2 || (c1 == c2 && w1 < w2),
+            "{w1} {c1} before {w2} {c2}"
+        );
+    }
+}
+
+#[test]
+fn word_count_on_the_corpus_equals_a_plain_count() {
+    let (rows, stdout) = run_word_count(&["--split-parallelism", "2", "--count-parallelism", "3"]);
+    check_exact(&rows);
+    assert!(stdout.contains("top 20 words:"), "{stdout}");
+    assert!(stdout.contains("0 line failures replayed"), "{stdout}");
+}
+
+#[test]
+fn word_count_with_injected_failures_replays_and_stays_exact() {
+    let (rows, stdout) = run_word_count(&["--fail-rate", "0.05"]);
+    check_exact(&rows);
+    assert!(
+        !stdout.contains(" 0 line failures replayed"),
+        "no failure was injected: {stdout}"
+    );
+}
