@@ -9,6 +9,14 @@ use std::hash::Hash;
 /// 1)` expires an entry between `t` and `t * n / (n - 1)` after it was last
 /// put or touched, with no timer per entry (Storm's `RotatingMap`, used by
 /// its acker and spout executors).
+///
+/// ```
+/// use squall_worker::rotating::RotatingMap;
+/// let mut pending = RotatingMap::new(2);
+/// pending.insert(7u64, "tuple");
+/// assert!(pending.rotate().is_empty()); // one rotation: still young
+/// assert_eq!(pending.rotate().get(&7), Some(&"tuple")); // two: expired
+/// ```
 #[derive(Debug)]
 pub struct RotatingMap<K, V> {
     buckets: VecDeque<FxHashMap<K, V>>,
