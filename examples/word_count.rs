@@ -198,10 +198,38 @@ struct SplitBolt {
 fn lowercase(word: &str) -> Value {
     if word.is_ascii() {
         let mut w = CompactString::from(word);
-        w.make_ascii_lowercase();
+        if word.bytes().any(|b| b.is_ascii_uppercase()) {
+            w.make_ascii_lowercase();
+        }
         Value::Str(w)
     } else {
         Value::from(word.to_lowercase())
+    }
+}
+
+/// Calls `f` on each maximal run of alphanumeric characters of `line`
+/// (ASCII bytes are classified without decoding).
+fn for_each_word(line: &str, mut f: impl FnMut(&str)) {
+    let bytes = line.as_bytes();
+    let mut start = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let (alnum, len) = if b.is_ascii() {
+            (b.is_ascii_alphanumeric(), 1)
+        } else {
+            let c = line[i..].chars().next().unwrap_or(' ');
+            (c.is_alphanumeric(), c.len_utf8())
+        };
+        if alnum {
+            start.get_or_insert(i);
+        } else if let Some(s) = start.take() {
+            f(&line[s..i]);
+        }
+        i += len;
+    }
+    if let Some(s) = start {
+        f(&line[s..]);
     }
 }
 
@@ -215,17 +243,7 @@ impl BasicBolt for SplitBolt {
             return Err("injected failure (--fail-rate)".into());
         }
         let line = tuple.get_str(0)?;
-        let mut start = None;
-        for (i, c) in line.char_indices() {
-            if c.is_alphanumeric() {
-                start.get_or_insert(i);
-            } else if let Some(s) = start.take() {
-                out.emit(values![lowercase(&line[s..i])]);
-            }
-        }
-        if let Some(s) = start {
-            out.emit(values![lowercase(&line[s..])]);
-        }
+        for_each_word(line, |w| out.emit(values![lowercase(w)]));
         Ok(())
     }
 

@@ -256,9 +256,9 @@ impl<T: Into<Value>> From<Option<T>> for Value {
 }
 
 /// The values of one tuple, in the order of its stream's [`Fields`](crate::Fields).
-/// Up to three values are stored inline (no heap allocation).
+/// Up to two values are stored inline (no heap allocation).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct Values(pub SmallVec<[Value; 3]>);
+pub struct Values(pub SmallVec<[Value; 2]>);
 
 impl Values {
     /// An empty list of values.
@@ -299,7 +299,7 @@ impl FromIterator<Value> for Values {
 
 impl IntoIterator for Values {
     type Item = Value;
-    type IntoIter = smallvec::IntoIter<[Value; 3]>;
+    type IntoIter = smallvec::IntoIter<[Value; 2]>;
     fn into_iter(self) -> Self::IntoIter {
         self.0.into_iter()
     }
