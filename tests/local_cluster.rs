@@ -171,3 +171,45 @@ fn metrics_cover_emits_transfers_acks_latencies_and_capacity() {
     assert_eq!(fan_task.process_latency.count, 100);
     cluster.shutdown();
 }
+
+/// Panics on the value 13.
+struct Superstitious;
+impl Bolt for Superstitious {
+    fn execute(&mut self, t: &Tuple, out: &mut OutputCollector<'_>) {
+        assert_ne!(t.get_i64(0).unwrap(), 13, "unlucky tuple");
+        out.ack(t);
+    }
+    fn declare_output_fields(&self, _: &mut OutputFieldsDeclarer) {}
+}
+
+#[test]
+fn a_panicking_bolt_is_reported_and_its_trees_time_out() {
+    let feeder = Feeder::new(["v"]);
+    let mut b = TopologyBuilder::new();
+    b.set_spout("spout", feeder.spout(), 1);
+    b.set_bolt("bolt", || Superstitious, 1)
+        .shuffle_grouping("spout");
+    let cluster = LocalCluster::new();
+    cluster
+        .submit_topology("panic", &config(1), b.create_topology().unwrap())
+        .unwrap();
+    let ok = feeder.feed(values![1]);
+    assert!(wait_for(DEADLINE, || feeder.acked() == vec![ok.clone()]));
+    let unlucky = feeder.feed(values![13]);
+    let after = feeder.feed(values![14]);
+    assert!(wait_for(DEADLINE, || feeder.failed().len() == 2));
+    let mut failed = feeder.failed();
+    failed.sort_by_key(|(id, _)| id.as_i64());
+    assert_eq!(
+        failed,
+        vec![(unlucky, FailReason::Timeout), (after, FailReason::Timeout)]
+    );
+    let errors = cluster.metrics("panic").unwrap().component("bolt").errors;
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("panicked: assertion") && e.contains("unlucky tuple")),
+        "{errors:?}"
+    );
+    cluster.shutdown();
+}

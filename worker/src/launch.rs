@@ -14,7 +14,8 @@ use squall_topology_api::spec::{
     ComponentConfig, ComponentKind, ComponentSpec, InputSpec, TopologySpec,
 };
 use squall_topology_api::{
-    Bolt, Config, GroupingSpec, OutputFieldsDeclarer, TaskId, TaskLayout, Topology, ACKER_COMPONENT,
+    Bolt, BoltFactory, ComponentId, Config, GroupingSpec, OutputFieldsDeclarer, TaskId, TaskLayout,
+    Topology, ACKER_COMPONENT,
 };
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -138,8 +139,7 @@ pub fn launch(
         let shared = shared.clone();
         let component = exec.component.clone();
         let kind = shared.spec.components[&component].kind;
-        let is_acker = component.as_str() == ACKER_COMPONENT;
-        if !is_acker {
+        if component.as_str() != ACKER_COMPONENT {
             let known = match kind {
                 ComponentKind::Spout => topology.spout_factory(component.as_str()).is_some(),
                 ComponentKind::Bolt => topology.bolt_factory(component.as_str()).is_some(),
@@ -151,53 +151,21 @@ pub fn launch(
         }
         let tasks = exec.tasks.clone();
         let thread_name = format!("{name}-{component}-{}", tasks.start);
+        let seed = i as u64 ^ 0x5eed;
         let handle = std::thread::Builder::new()
             .name(thread_name)
             .spawn(move || {
-                let router = Router::new(
-                    component.as_str(),
-                    &shared.spec,
-                    &shared.topology,
-                    &shared.layout,
-                    &shared.streams,
-                    &|_| true,
-                    i as u64 ^ 0x5eed,
-                );
-                match kind {
-                    ComponentKind::Spout => {
-                        let factory = shared.topology.spout_factory(component.as_str()).cloned();
-                        if let Some(f) = factory {
-                            SpoutExecutor::new(
-                                shared.clone(),
-                                component,
-                                tasks,
-                                &*f,
-                                inbound,
-                                router,
-                            )
-                            .run()
-                        }
-                    }
-                    ComponentKind::Bolt if is_acker => {
-                        let f = |()| Box::new(Acker::default()) as Box<dyn Bolt>;
-                        let f = move || f(());
-                        BoltExecutor::new(shared.clone(), component, tasks, &f, inbound, router)
-                            .run()
-                    }
-                    ComponentKind::Bolt => {
-                        let factory = shared.topology.bolt_factory(component.as_str()).cloned();
-                        if let Some(f) = factory {
-                            BoltExecutor::new(
-                                shared.clone(),
-                                component,
-                                tasks,
-                                &*f,
-                                inbound,
-                                router,
-                            )
-                            .run()
-                        }
-                    }
+                let run = std::panic::AssertUnwindSafe(|| {
+                    run_executor(
+                        shared.clone(),
+                        component.clone(),
+                        tasks.clone(),
+                        inbound,
+                        seed,
+                    )
+                });
+                if let Err(panic) = std::panic::catch_unwind(run) {
+                    report_panic(&shared, &component, tasks, panic);
                 }
             })
             .map_err(|source| LaunchError::Spawn {
@@ -213,6 +181,68 @@ pub fn launch(
         }
     }
     Ok(running)
+}
+
+/// Builds one executor's router and tasks, then runs its loop until the
+/// topology stops.
+fn run_executor(
+    shared: Arc<Shared>,
+    component: ComponentId,
+    tasks: std::ops::Range<u32>,
+    inbound: crossbeam_channel::Receiver<Envelope>,
+    seed: u64,
+) {
+    let router = Router::new(
+        component.as_str(),
+        &shared.spec,
+        &shared.topology,
+        &shared.layout,
+        &shared.streams,
+        &|_| true,
+        seed,
+    );
+    match shared.spec.components[&component].kind {
+        ComponentKind::Spout => {
+            if let Some(f) = shared.topology.spout_factory(component.as_str()).cloned() {
+                SpoutExecutor::new(shared.clone(), component, tasks, &*f, inbound, router).run()
+            }
+        }
+        ComponentKind::Bolt => {
+            let factory: BoltFactory = if component.as_str() == ACKER_COMPONENT {
+                Arc::new(|| Box::new(Acker::default()) as Box<dyn Bolt>)
+            } else {
+                match shared.topology.bolt_factory(component.as_str()) {
+                    Some(f) => f.clone(),
+                    None => return,
+                }
+            };
+            BoltExecutor::new(shared.clone(), component, tasks, &*factory, inbound, router).run()
+        }
+    }
+}
+
+/// Records a user panic that ended an executor in its tasks' metrics. The
+/// executor's queue closes, so tuples sent to it are dropped and their
+/// trees fail by timeout (in a cluster, the worker would be restarted).
+fn report_panic(
+    shared: &Shared,
+    component: &ComponentId,
+    tasks: std::ops::Range<u32>,
+    panic: Box<dyn std::any::Any + Send>,
+) {
+    let msg = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    let error = format!("executor of {component} (tasks {tasks:?}) died: panicked: {msg}");
+    tracing::error!(topology = %shared.name, "{error}");
+    let mut board = shared.board.lock().unwrap_or_else(|p| p.into_inner());
+    for t in tasks {
+        let m = board.tasks.entry(TaskId(t)).or_default();
+        m.component = component.clone();
+        m.errors.push(error.clone());
+    }
 }
 
 impl RunningTopology {
