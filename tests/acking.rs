@@ -291,14 +291,19 @@ fn tuple_never_acked_fails_after_the_message_timeout_with_reason_timeout() {
 
 /// Holds each input, resets its timeout on every tick, acks it on the
 /// `ack_on`-th tick.
+/// With `emit_first`, it emits one tuple anchored to each input at once.
 struct SlowWorker {
     held: Vec<Tuple>,
     ticks: u32,
     ack_on: u32,
+    emit_first: bool,
 }
 impl Bolt for SlowWorker {
     fn execute(&mut self, t: &Tuple, out: &mut OutputCollector<'_>) {
         if !t.is_tick() {
+            if self.emit_first {
+                out.emit_anchored(t, values![1]);
+            }
             self.held.push(t.clone());
             return;
         }
@@ -317,7 +322,18 @@ impl Bolt for SlowWorker {
             self.held.clear();
         }
     }
-    fn declare_output_fields(&self, _: &mut OutputFieldsDeclarer) {}
+    fn declare_output_fields(&self, d: &mut OutputFieldsDeclarer) {
+        d.declare(["x"]);
+    }
+}
+
+fn slow_worker(ack_on: u32, emit_first: bool) -> impl Fn() -> SlowWorker + Send + Sync {
+    move || SlowWorker {
+        held: Vec::new(),
+        ticks: 0,
+        ack_on,
+        emit_first,
+    }
 }
 
 #[test]
@@ -325,17 +341,9 @@ fn reset_timeout_keeps_a_tuple_alive_past_the_timeout() {
     let feeder = Feeder::new(["v"]);
     let mut b = TopologyBuilder::new();
     b.set_spout("spout", feeder.spout(), 1);
-    b.set_bolt(
-        "slow",
-        || SlowWorker {
-            held: Vec::new(),
-            ticks: 0,
-            ack_on: 5,
-        },
-        1,
-    )
-    .shuffle_grouping("spout")
-    .set_tick_tuple_freq_secs(1);
+    b.set_bolt("slow", slow_worker(5, false), 1)
+        .shuffle_grouping("spout")
+        .set_tick_tuple_freq_secs(1);
     let cluster = LocalCluster::new();
     cluster
         .submit_topology("reset", &config(2), b.create_topology().unwrap())
@@ -352,6 +360,29 @@ fn reset_timeout_keeps_a_tuple_alive_past_the_timeout() {
     assert_eq!(feeder.acked().len(), 1);
     // Acked on the 5th tick: well past the 2 s timeout.
     assert!(start.elapsed() > Duration::from_secs(2));
+    cluster.shutdown();
+}
+
+#[test]
+fn reset_timeout_keeps_the_anchored_edges_of_a_long_held_input() {
+    // The input is held for 6 s (three 2 s timeouts) after a tuple was
+    // anchored to it; its ack must still carry that tuple's edge.
+    let feeder = Feeder::new(["v"]);
+    let mut b = TopologyBuilder::new();
+    b.set_spout("spout", feeder.spout(), 1);
+    b.set_bolt("slow", slow_worker(6, true), 1)
+        .shuffle_grouping("spout")
+        .set_tick_tuple_freq_secs(1);
+    b.set_bolt("sink", || AckAll, 1).shuffle_grouping("slow");
+    let cluster = LocalCluster::new();
+    cluster
+        .submit_topology("reset-anchored", &config(2), b.create_topology().unwrap())
+        .unwrap();
+    feeder.feed(values![1]);
+    assert!(wait_for(DEADLINE, || !feeder.acked().is_empty()
+        || !feeder.failed().is_empty()));
+    assert!(feeder.failed().is_empty(), "failed: {:?}", feeder.failed());
+    assert_eq!(feeder.acked().len(), 1);
     cluster.shutdown();
 }
 

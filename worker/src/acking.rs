@@ -142,6 +142,14 @@ impl AckVals {
         }
     }
 
+    /// Restarts the expiry of input `key`'s entry (its tree's timeout was
+    /// reset, so it may be acked much later).
+    pub fn touch(&mut self, key: u64) {
+        if self.last.is_none_or(|(k, _)| k != key) {
+            self.map.touch(key);
+        }
+    }
+
     /// Expires entries of inputs not acked for two rotations.
     pub fn rotate(&mut self) {
         if let Some((k, v)) = self.last.take() {
@@ -164,6 +172,19 @@ mod tests {
         assert_eq!(a.take(1), 0b011);
         assert_eq!(a.take(2), 0b100);
         assert_eq!(a.take(3), 0);
+    }
+
+    #[test]
+    fn touched_ack_vals_survive_rotations() {
+        let mut a = AckVals::default();
+        a.add(1, 5);
+        a.add(2, 6);
+        for _ in 0..3 {
+            a.rotate();
+            a.touch(1);
+        }
+        assert_eq!(a.take(1), 5);
+        assert_eq!(a.take(2), 0);
     }
 
     #[test]

@@ -123,9 +123,12 @@ impl BoltOutput for Emitter<'_> {
     }
 
     fn reset_timeout(&mut self, tuple: &Tuple) {
-        if !self.shared.ackers.is_empty() {
-            self.send_to_ackers(tuple.message_id().anchors(), self.streams.reset);
+        let ids = tuple.message_id().anchors();
+        if self.shared.ackers.is_empty() || ids.is_empty() {
+            return;
         }
+        self.task.ack_vals.touch(ids[0].1);
+        self.send_to_ackers(ids, self.streams.reset);
     }
 
     fn report_error(&mut self, error: &str) {
