@@ -4,16 +4,15 @@ use crate::acking::AckVals;
 use crate::message::{
     Envelope, TupleMsg, ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_RESET_TIMEOUT_STREAM,
 };
-use crate::outbox::{FullQueue, Outbox};
-use crate::routing::{Router, Targets};
-use crate::shared::{route, value_for, Shared};
+use crate::outbox::FullQueue;
+use crate::routing::Router;
+use crate::shared::{task_context, value_for, Output, Shared};
 use crate::stats::{Publisher, Sampler, TaskStats};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use squall_topology_api::{
-    values, Bolt, BoltOutput, ComponentId, MessageId, OutputCollector, StreamMeta, TaskId,
-    TopologyContext, Tuple, Values, SYSTEM_COMPONENT, TICK_STREAM,
+    values, Bolt, BoltOutput, ComponentId, MessageId, OutputCollector, StreamMeta, TaskId, Tuple,
+    Values, SYSTEM_COMPONENT, TICK_STREAM,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,37 +39,34 @@ struct AckStreams {
 /// Everything a bolt's collector needs besides the bolt itself.
 struct Emitter<'a> {
     shared: &'a Shared,
-    component: &'a ComponentId,
-    router: &'a mut Router,
-    outbox: &'a mut Outbox,
-    rng: &'a mut SmallRng,
-    targets: &'a mut Targets,
+    out: &'a mut Output,
     task: &'a mut TaskState,
     streams: AckStreams,
-    debug: bool,
 }
 
 impl BoltOutput for Emitter<'_> {
     fn emit(&mut self, stream: &str, anchors: &[&Tuple], values: Values, direct: Option<TaskId>) {
-        let Some(index) = route(
+        let Some(index) = self.out.route(
             self.shared,
-            self.component,
             self.task.id,
-            self.router,
             &mut self.task.stats,
             stream,
             &values,
             direct,
-            self.targets,
-            self.debug,
         ) else {
             return;
         };
         let tracked =
             !self.shared.ackers.is_empty() && anchors.iter().any(|a| a.message_id().is_tracked());
-        let n = self.targets.len();
+        let Output {
+            targets,
+            outbox,
+            rng,
+            ..
+        } = &mut *self.out;
+        let n = targets.len();
         let mut values = Some(values);
-        for (i, &dest) in self.targets.iter().enumerate() {
+        for (i, &dest) in targets.iter().enumerate() {
             let mut message_id = MessageId::untracked();
             if tracked {
                 for a in anchors {
@@ -78,14 +74,14 @@ impl BoltOutput for Emitter<'_> {
                     let Some(&(_, key)) = ids.first() else {
                         continue;
                     };
-                    let edge: u64 = self.rng.random();
+                    let edge: u64 = rng.random();
                     self.task.ack_vals.add(key, edge);
                     for &(root, _) in ids {
                         message_id.xor_edge(root, edge);
                     }
                 }
             }
-            self.outbox.push(TupleMsg {
+            outbox.push(TupleMsg {
                 dest,
                 source: self.task.id,
                 stream: index,
@@ -107,7 +103,8 @@ impl BoltOutput for Emitter<'_> {
         let val = self.task.ack_vals.take(ids[0].1);
         for &(root, edge) in ids {
             let acker = self.shared.acker_for(root);
-            self.outbox
+            self.out
+                .outbox
                 .push_ack(acker, self.task.id, self.streams.ack, root, edge ^ val);
         }
     }
@@ -139,7 +136,7 @@ impl BoltOutput for Emitter<'_> {
 impl Emitter<'_> {
     fn send_to_ackers(&mut self, ids: &[(u64, u64)], stream: u32) {
         for &(root, _) in ids {
-            self.outbox.push(TupleMsg {
+            self.out.outbox.push(TupleMsg {
                 dest: self.shared.acker_for(root),
                 source: self.task.id,
                 stream,
@@ -153,18 +150,13 @@ impl Emitter<'_> {
 /// Runs one bolt executor until the topology stops.
 pub struct BoltExecutor {
     shared: Arc<Shared>,
-    component: ComponentId,
     first_task: u32,
     tasks: Vec<BoltTask>,
-    router: Router,
-    outbox: Outbox,
-    rng: SmallRng,
-    targets: Targets,
+    out: Output,
     sampler: Sampler,
     inbound: Receiver<Envelope>,
     publisher: Publisher,
     streams: AckStreams,
-    debug: bool,
     tick: Option<(Duration, Instant, Arc<StreamMeta>)>,
     rotate_every: Duration,
     next_rotate: Instant,
@@ -182,9 +174,8 @@ impl BoltExecutor {
         router: Router,
     ) -> Self {
         let spec = &shared.spec.components[&component];
-        let stream_names: Vec<String> = (0..router.num_streams())
-            .map(|p| router.stream(p).0 .0.clone())
-            .collect();
+        let out = Output::new(&shared, component.clone(), router, FullQueue::Wait);
+        let stream_names = out.stream_names();
         let stream = |s: &str| {
             shared
                 .streams
@@ -217,14 +208,7 @@ impl BoltExecutor {
         let tasks: Vec<BoltTask> = tasks
             .map(|t| {
                 let mut bolt = factory();
-                let ctx = TopologyContext::new(
-                    &shared.name,
-                    TaskId(t),
-                    shared.layout.clone(),
-                    shared.spec.clone(),
-                    shared.config.clone(),
-                );
-                bolt.prepare(&ctx);
+                bolt.prepare(&task_context(&shared, t));
                 BoltTask {
                     bolt,
                     state: TaskState {
@@ -237,23 +221,12 @@ impl BoltExecutor {
             .collect();
         let rotate_every = Duration::from_secs(shared.config.message_timeout_secs);
         Self {
-            outbox: Outbox::new(
-                shared.wiring.clone(),
-                shared.config.producer_batch_size,
-                FullQueue::Wait,
-                shared.stop.clone(),
-                shared.in_flight.clone(),
-            ),
             publisher: Publisher::new(shared.board.clone()),
             sampler: Sampler::new(shared.config.stats_sample_rate),
-            rng: SmallRng::from_os_rng(),
-            debug: spec.config.debug.unwrap_or(shared.config.debug),
             first_task: tasks_start(&tasks),
             shared,
-            component,
             tasks,
-            router,
-            targets: Targets::new(),
+            out,
             inbound,
             streams,
             tick,
@@ -279,14 +252,9 @@ impl BoltExecutor {
         let BoltTask { bolt, state } = &mut self.tasks[index];
         let mut emitter = Emitter {
             shared: &self.shared,
-            component: &self.component,
-            router: &mut self.router,
-            outbox: &mut self.outbox,
-            rng: &mut self.rng,
-            targets: &mut self.targets,
+            out: &mut self.out,
             task: state,
             streams: self.streams,
-            debug: self.debug,
         };
         bolt.execute(tuple, &mut OutputCollector::new(&mut emitter));
         let stats = &mut self.tasks[index].state.stats;
@@ -354,15 +322,15 @@ impl BoltExecutor {
                     let end = Instant::now();
                     self.publisher.add_busy(end - start);
                     if self.inbound.is_empty() || end - last_flush >= flush_every {
-                        self.outbox.flush();
+                        self.out.outbox.flush();
                         last_flush = end;
                     }
                 }
-                Ok(Envelope::Wake) | Err(RecvTimeoutError::Timeout) => self.outbox.flush(),
+                Ok(Envelope::Wake) | Err(RecvTimeoutError::Timeout) => self.out.outbox.flush(),
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             self.on_timers(Instant::now());
-            if self.outbox.is_empty() {
+            if self.out.outbox.is_empty() {
                 self.shared.done_in_flight(std::mem::take(&mut processed));
             }
         }

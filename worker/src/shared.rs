@@ -2,11 +2,15 @@
 //! common to spout and bolt emits.
 
 use crate::message::StreamTable;
-use crate::outbox::Wiring;
+use crate::outbox::{FullQueue, Outbox, Wiring};
 use crate::routing::{Router, Targets};
 use crate::stats::{MetricsBoard, TaskStats};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
 use squall_topology_api::spec::TopologySpec;
-use squall_topology_api::{ComponentId, Config, StreamId, TaskId, TaskLayout, Topology, Values};
+use squall_topology_api::{
+    ComponentId, Config, StreamId, TaskId, TaskLayout, Topology, TopologyContext, Values,
+};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -64,46 +68,102 @@ impl Shared {
     }
 }
 
-/// The routing step of an emit: resolves `stream`, fills `targets`, counts
-/// the emit and calls the tap. Returns the stream's global index, or `None`
-/// (error reported, tuple dropped).
-#[allow(clippy::too_many_arguments)]
-pub fn route(
-    shared: &Shared,
-    component: &ComponentId,
-    task: TaskId,
-    router: &mut Router,
-    stats: &mut TaskStats,
-    stream: &str,
-    values: &Values,
-    direct: Option<TaskId>,
-    targets: &mut Targets,
+/// An executor's output side: grouping state, per-receiver batch buffers,
+/// and the random source of root and edge ids.
+pub struct Output {
+    /// Grouping dispatch for the component's streams.
+    pub router: Router,
+    /// Batch buffers.
+    pub outbox: Outbox,
+    /// Root and edge ids.
+    pub rng: SmallRng,
+    /// Targets of the emit being routed.
+    pub targets: Targets,
+    component: ComponentId,
     debug: bool,
-) -> Option<u32> {
-    targets.clear();
-    let routed = router.stream_position(stream).and_then(|pos| {
-        router
-            .targets(pos, task, values, direct, targets)
-            .map(|()| pos)
-    });
-    match routed {
-        Ok(pos) => {
-            stats.emitted[pos] += 1;
-            stats.transferred += targets.len() as u64;
-            let (sid, index) = router.stream(pos);
-            if debug {
-                tracing::info!(topology = %shared.name, %component, %task, stream = %sid, "emitting {values}");
-            }
-            if let Some(tap) = &shared.tap {
-                tap(component, task, sid, values);
-            }
-            Some(index)
-        }
-        Err(e) => {
-            stats.report_error(e.to_string());
-            None
+}
+
+impl Output {
+    /// The output side of an executor of `component`.
+    pub fn new(shared: &Shared, component: ComponentId, router: Router, mode: FullQueue) -> Self {
+        let debug = shared
+            .spec
+            .components
+            .get(&component)
+            .and_then(|c| c.config.debug)
+            .unwrap_or(shared.config.debug);
+        Self {
+            router,
+            outbox: Outbox::new(
+                shared.wiring.clone(),
+                shared.config.producer_batch_size,
+                mode,
+                shared.stop.clone(),
+                shared.in_flight.clone(),
+            ),
+            rng: SmallRng::from_os_rng(),
+            targets: Targets::new(),
+            component,
+            debug,
         }
     }
+
+    /// The component's stream names, by local stream position.
+    pub fn stream_names(&self) -> Vec<String> {
+        (0..self.router.num_streams())
+            .map(|p| self.router.stream(p).0 .0.clone())
+            .collect()
+    }
+
+    /// The routing step of an emit: resolves `stream`, fills `targets`,
+    /// counts the emit and calls the tap. Returns the stream's global index,
+    /// or `None` (error reported, tuple dropped).
+    pub fn route(
+        &mut self,
+        shared: &Shared,
+        task: TaskId,
+        stats: &mut TaskStats,
+        stream: &str,
+        values: &Values,
+        direct: Option<TaskId>,
+    ) -> Option<u32> {
+        self.targets.clear();
+        let router = &mut self.router;
+        let routed = router.stream_position(stream).and_then(|pos| {
+            router
+                .targets(pos, task, values, direct, &mut self.targets)
+                .map(|()| pos)
+        });
+        match routed {
+            Ok(pos) => {
+                stats.emitted[pos] += 1;
+                stats.transferred += self.targets.len() as u64;
+                let (sid, index) = router.stream(pos);
+                if self.debug {
+                    tracing::info!(topology = %shared.name, component = %self.component, %task, stream = %sid, "emitting {values}");
+                }
+                if let Some(tap) = &shared.tap {
+                    tap(&self.component, task, sid, values);
+                }
+                Some(index)
+            }
+            Err(e) => {
+                stats.report_error(e.to_string());
+                None
+            }
+        }
+    }
+}
+
+/// The context of task `task`.
+pub fn task_context(shared: &Shared, task: u32) -> TopologyContext {
+    TopologyContext::new(
+        &shared.name,
+        TaskId(task),
+        shared.layout.clone(),
+        shared.spec.clone(),
+        shared.config.clone(),
+    )
 }
 
 /// Moves `values` to the last target and clones it for the others.

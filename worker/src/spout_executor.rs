@@ -8,17 +8,16 @@
 use crate::message::{
     Envelope, TupleMsg, ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_INIT_STREAM, ACK_RESET_TIMEOUT_STREAM,
 };
-use crate::outbox::{FullQueue, Outbox};
+use crate::outbox::FullQueue;
 use crate::rotating::RotatingMap;
-use crate::routing::{Router, Targets};
-use crate::shared::{route, value_for, Shared};
+use crate::routing::Router;
+use crate::shared::{task_context, value_for, Output, Shared};
 use crate::stats::{Publisher, TaskStats};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use squall_topology_api::{
     values, ComponentId, FailReason, MessageId, Spout, SpoutOutput, SpoutOutputCollector, TaskId,
-    TopologyContext, Value, Values, ACKER_COMPONENT,
+    Value, Values, ACKER_COMPONENT,
 };
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -54,14 +53,9 @@ struct SpoutTask {
 
 struct Emitter<'a> {
     shared: &'a Shared,
-    component: &'a ComponentId,
-    router: &'a mut Router,
-    outbox: &'a mut Outbox,
-    rng: &'a mut SmallRng,
-    targets: &'a mut Targets,
+    out: &'a mut Output,
     task: &'a mut TaskState,
     ack_init: u32,
-    debug: bool,
 }
 
 impl SpoutOutput for Emitter<'_> {
@@ -73,34 +67,36 @@ impl SpoutOutput for Emitter<'_> {
         direct: Option<TaskId>,
     ) {
         self.task.emits += 1;
-        let Some(index) = route(
+        let Some(index) = self.out.route(
             self.shared,
-            self.component,
             self.task.id,
-            self.router,
             &mut self.task.stats,
             stream,
             &values,
             direct,
-            self.targets,
-            self.debug,
         ) else {
             return;
         };
-        let n = self.targets.len();
+        let Output {
+            targets,
+            outbox,
+            rng,
+            ..
+        } = &mut *self.out;
+        let n = targets.len();
         let tracked = msg_id.is_some() && n > 0 && !self.shared.ackers.is_empty();
-        let root: u64 = if tracked { self.rng.random() } else { 0 };
+        let root: u64 = if tracked { rng.random() } else { 0 };
         let mut xor = 0u64;
         let mut values = Some(values);
-        for (i, &dest) in self.targets.iter().enumerate() {
+        for (i, &dest) in targets.iter().enumerate() {
             let message_id = if tracked {
-                let edge: u64 = self.rng.random();
+                let edge: u64 = rng.random();
                 xor ^= edge;
                 MessageId::single(root, edge)
             } else {
                 MessageId::untracked()
             };
-            self.outbox.push(TupleMsg {
+            outbox.push(TupleMsg {
                 dest,
                 source: self.task.id,
                 stream: index,
@@ -120,7 +116,7 @@ impl SpoutOutput for Emitter<'_> {
                 emitted: Instant::now(),
             },
         );
-        self.outbox.push(TupleMsg {
+        self.out.outbox.push(TupleMsg {
             dest: self.shared.acker_for(root),
             source: self.task.id,
             stream: self.ack_init,
@@ -144,19 +140,14 @@ struct AckerStreams {
 /// Runs one spout executor until the topology stops.
 pub struct SpoutExecutor {
     shared: Arc<Shared>,
-    component: ComponentId,
     first_task: u32,
     tasks: Vec<SpoutTask>,
-    router: Router,
-    outbox: Outbox,
-    rng: SmallRng,
-    targets: Targets,
+    out: Output,
     inbound: Receiver<Envelope>,
     publisher: Publisher,
     ack_init: u32,
     acker_streams: AckerStreams,
     max_pending: Option<usize>,
-    debug: bool,
     active: bool,
     rotate_every: Duration,
     next_rotate: Instant,
@@ -174,9 +165,8 @@ impl SpoutExecutor {
         router: Router,
     ) -> Self {
         let spec = &shared.spec.components[&component];
-        let stream_names: Vec<String> = (0..router.num_streams())
-            .map(|p| router.stream(p).0 .0.clone())
-            .collect();
+        let out = Output::new(&shared, component.clone(), router, FullQueue::Hold);
+        let stream_names = out.stream_names();
         let acker = |s: &str| shared.streams.index(ACKER_COMPONENT, s).unwrap_or(u32::MAX);
         let acker_streams = AckerStreams {
             ack: acker(ACK_ACK_STREAM),
@@ -186,14 +176,7 @@ impl SpoutExecutor {
         let tasks: Vec<SpoutTask> = tasks
             .map(|t| {
                 let mut spout = factory();
-                let ctx = TopologyContext::new(
-                    &shared.name,
-                    TaskId(t),
-                    shared.layout.clone(),
-                    shared.spec.clone(),
-                    shared.config.clone(),
-                );
-                spout.open(&ctx);
+                spout.open(&task_context(&shared, t));
                 SpoutTask {
                     spout,
                     state: TaskState {
@@ -213,30 +196,19 @@ impl SpoutExecutor {
                 .streams
                 .index(component.as_str(), ACK_INIT_STREAM)
                 .unwrap_or(u32::MAX),
-            outbox: Outbox::new(
-                shared.wiring.clone(),
-                shared.config.producer_batch_size,
-                FullQueue::Hold,
-                shared.stop.clone(),
-                shared.in_flight.clone(),
-            ),
             publisher: Publisher::new(shared.board.clone()),
-            rng: SmallRng::from_os_rng(),
             max_pending: spec
                 .config
                 .max_spout_pending
                 .or(shared.config.max_spout_pending),
-            debug: spec.config.debug.unwrap_or(shared.config.debug),
             first_task: tasks.first().map_or(0, |t| t.state.id.0),
             active: false,
             next_rotate: Instant::now() + rotate_every,
             rotate_every,
             acker_streams,
             shared,
-            component,
             tasks,
-            router,
-            targets: Targets::new(),
+            out,
             inbound,
         }
     }
@@ -309,7 +281,7 @@ impl SpoutExecutor {
                 spout.ack(id);
             }
             for _ in 0..BURST {
-                if self.outbox.is_congested()
+                if self.out.outbox.is_congested()
                     || self.max_pending.is_some_and(|m| state.pending.len() >= m)
                 {
                     break;
@@ -317,14 +289,9 @@ impl SpoutExecutor {
                 let before = state.emits;
                 let mut emitter = Emitter {
                     shared: &self.shared,
-                    component: &self.component,
-                    router: &mut self.router,
-                    outbox: &mut self.outbox,
-                    rng: &mut self.rng,
-                    targets: &mut self.targets,
+                    out: &mut self.out,
                     task: state,
                     ack_init: self.ack_init,
-                    debug: self.debug,
                 };
                 spout.next_tuple(&mut SpoutOutputCollector::new(&mut emitter));
                 if state.emits == before {
@@ -364,7 +331,7 @@ impl SpoutExecutor {
             let now = Instant::now();
             self.expire(now);
             let emitted = self.active && self.emit_round();
-            self.outbox.flush();
+            self.out.outbox.flush();
             for t in &mut self.tasks {
                 t.state.stats.pending = t.state.pending.len() as u64;
             }
@@ -373,7 +340,7 @@ impl SpoutExecutor {
                 .iter_mut()
                 .map(|t| (t.state.id, &mut t.state.stats));
             self.publisher.maybe_publish(now, false, tasks);
-            if self.outbox.is_empty() {
+            if self.out.outbox.is_empty() {
                 self.shared.done_in_flight(std::mem::take(&mut processed));
             }
             if !emitted && drained == 0 {
