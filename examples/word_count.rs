@@ -43,8 +43,9 @@ struct Args {
     /// topology.max.spout.pending (lines in flight).
     #[arg(long)]
     max_spout_pending: Option<usize>,
-    /// Split bolt executors.
-    #[arg(long, default_value_t = 1)]
+    /// Split bolt executors (splitting is the heaviest stage: two keep both
+    /// cores of a 2-core machine busy).
+    #[arg(long, default_value_t = 2)]
     split_parallelism: u32,
     /// Count bolt executors.
     #[arg(long, default_value_t = 1)]
