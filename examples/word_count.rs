@@ -54,6 +54,9 @@ struct Args {
     /// to exercise replay.
     #[arg(long, default_value_t = 0.0)]
     fail_rate: f64,
+    /// A YAML config file (Storm key names), applied before `-c`.
+    #[arg(long)]
+    conf: Option<PathBuf>,
     /// Config overrides, `key=value` (Storm key names).
     #[arg(short = 'c', long = "config")]
     config: Vec<String>,
@@ -316,12 +319,15 @@ fn main() -> Result<()> {
         lines_per_pass
     );
 
-    let mut config = Config::new();
-    config.acker_executors = Some(if args.no_ack { 0 } else { 1 });
-    config.max_spout_pending = args.max_spout_pending;
-    for kv in &args.config {
-        config.apply_override(kv)?;
+    let mut overrides = vec![format!(
+        "topology.acker.executors={}",
+        u8::from(!args.no_ack)
+    )];
+    if let Some(p) = args.max_spout_pending {
+        overrides.push(format!("topology.max.spout.pending={p}"));
     }
+    overrides.extend(args.config.iter().cloned());
+    let config = load_config(args.conf.as_deref(), &overrides)?;
 
     let progress = Arc::new(Progress::default());
     let sink = Arc::new(Mutex::new(Counts::default()));

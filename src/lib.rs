@@ -32,9 +32,11 @@
 //! ```
 #![forbid(missing_docs)]
 
+mod config_file;
 mod local_cluster;
 pub mod testing;
 
+pub use config_file::{load_config, ConfigFileError};
 pub use local_cluster::{LocalCluster, LocalClusterError};
 pub use squall_topology_api::*;
 

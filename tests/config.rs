@@ -77,3 +77,26 @@ fn bad_keys_and_values_are_named() {
         r#"config override "topology.workers" is not of the form key=value"#,
     );
 }
+
+#[test]
+fn load_config_reads_a_file_then_applies_overrides() {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut file, b"topology.workers: 2\ntopology.debug: true\n").unwrap();
+    let c = load_config(Some(file.path()), &["topology.workers=4".to_owned()]).unwrap();
+    assert_eq!((c.workers, c.debug), (4, true));
+
+    std::io::Write::write_all(&mut file, b"topology.wrokers: 2\n").unwrap();
+    let e = load_config(Some(file.path()), &[]).unwrap_err().to_string();
+    assert!(
+        e.ends_with(r#": unknown config key "topology.wrokers""#),
+        "{e}"
+    );
+    assert!(e.starts_with("config file "), "{e}");
+
+    let e = load_config(Some(std::path::Path::new("/no/such/squall.yaml")), &[]).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("cannot read config file /no/such/squall.yaml"),
+        "{e}"
+    );
+}
