@@ -7,24 +7,24 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigFileError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file has a bad key or value.
-    #[error("config file {path}: {source}")]
+    #[error("config file {path}: {error}")]
     Invalid {
         /// The file.
         path: PathBuf,
         /// What is wrong.
-        source: ConfigError,
+        error: ConfigError,
     },
     /// An override has a bad key or value.
     #[error("config override: {0}")]
-    Override(#[from] ConfigError),
+    Override(ConfigError),
 }
 
 /// Reads `path` (a YAML map of Storm keys, e.g. `topology.workers: 2`) when
@@ -33,19 +33,21 @@ pub enum ConfigFileError {
 pub fn load_config(path: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigFileError> {
     let mut config = Config::new();
     if let Some(path) = path {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigFileError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         config
             .merge_yaml(&text)
-            .map_err(|source| ConfigFileError::Invalid {
+            .map_err(|error| ConfigFileError::Invalid {
                 path: path.to_owned(),
-                source,
+                error,
             })?;
     }
     for kv in overrides {
-        config.apply_override(kv)?;
+        config
+            .apply_override(kv)
+            .map_err(ConfigFileError::Override)?;
     }
     Ok(config)
 }
