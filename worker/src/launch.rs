@@ -25,12 +25,12 @@ use std::thread::JoinHandle;
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     /// The OS refused a thread.
-    #[error("could not start executor thread for {component:?}: {source}")]
+    #[error("could not start executor thread for {component:?}: {error}")]
     Spawn {
         /// The executor's component.
         component: String,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The topology has no factory for a component of its spec.
     #[error("no spout or bolt factory for component {0:?}")]
@@ -168,9 +168,9 @@ pub fn launch(
                     report_panic(&shared, &component, tasks, panic);
                 }
             })
-            .map_err(|source| LaunchError::Spawn {
+            .map_err(|error| LaunchError::Spawn {
                 component: exec.component.0.clone(),
-                source,
+                error,
             });
         match handle {
             Ok(h) => running.threads.push(h),
