@@ -1,14 +1,18 @@
 //! What Squall's daemons share: the cluster-state store behind the
 //! [`StateStorage`] trait, with a ZooKeeper implementation ([`ZkStorage`])
-//! and an in-memory one ([`MemoryCluster`]) for `LocalCluster` and tests.
+//! and an in-memory one ([`MemoryCluster`]) for `LocalCluster` and tests,
+//! and the typed records over it ([`ClusterState`], [`schema`]).
 //!
 //! Depends on `squall-topology-api` only.
 #![forbid(missing_docs)]
 
 mod memory;
+pub mod schema;
+mod state;
 mod storage;
 mod zk;
 
 pub use memory::{MemoryCluster, MemoryStorage};
+pub use state::ClusterState;
 pub use storage::{check_path, parent, NodeMode, StateError, StateStorage, Version};
 pub use zk::ZkStorage;

@@ -1,0 +1,122 @@
+//! The records kept in the cluster-state store and where they live (under
+//! the store's root, `storm.zookeeper.root`, default `/squall`).
+
+use serde::{Deserialize, Serialize};
+use squall_topology_api::metrics::TopologyMetrics;
+use squall_topology_api::spec::TopologySpec;
+use squall_topology_api::{ComponentId, Config, ExecutorSpec};
+
+/// `/topologies/<id>`: a submitted topology.
+pub const TOPOLOGIES: &str = "/topologies";
+/// `/assignments/<id>`: where a topology's executors run.
+pub const ASSIGNMENTS: &str = "/assignments";
+/// `/supervisors/<id>`: live supervisors (ephemeral).
+pub const SUPERVISORS: &str = "/supervisors";
+/// `/workerbeats/<id>/<host>:<port>`: worker heartbeats with metrics.
+pub const WORKERBEATS: &str = "/workerbeats";
+/// `/errors/<id>/<component>`: a component's last errors.
+pub const ERRORS: &str = "/errors";
+/// `/nimbus/leader`: the leading Nimbus (ephemeral).
+pub const LEADER: &str = "/nimbus/leader";
+
+/// Errors kept per component.
+pub const MAX_ERRORS: usize = 10;
+
+/// A topology's lifecycle state (Storm's `TopologyStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TopologyStatus {
+    /// Spouts run.
+    Active,
+    /// Spouts paused; bolts drain.
+    Inactive,
+    /// Being rebalanced after a wait.
+    Rebalancing,
+    /// Being killed after a wait.
+    Killed,
+}
+
+/// A submitted topology.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopologyRecord {
+    /// Unique id, `<name>-<counter>-<submit time>` as in Storm.
+    pub id: String,
+    /// The user's name for it.
+    pub name: String,
+    /// Lifecycle state.
+    pub status: TopologyStatus,
+    /// Structure.
+    pub spec: TopologySpec,
+    /// Configuration.
+    pub config: Config,
+    /// Content hash of the topology binary in the blob store (sha256 hex).
+    pub binary_hash: String,
+    /// Hash of the spec, checked by workers before they start.
+    pub spec_hash: String,
+    /// Submission time, ms since the Unix epoch.
+    pub submitted_at_ms: u64,
+}
+
+/// A worker slot: a port on a supervisor's host.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct WorkerSlot {
+    /// The supervisor's id.
+    pub supervisor: String,
+    /// Its host name.
+    pub host: String,
+    /// The worker's port.
+    pub port: u16,
+}
+
+/// Where a topology's executors run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The topology.
+    pub topology_id: String,
+    /// Each executor and its slot.
+    pub executors: Vec<(ExecutorSpec, WorkerSlot)>,
+    /// Assignment time, ms since the Unix epoch.
+    pub assigned_at_ms: u64,
+}
+
+/// A live supervisor and its slots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupervisorInfo {
+    /// Unique id.
+    pub id: String,
+    /// Host name workers are reached at.
+    pub host: String,
+    /// Worker ports (`supervisor.slots.ports`).
+    pub ports: Vec<u16>,
+    /// Start time, ms since the Unix epoch.
+    pub started_at_ms: u64,
+}
+
+/// A worker's heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerHeartbeat {
+    /// The topology.
+    pub topology_id: String,
+    /// The worker's slot.
+    pub slot: WorkerSlot,
+    /// When it beat, ms since the Unix epoch.
+    pub time_ms: u64,
+    /// The executors it runs.
+    pub executors: Vec<ExecutorSpec>,
+    /// Its tasks' metrics.
+    pub metrics: TopologyMetrics,
+}
+
+/// One error a task reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorRecord {
+    /// The component.
+    pub component: ComponentId,
+    /// The task.
+    pub task: u32,
+    /// The worker's slot.
+    pub slot: Option<WorkerSlot>,
+    /// When, ms since the Unix epoch.
+    pub time_ms: u64,
+    /// The message.
+    pub message: String,
+}

@@ -1,0 +1,195 @@
+//! [`ClusterState`]: the typed view of the cluster-state store that Nimbus,
+//! supervisors and workers use (Storm's `IStormClusterState`).
+
+use crate::schema::*;
+use crate::storage::{NodeMode, StateError, StateStorage, Version};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Typed records over a [`StateStorage`] session, encoded with rmp-serde
+/// (named fields, so records can gain fields).
+pub struct ClusterState<S> {
+    storage: S,
+}
+
+fn encode<T: Serialize>(path: &str, value: &T) -> Result<Vec<u8>, StateError> {
+    rmp_serde::to_vec_named(value).map_err(|e| StateError::Corrupt {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn decode<T: DeserializeOwned>(path: &str, bytes: &[u8]) -> Result<T, StateError> {
+    rmp_serde::from_slice(bytes).map_err(|e| StateError::Corrupt {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+impl<S: StateStorage> ClusterState<S> {
+    /// The typed view of `storage`.
+    pub fn new(storage: S) -> Self {
+        Self { storage }
+    }
+
+    /// The underlying session.
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    fn read<T: DeserializeOwned>(&self, path: &str) -> Result<Option<(T, Version)>, StateError> {
+        match self.storage.get(path)? {
+            Some((bytes, v)) => Ok(Some((decode(path, &bytes)?, v))),
+            None => Ok(None),
+        }
+    }
+
+    fn read_all<T: DeserializeOwned>(&self, dir: &str) -> Result<Vec<T>, StateError> {
+        let mut out = Vec::new();
+        for child in self.storage.children(dir)? {
+            // A child may vanish between the listing and the read.
+            if let Some((v, _)) = self.read(&format!("{dir}/{child}"))? {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores a topology record (create or overwrite).
+    pub fn put_topology(&self, t: &TopologyRecord) -> Result<(), StateError> {
+        let path = format!("{TOPOLOGIES}/{}", t.id);
+        self.storage.put(&path, &encode(&path, t)?).map(|_| ())
+    }
+
+    /// A topology record.
+    pub fn topology(&self, id: &str) -> Result<Option<TopologyRecord>, StateError> {
+        Ok(self.read(&format!("{TOPOLOGIES}/{id}"))?.map(|(t, _)| t))
+    }
+
+    /// Every topology record.
+    pub fn topologies(&self) -> Result<Vec<TopologyRecord>, StateError> {
+        self.read_all(TOPOLOGIES)
+    }
+
+    /// A topology's assignment and its version.
+    pub fn assignment(&self, id: &str) -> Result<Option<(Assignment, Version)>, StateError> {
+        self.read(&format!("{ASSIGNMENTS}/{id}"))
+    }
+
+    /// Writes an assignment: creates it when `expected` is `None` (failing
+    /// if one exists), else replaces it only if it is still at version
+    /// `expected`, so a stale Nimbus cannot overwrite a newer assignment.
+    pub fn set_assignment(
+        &self,
+        a: &Assignment,
+        expected: Option<Version>,
+    ) -> Result<Version, StateError> {
+        let path = format!("{ASSIGNMENTS}/{}", a.topology_id);
+        let bytes = encode(&path, a)?;
+        match expected {
+            None => self
+                .storage
+                .create(&path, &bytes, NodeMode::Persistent)
+                .map(|()| 0),
+            Some(v) => self.storage.set(&path, &bytes, Some(v)),
+        }
+    }
+
+    /// Removes everything stored for topology `id`.
+    pub fn remove_topology(&self, id: &str) -> Result<(), StateError> {
+        for dir in [ASSIGNMENTS, TOPOLOGIES, WORKERBEATS, ERRORS] {
+            self.storage.delete_all(&format!("{dir}/{id}"))?;
+        }
+        Ok(())
+    }
+
+    /// Registers this session's supervisor (an ephemeral node: it vanishes
+    /// with the session).
+    pub fn register_supervisor(&self, s: &SupervisorInfo) -> Result<(), StateError> {
+        let path = format!("{SUPERVISORS}/{}", s.id);
+        let bytes = encode(&path, s)?;
+        match self.storage.create(&path, &bytes, NodeMode::Ephemeral) {
+            Err(StateError::NodeExists(_)) => self.storage.set(&path, &bytes, None).map(|_| ()),
+            other => other,
+        }
+    }
+
+    /// The live supervisors.
+    pub fn supervisors(&self) -> Result<Vec<SupervisorInfo>, StateError> {
+        self.read_all(SUPERVISORS)
+    }
+
+    /// Records a worker heartbeat.
+    pub fn worker_heartbeat(&self, hb: &WorkerHeartbeat) -> Result<(), StateError> {
+        let path = format!(
+            "{WORKERBEATS}/{}/{}:{}",
+            hb.topology_id, hb.slot.host, hb.slot.port
+        );
+        self.storage.put(&path, &encode(&path, hb)?).map(|_| ())
+    }
+
+    /// The heartbeats of a topology's workers.
+    pub fn worker_heartbeats(&self, topology_id: &str) -> Result<Vec<WorkerHeartbeat>, StateError> {
+        self.read_all(&format!("{WORKERBEATS}/{topology_id}"))
+    }
+
+    /// Appends an error to its component's list, keeping the last
+    /// [`MAX_ERRORS`].
+    pub fn report_error(&self, topology_id: &str, e: &ErrorRecord) -> Result<(), StateError> {
+        let path = format!("{ERRORS}/{topology_id}/{}", e.component);
+        loop {
+            let (mut errors, version) = match self.read::<Vec<ErrorRecord>>(&path)? {
+                Some((errors, v)) => (errors, Some(v)),
+                None => (Vec::new(), None),
+            };
+            errors.push(e.clone());
+            let skip = errors.len().saturating_sub(MAX_ERRORS);
+            errors.drain(..skip);
+            let bytes = encode(&path, &errors)?;
+            let written = match version {
+                None => self
+                    .storage
+                    .create(&path, &bytes, NodeMode::Persistent)
+                    .map(|()| 0),
+                Some(v) => self.storage.set(&path, &bytes, Some(v)),
+            };
+            match written {
+                Err(StateError::BadVersion { .. }) | Err(StateError::NodeExists(_)) => continue,
+                other => return other.map(|_| ()),
+            }
+        }
+    }
+
+    /// A component's last errors, oldest first.
+    pub fn errors(
+        &self,
+        topology_id: &str,
+        component: &str,
+    ) -> Result<Vec<ErrorRecord>, StateError> {
+        Ok(self
+            .read(&format!("{ERRORS}/{topology_id}/{component}"))?
+            .map(|(e, _)| e)
+            .unwrap_or_default())
+    }
+
+    /// Tries to become the leading Nimbus: true if this session now holds
+    /// the leader node (or already did).
+    pub fn try_lead(&self, nimbus_id: &str) -> Result<bool, StateError> {
+        match self
+            .storage
+            .create(LEADER, nimbus_id.as_bytes(), NodeMode::Ephemeral)
+        {
+            Ok(()) => Ok(true),
+            Err(StateError::NodeExists(_)) => Ok(self.leader()?.as_deref() == Some(nimbus_id)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The leading Nimbus's id, if any.
+    pub fn leader(&self) -> Result<Option<String>, StateError> {
+        Ok(self
+            .storage
+            .get(LEADER)?
+            .map(|(b, _)| String::from_utf8_lossy(&b).into_owned()))
+    }
+}

@@ -1,0 +1,208 @@
+//! The typed cluster state, on the in-memory store and on a real ZooKeeper
+//! (address in `SQUALL_TEST_ZK`, which `scripts/test` starts).
+
+use squall_cluster::schema::*;
+use squall_cluster::{ClusterState, MemoryCluster, StateError, StateStorage, ZkStorage};
+use squall_topology_api::metrics::TopologyMetrics;
+use squall_topology_api::spec::TopologySpec;
+use squall_topology_api::{Config, ExecutorSpec};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+type Connect = Box<dyn Fn() -> ClusterState<Box<dyn StateStorage>>>;
+
+fn memory() -> Connect {
+    let cluster = MemoryCluster::new();
+    Box::new(move || ClusterState::new(Box::new(cluster.connect()) as Box<dyn StateStorage>))
+}
+
+fn zookeeper() -> Connect {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let servers = std::env::var("SQUALL_TEST_ZK").expect(
+        "SQUALL_TEST_ZK is not set: the cluster tests need a real ZooKeeper; run scripts/test, \
+         which installs and starts one",
+    );
+    let root = format!(
+        "/squall-state-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    Box::new(move || {
+        let zk = ZkStorage::connect(&servers, &root, Duration::from_secs(4))
+            .expect("connect to the test ZooKeeper");
+        ClusterState::new(Box::new(zk) as Box<dyn StateStorage>)
+    })
+}
+
+fn slot(port: u16) -> WorkerSlot {
+    WorkerSlot {
+        supervisor: "sup-1".into(),
+        host: "127.0.0.1".into(),
+        port,
+    }
+}
+
+fn topology(id: &str) -> TopologyRecord {
+    TopologyRecord {
+        id: id.into(),
+        name: "word-count".into(),
+        status: TopologyStatus::Active,
+        spec: TopologySpec::default(),
+        config: Config::new(),
+        binary_hash: "ab".repeat(32),
+        spec_hash: "cd".repeat(32),
+        submitted_at_ms: 1,
+    }
+}
+
+fn assignment(id: &str, port: u16) -> Assignment {
+    Assignment {
+        topology_id: id.into(),
+        executors: vec![(
+            ExecutorSpec {
+                component: "split".into(),
+                tasks: 1..3,
+            },
+            slot(port),
+        )],
+        assigned_at_ms: 2,
+    }
+}
+
+fn records_round_trip(connect: Connect) {
+    let s = connect();
+    s.put_topology(&topology("wc-1-1")).unwrap();
+    assert_eq!(s.topology("wc-1-1").unwrap(), Some(topology("wc-1-1")));
+    assert_eq!(s.topology("nope").unwrap(), None);
+    assert_eq!(s.topologies().unwrap().len(), 1);
+    let hb = WorkerHeartbeat {
+        topology_id: "wc-1-1".into(),
+        slot: slot(6700),
+        time_ms: 3,
+        executors: vec![],
+        metrics: TopologyMetrics::default(),
+    };
+    s.worker_heartbeat(&hb).unwrap();
+    s.worker_heartbeat(&hb).unwrap();
+    assert_eq!(s.worker_heartbeats("wc-1-1").unwrap(), vec![hb]);
+    s.remove_topology("wc-1-1").unwrap();
+    assert_eq!(s.topologies().unwrap(), vec![]);
+    assert_eq!(s.worker_heartbeats("wc-1-1").unwrap(), vec![]);
+}
+
+fn a_stale_nimbus_cannot_overwrite_a_newer_assignment(connect: Connect) {
+    let (new, stale) = (connect(), connect());
+    new.set_assignment(&assignment("t", 6700), None).unwrap();
+    let (_, seen) = stale.assignment("t").unwrap().unwrap();
+    let v = new
+        .set_assignment(&assignment("t", 6701), Some(seen))
+        .unwrap();
+    assert!(matches!(
+        stale.set_assignment(&assignment("t", 6799), Some(seen)),
+        Err(StateError::BadVersion { .. })
+    ));
+    assert!(matches!(
+        stale.set_assignment(&assignment("t", 6799), None),
+        Err(StateError::NodeExists(_))
+    ));
+    assert_eq!(
+        stale.assignment("t").unwrap(),
+        Some((assignment("t", 6701), v))
+    );
+}
+
+fn supervisors_vanish_with_their_session(connect: Connect) {
+    let (sup, nimbus) = (connect(), connect());
+    let info = SupervisorInfo {
+        id: "sup-1".into(),
+        host: "127.0.0.1".into(),
+        ports: vec![6700, 6701],
+        started_at_ms: 5,
+    };
+    sup.register_supervisor(&info).unwrap();
+    sup.register_supervisor(&info).unwrap();
+    assert_eq!(nimbus.supervisors().unwrap(), vec![info]);
+    drop(sup);
+    assert!(wait_for(|| nimbus.supervisors().unwrap().is_empty()));
+}
+
+fn errors_keep_the_last_ten(connect: Connect) {
+    let (a, b) = (connect(), connect());
+    for i in 0..14u64 {
+        let writer = if i % 2 == 0 { &a } else { &b };
+        writer
+            .report_error(
+                "t",
+                &ErrorRecord {
+                    component: "split".into(),
+                    task: 3,
+                    slot: None,
+                    time_ms: i,
+                    message: format!("error {i}"),
+                },
+            )
+            .unwrap();
+    }
+    let errors = a.errors("t", "split").unwrap();
+    assert_eq!(
+        errors.iter().map(|e| e.time_ms).collect::<Vec<_>>(),
+        (4..14).collect::<Vec<_>>()
+    );
+    assert_eq!(a.errors("t", "count").unwrap(), vec![]);
+}
+
+fn the_standby_nimbus_takes_over_when_the_leader_goes(connect: Connect) {
+    let (leader, standby) = (connect(), connect());
+    assert!(leader.try_lead("nimbus-a").unwrap());
+    assert!(
+        leader.try_lead("nimbus-a").unwrap(),
+        "leading is idempotent"
+    );
+    assert!(!standby.try_lead("nimbus-b").unwrap());
+    assert_eq!(standby.leader().unwrap().as_deref(), Some("nimbus-a"));
+    drop(leader);
+    assert!(wait_for(|| standby.try_lead("nimbus-b").unwrap()));
+    assert_eq!(standby.leader().unwrap().as_deref(), Some("nimbus-b"));
+}
+
+fn corrupt_data_is_a_named_error(connect: Connect) {
+    let s = connect();
+    s.storage()
+        .put("/topologies/bad", b"\xc1 not msgpack")
+        .unwrap();
+    match s.topology("bad") {
+        Err(StateError::Corrupt { path, .. }) => assert_eq!(path, "/topologies/bad"),
+        other => panic!("expected a corrupt-data error, got {other:?}"),
+    }
+}
+
+fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+macro_rules! both {
+    ($($name:ident),*) => {
+        mod in_memory {
+            $( #[test] fn $name() { super::$name(super::memory()) } )*
+        }
+        mod on_zookeeper {
+            $( #[test] fn $name() { super::$name(super::zookeeper()) } )*
+        }
+    };
+}
+
+both!(
+    records_round_trip,
+    a_stale_nimbus_cannot_overwrite_a_newer_assignment,
+    supervisors_vanish_with_their_session,
+    errors_keep_the_last_ten,
+    the_standby_nimbus_takes_over_when_the_leader_goes,
+    corrupt_data_is_a_named_error
+);
