@@ -1,11 +1,13 @@
 //! What Squall's daemons share: the cluster-state store behind the
 //! [`StateStorage`] trait, with a ZooKeeper implementation ([`ZkStorage`])
 //! and an in-memory one ([`MemoryCluster`]) for `LocalCluster` and tests,
-//! and the typed records over it ([`ClusterState`], [`schema`]).
+//! the typed records over it ([`ClusterState`], [`schema`]), and the
+//! framing of the RPC between clients and Nimbus ([`frame`]).
 //!
 //! Depends on `squall-topology-api` only.
 #![forbid(missing_docs)]
 
+pub mod frame;
 mod memory;
 pub mod schema;
 mod state;

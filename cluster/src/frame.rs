@@ -1,0 +1,218 @@
+//! Framing for Squall's RPC: length-prefixed frames (tokio-util's
+//! `LengthDelimitedCodec`, 4-byte big-endian length) holding an rmp-serde
+//! encoded [`Frame`] with a protocol version, and a cap on frame size.
+
+use bytes::{Bytes, BytesMut};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::marker::PhantomData;
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Default cap on one frame, in bytes (binary uploads go in smaller chunks).
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
+
+/// One message on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Frame<T> {
+    /// The sender's [`PROTOCOL_VERSION`].
+    pub version: u16,
+    /// The message.
+    pub body: T,
+}
+
+/// Why a frame could not be read or written. Any of these closes the
+/// connection; the peer keeps serving others.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The length prefix announces more than the cap.
+    #[error("frame of {len} bytes is over the {max}-byte limit")]
+    TooLarge {
+        /// Announced or actual length (0 when the codec did not say).
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// The bytes are not a valid message.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// The peer speaks another protocol version.
+    #[error("peer speaks protocol version {got}, this side {want}")]
+    Version {
+        /// The peer's version.
+        got: u16,
+        /// Ours.
+        want: u16,
+    },
+    /// The connection ended inside a frame.
+    #[error("connection closed in the middle of a frame ({0} bytes unread)")]
+    CutShort(usize),
+    /// An I/O error on the connection.
+    #[error("connection error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Encodes `Frame<Out>` and decodes `Frame<In>`, checking the version.
+pub struct FrameCodec<In, Out> {
+    inner: LengthDelimitedCodec,
+    max: usize,
+    _types: PhantomData<fn(Out) -> In>,
+}
+
+impl<In, Out> FrameCodec<In, Out> {
+    /// A codec refusing frames over `max_frame_bytes`.
+    pub fn new(max_frame_bytes: usize) -> Self {
+        Self {
+            inner: LengthDelimitedCodec::builder()
+                .max_frame_length(max_frame_bytes)
+                .new_codec(),
+            max: max_frame_bytes,
+            _types: PhantomData,
+        }
+    }
+
+    fn map_len_error(&self, e: std::io::Error) -> FrameError {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            FrameError::TooLarge {
+                len: 0,
+                max: self.max,
+            }
+        } else {
+            FrameError::Io(e)
+        }
+    }
+}
+
+impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
+    type Item = In;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<In>, FrameError> {
+        let Some(bytes) = self.inner.decode(src).map_err(|e| self.map_len_error(e))? else {
+            return Ok(None);
+        };
+        let frame: Frame<In> =
+            rmp_serde::from_slice(&bytes).map_err(|e| FrameError::Malformed(e.to_string()))?;
+        if frame.version != PROTOCOL_VERSION {
+            return Err(FrameError::Version {
+                got: frame.version,
+                want: PROTOCOL_VERSION,
+            });
+        }
+        Ok(Some(frame.body))
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<In>, FrameError> {
+        match self.decode(src)? {
+            Some(item) => Ok(Some(item)),
+            None if src.is_empty() => Ok(None),
+            None => Err(FrameError::CutShort(src.len())),
+        }
+    }
+}
+
+impl<In, Out: Serialize> Encoder<Out> for FrameCodec<In, Out> {
+    type Error = FrameError;
+
+    fn encode(&mut self, body: Out, dst: &mut BytesMut) -> Result<(), FrameError> {
+        let frame = Frame {
+            version: PROTOCOL_VERSION,
+            body,
+        };
+        let bytes =
+            rmp_serde::to_vec_named(&frame).map_err(|e| FrameError::Malformed(e.to_string()))?;
+        if bytes.len() > self.max {
+            return Err(FrameError::TooLarge {
+                len: bytes.len(),
+                max: self.max,
+            });
+        }
+        self.inner
+            .encode(Bytes::from(bytes), dst)
+            .map_err(|e| self.map_len_error(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    enum Msg {
+        Ping(u32),
+        Blob(Vec<u8>),
+    }
+
+    fn codec() -> FrameCodec<Msg, Msg> {
+        FrameCodec::new(1024)
+    }
+
+    fn raw(payload: &[u8]) -> BytesMut {
+        let mut b = BytesMut::new();
+        b.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        b.extend_from_slice(payload);
+        b
+    }
+
+    #[test]
+    fn round_trip_several_frames() {
+        let mut c = codec();
+        let mut buf = BytesMut::new();
+        c.encode(Msg::Ping(7), &mut buf).unwrap();
+        c.encode(Msg::Blob(vec![1, 2, 3]), &mut buf).unwrap();
+        assert_eq!(c.decode(&mut buf).unwrap(), Some(Msg::Ping(7)));
+        assert_eq!(c.decode(&mut buf).unwrap(), Some(Msg::Blob(vec![1, 2, 3])));
+        assert_eq!(c.decode_eof(&mut buf).unwrap(), None);
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_both_ways() {
+        let mut c = codec();
+        let mut buf = BytesMut::new();
+        let e = c.encode(Msg::Blob(vec![0; 2000]), &mut buf).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "frame of 2024 bytes is over the 1024-byte limit"
+        );
+        let mut announced = BytesMut::new();
+        announced.extend_from_slice(&(1_000_000u32).to_be_bytes());
+        assert!(matches!(
+            c.decode(&mut announced),
+            Err(FrameError::TooLarge { max: 1024, .. })
+        ));
+    }
+
+    #[test]
+    fn malformed_and_wrong_version_frames_are_errors() {
+        let mut c = codec();
+        let e = c.decode(&mut raw(b"\xc1\xc1 garbage")).unwrap_err();
+        assert!(e.to_string().starts_with("malformed frame: "), "{e}");
+        let future = rmp_serde::to_vec_named(&Frame {
+            version: 99,
+            body: Msg::Ping(1),
+        })
+        .unwrap();
+        let e = c.decode(&mut raw(&future)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "peer speaks protocol version 99, this side 1"
+        );
+    }
+
+    #[test]
+    fn a_frame_cut_short_is_an_error_at_eof() {
+        let mut c = codec();
+        let mut buf = BytesMut::new();
+        c.encode(Msg::Ping(7), &mut buf).unwrap();
+        buf.truncate(buf.len() - 2);
+        assert_eq!(c.decode(&mut buf).unwrap(), None, "waits for the rest");
+        let e = c.decode_eof(&mut buf).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("connection closed in the middle of a frame"),
+            "{e}"
+        );
+    }
+}
