@@ -1,12 +1,10 @@
 //! A bolt executor: one thread running one or more tasks of a bolt.
 
 use crate::acking::AckVals;
-use crate::message::{
-    Envelope, TupleMsg, ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_RESET_TIMEOUT_STREAM,
-};
+use crate::message::{Envelope, TupleMsg};
 use crate::outbox::FullQueue;
 use crate::routing::Router;
-use crate::shared::{task_context, value_for, Output, Shared};
+use crate::shared::{task_context, value_for, AckStreams, Output, Shared};
 use crate::stats::{Publisher, Sampler, TaskStats};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rand::Rng;
@@ -26,14 +24,6 @@ struct TaskState {
 struct BoltTask {
     bolt: Box<dyn Bolt>,
     state: TaskState,
-}
-
-/// Indices of this component's acking streams.
-#[derive(Clone, Copy)]
-struct AckStreams {
-    ack: u32,
-    fail: u32,
-    reset: u32,
 }
 
 /// Everything a bolt's collector needs besides the bolt itself.
@@ -176,17 +166,7 @@ impl BoltExecutor {
         let spec = &shared.spec.components[&component];
         let out = Output::new(&shared, component.clone(), router, FullQueue::Wait);
         let stream_names = out.stream_names();
-        let stream = |s: &str| {
-            shared
-                .streams
-                .index(component.as_str(), s)
-                .unwrap_or(u32::MAX)
-        };
-        let streams = AckStreams {
-            ack: stream(ACK_ACK_STREAM),
-            fail: stream(ACK_FAIL_STREAM),
-            reset: stream(ACK_RESET_TIMEOUT_STREAM),
-        };
+        let streams = AckStreams::of(&shared, component.as_str());
         let now = Instant::now();
         let tick_secs = if component.as_str() == squall_topology_api::ACKER_COMPONENT {
             Some(shared.config.message_timeout_secs)

@@ -5,13 +5,11 @@
 //! drains, while acks and fails keep being processed (no deadlock, bounded
 //! memory). `topology.max.spout.pending` bounds tracked tuples per task.
 
-use crate::message::{
-    Envelope, TupleMsg, ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_INIT_STREAM, ACK_RESET_TIMEOUT_STREAM,
-};
+use crate::message::{Envelope, TupleMsg, ACK_INIT_STREAM};
 use crate::outbox::FullQueue;
 use crate::rotating::RotatingMap;
 use crate::routing::Router;
-use crate::shared::{task_context, value_for, Output, Shared};
+use crate::shared::{task_context, value_for, AckStreams, Output, Shared};
 use crate::stats::{Publisher, TaskStats};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use rand::Rng;
@@ -130,13 +128,6 @@ impl SpoutOutput for Emitter<'_> {
     }
 }
 
-/// Indices of the acker's streams to spouts.
-struct AckerStreams {
-    ack: u32,
-    fail: u32,
-    reset: u32,
-}
-
 /// Runs one spout executor until the topology stops.
 pub struct SpoutExecutor {
     shared: Arc<Shared>,
@@ -146,7 +137,7 @@ pub struct SpoutExecutor {
     inbound: Receiver<Envelope>,
     publisher: Publisher,
     ack_init: u32,
-    acker_streams: AckerStreams,
+    acker_streams: AckStreams,
     max_pending: Option<usize>,
     active: bool,
     rotate_every: Duration,
@@ -167,12 +158,7 @@ impl SpoutExecutor {
         let spec = &shared.spec.components[&component];
         let out = Output::new(&shared, component.clone(), router, FullQueue::Hold);
         let stream_names = out.stream_names();
-        let acker = |s: &str| shared.streams.index(ACKER_COMPONENT, s).unwrap_or(u32::MAX);
-        let acker_streams = AckerStreams {
-            ack: acker(ACK_ACK_STREAM),
-            fail: acker(ACK_FAIL_STREAM),
-            reset: acker(ACK_RESET_TIMEOUT_STREAM),
-        };
+        let acker_streams = AckStreams::of(&shared, ACKER_COMPONENT);
         let tasks: Vec<SpoutTask> = tasks
             .map(|t| {
                 let mut spout = factory();
