@@ -17,16 +17,11 @@ fn ids(vals: &[Value]) -> BTreeSet<i64> {
 
 #[test]
 fn fan_out_tree_acks_exactly_once_per_spout_tuple() {
-    let feeder = Feeder::new(["v"]);
-    let mut b = TopologyBuilder::new();
-    b.set_spout("spout", feeder.spout(), 1);
-    b.set_bolt("fan", || FanOut(3), 2).shuffle_grouping("spout");
-    b.set_bolt("fan2", || FanOut(2), 3).shuffle_grouping("fan");
-    b.set_bolt("sink", || AckAll, 2).all_grouping("fan2");
-    let cluster = LocalCluster::new();
-    cluster
-        .submit_topology("fan-out", &config(30), b.create_topology().unwrap())
-        .unwrap();
+    let (feeder, cluster) = run_fed("fan-out", &config(30), |b| {
+        b.set_bolt("fan", || FanOut(3), 2).shuffle_grouping("spout");
+        b.set_bolt("fan2", || FanOut(2), 3).shuffle_grouping("fan");
+        b.set_bolt("sink", || AckAll, 2).all_grouping("fan2");
+    });
     for i in 0..200 {
         feeder.feed(values![i]);
     }
@@ -98,24 +93,19 @@ impl Bolt for AckAfter {
 
 #[test]
 fn tuple_anchored_to_several_inputs_completes_all_their_trees() {
-    let feeder = Feeder::new(["v"]);
-    let mut b = TopologyBuilder::new();
-    b.set_spout("spout", feeder.spout(), 1);
-    b.set_bolt("pair", Pair::default, 1)
-        .global_grouping("spout");
-    b.set_bolt(
-        "sink",
-        || AckAfter {
-            n: 2,
-            held: Vec::new(),
-        },
-        1,
-    )
-    .global_grouping("pair");
-    let cluster = LocalCluster::new();
-    cluster
-        .submit_topology("multi", &config(30), b.create_topology().unwrap())
-        .unwrap();
+    let (feeder, cluster) = run_fed("multi", &config(30), |b| {
+        b.set_bolt("pair", Pair::default, 1)
+            .global_grouping("spout");
+        b.set_bolt(
+            "sink",
+            || AckAfter {
+                n: 2,
+                held: Vec::new(),
+            },
+            1,
+        )
+        .global_grouping("pair");
+    });
     feeder.feed(values![1]);
     feeder.feed(values![2]);
     feeder.feed(values![3]);
@@ -129,16 +119,11 @@ fn tuple_anchored_to_several_inputs_completes_all_their_trees() {
 
 #[test]
 fn failing_a_tuple_anchored_to_several_inputs_fails_all_their_trees() {
-    let feeder = Feeder::new(["v"]);
-    let mut b = TopologyBuilder::new();
-    b.set_spout("spout", feeder.spout(), 1);
-    b.set_bolt("pair", Pair::default, 1)
-        .global_grouping("spout");
-    b.set_bolt("sink", || FailAll, 1).global_grouping("pair");
-    let cluster = LocalCluster::new();
-    cluster
-        .submit_topology("multi-fail", &config(30), b.create_topology().unwrap())
-        .unwrap();
+    let (feeder, cluster) = run_fed("multi-fail", &config(30), |b| {
+        b.set_bolt("pair", Pair::default, 1)
+            .global_grouping("spout");
+        b.set_bolt("sink", || FailAll, 1).global_grouping("pair");
+    });
     feeder.feed(values![1]);
     feeder.feed(values![2]);
     assert!(wait_for(DEADLINE, || feeder.failed().len() == 2));
@@ -164,24 +149,19 @@ impl Bolt for DoubleAnchor {
 
 #[test]
 fn anchoring_twice_to_the_same_input_still_completes() {
-    let feeder = Feeder::new(["v"]);
-    let mut b = TopologyBuilder::new();
-    b.set_spout("spout", feeder.spout(), 1);
-    b.set_bolt("double", || DoubleAnchor, 1)
-        .shuffle_grouping("spout");
-    b.set_bolt(
-        "sink",
-        || AckAfter {
-            n: 3,
-            held: Vec::new(),
-        },
-        1,
-    )
-    .shuffle_grouping("double");
-    let cluster = LocalCluster::new();
-    cluster
-        .submit_topology("double", &config(30), b.create_topology().unwrap())
-        .unwrap();
+    let (feeder, cluster) = run_fed("double", &config(30), |b| {
+        b.set_bolt("double", || DoubleAnchor, 1)
+            .shuffle_grouping("spout");
+        b.set_bolt(
+            "sink",
+            || AckAfter {
+                n: 3,
+                held: Vec::new(),
+            },
+            1,
+        )
+        .shuffle_grouping("double");
+    });
     for i in 0..3 {
         feeder.feed(values![i]);
     }
@@ -204,18 +184,13 @@ impl Bolt for Unanchored {
 
 #[test]
 fn unanchored_emit_does_not_hold_the_tree() {
-    let feeder = Feeder::new(["v"]);
-    let mut b = TopologyBuilder::new();
-    b.set_spout("spout", feeder.spout(), 1);
-    b.set_bolt("free", || Unanchored, 1)
-        .shuffle_grouping("spout");
-    b.set_bolt("hole", || Blackhole, 1).shuffle_grouping("free");
-    let cluster = LocalCluster::new();
     // A blackhole downstream never acks, yet the tree completes long before
     // the 30 s timeout because the emit was not anchored.
-    cluster
-        .submit_topology("unanchored", &config(30), b.create_topology().unwrap())
-        .unwrap();
+    let (feeder, cluster) = run_fed("unanchored", &config(30), |b| {
+        b.set_bolt("free", || Unanchored, 1)
+            .shuffle_grouping("spout");
+        b.set_bolt("hole", || Blackhole, 1).shuffle_grouping("free");
+    });
     let start = Instant::now();
     feeder.feed(values![1]);
     assert!(wait_for(DEADLINE, || feeder.acked().len() == 1));
@@ -226,15 +201,10 @@ fn unanchored_emit_does_not_hold_the_tree() {
 
 #[test]
 fn explicit_fail_reaches_the_spout_promptly_with_reason_failed() {
-    let feeder = Feeder::new(["v"]);
-    let mut b = TopologyBuilder::new();
-    b.set_spout("spout", feeder.spout(), 1);
-    b.set_bolt("fan", || FanOut(2), 1).shuffle_grouping("spout");
-    b.set_bolt("fail", || FailAll, 1).shuffle_grouping("fan");
-    let cluster = LocalCluster::new();
-    cluster
-        .submit_topology("fail", &config(300), b.create_topology().unwrap())
-        .unwrap();
+    let (feeder, cluster) = run_fed("fail", &config(300), |b| {
+        b.set_bolt("fan", || FanOut(2), 1).shuffle_grouping("spout");
+        b.set_bolt("fail", || FailAll, 1).shuffle_grouping("fan");
+    });
     let start = Instant::now();
     let id = feeder.feed(values![7]);
     assert!(wait_for(Duration::from_secs(60), || !feeder
@@ -261,15 +231,10 @@ fn explicit_fail_reaches_the_spout_promptly_with_reason_failed() {
 
 #[test]
 fn tuple_never_acked_fails_after_the_message_timeout_with_reason_timeout() {
-    let feeder = Feeder::new(["v"]);
-    let mut b = TopologyBuilder::new();
-    b.set_spout("spout", feeder.spout(), 1);
-    b.set_bolt("hole", || Blackhole, 1)
-        .shuffle_grouping("spout");
-    let cluster = LocalCluster::new();
-    cluster
-        .submit_topology("timeout", &config(1), b.create_topology().unwrap())
-        .unwrap();
+    let (feeder, cluster) = run_fed("timeout", &config(1), |b| {
+        b.set_bolt("hole", || Blackhole, 1)
+            .shuffle_grouping("spout");
+    });
     let start = Instant::now();
     let id = feeder.feed(values![7]);
     assert!(wait_for(DEADLINE, || !feeder.failed().is_empty()));
@@ -338,16 +303,11 @@ fn slow_worker(ack_on: u32, emit_first: bool) -> impl Fn() -> SlowWorker + Send 
 
 #[test]
 fn reset_timeout_keeps_a_tuple_alive_past_the_timeout() {
-    let feeder = Feeder::new(["v"]);
-    let mut b = TopologyBuilder::new();
-    b.set_spout("spout", feeder.spout(), 1);
-    b.set_bolt("slow", slow_worker(5, false), 1)
-        .shuffle_grouping("spout")
-        .set_tick_tuple_freq_secs(1);
-    let cluster = LocalCluster::new();
-    cluster
-        .submit_topology("reset", &config(2), b.create_topology().unwrap())
-        .unwrap();
+    let (feeder, cluster) = run_fed("reset", &config(2), |b| {
+        b.set_bolt("slow", slow_worker(5, false), 1)
+            .shuffle_grouping("spout")
+            .set_tick_tuple_freq_secs(1);
+    });
     let start = Instant::now();
     feeder.feed(values![1]);
     assert!(wait_for(DEADLINE, || !feeder.acked().is_empty()
@@ -367,17 +327,12 @@ fn reset_timeout_keeps_a_tuple_alive_past_the_timeout() {
 fn reset_timeout_keeps_the_anchored_edges_of_a_long_held_input() {
     // The input is held for 6 s (three 2 s timeouts) after a tuple was
     // anchored to it; its ack must still carry that tuple's edge.
-    let feeder = Feeder::new(["v"]);
-    let mut b = TopologyBuilder::new();
-    b.set_spout("spout", feeder.spout(), 1);
-    b.set_bolt("slow", slow_worker(6, true), 1)
-        .shuffle_grouping("spout")
-        .set_tick_tuple_freq_secs(1);
-    b.set_bolt("sink", || AckAll, 1).shuffle_grouping("slow");
-    let cluster = LocalCluster::new();
-    cluster
-        .submit_topology("reset-anchored", &config(2), b.create_topology().unwrap())
-        .unwrap();
+    let (feeder, cluster) = run_fed("reset-anchored", &config(2), |b| {
+        b.set_bolt("slow", slow_worker(6, true), 1)
+            .shuffle_grouping("spout")
+            .set_tick_tuple_freq_secs(1);
+        b.set_bolt("sink", || AckAll, 1).shuffle_grouping("slow");
+    });
     feeder.feed(values![1]);
     assert!(wait_for(DEADLINE, || !feeder.acked().is_empty()
         || !feeder.failed().is_empty()));
@@ -425,17 +380,12 @@ fn replayed_tuples_are_eventually_all_acked() {
 
 #[test]
 fn zero_ackers_acks_at_emit() {
-    let feeder = Feeder::new(["v"]);
-    let mut b = TopologyBuilder::new();
-    b.set_spout("spout", feeder.spout(), 1);
-    b.set_bolt("hole", || Blackhole, 1)
-        .shuffle_grouping("spout");
     let mut c = config(1);
     c.acker_executors = Some(0);
-    let cluster = LocalCluster::new();
-    cluster
-        .submit_topology("no-ackers", &c, b.create_topology().unwrap())
-        .unwrap();
+    let (feeder, cluster) = run_fed("no-ackers", &c, |b| {
+        b.set_bolt("hole", || Blackhole, 1)
+            .shuffle_grouping("spout");
+    });
     for i in 0..10 {
         feeder.feed(values![i]);
     }
@@ -451,15 +401,10 @@ fn zero_ackers_acks_at_emit() {
 
 #[test]
 fn emit_without_message_id_is_not_tracked() {
-    let feeder = Feeder::new(["v"]);
-    let mut b = TopologyBuilder::new();
-    b.set_spout("spout", feeder.spout(), 1);
-    b.set_bolt("hole", || Blackhole, 1)
-        .shuffle_grouping("spout");
-    let cluster = LocalCluster::new();
-    cluster
-        .submit_topology("untracked", &config(1), b.create_topology().unwrap())
-        .unwrap();
+    let (feeder, cluster) = run_fed("untracked", &config(1), |b| {
+        b.set_bolt("hole", || Blackhole, 1)
+            .shuffle_grouping("spout");
+    });
     feeder.feed_untracked(values![1]);
     assert!(wait_for(DEADLINE, || cluster
         .in_flight("untracked")
@@ -538,16 +483,11 @@ impl BasicBolt for EvenOnly {
 
 #[test]
 fn basic_bolt_acks_on_ok_and_fails_and_reports_on_error() {
-    let feeder = Feeder::new(["v"]);
-    let mut b = TopologyBuilder::new();
-    b.set_spout("spout", feeder.spout(), 1);
-    b.set_basic_bolt("even", || EvenOnly, 1)
-        .shuffle_grouping("spout");
-    b.set_bolt("sink", || AckAll, 1).shuffle_grouping("even");
-    let cluster = LocalCluster::new();
-    cluster
-        .submit_topology("basic", &config(30), b.create_topology().unwrap())
-        .unwrap();
+    let (feeder, cluster) = run_fed("basic", &config(30), |b| {
+        b.set_basic_bolt("even", || EvenOnly, 1)
+            .shuffle_grouping("spout");
+        b.set_bolt("sink", || AckAll, 1).shuffle_grouping("even");
+    });
     let even = feeder.feed(values![2]);
     let odd = feeder.feed(values![3]);
     assert!(wait_for(DEADLINE, || feeder.acked().len()

@@ -184,15 +184,10 @@ impl Bolt for Superstitious {
 
 #[test]
 fn a_panicking_bolt_is_reported_and_its_trees_time_out() {
-    let feeder = Feeder::new(["v"]);
-    let mut b = TopologyBuilder::new();
-    b.set_spout("spout", feeder.spout(), 1);
-    b.set_bolt("bolt", || Superstitious, 1)
-        .shuffle_grouping("spout");
-    let cluster = LocalCluster::new();
-    cluster
-        .submit_topology("panic", &config(1), b.create_topology().unwrap())
-        .unwrap();
+    let (feeder, cluster) = run_fed("panic", &config(1), |b| {
+        b.set_bolt("bolt", || Superstitious, 1)
+            .shuffle_grouping("spout");
+    });
     let ok = feeder.feed(values![1]);
     assert!(wait_for(DEADLINE, || feeder.acked() == vec![ok.clone()]));
     let unlucky = feeder.feed(values![13]);

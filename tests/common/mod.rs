@@ -154,3 +154,21 @@ pub fn config(timeout_secs: u64) -> Config {
     c.acker_executors = Some(1);
     c
 }
+
+/// Starts topology `name`: a feeder spout `"spout"` declaring `["v"]`, plus
+/// what `wire` adds. Returns the feeder and the cluster running it.
+pub fn run_fed(
+    name: &str,
+    config: &Config,
+    wire: impl FnOnce(&mut TopologyBuilder),
+) -> (testing::Feeder, LocalCluster) {
+    let feeder = testing::Feeder::new(["v"]);
+    let mut b = TopologyBuilder::new();
+    b.set_spout("spout", feeder.spout(), 1);
+    wire(&mut b);
+    let cluster = LocalCluster::new();
+    cluster
+        .submit_topology(name, config, b.create_topology().unwrap())
+        .unwrap();
+    (feeder, cluster)
+}
