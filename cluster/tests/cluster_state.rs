@@ -1,37 +1,27 @@
 //! The typed cluster state, on the in-memory store and on a real ZooKeeper
 //! (address in `SQUALL_TEST_ZK`, which `scripts/test` starts).
 
+mod common;
+
+use common::{memory_sessions, wait_for, zookeeper_sessions, Sessions};
 use squall_cluster::schema::*;
-use squall_cluster::{ClusterState, MemoryCluster, StateError, StateStorage, ZkStorage};
+use squall_cluster::{ClusterState, StateError, StateStorage};
 use squall_topology_api::metrics::TopologyMetrics;
 use squall_topology_api::spec::TopologySpec;
 use squall_topology_api::{Config, ExecutorSpec};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
 
 type Connect = Box<dyn Fn() -> ClusterState<Box<dyn StateStorage>>>;
 
+fn typed(sessions: Sessions) -> Connect {
+    Box::new(move || ClusterState::new(sessions()))
+}
+
 fn memory() -> Connect {
-    let cluster = MemoryCluster::new();
-    Box::new(move || ClusterState::new(Box::new(cluster.connect()) as Box<dyn StateStorage>))
+    typed(memory_sessions())
 }
 
 fn zookeeper() -> Connect {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let servers = std::env::var("SQUALL_TEST_ZK").expect(
-        "SQUALL_TEST_ZK is not set: the cluster tests need a real ZooKeeper; run scripts/test, \
-         which installs and starts one",
-    );
-    let root = format!(
-        "/squall-state-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    Box::new(move || {
-        let zk = ZkStorage::connect(&servers, &root, Duration::from_secs(4))
-            .expect("connect to the test ZooKeeper");
-        ClusterState::new(Box::new(zk) as Box<dyn StateStorage>)
-    })
+    typed(zookeeper_sessions())
 }
 
 fn slot(port: u16) -> WorkerSlot {
@@ -174,28 +164,6 @@ fn corrupt_data_is_a_named_error(connect: Connect) {
         Err(StateError::Corrupt { path, .. }) => assert_eq!(path, "/topologies/bad"),
         other => panic!("expected a corrupt-data error, got {other:?}"),
     }
-}
-
-fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    cond()
-}
-
-macro_rules! both {
-    ($($name:ident),*) => {
-        mod in_memory {
-            $( #[test] fn $name() { super::$name(super::memory()) } )*
-        }
-        mod on_zookeeper {
-            $( #[test] fn $name() { super::$name(super::zookeeper()) } )*
-        }
-    };
 }
 
 both!(

@@ -1,47 +1,18 @@
 //! The same checks against the in-memory store and a real ZooKeeper
 //! (address in `SQUALL_TEST_ZK`, which `scripts/test` starts).
 
-use squall_cluster::{MemoryCluster, NodeMode, StateError, StateStorage, ZkStorage};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+mod common;
 
-/// Opens sessions on one store.
-type Connect = Box<dyn Fn() -> Box<dyn StateStorage>>;
+use common::{memory_sessions, wait_for, zookeeper_sessions, Sessions as Connect};
+use squall_cluster::{NodeMode, StateError, ZkStorage};
+use std::time::Duration;
 
 fn memory() -> Connect {
-    let cluster = MemoryCluster::new();
-    Box::new(move || Box::new(cluster.connect()))
+    memory_sessions()
 }
 
-/// A fresh chroot per call, so tests do not see each other's nodes.
 fn zookeeper() -> Connect {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let servers = std::env::var("SQUALL_TEST_ZK").expect(
-        "SQUALL_TEST_ZK is not set: the cluster tests need a real ZooKeeper; run scripts/test, \
-         which installs and starts one",
-    );
-    let root = format!(
-        "/squall-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    Box::new(move || {
-        Box::new(
-            ZkStorage::connect(&servers, &root, Duration::from_secs(4))
-                .expect("connect to the test ZooKeeper"),
-        )
-    })
-}
-
-fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    cond()
+    zookeeper_sessions()
 }
 
 fn create_get_set_children_delete(connect: Connect) {
@@ -103,7 +74,7 @@ fn ephemeral_nodes_vanish_with_their_session(connect: Connect) {
         Err(StateError::NodeExists(_))
     ));
     drop(owner);
-    assert!(wait_for(Duration::from_secs(20), || watcher
+    assert!(wait_for(|| watcher
         .children("/supervisors")
         .unwrap()
         .is_empty()));
@@ -117,17 +88,6 @@ fn ephemeral_nodes_vanish_with_their_session(connect: Connect) {
         third.create("/nimbus/leader", b"n3", NodeMode::Ephemeral),
         Err(StateError::NodeExists(_))
     ));
-}
-
-macro_rules! both {
-    ($($name:ident),*) => {
-        mod in_memory {
-            $( #[test] fn $name() { super::$name(super::memory()) } )*
-        }
-        mod on_zookeeper {
-            $( #[test] fn $name() { super::$name(super::zookeeper()) } )*
-        }
-    };
 }
 
 both!(
