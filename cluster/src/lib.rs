@@ -7,8 +7,10 @@
 //! Depends on `squall-topology-api` only.
 #![forbid(missing_docs)]
 
+pub mod blocking;
 pub mod frame;
 mod memory;
+pub mod rpc;
 pub mod schema;
 mod state;
 mod storage;

@@ -54,6 +54,34 @@ pub struct TopologyRecord {
     pub spec_hash: String,
     /// Submission time, ms since the Unix epoch.
     pub submitted_at_ms: u64,
+    /// Arguments the binary is run with in worker mode.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// A kill or rebalance waiting for its time.
+    #[serde(default)]
+    pub pending: Option<PendingAction>,
+}
+
+/// A timed transition of a topology (Storm's kill and rebalance waits).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PendingAction {
+    /// Remove the topology at `at_ms`.
+    Kill {
+        /// When, ms since the Unix epoch.
+        at_ms: u64,
+    },
+    /// Reschedule the topology at `at_ms` with new counts, then restore
+    /// `restore`.
+    Rebalance {
+        /// When, ms since the Unix epoch.
+        at_ms: u64,
+        /// The status to return to.
+        restore: TopologyStatus,
+        /// New worker count.
+        workers: Option<u32>,
+        /// New executor counts by component.
+        executors: std::collections::BTreeMap<String, u32>,
+    },
 }
 
 /// A worker slot: a port on a supervisor's host.
@@ -67,6 +95,12 @@ pub struct WorkerSlot {
     pub port: u16,
 }
 
+impl std::fmt::Display for WorkerSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
 /// Where a topology's executors run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assignment {
@@ -76,6 +110,29 @@ pub struct Assignment {
     pub executors: Vec<(ExecutorSpec, WorkerSlot)>,
     /// Assignment time, ms since the Unix epoch.
     pub assigned_at_ms: u64,
+    /// When each slot got its current executors, ms since the Unix epoch
+    /// (the launch grace period counts from there).
+    #[serde(default)]
+    pub slot_assigned_ms: Vec<(WorkerSlot, u64)>,
+}
+
+impl Assignment {
+    /// The executors placed on `slot`, in order.
+    pub fn executors_on(&self, slot: &WorkerSlot) -> Vec<ExecutorSpec> {
+        self.executors
+            .iter()
+            .filter(|(_, s)| s == slot)
+            .map(|(e, _)| e.clone())
+            .collect()
+    }
+
+    /// The distinct slots in use, sorted.
+    pub fn slots(&self) -> Vec<WorkerSlot> {
+        let mut v: Vec<WorkerSlot> = self.executors.iter().map(|(_, s)| s.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
 }
 
 /// A live supervisor and its slots.

@@ -42,6 +42,8 @@ fn topology(id: &str) -> TopologyRecord {
         binary_hash: "ab".repeat(32),
         spec_hash: "cd".repeat(32),
         submitted_at_ms: 1,
+        args: Vec::new(),
+        pending: None,
     }
 }
 
@@ -56,6 +58,7 @@ fn assignment(id: &str, port: u16) -> Assignment {
             slot(port),
         )],
         assigned_at_ms: 2,
+        slot_assigned_ms: Vec::new(),
     }
 }
 

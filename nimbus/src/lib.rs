@@ -1,7 +1,111 @@
-//! Squall's master daemon. So far: the even scheduler, a pure function
-//! (Storm's `EvenScheduler`). Nimbus never links `squall-worker`.
+//! Squall's master daemon: the RPC server ([`serve`]), request handling and
+//! validation ([`Nimbus`]), the blob store for topology binaries
+//! ([`BlobStore`]), the even scheduler ([`schedule_even`]), the failure
+//! monitor ([`Monitor`]) and leader election ([`run`]).
+//!
+//! Depends on `squall-cluster` and `squall-topology-api`; never on the
+//! worker engine.
 #![forbid(missing_docs)]
 
-pub mod scheduler;
+mod blobstore;
+mod monitor;
+mod scheduler;
+mod server;
+mod service;
 
+pub use blobstore::{is_sha256, BlobStore, MAX_BLOB_BYTES};
+pub use monitor::Monitor;
 pub use scheduler::{interleave_slots, schedule_even, ScheduleError};
+pub use server::serve;
+pub use service::{now_ms, valid_name, Nimbus};
+
+use squall_cluster::{ClusterState, StateStorage, ZkStorage};
+use squall_topology_api::ClusterConfig;
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why Nimbus could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The RPC port is taken or not bindable.
+    #[error("cannot listen on {address}: {error}")]
+    Bind {
+        /// The address.
+        address: String,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// ZooKeeper is unreachable.
+    #[error("{0}")]
+    State(#[from] squall_cluster::StateError),
+    /// The blob store directory is unusable.
+    #[error("blob store at {dir}: {error}")]
+    BlobStore {
+        /// The directory.
+        dir: String,
+        /// The OS error.
+        error: std::io::Error,
+    },
+}
+
+/// Starts Nimbus on `config`: connects to ZooKeeper, opens the blob store
+/// under `<storm.local.dir>/nimbus/blobs`, binds `nimbus.thrift.port` on
+/// `storm.local.hostname`, then serves forever. The monitor runs every
+/// `nimbus.monitor.freq.secs` while this Nimbus leads; a standby keeps
+/// trying to take the ephemeral leader node.
+pub fn run(config: &ClusterConfig) -> Result<(), StartError> {
+    let address = format!("{}:{}", config.local_hostname, config.nimbus_port);
+    let listener = TcpListener::bind(&address).map_err(|error| StartError::Bind {
+        address: address.clone(),
+        error,
+    })?;
+    let storage = ZkStorage::connect(
+        &config.zookeeper_connect(),
+        &config.zookeeper_root,
+        Duration::from_millis(config.zookeeper_session_timeout_ms),
+    )?;
+    let dir = Path::new(&config.local_dir).join("nimbus").join("blobs");
+    let blobs = BlobStore::open(&dir, Duration::from_secs(config.nimbus_file_copy_expiration_secs))
+        .map_err(|error| StartError::BlobStore {
+            dir: dir.display().to_string(),
+            error,
+        })?;
+    let nimbus = Arc::new(Nimbus::new(
+        address.clone(),
+        ClusterState::new(storage),
+        blobs,
+        config.clone(),
+    ));
+    start_monitor(nimbus.clone());
+    tracing::info!(%address, "nimbus serving");
+    serve(listener, nimbus);
+    Ok(())
+}
+
+/// Runs the leader check and monitor round in a background thread: every
+/// second while standing by, every `nimbus.monitor.freq.secs` while leading.
+pub fn start_monitor<S: StateStorage + Send + Sync + 'static>(nimbus: Arc<Nimbus<S>>) {
+    let spawned = std::thread::Builder::new()
+        .name("nimbus-monitor".into())
+        .spawn(move || {
+            let mut leading = false;
+            loop {
+                let leader = nimbus.is_leader();
+                if leader != leading {
+                    tracing::info!(id = %nimbus.id(), "{}", if leader { "became the leader" } else { "standing by" });
+                    leading = leader;
+                }
+                if leader {
+                    nimbus.locked().schedule_all(&nimbus, now_ms());
+                    std::thread::sleep(Duration::from_secs(nimbus.config.nimbus_monitor_freq_secs));
+                } else {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the monitor thread: {e}");
+    }
+}

@@ -1,5 +1,6 @@
 //! Typed topology configuration with Storm's key names.
 
+use crate::cluster_config::ClusterConfig;
 use crate::Value;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -73,6 +74,10 @@ pub struct Config {
     /// `topology.stats.sample.rate`: the fraction of tuples timed for
     /// latency metrics (default 0.05, as Storm).
     pub stats_sample_rate: f64,
+    /// Daemon settings (`storm.zookeeper.*`, `nimbus.*`, `supervisor.*`,
+    /// `worker.*`, `storm.local.*`).
+    #[serde(default)]
+    pub cluster: ClusterConfig,
     /// Keys outside the reserved namespaces, for the topology's own use.
     pub user: BTreeMap<String, Value>,
 }
@@ -90,6 +95,7 @@ impl Default for Config {
             executor_receive_buffer_size: 32768,
             flush_tuple_freq_millis: 1,
             stats_sample_rate: 0.05,
+            cluster: ClusterConfig::default(),
             user: BTreeMap::new(),
         }
     }
@@ -233,6 +239,7 @@ impl Config {
                     .filter(|r| (0.0..=1.0).contains(r))
                     .ok_or_else(|| bad("a number from 0 to 1"))?
             }
+            k if self.cluster.set(k, &value)? => {}
             k if RESERVED.iter().any(|p| k.starts_with(p)) => {
                 return Err(ConfigError::UnknownKey(k.to_owned()))
             }

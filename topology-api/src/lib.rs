@@ -10,6 +10,7 @@
 #![forbid(missing_docs)]
 
 mod builder;
+mod cluster_config;
 mod collector;
 mod component;
 mod config;
@@ -32,6 +33,7 @@ pub use collector::{
 /// The string type of [`Value::Str`]: inline up to 24 bytes.
 pub use compact_str::CompactString;
 pub use component::{BasicBolt, BasicBoltAdapter, Bolt, ExecuteError, FailReason, Spout};
+pub use cluster_config::ClusterConfig;
 pub use config::{Config, ConfigError};
 pub use context::{ExecutorSpec, TaskLayout, TopologyContext, ACKER_COMPONENT};
 pub use declarer::{OutputFieldsDeclarer, StreamDef};

@@ -1,0 +1,437 @@
+//! The Nimbus RPC: request and response messages (sent as
+//! [`frame`](crate::frame)s), and [`NimbusClient`], a blocking client.
+
+use crate::blocking::FramedStream;
+use crate::frame::FrameError;
+use crate::schema::{TopologyStatus, WorkerSlot};
+use serde::{Deserialize, Serialize};
+use squall_topology_api::metrics::TopologyMetrics;
+use squall_topology_api::spec::TopologySpec;
+use squall_topology_api::Config;
+use std::collections::BTreeMap;
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// Bytes per upload or download chunk (well under the frame cap).
+pub const CHUNK_BYTES: usize = 1024 * 1024;
+
+/// A client's request to Nimbus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// Starts uploading a topology binary of `size` bytes whose sha256 is
+    /// `sha256` (hex). Answered by [`Response::UploadSession`].
+    BeginUpload {
+        /// Total size in bytes.
+        size: u64,
+        /// Expected content hash, sha256 in lower-case hex.
+        sha256: String,
+    },
+    /// The next chunk of an upload. Answered by [`Response::Ok`].
+    UploadChunk {
+        /// The session.
+        session: String,
+        /// The bytes, in order.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Ends an upload: Nimbus checks size and hash, then stores the blob
+    /// under its hash. Answered by [`Response::Ok`].
+    FinishUpload {
+        /// The session.
+        session: String,
+    },
+    /// Reads `len` bytes of blob `sha256` from `offset`. Answered by
+    /// [`Response::Chunk`].
+    Download {
+        /// The blob's hash.
+        sha256: String,
+        /// Start, in bytes.
+        offset: u64,
+        /// Most bytes wanted.
+        len: u32,
+    },
+    /// Submits a topology whose binary was uploaded.
+    Submit {
+        /// The topology's name (`^[^/.:\\]+$`, unique among live ones).
+        name: String,
+        /// Its structure.
+        spec: TopologySpec,
+        /// Its configuration.
+        config: Config,
+        /// sha256 of its binary in the blob store.
+        binary_sha256: String,
+        /// Arguments the binary is run with in worker mode.
+        args: Vec<String>,
+    },
+    /// Kills a topology: deactivates it, waits `wait_secs` (default: its
+    /// message timeout), then removes it.
+    Kill {
+        /// The topology's name.
+        name: String,
+        /// Seconds to wait before removing it.
+        wait_secs: Option<u64>,
+    },
+    /// Lets a topology's spouts run.
+    Activate {
+        /// The topology's name.
+        name: String,
+    },
+    /// Pauses a topology's spouts.
+    Deactivate {
+        /// The topology's name.
+        name: String,
+    },
+    /// Deactivates a topology, waits `wait_secs` (default: its message
+    /// timeout), reschedules it with new worker and executor counts, and
+    /// restores its status.
+    Rebalance {
+        /// The topology's name.
+        name: String,
+        /// Seconds to wait first.
+        wait_secs: Option<u64>,
+        /// New worker count.
+        workers: Option<u32>,
+        /// New executor counts by component.
+        executors: BTreeMap<String, u32>,
+    },
+    /// Lists live topologies.
+    List,
+    /// One topology in detail.
+    Info {
+        /// The topology's name.
+        name: String,
+    },
+    /// The cluster: supervisors, slots, Nimbus leader.
+    ClusterInfo,
+}
+
+/// Nimbus's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// Done.
+    Ok,
+    /// An upload session was opened.
+    UploadSession {
+        /// Its id, for the chunks.
+        session: String,
+    },
+    /// A chunk of a blob.
+    Chunk {
+        /// The bytes (empty past the end).
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        /// The blob's total size.
+        total: u64,
+    },
+    /// A topology was submitted.
+    Submitted {
+        /// Its id.
+        id: String,
+    },
+    /// Live topologies.
+    Topologies(Vec<TopologySummary>),
+    /// One topology.
+    Info(Box<TopologyInfo>),
+    /// The cluster.
+    Cluster(ClusterSummary),
+    /// The request was refused.
+    Error(RpcError),
+}
+
+/// What kind of refusal an [`RpcError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The request is invalid (bad name, bad topology, bad parallelism).
+    Invalid,
+    /// No such topology, blob or session.
+    NotFound,
+    /// A live topology already has the name.
+    AlreadyExists,
+    /// This Nimbus is not the leader.
+    NotLeader,
+    /// Uploaded bytes do not match the announced hash or size.
+    HashMismatch,
+    /// Nimbus failed (cluster state unavailable, disk error).
+    Internal,
+}
+
+/// A refusal, with a message naming what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct RpcError {
+    /// The kind.
+    pub kind: ErrorKind,
+    /// One line for the user.
+    pub message: String,
+}
+
+impl RpcError {
+    /// An error of `kind` saying `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// One row of `squall list` (Storm's columns).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopologySummary {
+    /// Name.
+    pub name: String,
+    /// Id.
+    pub id: String,
+    /// Status.
+    pub status: TopologyStatus,
+    /// Tasks, ackers included.
+    pub num_tasks: u32,
+    /// Workers assigned.
+    pub num_workers: u32,
+    /// Executors, ackers included.
+    pub num_executors: u32,
+    /// Seconds since submission.
+    pub uptime_secs: u64,
+}
+
+/// `squall` topology details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopologyInfo {
+    /// The summary row.
+    pub summary: TopologySummary,
+    /// Executors (first task, last task) per component and their slots.
+    pub executors: Vec<(String, u32, u32, WorkerSlot)>,
+    /// Metrics from the latest worker heartbeats.
+    pub metrics: TopologyMetrics,
+    /// Last errors by component, newest last.
+    pub errors: BTreeMap<String, Vec<String>>,
+}
+
+/// A live supervisor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupervisorSummary {
+    /// Its id.
+    pub id: String,
+    /// Its host.
+    pub host: String,
+    /// Its slots.
+    pub slots: u32,
+    /// Slots in use.
+    pub used_slots: u32,
+    /// Seconds since it started.
+    pub uptime_secs: u64,
+}
+
+/// The cluster as Nimbus sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSummary {
+    /// The leading Nimbus, `host:port`.
+    pub leader: Option<String>,
+    /// Live supervisors.
+    pub supervisors: Vec<SupervisorSummary>,
+}
+
+/// Why a call to Nimbus failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No seed answered.
+    #[error("cannot reach Nimbus at {addresses}: {reason}")]
+    Unreachable {
+        /// The addresses tried.
+        addresses: String,
+        /// The last error.
+        reason: String,
+    },
+    /// The connection broke or carried a bad frame.
+    #[error("Nimbus connection failed: {0}")]
+    Frame(#[from] FrameError),
+    /// Nimbus closed the connection without answering.
+    #[error("Nimbus closed the connection without answering")]
+    Closed,
+    /// Nimbus refused the request.
+    #[error("{0}")]
+    Refused(#[from] RpcError),
+    /// Nimbus answered with a response of the wrong kind.
+    #[error("unexpected answer from Nimbus: {0}")]
+    Unexpected(String),
+}
+
+/// A blocking connection to one Nimbus.
+pub struct NimbusClient {
+    framed: FramedStream<TcpStream, Response, Request>,
+    address: String,
+}
+
+/// How long a call may wait for its answer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl NimbusClient {
+    /// Connects to the first of `addresses` (`host:port`) that accepts.
+    ///
+    /// # Errors
+    /// [`ClientError::Unreachable`] naming every address when none accepts.
+    pub fn connect(addresses: &[String], max_frame_bytes: usize) -> Result<Self, ClientError> {
+        let mut reason = "no address given".to_owned();
+        for a in addresses {
+            match connect_one(a) {
+                Ok(s) => {
+                    return Ok(Self {
+                        framed: FramedStream::new(s, max_frame_bytes),
+                        address: a.clone(),
+                    })
+                }
+                Err(e) => reason = format!("{a}: {e}"),
+            }
+        }
+        Err(ClientError::Unreachable {
+            addresses: addresses.join(", "),
+            reason,
+        })
+    }
+
+    /// Connects to the leading Nimbus among `addresses`: asks each in turn
+    /// and keeps the first that does not answer [`ErrorKind::NotLeader`].
+    ///
+    /// # Errors
+    /// As [`NimbusClient::connect`]; [`ClientError::Refused`] when every
+    /// Nimbus answers that it is not the leader.
+    pub fn connect_leader(
+        addresses: &[String],
+        max_frame_bytes: usize,
+    ) -> Result<Self, ClientError> {
+        let mut last = None;
+        for a in addresses {
+            let mut c = match Self::connect(std::slice::from_ref(a), max_frame_bytes) {
+                Ok(c) => c,
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
+            match c.call(Request::ClusterInfo) {
+                Ok(Response::Cluster(s)) if s.leader.as_deref() == Some(a.as_str()) => {
+                    return Ok(c)
+                }
+                Ok(Response::Cluster(s)) => {
+                    last = Some(ClientError::Refused(RpcError::new(
+                        ErrorKind::NotLeader,
+                        format!(
+                            "Nimbus at {a} is not the leader (leader: {})",
+                            s.leader.as_deref().unwrap_or("none")
+                        ),
+                    )))
+                }
+                Ok(other) => last = Some(ClientError::Unexpected(format!("{other:?}"))),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(ClientError::Unreachable {
+            addresses: String::new(),
+            reason: "no address given".into(),
+        }))
+    }
+
+    /// The address this client is connected to.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Sends `req` and waits for the answer; an [`Response::Error`] answer
+    /// becomes [`ClientError::Refused`].
+    pub fn call(&mut self, req: Request) -> Result<Response, ClientError> {
+        self.framed.send(req)?;
+        match self.framed.recv()? {
+            Some(Response::Error(e)) => Err(ClientError::Refused(e)),
+            Some(r) => Ok(r),
+            None => Err(ClientError::Closed),
+        }
+    }
+
+    /// Sends `req` and expects [`Response::Ok`].
+    pub fn call_ok(&mut self, req: Request) -> Result<(), ClientError> {
+        match self.call(req)? {
+            Response::Ok => Ok(()),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Uploads `data` (whose sha256 is `sha256`) in [`CHUNK_BYTES`] chunks,
+    /// calling `progress(bytes sent)` after each.
+    pub fn upload(
+        &mut self,
+        data: &[u8],
+        sha256: &str,
+        mut progress: impl FnMut(u64),
+    ) -> Result<(), ClientError> {
+        let session = match self.call(Request::BeginUpload {
+            size: data.len() as u64,
+            sha256: sha256.to_owned(),
+        })? {
+            Response::UploadSession { session } => session,
+            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+        };
+        let mut sent = 0u64;
+        for chunk in data.chunks(CHUNK_BYTES) {
+            self.call_ok(Request::UploadChunk {
+                session: session.clone(),
+                data: chunk.to_vec(),
+            })?;
+            sent += chunk.len() as u64;
+            progress(sent);
+        }
+        self.call_ok(Request::FinishUpload { session })
+    }
+
+    /// Downloads blob `sha256` whole.
+    pub fn download(&mut self, sha256: &str) -> Result<Vec<u8>, ClientError> {
+        let mut out = Vec::new();
+        loop {
+            match self.call(Request::Download {
+                sha256: sha256.to_owned(),
+                offset: out.len() as u64,
+                len: CHUNK_BYTES as u32,
+            })? {
+                Response::Chunk { data, total } => {
+                    out.extend_from_slice(&data);
+                    if out.len() as u64 >= total || data.is_empty() {
+                        return Ok(out);
+                    }
+                }
+                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            }
+        }
+    }
+}
+
+fn connect_one(address: &str) -> std::io::Result<TcpStream> {
+    use std::net::ToSocketAddrs;
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address resolved");
+    for sa in address.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&sa, Duration::from_secs(5)) {
+            Ok(s) => {
+                s.set_read_timeout(Some(CALL_TIMEOUT))?;
+                s.set_nodelay(true)?;
+                return Ok(s);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// The content hash Squall uses for binaries: sha256, lower-case hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(data))
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The hash of a topology's structure that workers check before they run
+/// it: sha256 of its rmp-serde encoding (deterministic: maps are ordered).
+pub fn spec_hash(spec: &TopologySpec) -> String {
+    sha256_hex(&rmp_serde::to_vec_named(spec).unwrap_or_default())
+}

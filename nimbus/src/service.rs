@@ -1,0 +1,438 @@
+//! [`Nimbus`]: request handling over the cluster state and the blob store.
+
+use crate::blobstore::BlobStore;
+use crate::monitor::Monitor;
+use squall_cluster::rpc::{
+    spec_hash, ClusterSummary, ErrorKind, Request, Response, RpcError, SupervisorSummary,
+    TopologyInfo, TopologySummary,
+};
+use squall_cluster::schema::{PendingAction, TopologyRecord, TopologyStatus};
+use squall_cluster::{ClusterState, StateError, StateStorage};
+use squall_topology_api::spec::{ComponentKind, TopologySpec};
+use squall_topology_api::{ClusterConfig, Config, TaskLayout, SYSTEM_PREFIX};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Whether `name` is a valid topology name: Storm's `^[^/.:\\]+$`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains(['/', '.', ':', '\\'])
+}
+
+pub(crate) fn state_error(e: StateError) -> RpcError {
+    RpcError::new(ErrorKind::Internal, format!("cluster state: {e}"))
+}
+
+/// The master daemon's logic, shared by its connection threads and its
+/// monitor loop. Every mutation holds one lock, so requests and monitor
+/// rounds see each other's writes whole.
+pub struct Nimbus<S> {
+    pub(crate) id: String,
+    pub(crate) state: ClusterState<S>,
+    pub(crate) blobs: BlobStore,
+    pub(crate) config: ClusterConfig,
+    pub(crate) lock: Mutex<Monitor>,
+    counter: AtomicU64,
+}
+
+impl<S: StateStorage> Nimbus<S> {
+    /// A Nimbus known to others as `id` (`host:port`).
+    pub fn new(id: String, state: ClusterState<S>, blobs: BlobStore, config: ClusterConfig) -> Self {
+        Self {
+            id,
+            state,
+            blobs,
+            config,
+            lock: Mutex::new(Monitor::default()),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// This Nimbus's id, `host:port`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub(crate) fn locked(&self) -> MutexGuard<'_, Monitor> {
+        self.lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether this Nimbus leads (holds or takes the leader node).
+    pub fn is_leader(&self) -> bool {
+        self.state.try_lead(&self.id).unwrap_or(false)
+    }
+
+    fn require_leader(&self) -> Result<(), RpcError> {
+        if self.is_leader() {
+            return Ok(());
+        }
+        let leader = self.state.leader().ok().flatten();
+        Err(RpcError::new(
+            ErrorKind::NotLeader,
+            format!(
+                "Nimbus {} is not the leader (leader: {}); send this to the leader",
+                self.id,
+                leader.as_deref().unwrap_or("none elected yet")
+            ),
+        ))
+    }
+
+    /// Answers one request.
+    pub fn handle(&self, req: Request) -> Response {
+        match self.dispatch(req) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::info!(error = %e.message, kind = ?e.kind, "request refused");
+                Response::Error(e)
+            }
+        }
+    }
+
+    fn dispatch(&self, req: Request) -> Result<Response, RpcError> {
+        match req {
+            Request::BeginUpload { size, sha256 } => {
+                self.require_leader()?;
+                let session = self.blobs.begin(size, &sha256)?;
+                Ok(Response::UploadSession { session })
+            }
+            Request::UploadChunk { session, data } => {
+                self.blobs.chunk(&session, &data)?;
+                Ok(Response::Ok)
+            }
+            Request::FinishUpload { session } => {
+                self.blobs.finish(&session)?;
+                Ok(Response::Ok)
+            }
+            Request::Download {
+                sha256,
+                offset,
+                len,
+            } => {
+                let (data, total) = self.blobs.read(&sha256, offset, len)?;
+                Ok(Response::Chunk { data, total })
+            }
+            Request::Submit {
+                name,
+                spec,
+                config,
+                binary_sha256,
+                args,
+            } => {
+                self.require_leader()?;
+                let id = self.submit(name, spec, config, binary_sha256, args)?;
+                Ok(Response::Submitted { id })
+            }
+            Request::Kill { name, wait_secs } => {
+                self.require_leader()?;
+                self.kill(&name, wait_secs)?;
+                Ok(Response::Ok)
+            }
+            Request::Activate { name } => {
+                self.require_leader()?;
+                self.set_status(&name, TopologyStatus::Active)?;
+                Ok(Response::Ok)
+            }
+            Request::Deactivate { name } => {
+                self.require_leader()?;
+                self.set_status(&name, TopologyStatus::Inactive)?;
+                Ok(Response::Ok)
+            }
+            Request::Rebalance {
+                name,
+                wait_secs,
+                workers,
+                executors,
+            } => {
+                self.require_leader()?;
+                self.rebalance(&name, wait_secs, workers, executors)?;
+                Ok(Response::Ok)
+            }
+            Request::List => Ok(Response::Topologies(self.list()?)),
+            Request::Info { name } => Ok(Response::Info(Box::new(self.info(&name)?))),
+            Request::ClusterInfo => Ok(Response::Cluster(self.cluster_info()?)),
+        }
+    }
+
+    fn total_slots(&self) -> Result<u32, RpcError> {
+        Ok(self
+            .state
+            .supervisors()
+            .map_err(state_error)?
+            .iter()
+            .map(|s| s.ports.len() as u32)
+            .sum())
+    }
+
+    /// The live topology named `name`.
+    pub(crate) fn by_name(&self, name: &str) -> Result<TopologyRecord, RpcError> {
+        self.state
+            .topologies()
+            .map_err(state_error)?
+            .into_iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| RpcError::new(ErrorKind::NotFound, format!("no topology named {name:?}")))
+    }
+
+    fn submit(
+        &self,
+        name: String,
+        spec: TopologySpec,
+        mut config: Config,
+        binary: String,
+        args: Vec<String>,
+    ) -> Result<String, RpcError> {
+        let invalid = |m: String| RpcError::new(ErrorKind::Invalid, m);
+        if !valid_name(&name) {
+            return Err(invalid(format!(
+                "topology name {name:?} is invalid: it must be non-empty and contain none of / . : \\"
+            )));
+        }
+        spec.validate().map_err(|e| invalid(format!("invalid topology {name:?}: {e}")))?;
+        if let Some(c) = spec.components.keys().find(|c| c.as_str().starts_with(SYSTEM_PREFIX)) {
+            return Err(invalid(format!(
+                "component id {c} is reserved (ids starting with {SYSTEM_PREFIX:?} are Squall's)"
+            )));
+        }
+        if !self.blobs.contains(&binary) {
+            return Err(RpcError::new(
+                ErrorKind::NotFound,
+                format!("binary {binary} was not uploaded; run the topology with `squall jar`"),
+            ));
+        }
+        let mut guard = self.locked();
+        if self.by_name(&name).is_ok() {
+            return Err(RpcError::new(
+                ErrorKind::AlreadyExists,
+                format!("a topology named {name:?} is already running; kill it first"),
+            ));
+        }
+        let slots = self.total_slots()?;
+        if config.workers > slots {
+            return Err(invalid(format!(
+                "topology {name:?} wants {} workers but the cluster has {slots} free or used slots",
+                config.workers
+            )));
+        }
+        // Fix the acker count so a rebalance of workers keeps task ids.
+        config.acker_executors = Some(config.effective_ackers());
+        let now = now_ms();
+        let id = format!(
+            "{name}-{}-{}",
+            self.counter.fetch_add(1, Ordering::Relaxed) + 1,
+            now / 1000
+        );
+        let record = TopologyRecord {
+            id: id.clone(),
+            name,
+            status: TopologyStatus::Active,
+            spec_hash: spec_hash(&spec),
+            spec,
+            config,
+            binary_hash: binary,
+            submitted_at_ms: now,
+            args,
+            pending: None,
+        };
+        self.state.put_topology(&record).map_err(state_error)?;
+        tracing::info!(topology = %id, "submitted");
+        guard.schedule_all(self, now);
+        Ok(id)
+    }
+
+    fn kill(&self, name: &str, wait_secs: Option<u64>) -> Result<(), RpcError> {
+        let mut guard = self.locked();
+        let mut t = self.by_name(name)?;
+        let wait = wait_secs.unwrap_or(t.config.message_timeout_secs);
+        let now = now_ms();
+        t.status = TopologyStatus::Killed;
+        t.pending = Some(PendingAction::Kill {
+            at_ms: now + wait * 1000,
+        });
+        self.state.put_topology(&t).map_err(state_error)?;
+        tracing::info!(topology = %t.id, wait_secs = wait, "killing");
+        if wait == 0 {
+            guard.schedule_all(self, now);
+        }
+        Ok(())
+    }
+
+    fn set_status(&self, name: &str, status: TopologyStatus) -> Result<(), RpcError> {
+        let _guard = self.locked();
+        let mut t = self.by_name(name)?;
+        match t.status {
+            TopologyStatus::Killed | TopologyStatus::Rebalancing => Err(RpcError::new(
+                ErrorKind::Invalid,
+                format!("topology {name:?} is {:?}; try again when that is done", t.status),
+            )),
+            _ => {
+                t.status = status;
+                self.state.put_topology(&t).map_err(state_error)
+            }
+        }
+    }
+
+    fn rebalance(
+        &self,
+        name: &str,
+        wait_secs: Option<u64>,
+        workers: Option<u32>,
+        executors: BTreeMap<String, u32>,
+    ) -> Result<(), RpcError> {
+        let mut guard = self.locked();
+        let mut t = self.by_name(name)?;
+        let invalid = |m: String| RpcError::new(ErrorKind::Invalid, m);
+        if matches!(t.status, TopologyStatus::Killed | TopologyStatus::Rebalancing) {
+            return Err(invalid(format!("topology {name:?} is {:?}", t.status)));
+        }
+        if let Some(w) = workers {
+            let slots = self.total_slots()?;
+            if w == 0 || w > slots {
+                return Err(invalid(format!(
+                    "cannot rebalance {name:?} to {w} workers: the cluster has {slots} slots"
+                )));
+            }
+        }
+        for (c, n) in &executors {
+            let Some(spec) = t.spec.components.get(c.as_str()) else {
+                return Err(invalid(format!("topology {name:?} has no component {c:?}")));
+            };
+            if *n == 0 || *n > spec.num_tasks {
+                return Err(invalid(format!(
+                    "component {c:?} has {} tasks, so its executors must be 1 to {}; got {n}",
+                    spec.num_tasks, spec.num_tasks
+                )));
+            }
+        }
+        let wait = wait_secs.unwrap_or(t.config.message_timeout_secs);
+        let now = now_ms();
+        t.pending = Some(PendingAction::Rebalance {
+            at_ms: now + wait * 1000,
+            restore: t.status,
+            workers,
+            executors,
+        });
+        t.status = TopologyStatus::Rebalancing;
+        self.state.put_topology(&t).map_err(state_error)?;
+        tracing::info!(topology = %t.id, wait_secs = wait, "rebalancing");
+        if wait == 0 {
+            guard.schedule_all(self, now);
+        }
+        Ok(())
+    }
+
+    fn summary(&self, t: &TopologyRecord, now: u64) -> Result<TopologySummary, RpcError> {
+        let ackers = t.config.effective_ackers();
+        let layout = TaskLayout::new(&t.spec, ackers);
+        let workers = self
+            .state
+            .assignment(&t.id)
+            .map_err(state_error)?
+            .map(|(a, _)| a.slots().len() as u32)
+            .unwrap_or(0);
+        Ok(TopologySummary {
+            name: t.name.clone(),
+            id: t.id.clone(),
+            status: t.status,
+            num_tasks: layout.num_tasks() as u32,
+            num_workers: workers,
+            num_executors: layout.executors().len() as u32,
+            uptime_secs: now.saturating_sub(t.submitted_at_ms) / 1000,
+        })
+    }
+
+    fn list(&self) -> Result<Vec<TopologySummary>, RpcError> {
+        let now = now_ms();
+        let mut out = Vec::new();
+        for t in self.state.topologies().map_err(state_error)? {
+            out.push(self.summary(&t, now)?);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn info(&self, name: &str) -> Result<TopologyInfo, RpcError> {
+        let t = self.by_name(name)?;
+        let summary = self.summary(&t, now_ms())?;
+        let executors = self
+            .state
+            .assignment(&t.id)
+            .map_err(state_error)?
+            .map(|(a, _)| {
+                a.executors
+                    .into_iter()
+                    .map(|(e, s)| (e.component.0, e.tasks.start, e.tasks.end - 1, s))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut metrics = squall_topology_api::metrics::TopologyMetrics::default();
+        let mut errors: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for hb in self.state.worker_heartbeats(&t.id).map_err(state_error)? {
+            for (task, m) in hb.metrics.tasks {
+                if !m.errors.is_empty() {
+                    errors
+                        .entry(m.component.0.clone())
+                        .or_default()
+                        .extend(m.errors.iter().map(|e| format!("{e} (worker {})", hb.slot)));
+                }
+                metrics.tasks.insert(task, m);
+            }
+        }
+        for (c, spec) in &t.spec.components {
+            if spec.kind == ComponentKind::Bolt || spec.kind == ComponentKind::Spout {
+                if let Ok(list) = self.state.errors(&t.id, c.as_str()) {
+                    errors
+                        .entry(c.0.clone())
+                        .or_default()
+                        .extend(list.into_iter().map(|e| e.message));
+                }
+            }
+        }
+        Ok(TopologyInfo {
+            summary,
+            executors,
+            metrics,
+            errors,
+        })
+    }
+
+    fn cluster_info(&self) -> Result<ClusterSummary, RpcError> {
+        let now = now_ms();
+        let mut used: BTreeMap<(String, u16), ()> = BTreeMap::new();
+        for t in self.state.topologies().map_err(state_error)? {
+            if let Some((a, _)) = self.state.assignment(&t.id).map_err(state_error)? {
+                for s in a.slots() {
+                    used.insert((s.supervisor, s.port), ());
+                }
+            }
+        }
+        let supervisors = self
+            .state
+            .supervisors()
+            .map_err(state_error)?
+            .into_iter()
+            .map(|s| SupervisorSummary {
+                used_slots: s
+                    .ports
+                    .iter()
+                    .filter(|p| used.contains_key(&(s.id.clone(), **p)))
+                    .count() as u32,
+                slots: s.ports.len() as u32,
+                uptime_secs: now.saturating_sub(s.started_at_ms) / 1000,
+                id: s.id,
+                host: s.host,
+            })
+            .collect();
+        Ok(ClusterSummary {
+            leader: self.state.leader().map_err(state_error)?,
+            supervisors,
+        })
+    }
+}

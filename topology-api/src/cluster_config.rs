@@ -1,0 +1,223 @@
+//! Daemon settings (ZooKeeper, Nimbus, supervisors, workers) with Storm's
+//! key names, part of every [`Config`](crate::Config).
+
+use crate::config::ConfigError;
+use crate::Value;
+use serde::{Deserialize, Serialize};
+
+/// Settings of the cluster daemons, read from `squall.yaml` and `-c`
+/// overrides. Defaults follow Storm's `defaults.yaml` unless noted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterConfig {
+    /// `storm.zookeeper.servers`: ZooKeeper hosts (default `[localhost]`).
+    pub zookeeper_servers: Vec<String>,
+    /// `storm.zookeeper.port`: their client port (default 2181).
+    pub zookeeper_port: u16,
+    /// `storm.zookeeper.root`: the chroot of Squall's nodes (default `/squall`).
+    pub zookeeper_root: String,
+    /// `storm.zookeeper.session.timeout`: ZooKeeper session timeout in ms
+    /// (default 20000); ephemeral nodes of a dead daemon vanish after it.
+    pub zookeeper_session_timeout_ms: u64,
+    /// `storm.local.dir`: where daemons keep blobs, binaries, worker
+    /// directories and logs (default `squall-local`, relative to the
+    /// working directory).
+    pub local_dir: String,
+    /// `storm.local.hostname`: the host name this daemon advertises
+    /// (default `127.0.0.1`; Storm's default is the machine's name).
+    pub local_hostname: String,
+    /// `nimbus.seeds`: Nimbus hosts, each `host` or `host:port`
+    /// (default `[localhost]`).
+    pub nimbus_seeds: Vec<String>,
+    /// `nimbus.thrift.port`: the Nimbus RPC port (default 6627).
+    pub nimbus_port: u16,
+    /// `nimbus.thrift.max_buffer_size`: largest RPC frame in bytes
+    /// (default 4 MiB; Storm's is 1 MiB).
+    pub nimbus_max_frame_bytes: usize,
+    /// `nimbus.task.timeout.secs`: an executor whose worker has not beaten
+    /// for this long is rescheduled (default 30).
+    pub nimbus_task_timeout_secs: u64,
+    /// `nimbus.task.launch.secs`: grace period for a newly assigned worker's
+    /// first heartbeat (default 120).
+    pub nimbus_task_launch_secs: u64,
+    /// `nimbus.monitor.freq.secs`: how often Nimbus checks heartbeats and
+    /// schedules (default 10).
+    pub nimbus_monitor_freq_secs: u64,
+    /// `nimbus.file.copy.expiration.secs`: an idle upload session expires
+    /// after this long (default 600).
+    pub nimbus_file_copy_expiration_secs: u64,
+    /// `supervisor.slots.ports`: worker ports of a supervisor
+    /// (default 6700-6703).
+    pub supervisor_slots_ports: Vec<u16>,
+    /// `supervisor.worker.timeout.secs`: a worker whose local heartbeat is
+    /// older than this is restarted (default 30).
+    pub supervisor_worker_timeout_secs: u64,
+    /// `supervisor.worker.start.timeout.secs`: grace period for a new
+    /// worker's first local heartbeat (default 120).
+    pub supervisor_worker_start_timeout_secs: u64,
+    /// `supervisor.monitor.frequency.secs`: how often a supervisor syncs
+    /// assignments and checks workers (default 3).
+    pub supervisor_monitor_frequency_secs: u64,
+    /// `worker.heartbeat.frequency.secs`: how often a worker beats
+    /// (default 1).
+    pub worker_heartbeat_frequency_secs: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            zookeeper_servers: vec!["localhost".into()],
+            zookeeper_port: 2181,
+            zookeeper_root: "/squall".into(),
+            zookeeper_session_timeout_ms: 20_000,
+            local_dir: "squall-local".into(),
+            local_hostname: "127.0.0.1".into(),
+            nimbus_seeds: vec!["localhost".into()],
+            nimbus_port: 6627,
+            nimbus_max_frame_bytes: 4 * 1024 * 1024,
+            nimbus_task_timeout_secs: 30,
+            nimbus_task_launch_secs: 120,
+            nimbus_monitor_freq_secs: 10,
+            nimbus_file_copy_expiration_secs: 600,
+            supervisor_slots_ports: vec![6700, 6701, 6702, 6703],
+            supervisor_worker_timeout_secs: 30,
+            supervisor_worker_start_timeout_secs: 120,
+            supervisor_monitor_frequency_secs: 3,
+            worker_heartbeat_frequency_secs: 1,
+        }
+    }
+}
+
+fn strings(v: &Value) -> Option<Vec<String>> {
+    match v {
+        Value::List(items) => items
+            .iter()
+            .map(|i| i.as_str().map(str::to_owned))
+            .collect(),
+        Value::Str(s) => Some(s.split(',').map(|p| p.trim().to_owned()).collect()),
+        _ => None,
+    }
+    .filter(|v: &Vec<String>| !v.is_empty() && v.iter().all(|s| !s.is_empty()))
+}
+
+fn ports(v: &Value) -> Option<Vec<u16>> {
+    match v {
+        Value::List(items) => items
+            .iter()
+            .map(|i| i.as_i64().and_then(|p| u16::try_from(p).ok()))
+            .collect(),
+        Value::Int(p) => u16::try_from(*p).ok().map(|p| vec![p]),
+        _ => None,
+    }
+    .filter(|v: &Vec<u16>| !v.is_empty() && v.iter().all(|p| *p > 0))
+}
+
+impl ClusterConfig {
+    /// Sets `key` if it is a daemon key; `Ok(false)` when it is not one.
+    pub(crate) fn set(&mut self, key: &str, value: &Value) -> Result<bool, ConfigError> {
+        let bad = |expected: &'static str| ConfigError::BadValue {
+            key: key.to_owned(),
+            expected,
+            got: value.to_string(),
+        };
+        let secs = || {
+            value
+                .as_i64()
+                .filter(|i| *i > 0)
+                .map(|i| i as u64)
+                .ok_or_else(|| bad("a positive integer"))
+        };
+        let text = || {
+            value
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| bad("a non-empty string"))
+        };
+        match key {
+            "storm.zookeeper.servers" => {
+                self.zookeeper_servers = strings(value).ok_or_else(|| bad("a list of hosts"))?
+            }
+            "storm.zookeeper.port" => {
+                self.zookeeper_port = value
+                    .as_i64()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| bad("a port number"))?
+            }
+            "storm.zookeeper.root" => {
+                let root = text()?;
+                if !root.starts_with('/') {
+                    return Err(bad("an absolute ZooKeeper path"));
+                }
+                self.zookeeper_root = root
+            }
+            "storm.zookeeper.session.timeout" => self.zookeeper_session_timeout_ms = secs()?,
+            "storm.local.dir" => self.local_dir = text()?,
+            "storm.local.hostname" => self.local_hostname = text()?,
+            "nimbus.seeds" => {
+                self.nimbus_seeds = strings(value).ok_or_else(|| bad("a list of hosts"))?
+            }
+            "nimbus.thrift.port" => {
+                self.nimbus_port = value
+                    .as_i64()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| bad("a port number"))?
+            }
+            "nimbus.thrift.max_buffer_size" => {
+                self.nimbus_max_frame_bytes = value
+                    .as_i64()
+                    .filter(|i| *i >= 1024)
+                    .ok_or_else(|| bad("a byte count >= 1024"))?
+                    as usize
+            }
+            "nimbus.task.timeout.secs" => self.nimbus_task_timeout_secs = secs()?,
+            "nimbus.task.launch.secs" => self.nimbus_task_launch_secs = secs()?,
+            "nimbus.monitor.freq.secs" => self.nimbus_monitor_freq_secs = secs()?,
+            "nimbus.file.copy.expiration.secs" => self.nimbus_file_copy_expiration_secs = secs()?,
+            "supervisor.slots.ports" => {
+                self.supervisor_slots_ports = ports(value).ok_or_else(|| bad("a list of ports"))?
+            }
+            "supervisor.worker.timeout.secs" => self.supervisor_worker_timeout_secs = secs()?,
+            "supervisor.worker.start.timeout.secs" => {
+                self.supervisor_worker_start_timeout_secs = secs()?
+            }
+            "supervisor.monitor.frequency.secs" => {
+                self.supervisor_monitor_frequency_secs = secs()?
+            }
+            "worker.heartbeat.frequency.secs" => self.worker_heartbeat_frequency_secs = secs()?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The ZooKeeper connect string, `host:port,host:port` (a server given
+    /// with its own port keeps it).
+    pub fn zookeeper_connect(&self) -> String {
+        self.zookeeper_servers
+            .iter()
+            .map(|h| {
+                if h.contains(':') {
+                    h.clone()
+                } else {
+                    format!("{h}:{}", self.zookeeper_port)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Nimbus RPC addresses, `host:port`, in `nimbus.seeds` order.
+    pub fn nimbus_addresses(&self) -> Vec<String> {
+        self.nimbus_seeds
+            .iter()
+            .map(|h| {
+                if h.contains(':') {
+                    h.clone()
+                } else {
+                    format!("{h}:{}", self.nimbus_port)
+                }
+            })
+            .collect()
+    }
+}
