@@ -55,7 +55,8 @@ pub struct ClusterConfig {
     /// worker's first local heartbeat (default 120).
     pub supervisor_worker_start_timeout_secs: u64,
     /// `supervisor.monitor.frequency.secs`: how often a supervisor syncs
-    /// assignments and checks workers (default 3).
+    /// assignments and checks workers (default 1; Storm: 3, but Storm also
+    /// watches assignments, which Squall polls).
     pub supervisor_monitor_frequency_secs: u64,
     /// `worker.heartbeat.frequency.secs`: how often a worker beats
     /// (default 1).
@@ -81,7 +82,7 @@ impl Default for ClusterConfig {
             supervisor_slots_ports: vec![6700, 6701, 6702, 6703],
             supervisor_worker_timeout_secs: 30,
             supervisor_worker_start_timeout_secs: 120,
-            supervisor_monitor_frequency_secs: 3,
+            supervisor_monitor_frequency_secs: 1,
             worker_heartbeat_frequency_secs: 1,
         }
     }

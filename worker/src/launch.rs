@@ -44,6 +44,35 @@ pub struct LaunchOptions {
     pub tap: Option<EmitTap>,
     /// Start with spouts deactivated.
     pub start_inactive: bool,
+    /// The spec to run instead of the topology's own (same components and
+    /// tasks, other parallelism: a rebalanced topology).
+    pub spec: Option<TopologySpec>,
+    /// Run only some executors here; batches for the others go to a
+    /// transfer queue (a worker of a cluster).
+    pub partial: Option<Partial>,
+}
+
+/// Which executors a worker runs, and where batches for the rest go.
+#[derive(Clone)]
+pub struct Partial {
+    /// Indexes (into [`TaskLayout::executors`]) of the executors run here.
+    pub local: Vec<usize>,
+    /// The transfer queue: receives every batch for a task not run here,
+    /// as [`Envelope::Tuples`] whose tuples are all for one executor.
+    pub transfer: crossbeam_channel::Sender<Envelope>,
+}
+
+/// What a transport needs to deliver batches to the executors of a worker.
+#[derive(Clone)]
+pub struct Inbound {
+    /// Queues and task placement.
+    pub wiring: Arc<Wiring>,
+    /// In-flight counter (add before delivering).
+    pub in_flight: Arc<AtomicI64>,
+    /// Set when the worker stops.
+    pub stop: Arc<AtomicBool>,
+    /// Whether each executor index runs here.
+    pub local: Arc<Vec<bool>>,
 }
 
 /// The spec plus the system component `__acker` (when tracking is on),
@@ -87,6 +116,7 @@ pub fn system_spec(spec: &TopologySpec, ackers: u32) -> TopologySpec {
 pub struct RunningTopology {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    local: Arc<Vec<bool>>,
 }
 
 /// Starts every executor of `topology` as a thread of this process (one
@@ -98,15 +128,26 @@ pub fn launch(
     options: LaunchOptions,
 ) -> Result<RunningTopology, LaunchError> {
     let ackers = config.effective_ackers();
-    let layout = Arc::new(TaskLayout::new(topology.spec(), ackers));
-    let spec = Arc::new(system_spec(topology.spec(), ackers));
+    let user_spec = options.spec.as_ref().unwrap_or(topology.spec());
+    let layout = Arc::new(TaskLayout::new(user_spec, ackers));
+    let spec = Arc::new(system_spec(user_spec, ackers));
     let streams = Arc::new(StreamTable::new(&spec));
     let capacity = (config.executor_receive_buffer_size / config.producer_batch_size.max(1)).max(2);
-    let (senders, receivers): (Vec<_>, Vec<_>) = layout
-        .executors()
-        .iter()
-        .map(|_| crossbeam_channel::bounded::<Envelope>(capacity))
+    let n = layout.executors().len();
+    let local: Vec<bool> = match &options.partial {
+        None => vec![true; n],
+        Some(p) => (0..n).map(|i| p.local.contains(&i)).collect(),
+    };
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..n)
+        .map(|i| match &options.partial {
+            Some(p) if !local[i] => (p.transfer.clone(), None),
+            _ => {
+                let (s, r) = crossbeam_channel::bounded::<Envelope>(capacity);
+                (s, Some(r))
+            }
+        })
         .unzip();
+    let local = Arc::new(local);
     let mut executor_of_task = vec![0u32; layout.num_tasks() + 1];
     for (i, e) in layout.executors().iter().enumerate() {
         for t in e.tasks.clone() {
@@ -134,9 +175,12 @@ pub fn launch(
     let mut running = RunningTopology {
         shared: shared.clone(),
         threads: Vec::new(),
+        local: local.clone(),
     };
     for (i, (exec, inbound)) in layout.executors().iter().zip(receivers).enumerate() {
+        let Some(inbound) = inbound else { continue };
         let shared = shared.clone();
+        let local = local.clone();
         let component = exec.component.clone();
         let kind = shared.spec.components[&component].kind;
         if component.as_str() != ACKER_COMPONENT {
@@ -162,6 +206,7 @@ pub fn launch(
                         tasks.clone(),
                         inbound,
                         seed,
+                        &local,
                     )
                 });
                 if let Err(panic) = std::panic::catch_unwind(run) {
@@ -191,14 +236,17 @@ fn run_executor(
     tasks: std::ops::Range<u32>,
     inbound: crossbeam_channel::Receiver<Envelope>,
     seed: u64,
+    local: &[bool],
 ) {
+    let wiring = shared.wiring.clone();
+    let is_local = |t: TaskId| local[wiring.executor_of_task[t.0 as usize] as usize];
     let router = Router::new(
         component.as_str(),
         &shared.spec,
         &shared.topology,
         &shared.layout,
         &shared.streams,
-        &|_| true,
+        &is_local,
         seed,
     );
     match shared.spec.components[&component].kind {
@@ -285,6 +333,21 @@ impl RunningTopology {
     /// The task layout.
     pub fn layout(&self) -> &TaskLayout {
         &self.shared.layout
+    }
+
+    /// What a transport needs to deliver batches here.
+    pub fn inbound(&self) -> Inbound {
+        Inbound {
+            wiring: self.shared.wiring.clone(),
+            in_flight: self.shared.in_flight.clone(),
+            stop: self.shared.stop.clone(),
+            local: self.local.clone(),
+        }
+    }
+
+    /// The stream numbering (identical in every worker of the topology).
+    pub fn streams(&self) -> &Arc<StreamTable> {
+        &self.shared.streams
     }
 
     /// The acker task ids.

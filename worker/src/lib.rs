@@ -7,8 +7,9 @@
 //! `topology.flush.tuple.freq.millis`. Tuple trees are tracked by Storm's XOR
 //! acker ([`acking`]), a bolt on the `__acker` component.
 //!
-//! Depends on `squall-topology-api` only; knows nothing of ZooKeeper,
-//! Nimbus or processes.
+//! In a cluster, [`run_worker`] runs the executors of one slot, moving
+//! tuples between workers over TCP ([`transport`]) and beating to the
+//! cluster state. Depends on `squall-topology-api` and `squall-cluster`.
 #![forbid(missing_docs)]
 
 pub mod acking;
@@ -21,6 +22,11 @@ pub mod routing;
 mod shared;
 mod spout_executor;
 pub mod stats;
+pub mod transport;
+mod worker_process;
 
-pub use launch::{launch, system_spec, LaunchError, LaunchOptions, RunningTopology};
+pub use launch::{
+    launch, system_spec, Inbound, LaunchError, LaunchOptions, Partial, RunningTopology,
+};
 pub use shared::EmitTap;
+pub use worker_process::{run_worker, WorkerEnv, WorkerError, WorkerExit};

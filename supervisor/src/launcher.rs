@@ -1,0 +1,87 @@
+//! The [`Launcher`] seam: how a supervisor starts workers. In a cluster
+//! they are child processes ([`ProcessLauncher`]); `LocalCluster` can use
+//! threads behind the same trait.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// Everything a worker needs to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerLaunch {
+    /// The topology.
+    pub topology_id: String,
+    /// The slot's port.
+    pub port: u16,
+    /// The topology binary (verified against its hash).
+    pub binary: PathBuf,
+    /// Arguments the topology was submitted with.
+    pub args: Vec<String>,
+    /// The worker's directory (local heartbeat file).
+    pub worker_dir: PathBuf,
+    /// Where its output goes.
+    pub log_file: PathBuf,
+    /// Environment telling the binary to run in worker mode.
+    pub env: Vec<(String, String)>,
+}
+
+/// A started worker.
+pub trait WorkerHandle: Send {
+    /// Whether it still runs (reaps it if it exited).
+    fn is_alive(&mut self) -> bool;
+    /// Stops it and waits for it.
+    fn kill(&mut self);
+    /// Its process id, or another identifier.
+    fn id(&self) -> u32;
+}
+
+/// Starts workers.
+pub trait Launcher: Send {
+    /// Starts a worker for `launch`.
+    ///
+    /// # Errors
+    /// The OS error when it cannot be started.
+    fn launch(&mut self, launch: &WorkerLaunch) -> std::io::Result<Box<dyn WorkerHandle>>;
+}
+
+/// Runs workers as child processes of the supervisor, output appended to
+/// their log file.
+#[derive(Debug, Default)]
+pub struct ProcessLauncher;
+
+struct ProcessHandle(Child);
+
+impl WorkerHandle for ProcessHandle {
+    fn is_alive(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Launcher for ProcessLauncher {
+    fn launch(&mut self, l: &WorkerLaunch) -> std::io::Result<Box<dyn WorkerHandle>> {
+        std::fs::create_dir_all(&l.worker_dir)?;
+        if let Some(dir) = l.log_file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&l.log_file)?;
+        let child = Command::new(&l.binary)
+            .args(&l.args)
+            .envs(l.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        Ok(Box::new(ProcessHandle(child)))
+    }
+}

@@ -1,0 +1,15 @@
+//! Squall's host agent: registers its slots in the cluster state, syncs
+//! assignments, downloads and verifies topology binaries, and launches,
+//! watches, restarts and kills workers through the [`Launcher`] seam. Each
+//! slot's lifecycle is the pure [`slot::step`] function.
+//!
+//! Depends on `squall-cluster` and `squall-topology-api`; never on the
+//! worker engine.
+#![forbid(missing_docs)]
+
+mod launcher;
+pub mod slot;
+mod supervisor;
+
+pub use launcher::{Launcher, ProcessLauncher, WorkerHandle, WorkerLaunch};
+pub use supervisor::{env, run, Supervisor, SupervisorError};

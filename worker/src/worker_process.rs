@@ -1,0 +1,333 @@
+//! Worker mode: a topology binary started by a supervisor runs the
+//! executors assigned to its slot, talks to peer workers over TCP, beats to
+//! its supervisor (a local file) and to the cluster state (with metrics),
+//! follows activate / deactivate, and exits when unassigned.
+
+use crate::launch::{launch, LaunchOptions, Partial, RunningTopology};
+use crate::transport::{start_server, start_transfer, PeerMap, TransportStats};
+use squall_cluster::rpc::spec_hash;
+use squall_cluster::schema::{Assignment, TopologyRecord, TopologyStatus, WorkerHeartbeat, WorkerSlot};
+use squall_cluster::{ClusterState, StateError, ZkStorage};
+use squall_topology_api::{ExecutorSpec, TaskLayout, Topology};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// Environment variable names a supervisor sets (mirrors
+/// `squall_supervisor::env`).
+mod env {
+    pub const TOPOLOGY: &str = "SQUALL_WORKER_TOPOLOGY";
+    pub const PORT: &str = "SQUALL_WORKER_PORT";
+    pub const SUPERVISOR: &str = "SQUALL_WORKER_SUPERVISOR";
+    pub const HOST: &str = "SQUALL_WORKER_HOST";
+    pub const DIR: &str = "SQUALL_WORKER_DIR";
+    pub const ZOOKEEPER: &str = "SQUALL_WORKER_ZOOKEEPER";
+    pub const ZOOKEEPER_ROOT: &str = "SQUALL_WORKER_ZOOKEEPER_ROOT";
+    pub const ZOOKEEPER_SESSION_MS: &str = "SQUALL_WORKER_ZOOKEEPER_SESSION_MS";
+    pub const HEARTBEAT_FILE: &str = "heartbeat";
+}
+
+/// Where a worker runs, read from the environment its supervisor set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerEnv {
+    /// The topology id.
+    pub topology_id: String,
+    /// This worker's slot.
+    pub slot: WorkerSlot,
+    /// Its directory (local heartbeat file).
+    pub dir: PathBuf,
+    /// ZooKeeper connect string.
+    pub zookeeper: String,
+    /// ZooKeeper root.
+    pub zookeeper_root: String,
+    /// ZooKeeper session timeout.
+    pub session_timeout: Duration,
+}
+
+/// Why a worker stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// A worker-mode variable is missing or malformed.
+    #[error("worker environment: {0}")]
+    Env(String),
+    /// The cluster state is unreachable.
+    #[error("{0}")]
+    State(#[from] StateError),
+    /// The topology is not (or no longer) submitted.
+    #[error("topology {0} is not in the cluster state (killed?)")]
+    NoTopology(String),
+    /// The binary builds a different topology than the one submitted.
+    #[error(
+        "spec hash mismatch for topology {topology}: this binary builds spec {built}, \
+         but {submitted} was submitted; topology construction must be deterministic \
+         (same binary, same arguments), refusing to start"
+    )]
+    SpecMismatch {
+        /// The topology id.
+        topology: String,
+        /// Hash of the spec this binary built.
+        built: String,
+        /// Hash recorded at submission.
+        submitted: String,
+    },
+    /// The slot's port could not be bound.
+    #[error("cannot listen on {address}: {error}")]
+    Bind {
+        /// The address.
+        address: String,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// Executors could not start.
+    #[error("{0}")]
+    Launch(#[from] crate::launch::LaunchError),
+    /// A thread could not start.
+    #[error("cannot start a transport thread: {0}")]
+    Thread(std::io::Error),
+    /// An executor died (a user panic); the supervisor restarts the worker.
+    #[error("an executor died: {0}")]
+    ExecutorDied(String),
+}
+
+/// How a worker ended without error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerExit {
+    /// Its topology was killed.
+    TopologyGone,
+    /// Its slot no longer holds these executors.
+    Reassigned,
+}
+
+fn var(name: &str) -> Result<String, WorkerError> {
+    std::env::var(name).map_err(|_| WorkerError::Env(format!("{name} is not set")))
+}
+
+impl WorkerEnv {
+    /// The worker environment, if this process was started as a worker
+    /// (`SQUALL_WORKER_TOPOLOGY` is set).
+    pub fn from_env() -> Option<Result<Self, WorkerError>> {
+        std::env::var_os(env::TOPOLOGY)?;
+        Some((|| {
+            let port = var(env::PORT)?;
+            let session: u64 = var(env::ZOOKEEPER_SESSION_MS)?
+                .parse()
+                .map_err(|_| WorkerError::Env(format!("{} is not a number", env::ZOOKEEPER_SESSION_MS)))?;
+            Ok(Self {
+                topology_id: var(env::TOPOLOGY)?,
+                slot: WorkerSlot {
+                    supervisor: var(env::SUPERVISOR)?,
+                    host: var(env::HOST)?,
+                    port: port
+                        .parse()
+                        .map_err(|_| WorkerError::Env(format!("{} = {port:?} is not a port", env::PORT)))?,
+                },
+                dir: PathBuf::from(var(env::DIR)?),
+                zookeeper: var(env::ZOOKEEPER)?,
+                zookeeper_root: var(env::ZOOKEEPER_ROOT)?,
+                session_timeout: Duration::from_millis(session),
+            })
+        })())
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The executor indexes (into the layout) assigned to `slot`.
+fn local_executors(layout: &TaskLayout, mine: &[ExecutorSpec]) -> Vec<usize> {
+    layout
+        .executors()
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| mine.contains(e))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn peer_addresses(layout: &TaskLayout, a: &Assignment, me: &WorkerSlot) -> Vec<Option<String>> {
+    layout
+        .executors()
+        .iter()
+        .map(|e| {
+            a.executors
+                .iter()
+                .find(|(x, _)| x == e)
+                .filter(|(_, s)| s != me)
+                .map(|(_, s)| format!("{}:{}", s.host, s.port))
+        })
+        .collect()
+}
+
+struct Beat<'a> {
+    env: &'a WorkerEnv,
+    state: &'a ClusterState<ZkStorage>,
+    executors: Vec<ExecutorSpec>,
+}
+
+impl Beat<'_> {
+    fn local(&self) {
+        let path = self.env.dir.join(env::HEARTBEAT_FILE);
+        let tmp = self.env.dir.join("heartbeat.tmp");
+        if std::fs::write(&tmp, now_ms().to_string()).is_ok() {
+            let _ = std::fs::rename(tmp, path);
+        }
+    }
+
+    fn cluster(&self, running: &RunningTopology) {
+        let hb = WorkerHeartbeat {
+            topology_id: self.env.topology_id.clone(),
+            slot: self.env.slot.clone(),
+            time_ms: now_ms(),
+            executors: self.executors.clone(),
+            metrics: running.metrics(),
+        };
+        if let Err(e) = self.state.worker_heartbeat(&hb) {
+            tracing::warn!("cannot write heartbeat: {e}");
+        }
+    }
+}
+
+/// Runs this process as the worker described by `env` for `topology` (built
+/// by the binary's own code) until it is unassigned or fails.
+///
+/// # Errors
+/// [`WorkerError::SpecMismatch`] when the binary builds another topology
+/// than the one submitted; the others as named.
+pub fn run_worker(topology: &Topology, env: &WorkerEnv) -> Result<WorkerExit, WorkerError> {
+    std::fs::create_dir_all(&env.dir)
+        .map_err(|e| WorkerError::Env(format!("worker directory {}: {e}", env.dir.display())))?;
+    let state = ClusterState::new(ZkStorage::connect(
+        &env.zookeeper,
+        &env.zookeeper_root,
+        env.session_timeout,
+    )?);
+    let record: TopologyRecord = state
+        .topology(&env.topology_id)?
+        .ok_or_else(|| WorkerError::NoTopology(env.topology_id.clone()))?;
+    let built = spec_hash(topology.spec());
+    if built != record.spec_hash {
+        return Err(WorkerError::SpecMismatch {
+            topology: record.id.clone(),
+            built,
+            submitted: record.spec_hash.clone(),
+        });
+    }
+    let layout = TaskLayout::new(&record.spec, record.config.effective_ackers());
+    let Some((assignment, _)) = state.assignment(&record.id)? else {
+        return Ok(WorkerExit::TopologyGone);
+    };
+    let mine = assignment.executors_on(&env.slot);
+    if mine.is_empty() {
+        return Ok(WorkerExit::Reassigned);
+    }
+    let beat = Beat {
+        env,
+        state: &state,
+        executors: mine.clone(),
+    };
+    beat.local();
+
+    let address = format!("{}:{}", env.slot.host, env.slot.port);
+    let listener = bind_with_retry(&address)?;
+    let (transfer_tx, transfer_rx) = crossbeam_channel::bounded(1024);
+    let running = launch(
+        &record.name,
+        topology,
+        &record.config,
+        LaunchOptions {
+            start_inactive: record.status != TopologyStatus::Active,
+            spec: Some(record.spec.clone()),
+            partial: Some(Partial {
+                local: local_executors(&layout, &mine),
+                transfer: transfer_tx,
+            }),
+            ..LaunchOptions::default()
+        },
+    )?;
+    let peers: PeerMap = Arc::new(RwLock::new(peer_addresses(&layout, &assignment, &env.slot)));
+    let stats = Arc::new(TransportStats::default());
+    let max_frame = record.config.cluster.nimbus_max_frame_bytes.max(16 << 20);
+    start_server(listener, running.inbound(), stats.clone(), max_frame).map_err(WorkerError::Thread)?;
+    start_transfer(transfer_rx, running.inbound(), peers.clone(), stats.clone(), max_frame)
+        .map_err(WorkerError::Thread)?;
+    tracing::info!(topology = %record.id, slot = %env.slot, executors = mine.len(), "worker running");
+
+    let period = Duration::from_secs(record.config.cluster.worker_heartbeat_frequency_secs.max(1));
+    let mut last_dropped = 0;
+    loop {
+        let round = Instant::now();
+        beat.local();
+        beat.cluster(&running);
+        if running.has_dead_executor() {
+            let errors: Vec<String> = running
+                .metrics()
+                .tasks
+                .values()
+                .flat_map(|m| m.errors.clone())
+                .collect();
+            return Err(WorkerError::ExecutorDied(errors.join("; ")));
+        }
+        match state.topology(&record.id) {
+            Ok(None) => {
+                tracing::info!(topology = %record.id, "topology killed; worker exiting");
+                running.shutdown();
+                return Ok(WorkerExit::TopologyGone);
+            }
+            Ok(Some(t)) => {
+                if t.status == TopologyStatus::Active {
+                    running.activate();
+                } else {
+                    running.deactivate();
+                }
+            }
+            Err(e) => tracing::warn!("cannot read topology: {e}"),
+        }
+        match state.assignment(&record.id) {
+            Ok(None) => {
+                running.shutdown();
+                return Ok(WorkerExit::TopologyGone);
+            }
+            Ok(Some((a, _))) => {
+                if a.executors_on(&env.slot) != mine {
+                    tracing::info!(slot = %env.slot, "executors of this slot changed; worker exiting");
+                    running.shutdown();
+                    return Ok(WorkerExit::Reassigned);
+                }
+                *peers.write().unwrap_or_else(|p| p.into_inner()) =
+                    peer_addresses(&layout, &a, &env.slot);
+            }
+            Err(e) => tracing::warn!("cannot read assignment: {e}"),
+        }
+        let dropped = stats.dropped.load(Ordering::Relaxed);
+        if dropped != last_dropped {
+            tracing::warn!(dropped = dropped - last_dropped, "tuples dropped for unreachable peers (their trees replay)");
+            last_dropped = dropped;
+        }
+        std::thread::sleep(period.saturating_sub(round.elapsed()));
+    }
+}
+
+fn bind_with_retry(address: &str) -> Result<TcpListener, WorkerError> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match TcpListener::bind(address) {
+            Ok(l) => return Ok(l),
+            Err(error) if Instant::now() >= deadline => {
+                return Err(WorkerError::Bind {
+                    address: address.to_owned(),
+                    error,
+                })
+            }
+            Err(e) => {
+                tracing::warn!(%address, "port busy ({e}); retrying");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+    }
+}
