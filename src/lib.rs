@@ -34,10 +34,12 @@
 
 mod config_file;
 mod local_cluster;
+pub mod submitter;
 pub mod testing;
 
 pub use config_file::{load_config, ConfigFileError};
 pub use local_cluster::{LocalCluster, LocalClusterError};
+pub use submitter::{is_cluster_run, submit_topology, SubmitError};
 pub use squall_topology_api::*;
 
 /// The README's examples, compiled and run as doctests.

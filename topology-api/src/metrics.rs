@@ -100,6 +100,15 @@ fn merge_latency(into: &mut LatencySummary, l: &LatencySummary) {
 }
 
 impl TopologyMetrics {
+    /// Every component's aggregate, by component id.
+    pub fn components(&self) -> BTreeMap<ComponentId, ComponentMetrics> {
+        let ids: std::collections::BTreeSet<&ComponentId> =
+            self.tasks.values().map(|t| &t.component).collect();
+        ids.into_iter()
+            .map(|id| (id.clone(), self.component(id.as_str())))
+            .collect()
+    }
+
     /// Totals for `component`'s tasks.
     pub fn component(&self, component: &str) -> ComponentMetrics {
         let mut c = ComponentMetrics::default();

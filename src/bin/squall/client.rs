@@ -1,0 +1,217 @@
+//! Commands that talk to Nimbus.
+
+use anyhow::{anyhow, bail, Context};
+use squall_cluster::rpc::{sha256_hex, NimbusClient, Request, Response, TopologySummary};
+use squall_topology_api::ClusterConfig;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+fn leader(c: &ClusterConfig) -> anyhow::Result<NimbusClient> {
+    Ok(NimbusClient::connect_leader(&c.nimbus_addresses(), c.nimbus_max_frame_bytes)?)
+}
+
+fn any(c: &ClusterConfig) -> anyhow::Result<NimbusClient> {
+    Ok(NimbusClient::connect(&c.nimbus_addresses(), c.nimbus_max_frame_bytes)?)
+}
+
+/// `squall jar`: uploads the binary (with a progress bar), then runs it
+/// with the environment that makes its `submit_topology` submit.
+pub fn jar(c: &ClusterConfig, conf: &[String], binary: &Path, args: &[String]) -> anyhow::Result<i32> {
+    let data = std::fs::read(binary).with_context(|| format!("cannot read {}", binary.display()))?;
+    let sha = sha256_hex(&data);
+    let mut client = leader(c)?;
+    let bar = indicatif::ProgressBar::new(data.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("uploading {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .map_err(|e| anyhow!("{e}"))?
+            .progress_chars("=> "),
+    );
+    bar.set_message(
+        binary
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    );
+    client.upload(&data, &sha, |sent| bar.set_position(sent))?;
+    bar.finish();
+    let status = std::process::Command::new(binary)
+        .args(args)
+        .env(squall::submitter::env::JAR_NIMBUS, client.address())
+        .env(squall::submitter::env::JAR_BINARY, &sha)
+        .env(squall::submitter::env::JAR_CONF, conf.join("\n"))
+        .env(
+            squall::submitter::env::JAR_MAX_FRAME,
+            c.nimbus_max_frame_bytes.to_string(),
+        )
+        .status()
+        .with_context(|| format!("cannot run {}", binary.display()))?;
+    Ok(status.code().unwrap_or(1))
+}
+
+/// `squall kill`.
+pub fn kill(c: &ClusterConfig, name: &str, wait: Option<u64>) -> anyhow::Result<i32> {
+    leader(c)?.call_ok(Request::Kill {
+        name: name.to_owned(),
+        wait_secs: wait,
+    })?;
+    println!("Killed topology: {name}");
+    Ok(0)
+}
+
+/// `squall activate` / `squall deactivate`.
+pub fn activate(c: &ClusterConfig, name: &str, on: bool) -> anyhow::Result<i32> {
+    let name = name.to_owned();
+    let req = if on {
+        Request::Activate { name: name.clone() }
+    } else {
+        Request::Deactivate { name: name.clone() }
+    };
+    leader(c)?.call_ok(req)?;
+    println!("{} topology: {name}", if on { "Activated" } else { "Deactivated" });
+    Ok(0)
+}
+
+/// `squall rebalance`.
+pub fn rebalance(
+    c: &ClusterConfig,
+    name: &str,
+    wait: Option<u64>,
+    workers: Option<u32>,
+    executors: &[String],
+) -> anyhow::Result<i32> {
+    let mut map = BTreeMap::new();
+    for e in executors {
+        let Some((comp, n)) = e.split_once('=') else {
+            bail!("-e {e:?}: expected component=parallelism");
+        };
+        let n: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| anyhow!("-e {e:?}: {n:?} is not a number"))?;
+        map.insert(comp.trim().to_owned(), n);
+    }
+    leader(c)?.call_ok(Request::Rebalance {
+        name: name.to_owned(),
+        wait_secs: wait,
+        workers,
+        executors: map,
+    })?;
+    println!("Topology {name} is rebalancing");
+    Ok(0)
+}
+
+fn status_name(s: &TopologySummary) -> String {
+    format!("{:?}", s.status).to_uppercase()
+}
+
+/// `squall list`: Storm's columns.
+pub fn list(c: &ClusterConfig, json: bool) -> anyhow::Result<i32> {
+    let Response::Topologies(list) = any(c)?.call(Request::List)? else {
+        bail!("unexpected answer from Nimbus");
+    };
+    if json {
+        let rows: Vec<_> = list
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "name": t.name, "id": t.id, "status": status_name(t),
+                    "num_tasks": t.num_tasks, "num_workers": t.num_workers,
+                    "num_executors": t.num_executors, "uptime_secs": t.uptime_secs,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(0);
+    }
+    if list.is_empty() {
+        println!("No topologies running.");
+        return Ok(0);
+    }
+    println!(
+        "{:<24} {:<12} {:>10} {:>12} {:>14}",
+        "Topology_name", "Status", "Num_tasks", "Num_workers", "Uptime_secs"
+    );
+    println!("{}", "-".repeat(76));
+    for t in &list {
+        println!(
+            "{:<24} {:<12} {:>10} {:>12} {:>14}",
+            t.name,
+            status_name(t),
+            t.num_tasks,
+            t.num_workers,
+            t.uptime_secs
+        );
+    }
+    Ok(0)
+}
+
+/// `squall info`.
+pub fn info(c: &ClusterConfig, name: &str, json: bool) -> anyhow::Result<i32> {
+    let Response::Info(info) = any(c)?.call(Request::Info {
+        name: name.to_owned(),
+    })?
+    else {
+        bail!("unexpected answer from Nimbus");
+    };
+    let components = info.metrics.components();
+    if json {
+        let comps: BTreeMap<_, _> = components
+            .iter()
+            .map(|(id, m)| {
+                (
+                    id.0.clone(),
+                    serde_json::json!({
+                        "emitted": m.emitted, "acked": m.acked, "failed": m.failed,
+                        "executed": m.executed,
+                        "complete_latency_p99_ms": m.complete_latency.p99_ms,
+                    }),
+                )
+            })
+            .collect();
+        let execs: Vec<_> = info
+            .executors
+            .iter()
+            .map(|(comp, first, last, slot)| {
+                serde_json::json!({"component": comp, "tasks": [first, last], "worker": slot.to_string()})
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "name": info.summary.name, "id": info.summary.id,
+                "status": status_name(&info.summary),
+                "num_workers": info.summary.num_workers,
+                "uptime_secs": info.summary.uptime_secs,
+                "executors": execs, "components": comps, "errors": info.errors,
+            }))?
+        );
+        return Ok(0);
+    }
+    let s = &info.summary;
+    println!(
+        "{} ({}) {} — {} workers, {} executors, {} tasks, up {} s",
+        s.name,
+        s.id,
+        status_name(s),
+        s.num_workers,
+        s.num_executors,
+        s.num_tasks,
+        s.uptime_secs
+    );
+    println!(
+        "{:<16} {:>12} {:>12} {:>10} {:>12}",
+        "component", "emitted", "acked", "failed", "executed"
+    );
+    for (id, m) in &components {
+        println!(
+            "{:<16} {:>12} {:>12} {:>10} {:>12}",
+            id.0, m.emitted, m.acked, m.failed, m.executed
+        );
+    }
+    for (comp, errors) in &info.errors {
+        for e in errors {
+            println!("error in {comp}: {e}");
+        }
+    }
+    Ok(0)
+}

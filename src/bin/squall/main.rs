@@ -1,0 +1,174 @@
+//! `squall`: the command line of a Squall cluster (Storm's `storm`
+//! command): daemons, topology submission and control.
+
+mod client;
+mod dev_zookeeper;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Squall: a Storm-model stream processor.
+#[derive(Parser)]
+#[command(name = "squall", version, about)]
+struct Cli {
+    /// Config file (Storm key names); default `squall.yaml` when present.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Override a config key: `-c key=value` (repeatable).
+    #[arg(short = 'c', global = true, value_name = "KEY=VALUE")]
+    conf: Vec<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a Nimbus (master) daemon.
+    Nimbus,
+    /// Run a supervisor (host agent) daemon.
+    Supervisor,
+    /// Upload a topology binary and run it to submit its topology.
+    Jar {
+        /// The topology binary.
+        binary: PathBuf,
+        /// Arguments for it.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Kill a topology: deactivate, wait, remove.
+    Kill {
+        /// The topology's name.
+        name: String,
+        /// Seconds to wait between deactivation and removal (default: its
+        /// message timeout).
+        #[arg(short = 'w', long = "wait")]
+        wait: Option<u64>,
+    },
+    /// List live topologies.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a topology's executors, stats and errors.
+    Info {
+        /// The topology's name.
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume a topology's spouts.
+    Activate {
+        /// The topology's name.
+        name: String,
+    },
+    /// Pause a topology's spouts.
+    Deactivate {
+        /// The topology's name.
+        name: String,
+    },
+    /// Spread a topology over new worker or executor counts.
+    Rebalance {
+        /// The topology's name.
+        name: String,
+        /// Seconds to wait after deactivating (default: message timeout).
+        #[arg(short = 'w', long = "wait")]
+        wait: Option<u64>,
+        /// New number of workers.
+        #[arg(short = 'n', long = "num-workers")]
+        workers: Option<u32>,
+        /// New executor count of a component: `-e component=N` (repeatable).
+        #[arg(short = 'e', long = "executor", value_name = "COMPONENT=N")]
+        executors: Vec<String>,
+    },
+    /// Run a throwaway ZooKeeper (Debian's `zookeeper` package) on loopback.
+    DevZookeeper {
+        /// Client port (default `storm.zookeeper.port`).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Data directory (default: a fresh temporary one).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Run a topology binary in a LocalCluster for a while.
+    Local {
+        /// Seconds to run (default 20).
+        #[arg(long, default_value_t = 20)]
+        ttl: u64,
+        /// The topology binary.
+        binary: PathBuf,
+        /// Arguments for it.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    let default = PathBuf::from("squall.yaml");
+    let path = cli
+        .config
+        .clone()
+        .or_else(|| default.is_file().then_some(default));
+    let config = squall::load_config(path.as_deref(), &cli.conf)?;
+    let c = &config.cluster;
+    match cli.command {
+        Command::Nimbus => {
+            init_logging();
+            squall_nimbus::run(c)?;
+            Ok(0)
+        }
+        Command::Supervisor => {
+            init_logging();
+            squall_supervisor::run(c)?;
+            Ok(0)
+        }
+        Command::Jar { binary, args } => client::jar(c, &cli.conf, &binary, &args),
+        Command::Kill { name, wait } => client::kill(c, &name, wait),
+        Command::List { json } => client::list(c, json),
+        Command::Info { name, json } => client::info(c, &name, json),
+        Command::Activate { name } => client::activate(c, &name, true),
+        Command::Deactivate { name } => client::activate(c, &name, false),
+        Command::Rebalance {
+            name,
+            wait,
+            workers,
+            executors,
+        } => client::rebalance(c, &name, wait, workers, &executors),
+        Command::DevZookeeper { port, dir } => {
+            dev_zookeeper::run(port.unwrap_or(c.zookeeper_port), dir)
+        }
+        Command::Local { ttl, binary, args } => {
+            let status = std::process::Command::new(&binary)
+                .args(&args)
+                .env(squall::submitter::env::LOCAL_TTL, ttl.to_string())
+                .env(squall::submitter::env::JAR_CONF, cli.conf.join("\n"))
+                .status()
+                .with_context(|| format!("cannot run {}", binary.display()))?;
+            Ok(status.code().unwrap_or(1))
+        }
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            eprintln!("squall: {}", msg.replace('\n', " "));
+            std::process::exit(1)
+        }
+    }
+}
