@@ -1,14 +1,26 @@
 //! Word count on real text: a spout reading lines from files (message id =
-//! (file, line), failed lines are replayed), a split bolt (shuffle) and a
-//! count bolt (fields grouping on `word`).
+//! (pass, file, line), failed lines are replayed), a split bolt (shuffle)
+//! and a count bolt (fields grouping on `word`).
 //!
 //! ```text
 //! cargo run --release --example word_count -- --input data/shakespeare --output counts.tsv
 //! ```
 //!
+//! Run by `squall jar` it submits itself to a cluster instead, keeping its
+//! state in `--state-dir` (see `durable.rs`); `--merge DIR --output FILE`
+//! then sums the per-task count files:
+//!
+//! ```text
+//! squall jar target/release/examples/word_count --input $PWD/data/shakespeare \
+//!     --state-dir /tmp/wc --workers 3
+//! word_count --merge /tmp/wc --output counts.tsv
+//! ```
+//!
 //! The output has `word<TAB>count` lines sorted by count descending, then
 //! word ascending. A word is a maximal run of alphanumeric characters
 //! (`char::is_alphanumeric`), lowercased. Exits 0 once every line is acked.
+
+mod durable;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -26,8 +38,21 @@ use std::time::{Duration, Instant};
 #[command(about = "Count words of text files with a Squall topology in LocalCluster")]
 struct Args {
     /// Text files or folders of them (all regular files inside, sorted).
-    #[arg(long, required = true, num_args = 1..)]
+    #[arg(long, required_unless_present = "merge", num_args = 1..)]
     input: Vec<PathBuf>,
+    /// Cluster mode: folder (absolute, shared by the workers) for the
+    /// spout's checkpoints and the count tasks' files.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Cluster mode: topology.workers.
+    #[arg(long)]
+    workers: Option<u32>,
+    /// Cluster mode: the topology's name.
+    #[arg(long, default_value = "word-count")]
+    name: String,
+    /// Sum the count files of a cluster run's state folder into --output.
+    #[arg(long)]
+    merge: Option<PathBuf>,
     /// Where to write `word<TAB>count` lines.
     #[arg(long)]
     output: Option<PathBuf>,
@@ -131,27 +156,44 @@ struct LineSpout {
     pass: u64,
     file: usize,
     line: usize,
-    replay: VecDeque<(usize, usize)>,
+    replay: VecDeque<durable::Position>,
+    checkpoint: Option<durable::Checkpoint>,
 }
 
 impl LineSpout {
-    fn emit(&self, out: &mut SpoutOutputCollector<'_>, file: usize, line: usize) {
+    fn emit(&self, out: &mut SpoutOutputCollector<'_>, (pass, file, line): durable::Position) {
         let text = self.corpus.files[file][line].as_str();
         out.emit_with_id(
             values![text],
-            Value::List(vec![Value::from(file), Value::from(line)]),
+            Value::List(vec![Value::from(pass), Value::from(file), Value::from(line)]),
         );
+    }
+
+    fn position(msg_id: &Value) -> Option<durable::Position> {
+        match msg_id.as_list()? {
+            [Value::Int(p), Value::Int(f), Value::Int(l)] => {
+                Some((*p as u64, *f as usize, *l as usize))
+            }
+            _ => None,
+        }
     }
 }
 
 impl Spout for LineSpout {
-    fn open(&mut self, _ctx: &TopologyContext) {
+    fn open(&mut self, ctx: &TopologyContext) {
         self.deadline = self.duration.map(|d| Instant::now() + d);
+        if let Some(c) = &mut self.checkpoint {
+            (self.pass, self.file, self.line) = c.open(ctx.this_task_id());
+        }
     }
 
     fn next_tuple(&mut self, out: &mut SpoutOutputCollector<'_>) {
-        if let Some((file, line)) = self.replay.pop_front() {
-            return self.emit(out, file, line);
+        let done = self.progress.done_emitting.load(Ordering::Relaxed);
+        if let Some(c) = &mut self.checkpoint {
+            c.maybe_write((self.pass, self.file, self.line), done, false);
+        }
+        if let Some(p) = self.replay.pop_front() {
+            return self.emit(out, p);
         }
         while self.file < self.corpus.files.len() && self.line >= self.corpus.files[self.file].len()
         {
@@ -162,6 +204,9 @@ impl Spout for LineSpout {
             let out_of_time = self.deadline.is_some_and(|d| Instant::now() >= d);
             if self.pass + 1 >= self.repeat || out_of_time {
                 self.progress.done_emitting.store(true, Ordering::Release);
+                if let Some(c) = &mut self.checkpoint {
+                    c.maybe_write((self.pass, self.file, self.line), true, !done);
+                }
                 return;
             }
             self.pass += 1;
@@ -169,22 +214,30 @@ impl Spout for LineSpout {
             self.line = 0;
             return;
         }
-        let (file, line) = (self.file, self.line);
+        let p = (self.pass, self.file, self.line);
         self.line += 1;
         self.progress.emitted.fetch_add(1, Ordering::Relaxed);
-        self.emit(out, file, line);
+        if let Some(c) = &mut self.checkpoint {
+            c.emitted(p);
+        }
+        self.emit(out, p);
     }
 
-    fn ack(&mut self, _msg_id: Value) {
+    fn ack(&mut self, msg_id: Value) {
         self.progress.acked.fetch_add(1, Ordering::Relaxed);
+        if let (Some(c), Some(p)) = (&mut self.checkpoint, Self::position(&msg_id)) {
+            c.acked(p);
+            let done = self.progress.done_emitting.load(Ordering::Relaxed);
+            // Write at once when the last line is acked.
+            let last = done && c.all_acked();
+            c.maybe_write((self.pass, self.file, self.line), done, last);
+        }
     }
 
     fn fail(&mut self, msg_id: Value, _reason: FailReason) {
         self.progress.failed.fetch_add(1, Ordering::Relaxed);
-        if let Some([Value::Int(f), Value::Int(l)]) =
-            msg_id.as_list().map(|l| l.to_vec()).as_deref()
-        {
-            self.replay.push_back((*f as usize, *l as usize));
+        if let Some(p) = Self::position(&msg_id) {
+            self.replay.push_back(p);
         }
     }
 
@@ -311,6 +364,21 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if let Some(dir) = &args.merge {
+        let counts = durable::merge_counts(dir)?;
+        let mut sorted: Vec<(String, u64)> = counts.into_iter().collect();
+        sorted.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        if let Some(path) = &args.output {
+            write_counts(path, &sorted)?;
+        }
+        let total: u64 = sorted.iter().map(|(_, c)| c).sum();
+        println!("totals: {} distinct words, {total} words", sorted.len());
+        return Ok(());
+    }
+    let cluster_run = is_cluster_run();
+    if cluster_run && args.state_dir.is_none() {
+        bail!("--state-dir is required when run by `squall jar` (cluster mode)");
+    }
     let corpus = Arc::new(Corpus::load(&args.input)?);
     let lines_per_pass = corpus.num_lines();
     eprintln!(
@@ -326,17 +394,21 @@ fn main() -> Result<()> {
     if let Some(p) = args.max_spout_pending {
         overrides.push(format!("topology.max.spout.pending={p}"));
     }
+    if let Some(w) = args.workers {
+        overrides.push(format!("topology.workers={w}"));
+    }
     overrides.extend(args.config.iter().cloned());
     let config = load_config(args.conf.as_deref(), &overrides)?;
 
     let progress = Arc::new(Progress::default());
     let sink = Arc::new(Mutex::new(Counts::default()));
     let mut builder = TopologyBuilder::new();
-    let (c, p, repeat, duration) = (
+    let (c, p, repeat, duration, state) = (
         corpus.clone(),
         progress.clone(),
         args.repeat.max(1),
         args.duration_secs,
+        args.state_dir.clone(),
     );
     builder.set_spout(
         "lines",
@@ -350,6 +422,7 @@ fn main() -> Result<()> {
             file: 0,
             line: 0,
             replay: VecDeque::new(),
+            checkpoint: state.clone().map(durable::Checkpoint::new),
         },
         1,
     );
@@ -364,6 +437,21 @@ fn main() -> Result<()> {
             args.split_parallelism,
         )
         .shuffle_grouping("lines");
+    if let Some(dir) = args.state_dir.clone().filter(|_| cluster_run) {
+        builder
+            .set_bolt(
+                "count",
+                move || durable::DurableCountBolt::new(dir.clone()),
+                args.count_parallelism,
+            )
+            .set_num_tasks(args.count_parallelism.max(4))
+            .set_tick_tuple_freq_secs(1)
+            .fields_grouping("split", ["word"]);
+        let topology = builder.create_topology()?;
+        let id = submit_topology(&args.name, &config, &topology)?;
+        println!("submitted topology {} as {id}", args.name);
+        return Ok(());
+    }
     let s = sink.clone();
     builder
         .set_bolt(

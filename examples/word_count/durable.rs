@@ -1,0 +1,219 @@
+//! Word count's cluster mode: state that survives a worker restart.
+//!
+//! - The spout checkpoints, every 200 ms, the position below which every
+//!   line is acked (`lines-<task>.progress`); a restarted spout resumes
+//!   there, so lines acked after that point are counted again (at least
+//!   once: counts are never below the exact ones).
+//! - The count bolt holds the tuples it counted and acks them only after
+//!   its counts are written (`counts-<task>.tsv`, on every tick tuple), so
+//!   a count lost with a killed worker is replayed.
+
+use anyhow::{Context, Result};
+use rustc_hash::FxHashMap;
+use squall::*;
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A line's position: (pass, file, line); message ids are this triple.
+pub type Position = (u64, usize, usize);
+
+/// A spout's durable progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SpoutProgress {
+    /// Every line before this position is acked.
+    pub watermark: Position,
+    /// Lines acked by this spout process (replays and restarts included).
+    pub acked: u64,
+    /// Whether every line was emitted and acked.
+    pub done: bool,
+}
+
+impl SpoutProgress {
+    fn parse(text: &str) -> Option<Self> {
+        let f: Vec<&str> = text.split_whitespace().collect();
+        if f.len() != 5 {
+            return None;
+        }
+        Some(Self {
+            watermark: (f[0].parse().ok()?, f[1].parse().ok()?, f[2].parse().ok()?),
+            acked: f[3].parse().ok()?,
+            done: f[4] == "done",
+        })
+    }
+
+    /// Reads a progress file.
+    pub fn read(path: &Path) -> Option<Self> {
+        Self::parse(&std::fs::read_to_string(path).ok()?)
+    }
+}
+
+/// Writes `text` to `path` atomically (temporary file, then rename).
+fn write_atomic(path: &Path, text: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(text)?;
+    f.sync_all()?;
+    std::fs::rename(tmp, path)
+}
+
+/// The spout side: pending positions and the checkpoint file.
+pub struct Checkpoint {
+    dir: PathBuf,
+    path: PathBuf,
+    pending: BTreeSet<Position>,
+    acked: u64,
+    written: Instant,
+}
+
+impl Checkpoint {
+    /// A checkpoint in `dir` (not yet bound to a task).
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            path: dir.clone(),
+            dir,
+            pending: BTreeSet::new(),
+            acked: 0,
+            written: Instant::now(),
+        }
+    }
+
+    /// Binds to the spout task and returns where to resume.
+    pub fn open(&mut self, task: TaskId) -> Position {
+        self.path = self.dir.join(format!("lines-{}.progress", task.0));
+        SpoutProgress::read(&self.path)
+            .map(|p| p.watermark)
+            .unwrap_or_default()
+    }
+
+    /// A line was emitted for the first time.
+    pub fn emitted(&mut self, p: Position) {
+        self.pending.insert(p);
+    }
+
+    /// A line was acked.
+    pub fn acked(&mut self, p: Position) {
+        if self.pending.remove(&p) {
+            self.acked += 1;
+        }
+    }
+
+    /// Whether no emitted line waits for its ack.
+    pub fn all_acked(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Writes the checkpoint if 200 ms passed or `force`; `next` is the
+    /// position the spout would emit next.
+    pub fn maybe_write(&mut self, next: Position, done_emitting: bool, force: bool) {
+        if !force && self.written.elapsed() < Duration::from_millis(200) {
+            return;
+        }
+        self.written = Instant::now();
+        let w = self.pending.first().copied().unwrap_or(next);
+        let done = done_emitting && self.pending.is_empty();
+        let text = format!(
+            "{} {} {} {} {}\n",
+            w.0,
+            w.1,
+            w.2,
+            self.acked,
+            if done { "done" } else { "running" }
+        );
+        if let Err(e) = write_atomic(&self.path, text.as_bytes()) {
+            tracing::warn!("cannot write {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// Counts words durably; acks what it counted once the counts are written.
+pub struct DurableCountBolt {
+    dir: PathBuf,
+    path: PathBuf,
+    counts: FxHashMap<CompactString, u64>,
+    held: Vec<Tuple>,
+}
+
+impl DurableCountBolt {
+    /// A count bolt keeping its files in `dir`.
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            path: dir.clone(),
+            dir,
+            counts: FxHashMap::default(),
+            held: Vec::new(),
+        }
+    }
+
+    fn flush(&mut self, out: &mut OutputCollector<'_>) {
+        let mut text = String::with_capacity(self.counts.len() * 12);
+        for (w, c) in &self.counts {
+            text.push_str(w);
+            text.push('\t');
+            text.push_str(&c.to_string());
+            text.push('\n');
+        }
+        match write_atomic(&self.path, text.as_bytes()) {
+            Ok(()) => {
+                for t in self.held.drain(..) {
+                    out.ack(&t);
+                }
+            }
+            Err(e) => out.report_error(&format!("cannot write {}: {e}", self.path.display())),
+        }
+    }
+}
+
+impl Bolt for DurableCountBolt {
+    fn prepare(&mut self, ctx: &TopologyContext) {
+        self.path = self
+            .dir
+            .join(format!("counts-{}.tsv", ctx.this_task_id().0));
+        if let Ok(text) = std::fs::read_to_string(&self.path) {
+            for line in text.lines() {
+                if let Some((w, c)) = line.split_once('\t') {
+                    if let Ok(c) = c.parse::<u64>() {
+                        self.counts.insert(CompactString::from(w), c);
+                    }
+                }
+            }
+        }
+    }
+
+    fn execute(&mut self, tuple: &Tuple, out: &mut OutputCollector<'_>) {
+        if tuple.is_tick() {
+            return self.flush(out);
+        }
+        if let Some(Value::Str(w)) = tuple.get(0) {
+            match self.counts.get_mut(w.as_str()) {
+                Some(c) => *c += 1,
+                None => {
+                    self.counts.insert(w.clone(), 1);
+                }
+            }
+        }
+        self.held.push(tuple.clone());
+    }
+
+    fn declare_output_fields(&self, _d: &mut OutputFieldsDeclarer) {}
+}
+
+/// Sums every `counts-*.tsv` of `dir` into one table.
+pub fn merge_counts(dir: &Path) -> Result<FxHashMap<String, u64>> {
+    let mut total: FxHashMap<String, u64> = FxHashMap::default();
+    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = e?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !(name.starts_with("counts-") && name.ends_with(".tsv")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)?;
+        for line in text.lines() {
+            if let Some((w, c)) = line.split_once('\t') {
+                *total.entry(w.to_owned()).or_default() += c.parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    Ok(total)
+}
