@@ -50,6 +50,10 @@ struct Args {
     /// Cluster mode: the topology's name.
     #[arg(long, default_value = "word-count")]
     name: String,
+    /// Cluster mode: the count bolt acks at once and writes its counts once
+    /// a second (for benchmarks: a killed worker loses counts).
+    #[arg(long)]
+    fast_ack: bool,
     /// Sum the count files of a cluster run's state folder into --output.
     #[arg(long)]
     merge: Option<PathBuf>,
@@ -361,6 +365,7 @@ fn write_counts(path: &Path, sorted: &[(String, u64)]) -> Result<()> {
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
@@ -438,10 +443,11 @@ fn main() -> Result<()> {
         )
         .shuffle_grouping("lines");
     if let Some(dir) = args.state_dir.clone().filter(|_| cluster_run) {
+        let fast_ack = args.fast_ack;
         builder
             .set_bolt(
                 "count",
-                move || durable::DurableCountBolt::new(dir.clone()),
+                move || durable::DurableCountBolt::new(dir.clone(), fast_ack),
                 args.count_parallelism,
             )
             .set_num_tasks(args.count_parallelism.max(4))

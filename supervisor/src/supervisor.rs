@@ -241,6 +241,10 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
                 .join(&a.topology_id)
                 .join(format!("worker-{port}.log")),
             env: vec![
+                (
+                    "RUST_LOG".into(),
+                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+                ),
                 (env::TOPOLOGY.into(), a.topology_id.clone()),
                 (env::PORT.into(), port.to_string()),
                 (env::SUPERVISOR.into(), self.info.id.clone()),

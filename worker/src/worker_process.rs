@@ -241,7 +241,8 @@ pub fn run_worker(topology: &Topology, env: &WorkerEnv) -> Result<WorkerExit, Wo
         topology,
         &record.config,
         LaunchOptions {
-            start_inactive: record.status != TopologyStatus::Active,
+            // Spouts start once every peer worker accepts connections.
+            start_inactive: true,
             spec: Some(record.spec.clone()),
             partial: Some(Partial {
                 local: local_executors(&layout, &mine),
@@ -260,8 +261,12 @@ pub fn run_worker(topology: &Topology, env: &WorkerEnv) -> Result<WorkerExit, Wo
 
     let period = Duration::from_secs(record.config.cluster.worker_heartbeat_frequency_secs.max(1));
     let mut last_dropped = 0;
+    let mut ready = false;
     loop {
         let round = Instant::now();
+        if !ready {
+            ready = peers_reachable(&peers, Duration::from_secs(10));
+        }
         beat.local();
         beat.cluster(&running);
         if running.has_dead_executor() {
@@ -280,7 +285,7 @@ pub fn run_worker(topology: &Topology, env: &WorkerEnv) -> Result<WorkerExit, Wo
                 return Ok(WorkerExit::TopologyGone);
             }
             Ok(Some(t)) => {
-                if t.status == TopologyStatus::Active {
+                if t.status == TopologyStatus::Active && ready {
                     running.activate();
                 } else {
                     running.deactivate();
@@ -311,6 +316,31 @@ pub fn run_worker(topology: &Topology, env: &WorkerEnv) -> Result<WorkerExit, Wo
         }
         std::thread::sleep(period.saturating_sub(round.elapsed()));
     }
+}
+
+/// Waits (at most `limit`) until every peer worker accepts a connection,
+/// so spouts do not start while their tuples would be dropped.
+fn peers_reachable(peers: &PeerMap, limit: Duration) -> bool {
+    let mut addrs: Vec<String> = peers
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .flatten()
+        .cloned()
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    let deadline = Instant::now() + limit;
+    addrs.iter().all(|a| loop {
+        if std::net::TcpStream::connect(a.as_str()).is_ok() {
+            break true;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(peer = %a, "peer worker not reachable yet");
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    })
 }
 
 fn bind_with_retry(address: &str) -> Result<TcpListener, WorkerError> {
