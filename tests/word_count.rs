@@ -1,66 +1,11 @@
 //! Word count on the full Shakespeare corpus equals a plain single-threaded
 //! count, run as a black box (the `word_count` example binary).
 
+mod corpus;
+
+use corpus::{corpus, example, plain_count};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn corpus() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let shared = root.join("../shared/data/shakespeare");
-    if shared.is_dir() {
-        return shared;
-    }
-    let status = Command::new(root.join("scripts/fetch-data"))
-        .status()
-        .expect("run scripts/fetch-data");
-    assert!(status.success(), "scripts/fetch-data failed");
-    root.join("data/shakespeare")
-}
-
-/// The example binary cargo built next to this test's own binary (`cargo
-/// test` builds examples; a run of this test alone builds it here).
-fn example() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir
-        .join("examples")
-        .join(format!("word_count{}", std::env::consts::EXE_SUFFIX));
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--example", "word_count"]);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        assert!(
-            cmd.status().expect("run cargo build").success(),
-            "building the example failed"
-        );
-    }
-    bin
-}
-
-/// The reference: a word is a maximal run of alphanumeric characters,
-/// lowercased.
-fn plain_count(dir: &Path) -> HashMap<String, u64> {
-    let mut counts = HashMap::new();
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    for f in files {
-        let text = String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned();
-        for w in text
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-        {
-            *counts.entry(w.to_lowercase()).or_insert(0) += 1;
-        }
-    }
-    counts
-}
 
 fn run_word_count(extra: &[&str]) -> (Vec<(String, u64)>, String) {
     let out = tempfile::NamedTempFile::new().unwrap();

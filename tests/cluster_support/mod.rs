@@ -1,0 +1,378 @@
+//! A real Squall cluster for black-box tests: the private ZooKeeper that
+//! `scripts/with-zookeeper` started (`SQUALL_TEST_ZK`), and Nimbus and
+//! supervisors run as processes of the `squall` binary on loopback ports,
+//! each test under its own ZooKeeper root and temporary directory.
+#![allow(dead_code)]
+
+use squall_cluster::rpc::{ClusterSummary, NimbusClient, Request, Response, TopologyInfo};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The ZooKeeper of this test run. Panics (the test fails) when there is
+/// none: cluster tests are never skipped silently.
+pub fn zookeeper() -> String {
+    std::env::var("SQUALL_TEST_ZK").expect(
+        "SQUALL_TEST_ZK is not set: run the tests with scripts/test (it starts ZooKeeper)",
+    )
+}
+
+/// A free loopback TCP port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `n` free ports.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+/// Polls `cond` every 100 ms until it holds; panics with `what` after
+/// `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A daemon process, killed (SIGKILL) when dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Kills it at once (`kill -9`).
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A cluster under a temporary directory.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub root: String,
+    pub nimbus_ports: Vec<u16>,
+    pub nimbus: Vec<Option<Daemon>>,
+    pub supervisors: Vec<Option<Daemon>>,
+    pub extra_conf: Vec<String>,
+}
+
+impl Cluster {
+    /// A cluster with no daemon yet. `nimbuses` Nimbus ports are reserved
+    /// (all listed in `nimbus.seeds`).
+    pub fn new(nimbuses: usize) -> Self {
+        let dir = tempfile::Builder::new().prefix("squall-cluster-").tempdir().unwrap();
+        let root = format!(
+            "/test-{}-{}",
+            std::process::id(),
+            dir.path().file_name().unwrap().to_string_lossy().replace('.', "")
+        );
+        Self {
+            dir,
+            root,
+            nimbus_ports: free_ports(nimbuses),
+            nimbus: Vec::new(),
+            supervisors: Vec::new(),
+            extra_conf: Vec::new(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn nimbus_addresses(&self) -> Vec<String> {
+        self.nimbus_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect()
+    }
+
+    /// The `-c` settings every command of this cluster gets: short
+    /// timeouts so faults are noticed within seconds.
+    pub fn conf(&self) -> Vec<String> {
+        let seeds = self.nimbus_addresses().join(",");
+        let mut c = vec![
+            format!("storm.zookeeper.servers=[{}]", zookeeper()),
+            format!("storm.zookeeper.root={}", self.root),
+            "storm.zookeeper.session.timeout=4000".into(),
+            format!("nimbus.seeds=[{seeds}]"),
+            "nimbus.monitor.freq.secs=1".into(),
+            "nimbus.task.timeout.secs=8".into(),
+            "nimbus.task.launch.secs=60".into(),
+            "supervisor.worker.timeout.secs=5".into(),
+            "topology.message.timeout.secs=10".into(),
+        ];
+        c.extend(self.extra_conf.iter().cloned());
+        c
+    }
+
+    fn conf_args(&self) -> Vec<String> {
+        self.conf().into_iter().flat_map(|c| ["-c".to_owned(), c]).collect()
+    }
+
+    /// Starts `squall <command>` with this cluster's settings plus `conf`
+    /// (all `-c` before the subcommand).
+    fn spawn(&self, name: &str, command: &str, conf: &[String]) -> Daemon {
+        let log = self.path().join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_squall"))
+            .args(self.conf_args())
+            .args(conf.iter().flat_map(|c| ["-c", c.as_str()]))
+            .arg(command)
+            .env("RUST_LOG", "info")
+            .current_dir(self.path())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("start squall");
+        Daemon { child, log }
+    }
+
+    /// Starts Nimbus number `i` (its port is `nimbus_ports[i]`); all share
+    /// one blob directory, as a shared file system would.
+    pub fn start_nimbus(&mut self, i: usize) {
+        let conf = vec![
+            format!("nimbus.thrift.port={}", self.nimbus_ports[i]),
+            format!("storm.local.dir={}", self.path().join("nimbus").display()),
+        ];
+        let d = self.spawn(&format!("nimbus-{i}"), "nimbus", &conf);
+        while self.nimbus.len() <= i {
+            self.nimbus.push(None);
+        }
+        self.nimbus[i] = Some(d);
+        let addr = self.nimbus_addresses()[i].clone();
+        wait_until(&format!("nimbus {i} to listen"), Duration::from_secs(30), || {
+            std::net::TcpStream::connect(&addr).is_ok()
+        });
+    }
+
+    /// Starts a supervisor with `slots` ports; returns its index.
+    pub fn start_supervisor(&mut self, slots: usize) -> usize {
+        let i = self.supervisors.len();
+        let ports = free_ports(slots)
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let conf = vec![
+            format!("supervisor.slots.ports=[{ports}]"),
+            format!(
+                "storm.local.dir={}",
+                self.path().join(format!("supervisor-{i}")).display()
+            ),
+        ];
+        let d = self.spawn(&format!("supervisor-{i}"), "supervisor", &conf);
+        self.supervisors.push(Some(d));
+        i
+    }
+
+    /// Runs a `squall` client command with this cluster's settings.
+    pub fn squall(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_squall"))
+            .args(self.conf_args())
+            .args(args)
+            .current_dir(self.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run squall")
+    }
+
+    /// Runs a `squall` command that must succeed; returns its stdout.
+    pub fn squall_ok(&self, args: &[&str]) -> String {
+        let out = self.squall(args);
+        assert!(
+            out.status.success(),
+            "squall {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A client of Nimbus `i`.
+    pub fn client(&self, i: usize) -> NimbusClient {
+        NimbusClient::connect(&self.nimbus_addresses()[i..=i], 4 << 20).unwrap()
+    }
+
+    /// The cluster as the first reachable Nimbus sees it.
+    pub fn cluster_info(&self) -> Option<ClusterSummary> {
+        let mut c = NimbusClient::connect(&self.nimbus_addresses(), 4 << 20).ok()?;
+        match c.call(Request::ClusterInfo).ok()? {
+            Response::Cluster(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Waits until `n` supervisors are registered.
+    pub fn wait_supervisors(&self, n: usize) {
+        wait_until(&format!("{n} supervisors"), Duration::from_secs(30), || {
+            self.cluster_info().is_some_and(|c| c.supervisors.len() == n)
+        });
+    }
+
+    /// A topology's details, if it is live.
+    pub fn info(&self, name: &str) -> Option<TopologyInfo> {
+        let mut c = NimbusClient::connect(&self.nimbus_addresses(), 4 << 20).ok()?;
+        match c.call(Request::Info { name: name.into() }).ok()? {
+            Response::Info(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// Submits the word count example with `squall jar`, state in
+    /// `<dir>/<name>`; returns the state folder.
+    pub fn submit_word_count(&self, name: &str, extra: &[&str]) -> PathBuf {
+        let state = self.path().join(name);
+        std::fs::create_dir_all(&state).unwrap();
+        let example = crate::corpus::example();
+        let corpus = crate::corpus::corpus();
+        let mut args = vec![
+            "jar".to_owned(),
+            example.display().to_string(),
+            "--name".into(),
+            name.into(),
+            "--input".into(),
+            corpus.display().to_string(),
+            "--state-dir".into(),
+            state.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.squall_ok(&args);
+        assert!(out.contains("submitted topology"), "{out}");
+        state
+    }
+
+    /// The spout's progress in a word count state folder.
+    pub fn spout_progress(state: &Path) -> Option<(u64, bool)> {
+        let entries = std::fs::read_dir(state).ok()?;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("lines-") && name.ends_with(".progress") {
+                let text = std::fs::read_to_string(e.path()).ok()?;
+                let f: Vec<&str> = text.split_whitespace().collect();
+                if f.len() == 5 {
+                    return Some((f[3].parse().ok()?, f[4] == "done"));
+                }
+            }
+        }
+        None
+    }
+
+    /// Waits until the word count spout has every line acked.
+    pub fn wait_word_count_done(&self, state: &Path, limit: Duration) {
+        wait_until("every line acked", limit, || {
+            Self::spout_progress(state).is_some_and(|(_, done)| done)
+        });
+    }
+
+    /// The merged counts of a word count state folder.
+    pub fn merged_counts(state: &Path) -> std::collections::HashMap<String, u64> {
+        let out = tempfile::NamedTempFile::new().unwrap();
+        let status = Command::new(crate::corpus::example())
+            .arg("--merge")
+            .arg(state)
+            .arg("--output")
+            .arg(out.path())
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "merge failed");
+        std::fs::read_to_string(out.path())
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let (w, c) = l.split_once('\t').unwrap();
+                (w.to_owned(), c.parse().unwrap())
+            })
+            .collect()
+    }
+
+    /// Pids of this cluster's worker processes (their arguments name the
+    /// cluster's directory).
+    pub fn worker_pids(&self) -> Vec<(u32, String)> {
+        let out = Command::new("pgrep")
+            .args(["-a", "-f", &format!("--state-dir {}", self.path().display())])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let (pid, cmd) = l.split_once(' ')?;
+                Some((pid.parse().ok()?, cmd.to_owned()))
+            })
+            .collect()
+    }
+
+    /// Prints the daemons' and workers' logs (on test failure).
+    pub fn dump_logs(&self) {
+        let mut files = Vec::new();
+        collect_logs(self.path(), &mut files);
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!("===== {} =====\n{}", f.display(), tail.join("\n"));
+        }
+    }
+}
+
+fn collect_logs(dir: &Path, out: &mut Vec<PathBuf>) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                collect_logs(&p, out);
+            } else if p.extension().is_some_and(|x| x == "log") {
+                out.push(p);
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+        self.supervisors.clear();
+        self.nimbus.clear();
+        // Workers outlive a killed supervisor; their arguments name this
+        // cluster's directory.
+        let _ = Command::new("pkill")
+            .args(["-9", "-f", &self.path().display().to_string()])
+            .status();
+    }
+}
+
+/// Asserts every word of the corpus is counted at least (`exact`: exactly)
+/// as often as the reference count says.
+pub fn check_counts(got: &std::collections::HashMap<String, u64>, exact: bool) {
+    let expected = crate::corpus::plain_count(&crate::corpus::corpus());
+    assert_eq!(got.len(), expected.len(), "distinct words");
+    for (w, c) in &expected {
+        let g = got.get(w).copied().unwrap_or(0);
+        if exact {
+            assert_eq!(g, *c, "count of {w:?}");
+        } else {
+            assert!(g >= *c, "count of {w:?}: {g} < {c} (a line was lost)");
+        }
+    }
+}
