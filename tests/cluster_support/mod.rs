@@ -309,7 +309,7 @@ impl Cluster {
     /// cluster's directory).
     pub fn worker_pids(&self) -> Vec<(u32, String)> {
         let out = Command::new("pgrep")
-            .args(["-a", "-f", &format!("--state-dir {}", self.path().display())])
+            .args(["-a", "-f", &format!("state-dir {}", self.path().display())])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout)
