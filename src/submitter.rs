@@ -47,10 +47,10 @@ pub enum SubmitError {
     #[error("config override: {0}")]
     Config(#[from] squall_topology_api::ConfigError),
     /// Nimbus refused the topology or could not be reached.
-    #[error("{0}")]
+    #[error(transparent)]
     Nimbus(#[from] ClientError),
     /// The local run failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Local(#[from] crate::LocalClusterError),
 }
 

@@ -249,7 +249,7 @@ pub enum ClientError {
     #[error("Nimbus closed the connection without answering")]
     Closed,
     /// Nimbus refused the request.
-    #[error("{0}")]
+    #[error(transparent)]
     Refused(#[from] RpcError),
     /// Nimbus answered with a response of the wrong kind.
     #[error("unexpected answer from Nimbus: {0}")]

@@ -38,7 +38,7 @@ pub enum StartError {
         error: std::io::Error,
     },
     /// ZooKeeper is unreachable.
-    #[error("{0}")]
+    #[error(transparent)]
     State(#[from] squall_cluster::StateError),
     /// The blob store directory is unusable.
     #[error("blob store at {dir}: {error}")]

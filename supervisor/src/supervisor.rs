@@ -38,7 +38,7 @@ pub mod env {
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
     /// ZooKeeper is unreachable.
-    #[error("{0}")]
+    #[error(transparent)]
     State(#[from] StateError),
     /// The local directory is unusable.
     #[error("local directory {dir}: {error}")]

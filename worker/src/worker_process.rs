@@ -53,7 +53,7 @@ pub enum WorkerError {
     #[error("worker environment: {0}")]
     Env(String),
     /// The cluster state is unreachable.
-    #[error("{0}")]
+    #[error(transparent)]
     State(#[from] StateError),
     /// The topology is not (or no longer) submitted.
     #[error("topology {0} is not in the cluster state (killed?)")]
@@ -81,7 +81,7 @@ pub enum WorkerError {
         error: std::io::Error,
     },
     /// Executors could not start.
-    #[error("{0}")]
+    #[error(transparent)]
     Launch(#[from] crate::launch::LaunchError),
     /// A thread could not start.
     #[error("cannot start a transport thread: {0}")]
