@@ -80,7 +80,7 @@ fn nimbus_refuses_bad_input_and_keeps_serving() {
     });
     let (kind, msg) = refusal(submit("broken", broken, 1));
     assert_eq!(kind, ErrorKind::Invalid);
-    assert!(msg.contains("ghost"), "{msg}");
+    assert!(msg.starts_with("invalid topology \"broken\": spout \"s\" has inputs"), "{msg}");
     let (_, msg) = refusal(submit("greedy", small_spec(), 50));
     assert!(msg.contains("wants 50 workers"), "{msg}");
     let (kind, _) = refusal(c.client(0).call(Request::Kill { name: "nothing".into(), wait_secs: None }));
@@ -131,7 +131,7 @@ fn standby_nimbus_takes_over_and_workers_keep_running() {
     c.start_nimbus(1);
     c.start_supervisor(2);
     c.wait_supervisors(1);
-    let state = c.submit_word_count("ha", &["--max-spout-pending", "500", "--repeat", "2"]);
+    let state = c.submit_word_count("ha", &["--max-spout-pending", "5000", "--repeat", "2"]);
 
     // The standby refuses mutations with a clear error.
     let (kind, msg) = refusal(c.client(1).call(Request::Kill { name: "ha".into(), wait_secs: Some(0) }));
@@ -139,12 +139,12 @@ fn standby_nimbus_takes_over_and_workers_keep_running() {
     assert!(msg.contains("is not the leader"), "{msg}");
 
     wait_until("lines flowing", Duration::from_secs(60), || {
-        Cluster::spout_progress(&state).is_some_and(|(a, _)| a > 2_000)
+        Cluster::spout_progress(&state).is_some_and(|(a, _)| a > 10_000)
     });
     c.nimbus[0].take().unwrap().kill9();
     let (before, _) = Cluster::spout_progress(&state).unwrap();
     wait_until("workers to keep processing without Nimbus", Duration::from_secs(30), || {
-        Cluster::spout_progress(&state).is_some_and(|(a, _)| a > before + 2_000)
+        Cluster::spout_progress(&state).is_some_and(|(a, _)| a > before + 10_000)
     });
     let standby = c.nimbus_addresses()[1].clone();
     wait_until("the standby to lead", Duration::from_secs(30), || {

@@ -5,7 +5,7 @@
 //!   there, so lines acked after that point are counted again (at least
 //!   once: counts are never below the exact ones).
 //! - The count bolt holds the tuples it counted and acks them only after
-//!   its counts are written (`counts-<task>.tsv`, every 100 ms or 2000
+//!   its counts are written (`counts-<task>.tsv`, every 100 ms or 1000
 //!   tuples, and on tick tuples), so a count lost with a killed worker is
 //!   replayed. Files are replaced by rename: safe against a killed process,
 //!   not against a machine crash (no fsync).
@@ -138,7 +138,7 @@ pub struct DurableCountBolt {
 }
 
 /// Most tuples a count task holds before writing its counts.
-const HOLD_TUPLES: usize = 2000;
+const HOLD_TUPLES: usize = 1000;
 /// Longest a count task holds tuples before writing its counts.
 const HOLD_TIME: Duration = Duration::from_millis(100);
 
