@@ -39,8 +39,8 @@ pub mod testing;
 
 pub use config_file::{load_config, ConfigFileError};
 pub use local_cluster::{LocalCluster, LocalClusterError};
-pub use submitter::{is_cluster_run, submit_topology, SubmitError};
 pub use squall_topology_api::*;
+pub use submitter::{is_cluster_run, submit_topology, SubmitError};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

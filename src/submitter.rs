@@ -58,13 +58,9 @@ pub enum SubmitError {
 /// supervisor, so `main` should call [`submit_topology`] rather than run the
 /// topology itself.
 pub fn is_cluster_run() -> bool {
-    [
-        env::JAR_NIMBUS,
-        env::LOCAL_TTL,
-        squall_worker_env_var(),
-    ]
-    .iter()
-    .any(|v| std::env::var_os(v).is_some())
+    [env::JAR_NIMBUS, env::LOCAL_TTL, squall_worker_env_var()]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
 }
 
 fn squall_worker_env_var() -> &'static str {
@@ -82,14 +78,21 @@ fn squall_worker_env_var() -> &'static str {
 /// # Errors
 /// [`SubmitError`] naming what failed; Nimbus's refusals (invalid topology,
 /// duplicate name, too many workers) come as [`SubmitError::Nimbus`].
-pub fn submit_topology(name: &str, config: &Config, topology: &Topology) -> Result<String, SubmitError> {
+pub fn submit_topology(
+    name: &str,
+    config: &Config,
+    topology: &Topology,
+) -> Result<String, SubmitError> {
     if let Some(worker) = WorkerEnv::from_env() {
         run_as_worker(topology, worker);
     }
     if let Ok(ttl) = std::env::var(env::LOCAL_TTL) {
-        let ttl: u64 = ttl
-            .parse()
-            .map_err(|_| SubmitError::Env(format!("{} = {ttl:?} is not a number of seconds", env::LOCAL_TTL)))?;
+        let ttl: u64 = ttl.parse().map_err(|_| {
+            SubmitError::Env(format!(
+                "{} = {ttl:?} is not a number of seconds",
+                env::LOCAL_TTL
+            ))
+        })?;
         let config = with_overrides(config)?;
         let cluster = crate::LocalCluster::new();
         cluster.submit_topology(name, &config, topology.clone())?;

@@ -26,9 +26,18 @@ fn deactivate_pauses_spouts_activate_resumes_and_rebalance_respreads() {
     c.wait_supervisors(2);
     let state = c.submit_word_count(
         "ctl",
-        &["--workers", "2", "--max-spout-pending", "2000", "--repeat", "2"],
+        &[
+            "--workers",
+            "2",
+            "--max-spout-pending",
+            "2000",
+            "--repeat",
+            "2",
+        ],
     );
-    wait_until("lines flowing", Duration::from_secs(60), || spout_emitted(&c, "ctl") > 5_000);
+    wait_until("lines flowing", Duration::from_secs(60), || {
+        spout_emitted(&c, "ctl") > 5_000
+    });
 
     c.squall_ok(&["deactivate", "ctl"]);
     assert_eq!(status(&c, "ctl").as_deref(), Some("Inactive"));
@@ -41,17 +50,26 @@ fn deactivate_pauses_spouts_activate_resumes_and_rebalance_respreads() {
         std::mem::replace(&mut last, now) == now
     });
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(spout_emitted(&c, "ctl"), last, "next_tuple was called while inactive");
+    assert_eq!(
+        spout_emitted(&c, "ctl"),
+        last,
+        "next_tuple was called while inactive"
+    );
 
     c.squall_ok(&["activate", "ctl"]);
-    wait_until("spout to resume", Duration::from_secs(30), || spout_emitted(&c, "ctl") > last);
+    wait_until("spout to resume", Duration::from_secs(30), || {
+        spout_emitted(&c, "ctl") > last
+    });
 
     // Rebalance to 3 workers and 3 count executors after a 2 s wait.
     let out = c.squall_ok(&["rebalance", "ctl", "-w", "2", "-n", "3", "-e", "count=3"]);
     assert!(out.contains("rebalancing"), "{out}");
     assert_eq!(status(&c, "ctl").as_deref(), Some("Rebalancing"));
     let refused = c.squall(&["activate", "ctl"]);
-    assert!(!refused.status.success(), "activate during a rebalance must be refused");
+    assert!(
+        !refused.status.success(),
+        "activate during a rebalance must be refused"
+    );
     wait_until("the rebalanced assignment", Duration::from_secs(60), || {
         c.info("ctl").is_some_and(|i| {
             let mut slots: Vec<_> = i.executors.iter().map(|e| e.3.clone()).collect();
@@ -77,7 +95,11 @@ fn deactivate_pauses_spouts_activate_resumes_and_rebalance_respreads() {
     // Kill with a wait: deactivated at once, removed after the wait.
     c.squall_ok(&["kill", "ctl", "-w", "3"]);
     assert_eq!(status(&c, "ctl").as_deref(), Some("Killed"));
-    wait_until("the killed topology to go", Duration::from_secs(30), || c.info("ctl").is_none());
-    wait_until("its workers to exit", Duration::from_secs(30), || c.worker_pids().is_empty());
+    wait_until("the killed topology to go", Duration::from_secs(30), || {
+        c.info("ctl").is_none()
+    });
+    wait_until("its workers to exit", Duration::from_secs(30), || {
+        c.worker_pids().is_empty()
+    });
     assert!(c.squall_ok(&["list"]).contains("No topologies running."));
 }

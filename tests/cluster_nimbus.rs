@@ -20,7 +20,11 @@ fn refusal(r: Result<Response, ClientError>) -> (ErrorKind, String) {
 
 fn small_spec() -> squall::TopologySpec {
     let mut b = squall::TopologyBuilder::new();
-    b.set_spout("s", || squall::testing::FixedTupleSpout::declaring(["x"]), 1);
+    b.set_spout(
+        "s",
+        || squall::testing::FixedTupleSpout::declaring(["x"]),
+        1,
+    );
     b.create_topology().unwrap().spec().clone()
 }
 
@@ -35,22 +39,41 @@ fn nimbus_refuses_bad_input_and_keeps_serving() {
     // A malformed frame, an oversized one and one cut short each close
     // their own connection only.
     let mut bad = std::net::TcpStream::connect(&addr).unwrap();
-    bad.write_all(&[0, 0, 0, 4, 0xc1, 0xc1, 0xc1, 0xc1]).unwrap();
+    bad.write_all(&[0, 0, 0, 4, 0xc1, 0xc1, 0xc1, 0xc1])
+        .unwrap();
     let mut buf = [0u8; 16];
-    assert_eq!(bad.read(&mut buf).unwrap_or(0), 0, "malformed frame closes the connection");
+    assert_eq!(
+        bad.read(&mut buf).unwrap_or(0),
+        0,
+        "malformed frame closes the connection"
+    );
     let mut big = std::net::TcpStream::connect(&addr).unwrap();
-    big.write_all(&(512u32 * 1024 * 1024).to_be_bytes()).unwrap();
-    assert_eq!(big.read(&mut buf).unwrap_or(0), 0, "oversized frame closes the connection");
+    big.write_all(&(512u32 * 1024 * 1024).to_be_bytes())
+        .unwrap();
+    assert_eq!(
+        big.read(&mut buf).unwrap_or(0),
+        0,
+        "oversized frame closes the connection"
+    );
     let mut short = std::net::TcpStream::connect(&addr).unwrap();
     short.write_all(&[0, 0, 0, 50, 1, 2, 3]).unwrap();
     short.shutdown(std::net::Shutdown::Write).unwrap();
-    assert_eq!(short.read(&mut buf).unwrap_or(0), 0, "cut-short frame closes the connection");
-    assert!(matches!(c.client(0).call(Request::List), Ok(Response::Topologies(_))));
+    assert_eq!(
+        short.read(&mut buf).unwrap_or(0),
+        0,
+        "cut-short frame closes the connection"
+    );
+    assert!(matches!(
+        c.client(0).call(Request::List),
+        Ok(Response::Topologies(_))
+    ));
 
     // An upload whose bytes do not match the announced hash.
     let mut client = c.client(0);
     let data = b"not the binary you announced".to_vec();
-    let e = client.upload(&data, &sha256_hex(b"something else"), |_| {}).unwrap_err();
+    let e = client
+        .upload(&data, &sha256_hex(b"something else"), |_| {})
+        .unwrap_err();
     assert!(e.to_string().contains("not the announced"), "{e}");
     let binary = sha256_hex(&data);
     client.upload(&data, &binary, |_| {}).unwrap();
@@ -73,17 +96,28 @@ fn nimbus_refuses_bad_input_and_keeps_serving() {
         assert!(msg.contains("is invalid"), "{msg}");
     }
     let mut broken = small_spec();
-    broken.components.get_mut("s").unwrap().inputs.push(InputSpec {
-        component: "ghost".into(),
-        stream: "default".into(),
-        grouping: GroupingSpec::Shuffle,
-    });
+    broken
+        .components
+        .get_mut("s")
+        .unwrap()
+        .inputs
+        .push(InputSpec {
+            component: "ghost".into(),
+            stream: "default".into(),
+            grouping: GroupingSpec::Shuffle,
+        });
     let (kind, msg) = refusal(submit("broken", broken, 1));
     assert_eq!(kind, ErrorKind::Invalid);
-    assert!(msg.starts_with("invalid topology \"broken\": spout \"s\" has inputs"), "{msg}");
+    assert!(
+        msg.starts_with("invalid topology \"broken\": spout \"s\" has inputs"),
+        "{msg}"
+    );
     let (_, msg) = refusal(submit("greedy", small_spec(), 50));
     assert!(msg.contains("wants 50 workers"), "{msg}");
-    let (kind, _) = refusal(c.client(0).call(Request::Kill { name: "nothing".into(), wait_secs: None }));
+    let (kind, _) = refusal(c.client(0).call(Request::Kill {
+        name: "nothing".into(),
+        wait_secs: None,
+    }));
     assert_eq!(kind, ErrorKind::NotFound);
     // The CLI says it in one line with a non-zero exit code.
     let out = c.squall(&["kill", "nothing"]);
@@ -104,7 +138,12 @@ fn a_worker_whose_spec_hash_differs_refuses_to_start() {
     // The same binary with other arguments builds another topology.
     let out = std::process::Command::new(corpus::example())
         .args(["--input", &corpus::corpus().display().to_string()])
-        .args(["--state-dir", &state.display().to_string(), "--count-parallelism", "5"])
+        .args([
+            "--state-dir",
+            &state.display().to_string(),
+            "--count-parallelism",
+            "5",
+        ])
         .env("SQUALL_WORKER_TOPOLOGY", &id)
         .env("SQUALL_WORKER_PORT", free_port().to_string())
         .env("SQUALL_WORKER_SUPERVISOR", "nobody")
@@ -134,7 +173,10 @@ fn standby_nimbus_takes_over_and_workers_keep_running() {
     let state = c.submit_word_count("ha", &["--max-spout-pending", "5000", "--repeat", "2"]);
 
     // The standby refuses mutations with a clear error.
-    let (kind, msg) = refusal(c.client(1).call(Request::Kill { name: "ha".into(), wait_secs: Some(0) }));
+    let (kind, msg) = refusal(c.client(1).call(Request::Kill {
+        name: "ha".into(),
+        wait_secs: Some(0),
+    }));
     assert_eq!(kind, ErrorKind::NotLeader);
     assert!(msg.contains("is not the leader"), "{msg}");
 
@@ -143,9 +185,11 @@ fn standby_nimbus_takes_over_and_workers_keep_running() {
     });
     c.nimbus[0].take().unwrap().kill9();
     let (before, _) = Cluster::spout_progress(&state).unwrap();
-    wait_until("workers to keep processing without Nimbus", Duration::from_secs(30), || {
-        Cluster::spout_progress(&state).is_some_and(|(a, _)| a > before + 10_000)
-    });
+    wait_until(
+        "workers to keep processing without Nimbus",
+        Duration::from_secs(30),
+        || Cluster::spout_progress(&state).is_some_and(|(a, _)| a > before + 10_000),
+    );
     let standby = c.nimbus_addresses()[1].clone();
     wait_until("the standby to lead", Duration::from_secs(30), || {
         c.cluster_info().and_then(|i| i.leader) == Some(standby.clone())
@@ -154,9 +198,14 @@ fn standby_nimbus_takes_over_and_workers_keep_running() {
     assert!(list.contains("ha"), "{list}");
     // The restarted old leader stands by and refuses kill.
     c.start_nimbus(0);
-    let (kind, _) = refusal(c.client(0).call(Request::Kill { name: "ha".into(), wait_secs: Some(0) }));
+    let (kind, _) = refusal(c.client(0).call(Request::Kill {
+        name: "ha".into(),
+        wait_secs: Some(0),
+    }));
     assert_eq!(kind, ErrorKind::NotLeader);
     c.wait_word_count_done(&state, Duration::from_secs(300));
     c.squall_ok(&["kill", "ha", "-w", "0"]);
-    wait_until("the topology to go", Duration::from_secs(30), || c.info("ha").is_none());
+    wait_until("the topology to go", Duration::from_secs(30), || {
+        c.info("ha").is_none()
+    });
 }

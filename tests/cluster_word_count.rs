@@ -36,7 +36,9 @@ fn word_count_across_three_workers_on_two_supervisors_is_exact() {
     let (acked, _) = Cluster::spout_progress(&state).unwrap();
     assert_eq!(acked, 187_182, "every line acked once");
     c.squall_ok(&["kill", "wc", "-w", "0"]);
-    wait_until("workers to exit", Duration::from_secs(30), || c.worker_pids().is_empty());
+    wait_until("workers to exit", Duration::from_secs(30), || {
+        c.worker_pids().is_empty()
+    });
 }
 
 #[test]
@@ -44,7 +46,14 @@ fn a_worker_killed_with_kill_9_is_restarted_and_no_line_is_lost() {
     let c = two_supervisors();
     let state = c.submit_word_count(
         "wc-kill",
-        &["--workers", "3", "--max-spout-pending", "2000", "--repeat", "2"],
+        &[
+            "--workers",
+            "3",
+            "--max-spout-pending",
+            "2000",
+            "--repeat",
+            "2",
+        ],
     );
     wait_until("some lines acked", Duration::from_secs(60), || {
         Cluster::spout_progress(&state).is_some_and(|(acked, _)| acked > 20_000)
@@ -52,7 +61,13 @@ fn a_worker_killed_with_kill_9_is_restarted_and_no_line_is_lost() {
     // A worker without the spout: its counts and in-flight tuples are lost
     // and must be replayed.
     let info = c.info("wc-kill").unwrap();
-    let spout_slot = info.executors.iter().find(|e| e.0 == "lines").unwrap().3.clone();
+    let spout_slot = info
+        .executors
+        .iter()
+        .find(|e| e.0 == "lines")
+        .unwrap()
+        .3
+        .clone();
     let victim_slot = info
         .executors
         .iter()
@@ -69,15 +84,22 @@ fn a_worker_killed_with_kill_9_is_restarted_and_no_line_is_lost() {
         })
         .unwrap_or_else(|| panic!("no worker process for {victim_slot} in {pids:?}"))
         .0;
-    std::process::Command::new("kill").args(["-9", &victim.to_string()]).status().unwrap();
-    wait_until("the worker to be restarted", Duration::from_secs(60), || {
-        c.worker_pids().iter().any(|(pid, _)| {
-            *pid != victim
-                && std::fs::read_to_string(format!("/proc/{pid}/environ"))
-                    .unwrap_or_default()
-                    .contains(&format!("SQUALL_WORKER_PORT={}", victim_slot.port))
-        })
-    });
+    std::process::Command::new("kill")
+        .args(["-9", &victim.to_string()])
+        .status()
+        .unwrap();
+    wait_until(
+        "the worker to be restarted",
+        Duration::from_secs(60),
+        || {
+            c.worker_pids().iter().any(|(pid, _)| {
+                *pid != victim
+                    && std::fs::read_to_string(format!("/proc/{pid}/environ"))
+                        .unwrap_or_default()
+                        .contains(&format!("SQUALL_WORKER_PORT={}", victim_slot.port))
+            })
+        },
+    );
     c.wait_word_count_done(&state, Duration::from_secs(300));
     let got = Cluster::merged_counts(&state);
     // Two passes over the corpus: every count at least twice the reference.
@@ -91,13 +113,27 @@ fn executors_of_a_killed_supervisor_move_to_the_other_one() {
     let mut c = two_supervisors();
     let state = c.submit_word_count(
         "wc-sup",
-        &["--workers", "2", "--max-spout-pending", "2000", "--repeat", "2"],
+        &[
+            "--workers",
+            "2",
+            "--max-spout-pending",
+            "2000",
+            "--repeat",
+            "2",
+        ],
     );
     wait_until("some lines acked", Duration::from_secs(60), || {
         Cluster::spout_progress(&state).is_some_and(|(acked, _)| acked > 20_000)
     });
     let info = c.info("wc-sup").unwrap();
-    let spout_sup = info.executors.iter().find(|e| e.0 == "lines").unwrap().3.supervisor.clone();
+    let spout_sup = info
+        .executors
+        .iter()
+        .find(|e| e.0 == "lines")
+        .unwrap()
+        .3
+        .supervisor
+        .clone();
     let sups = c.cluster_info().unwrap().supervisors;
     let victim = sups.iter().position(|s| s.id != spout_sup).unwrap_or(1);
     let victim_id = sups[victim].id.clone();
@@ -109,11 +145,15 @@ fn executors_of_a_killed_supervisor_move_to_the_other_one() {
         })
         .unwrap();
     c.supervisors[index].take().unwrap().kill9();
-    wait_until("executors to leave the dead supervisor", Duration::from_secs(60), || {
-        c.info("wc-sup").is_some_and(|i| {
-            !i.executors.is_empty() && i.executors.iter().all(|e| e.3.supervisor != victim_id)
-        })
-    });
+    wait_until(
+        "executors to leave the dead supervisor",
+        Duration::from_secs(60),
+        || {
+            c.info("wc-sup").is_some_and(|i| {
+                !i.executors.is_empty() && i.executors.iter().all(|e| e.3.supervisor != victim_id)
+            })
+        },
+    );
     c.wait_word_count_done(&state, Duration::from_secs(300));
     let got = Cluster::merged_counts(&state);
     let halved: std::collections::HashMap<String, u64> =

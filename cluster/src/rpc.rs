@@ -15,7 +15,9 @@ use std::time::Duration;
 /// Bytes per upload or download chunk (well under the frame cap).
 pub const CHUNK_BYTES: usize = 1024 * 1024;
 
-/// A client's request to Nimbus.
+/// A client's request to Nimbus. (A submit is large and rare; boxing it
+/// would only complicate the wire type.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Request {
     /// Starts uploading a topology binary of `size` bytes whose sha256 is

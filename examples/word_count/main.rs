@@ -169,7 +169,11 @@ impl LineSpout {
         let text = self.corpus.files[file][line].as_str();
         out.emit_with_id(
             values![text],
-            Value::List(vec![Value::from(pass), Value::from(file), Value::from(line)]),
+            Value::List(vec![
+                Value::from(pass),
+                Value::from(file),
+                Value::from(line),
+            ]),
         );
     }
 

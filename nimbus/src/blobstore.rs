@@ -34,7 +34,9 @@ fn internal(e: impl std::fmt::Display) -> RpcError {
 
 /// Whether `s` is a sha256 in lower-case hex.
 pub fn is_sha256(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl BlobStore {
@@ -92,7 +94,9 @@ impl BlobStore {
     /// Appends a chunk to an upload.
     pub fn chunk(&self, session: &str, data: &[u8]) -> Result<(), RpcError> {
         let mut sessions = self.sessions();
-        let up = sessions.get_mut(session).ok_or_else(|| no_session(session))?;
+        let up = sessions
+            .get_mut(session)
+            .ok_or_else(|| no_session(session))?;
         if up.received + data.len() as u64 > up.size {
             sessions.remove(session);
             return Err(RpcError::new(
@@ -146,10 +150,14 @@ impl BlobStore {
             ));
         }
         let mut f = std::fs::File::open(self.dir.join(sha256)).map_err(|_| {
-            RpcError::new(ErrorKind::NotFound, format!("no binary {sha256} in the blob store"))
+            RpcError::new(
+                ErrorKind::NotFound,
+                format!("no binary {sha256} in the blob store"),
+            )
         })?;
         let total = f.metadata().map_err(internal)?.len();
-        f.seek(SeekFrom::Start(offset.min(total))).map_err(internal)?;
+        f.seek(SeekFrom::Start(offset.min(total)))
+            .map_err(internal)?;
         let mut data = Vec::with_capacity(len.min(4 << 20) as usize);
         f.take(u64::from(len))
             .read_to_end(&mut data)
@@ -214,6 +222,9 @@ mod tests {
         let store = BlobStore::open(dir.path(), Duration::ZERO).unwrap();
         let s = store.begin(3, &sha256_hex(b"abc")).unwrap();
         store.expire();
-        assert_eq!(store.chunk(&s, b"abc").unwrap_err().kind, ErrorKind::NotFound);
+        assert_eq!(
+            store.chunk(&s, b"abc").unwrap_err().kind,
+            ErrorKind::NotFound
+        );
     }
 }

@@ -67,11 +67,14 @@ pub fn run(config: &ClusterConfig) -> Result<(), StartError> {
         Duration::from_millis(config.zookeeper_session_timeout_ms),
     )?;
     let dir = Path::new(&config.local_dir).join("nimbus").join("blobs");
-    let blobs = BlobStore::open(&dir, Duration::from_secs(config.nimbus_file_copy_expiration_secs))
-        .map_err(|error| StartError::BlobStore {
-            dir: dir.display().to_string(),
-            error,
-        })?;
+    let blobs = BlobStore::open(
+        &dir,
+        Duration::from_secs(config.nimbus_file_copy_expiration_secs),
+    )
+    .map_err(|error| StartError::BlobStore {
+        dir: dir.display().to_string(),
+        error,
+    })?;
     let nimbus = Arc::new(Nimbus::new(
         address.clone(),
         ClusterState::new(storage),

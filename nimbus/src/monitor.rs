@@ -47,7 +47,7 @@ impl Monitor {
             .collect();
         let live: BTreeSet<&WorkerSlot> = all_slots.iter().collect();
         let mut topologies = state.topologies()?;
-        topologies.sort_by(|a, b| a.submitted_at_ms.cmp(&b.submitted_at_ms));
+        topologies.sort_by_key(|t| t.submitted_at_ms);
 
         // Carry out due kills and rebalances first.
         let mut kept = Vec::new();
@@ -136,7 +136,15 @@ impl Monitor {
             used.extend(a.slots().into_iter().filter(|s| alive.contains(s)));
         }
         for t in &kept {
-            self.schedule(nimbus, t, assignments.get(&t.id), &alive, &mut used, &all_slots, now_ms)?;
+            self.schedule(
+                nimbus,
+                t,
+                assignments.get(&t.id),
+                &alive,
+                &mut used,
+                &all_slots,
+                now_ms,
+            )?;
         }
         Ok(())
     }

@@ -14,7 +14,10 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Accepts connections on `listener` until the process ends, serving each
 /// on its own thread. A bad frame closes only its own connection.
-pub fn serve<S: StateStorage + Send + Sync + 'static>(listener: TcpListener, nimbus: Arc<Nimbus<S>>) {
+pub fn serve<S: StateStorage + Send + Sync + 'static>(
+    listener: TcpListener,
+    nimbus: Arc<Nimbus<S>>,
+) {
     for stream in listener.incoming() {
         let stream = match stream {
             Ok(s) => s,

@@ -45,7 +45,12 @@ pub struct Nimbus<S> {
 
 impl<S: StateStorage> Nimbus<S> {
     /// A Nimbus known to others as `id` (`host:port`).
-    pub fn new(id: String, state: ClusterState<S>, blobs: BlobStore, config: ClusterConfig) -> Self {
+    pub fn new(
+        id: String,
+        state: ClusterState<S>,
+        blobs: BlobStore,
+        config: ClusterConfig,
+    ) -> Self {
         Self {
             id,
             state,
@@ -178,7 +183,9 @@ impl<S: StateStorage> Nimbus<S> {
             .map_err(state_error)?
             .into_iter()
             .find(|t| t.name == name)
-            .ok_or_else(|| RpcError::new(ErrorKind::NotFound, format!("no topology named {name:?}")))
+            .ok_or_else(|| {
+                RpcError::new(ErrorKind::NotFound, format!("no topology named {name:?}"))
+            })
     }
 
     fn submit(
@@ -195,8 +202,13 @@ impl<S: StateStorage> Nimbus<S> {
                 "topology name {name:?} is invalid: it must be non-empty and contain none of / . : \\"
             )));
         }
-        spec.validate().map_err(|e| invalid(format!("invalid topology {name:?}: {e}")))?;
-        if let Some(c) = spec.components.keys().find(|c| c.as_str().starts_with(SYSTEM_PREFIX)) {
+        spec.validate()
+            .map_err(|e| invalid(format!("invalid topology {name:?}: {e}")))?;
+        if let Some(c) = spec
+            .components
+            .keys()
+            .find(|c| c.as_str().starts_with(SYSTEM_PREFIX))
+        {
             return Err(invalid(format!(
                 "component id {c} is reserved (ids starting with {SYSTEM_PREFIX:?} are Squall's)"
             )));
@@ -270,7 +282,10 @@ impl<S: StateStorage> Nimbus<S> {
         match t.status {
             TopologyStatus::Killed | TopologyStatus::Rebalancing => Err(RpcError::new(
                 ErrorKind::Invalid,
-                format!("topology {name:?} is {:?}; try again when that is done", t.status),
+                format!(
+                    "topology {name:?} is {:?}; try again when that is done",
+                    t.status
+                ),
             )),
             _ => {
                 t.status = status;
@@ -289,7 +304,10 @@ impl<S: StateStorage> Nimbus<S> {
         let mut guard = self.locked();
         let mut t = self.by_name(name)?;
         let invalid = |m: String| RpcError::new(ErrorKind::Invalid, m);
-        if matches!(t.status, TopologyStatus::Killed | TopologyStatus::Rebalancing) {
+        if matches!(
+            t.status,
+            TopologyStatus::Killed | TopologyStatus::Rebalancing
+        ) {
             return Err(invalid(format!("topology {name:?} is {:?}", t.status)));
         }
         if let Some(w) = workers {

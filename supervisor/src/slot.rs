@@ -207,10 +207,20 @@ mod tests {
         let (s, acts) = step(&running(), Some(&a("t")), &obs(1000, false, Some(900)), &T);
         assert_eq!(s, starting(1000));
         assert!(is_kill(&acts) && acts.len() == 2);
-        let (s, acts) = step(&running(), Some(&a("t")), &obs(40_000, true, Some(9_999)), &T);
+        let (s, acts) = step(
+            &running(),
+            Some(&a("t")),
+            &obs(40_000, true, Some(9_999)),
+            &T,
+        );
         assert_eq!(s, starting(40_000));
         assert!(is_kill(&acts));
-        let (s, acts) = step(&running(), Some(&a("t")), &obs(40_000, true, Some(10_000)), &T);
+        let (s, acts) = step(
+            &running(),
+            Some(&a("t")),
+            &obs(40_000, true, Some(10_000)),
+            &T,
+        );
         assert_eq!((s, acts), (running(), vec![]));
     }
 

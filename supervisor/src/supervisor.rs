@@ -165,7 +165,9 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
     }
 
     fn worker_dir(&self, topology_id: &str, port: u16) -> PathBuf {
-        self.dir.join("workers").join(format!("{topology_id}-{port}"))
+        self.dir
+            .join("workers")
+            .join(format!("{topology_id}-{port}"))
     }
 
     fn step_slot(
@@ -294,7 +296,10 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
     /// Removes binaries and worker directories of topologies no longer
     /// assigned here.
     fn clean_binaries(&self, desired: &BTreeMap<u16, (LocalAssignment, TopologyRecord)>) {
-        let keep: BTreeSet<&str> = desired.values().map(|(_, t)| t.binary_hash.as_str()).collect();
+        let keep: BTreeSet<&str> = desired
+            .values()
+            .map(|(_, t)| t.binary_hash.as_str())
+            .collect();
         let running: BTreeSet<String> = desired
             .iter()
             .map(|(p, (a, _))| format!("{}-{p}", a.topology_id))
@@ -359,6 +364,8 @@ pub fn run(config: &ClusterConfig) -> Result<(), SupervisorError> {
         if let Err(e) = sup.sync() {
             tracing::warn!("supervisor sync failed: {e}");
         }
-        std::thread::sleep(Duration::from_secs(config.supervisor_monitor_frequency_secs));
+        std::thread::sleep(Duration::from_secs(
+            config.supervisor_monitor_frequency_secs,
+        ));
     }
 }

@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 /// The ZooKeeper of this test run. Panics (the test fails) when there is
 /// none: cluster tests are never skipped silently.
 pub fn zookeeper() -> String {
-    std::env::var("SQUALL_TEST_ZK").expect(
-        "SQUALL_TEST_ZK is not set: run the tests with scripts/test (it starts ZooKeeper)",
-    )
+    std::env::var("SQUALL_TEST_ZK")
+        .expect("SQUALL_TEST_ZK is not set: run the tests with scripts/test (it starts ZooKeeper)")
 }
 
 /// A free loopback TCP port.
@@ -42,7 +41,10 @@ pub fn free_ports(n: usize) -> Vec<u16> {
 pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -81,11 +83,18 @@ impl Cluster {
     /// A cluster with no daemon yet. `nimbuses` Nimbus ports are reserved
     /// (all listed in `nimbus.seeds`).
     pub fn new(nimbuses: usize) -> Self {
-        let dir = tempfile::Builder::new().prefix("squall-cluster-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("squall-cluster-")
+            .tempdir()
+            .unwrap();
         let root = format!(
             "/test-{}-{}",
             std::process::id(),
-            dir.path().file_name().unwrap().to_string_lossy().replace('.', "")
+            dir.path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .replace('.', "")
         );
         Self {
             dir,
@@ -102,7 +111,10 @@ impl Cluster {
     }
 
     pub fn nimbus_addresses(&self) -> Vec<String> {
-        self.nimbus_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect()
+        self.nimbus_ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect()
     }
 
     /// The `-c` settings every command of this cluster gets: short
@@ -125,7 +137,10 @@ impl Cluster {
     }
 
     fn conf_args(&self) -> Vec<String> {
-        self.conf().into_iter().flat_map(|c| ["-c".to_owned(), c]).collect()
+        self.conf()
+            .into_iter()
+            .flat_map(|c| ["-c".to_owned(), c])
+            .collect()
     }
 
     /// Starts `squall <command>` with this cluster's settings plus `conf`
@@ -159,9 +174,11 @@ impl Cluster {
         }
         self.nimbus[i] = Some(d);
         let addr = self.nimbus_addresses()[i].clone();
-        wait_until(&format!("nimbus {i} to listen"), Duration::from_secs(30), || {
-            std::net::TcpStream::connect(&addr).is_ok()
-        });
+        wait_until(
+            &format!("nimbus {i} to listen"),
+            Duration::from_secs(30),
+            || std::net::TcpStream::connect(&addr).is_ok(),
+        );
     }
 
     /// Starts a supervisor with `slots` ports; returns its index.
@@ -224,7 +241,8 @@ impl Cluster {
     /// Waits until `n` supervisors are registered.
     pub fn wait_supervisors(&self, n: usize) {
         wait_until(&format!("{n} supervisors"), Duration::from_secs(30), || {
-            self.cluster_info().is_some_and(|c| c.supervisors.len() == n)
+            self.cluster_info()
+                .is_some_and(|c| c.supervisors.len() == n)
         });
     }
 

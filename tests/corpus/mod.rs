@@ -62,4 +62,3 @@ pub fn plain_count(dir: &Path) -> HashMap<String, u64> {
     }
     counts
 }
-

@@ -183,9 +183,7 @@ impl ClusterConfig {
             "supervisor.worker.start.timeout.secs" => {
                 self.supervisor_worker_start_timeout_secs = secs()?
             }
-            "supervisor.monitor.frequency.secs" => {
-                self.supervisor_monitor_frequency_secs = secs()?
-            }
+            "supervisor.monitor.frequency.secs" => self.supervisor_monitor_frequency_secs = secs()?,
             "worker.heartbeat.frequency.secs" => self.worker_heartbeat_frequency_secs = secs()?,
             _ => return Ok(false),
         }

@@ -27,13 +27,13 @@ mod value;
 pub use builder::{
     BoltDeclarer, BoltFactory, SpoutDeclarer, SpoutFactory, StreamSource, Topology, TopologyBuilder,
 };
+pub use cluster_config::ClusterConfig;
 pub use collector::{
     Anchors, BasicOutputCollector, BoltOutput, OutputCollector, SpoutOutput, SpoutOutputCollector,
 };
 /// The string type of [`Value::Str`]: inline up to 24 bytes.
 pub use compact_str::CompactString;
 pub use component::{BasicBolt, BasicBoltAdapter, Bolt, ExecuteError, FailReason, Spout};
-pub use cluster_config::ClusterConfig;
 pub use config::{Config, ConfigError};
 pub use context::{ExecutorSpec, TaskLayout, TopologyContext, ACKER_COMPONENT};
 pub use declarer::{OutputFieldsDeclarer, StreamDef};

@@ -188,7 +188,9 @@ pub fn start_server(
                     let stats = stats.clone();
                     let spawned = std::thread::Builder::new()
                         .name("worker-receive".into())
-                        .spawn(move || receive(stream, peer.to_string(), inbound, stats, max_frame_bytes));
+                        .spawn(move || {
+                            receive(stream, peer.to_string(), inbound, stats, max_frame_bytes)
+                        });
                     if let Err(e) = spawned {
                         tracing::error!("cannot start a receive thread: {e}");
                     }
@@ -228,7 +230,9 @@ fn receive(
         drain(&mut overflow, &inbound);
         match framed.recv() {
             Ok(Some(batch)) => {
-                stats.received.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                stats
+                    .received
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 deliver(batch, &inbound, &mut overflow);
             }
             Ok(None) => return,

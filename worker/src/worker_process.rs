@@ -6,7 +6,9 @@
 use crate::launch::{launch, LaunchOptions, Partial, RunningTopology};
 use crate::transport::{start_server, start_transfer, PeerMap, TransportStats};
 use squall_cluster::rpc::spec_hash;
-use squall_cluster::schema::{Assignment, TopologyRecord, TopologyStatus, WorkerHeartbeat, WorkerSlot};
+use squall_cluster::schema::{
+    Assignment, TopologyRecord, TopologyStatus, WorkerHeartbeat, WorkerSlot,
+};
 use squall_cluster::{ClusterState, StateError, ZkStorage};
 use squall_topology_api::{ExecutorSpec, TaskLayout, Topology};
 use std::net::TcpListener;
@@ -111,17 +113,17 @@ impl WorkerEnv {
         std::env::var_os(env::TOPOLOGY)?;
         Some((|| {
             let port = var(env::PORT)?;
-            let session: u64 = var(env::ZOOKEEPER_SESSION_MS)?
-                .parse()
-                .map_err(|_| WorkerError::Env(format!("{} is not a number", env::ZOOKEEPER_SESSION_MS)))?;
+            let session: u64 = var(env::ZOOKEEPER_SESSION_MS)?.parse().map_err(|_| {
+                WorkerError::Env(format!("{} is not a number", env::ZOOKEEPER_SESSION_MS))
+            })?;
             Ok(Self {
                 topology_id: var(env::TOPOLOGY)?,
                 slot: WorkerSlot {
                     supervisor: var(env::SUPERVISOR)?,
                     host: var(env::HOST)?,
-                    port: port
-                        .parse()
-                        .map_err(|_| WorkerError::Env(format!("{} = {port:?} is not a port", env::PORT)))?,
+                    port: port.parse().map_err(|_| {
+                        WorkerError::Env(format!("{} = {port:?} is not a port", env::PORT))
+                    })?,
                 },
                 dir: PathBuf::from(var(env::DIR)?),
                 zookeeper: var(env::ZOOKEEPER)?,
@@ -254,9 +256,16 @@ pub fn run_worker(topology: &Topology, env: &WorkerEnv) -> Result<WorkerExit, Wo
     let peers: PeerMap = Arc::new(RwLock::new(peer_addresses(&layout, &assignment, &env.slot)));
     let stats = Arc::new(TransportStats::default());
     let max_frame = record.config.cluster.nimbus_max_frame_bytes.max(16 << 20);
-    start_server(listener, running.inbound(), stats.clone(), max_frame).map_err(WorkerError::Thread)?;
-    start_transfer(transfer_rx, running.inbound(), peers.clone(), stats.clone(), max_frame)
+    start_server(listener, running.inbound(), stats.clone(), max_frame)
         .map_err(WorkerError::Thread)?;
+    start_transfer(
+        transfer_rx,
+        running.inbound(),
+        peers.clone(),
+        stats.clone(),
+        max_frame,
+    )
+    .map_err(WorkerError::Thread)?;
     tracing::info!(topology = %record.id, slot = %env.slot, executors = mine.len(), "worker running");
 
     let period = Duration::from_secs(record.config.cluster.worker_heartbeat_frequency_secs.max(1));
@@ -311,7 +320,10 @@ pub fn run_worker(topology: &Topology, env: &WorkerEnv) -> Result<WorkerExit, Wo
         }
         let dropped = stats.dropped.load(Ordering::Relaxed);
         if dropped != last_dropped {
-            tracing::warn!(dropped = dropped - last_dropped, "tuples dropped for unreachable peers (their trees replay)");
+            tracing::warn!(
+                dropped = dropped - last_dropped,
+                "tuples dropped for unreachable peers (their trees replay)"
+            );
             last_dropped = dropped;
         }
         std::thread::sleep(period.saturating_sub(round.elapsed()));

@@ -7,24 +7,38 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 fn leader(c: &ClusterConfig) -> anyhow::Result<NimbusClient> {
-    Ok(NimbusClient::connect_leader(&c.nimbus_addresses(), c.nimbus_max_frame_bytes)?)
+    Ok(NimbusClient::connect_leader(
+        &c.nimbus_addresses(),
+        c.nimbus_max_frame_bytes,
+    )?)
 }
 
 fn any(c: &ClusterConfig) -> anyhow::Result<NimbusClient> {
-    Ok(NimbusClient::connect(&c.nimbus_addresses(), c.nimbus_max_frame_bytes)?)
+    Ok(NimbusClient::connect(
+        &c.nimbus_addresses(),
+        c.nimbus_max_frame_bytes,
+    )?)
 }
 
 /// `squall jar`: uploads the binary (with a progress bar), then runs it
 /// with the environment that makes its `submit_topology` submit.
-pub fn jar(c: &ClusterConfig, conf: &[String], binary: &Path, args: &[String]) -> anyhow::Result<i32> {
-    let data = std::fs::read(binary).with_context(|| format!("cannot read {}", binary.display()))?;
+pub fn jar(
+    c: &ClusterConfig,
+    conf: &[String],
+    binary: &Path,
+    args: &[String],
+) -> anyhow::Result<i32> {
+    let data =
+        std::fs::read(binary).with_context(|| format!("cannot read {}", binary.display()))?;
     let sha = sha256_hex(&data);
     let mut client = leader(c)?;
     let bar = indicatif::ProgressBar::new(data.len() as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("uploading {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-            .map_err(|e| anyhow!("{e}"))?
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "uploading {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .map_err(|e| anyhow!("{e}"))?
+        .progress_chars("=> "),
     );
     bar.set_message(
         binary
@@ -67,7 +81,10 @@ pub fn activate(c: &ClusterConfig, name: &str, on: bool) -> anyhow::Result<i32> 
         Request::Deactivate { name: name.clone() }
     };
     leader(c)?.call_ok(req)?;
-    println!("{} topology: {name}", if on { "Activated" } else { "Deactivated" });
+    println!(
+        "{} topology: {name}",
+        if on { "Activated" } else { "Deactivated" }
+    );
     Ok(0)
 }
 
