@@ -69,8 +69,13 @@ impl Drop for Daemon {
     }
 }
 
+/// One cluster at a time per test binary: a 2-core machine running several
+/// clusters at once would starve heartbeats.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A cluster under a temporary directory.
 pub struct Cluster {
+    _serial: std::sync::MutexGuard<'static, ()>,
     pub dir: tempfile::TempDir,
     pub root: String,
     pub nimbus_ports: Vec<u16>,
@@ -83,6 +88,7 @@ impl Cluster {
     /// A cluster with no daemon yet. `nimbuses` Nimbus ports are reserved
     /// (all listed in `nimbus.seeds`).
     pub fn new(nimbuses: usize) -> Self {
+        let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let dir = tempfile::Builder::new()
             .prefix("squall-cluster-")
             .tempdir()
@@ -97,6 +103,7 @@ impl Cluster {
                 .replace('.', "")
         );
         Self {
+            _serial: serial,
             dir,
             root,
             nimbus_ports: free_ports(nimbuses),
