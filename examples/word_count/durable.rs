@@ -51,6 +51,22 @@ impl SpoutProgress {
     }
 }
 
+/// Takes the exclusive lock of `path` (a `.lock` file), waiting while
+/// another process holds it: a worker cut off from its supervisor keeps
+/// running until it sees its reassignment, and must not write the same
+/// task's files as the worker that replaced it. The lock is released when
+/// the process ends.
+fn own(path: &Path) -> Option<std::fs::File> {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path.with_extension("lock"))
+        .ok()?;
+    lock.lock().ok()?;
+    Some(lock)
+}
+
 /// Writes `text` to `path` atomically (temporary file, then rename).
 fn write_atomic(path: &Path, text: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
@@ -60,6 +76,7 @@ fn write_atomic(path: &Path, text: &[u8]) -> std::io::Result<()> {
 
 /// The spout side: pending positions and the checkpoint file.
 pub struct Checkpoint {
+    _lock: Option<std::fs::File>,
     dir: PathBuf,
     path: PathBuf,
     pending: BTreeSet<Position>,
@@ -71,6 +88,7 @@ impl Checkpoint {
     /// A checkpoint in `dir` (not yet bound to a task).
     pub fn new(dir: PathBuf) -> Self {
         Self {
+            _lock: None,
             path: dir.clone(),
             dir,
             pending: BTreeSet::new(),
@@ -82,6 +100,7 @@ impl Checkpoint {
     /// Binds to the spout task and returns where to resume.
     pub fn open(&mut self, task: TaskId) -> Position {
         self.path = self.dir.join(format!("lines-{}.progress", task.0));
+        self._lock = own(&self.path);
         SpoutProgress::read(&self.path)
             .map(|p| p.watermark)
             .unwrap_or_default()
@@ -129,6 +148,7 @@ impl Checkpoint {
 
 /// Counts words durably; acks what it counted once the counts are written.
 pub struct DurableCountBolt {
+    _lock: Option<std::fs::File>,
     dir: PathBuf,
     path: PathBuf,
     counts: FxHashMap<CompactString, u64>,
@@ -148,6 +168,7 @@ impl DurableCountBolt {
     /// loses up to a tick of counts).
     pub fn new(dir: PathBuf, ack_first: bool) -> Self {
         Self {
+            _lock: None,
             path: dir.clone(),
             dir,
             counts: FxHashMap::default(),
@@ -182,6 +203,7 @@ impl Bolt for DurableCountBolt {
         self.path = self
             .dir
             .join(format!("counts-{}.tsv", ctx.this_task_id().0));
+        self._lock = own(&self.path);
         if let Ok(text) = std::fs::read_to_string(&self.path) {
             for line in text.lines() {
                 if let Some((w, c)) = line.split_once('\t') {
