@@ -58,13 +58,13 @@ pub enum SubmitError {
 /// supervisor, so `main` should call [`submit_topology`] rather than run the
 /// topology itself.
 pub fn is_cluster_run() -> bool {
-    [env::JAR_NIMBUS, env::LOCAL_TTL, squall_worker_env_var()]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some())
-}
-
-fn squall_worker_env_var() -> &'static str {
-    "SQUALL_WORKER_TOPOLOGY"
+    [
+        env::JAR_NIMBUS,
+        env::LOCAL_TTL,
+        squall_cluster::worker_env::TOPOLOGY,
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some())
 }
 
 /// Submits `topology` as `name` with `config` (see the module docs for

@@ -88,9 +88,7 @@ fn deactivate_pauses_spouts_activate_resumes_and_rebalance_respreads() {
 
     c.wait_word_count_done(&state, Duration::from_secs(200));
     let got = Cluster::merged_counts(&state);
-    let third: std::collections::HashMap<String, u64> =
-        got.iter().map(|(w, n)| (w.clone(), n / 2)).collect();
-    check_counts(&third, false);
+    check_counts_at_least(&got, 2);
 
     // Kill with a wait: deactivated at once, removed after the wait.
     c.squall_ok(&["kill", "ctl", "-w", "3"]);

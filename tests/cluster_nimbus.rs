@@ -180,9 +180,7 @@ fn standby_nimbus_takes_over_and_workers_keep_running() {
     assert_eq!(kind, ErrorKind::NotLeader);
     assert!(msg.contains("is not the leader"), "{msg}");
 
-    wait_until("lines flowing", Duration::from_secs(60), || {
-        Cluster::spout_progress(&state).is_some_and(|(a, _)| a > 10_000)
-    });
+    Cluster::wait_acked(&state, 10_000, Duration::from_secs(60));
     c.nimbus[0].take().unwrap().kill9();
     let (before, _) = Cluster::spout_progress(&state).unwrap();
     wait_until(

@@ -32,7 +32,7 @@ fn word_count_across_three_workers_on_two_supervisors_is_exact() {
     assert!(list.contains("wc") && list.contains("ACTIVE"), "{list}");
 
     c.wait_word_count_done(&state, Duration::from_secs(240));
-    check_counts(&Cluster::merged_counts(&state), true);
+    check_counts(&Cluster::merged_counts(&state));
     let (acked, _) = Cluster::spout_progress(&state).unwrap();
     assert_eq!(acked, 187_182, "every line acked once");
     c.squall_ok(&["kill", "wc", "-w", "0"]);
@@ -55,57 +55,33 @@ fn a_worker_killed_with_kill_9_is_restarted_and_no_line_is_lost() {
             "2",
         ],
     );
-    wait_until("some lines acked", Duration::from_secs(60), || {
-        Cluster::spout_progress(&state).is_some_and(|(acked, _)| acked > 20_000)
-    });
+    Cluster::wait_acked(&state, 20_000, Duration::from_secs(60));
     // A worker without the spout: its counts and in-flight tuples are lost
     // and must be replayed.
     let info = c.info("wc-kill").unwrap();
-    let spout_slot = info
-        .executors
-        .iter()
-        .find(|e| e.0 == "lines")
-        .unwrap()
-        .3
-        .clone();
+    let spout_slot = slot_of(&info, "lines");
     let victim_slot = info
         .executors
         .iter()
         .map(|e| e.3.clone())
         .find(|s| *s != spout_slot)
         .unwrap();
-    let pids = c.worker_pids();
-    let victim = pids
-        .iter()
-        .find(|(pid, _)| {
-            std::fs::read_to_string(format!("/proc/{pid}/environ"))
-                .unwrap_or_default()
-                .contains(&format!("SQUALL_WORKER_PORT={}", victim_slot.port))
-        })
-        .unwrap_or_else(|| panic!("no worker process for {victim_slot} in {pids:?}"))
-        .0;
-    std::process::Command::new("kill")
-        .args(["-9", &victim.to_string()])
-        .status()
-        .unwrap();
+    let victim = c
+        .worker_pid_on(victim_slot.port)
+        .unwrap_or_else(|| panic!("no worker process for {victim_slot}"));
+    kill9(victim);
     wait_until(
         "the worker to be restarted",
         Duration::from_secs(60),
         || {
-            c.worker_pids().iter().any(|(pid, _)| {
-                *pid != victim
-                    && std::fs::read_to_string(format!("/proc/{pid}/environ"))
-                        .unwrap_or_default()
-                        .contains(&format!("SQUALL_WORKER_PORT={}", victim_slot.port))
-            })
+            c.worker_pid_on(victim_slot.port)
+                .is_some_and(|pid| pid != victim)
         },
     );
     c.wait_word_count_done(&state, Duration::from_secs(300));
     let got = Cluster::merged_counts(&state);
     // Two passes over the corpus: every count at least twice the reference.
-    let doubled: std::collections::HashMap<String, u64> =
-        got.iter().map(|(w, n)| (w.clone(), n / 2)).collect();
-    check_counts(&doubled, false);
+    check_counts_at_least(&got, 2);
 }
 
 #[test]
@@ -122,18 +98,9 @@ fn executors_of_a_killed_supervisor_move_to_the_other_one() {
             "2",
         ],
     );
-    wait_until("some lines acked", Duration::from_secs(60), || {
-        Cluster::spout_progress(&state).is_some_and(|(acked, _)| acked > 20_000)
-    });
+    Cluster::wait_acked(&state, 20_000, Duration::from_secs(60));
     let info = c.info("wc-sup").unwrap();
-    let spout_sup = info
-        .executors
-        .iter()
-        .find(|e| e.0 == "lines")
-        .unwrap()
-        .3
-        .supervisor
-        .clone();
+    let spout_sup = slot_of(&info, "lines").supervisor;
     let sups = c.cluster_info().unwrap().supervisors;
     let victim = sups.iter().position(|s| s.id != spout_sup).unwrap_or(1);
     let victim_id = sups[victim].id.clone();
@@ -156,7 +123,5 @@ fn executors_of_a_killed_supervisor_move_to_the_other_one() {
     );
     c.wait_word_count_done(&state, Duration::from_secs(300));
     let got = Cluster::merged_counts(&state);
-    let halved: std::collections::HashMap<String, u64> =
-        got.iter().map(|(w, n)| (w.clone(), n / 2)).collect();
-    check_counts(&halved, false);
+    check_counts_at_least(&got, 2);
 }

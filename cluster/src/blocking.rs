@@ -27,11 +27,6 @@ impl<S: Read + Write, In: DeserializeOwned, Out: Serialize> FramedStream<S, In, 
         }
     }
 
-    /// The underlying stream.
-    pub fn get_ref(&self) -> &S {
-        &self.stream
-    }
-
     /// Encodes and writes one frame.
     ///
     /// # Errors

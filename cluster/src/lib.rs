@@ -14,9 +14,19 @@ pub mod rpc;
 pub mod schema;
 mod state;
 mod storage;
+pub mod worker_env;
 mod zk;
 
 pub use memory::{MemoryCluster, MemoryStorage};
 pub use state::ClusterState;
 pub use storage::{check_path, parent, NodeMode, StateError, StateStorage, Version};
 pub use zk::ZkStorage;
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it): the
+/// time unit of every record in the cluster state.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

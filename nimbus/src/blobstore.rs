@@ -176,11 +176,6 @@ impl BlobStore {
             keep
         });
     }
-
-    /// Open upload sessions.
-    pub fn open_sessions(&self) -> usize {
-        self.sessions().len()
-    }
 }
 
 fn no_session(session: &str) -> RpcError {

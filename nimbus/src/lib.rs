@@ -17,9 +17,9 @@ pub use blobstore::{is_sha256, BlobStore, MAX_BLOB_BYTES};
 pub use monitor::Monitor;
 pub use scheduler::{interleave_slots, schedule_even, ScheduleError};
 pub use server::serve;
-pub use service::{now_ms, valid_name, Nimbus};
+pub use service::{valid_name, Nimbus};
 
-use squall_cluster::{ClusterState, StateStorage, ZkStorage};
+use squall_cluster::{now_ms, ClusterState, StateStorage, ZkStorage};
 use squall_topology_api::ClusterConfig;
 use std::net::TcpListener;
 use std::path::Path;

@@ -173,10 +173,16 @@ impl Monitor {
             return Ok(());
         }
         let own: BTreeSet<&WorkerSlot> = current_execs.iter().map(|(_, s)| s).collect();
+        // Its own slots while alive, and slots no other topology uses.
         let free: Vec<WorkerSlot> = all_slots
             .iter()
-            .filter(|s| !used.contains(*s) || own.contains(s))
-            .filter(|s| !own.contains(s) || alive.contains(*s))
+            .filter(|s| {
+                if own.contains(s) {
+                    alive.contains(*s)
+                } else {
+                    !used.contains(*s)
+                }
+            })
             .cloned()
             .collect();
         let placed = match schedule_even(

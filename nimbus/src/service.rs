@@ -7,20 +7,12 @@ use squall_cluster::rpc::{
     TopologyInfo, TopologySummary,
 };
 use squall_cluster::schema::{PendingAction, TopologyRecord, TopologyStatus};
-use squall_cluster::{ClusterState, StateError, StateStorage};
-use squall_topology_api::spec::{ComponentKind, TopologySpec};
+use squall_cluster::{now_ms, ClusterState, StateError, StateStorage};
+use squall_topology_api::spec::TopologySpec;
 use squall_topology_api::{ClusterConfig, Config, TaskLayout, SYSTEM_PREFIX};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// Whether `name` is a valid topology name: Storm's `^[^/.:\\]+$`.
 pub fn valid_name(name: &str) -> bool {
@@ -403,14 +395,12 @@ impl<S: StateStorage> Nimbus<S> {
                 metrics.tasks.insert(task, m);
             }
         }
-        for (c, spec) in &t.spec.components {
-            if spec.kind == ComponentKind::Bolt || spec.kind == ComponentKind::Spout {
-                if let Ok(list) = self.state.errors(&t.id, c.as_str()) {
-                    errors
-                        .entry(c.0.clone())
-                        .or_default()
-                        .extend(list.into_iter().map(|e| e.message));
-                }
+        for c in t.spec.components.keys() {
+            if let Ok(list) = self.state.errors(&t.id, c.as_str()) {
+                errors
+                    .entry(c.0.clone())
+                    .or_default()
+                    .extend(list.into_iter().map(|e| e.message));
             }
         }
         Ok(TopologyInfo {
@@ -423,12 +413,10 @@ impl<S: StateStorage> Nimbus<S> {
 
     fn cluster_info(&self) -> Result<ClusterSummary, RpcError> {
         let now = now_ms();
-        let mut used: BTreeMap<(String, u16), ()> = BTreeMap::new();
+        let mut used: BTreeSet<(String, u16)> = BTreeSet::new();
         for t in self.state.topologies().map_err(state_error)? {
             if let Some((a, _)) = self.state.assignment(&t.id).map_err(state_error)? {
-                for s in a.slots() {
-                    used.insert((s.supervisor, s.port), ());
-                }
+                used.extend(a.slots().into_iter().map(|s| (s.supervisor, s.port)));
             }
         }
         let supervisors = self
@@ -440,7 +428,7 @@ impl<S: StateStorage> Nimbus<S> {
                 used_slots: s
                     .ports
                     .iter()
-                    .filter(|p| used.contains_key(&(s.id.clone(), **p)))
+                    .filter(|p| used.contains(&(s.id.clone(), **p)))
                     .count() as u32,
                 slots: s.ports.len() as u32,
                 uptime_secs: now.saturating_sub(s.started_at_ms) / 1000,

@@ -12,4 +12,4 @@ pub mod slot;
 mod supervisor;
 
 pub use launcher::{Launcher, ProcessLauncher, WorkerHandle, WorkerLaunch};
-pub use supervisor::{env, run, Supervisor, SupervisorError};
+pub use supervisor::{run, Supervisor, SupervisorError};

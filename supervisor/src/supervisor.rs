@@ -3,36 +3,13 @@
 use crate::launcher::{Launcher, WorkerHandle, WorkerLaunch};
 use crate::slot::{step, Action, LocalAssignment, Observation, SlotState, SlotTimeouts};
 use squall_cluster::rpc::{sha256_hex, NimbusClient};
-use squall_cluster::schema::{SupervisorInfo, TopologyRecord, WorkerSlot};
-use squall_cluster::{ClusterState, StateError, StateStorage, ZkStorage};
+use squall_cluster::schema::{SupervisorInfo, TopologyRecord};
+use squall_cluster::worker_env as env;
+use squall_cluster::{now_ms, ClusterState, StateError, StateStorage, ZkStorage};
 use squall_topology_api::ClusterConfig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// Names of the environment variables that put a topology binary in worker
-/// mode (set by the supervisor, read by the worker).
-pub mod env {
-    /// The topology id.
-    pub const TOPOLOGY: &str = "SQUALL_WORKER_TOPOLOGY";
-    /// The slot's port.
-    pub const PORT: &str = "SQUALL_WORKER_PORT";
-    /// The supervisor's id.
-    pub const SUPERVISOR: &str = "SQUALL_WORKER_SUPERVISOR";
-    /// The host name peers reach the worker at.
-    pub const HOST: &str = "SQUALL_WORKER_HOST";
-    /// The worker's directory (local heartbeat file).
-    pub const DIR: &str = "SQUALL_WORKER_DIR";
-    /// The ZooKeeper connect string.
-    pub const ZOOKEEPER: &str = "SQUALL_WORKER_ZOOKEEPER";
-    /// The ZooKeeper root.
-    pub const ZOOKEEPER_ROOT: &str = "SQUALL_WORKER_ZOOKEEPER_ROOT";
-    /// The ZooKeeper session timeout, ms.
-    pub const ZOOKEEPER_SESSION_MS: &str = "SQUALL_WORKER_ZOOKEEPER_SESSION_MS";
-    /// File name of the local heartbeat inside the worker directory: the
-    /// time of the latest beat, ms since the Unix epoch, as text.
-    pub const HEARTBEAT_FILE: &str = "heartbeat";
-}
 
 /// Why the supervisor could not start.
 #[derive(Debug, thiserror::Error)]
@@ -48,13 +25,6 @@ pub enum SupervisorError {
         /// The OS error.
         error: std::io::Error,
     },
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 struct Slot {
@@ -320,29 +290,6 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
                 }
             }
         }
-    }
-
-    /// Kills every worker (the supervisor is shutting down cleanly).
-    pub fn shutdown(&mut self) {
-        for slot in self.slots.values_mut() {
-            if let Some(mut w) = slot.worker.take() {
-                w.kill();
-            }
-            slot.state = SlotState::Empty;
-        }
-    }
-
-    /// This supervisor's slots.
-    pub fn worker_slots(&self) -> Vec<WorkerSlot> {
-        self.info
-            .ports
-            .iter()
-            .map(|p| WorkerSlot {
-                supervisor: self.info.id.clone(),
-                host: self.info.host.clone(),
-                port: *p,
-            })
-            .collect()
     }
 }
 

@@ -302,6 +302,13 @@ impl Cluster {
         None
     }
 
+    /// Waits until the word count spout has acked more than `lines` lines.
+    pub fn wait_acked(state: &Path, lines: u64, limit: Duration) {
+        wait_until(&format!("{lines} lines acked"), limit, || {
+            Self::spout_progress(state).is_some_and(|(acked, _)| acked > lines)
+        });
+    }
+
     /// Waits until the word count spout has every line acked.
     pub fn wait_word_count_done(&self, state: &Path, limit: Duration) {
         wait_until("every line acked", limit, || {
@@ -330,20 +337,42 @@ impl Cluster {
             .collect()
     }
 
-    /// Pids of this cluster's worker processes (their arguments name the
-    /// cluster's directory).
-    pub fn worker_pids(&self) -> Vec<(u32, String)> {
-        let out = Command::new("pgrep")
-            .args(["-a", "-f", &format!("state-dir {}", self.path().display())])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| {
-                let (pid, cmd) = l.split_once(' ')?;
-                Some((pid.parse().ok()?, cmd.to_owned()))
+    /// Pids of this cluster's processes whose command line names its
+    /// directory (workers get it in `--state-dir`), read from `/proc`.
+    fn pids_naming_dir(&self) -> Vec<u32> {
+        let needle = self.path().display().to_string();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| *pid != std::process::id())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
             })
             .collect()
+    }
+
+    /// Pids of this cluster's worker processes.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.pids_naming_dir()
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|e| String::from_utf8_lossy(&e).contains("SQUALL_WORKER_PORT="))
+            })
+            .collect()
+    }
+
+    /// The pid of the worker running on slot port `port`.
+    pub fn worker_pid_on(&self, port: u16) -> Option<u32> {
+        let var = format!("SQUALL_WORKER_PORT={port}\0");
+        self.worker_pids().into_iter().find(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|e| String::from_utf8_lossy(&e).contains(&var))
+        })
     }
 
     /// Prints the daemons' and workers' logs (on test failure).
@@ -381,23 +410,50 @@ impl Drop for Cluster {
         self.nimbus.clear();
         // Workers outlive a killed supervisor; their arguments name this
         // cluster's directory.
-        let _ = Command::new("pkill")
-            .args(["-9", "-f", &self.path().display().to_string()])
-            .status();
+        for pid in self.pids_naming_dir() {
+            kill9(pid);
+        }
     }
 }
 
-/// Asserts every word of the corpus is counted at least (`exact`: exactly)
-/// as often as the reference count says.
-pub fn check_counts(got: &std::collections::HashMap<String, u64>, exact: bool) {
+/// Sends SIGKILL to `pid` (the shell's builtin `kill`).
+pub fn kill9(pid: u32) {
+    let _ = Command::new("sh")
+        .args(["-c", &format!("kill -9 {pid}")])
+        .status();
+}
+
+/// Asserts every word of the corpus is counted exactly as often as the
+/// reference count says.
+pub fn check_counts(got: &std::collections::HashMap<String, u64>) {
+    let expected = crate::corpus::plain_count(&crate::corpus::corpus());
+    assert_eq!(got.len(), expected.len(), "distinct words");
+    for (w, c) in &expected {
+        assert_eq!(got.get(w).copied().unwrap_or(0), *c, "count of {w:?}");
+    }
+}
+
+/// Asserts every word of the corpus is counted at least `passes` times as
+/// often as the reference count says (at least once: replays may count a
+/// line twice, but no line may be lost).
+pub fn check_counts_at_least(got: &std::collections::HashMap<String, u64>, passes: u64) {
     let expected = crate::corpus::plain_count(&crate::corpus::corpus());
     assert_eq!(got.len(), expected.len(), "distinct words");
     for (w, c) in &expected {
         let g = got.get(w).copied().unwrap_or(0);
-        if exact {
-            assert_eq!(g, *c, "count of {w:?}");
-        } else {
-            assert!(g >= *c, "count of {w:?}: {g} < {c} (a line was lost)");
-        }
+        assert!(
+            g >= passes * c,
+            "count of {w:?}: {g} < {passes} × {c} (a line was lost)"
+        );
     }
+}
+
+/// The slot of `component`'s first executor.
+pub fn slot_of(info: &TopologyInfo, component: &str) -> squall_cluster::schema::WorkerSlot {
+    info.executors
+        .iter()
+        .find(|e| e.0 == component)
+        .unwrap_or_else(|| panic!("no executor of {component}"))
+        .3
+        .clone()
 }

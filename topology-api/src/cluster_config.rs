@@ -102,14 +102,28 @@ fn strings(v: &Value) -> Option<Vec<String>> {
 
 fn ports(v: &Value) -> Option<Vec<u16>> {
     match v {
-        Value::List(items) => items
-            .iter()
-            .map(|i| i.as_i64().and_then(|p| u16::try_from(p).ok()))
-            .collect(),
-        Value::Int(p) => u16::try_from(*p).ok().map(|p| vec![p]),
+        Value::List(items) => items.iter().map(port).collect(),
+        Value::Int(_) => port(v).map(|p| vec![p]),
         _ => None,
     }
-    .filter(|v: &Vec<u16>| !v.is_empty() && v.iter().all(|p| *p > 0))
+    .filter(|v: &Vec<u16>| !v.is_empty())
+}
+
+fn port(v: &Value) -> Option<u16> {
+    v.as_i64()
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|p| *p > 0)
+}
+
+/// `host:port` for each of `hosts`; a host given with its own port keeps it.
+fn with_port(hosts: &[String], port: u16) -> impl Iterator<Item = String> + '_ {
+    hosts.iter().map(move |h| {
+        if h.contains(':') {
+            h.clone()
+        } else {
+            format!("{h}:{port}")
+        }
+    })
 }
 
 impl ClusterConfig {
@@ -139,11 +153,7 @@ impl ClusterConfig {
                 self.zookeeper_servers = strings(value).ok_or_else(|| bad("a list of hosts"))?
             }
             "storm.zookeeper.port" => {
-                self.zookeeper_port = value
-                    .as_i64()
-                    .and_then(|p| u16::try_from(p).ok())
-                    .filter(|p| *p > 0)
-                    .ok_or_else(|| bad("a port number"))?
+                self.zookeeper_port = port(value).ok_or_else(|| bad("a port number"))?
             }
             "storm.zookeeper.root" => {
                 let root = text()?;
@@ -159,11 +169,7 @@ impl ClusterConfig {
                 self.nimbus_seeds = strings(value).ok_or_else(|| bad("a list of hosts"))?
             }
             "nimbus.thrift.port" => {
-                self.nimbus_port = value
-                    .as_i64()
-                    .and_then(|p| u16::try_from(p).ok())
-                    .filter(|p| *p > 0)
-                    .ok_or_else(|| bad("a port number"))?
+                self.nimbus_port = port(value).ok_or_else(|| bad("a port number"))?
             }
             "nimbus.thrift.max_buffer_size" => {
                 self.nimbus_max_frame_bytes = value
@@ -193,30 +199,13 @@ impl ClusterConfig {
     /// The ZooKeeper connect string, `host:port,host:port` (a server given
     /// with its own port keeps it).
     pub fn zookeeper_connect(&self) -> String {
-        self.zookeeper_servers
-            .iter()
-            .map(|h| {
-                if h.contains(':') {
-                    h.clone()
-                } else {
-                    format!("{h}:{}", self.zookeeper_port)
-                }
-            })
+        with_port(&self.zookeeper_servers, self.zookeeper_port)
             .collect::<Vec<_>>()
             .join(",")
     }
 
     /// Nimbus RPC addresses, `host:port`, in `nimbus.seeds` order.
     pub fn nimbus_addresses(&self) -> Vec<String> {
-        self.nimbus_seeds
-            .iter()
-            .map(|h| {
-                if h.contains(':') {
-                    h.clone()
-                } else {
-                    format!("{h}:{}", self.nimbus_port)
-                }
-            })
-            .collect()
+        with_port(&self.nimbus_seeds, self.nimbus_port).collect()
     }
 }

@@ -345,11 +345,6 @@ impl RunningTopology {
         }
     }
 
-    /// The stream numbering (identical in every worker of the topology).
-    pub fn streams(&self) -> &Arc<StreamTable> {
-        &self.shared.streams
-    }
-
     /// The acker task ids.
     pub fn acker_tasks(&self) -> &[TaskId] {
         &self.shared.ackers

@@ -50,15 +50,11 @@ impl From<WireTuple> for TupleMsg {
 /// when the assignment changes.
 pub type PeerMap = Arc<RwLock<Vec<Option<String>>>>;
 
-/// Counters of the transport, for logs and tests.
+/// Counters of the transport, for the worker's log.
 #[derive(Debug, Default)]
 pub struct TransportStats {
-    /// Tuples sent to peers.
-    pub sent: AtomicU64,
     /// Tuples dropped because their peer was unreachable.
     pub dropped: AtomicU64,
-    /// Tuples received from peers.
-    pub received: AtomicU64,
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -95,10 +91,7 @@ pub fn start_transfer(
                     Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
                 };
                 let n = batch.len() as u64;
-                let sent = send_batch(batch, &inbound, &peers, &mut conns, max_frame_bytes);
-                if sent {
-                    stats.sent.fetch_add(n, Ordering::Relaxed);
-                } else {
+                if !send_batch(batch, &inbound, &peers, &mut conns, max_frame_bytes) {
                     stats.dropped.fetch_add(n, Ordering::Relaxed);
                 }
                 inbound.in_flight.fetch_sub(n as i64, Ordering::AcqRel);
@@ -172,7 +165,6 @@ fn connect(addr: &str) -> std::io::Result<TcpStream> {
 pub fn start_server(
     listener: TcpListener,
     inbound: Inbound,
-    stats: Arc<TransportStats>,
     max_frame_bytes: usize,
 ) -> std::io::Result<JoinHandle<()>> {
     listener.set_nonblocking(true)?;
@@ -185,12 +177,9 @@ pub fn start_server(
             match listener.accept() {
                 Ok((stream, peer)) => {
                     let inbound = inbound.clone();
-                    let stats = stats.clone();
                     let spawned = std::thread::Builder::new()
                         .name("worker-receive".into())
-                        .spawn(move || {
-                            receive(stream, peer.to_string(), inbound, stats, max_frame_bytes)
-                        });
+                        .spawn(move || receive(stream, peer.to_string(), inbound, max_frame_bytes));
                     if let Err(e) = spawned {
                         tracing::error!("cannot start a receive thread: {e}");
                     }
@@ -206,13 +195,7 @@ pub fn start_server(
         })
 }
 
-fn receive(
-    stream: TcpStream,
-    peer: String,
-    inbound: Inbound,
-    stats: Arc<TransportStats>,
-    max_frame_bytes: usize,
-) {
+fn receive(stream: TcpStream, peer: String, inbound: Inbound, max_frame_bytes: usize) {
     if stream.set_nonblocking(false).is_err()
         || stream
             .set_read_timeout(Some(Duration::from_millis(5)))
@@ -229,12 +212,7 @@ fn receive(
         }
         drain(&mut overflow, &inbound);
         match framed.recv() {
-            Ok(Some(batch)) => {
-                stats
-                    .received
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                deliver(batch, &inbound, &mut overflow);
-            }
+            Ok(Some(batch)) => deliver(batch, &inbound, &mut overflow),
             Ok(None) => return,
             Err(FrameError::Io(e))
                 if matches!(

@@ -9,27 +9,14 @@ use squall_cluster::rpc::spec_hash;
 use squall_cluster::schema::{
     Assignment, TopologyRecord, TopologyStatus, WorkerHeartbeat, WorkerSlot,
 };
-use squall_cluster::{ClusterState, StateError, ZkStorage};
+use squall_cluster::worker_env as env;
+use squall_cluster::{now_ms, ClusterState, StateError, ZkStorage};
 use squall_topology_api::{ExecutorSpec, TaskLayout, Topology};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-
-/// Environment variable names a supervisor sets (mirrors
-/// `squall_supervisor::env`).
-mod env {
-    pub const TOPOLOGY: &str = "SQUALL_WORKER_TOPOLOGY";
-    pub const PORT: &str = "SQUALL_WORKER_PORT";
-    pub const SUPERVISOR: &str = "SQUALL_WORKER_SUPERVISOR";
-    pub const HOST: &str = "SQUALL_WORKER_HOST";
-    pub const DIR: &str = "SQUALL_WORKER_DIR";
-    pub const ZOOKEEPER: &str = "SQUALL_WORKER_ZOOKEEPER";
-    pub const ZOOKEEPER_ROOT: &str = "SQUALL_WORKER_ZOOKEEPER_ROOT";
-    pub const ZOOKEEPER_SESSION_MS: &str = "SQUALL_WORKER_ZOOKEEPER_SESSION_MS";
-    pub const HEARTBEAT_FILE: &str = "heartbeat";
-}
 
 /// Where a worker runs, read from the environment its supervisor set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,13 +119,6 @@ impl WorkerEnv {
             })
         })())
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// The executor indexes (into the layout) assigned to `slot`.
@@ -256,8 +236,7 @@ pub fn run_worker(topology: &Topology, env: &WorkerEnv) -> Result<WorkerExit, Wo
     let peers: PeerMap = Arc::new(RwLock::new(peer_addresses(&layout, &assignment, &env.slot)));
     let stats = Arc::new(TransportStats::default());
     let max_frame = record.config.cluster.nimbus_max_frame_bytes.max(16 << 20);
-    start_server(listener, running.inbound(), stats.clone(), max_frame)
-        .map_err(WorkerError::Thread)?;
+    start_server(listener, running.inbound(), max_frame).map_err(WorkerError::Thread)?;
     start_transfer(
         transfer_rx,
         running.inbound(),

@@ -1,0 +1,23 @@
+//! The environment a supervisor sets to start a topology binary in worker
+//! mode, and the worker's local heartbeat file: the contract between
+//! `squall-supervisor` (writer) and `squall-worker` (reader).
+
+/// The topology id; its presence means worker mode.
+pub const TOPOLOGY: &str = "SQUALL_WORKER_TOPOLOGY";
+/// The slot's port.
+pub const PORT: &str = "SQUALL_WORKER_PORT";
+/// The supervisor's id.
+pub const SUPERVISOR: &str = "SQUALL_WORKER_SUPERVISOR";
+/// The host name peers reach the worker at.
+pub const HOST: &str = "SQUALL_WORKER_HOST";
+/// The worker's directory (local heartbeat file).
+pub const DIR: &str = "SQUALL_WORKER_DIR";
+/// The ZooKeeper connect string.
+pub const ZOOKEEPER: &str = "SQUALL_WORKER_ZOOKEEPER";
+/// The ZooKeeper root.
+pub const ZOOKEEPER_ROOT: &str = "SQUALL_WORKER_ZOOKEEPER_ROOT";
+/// The ZooKeeper session timeout, ms.
+pub const ZOOKEEPER_SESSION_MS: &str = "SQUALL_WORKER_ZOOKEEPER_SESSION_MS";
+/// File name of the local heartbeat inside the worker directory: the time
+/// of the latest beat, ms since the Unix epoch, as text.
+pub const HEARTBEAT_FILE: &str = "heartbeat";
