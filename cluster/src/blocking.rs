@@ -8,12 +8,16 @@ use serde::Serialize;
 use std::io::{Read, Write};
 use tokio_util::codec::{Decoder, Encoder};
 
+/// Bytes asked of the stream per read.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
 /// Reads `In` frames from and writes `Out` frames to a blocking stream.
 pub struct FramedStream<S, In, Out> {
     stream: S,
     codec: FrameCodec<In, Out>,
     read_buf: BytesMut,
     write_buf: BytesMut,
+    chunk: Box<[u8]>,
 }
 
 impl<S: Read + Write, In: DeserializeOwned, Out: Serialize> FramedStream<S, In, Out> {
@@ -24,6 +28,7 @@ impl<S: Read + Write, In: DeserializeOwned, Out: Serialize> FramedStream<S, In, 
             codec: FrameCodec::new(max_frame_bytes),
             read_buf: BytesMut::with_capacity(8 * 1024),
             write_buf: BytesMut::with_capacity(8 * 1024),
+            chunk: vec![0; READ_CHUNK_BYTES].into_boxed_slice(),
         }
     }
 
@@ -33,10 +38,37 @@ impl<S: Read + Write, In: DeserializeOwned, Out: Serialize> FramedStream<S, In, 
     /// [`FrameError::TooLarge`] for a message over the cap (nothing is
     /// written), [`FrameError::Io`] when the write fails.
     pub fn send(&mut self, msg: Out) -> Result<(), FrameError> {
+        self.feed(msg)?;
+        self.flush()
+    }
+
+    /// Encodes one frame behind those already fed, without writing, so
+    /// several frames go out in one write at [`FramedStream::flush`].
+    ///
+    /// # Errors
+    /// [`FrameError::TooLarge`] for a message over the cap (nothing is
+    /// added).
+    pub fn feed(&mut self, msg: Out) -> Result<(), FrameError> {
+        self.codec.encode(msg, &mut self.write_buf)
+    }
+
+    /// The bytes fed and not yet written.
+    pub fn pending_bytes(&self) -> usize {
+        self.write_buf.len()
+    }
+
+    /// Writes every frame fed so far.
+    ///
+    /// # Errors
+    /// [`FrameError::Io`] when the write fails (the fed frames are
+    /// dropped: the stream is no longer usable).
+    pub fn flush(&mut self) -> Result<(), FrameError> {
+        let written = self
+            .stream
+            .write_all(&self.write_buf)
+            .and_then(|()| self.stream.flush());
         self.write_buf.clear();
-        self.codec.encode(msg, &mut self.write_buf)?;
-        self.stream.write_all(&self.write_buf)?;
-        self.stream.flush()?;
+        written?;
         Ok(())
     }
 
@@ -52,12 +84,11 @@ impl<S: Read + Write, In: DeserializeOwned, Out: Serialize> FramedStream<S, In, 
             if let Some(msg) = self.codec.decode(&mut self.read_buf)? {
                 return Ok(Some(msg));
             }
-            let mut chunk = [0u8; 16 * 1024];
-            let n = self.stream.read(&mut chunk)?;
+            let n = self.stream.read(&mut self.chunk)?;
             if n == 0 {
                 return self.codec.decode_eof(&mut self.read_buf);
             }
-            self.read_buf.extend_from_slice(&chunk[..n]);
+            self.read_buf.extend_from_slice(&self.chunk[..n]);
         }
     }
 }

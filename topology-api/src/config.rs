@@ -74,6 +74,17 @@ pub struct Config {
     /// `topology.stats.sample.rate`: the fraction of tuples timed for
     /// latency metrics (default 0.05, as Storm).
     pub stats_sample_rate: f64,
+    /// `topology.disable.loadaware.messaging`: plain shuffle everywhere
+    /// instead of preferring the worker's own tasks (default false, as
+    /// Storm).
+    pub disable_loadaware_messaging: bool,
+    /// `topology.localityaware.higher.bound`: a shuffle widens from the
+    /// worker's own tasks to every task once their average inbound queue
+    /// fill reaches this (0 to 1; default 0.8, as Storm).
+    pub localityaware_higher_bound: f64,
+    /// `topology.localityaware.lower.bound`: and narrows back to them once
+    /// it falls under this (0 to 1; default 0.2, as Storm).
+    pub localityaware_lower_bound: f64,
     /// Daemon settings (`storm.zookeeper.*`, `nimbus.*`, `supervisor.*`,
     /// `worker.*`, `storm.local.*`).
     #[serde(default)]
@@ -95,6 +106,9 @@ impl Default for Config {
             executor_receive_buffer_size: 32768,
             flush_tuple_freq_millis: 1,
             stats_sample_rate: 0.05,
+            disable_loadaware_messaging: false,
+            localityaware_higher_bound: 0.8,
+            localityaware_lower_bound: 0.2,
             cluster: ClusterConfig::default(),
             user: BTreeMap::new(),
         }
@@ -188,6 +202,7 @@ impl Config {
         };
         let positive = |v: &Value| v.as_i64().filter(|i| *i > 0);
         let non_negative = |v: &Value| v.as_i64().filter(|i| *i >= 0);
+        let fraction = |v: &Value| v.as_f64().filter(|r| (0.0..=1.0).contains(r));
         match key {
             "topology.workers" => {
                 self.workers = positive(&value).ok_or_else(|| bad("a positive integer"))? as u32
@@ -234,10 +249,20 @@ impl Config {
                     positive(&value).ok_or_else(|| bad("a positive integer"))? as u64
             }
             "topology.stats.sample.rate" => {
-                self.stats_sample_rate = value
-                    .as_f64()
-                    .filter(|r| (0.0..=1.0).contains(r))
-                    .ok_or_else(|| bad("a number from 0 to 1"))?
+                self.stats_sample_rate =
+                    fraction(&value).ok_or_else(|| bad("a number from 0 to 1"))?
+            }
+            "topology.disable.loadaware.messaging" => {
+                self.disable_loadaware_messaging =
+                    value.as_bool().ok_or_else(|| bad("true or false"))?
+            }
+            "topology.localityaware.higher.bound" => {
+                self.localityaware_higher_bound =
+                    fraction(&value).ok_or_else(|| bad("a number from 0 to 1"))?
+            }
+            "topology.localityaware.lower.bound" => {
+                self.localityaware_lower_bound =
+                    fraction(&value).ok_or_else(|| bad("a number from 0 to 1"))?
             }
             k if self.cluster.set(k, &value)? => {}
             k if RESERVED.iter().any(|p| k.starts_with(p)) => {

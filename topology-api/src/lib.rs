@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod spec;
 mod tuple;
 mod value;
+mod value_serde;
 
 pub use builder::{
     BoltDeclarer, BoltFactory, SpoutDeclarer, SpoutFactory, StreamSource, Topology, TopologyBuilder,

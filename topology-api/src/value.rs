@@ -1,7 +1,6 @@
 //! The dynamic values tuples carry.
 
 use compact_str::CompactString;
-use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,7 +9,8 @@ use std::hash::Hasher;
 /// One value in a tuple: null, bool, 64-bit int, 64-bit float, UTF-8 string,
 /// bytes, list or string-keyed map. Strings up to 24 bytes are stored inline
 /// (no heap allocation).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+/// Serialized untagged, as the format's own types (see `value_serde`).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum Value {
     /// No value.
     #[default]
@@ -257,7 +257,7 @@ impl<T: Into<Value>> From<Option<T>> for Value {
 
 /// The values of one tuple, in the order of its stream's [`Fields`](crate::Fields).
 /// Up to two values are stored inline (no heap allocation).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Values(pub SmallVec<[Value; 2]>);
 
 impl Values {

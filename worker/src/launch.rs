@@ -6,7 +6,7 @@ use crate::message::{
     Envelope, StreamTable, ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_RESET_TIMEOUT_STREAM,
 };
 use crate::outbox::Wiring;
-use crate::routing::Router;
+use crate::routing::{Locality, Router};
 use crate::shared::{EmitTap, Shared};
 use crate::spout_executor::SpoutExecutor;
 use squall_topology_api::metrics::TopologyMetrics;
@@ -154,10 +154,19 @@ pub fn launch(
             executor_of_task[t as usize] = i as u32;
         }
     }
+    let ackers = layout.component_tasks(ACKER_COMPONENT).to_vec();
+    let runs_here = |t: &TaskId| local[executor_of_task[t.0 as usize] as usize];
+    let mut local_ackers: Vec<u64> = (0..ackers.len() as u64)
+        .filter(|&i| runs_here(&ackers[i as usize]))
+        .collect();
+    if local_ackers.is_empty() {
+        local_ackers = (0..ackers.len() as u64).collect();
+    }
     let shared = Arc::new(Shared {
         name: name.to_owned(),
         topology: topology.clone(),
-        ackers: layout.component_tasks(ACKER_COMPONENT).to_vec(),
+        ackers,
+        local_ackers,
         spec,
         layout: layout.clone(),
         streams,
@@ -206,7 +215,7 @@ pub fn launch(
                         tasks.clone(),
                         inbound,
                         seed,
-                        &local,
+                        local.clone(),
                     )
                 });
                 if let Err(panic) = std::panic::catch_unwind(run) {
@@ -236,17 +245,24 @@ fn run_executor(
     tasks: std::ops::Range<u32>,
     inbound: crossbeam_channel::Receiver<Envelope>,
     seed: u64,
-    local: &[bool],
+    local: Arc<Vec<bool>>,
 ) {
-    let wiring = shared.wiring.clone();
-    let is_local = |t: TaskId| local[wiring.executor_of_task[t.0 as usize] as usize];
+    let config = &shared.config;
+    let locality = Locality {
+        local,
+        wiring: shared.wiring.clone(),
+        bounds: (!config.disable_loadaware_messaging).then_some((
+            config.localityaware_lower_bound,
+            config.localityaware_higher_bound,
+        )),
+    };
     let router = Router::new(
         component.as_str(),
         &shared.spec,
         &shared.topology,
         &shared.layout,
         &shared.streams,
-        &is_local,
+        &locality,
         seed,
     );
     match shared.spec.components[&component].kind {

@@ -8,7 +8,7 @@
 //! acker ([`acking`]), a bolt on the `__acker` component.
 //!
 //! In a cluster, [`run_worker`] runs the executors of one slot, moving
-//! tuples between workers over TCP ([`transport`]) and beating to the
+//! tuples between workers over TCP ([`transport`], encoded by [`wire`]) and beating to the
 //! cluster state. Depends on `squall-topology-api` and `squall-cluster`.
 #![forbid(missing_docs)]
 
@@ -23,6 +23,7 @@ mod shared;
 mod spout_executor;
 pub mod stats;
 pub mod transport;
+pub mod wire;
 mod worker_process;
 
 pub use launch::{

@@ -1,6 +1,7 @@
 //! Grouping dispatch: which tasks get each emitted tuple.
 
 use crate::message::StreamTable;
+use crate::outbox::Wiring;
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -10,6 +11,7 @@ use squall_topology_api::{
     CustomStreamGrouping, GroupingSpec, StreamId, TaskId, TaskLayout, Topology, Value, Values,
 };
 use std::hash::Hasher;
+use std::sync::Arc;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed, Xxh3};
 
 /// Target tasks of one emit; inline for up to 8.
@@ -71,8 +73,104 @@ impl Shuffler {
     }
 }
 
+/// How often (in picks) a locality-aware shuffle re-reads its local load.
+const LOAD_CHECK_PICKS: u32 = 64;
+
+/// Shuffle that prefers the subscriber tasks in this worker, as Storm 2's
+/// `LoadAwareShuffleGrouping` with locality awareness: it sends only to
+/// local tasks until their average load reaches the higher bound, then to
+/// every task until the local load falls under the lower bound. A task's
+/// load is the fill of its executor's inbound queue (0 to 1). Squall has
+/// two scopes, the worker and everything (Storm also has host and rack).
+struct LocalityShuffle {
+    local: Shuffler,
+    all: Shuffler,
+    local_executors: Vec<usize>,
+    wiring: Arc<Wiring>,
+    lower: f64,
+    higher: f64,
+    wide: bool,
+    countdown: u32,
+}
+
+impl LocalityShuffle {
+    fn local_load(&self) -> f64 {
+        let loads = self.local_executors.iter().map(|&e| {
+            let q = &self.wiring.queues[e];
+            q.len() as f64 / q.capacity().unwrap_or(usize::MAX).max(1) as f64
+        });
+        loads.sum::<f64>() / self.local_executors.len().max(1) as f64
+    }
+
+    fn next(&mut self, rng: &mut SmallRng) -> TaskId {
+        if self.countdown == 0 {
+            self.countdown = LOAD_CHECK_PICKS;
+            let load = self.local_load();
+            if !self.wide && load >= self.higher {
+                self.wide = true;
+            } else if self.wide && load < self.lower {
+                self.wide = false;
+            }
+        }
+        self.countdown -= 1;
+        if self.wide {
+            self.all.next(rng)
+        } else {
+            self.local.next(rng)
+        }
+    }
+}
+
+/// Where this worker's executors are, for locality-aware shuffle.
+pub struct Locality {
+    /// Whether each executor index runs in this worker.
+    pub local: Arc<Vec<bool>>,
+    /// Queues and task placement.
+    pub wiring: Arc<Wiring>,
+    /// `topology.localityaware.lower.bound` and `.higher.bound`; `None`
+    /// when `topology.disable.loadaware.messaging` is set.
+    pub bounds: Option<(f64, f64)>,
+}
+
+impl Locality {
+    fn executor(&self, t: TaskId) -> usize {
+        self.wiring.executor_of_task[t.0 as usize] as usize
+    }
+
+    fn is_local(&self, t: TaskId) -> bool {
+        self.local[self.executor(t)]
+    }
+
+    fn shuffle(&self, tasks: &[TaskId], rng: &mut SmallRng) -> Chooser {
+        let local: Vec<TaskId> = tasks
+            .iter()
+            .copied()
+            .filter(|&t| self.is_local(t))
+            .collect();
+        match self.bounds {
+            Some((lower, higher)) if !local.is_empty() && local.len() < tasks.len() => {
+                let mut local_executors: Vec<usize> =
+                    local.iter().map(|&t| self.executor(t)).collect();
+                local_executors.dedup();
+                Chooser::LocalityShuffle(Box::new(LocalityShuffle {
+                    local: Shuffler::new(&local, rng),
+                    all: Shuffler::new(tasks, rng),
+                    local_executors,
+                    wiring: self.wiring.clone(),
+                    lower,
+                    higher,
+                    wide: false,
+                    countdown: 0,
+                }))
+            }
+            _ => Chooser::Shuffle(Shuffler::new(tasks, rng)),
+        }
+    }
+}
+
 enum Chooser {
     Shuffle(Shuffler),
+    LocalityShuffle(Box<LocalityShuffle>),
     Fields(Vec<usize>),
     All,
     Global,
@@ -129,14 +227,14 @@ pub struct Router {
 
 impl Router {
     /// Routes for `component`'s streams in `spec` (which includes the system
-    /// subscriptions), with `is_local` telling which tasks share this worker.
+    /// subscriptions), with `locality` telling which tasks share this worker.
     pub fn new(
         component: &str,
         spec: &TopologySpec,
         topology: &Topology,
         layout: &TaskLayout,
         table: &StreamTable,
-        is_local: &dyn Fn(TaskId) -> bool,
+        locality: &Locality,
         seed: u64,
     ) -> Self {
         let mut rng = SmallRng::seed_from_u64(seed);
@@ -164,11 +262,14 @@ impl Router {
                     };
                     let chooser = match &input.grouping {
                         GroupingSpec::Shuffle | GroupingSpec::None => {
-                            Chooser::Shuffle(Shuffler::new(&tasks, &mut rng))
+                            locality.shuffle(&tasks, &mut rng)
                         }
                         GroupingSpec::LocalOrShuffle => {
-                            let local: Vec<TaskId> =
-                                tasks.iter().copied().filter(|t| is_local(*t)).collect();
+                            let local: Vec<TaskId> = tasks
+                                .iter()
+                                .copied()
+                                .filter(|&t| locality.is_local(t))
+                                .collect();
                             let pool = if local.is_empty() { &tasks } else { &local };
                             Chooser::Shuffle(Shuffler::new(pool, &mut rng))
                         }
@@ -267,6 +368,7 @@ impl Router {
         for sub in &mut route.subscribers {
             match &mut sub.chooser {
                 Chooser::Shuffle(s) => out.push(s.next(&mut self.rng)),
+                Chooser::LocalityShuffle(s) => out.push(s.next(&mut self.rng)),
                 Chooser::Fields(f) => {
                     let h = key_hash(values, f, 0);
                     out.push(sub.tasks[fast_range(h, sub.tasks.len())]);
@@ -302,6 +404,7 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::Envelope;
 
     #[test]
     fn key_hash_is_stable_and_type_tagged() {
@@ -319,5 +422,83 @@ mod tests {
         let mut lap: Vec<_> = (0..3).map(|_| s.next(&mut rng)).collect();
         lap.sort();
         assert_eq!(lap, tasks);
+    }
+
+    /// Tasks 1 and 2 on executor 0 (here), task 3 on executor 1 (remote);
+    /// executor 0's queue holds 10 batches.
+    fn two_executors() -> (Locality, crossbeam_channel::Receiver<Envelope>) {
+        let (tx, rx) = crossbeam_channel::bounded(10);
+        let (remote, _) = crossbeam_channel::bounded(10);
+        let locality = Locality {
+            local: Arc::new(vec![true, false]),
+            wiring: Arc::new(Wiring {
+                queues: vec![tx, remote],
+                executor_of_task: vec![0, 0, 0, 1],
+            }),
+            bounds: Some((0.2, 0.8)),
+        };
+        (locality, rx)
+    }
+
+    fn picks(c: &mut Chooser, rng: &mut SmallRng, n: usize) -> Vec<TaskId> {
+        let Chooser::LocalityShuffle(s) = c else {
+            panic!("expected a locality-aware shuffle");
+        };
+        (0..n).map(|_| s.next(rng)).collect()
+    }
+
+    #[test]
+    fn locality_shuffle_widens_over_the_higher_bound_and_narrows_under_the_lower() {
+        let (locality, rx) = two_executors();
+        let tasks = [TaskId(1), TaskId(2), TaskId(3)];
+        let mut rng = SmallRng::seed_from_u64(7);
+        let mut c = locality.shuffle(&tasks, &mut rng);
+        let idle = picks(&mut c, &mut rng, 200);
+        assert!(
+            idle.iter().all(|t| t.0 <= 2),
+            "idle local tasks get everything"
+        );
+        for _ in 0..8 {
+            locality.wiring.queues[0].send(Envelope::Wake).unwrap();
+        }
+        let busy = picks(&mut c, &mut rng, 300);
+        assert!(
+            busy[64..].contains(&TaskId(3)),
+            "at 0.8 load the remote task gets some"
+        );
+        for _ in 0..4 {
+            rx.recv().unwrap();
+        }
+        let mid = picks(&mut c, &mut rng, 300);
+        assert!(
+            mid[64..].contains(&TaskId(3)),
+            "between the bounds the scope stays wide"
+        );
+        while rx.try_recv().is_ok() {}
+        let calm = picks(&mut c, &mut rng, 300);
+        assert!(
+            calm[64..].iter().all(|t| t.0 <= 2),
+            "under 0.2 load it is local again"
+        );
+    }
+
+    #[test]
+    fn plain_shuffle_when_disabled_or_nothing_is_local() {
+        let (mut locality, _rx) = two_executors();
+        let mut rng = SmallRng::seed_from_u64(7);
+        assert!(matches!(
+            locality.shuffle(&[TaskId(3)], &mut rng),
+            Chooser::Shuffle(_)
+        ));
+        assert!(matches!(
+            locality.shuffle(&[TaskId(1)], &mut rng),
+            Chooser::Shuffle(_)
+        ));
+        locality.bounds = None;
+        let all = [TaskId(1), TaskId(3)];
+        assert!(matches!(
+            locality.shuffle(&all, &mut rng),
+            Chooser::Shuffle(_)
+        ));
     }
 }

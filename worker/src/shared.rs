@@ -36,6 +36,9 @@ pub struct Shared {
     pub wiring: Arc<Wiring>,
     /// The acker tasks (empty: no tracking).
     pub ackers: Vec<TaskId>,
+    /// Positions in `ackers` of the ackers run in this worker (all of them
+    /// when none is).
+    pub local_ackers: Vec<u64>,
     /// Whether spouts should call `next_tuple`.
     pub active: AtomicBool,
     /// Set once to stop every executor.
@@ -52,6 +55,17 @@ impl Shared {
     /// The acker task responsible for tree `root` (Storm: hash mod ackers).
     pub fn acker_for(&self, root: u64) -> TaskId {
         self.ackers[(root % self.ackers.len() as u64) as usize]
+    }
+
+    /// A new tree root (random, never 0) whose acker runs in this worker
+    /// when one does. Storm hashes a random root onto any acker; drawing
+    /// the root so that `root mod ackers` is a local acker keeps a tree's
+    /// init and completion messages in-process.
+    pub fn new_root(&self, rng: &mut impl rand::Rng) -> u64 {
+        let n = self.ackers.len().max(1) as u64;
+        let k = self.local_ackers[rng.random_range(0..self.local_ackers.len().max(1))];
+        let q = rng.random_range(1..u64::MAX / n);
+        q * n + k
     }
 
     /// Whether executors should stop.

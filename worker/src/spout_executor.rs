@@ -83,7 +83,11 @@ impl SpoutOutput for Emitter<'_> {
         } = &mut *self.out;
         let n = targets.len();
         let tracked = msg_id.is_some() && n > 0 && !self.shared.ackers.is_empty();
-        let root: u64 = if tracked { rng.random() } else { 0 };
+        let root: u64 = if tracked {
+            self.shared.new_root(rng)
+        } else {
+            0
+        };
         let mut xor = 0u64;
         let mut values = Some(values);
         for (i, &dest) in targets.iter().enumerate() {

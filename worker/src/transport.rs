@@ -11,39 +11,16 @@
 
 use crate::launch::Inbound;
 use crate::message::{Envelope, TupleMsg};
-use serde::{Deserialize, Serialize};
+use crate::wire::{decode_batch, encode_batch};
+use serde_bytes::ByteBuf;
 use squall_cluster::blocking::FramedStream;
 use squall_cluster::frame::FrameError;
-use squall_topology_api::{MessageId, TaskId, Values};
 use std::collections::{HashMap, VecDeque};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-/// One tuple on the wire: `(dest task, source task, stream index, values,
-/// message id)`, an array rather than a map to keep frames small.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct WireTuple(pub u32, pub u32, pub u32, pub Values, pub MessageId);
-
-impl From<TupleMsg> for WireTuple {
-    fn from(m: TupleMsg) -> Self {
-        Self(m.dest.0, m.source.0, m.stream, m.values, m.message_id)
-    }
-}
-
-impl From<WireTuple> for TupleMsg {
-    fn from(w: WireTuple) -> Self {
-        Self {
-            dest: TaskId(w.0),
-            source: TaskId(w.1),
-            stream: w.2,
-            values: w.3,
-            message_id: w.4,
-        }
-    }
-}
 
 /// The address (`host:port`) of the worker holding each executor, by
 /// executor index; `None` for executors run here or unassigned. Updated
@@ -59,9 +36,20 @@ pub struct TransportStats {
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Batches gathered from the transfer queue before writing: the frames of
+/// one round for a peer go out in one write.
+const MAX_ROUND_BATCHES: usize = 64;
+/// A peer's fed frames are written once they reach this many bytes.
+const FLUSH_BYTES: usize = 256 * 1024;
+
+/// Frames of tuples: one batch (all for one executor) per frame, its
+/// bytes written by [`crate::wire::encode_batch`].
+type DataStream<In, Out> = FramedStream<TcpStream, In, Out>;
 
 struct Peer {
-    conn: Option<FramedStream<TcpStream, (), Vec<WireTuple>>>,
+    conn: Option<DataStream<(), ByteBuf>>,
+    /// Tuples fed to `conn` and not yet written.
+    unwritten: u64,
     retry_at: Instant,
     backoff: Duration,
 }
@@ -79,9 +67,10 @@ pub fn start_transfer(
         .name("worker-transfer".into())
         .spawn(move || {
             let mut conns: HashMap<String, Peer> = HashMap::new();
+            let mut round = Vec::with_capacity(MAX_ROUND_BATCHES);
             loop {
-                let batch = match queue.recv_timeout(Duration::from_millis(200)) {
-                    Ok(Envelope::Tuples(b)) => b,
+                match queue.recv_timeout(Duration::from_millis(200)) {
+                    Ok(Envelope::Tuples(b)) => round.push(b),
                     Ok(Envelope::Wake) | Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                         if inbound.stop.load(Ordering::Relaxed) {
                             return;
@@ -89,64 +78,101 @@ pub fn start_transfer(
                         continue;
                     }
                     Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
-                };
-                let n = batch.len() as u64;
-                if !send_batch(batch, &inbound, &peers, &mut conns, max_frame_bytes) {
-                    stats.dropped.fetch_add(n, Ordering::Relaxed);
                 }
-                inbound.in_flight.fetch_sub(n as i64, Ordering::AcqRel);
+                while round.len() < MAX_ROUND_BATCHES {
+                    match queue.try_recv() {
+                        Ok(Envelope::Tuples(b)) => round.push(b),
+                        Ok(Envelope::Wake) => {}
+                        Err(_) => break,
+                    }
+                }
+                let mut sent = 0;
+                for batch in round.drain(..) {
+                    sent += batch.len() as u64;
+                    feed_batch(batch, &inbound, &peers, &mut conns, &stats, max_frame_bytes);
+                }
+                for (addr, peer) in conns.iter_mut() {
+                    flush_peer(addr, peer, &stats);
+                }
+                inbound.in_flight.fetch_sub(sent as i64, Ordering::AcqRel);
             }
         })
 }
 
-fn send_batch(
+/// Feeds `batch` to the connection of the worker holding its executor,
+/// connecting first if needed; counts it as dropped when that fails.
+fn feed_batch(
     batch: Vec<TupleMsg>,
     inbound: &Inbound,
     peers: &PeerMap,
     conns: &mut HashMap<String, Peer>,
+    stats: &TransportStats,
     max_frame_bytes: usize,
-) -> bool {
+) {
     let Some(first) = batch.first() else {
-        return true;
+        return;
     };
+    let n = batch.len() as u64;
     let e = inbound.wiring.executor_of_task[first.dest.0 as usize] as usize;
-    let Some(addr) = peers.read().unwrap_or_else(|p| p.into_inner())[e].clone() else {
-        return false;
+    let addr = peers.read().unwrap_or_else(|p| p.into_inner())[e].clone();
+    let Some(addr) = addr else {
+        stats.dropped.fetch_add(n, Ordering::Relaxed);
+        return;
     };
-    let peer = conns.entry(addr.clone()).or_insert(Peer {
+    let peer = conns.entry(addr.clone()).or_insert_with(|| Peer {
         conn: None,
+        unwritten: 0,
         retry_at: Instant::now(),
         backoff: MIN_BACKOFF,
     });
-    if peer.conn.is_none() {
-        if Instant::now() < peer.retry_at {
-            return false;
-        }
+    if peer.conn.is_none() && Instant::now() >= peer.retry_at {
         match connect(&addr) {
             Ok(s) => {
                 tracing::info!(peer = %addr, "connected to peer worker");
                 peer.conn = Some(FramedStream::new(s, max_frame_bytes));
                 peer.backoff = MIN_BACKOFF;
             }
-            Err(e) => {
-                tracing::warn!(peer = %addr, "cannot reach peer worker: {e}; retry in {:?}", peer.backoff);
+            Err(err) => {
+                tracing::warn!(peer = %addr, "cannot reach peer worker: {err}; retry in {:?}", peer.backoff);
                 peer.retry_at = Instant::now() + peer.backoff;
                 peer.backoff = (peer.backoff * 2).min(MAX_BACKOFF);
-                return false;
             }
         }
     }
-    let wire: Vec<WireTuple> = batch.into_iter().map(WireTuple::from).collect();
-    let conn = peer.conn.as_mut().expect("connected above");
-    match conn.send(wire) {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::warn!(peer = %addr, "sending to peer worker failed: {e}; reconnecting");
-            peer.conn = None;
-            peer.retry_at = Instant::now();
-            false
+    let Some(conn) = peer.conn.as_mut() else {
+        stats.dropped.fetch_add(n, Ordering::Relaxed);
+        return;
+    };
+    let mut bytes = Vec::with_capacity(batch.len() * 32);
+    encode_batch(&batch, &mut bytes);
+    match conn.feed(ByteBuf::from(bytes)) {
+        Ok(()) => peer.unwritten += n,
+        Err(err) => {
+            tracing::warn!("cannot encode a batch for a peer worker: {err}; dropped");
+            stats.dropped.fetch_add(n, Ordering::Relaxed);
         }
     }
+    if conn.pending_bytes() >= FLUSH_BYTES {
+        flush_peer(&addr, peer, stats);
+    }
+}
+
+/// Writes the frames fed to `peer`; on failure drops the connection (to be
+/// made again at the next batch) and counts its tuples as dropped.
+fn flush_peer(addr: &str, peer: &mut Peer, stats: &TransportStats) {
+    let Some(conn) = peer.conn.as_mut() else {
+        return;
+    };
+    if conn.pending_bytes() == 0 {
+        return;
+    }
+    if let Err(err) = conn.flush() {
+        tracing::warn!(peer = %addr, "sending to peer worker failed: {err}; reconnecting");
+        stats.dropped.fetch_add(peer.unwritten, Ordering::Relaxed);
+        peer.conn = None;
+        peer.retry_at = Instant::now();
+    }
+    peer.unwritten = 0;
 }
 
 fn connect(addr: &str) -> std::io::Result<TcpStream> {
@@ -203,8 +229,7 @@ fn receive(stream: TcpStream, peer: String, inbound: Inbound, max_frame_bytes: u
     {
         return;
     }
-    let mut framed: FramedStream<TcpStream, Vec<WireTuple>, ()> =
-        FramedStream::new(stream, max_frame_bytes);
+    let mut framed: DataStream<ByteBuf, ()> = FramedStream::new(stream, max_frame_bytes);
     let mut overflow: HashMap<usize, VecDeque<Vec<TupleMsg>>> = HashMap::new();
     loop {
         if inbound.stop.load(Ordering::Relaxed) {
@@ -212,7 +237,13 @@ fn receive(stream: TcpStream, peer: String, inbound: Inbound, max_frame_bytes: u
         }
         drain(&mut overflow, &inbound);
         match framed.recv() {
-            Ok(Some(batch)) => deliver(batch, &inbound, &mut overflow),
+            Ok(Some(bytes)) => match decode_batch(&bytes) {
+                Ok(batch) => deliver(batch, &inbound, &mut overflow),
+                Err(e) => {
+                    tracing::warn!(%peer, "{e}; closing its connection");
+                    return;
+                }
+            },
             Ok(None) => return,
             Err(FrameError::Io(e))
                 if matches!(
@@ -228,26 +259,35 @@ fn receive(stream: TcpStream, peer: String, inbound: Inbound, max_frame_bytes: u
 }
 
 fn deliver(
-    batch: Vec<WireTuple>,
+    batch: Vec<TupleMsg>,
     inbound: &Inbound,
     overflow: &mut HashMap<usize, VecDeque<Vec<TupleMsg>>>,
 ) {
+    // A sender batches by executor: the whole batch is usually for one
+    // executor run here, and goes to it as it is.
+    let executor = |t: &TupleMsg| {
+        let e = *inbound.wiring.executor_of_task.get(t.dest.0 as usize)? as usize;
+        (t.dest.0 != 0 && inbound.local[e]).then_some(e)
+    };
+    if let Some(e) = batch.first().and_then(executor) {
+        if batch.iter().all(|t| executor(t) == Some(e)) {
+            overflow.entry(e).or_default().push_back(batch);
+            drain(overflow, inbound);
+            return;
+        }
+    }
     let mut current: Option<(usize, Vec<TupleMsg>)> = None;
-    for w in batch {
-        let Some(&e) = inbound.wiring.executor_of_task.get(w.0 as usize) else {
+    for t in batch {
+        let Some(e) = executor(&t) else {
             continue;
         };
-        let e = e as usize;
-        if w.0 == 0 || !inbound.local[e] {
-            continue;
-        }
         match &mut current {
-            Some((ce, v)) if *ce == e => v.push(w.into()),
+            Some((ce, v)) if *ce == e => v.push(t),
             _ => {
                 if let Some((ce, v)) = current.take() {
                     overflow.entry(ce).or_default().push_back(v);
                 }
-                current = Some((e, vec![w.into()]));
+                current = Some((e, vec![t]));
             }
         }
     }

@@ -1,0 +1,377 @@
+//! Batches of tuples as MessagePack bytes, written and read with `rmp`'s
+//! primitives rather than through serde: the bytes are exactly what
+//! rmp-serde writes for `Vec<TupleMsg>` (each tuple the array `[dest,
+//! source, stream, values, message id]`, values untagged), but reading
+//! skips serde's per-field dispatch, which dominated a worker's receive
+//! thread.
+//!
+//! Reading never panics on bad bytes: every length is checked against the
+//! bytes left, nesting is capped at [`MAX_DEPTH`], and any error names
+//! what was wrong.
+
+use crate::message::TupleMsg;
+use compact_str::CompactString;
+use rmp::decode::{read_marker, RmpRead};
+use rmp::encode;
+use rmp::Marker;
+use smallvec::SmallVec;
+use squall_topology_api::{MessageId, TaskId, Value, Values};
+use std::collections::BTreeMap;
+
+/// Deepest nesting of lists and maps a tuple value may have on the wire.
+pub const MAX_DEPTH: usize = 64;
+
+/// Why a batch could not be read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("bad tuple batch: {0}")]
+pub struct WireError(String);
+
+fn bad(what: impl std::fmt::Display) -> WireError {
+    WireError(what.to_string())
+}
+
+/// Appends the MessagePack encoding of `batch` to `out`.
+pub fn encode_batch(batch: &[TupleMsg], out: &mut Vec<u8>) {
+    // Writes to a Vec cannot fail; the results are ignored for that reason.
+    let _ = encode::write_array_len(out, batch.len() as u32);
+    for t in batch {
+        let _ = encode::write_array_len(out, 5);
+        let _ = encode::write_uint(out, u64::from(t.dest.0));
+        let _ = encode::write_uint(out, u64::from(t.source.0));
+        let _ = encode::write_uint(out, u64::from(t.stream));
+        let _ = encode::write_array_len(out, t.values.len() as u32);
+        for v in t.values.iter() {
+            encode_value(v, out);
+        }
+        let _ = encode::write_array_len(out, t.message_id.0.len() as u32);
+        for &(root, edge) in &t.message_id.0 {
+            let _ = encode::write_array_len(out, 2);
+            let _ = encode::write_uint(out, root);
+            let _ = encode::write_uint(out, edge);
+        }
+    }
+}
+
+fn encode_value(v: &Value, out: &mut Vec<u8>) {
+    let _ = match v {
+        Value::Null => encode::write_nil(out).map_err(drop),
+        Value::Bool(b) => encode::write_bool(out, *b).map_err(drop),
+        Value::Int(i) => encode::write_sint(out, *i).map(drop).map_err(drop),
+        Value::Float(f) => encode::write_f64(out, *f).map_err(drop),
+        Value::Str(s) => encode::write_str(out, s).map_err(drop),
+        Value::Bytes(b) => encode::write_bin(out, b).map_err(drop),
+        Value::List(l) => {
+            let _ = encode::write_array_len(out, l.len() as u32);
+            l.iter().for_each(|v| encode_value(v, out));
+            Ok(())
+        }
+        Value::Map(m) => {
+            let _ = encode::write_map_len(out, m.len() as u32);
+            for (k, v) in m {
+                let _ = encode::write_str(out, k);
+                encode_value(v, out);
+            }
+            Ok(())
+        }
+    };
+}
+
+/// Reads a batch written by [`encode_batch`] (or by rmp-serde).
+///
+/// # Errors
+/// [`WireError`] for truncated or malformed bytes, a value of an unknown
+/// type, nesting deeper than [`MAX_DEPTH`], or bytes left over.
+pub fn decode_batch(mut rd: &[u8]) -> Result<Vec<TupleMsg>, WireError> {
+    let rd = &mut rd;
+    let n = array_len(rd, "batch")?;
+    let mut batch = Vec::with_capacity(n);
+    for _ in 0..n {
+        if array_len(rd, "tuple")? != 5 {
+            return Err(bad(
+                "a tuple is not [dest, source, stream, values, message id]",
+            ));
+        }
+        let dest = TaskId(uint(rd, "dest task")?);
+        let source = TaskId(uint(rd, "source task")?);
+        let stream = uint(rd, "stream")?;
+        let k = array_len(rd, "values")?;
+        let mut values = Values(SmallVec::with_capacity(k));
+        for _ in 0..k {
+            values.0.push(value(rd, 0)?);
+        }
+        let m = array_len(rd, "message id")?;
+        let mut ids = SmallVec::with_capacity(m);
+        for _ in 0..m {
+            if array_len(rd, "message id pair")? != 2 {
+                return Err(bad("a message id entry is not [root, edge]"));
+            }
+            ids.push((uint(rd, "root")?, uint(rd, "edge")?));
+        }
+        batch.push(TupleMsg {
+            dest,
+            source,
+            stream,
+            values,
+            message_id: MessageId(ids),
+        });
+    }
+    if !rd.is_empty() {
+        return Err(bad(format!("{} bytes after the batch", rd.len())));
+    }
+    Ok(batch)
+}
+
+fn marker(rd: &mut &[u8], what: &str) -> Result<Marker, WireError> {
+    read_marker(rd).map_err(|_| bad(format!("{what}: cut short")))
+}
+
+fn cut(
+    what: &str,
+) -> impl Fn(rmp::decode::ValueReadError<std::io::Error>) -> WireError + Copy + '_ {
+    move |_| bad(format!("{what}: cut short"))
+}
+
+/// Reads an array header; its length must fit in the bytes left (each
+/// element takes at least one byte), so a hostile length cannot make a
+/// large allocation.
+fn array_len(rd: &mut &[u8], what: &str) -> Result<usize, WireError> {
+    match marker(rd, what)? {
+        m @ (Marker::FixArray(_) | Marker::Array16 | Marker::Array32) => container_len(rd, m, what),
+        m => Err(bad(format!("{what}: expected an array, found {m:?}"))),
+    }
+}
+
+/// The element count after an array or map marker (checked to fit).
+fn container_len(rd: &mut &[u8], m: Marker, what: &str) -> Result<usize, WireError> {
+    let len = match m {
+        Marker::FixArray(n) | Marker::FixMap(n) => usize::from(n),
+        Marker::Array16 | Marker::Map16 => usize::from(rd.read_data_u16().map_err(cut(what))?),
+        _ => rd.read_data_u32().map_err(cut(what))? as usize,
+    };
+    fits(rd, len, what)
+}
+
+fn fits(rd: &[u8], len: usize, what: &str) -> Result<usize, WireError> {
+    if len > rd.len() {
+        return Err(bad(format!(
+            "{what}: length {len} is over the {} bytes left",
+            rd.len()
+        )));
+    }
+    Ok(len)
+}
+
+fn uint<T: TryFrom<u64>>(rd: &mut &[u8], what: &str) -> Result<T, WireError> {
+    let v = match marker(rd, what)? {
+        Marker::FixPos(n) => u64::from(n),
+        Marker::U8 => u64::from(rd.read_data_u8().map_err(cut(what))?),
+        Marker::U16 => u64::from(rd.read_data_u16().map_err(cut(what))?),
+        Marker::U32 => u64::from(rd.read_data_u32().map_err(cut(what))?),
+        Marker::U64 => rd.read_data_u64().map_err(cut(what))?,
+        m => {
+            return Err(bad(format!(
+                "{what}: expected an unsigned integer, found {m:?}"
+            )))
+        }
+    };
+    T::try_from(v).map_err(|_| bad(format!("{what}: {v} is out of range")))
+}
+
+fn take<'a>(rd: &mut &'a [u8], len: usize, what: &str) -> Result<&'a [u8], WireError> {
+    fits(rd, len, what)?;
+    let (head, tail) = rd.split_at(len);
+    *rd = tail;
+    Ok(head)
+}
+
+fn text<'a>(rd: &mut &'a [u8], len: usize, what: &str) -> Result<&'a str, WireError> {
+    std::str::from_utf8(take(rd, len, what)?).map_err(|e| bad(format!("{what}: {e}")))
+}
+
+fn value(rd: &mut &[u8], depth: usize) -> Result<Value, WireError> {
+    const W: &str = "value";
+    if depth > MAX_DEPTH {
+        return Err(bad(format!("value nested deeper than {MAX_DEPTH}")));
+    }
+    let c = cut(W);
+    let int = |i: i64| Ok(Value::Int(i));
+    match marker(rd, W)? {
+        Marker::Null => Ok(Value::Null),
+        Marker::True => Ok(Value::Bool(true)),
+        Marker::False => Ok(Value::Bool(false)),
+        Marker::FixPos(n) => int(i64::from(n)),
+        Marker::FixNeg(n) => int(i64::from(n)),
+        Marker::U8 => int(i64::from(rd.read_data_u8().map_err(c)?)),
+        Marker::U16 => int(i64::from(rd.read_data_u16().map_err(c)?)),
+        Marker::U32 => int(i64::from(rd.read_data_u32().map_err(c)?)),
+        Marker::U64 => {
+            let v = rd.read_data_u64().map_err(c)?;
+            i64::try_from(v)
+                .map(Value::Int)
+                .map_err(|_| bad(format!("integer {v} is over the 64-bit signed range")))
+        }
+        Marker::I8 => int(i64::from(rd.read_data_i8().map_err(c)?)),
+        Marker::I16 => int(i64::from(rd.read_data_i16().map_err(c)?)),
+        Marker::I32 => int(i64::from(rd.read_data_i32().map_err(c)?)),
+        Marker::I64 => int(rd.read_data_i64().map_err(c)?),
+        Marker::F32 => Ok(Value::Float(f64::from(rd.read_data_f32().map_err(c)?))),
+        Marker::F64 => Ok(Value::Float(rd.read_data_f64().map_err(c)?)),
+        Marker::FixStr(n) => Ok(Value::Str(CompactString::from(text(
+            rd,
+            usize::from(n),
+            W,
+        )?))),
+        Marker::Str8 => {
+            let n = usize::from(rd.read_data_u8().map_err(c)?);
+            Ok(Value::Str(CompactString::from(text(rd, n, W)?)))
+        }
+        Marker::Str16 => {
+            let n = usize::from(rd.read_data_u16().map_err(c)?);
+            Ok(Value::Str(CompactString::from(text(rd, n, W)?)))
+        }
+        Marker::Str32 => {
+            let n = rd.read_data_u32().map_err(c)? as usize;
+            Ok(Value::Str(CompactString::from(text(rd, n, W)?)))
+        }
+        Marker::Bin8 => {
+            let n = usize::from(rd.read_data_u8().map_err(c)?);
+            Ok(Value::Bytes(take(rd, n, W)?.to_vec()))
+        }
+        Marker::Bin16 => {
+            let n = usize::from(rd.read_data_u16().map_err(c)?);
+            Ok(Value::Bytes(take(rd, n, W)?.to_vec()))
+        }
+        Marker::Bin32 => {
+            let n = rd.read_data_u32().map_err(c)? as usize;
+            Ok(Value::Bytes(take(rd, n, W)?.to_vec()))
+        }
+        m @ (Marker::FixArray(_) | Marker::Array16 | Marker::Array32) => {
+            let n = container_len(rd, m, W)?;
+            let mut list = Vec::with_capacity(n);
+            for _ in 0..n {
+                list.push(value(rd, depth + 1)?);
+            }
+            Ok(Value::List(list))
+        }
+        m @ (Marker::FixMap(_) | Marker::Map16 | Marker::Map32) => {
+            let n = container_len(rd, m, W)?;
+            let mut map = BTreeMap::new();
+            for _ in 0..n {
+                let key = match marker(rd, W)? {
+                    Marker::FixStr(n) => usize::from(n),
+                    Marker::Str8 => usize::from(rd.read_data_u8().map_err(cut(W))?),
+                    Marker::Str16 => usize::from(rd.read_data_u16().map_err(cut(W))?),
+                    Marker::Str32 => rd.read_data_u32().map_err(cut(W))? as usize,
+                    m => return Err(bad(format!("map key: expected a string, found {m:?}"))),
+                };
+                let key = text(rd, key, "map key")?.to_owned();
+                map.insert(key, value(rd, depth + 1)?);
+            }
+            Ok(Value::Map(map))
+        }
+        m => Err(bad(format!("value: unsupported MessagePack type {m:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::Int),
+            any::<f64>()
+                .prop_filter("NaN is not equal to itself", |f| !f.is_nan())
+                .prop_map(Value::Float),
+            ".{0,40}".prop_map(|s| Value::from(s.as_str())),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(Value::Bytes),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::List),
+                proptest::collection::btree_map(".{0,8}", inner, 0..4).prop_map(Value::Map),
+            ]
+        })
+    }
+
+    fn tuple() -> impl Strategy<Value = TupleMsg> {
+        (
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+            proptest::collection::vec(value(), 0..4),
+            proptest::collection::vec((any::<u64>(), any::<u64>()), 0..3),
+        )
+            .prop_map(|(d, s, st, values, ids)| TupleMsg {
+                dest: TaskId(d),
+                source: TaskId(s),
+                stream: st,
+                values: Values(values.into()),
+                message_id: MessageId(ids.into()),
+            })
+    }
+
+    fn same(a: &[TupleMsg], b: &[TupleMsg]) -> bool {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(x, y)| {
+                (x.dest, x.source, x.stream) == (y.dest, y.source, y.stream)
+                    && x.values == y.values
+                    && x.message_id == y.message_id
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips_and_matches_rmp_serde(batch in proptest::collection::vec(tuple(), 0..6)) {
+            let mut bytes = Vec::new();
+            encode_batch(&batch, &mut bytes);
+            prop_assert_eq!(&bytes, &rmp_serde::to_vec(&batch).unwrap());
+            prop_assert!(same(&decode_batch(&bytes).unwrap(), &batch));
+        }
+
+        #[test]
+        fn truncated_or_garbled_bytes_give_errors_not_panics(
+            batch in proptest::collection::vec(tuple(), 1..4),
+            cut_at in any::<prop::sample::Index>(),
+            flip in any::<(prop::sample::Index, u8)>(),
+        ) {
+            let mut bytes = Vec::new();
+            encode_batch(&batch, &mut bytes);
+            let at = cut_at.index(bytes.len());
+            prop_assert!(decode_batch(&bytes[..at]).is_err());
+            let i = flip.0.index(bytes.len());
+            bytes[i] ^= flip.1.max(1);
+            let _ = decode_batch(&bytes);
+        }
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let err = |b: &[u8]| decode_batch(b).unwrap_err().to_string();
+        let short = [0x91, 0x93, 1, 1, 1];
+        assert!(err(&short).contains("not [dest, source"), "{}", err(&short));
+        assert!(err(&[0xdd, 0xff, 0xff, 0xff, 0xff]).contains("over the 0 bytes left"));
+        assert!(err(&[0x90, 0x00]).contains("1 bytes after the batch"));
+        let mut deep = vec![0x91, 0x95, 1, 1, 1, 0x91];
+        deep.extend(std::iter::repeat_n(0x91, MAX_DEPTH + 2));
+        deep.push(0xc0);
+        deep.push(0x90);
+        assert!(
+            err(&deep).contains("nested deeper than 64"),
+            "{}",
+            err(&deep)
+        );
+        let ext = [0x91, 0x95, 1, 1, 1, 0x91, 0xd4, 0, 0, 0x90];
+        assert!(
+            err(&ext).contains("unsupported MessagePack type"),
+            "{}",
+            err(&ext)
+        );
+    }
+}
