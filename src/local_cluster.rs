@@ -1,10 +1,22 @@
-//! `LocalCluster`: run topologies inside this process.
+//! `LocalCluster`: run topologies inside this process, on the same code as
+//! a cluster. An in-process Nimbus (over the in-memory cluster state)
+//! validates, records and schedules each topology; an in-process
+//! supervisor syncs its assignment and starts its worker through a
+//! [`Launcher`] that runs the worker loop on a thread instead of a process.
 
+use squall_cluster::rpc::{ClusterSummary, ErrorKind, Request, Response, RpcError, TopologyInfo};
+use squall_cluster::schema::WorkerSlot;
+use squall_cluster::worker_env as env;
+use squall_cluster::{ClusterState, MemoryCluster, MemoryStorage};
+use squall_nimbus::{BlobStore, Nimbus};
+use squall_supervisor::{Launcher, Supervisor, WorkerHandle, WorkerLaunch};
 use squall_topology_api::metrics::TopologyMetrics;
-use squall_topology_api::{Config, Topology};
-use squall_worker::{launch, LaunchError, LaunchOptions, RunningTopology};
+use squall_topology_api::{ClusterConfig, Config, Topology};
+use squall_worker::{run_worker_on, EmitTap, LaunchOptions, Probe, WorkerEnv, WorkerOptions};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Why a `LocalCluster` call failed.
@@ -19,41 +31,297 @@ pub enum LocalClusterError {
     /// The name is empty or has one of `/ . : \`.
     #[error("topology name {0:?} is invalid: it must be non-empty and contain none of / . : \\")]
     InvalidName(String),
-    /// Executors could not start.
-    #[error(transparent)]
-    Launch(#[from] LaunchError),
+    /// Nimbus refused the topology (the message says why).
+    #[error("{0}")]
+    Rejected(String),
+    /// The topology's worker could not start or did not start in time.
+    #[error("worker of topology {name:?} did not start: {reason}")]
+    Worker {
+        /// The topology.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The in-process daemons could not start.
+    #[error("local cluster: {0}")]
+    Start(String),
 }
 
-/// Runs topologies in-process, all executors of a topology as threads of
-/// one worker (Storm's `LocalCluster`). Several topologies can run at once.
+/// How long `submit_topology` and `kill_topology` wait for the worker.
+const WORKER_WAIT: Duration = Duration::from_secs(60);
+/// How often the in-process supervisor syncs and workers poll the state.
+const SYNC_PERIOD: Duration = Duration::from_millis(10);
+/// How often the in-process Nimbus runs its monitor round.
+const MONITOR_PERIOD: Duration = Duration::from_millis(100);
+/// Slots of the in-process supervisor: each topology takes one.
+const SLOTS: u16 = 64;
+
+/// What the thread launcher knows of the topologies submitted here.
 #[derive(Default)]
-pub struct LocalCluster {
-    topologies: Mutex<BTreeMap<String, RunningTopology>>,
+struct Registry {
+    /// Topologies by name: what their worker threads run.
+    topologies: BTreeMap<String, (Topology, Option<EmitTap>)>,
+    /// Topology id of each name.
+    ids: BTreeMap<String, String>,
+    /// Running workers, by topology id.
+    probes: BTreeMap<String, Probe>,
+    /// Final metrics of workers that ended, by topology id.
+    finished: BTreeMap<String, TopologyMetrics>,
+    /// Why a worker failed, by topology id.
+    failed: BTreeMap<String, String>,
 }
 
-/// Storm's rule for topology names: `^[^/.:\\]+$`.
-fn valid_name(name: &str) -> bool {
-    !name.is_empty() && !name.contains(['/', '.', ':', '\\'])
+type Shared = Arc<Mutex<Registry>>;
+
+fn lock(r: &Shared) -> MutexGuard<'_, Registry> {
+    r.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Starts workers as threads of this process running
+/// [`run_worker_on`] over the in-memory cluster state.
+struct ThreadLauncher {
+    cluster: MemoryCluster,
+    registry: Shared,
+    next_id: AtomicU32,
+}
+
+struct ThreadWorker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    id: u32,
+}
+
+impl WorkerHandle for ThreadWorker {
+    fn is_alive(&mut self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    fn kill(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    fn id(&self) -> u32 {
+        self.id
+    }
+}
+
+impl Drop for ThreadWorker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Launcher for ThreadLauncher {
+    fn launch(&mut self, l: &WorkerLaunch) -> std::io::Result<Box<dyn WorkerHandle>> {
+        let not_here = |what: String| std::io::Error::new(std::io::ErrorKind::NotFound, what);
+        let state = ClusterState::new(self.cluster.connect());
+        let name = state
+            .topology(&l.topology_id)
+            .map_err(|e| not_here(e.to_string()))?
+            .ok_or_else(|| not_here(format!("topology {} is gone", l.topology_id)))?
+            .name;
+        let (topology, tap) = lock(&self.registry)
+            .topologies
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| not_here(format!("topology {name:?} was not submitted here")))?;
+        let worker_env = WorkerEnv {
+            topology_id: l.topology_id.clone(),
+            slot: WorkerSlot {
+                supervisor: l.env_var(env::SUPERVISOR).unwrap_or_default().to_owned(),
+                host: l.env_var(env::HOST).unwrap_or_default().to_owned(),
+                port: l.port,
+            },
+            dir: l.worker_dir.clone(),
+            zookeeper: String::new(),
+            zookeeper_root: String::new(),
+            session_timeout: Duration::ZERO,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let registry = self.registry.clone();
+        let id = l.topology_id.clone();
+        let options = WorkerOptions {
+            poll: Some(SYNC_PERIOD),
+            stop: Some(stop.clone()),
+            // As Storm's local mode: a dead executor is reported in the
+            // metrics and the others keep running.
+            survive_dead_executors: true,
+            tap,
+            on_start: Some(Box::new({
+                let (registry, id) = (registry.clone(), id.clone());
+                move |probe| {
+                    lock(&registry).probes.insert(id, probe);
+                }
+            })),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("worker-{}", l.port))
+            .spawn(move || {
+                let result = run_worker_on(&topology, &state, &worker_env, options);
+                let mut r = lock(&registry);
+                if let Some(p) = r.probes.remove(&id) {
+                    r.finished.insert(id.clone(), p.metrics());
+                }
+                if let Err(e) = result {
+                    tracing::error!(topology = %id, "worker failed: {e}");
+                    r.failed.insert(id, e.to_string());
+                }
+            })?;
+        Ok(Box::new(ThreadWorker {
+            stop,
+            thread: Some(thread),
+            id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
+        }))
+    }
+}
+
+/// Runs topologies in-process (Storm's `LocalCluster`), on the same
+/// Nimbus, scheduler, supervisor and worker loop as a cluster, over the
+/// in-memory cluster state. Each topology runs in one worker whose
+/// executors are threads of this process (`topology.workers` is taken as
+/// 1); up to 64 topologies run at once.
+pub struct LocalCluster {
+    nimbus: Arc<Nimbus<MemoryStorage>>,
+    registry: Shared,
+    stop: Arc<AtomicBool>,
+    daemons: Option<JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Default for LocalCluster {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn rpc_error(name: &str, e: RpcError) -> LocalClusterError {
+    match e.kind {
+        ErrorKind::AlreadyExists => LocalClusterError::AlreadyRunning(name.to_owned()),
+        ErrorKind::NotFound => LocalClusterError::NotFound(name.to_owned()),
+        ErrorKind::Invalid if !squall_nimbus::valid_name(name) => {
+            LocalClusterError::InvalidName(name.to_owned())
+        }
+        _ => LocalClusterError::Rejected(e.message),
+    }
 }
 
 impl LocalCluster {
-    /// An empty cluster.
+    /// An empty cluster: an in-process Nimbus and supervisor, their files
+    /// in a temporary directory removed on drop.
+    ///
+    /// # Panics
+    /// When the temporary directory or a daemon thread cannot be created
+    /// (see [`LocalCluster::try_new`]).
     pub fn new() -> Self {
-        Self::default()
+        Self::try_new().unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn with<R>(
-        &self,
-        name: &str,
-        f: impl FnOnce(&RunningTopology) -> R,
-    ) -> Result<R, LocalClusterError> {
-        let map = self.topologies.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(name)
-            .map(f)
+    /// As [`LocalCluster::new`].
+    ///
+    /// # Errors
+    /// [`LocalClusterError::Start`] when the temporary directory, the blob
+    /// store, the supervisor or its thread cannot be created.
+    pub fn try_new() -> Result<Self, LocalClusterError> {
+        let start = |e: &dyn std::fmt::Display| LocalClusterError::Start(e.to_string());
+        let dir = tempfile::Builder::new()
+            .prefix("squall-local-")
+            .tempdir()
+            .map_err(|e| start(&e))?;
+        let config = ClusterConfig {
+            local_dir: dir.path().display().to_string(),
+            supervisor_slots_ports: (6700..6700 + SLOTS).collect(),
+            ..ClusterConfig::default()
+        };
+        let cluster = MemoryCluster::new();
+        let blobs = BlobStore::open(
+            &dir.path().join("blobs"),
+            Duration::from_secs(config.nimbus_file_copy_expiration_secs),
+        )
+        .map_err(|e| start(&e))?;
+        let nimbus = Arc::new(
+            Nimbus::new(
+                "local-nimbus".into(),
+                ClusterState::new(cluster.connect()),
+                blobs,
+                config.clone(),
+            )
+            .in_process(),
+        );
+        let registry = Shared::default();
+        let launcher = ThreadLauncher {
+            cluster: cluster.clone(),
+            registry: registry.clone(),
+            next_id: AtomicU32::new(0),
+        };
+        let mut supervisor =
+            Supervisor::new(ClusterState::new(cluster.connect()), launcher, config)
+                .map_err(|e| start(&e))?;
+        // Registered before the first submit can count its slots.
+        supervisor.sync().map_err(|e| start(&e))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let daemons = std::thread::Builder::new()
+            .name("local-cluster".into())
+            .spawn({
+                let (nimbus, stop) = (nimbus.clone(), stop.clone());
+                move || {
+                    let mut last_monitor = Instant::now();
+                    while !stop.load(Ordering::Acquire) {
+                        if let Err(e) = supervisor.sync() {
+                            tracing::warn!("local supervisor: {e}");
+                        }
+                        if last_monitor.elapsed() >= MONITOR_PERIOD {
+                            nimbus.monitor_round();
+                            last_monitor = Instant::now();
+                        }
+                        std::thread::sleep(SYNC_PERIOD);
+                    }
+                    // Dropping the supervisor stops its worker threads.
+                }
+            })
+            .map_err(|e| start(&e))?;
+        Ok(Self {
+            nimbus,
+            registry,
+            stop,
+            daemons: Some(daemons),
+            _dir: dir,
+        })
+    }
+
+    fn call(&self, name: &str, req: Request) -> Result<Response, LocalClusterError> {
+        match self.nimbus.handle(req) {
+            Response::Error(e) => Err(rpc_error(name, e)),
+            r => Ok(r),
+        }
+    }
+
+    fn id_of(&self, name: &str) -> Result<String, LocalClusterError> {
+        lock(&self.registry)
+            .ids
+            .get(name)
+            .cloned()
             .ok_or_else(|| LocalClusterError::NotFound(name.to_owned()))
     }
 
-    /// Starts `topology` under `name`, active.
+    fn probe(&self, name: &str) -> Result<Probe, LocalClusterError> {
+        let id = self.id_of(name)?;
+        lock(&self.registry)
+            .probes
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| LocalClusterError::NotFound(name.to_owned()))
+    }
+
+    /// Starts `topology` under `name`, active, and returns once its
+    /// executors run.
+    ///
+    /// # Errors
+    /// [`LocalClusterError::InvalidName`], [`LocalClusterError::AlreadyRunning`],
+    /// [`LocalClusterError::Rejected`] for what Nimbus refuses, and
+    /// [`LocalClusterError::Worker`] when the worker does not start.
     pub fn submit_topology(
         &self,
         name: &str,
@@ -63,7 +331,7 @@ impl LocalCluster {
         self.submit_with(name, config, topology, LaunchOptions::default())
     }
 
-    /// Starts `topology` with launch options (testing kit).
+    /// Starts `topology` with launch options (testing kit: the emit tap).
     pub(crate) fn submit_with(
         &self,
         name: &str,
@@ -71,28 +339,103 @@ impl LocalCluster {
         topology: Topology,
         options: LaunchOptions,
     ) -> Result<(), LocalClusterError> {
-        if !valid_name(name) {
-            return Err(LocalClusterError::InvalidName(name.to_owned()));
+        let mut config = config.clone();
+        config.workers = 1;
+        let spec = topology.spec().clone();
+        {
+            let mut r = lock(&self.registry);
+            if r.ids.contains_key(name) {
+                return Err(LocalClusterError::AlreadyRunning(name.to_owned()));
+            }
+            r.topologies
+                .insert(name.to_owned(), (topology, options.tap));
         }
-        let mut map = self.topologies.lock().unwrap_or_else(|p| p.into_inner());
-        if map.contains_key(name) {
-            return Err(LocalClusterError::AlreadyRunning(name.to_owned()));
+        let submitted = self.call(
+            name,
+            Request::Submit {
+                name: name.to_owned(),
+                spec,
+                config,
+                binary_sha256: None,
+                args: Vec::new(),
+            },
+        );
+        let id = match submitted {
+            Ok(Response::Submitted { id }) => id,
+            Ok(other) => {
+                lock(&self.registry).topologies.remove(name);
+                return Err(LocalClusterError::Rejected(format!(
+                    "unexpected answer {other:?}"
+                )));
+            }
+            Err(e) => {
+                lock(&self.registry).topologies.remove(name);
+                return Err(e);
+            }
+        };
+        lock(&self.registry).ids.insert(name.to_owned(), id.clone());
+        let deadline = Instant::now() + WORKER_WAIT;
+        loop {
+            {
+                let r = lock(&self.registry);
+                if r.probes.contains_key(&id) {
+                    return Ok(());
+                }
+                if let Some(reason) = r.failed.get(&id).cloned() {
+                    drop(r);
+                    let _ = self.kill_topology(name);
+                    return Err(LocalClusterError::Worker {
+                        name: name.to_owned(),
+                        reason,
+                    });
+                }
+            }
+            if Instant::now() >= deadline {
+                let _ = self.kill_topology(name);
+                return Err(LocalClusterError::Worker {
+                    name: name.to_owned(),
+                    reason: format!("not running after {WORKER_WAIT:?}"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
-        let running = launch(name, &topology, config, options)?;
-        map.insert(name.to_owned(), running);
-        Ok(())
     }
 
-    /// Stops topology `name` at once: spouts are deactivated and closed,
-    /// bolts cleaned up. Returns its final metrics.
+    /// Stops topology `name` at once (Nimbus's kill with no wait): spouts
+    /// are deactivated and closed, bolts cleaned up. Returns its final
+    /// metrics once its worker has stopped.
+    ///
+    /// # Errors
+    /// [`LocalClusterError::NotFound`] when no such topology runs.
     pub fn kill_topology(&self, name: &str) -> Result<TopologyMetrics, LocalClusterError> {
-        let running = self
-            .topologies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name)
-            .ok_or_else(|| LocalClusterError::NotFound(name.to_owned()))?;
-        Ok(running.shutdown())
+        let id = self.id_of(name)?;
+        let killed = self.call(
+            name,
+            Request::Kill {
+                name: name.to_owned(),
+                wait_secs: Some(0),
+            },
+        );
+        let deadline = Instant::now() + WORKER_WAIT;
+        let metrics = loop {
+            {
+                let mut r = lock(&self.registry);
+                let running = r.probes.contains_key(&id);
+                if !running {
+                    break r.finished.remove(&id).unwrap_or_default();
+                }
+                if Instant::now() >= deadline {
+                    break r.probes[&id].metrics();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let mut r = lock(&self.registry);
+        r.ids.remove(name);
+        r.topologies.remove(name);
+        r.failed.remove(&id);
+        drop(r);
+        killed.map(|_| metrics)
     }
 
     /// Deactivates topology `name`, waits until nothing is in flight (at
@@ -110,37 +453,74 @@ impl LocalCluster {
         self.kill_topology(name)
     }
 
-    /// Resumes `next_tuple` calls.
+    /// Resumes `next_tuple` calls (within one worker poll, 10 ms).
     pub fn activate(&self, name: &str) -> Result<(), LocalClusterError> {
-        self.with(name, |t| t.activate())
+        let name_ = name.to_owned();
+        self.call(name, Request::Activate { name: name_ }).map(drop)
     }
 
-    /// Stops `next_tuple` calls; in-flight tuples are still processed.
+    /// Stops `next_tuple` calls (within one worker poll, 10 ms); in-flight
+    /// tuples are still processed.
     pub fn deactivate(&self, name: &str) -> Result<(), LocalClusterError> {
-        self.with(name, |t| t.deactivate())
+        let name_ = name.to_owned();
+        self.call(name, Request::Deactivate { name: name_ })
+            .map(drop)
     }
 
     /// The latest metrics of topology `name` (published every 100 ms).
     pub fn metrics(&self, name: &str) -> Result<TopologyMetrics, LocalClusterError> {
-        self.with(name, |t| t.metrics())
+        Ok(self.probe(name)?.metrics())
     }
 
     /// Tuples of topology `name` sent and not yet fully processed.
     pub fn in_flight(&self, name: &str) -> Result<i64, LocalClusterError> {
-        self.with(name, |t| t.in_flight())
+        Ok(self.probe(name)?.in_flight())
     }
 
-    /// Names of the running topologies.
+    /// Nimbus's view of topology `name` (Storm's `getTopologyInfo`):
+    /// status, uptime, workers, executors and their slots, and the metrics
+    /// of the latest worker heartbeat (every second).
+    pub fn topology_info(&self, name: &str) -> Result<TopologyInfo, LocalClusterError> {
+        let req = Request::Info {
+            name: name.to_owned(),
+        };
+        match self.call(name, req)? {
+            Response::Info(info) => Ok(*info),
+            other => Err(LocalClusterError::Rejected(format!(
+                "unexpected answer {other:?}"
+            ))),
+        }
+    }
+
+    /// Nimbus's view of the cluster (Storm's `getClusterInfo`): the
+    /// leader and the supervisor with its slots.
+    pub fn cluster_info(&self) -> Result<ClusterSummary, LocalClusterError> {
+        match self.call("", Request::ClusterInfo)? {
+            Response::Cluster(c) => Ok(c),
+            other => Err(LocalClusterError::Rejected(format!(
+                "unexpected answer {other:?}"
+            ))),
+        }
+    }
+
+    /// Names of the running topologies, sorted.
     pub fn topology_names(&self) -> Vec<String> {
-        let map = self.topologies.lock().unwrap_or_else(|p| p.into_inner());
-        map.keys().cloned().collect()
+        lock(&self.registry).ids.keys().cloned().collect()
     }
 
-    /// Kills every topology.
+    /// Kills every topology and stops the in-process daemons.
     pub fn shutdown(self) {
-        let map = std::mem::take(&mut *self.topologies.lock().unwrap_or_else(|p| p.into_inner()));
-        for (_, t) in map {
-            t.shutdown();
+        for name in self.topology_names() {
+            let _ = self.kill_topology(&name);
+        }
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.daemons.take() {
+            let _ = t.join();
         }
     }
 }

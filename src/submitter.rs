@@ -12,7 +12,7 @@
 
 use squall_cluster::rpc::{ClientError, NimbusClient, Request, Response};
 use squall_topology_api::{Config, Topology};
-use squall_worker::{run_worker, WorkerEnv, WorkerError, WorkerExit};
+use squall_worker::{run_worker, WorkerEnv, WorkerError};
 use std::time::Duration;
 
 /// Environment variables `squall jar` and `squall local` set for the binary.
@@ -117,7 +117,7 @@ pub fn submit_topology(
         name: name.to_owned(),
         spec: topology.spec().clone(),
         config,
-        binary_sha256: binary,
+        binary_sha256: Some(binary),
         args,
     })? {
         Response::Submitted { id } => Ok(id),
@@ -146,7 +146,7 @@ fn run_as_worker(topology: &Topology, worker: Result<WorkerEnv, WorkerError>) ->
         .try_init();
     let result = worker.and_then(|w| run_worker(topology, &w));
     match result {
-        Ok(WorkerExit::TopologyGone) | Ok(WorkerExit::Reassigned) => std::process::exit(0),
+        Ok(_) => std::process::exit(0),
         Err(e @ WorkerError::SpecMismatch { .. }) => {
             eprintln!("squall worker: {e}");
             tracing::error!("{e}");

@@ -86,7 +86,7 @@ fn nimbus_refuses_bad_input_and_keeps_serving() {
             name: name.into(),
             spec,
             config,
-            binary_sha256: binary.clone(),
+            binary_sha256: Some(binary.clone()),
             args: vec![],
         })
     };

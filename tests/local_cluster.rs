@@ -208,3 +208,65 @@ fn a_panicking_bolt_is_reported_and_its_trees_time_out() {
     );
     cluster.shutdown();
 }
+
+/// LocalCluster runs on Nimbus and a supervisor: Nimbus validates and
+/// records the topology, schedules it onto the supervisor's slot, and its
+/// status follows activate / deactivate / kill.
+#[test]
+fn topologies_go_through_nimbus_and_the_supervisor() {
+    let feeder = Feeder::new(["v"]);
+    let mut b = TopologyBuilder::new();
+    b.set_spout("spout", feeder.spout(), 1);
+    b.set_bolt("sink", || AckAll, 3).shuffle_grouping("spout");
+    let cluster = LocalCluster::new();
+    let mut c = config(30);
+    c.workers = 4;
+    cluster
+        .submit_topology("nimbus-path", &c, b.create_topology().unwrap())
+        .unwrap();
+    let info = cluster.topology_info("nimbus-path").unwrap();
+    assert_eq!(info.summary.status, TopologyStatus::Active);
+    assert_eq!(info.summary.num_workers, 1, "LocalCluster runs one worker");
+    let sinks: Vec<_> = info.executors.iter().filter(|e| e.0 == "sink").collect();
+    assert_eq!(sinks.len(), 3);
+    let cluster_info = cluster.cluster_info().unwrap();
+    assert_eq!(cluster_info.supervisors.len(), 1);
+    assert_eq!(cluster_info.supervisors[0].used_slots, 1);
+    assert_eq!(
+        info.executors[0].3.supervisor,
+        cluster_info.supervisors[0].id
+    );
+
+    let id = feeder.feed(values![1]);
+    assert!(wait_for(DEADLINE, || feeder.acked() == vec![id.clone()]));
+    // Metrics reach Nimbus through the worker's heartbeats.
+    assert!(wait_for(DEADLINE, || {
+        let m = cluster.topology_info("nimbus-path").unwrap().metrics;
+        m.component("sink").executed == 1
+    }));
+    cluster.deactivate("nimbus-path").unwrap();
+    let status = cluster.topology_info("nimbus-path").unwrap().summary.status;
+    assert_eq!(status, TopologyStatus::Inactive);
+
+    // Nimbus's refusals come back named.
+    let mut dup = TopologyBuilder::new();
+    dup.set_spout("spout", Feeder::new(["v"]).spout(), 1);
+    let err = cluster
+        .submit_topology("nimbus-path", &c, dup.create_topology().unwrap())
+        .unwrap_err();
+    assert!(matches!(err, LocalClusterError::AlreadyRunning(_)), "{err}");
+    let mut bad = TopologyBuilder::new();
+    bad.set_spout("spout", Feeder::new(["v"]).spout(), 1);
+    let err = cluster
+        .submit_topology("a/b", &c, bad.create_topology().unwrap())
+        .unwrap_err();
+    assert!(matches!(err, LocalClusterError::InvalidName(_)), "{err}");
+
+    cluster.kill_topology("nimbus-path").unwrap();
+    assert!(matches!(
+        cluster.topology_info("nimbus-path"),
+        Err(LocalClusterError::NotFound(_))
+    ));
+    assert_eq!(cluster.cluster_info().unwrap().supervisors[0].used_slots, 0);
+    cluster.shutdown();
+}

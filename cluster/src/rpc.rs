@@ -60,8 +60,9 @@ pub enum Request {
         spec: TopologySpec,
         /// Its configuration.
         config: Config,
-        /// sha256 of its binary in the blob store.
-        binary_sha256: String,
+        /// sha256 of its binary in the blob store; `None` only for an
+        /// in-process Nimbus (`LocalCluster`), whose workers are threads.
+        binary_sha256: Option<String>,
         /// Arguments the binary is run with in worker mode.
         args: Vec<String>,
     },

@@ -48,8 +48,10 @@ pub struct TopologyRecord {
     pub spec: TopologySpec,
     /// Configuration.
     pub config: Config,
-    /// Content hash of the topology binary in the blob store (sha256 hex).
-    pub binary_hash: String,
+    /// Content hash of the topology binary in the blob store (sha256 hex);
+    /// `None` for a topology run by the process that submitted it
+    /// (`LocalCluster`).
+    pub binary_hash: Option<String>,
     /// Hash of the spec, checked by workers before they start.
     pub spec_hash: String,
     /// Submission time, ms since the Unix epoch.

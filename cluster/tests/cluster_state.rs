@@ -39,7 +39,7 @@ fn topology(id: &str) -> TopologyRecord {
         status: TopologyStatus::Active,
         spec: TopologySpec::default(),
         config: Config::new(),
-        binary_hash: "ab".repeat(32),
+        binary_hash: Some("ab".repeat(32)),
         spec_hash: "cd".repeat(32),
         submitted_at_ms: 1,
         args: Vec::new(),

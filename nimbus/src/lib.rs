@@ -19,7 +19,7 @@ pub use scheduler::{interleave_slots, schedule_even, ScheduleError};
 pub use server::serve;
 pub use service::{valid_name, Nimbus};
 
-use squall_cluster::{now_ms, ClusterState, StateStorage, ZkStorage};
+use squall_cluster::{ClusterState, StateStorage, ZkStorage};
 use squall_topology_api::ClusterConfig;
 use std::net::TcpListener;
 use std::path::Path;
@@ -101,7 +101,7 @@ pub fn start_monitor<S: StateStorage + Send + Sync + 'static>(nimbus: Arc<Nimbus
                     leading = leader;
                 }
                 if leader {
-                    nimbus.locked().schedule_all(&nimbus, now_ms());
+                    nimbus.monitor_round();
                     std::thread::sleep(Duration::from_secs(nimbus.config.nimbus_monitor_freq_secs));
                 } else {
                     std::thread::sleep(Duration::from_secs(1));

@@ -33,6 +33,7 @@ pub struct Nimbus<S> {
     pub(crate) config: ClusterConfig,
     pub(crate) lock: Mutex<Monitor>,
     counter: AtomicU64,
+    in_process: bool,
 }
 
 impl<S: StateStorage> Nimbus<S> {
@@ -50,6 +51,22 @@ impl<S: StateStorage> Nimbus<S> {
             config,
             lock: Mutex::new(Monitor::default()),
             counter: AtomicU64::new(0),
+            in_process: false,
+        }
+    }
+
+    /// This Nimbus for `LocalCluster`: it also accepts topologies without a
+    /// binary, whose workers run as threads of the submitting process.
+    pub fn in_process(mut self) -> Self {
+        self.in_process = true;
+        self
+    }
+
+    /// One monitor round now: timed kills and rebalances, liveness,
+    /// scheduling (see [`Monitor`]). A no-op for a standby.
+    pub fn monitor_round(&self) {
+        if self.is_leader() {
+            self.locked().schedule_all(self, now_ms());
         }
     }
 
@@ -185,7 +202,7 @@ impl<S: StateStorage> Nimbus<S> {
         name: String,
         spec: TopologySpec,
         mut config: Config,
-        binary: String,
+        binary: Option<String>,
         args: Vec<String>,
     ) -> Result<String, RpcError> {
         let invalid = |m: String| RpcError::new(ErrorKind::Invalid, m);
@@ -205,11 +222,19 @@ impl<S: StateStorage> Nimbus<S> {
                 "component id {c} is reserved (ids starting with {SYSTEM_PREFIX:?} are Squall's)"
             )));
         }
-        if !self.blobs.contains(&binary) {
-            return Err(RpcError::new(
-                ErrorKind::NotFound,
-                format!("binary {binary} was not uploaded; run the topology with `squall jar`"),
-            ));
+        match &binary {
+            Some(b) if !self.blobs.contains(b) => {
+                return Err(RpcError::new(
+                    ErrorKind::NotFound,
+                    format!("binary {b} was not uploaded; run the topology with `squall jar`"),
+                ))
+            }
+            None if !self.in_process => {
+                return Err(invalid(
+                    "no topology binary given; submit with `squall jar`, which uploads it".into(),
+                ))
+            }
+            _ => {}
         }
         let mut guard = self.locked();
         if self.by_name(&name).is_ok() {

@@ -12,8 +12,9 @@ pub struct WorkerLaunch {
     pub topology_id: String,
     /// The slot's port.
     pub port: u16,
-    /// The topology binary (verified against its hash).
-    pub binary: PathBuf,
+    /// The topology binary (verified against its hash); `None` for a
+    /// topology run in-process (`LocalCluster`).
+    pub binary: Option<PathBuf>,
     /// Arguments the topology was submitted with.
     pub args: Vec<String>,
     /// The worker's directory (local heartbeat file).
@@ -32,6 +33,16 @@ pub trait WorkerHandle: Send {
     fn kill(&mut self);
     /// Its process id, or another identifier.
     fn id(&self) -> u32;
+}
+
+impl WorkerLaunch {
+    /// The value of environment variable `name` given to the worker.
+    pub fn env_var(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// Starts workers.
@@ -75,7 +86,16 @@ impl Launcher for ProcessLauncher {
             .create(true)
             .append(true)
             .open(&l.log_file)?;
-        let child = Command::new(&l.binary)
+        let binary = l.binary.as_ref().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "topology {} has no binary: it runs in the process that submitted it",
+                    l.topology_id
+                ),
+            )
+        })?;
+        let child = Command::new(binary)
             .args(&l.args)
             .envs(l.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())

@@ -198,7 +198,10 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
         a: &LocalAssignment,
         record: &TopologyRecord,
     ) -> Result<Box<dyn WorkerHandle>, String> {
-        let binary = self.binary(&record.binary_hash)?;
+        let binary = match &record.binary_hash {
+            Some(h) => Some(self.binary(h)?),
+            None => None,
+        };
         let worker_dir = self.worker_dir(&a.topology_id, port);
         let _ = std::fs::remove_file(worker_dir.join(env::HEARTBEAT_FILE));
         let c = &self.config;
@@ -268,7 +271,7 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
     fn clean_binaries(&self, desired: &BTreeMap<u16, (LocalAssignment, TopologyRecord)>) {
         let keep: BTreeSet<&str> = desired
             .values()
-            .map(|(_, t)| t.binary_hash.as_str())
+            .filter_map(|(_, t)| t.binary_hash.as_deref())
             .collect();
         let running: BTreeSet<String> = desired
             .iter()

@@ -9,6 +9,7 @@ use crate::outbox::Wiring;
 use crate::routing::{Locality, Router};
 use crate::shared::{EmitTap, Shared};
 use crate::spout_executor::SpoutExecutor;
+use crate::stats::MetricsBoard;
 use squall_topology_api::metrics::TopologyMetrics;
 use squall_topology_api::spec::{
     ComponentConfig, ComponentKind, ComponentSpec, InputSpec, TopologySpec,
@@ -346,6 +347,15 @@ impl RunningTopology {
         self.shared.in_flight.load(Ordering::Acquire)
     }
 
+    /// A handle reading this topology's metrics and in-flight count from
+    /// another thread, which keeps working after shutdown.
+    pub fn probe(&self) -> Probe {
+        Probe {
+            board: self.shared.board.clone(),
+            in_flight: self.shared.in_flight.clone(),
+        }
+    }
+
     /// The task layout.
     pub fn layout(&self) -> &TaskLayout {
         &self.shared.layout
@@ -391,6 +401,26 @@ impl RunningTopology {
     pub fn shutdown(mut self) -> TopologyMetrics {
         self.shutdown_threads();
         self.metrics()
+    }
+}
+
+/// Reads a running topology's metrics and in-flight count (see
+/// [`RunningTopology::probe`]).
+#[derive(Clone)]
+pub struct Probe {
+    board: MetricsBoard,
+    in_flight: Arc<AtomicI64>,
+}
+
+impl Probe {
+    /// As [`RunningTopology::metrics`].
+    pub fn metrics(&self) -> TopologyMetrics {
+        self.board.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// As [`RunningTopology::in_flight`].
+    pub fn in_flight(&self) -> i64 {
+        self.in_flight.load(Ordering::Acquire)
     }
 }
 

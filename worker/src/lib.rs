@@ -27,7 +27,9 @@ pub mod wire;
 mod worker_process;
 
 pub use launch::{
-    launch, system_spec, Inbound, LaunchError, LaunchOptions, Partial, RunningTopology,
+    launch, system_spec, Inbound, LaunchError, LaunchOptions, Partial, Probe, RunningTopology,
 };
 pub use shared::EmitTap;
-pub use worker_process::{run_worker, WorkerEnv, WorkerError, WorkerExit};
+pub use worker_process::{
+    run_worker, run_worker_on, WorkerEnv, WorkerError, WorkerExit, WorkerOptions,
+};

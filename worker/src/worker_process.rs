@@ -3,18 +3,19 @@
 //! its supervisor (a local file) and to the cluster state (with metrics),
 //! follows activate / deactivate, and exits when unassigned.
 
-use crate::launch::{launch, LaunchOptions, Partial, RunningTopology};
+use crate::launch::{launch, LaunchOptions, Partial, Probe, RunningTopology};
+use crate::shared::EmitTap;
 use crate::transport::{start_server, start_transfer, PeerMap, TransportStats};
 use squall_cluster::rpc::spec_hash;
 use squall_cluster::schema::{
     Assignment, TopologyRecord, TopologyStatus, WorkerHeartbeat, WorkerSlot,
 };
 use squall_cluster::worker_env as env;
-use squall_cluster::{now_ms, ClusterState, StateError, ZkStorage};
+use squall_cluster::{now_ms, ClusterState, StateError, StateStorage, ZkStorage};
 use squall_topology_api::{ExecutorSpec, TaskLayout, Topology};
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -87,6 +88,8 @@ pub enum WorkerExit {
     TopologyGone,
     /// Its slot no longer holds these executors.
     Reassigned,
+    /// Its caller stopped it ([`WorkerOptions::stop`]).
+    Stopped,
 }
 
 fn var(name: &str) -> Result<String, WorkerError> {
@@ -146,13 +149,13 @@ fn peer_addresses(layout: &TaskLayout, a: &Assignment, me: &WorkerSlot) -> Vec<O
         .collect()
 }
 
-struct Beat<'a> {
+struct Beat<'a, S> {
     env: &'a WorkerEnv,
-    state: &'a ClusterState<ZkStorage>,
+    state: &'a ClusterState<S>,
     executors: Vec<ExecutorSpec>,
 }
 
-impl Beat<'_> {
+impl<S: StateStorage> Beat<'_, S> {
     fn local(&self) {
         let path = self.env.dir.join(env::HEARTBEAT_FILE);
         let tmp = self.env.dir.join("heartbeat.tmp");
@@ -176,19 +179,58 @@ impl Beat<'_> {
 }
 
 /// Runs this process as the worker described by `env` for `topology` (built
-/// by the binary's own code) until it is unassigned or fails.
+/// by the binary's own code) until it is unassigned or fails: the cluster
+/// state is ZooKeeper, the loop runs every `worker.heartbeat.frequency.secs`
+/// and a dead executor ends the worker (its supervisor starts another).
 ///
 /// # Errors
 /// [`WorkerError::SpecMismatch`] when the binary builds another topology
 /// than the one submitted; the others as named.
 pub fn run_worker(topology: &Topology, env: &WorkerEnv) -> Result<WorkerExit, WorkerError> {
-    std::fs::create_dir_all(&env.dir)
-        .map_err(|e| WorkerError::Env(format!("worker directory {}: {e}", env.dir.display())))?;
     let state = ClusterState::new(ZkStorage::connect(
         &env.zookeeper,
         &env.zookeeper_root,
         env.session_timeout,
     )?);
+    run_worker_on(topology, &state, env, WorkerOptions::default())
+}
+
+/// How [`run_worker_on`] runs besides its assignment.
+#[derive(Default)]
+pub struct WorkerOptions {
+    /// How often the worker beats and reads its topology and assignment;
+    /// `None`: every `worker.heartbeat.frequency.secs`.
+    pub poll: Option<Duration>,
+    /// Set by the caller to stop the worker (it returns
+    /// [`WorkerExit::Stopped`]).
+    pub stop: Option<Arc<AtomicBool>>,
+    /// Keep running when an executor dies (its error is in the metrics);
+    /// by default the worker ends so its supervisor starts a fresh one.
+    pub survive_dead_executors: bool,
+    /// Observer of every emit (testing kit).
+    pub tap: Option<EmitTap>,
+    /// Called once the executors run, with a handle on their metrics.
+    pub on_start: Option<Box<dyn FnOnce(Probe) + Send>>,
+}
+
+/// Runs the worker described by `env` over `state` (ZooKeeper in a
+/// cluster, in memory for `LocalCluster`, whose workers are threads):
+/// checks the spec hash, runs the executors assigned to its slot, moves
+/// tuples to and from peer workers over TCP when the topology has more
+/// than one, beats, follows activate / deactivate, and returns when the
+/// topology is killed, the slot's executors change or `options.stop` is
+/// set.
+///
+/// # Errors
+/// As [`run_worker`].
+pub fn run_worker_on<S: StateStorage>(
+    topology: &Topology,
+    state: &ClusterState<S>,
+    env: &WorkerEnv,
+    options: WorkerOptions,
+) -> Result<WorkerExit, WorkerError> {
+    std::fs::create_dir_all(&env.dir)
+        .map_err(|e| WorkerError::Env(format!("worker directory {}: {e}", env.dir.display())))?;
     let record: TopologyRecord = state
         .topology(&env.topology_id)?
         .ok_or_else(|| WorkerError::NoTopology(env.topology_id.clone()))?;
@@ -210,13 +252,21 @@ pub fn run_worker(topology: &Topology, env: &WorkerEnv) -> Result<WorkerExit, Wo
     }
     let beat = Beat {
         env,
-        state: &state,
+        state,
         executors: mine.clone(),
     };
     beat.local();
 
-    let address = format!("{}:{}", env.slot.host, env.slot.port);
-    let listener = bind_with_retry(&address)?;
+    // A topology on one slot needs no transport.
+    let networked = assignment.slots().len() > 1;
+    let listener = if networked {
+        Some(bind_with_retry(&format!(
+            "{}:{}",
+            env.slot.host, env.slot.port
+        ))?)
+    } else {
+        None
+    };
     let (transfer_tx, transfer_rx) = crossbeam_channel::bounded(1024);
     let running = launch(
         &record.name,
@@ -230,34 +280,55 @@ pub fn run_worker(topology: &Topology, env: &WorkerEnv) -> Result<WorkerExit, Wo
                 local: local_executors(&layout, &mine),
                 transfer: transfer_tx,
             }),
-            ..LaunchOptions::default()
+            tap: options.tap.clone(),
         },
     )?;
     let peers: PeerMap = Arc::new(RwLock::new(peer_addresses(&layout, &assignment, &env.slot)));
     let stats = Arc::new(TransportStats::default());
-    let max_frame = record.config.cluster.nimbus_max_frame_bytes.max(16 << 20);
-    start_server(listener, running.inbound(), max_frame).map_err(WorkerError::Thread)?;
-    start_transfer(
-        transfer_rx,
-        running.inbound(),
-        peers.clone(),
-        stats.clone(),
-        max_frame,
-    )
-    .map_err(WorkerError::Thread)?;
+    if let Some(listener) = listener {
+        let max_frame = record.config.cluster.nimbus_max_frame_bytes.max(16 << 20);
+        start_server(listener, running.inbound(), max_frame).map_err(WorkerError::Thread)?;
+        start_transfer(
+            transfer_rx,
+            running.inbound(),
+            peers.clone(),
+            stats.clone(),
+            max_frame,
+        )
+        .map_err(WorkerError::Thread)?;
+    }
+    if let Some(f) = options.on_start {
+        f(running.probe());
+    }
     tracing::info!(topology = %record.id, slot = %env.slot, executors = mine.len(), "worker running");
 
-    let period = Duration::from_secs(record.config.cluster.worker_heartbeat_frequency_secs.max(1));
+    let beat_period =
+        Duration::from_secs(record.config.cluster.worker_heartbeat_frequency_secs.max(1));
+    let period = options.poll.unwrap_or(beat_period).min(beat_period);
+    let stopped = || {
+        options
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Acquire))
+    };
     let mut last_dropped = 0;
     let mut ready = false;
+    let mut last_beat: Option<Instant> = None;
     loop {
         let round = Instant::now();
+        if stopped() {
+            running.shutdown();
+            return Ok(WorkerExit::Stopped);
+        }
         if !ready {
             ready = peers_reachable(&peers, Duration::from_secs(10));
         }
-        beat.local();
-        beat.cluster(&running);
-        if running.has_dead_executor() {
+        if last_beat.is_none_or(|t| t.elapsed() >= beat_period) {
+            beat.local();
+            beat.cluster(&running);
+            last_beat = Some(round);
+        }
+        if running.has_dead_executor() && !options.survive_dead_executors {
             let errors: Vec<String> = running
                 .metrics()
                 .tasks
