@@ -416,6 +416,10 @@ impl LocalCluster {
                 wait_secs: Some(0),
             },
         );
+        if let Err(e) = killed {
+            self.forget(name, &id);
+            return Err(e);
+        }
         let deadline = Instant::now() + WORKER_WAIT;
         let metrics = loop {
             {
@@ -430,12 +434,16 @@ impl LocalCluster {
             }
             std::thread::sleep(Duration::from_millis(1));
         };
+        self.forget(name, &id);
+        Ok(metrics)
+    }
+
+    /// Drops what the registry holds for a topology that is gone.
+    fn forget(&self, name: &str, id: &str) {
         let mut r = lock(&self.registry);
         r.ids.remove(name);
         r.topologies.remove(name);
-        r.failed.remove(&id);
-        drop(r);
-        killed.map(|_| metrics)
+        r.failed.remove(id);
     }
 
     /// Deactivates topology `name`, waits until nothing is in flight (at
@@ -455,16 +463,19 @@ impl LocalCluster {
 
     /// Resumes `next_tuple` calls (within one worker poll, 10 ms).
     pub fn activate(&self, name: &str) -> Result<(), LocalClusterError> {
-        let name_ = name.to_owned();
-        self.call(name, Request::Activate { name: name_ }).map(drop)
+        let req = Request::Activate {
+            name: name.to_owned(),
+        };
+        self.call(name, req).map(drop)
     }
 
     /// Stops `next_tuple` calls (within one worker poll, 10 ms); in-flight
     /// tuples are still processed.
     pub fn deactivate(&self, name: &str) -> Result<(), LocalClusterError> {
-        let name_ = name.to_owned();
-        self.call(name, Request::Deactivate { name: name_ })
-            .map(drop)
+        let req = Request::Deactivate {
+            name: name.to_owned(),
+        };
+        self.call(name, req).map(drop)
     }
 
     /// The latest metrics of topology `name` (published every 100 ms).

@@ -37,35 +37,6 @@ pub struct TupleMsg {
     pub message_id: MessageId,
 }
 
-/// On the wire between workers a tuple is the array `[dest, source,
-/// stream, values, message id]` (positional, to keep frames small).
-impl serde::Serialize for TupleMsg {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeTuple;
-        let mut t = s.serialize_tuple(5)?;
-        t.serialize_element(&self.dest.0)?;
-        t.serialize_element(&self.source.0)?;
-        t.serialize_element(&self.stream)?;
-        t.serialize_element(&self.values)?;
-        t.serialize_element(&self.message_id)?;
-        t.end()
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for TupleMsg {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (dest, source, stream, values, message_id) =
-            <(u32, u32, u32, Values, MessageId)>::deserialize(d)?;
-        Ok(Self {
-            dest: TaskId(dest),
-            source: TaskId(source),
-            stream,
-            values,
-            message_id,
-        })
-    }
-}
-
 /// What an executor's inbound queue carries.
 #[derive(Debug)]
 pub enum Envelope {

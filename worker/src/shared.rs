@@ -60,10 +60,11 @@ impl Shared {
     /// A new tree root (random, never 0) whose acker runs in this worker
     /// when one does. Storm hashes a random root onto any acker; drawing
     /// the root so that `root mod ackers` is a local acker keeps a tree's
-    /// init and completion messages in-process.
+    /// init and completion messages in-process. Only for tracked tuples,
+    /// so `ackers` is not empty.
     pub fn new_root(&self, rng: &mut impl rand::Rng) -> u64 {
-        let n = self.ackers.len().max(1) as u64;
-        let k = self.local_ackers[rng.random_range(0..self.local_ackers.len().max(1))];
+        let n = self.ackers.len() as u64;
+        let k = self.local_ackers[rng.random_range(0..self.local_ackers.len())];
         let q = rng.random_range(1..u64::MAX / n);
         q * n + k
     }

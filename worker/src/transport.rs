@@ -119,12 +119,16 @@ fn feed_batch(
         stats.dropped.fetch_add(n, Ordering::Relaxed);
         return;
     };
-    let peer = conns.entry(addr.clone()).or_insert_with(|| Peer {
-        conn: None,
-        unwritten: 0,
-        retry_at: Instant::now(),
-        backoff: MIN_BACKOFF,
-    });
+    if !conns.contains_key(&addr) {
+        let peer = Peer {
+            conn: None,
+            unwritten: 0,
+            retry_at: Instant::now(),
+            backoff: MIN_BACKOFF,
+        };
+        conns.insert(addr.clone(), peer);
+    }
+    let peer = conns.get_mut(&addr).expect("inserted above");
     if peer.conn.is_none() && Instant::now() >= peer.retry_at {
         match connect(&addr) {
             Ok(s) => {
