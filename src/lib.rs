@@ -41,6 +41,8 @@ pub use config_file::{load_config, ConfigFileError};
 pub use local_cluster::{LocalCluster, LocalClusterError};
 pub use squall_cluster::rpc::{ClusterSummary, TopologyInfo};
 pub use squall_cluster::schema::TopologyStatus;
+pub use squall_multilang as multilang;
+pub use squall_multilang::{ShellBolt, ShellSpout};
 pub use squall_topology_api::*;
 pub use submitter::{is_cluster_run, submit_topology, SubmitError};
 

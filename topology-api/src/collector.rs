@@ -27,6 +27,11 @@ pub trait BoltOutput {
     fn reset_timeout(&mut self, tuple: &Tuple);
     /// Records an error in the task's metrics (last errors).
     fn report_error(&mut self, error: &str);
+    /// Updates the task's user metric `name`.
+    fn update_metric(&mut self, name: &str, update: MetricUpdate);
+    /// The tasks the most recent emit was sent to (empty when it was
+    /// dropped or had no subscriber).
+    fn last_targets(&self) -> &[TaskId];
 }
 
 /// What the runtime does for a spout's collector.
@@ -42,6 +47,20 @@ pub trait SpoutOutput {
     );
     /// Records an error in the task's metrics.
     fn report_error(&mut self, error: &str);
+    /// Updates the task's user metric `name`.
+    fn update_metric(&mut self, name: &str, update: MetricUpdate);
+    /// The tasks the most recent emit was sent to (empty when it was
+    /// dropped or had no subscriber).
+    fn last_targets(&self) -> &[TaskId];
+}
+
+/// A change to a user metric (shown in the task's metrics under `user`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MetricUpdate {
+    /// Adds to a counter (created at 0).
+    Add(f64),
+    /// Sets a gauge.
+    Set(f64),
 }
 
 /// One or several tuples to anchor an emit to.
@@ -160,6 +179,22 @@ impl<'a> OutputCollector<'a> {
     pub fn report_error(&mut self, error: &dyn Display) {
         self.sink.report_error(&error.to_string())
     }
+
+    /// The task ids the most recent emit went to (what Storm's `emit`
+    /// returns); empty after a direct emit's error or with no subscriber.
+    pub fn last_targets(&self) -> &[TaskId] {
+        self.sink.last_targets()
+    }
+
+    /// Adds `by` to the user counter `name` (in the task's metrics).
+    pub fn incr_metric(&mut self, name: &str, by: f64) {
+        self.sink.update_metric(name, MetricUpdate::Add(by))
+    }
+
+    /// Sets the user gauge `name` to `value` (in the task's metrics).
+    pub fn set_metric(&mut self, name: &str, value: f64) {
+        self.sink.update_metric(name, MetricUpdate::Set(value))
+    }
 }
 
 /// A basic bolt's collector: every emit is anchored to the input tuple.
@@ -244,5 +279,21 @@ impl<'a> SpoutOutputCollector<'a> {
     /// Records an error in the task's metrics.
     pub fn report_error(&mut self, error: &dyn Display) {
         self.sink.report_error(&error.to_string())
+    }
+
+    /// The task ids the most recent emit went to (what Storm's `emit`
+    /// returns).
+    pub fn last_targets(&self) -> &[TaskId] {
+        self.sink.last_targets()
+    }
+
+    /// Adds `by` to the user counter `name` (in the task's metrics).
+    pub fn incr_metric(&mut self, name: &str, by: f64) {
+        self.sink.update_metric(name, MetricUpdate::Add(by))
+    }
+
+    /// Sets the user gauge `name` to `value` (in the task's metrics).
+    pub fn set_metric(&mut self, name: &str, value: f64) {
+        self.sink.update_metric(name, MetricUpdate::Set(value))
     }
 }

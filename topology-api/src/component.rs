@@ -63,6 +63,12 @@ pub trait Bolt: Send {
     fn prepare(&mut self, _context: &TopologyContext) {}
     /// Processes one input tuple.
     fn execute(&mut self, tuple: &Tuple, collector: &mut OutputCollector<'_>);
+    /// Called on the task's thread, between tuples, soon after the task's
+    /// [`TaskWaker`](crate::TaskWaker) (from
+    /// [`TopologyContext::waker`]) was woken: lets a bolt emit, ack and fail
+    /// for work finished on other threads (a subprocess's replies, an
+    /// asynchronous write) without waiting for its next input tuple.
+    fn wake(&mut self, _collector: &mut OutputCollector<'_>) {}
     /// Called once when the task stops (not guaranteed if the process dies).
     fn cleanup(&mut self) {}
     /// Declares the output streams and their fields.

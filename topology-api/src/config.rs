@@ -85,6 +85,16 @@ pub struct Config {
     /// `topology.localityaware.lower.bound`: and narrows back to them once
     /// it falls under this (0 to 1; default 0.2, as Storm).
     pub localityaware_lower_bound: f64,
+    /// `topology.subprocess.timeout.secs`: a multilang subprocess that sends
+    /// nothing for this many seconds (heartbeats included) is taken as hung
+    /// and restarted; `None` falls back to `supervisor.worker.timeout.secs`,
+    /// as in Storm.
+    #[serde(default)]
+    pub subprocess_timeout_secs: Option<u64>,
+    /// `topology.shellbolt.max.pending`: tuples queued for a shell bolt's
+    /// subprocess before `execute` waits (default 100, as Storm).
+    #[serde(default = "default_shellbolt_max_pending")]
+    pub shellbolt_max_pending: usize,
     /// Daemon settings (`storm.zookeeper.*`, `nimbus.*`, `supervisor.*`,
     /// `worker.*`, `storm.local.*`).
     #[serde(default)]
@@ -109,10 +119,16 @@ impl Default for Config {
             disable_loadaware_messaging: false,
             localityaware_higher_bound: 0.8,
             localityaware_lower_bound: 0.2,
+            subprocess_timeout_secs: None,
+            shellbolt_max_pending: default_shellbolt_max_pending(),
             cluster: ClusterConfig::default(),
             user: BTreeMap::new(),
         }
     }
+}
+
+fn default_shellbolt_max_pending() -> usize {
+    100
 }
 
 fn yaml_to_value(v: &yaml_serde::Value) -> Value {
@@ -154,6 +170,82 @@ impl Config {
     /// Acker executors in effect: the setting, or one per worker.
     pub fn effective_ackers(&self) -> u32 {
         self.acker_executors.unwrap_or(self.workers)
+    }
+
+    /// The effective multilang subprocess timeout in seconds:
+    /// `topology.subprocess.timeout.secs`, else
+    /// `supervisor.worker.timeout.secs` (Storm's fallback).
+    pub fn effective_subprocess_timeout_secs(&self) -> u64 {
+        self.subprocess_timeout_secs
+            .unwrap_or(self.cluster.supervisor_worker_timeout_secs)
+    }
+
+    /// The topology settings under their Storm key names, with the user
+    /// keys (what Storm hands multilang subprocesses as `conf`). Unset
+    /// optional keys are `Null`; daemon settings are left out.
+    pub fn to_storm_map(&self) -> BTreeMap<String, Value> {
+        let opt = |v: Option<u64>| v.map_or(Value::Null, |v| Value::Int(v as i64));
+        let mut m = self.user.clone();
+        let entries = [
+            ("topology.workers", Value::Int(self.workers.into())),
+            (
+                "topology.acker.executors",
+                opt(self.acker_executors.map(u64::from)),
+            ),
+            (
+                "topology.message.timeout.secs",
+                Value::Int(self.message_timeout_secs as i64),
+            ),
+            (
+                "topology.max.spout.pending",
+                opt(self.max_spout_pending.map(|v| v as u64)),
+            ),
+            (
+                "topology.tick.tuple.freq.secs",
+                opt(self.tick_tuple_freq_secs),
+            ),
+            ("topology.debug", Value::Bool(self.debug)),
+            (
+                "topology.producer.batch.size",
+                Value::Int(self.producer_batch_size as i64),
+            ),
+            (
+                "topology.executor.receive.buffer.size",
+                Value::Int(self.executor_receive_buffer_size as i64),
+            ),
+            (
+                "topology.flush.tuple.freq.millis",
+                Value::Int(self.flush_tuple_freq_millis as i64),
+            ),
+            (
+                "topology.stats.sample.rate",
+                Value::Float(self.stats_sample_rate),
+            ),
+            (
+                "topology.disable.loadaware.messaging",
+                Value::Bool(self.disable_loadaware_messaging),
+            ),
+            (
+                "topology.localityaware.higher.bound",
+                Value::Float(self.localityaware_higher_bound),
+            ),
+            (
+                "topology.localityaware.lower.bound",
+                Value::Float(self.localityaware_lower_bound),
+            ),
+            (
+                "topology.subprocess.timeout.secs",
+                opt(self.subprocess_timeout_secs),
+            ),
+            (
+                "topology.shellbolt.max.pending",
+                Value::Int(self.shellbolt_max_pending as i64),
+            ),
+        ];
+        for (k, v) in entries {
+            m.insert(k.to_owned(), v);
+        }
+        m
     }
 
     /// Parses a YAML map of Storm keys (e.g. `topology.workers: 2`) over the
@@ -264,6 +356,18 @@ impl Config {
                 self.localityaware_lower_bound =
                     fraction(&value).ok_or_else(|| bad("a number from 0 to 1"))?
             }
+            "topology.subprocess.timeout.secs" => {
+                self.subprocess_timeout_secs = match value {
+                    Value::Null => None,
+                    ref v => {
+                        Some(positive(v).ok_or_else(|| bad("a positive integer or null"))? as u64)
+                    }
+                }
+            }
+            "topology.shellbolt.max.pending" => {
+                self.shellbolt_max_pending =
+                    positive(&value).ok_or_else(|| bad("a positive integer"))? as usize
+            }
             k if self.cluster.set(k, &value)? => {}
             k if RESERVED.iter().any(|p| k.starts_with(p)) => {
                 return Err(ConfigError::UnknownKey(k.to_owned()))
@@ -273,5 +377,55 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_storm_map_sets_back_to_the_same_config() {
+        let mut c = Config::new();
+        for kv in [
+            "topology.workers=3",
+            "topology.max.spout.pending=500",
+            "topology.subprocess.timeout.secs=7",
+            "topology.shellbolt.max.pending=9",
+            "topology.debug=true",
+            "pystorm.log.level=debug",
+        ] {
+            c.apply_override(kv).unwrap();
+        }
+        let map = c.to_storm_map();
+        assert_eq!(map["topology.subprocess.timeout.secs"], Value::Int(7));
+        assert_eq!(map["pystorm.log.level"], Value::from("debug"));
+        let mut back = Config::new();
+        for (k, v) in map {
+            if v != Value::Null {
+                back.set(&k, v).unwrap();
+            }
+        }
+        assert_eq!(back, c);
+        assert_eq!(c.effective_subprocess_timeout_secs(), 7);
+        assert_eq!(
+            Config::new().effective_subprocess_timeout_secs(),
+            Config::new().cluster.supervisor_worker_timeout_secs
+        );
+    }
+
+    #[test]
+    fn multilang_keys_refuse_bad_values() {
+        let mut c = Config::new();
+        let e = c
+            .apply_override("topology.shellbolt.max.pending=0")
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("topology.shellbolt.max.pending"),
+            "{e}"
+        );
+        assert!(c
+            .apply_override("topology.subprocess.timeout.secs=x")
+            .is_err());
     }
 }

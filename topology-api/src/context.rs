@@ -104,6 +104,30 @@ impl TaskLayout {
     }
 }
 
+/// Asks a bolt task's executor to call [`Bolt::wake`](crate::Bolt::wake)
+/// on the task's thread. Cheap to clone and callable from any thread;
+/// wakes that arrive before the executor gets to them fold into one call.
+#[derive(Clone)]
+pub struct TaskWaker(Arc<dyn Fn() + Send + Sync>);
+
+impl TaskWaker {
+    /// A waker that runs `wake` (the runtime makes these).
+    pub fn new(wake: impl Fn() + Send + Sync + 'static) -> Self {
+        Self(Arc::new(wake))
+    }
+
+    /// Schedules a call of the task's `Bolt::wake`.
+    pub fn wake(&self) {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for TaskWaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TaskWaker")
+    }
+}
+
 /// What a task knows about itself and its topology (Storm's
 /// `TopologyContext`), given to `Spout::open` and `Bolt::prepare`.
 #[derive(Debug, Clone)]
@@ -114,6 +138,7 @@ pub struct TopologyContext {
     layout: Arc<TaskLayout>,
     spec: Arc<TopologySpec>,
     config: Arc<Config>,
+    waker: Option<TaskWaker>,
 }
 
 impl TopologyContext {
@@ -136,7 +161,31 @@ impl TopologyContext {
             layout,
             spec,
             config,
+            waker: None,
         }
+    }
+
+    /// This context with `waker` for the task (the runtime sets it for bolt
+    /// tasks).
+    pub fn with_waker(mut self, waker: TaskWaker) -> Self {
+        self.waker = Some(waker);
+        self
+    }
+
+    /// The waker of this bolt task (`None` for spouts, whose executor polls
+    /// `next_tuple` anyway).
+    pub fn waker(&self) -> Option<&TaskWaker> {
+        self.waker.as_ref()
+    }
+
+    /// The topology's definition: components, streams and subscriptions.
+    pub fn spec(&self) -> &TopologySpec {
+        &self.spec
+    }
+
+    /// Every component id with its task ids.
+    pub fn layout(&self) -> &TaskLayout {
+        &self.layout
     }
 
     /// The topology's name.

@@ -30,13 +30,14 @@ pub use builder::{
 };
 pub use cluster_config::ClusterConfig;
 pub use collector::{
-    Anchors, BasicOutputCollector, BoltOutput, OutputCollector, SpoutOutput, SpoutOutputCollector,
+    Anchors, BasicOutputCollector, BoltOutput, MetricUpdate, OutputCollector, SpoutOutput,
+    SpoutOutputCollector,
 };
 /// The string type of [`Value::Str`]: inline up to 24 bytes.
 pub use compact_str::CompactString;
 pub use component::{BasicBolt, BasicBoltAdapter, Bolt, ExecuteError, FailReason, Spout};
 pub use config::{Config, ConfigError};
-pub use context::{ExecutorSpec, TaskLayout, TopologyContext, ACKER_COMPONENT};
+pub use context::{ExecutorSpec, TaskLayout, TaskWaker, TopologyContext, ACKER_COMPONENT};
 pub use declarer::{OutputFieldsDeclarer, StreamDef};
 pub use fields::Fields;
 pub use grouping::{CustomGroupingFactory, CustomStreamGrouping, GroupingSpec};

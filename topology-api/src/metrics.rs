@@ -53,6 +53,10 @@ pub struct TaskMetrics {
     pub capacity: f64,
     /// The last errors reported (newest last, at most 10).
     pub errors: Vec<String>,
+    /// User metrics by name: counters (`incr_metric`) and gauges
+    /// (`set_metric`), also fed by multilang `metrics` commands.
+    #[serde(default)]
+    pub user: BTreeMap<String, f64>,
 }
 
 /// A component's totals over its tasks.

@@ -9,9 +9,10 @@ use crate::stats::{Publisher, Sampler, TaskStats};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rand::Rng;
 use squall_topology_api::{
-    values, Bolt, BoltOutput, ComponentId, MessageId, OutputCollector, StreamMeta, TaskId, Tuple,
-    Values, SYSTEM_COMPONENT, TICK_STREAM,
+    values, Bolt, BoltOutput, ComponentId, MessageId, MetricUpdate, OutputCollector, StreamMeta,
+    TaskId, TaskWaker, Tuple, Values, SYSTEM_COMPONENT, TICK_STREAM,
 };
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,8 @@ struct TaskState {
 struct BoltTask {
     bolt: Box<dyn Bolt>,
     state: TaskState,
+    /// Set by the task's [`TaskWaker`]; cleared when `Bolt::wake` runs.
+    woken: Arc<AtomicBool>,
 }
 
 /// Everything a bolt's collector needs besides the bolt itself.
@@ -121,6 +124,14 @@ impl BoltOutput for Emitter<'_> {
     fn report_error(&mut self, error: &str) {
         self.task.stats.report_error(error.to_owned());
     }
+
+    fn last_targets(&self) -> &[TaskId] {
+        &self.out.targets
+    }
+
+    fn update_metric(&mut self, name: &str, update: MetricUpdate) {
+        self.task.stats.update_metric(name, update);
+    }
 }
 
 impl Emitter<'_> {
@@ -150,6 +161,8 @@ pub struct BoltExecutor {
     tick: Option<(Duration, Instant, Arc<StreamMeta>)>,
     rotate_every: Duration,
     next_rotate: Instant,
+    /// Set by any task's waker: some task's `woken` flag may be set.
+    any_woken: Arc<AtomicBool>,
 }
 
 impl BoltExecutor {
@@ -185,10 +198,13 @@ impl BoltExecutor {
                 .expect("stream table has the tick stream");
             (every, now + every, meta)
         });
+        let any_woken = Arc::new(AtomicBool::new(false));
         let tasks: Vec<BoltTask> = tasks
             .map(|t| {
+                let woken = Arc::new(AtomicBool::new(false));
+                let waker = task_waker(&shared, t, woken.clone(), any_woken.clone());
                 let mut bolt = factory();
-                bolt.prepare(&task_context(&shared, t));
+                bolt.prepare(&task_context(&shared, t).with_waker(waker));
                 BoltTask {
                     bolt,
                     state: TaskState {
@@ -196,6 +212,7 @@ impl BoltExecutor {
                         stats: TaskStats::new(component.clone(), stream_names.clone()),
                         ack_vals: AckVals::default(),
                     },
+                    woken,
                 }
             })
             .collect();
@@ -212,6 +229,25 @@ impl BoltExecutor {
             tick,
             rotate_every,
             next_rotate: now + rotate_every,
+            any_woken,
+        }
+    }
+
+    /// Calls `Bolt::wake` for every task whose waker was woken.
+    fn run_wakes(&mut self) {
+        if !self.any_woken.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        for BoltTask { bolt, state, woken } in &mut self.tasks {
+            if woken.swap(false, Ordering::AcqRel) {
+                let mut emitter = Emitter {
+                    shared: &self.shared,
+                    out: &mut self.out,
+                    task: state,
+                    streams: self.streams,
+                };
+                bolt.wake(&mut OutputCollector::new(&mut emitter));
+            }
         }
     }
 
@@ -229,7 +265,7 @@ impl BoltExecutor {
     }
 
     fn execute_tuple(&mut self, index: usize, tuple: &Tuple) {
-        let BoltTask { bolt, state } = &mut self.tasks[index];
+        let BoltTask { bolt, state, .. } = &mut self.tasks[index];
         let mut emitter = Emitter {
             shared: &self.shared,
             out: &mut self.out,
@@ -309,6 +345,7 @@ impl BoltExecutor {
                 Ok(Envelope::Wake) | Err(RecvTimeoutError::Timeout) => self.out.outbox.flush(),
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            self.run_wakes();
             self.on_timers(Instant::now());
             if self.out.outbox.is_empty() {
                 self.shared.done_in_flight(std::mem::take(&mut processed));
@@ -323,6 +360,30 @@ impl BoltExecutor {
             .map(|t| (t.state.id, &mut t.state.stats));
         self.publisher.maybe_publish(Instant::now(), true, tasks);
     }
+}
+
+/// The waker of task `task`: sets its flags and nudges the executor's queue
+/// (a full queue needs no nudge: the executor is about to look).
+fn task_waker(
+    shared: &Shared,
+    task: u32,
+    woken: Arc<AtomicBool>,
+    any_woken: Arc<AtomicBool>,
+) -> TaskWaker {
+    let wiring = &shared.wiring;
+    let queue = wiring
+        .executor_of_task
+        .get(task as usize)
+        .and_then(|&e| wiring.queues.get(e as usize))
+        .cloned();
+    TaskWaker::new(move || {
+        woken.store(true, Ordering::Release);
+        if !any_woken.swap(true, Ordering::AcqRel) {
+            if let Some(q) = &queue {
+                let _ = q.try_send(Envelope::Wake);
+            }
+        }
+    })
 }
 
 fn tasks_start(tasks: &[BoltTask]) -> u32 {

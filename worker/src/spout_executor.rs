@@ -14,8 +14,8 @@ use crate::stats::{Publisher, TaskStats};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use rand::Rng;
 use squall_topology_api::{
-    values, ComponentId, FailReason, MessageId, Spout, SpoutOutput, SpoutOutputCollector, TaskId,
-    Value, Values, ACKER_COMPONENT,
+    values, ComponentId, FailReason, MessageId, MetricUpdate, Spout, SpoutOutput,
+    SpoutOutputCollector, TaskId, Value, Values, ACKER_COMPONENT,
 };
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -129,6 +129,14 @@ impl SpoutOutput for Emitter<'_> {
 
     fn report_error(&mut self, error: &str) {
         self.task.stats.report_error(error.to_owned());
+    }
+
+    fn last_targets(&self) -> &[TaskId] {
+        &self.out.targets
+    }
+
+    fn update_metric(&mut self, name: &str, update: MetricUpdate) {
+        self.task.stats.update_metric(name, update);
     }
 }
 

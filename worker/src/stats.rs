@@ -3,8 +3,8 @@
 
 use hdrhistogram::Histogram;
 use squall_topology_api::metrics::{LatencySummary, TaskMetrics, TopologyMetrics};
-use squall_topology_api::ComponentId;
-use std::collections::VecDeque;
+use squall_topology_api::{ComponentId, MetricUpdate};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -99,6 +99,8 @@ pub struct TaskStats {
     /// Busy fraction of the last window (bolts).
     pub capacity: f64,
     errors: VecDeque<String>,
+    /// User metrics by name.
+    pub user: BTreeMap<String, f64>,
 }
 
 impl TaskStats {
@@ -119,6 +121,16 @@ impl TaskStats {
             pending: 0,
             capacity: 0.0,
             errors: VecDeque::new(),
+            user: BTreeMap::new(),
+        }
+    }
+
+    /// Applies a user metric update.
+    pub fn update_metric(&mut self, name: &str, update: MetricUpdate) {
+        let v = self.user.entry(name.to_owned()).or_insert(0.0);
+        match update {
+            MetricUpdate::Add(by) => *v += by,
+            MetricUpdate::Set(to) => *v = to,
         }
     }
 
@@ -153,6 +165,7 @@ impl TaskStats {
             pending: self.pending,
             capacity: self.capacity,
             errors: self.errors.iter().cloned().collect(),
+            user: self.user.clone(),
         }
     }
 }

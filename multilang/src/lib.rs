@@ -1,0 +1,123 @@
+//! Spouts and bolts in any language, run as subprocesses speaking Storm's
+//! multilang protocol (Storm's `ShellBolt`, `ShellSpout`, `ShellProcess`;
+//! docs `Multilang-protocol.md`): JSON messages each followed by a line
+//! `end` on the child's stdin and stdout. Storm's own `storm.py` and the
+//! PyPI package `pystorm` work unchanged.
+//!
+//! ```no_run
+//! use squall_multilang::{ShellBolt, ShellSpout};
+//! use squall_topology_api::TopologyBuilder;
+//!
+//! let mut b = TopologyBuilder::new();
+//! b.set_spout("sentences", || ShellSpout::new(["python3", "sentences.py"]).output_fields(["sentence"]), 1);
+//! b.set_bolt("split", || ShellBolt::new(["python3", "split.py"]).dir("multilang").output_fields(["word"]), 2)
+//!     .shuffle_grouping("sentences");
+//! ```
+//!
+//! Unlike Storm, a child that exits, writes malformed output or stops
+//! answering is not fatal to the worker: the failure is reported (with the
+//! child's stderr tail) in the task's errors and log, the tuples it held
+//! are failed so their spout tuples replay, and the child is restarted.
+
+mod bolt;
+mod managed;
+mod metrics;
+mod process;
+pub mod protocol;
+mod setup;
+mod spout;
+
+pub use bolt::ShellBolt;
+pub use metrics::ShellMetric;
+pub use process::ShellCommand;
+pub use spout::ShellSpout;
+
+use squall_topology_api::{Fields, OutputFieldsDeclarer};
+
+/// What went wrong with a subprocess.
+#[derive(Debug, thiserror::Error)]
+pub enum ShellErrorKind {
+    /// The command line is empty.
+    #[error("the command line is empty")]
+    EmptyCommand,
+    /// The program could not be started.
+    #[error("cannot start the subprocess: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// The handshake failed (no pid reply, a malformed one, or a dead pipe).
+    #[error("handshake failed: {0}")]
+    Handshake(String),
+    /// The child's stdout closed: it exited (or closed it).
+    #[error("the subprocess exited ({status}){}", partial_note(.partial))]
+    Exited {
+        /// The exit status as the OS gives it.
+        status: String,
+        /// An unfinished message read before the end, if any.
+        partial: String,
+    },
+    /// The child broke the protocol (malformed JSON, a message with no
+    /// `command`, an unknown command, anchoring to an unknown tuple id).
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The child said nothing within the subprocess timeout and was killed.
+    #[error("the subprocess hung and was killed: {0}")]
+    Hung(String),
+}
+
+fn partial_note(partial: &str) -> String {
+    if partial.is_empty() {
+        String::new()
+    } else {
+        format!(" in the middle of a message: {partial:?}")
+    }
+}
+
+/// A subprocess failure, naming the component, task, pid and command, with
+/// the last lines the child wrote to stderr.
+#[derive(Debug, thiserror::Error)]
+#[error("shell component `{component}` (task {task}, {}command `{command}`): {kind}{}", pid_note(*.pid), tail_note(.stderr_tail))]
+pub struct ShellError {
+    /// The component id.
+    pub component: String,
+    /// The task id.
+    pub task: u32,
+    /// The command line.
+    pub command: String,
+    /// The child's pid, once known.
+    pub pid: Option<u32>,
+    /// What went wrong.
+    pub kind: ShellErrorKind,
+    /// The child's last stderr lines (up to 20).
+    pub stderr_tail: String,
+}
+
+fn pid_note(pid: Option<u32>) -> String {
+    pid.map(|p| format!("pid {p}, ")).unwrap_or_default()
+}
+
+fn tail_note(tail: &str) -> String {
+    if tail.is_empty() {
+        "; stderr was empty".into()
+    } else {
+        format!("; stderr tail:\n{tail}")
+    }
+}
+
+/// The output streams a shell component declares: (stream, fields, direct).
+#[derive(Debug, Clone, Default)]
+struct Outputs(Vec<(String, Fields, bool)>);
+
+impl Outputs {
+    fn add(&mut self, stream: &str, fields: Fields, direct: bool) {
+        self.0.push((stream.to_owned(), fields, direct));
+    }
+
+    fn declare(&self, declarer: &mut OutputFieldsDeclarer) {
+        for (stream, fields, direct) in &self.0 {
+            if *direct {
+                declarer.declare_direct_stream(stream, fields.clone())
+            } else {
+                declarer.declare_stream(stream, fields.clone())
+            }
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! A subprocess kept running: started on first use, described and dropped
+//! when it fails, restarted (at most once a second while starts fail).
+
+use crate::process::{Event, Owner, ShellCommand, ShellProcess, Watch};
+use crate::protocol::{ProtocolError, ShellMsg};
+use crate::ShellError;
+use squall_topology_api::TopologyContext;
+use std::time::{Duration, Instant};
+
+/// How long to wait before retrying a start that failed.
+const RETRY_START_AFTER: Duration = Duration::from_secs(1);
+
+/// A task's subprocess and how to start it again.
+pub struct Managed {
+    pub command: ShellCommand,
+    pub owner: Owner,
+    context: TopologyContext,
+    watch: Watch,
+    timeout: Duration,
+    max_pending: usize,
+    process: Option<ShellProcess>,
+    retry_at: Option<Instant>,
+    /// Subprocesses started so far.
+    pub starts: u64,
+    /// A start failure not yet reported to the task's errors (one from
+    /// `prepare` / `open`, which have no collector).
+    pub unreported: Option<ShellError>,
+}
+
+impl Managed {
+    /// A manager for the task of `context`; nothing starts yet.
+    pub fn new(
+        command: ShellCommand,
+        kind: &'static str,
+        context: &TopologyContext,
+        watch: Watch,
+    ) -> Self {
+        let config = context.config();
+        Self {
+            owner: Owner {
+                component: context.this_component_id().as_str().to_owned(),
+                task: context.this_task_id().0,
+                kind,
+            },
+            command,
+            context: context.clone(),
+            watch,
+            timeout: Duration::from_secs(config.effective_subprocess_timeout_secs()),
+            max_pending: config.shellbolt_max_pending,
+            process: None,
+            retry_at: None,
+            starts: 0,
+            unreported: None,
+        }
+    }
+
+    /// The running subprocess, starting one if there is none and no retry
+    /// is pending. A failed start is returned once (to be reported) and
+    /// retried after a second; the task's waker is woken then.
+    pub fn running(&mut self) -> Result<Option<&ShellProcess>, ShellError> {
+        if self.process.is_none() {
+            if self.retry_at.is_some_and(|t| Instant::now() < t) {
+                return Ok(None);
+            }
+            let waker = self.context.waker().cloned();
+            match ShellProcess::start(
+                &self.command,
+                &self.owner,
+                &self.context,
+                self.watch,
+                self.timeout,
+                self.max_pending,
+                waker.clone(),
+            ) {
+                Ok(p) => {
+                    self.starts += 1;
+                    self.retry_at = None;
+                    self.process = Some(p);
+                }
+                Err(e) => {
+                    self.retry_at = Some(Instant::now() + RETRY_START_AFTER);
+                    if let Some(w) = waker {
+                        std::thread::spawn(move || {
+                            std::thread::sleep(RETRY_START_AFTER);
+                            w.wake();
+                        });
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(self.process.as_ref())
+    }
+
+    /// Starts the first subprocess (from `prepare` / `open`), keeping a
+    /// failure for the first collector that comes.
+    pub fn start_early(&mut self) {
+        if let Err(e) = self.running() {
+            tracing::error!("{e}");
+            self.unreported = Some(e);
+        }
+    }
+
+    /// The subprocess, if one runs.
+    pub fn current(&self) -> Option<&ShellProcess> {
+        self.process.as_ref()
+    }
+
+    /// The next event, if one is ready.
+    pub fn try_event(&self) -> Option<Event> {
+        self.process.as_ref()?.events().try_recv().ok()
+    }
+
+    /// Drops the subprocess after `cause` (killing it if it still runs)
+    /// and describes the failure.
+    pub fn fail(&mut self, cause: ProtocolError) -> ShellError {
+        let process = self
+            .process
+            .take()
+            .expect("fail is called on a running process");
+        let e = process.failure(&self.owner, &self.command, cause);
+        tracing::error!(component = %self.owner.component, task = self.owner.task, "{e}; restarting it");
+        e
+    }
+
+    /// Stops the subprocess, if any.
+    pub fn stop(&mut self) {
+        self.process = None;
+    }
+
+    /// Writes a `log` command's text to Squall's log at its level (Storm's
+    /// `ShellLogHandler`: 0 trace, 1 debug, 2 info, 3 warn, 4 error).
+    pub fn log(&self, msg: &ShellMsg) {
+        let text = msg.msg.as_deref().unwrap_or("");
+        let component = self.owner.component.as_str();
+        let task = self.owner.task;
+        let pid = self.process.as_ref().map_or(0, |p| p.pid());
+        match msg.level.unwrap_or(2) {
+            0 => tracing::trace!(component, task, pid, "{text}"),
+            1 => tracing::debug!(component, task, pid, "{text}"),
+            3 => tracing::warn!(component, task, pid, "{text}"),
+            4 => tracing::error!(component, task, pid, "{text}"),
+            _ => tracing::info!(component, task, pid, "{text}"),
+        }
+    }
+}

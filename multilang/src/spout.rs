@@ -1,0 +1,303 @@
+//! [`ShellSpout`]: a spout run by a subprocess (Storm's `ShellSpout`).
+
+use crate::managed::Managed;
+use crate::metrics::{Registered, ShellMetric};
+use crate::process::{Event, ShellCommand, Watch};
+use crate::protocol::{ProtocolError, ShellMsg, SpoutCommand};
+use crate::Outputs;
+use crossbeam_channel::RecvTimeoutError;
+use squall_topology_api::{
+    FailReason, Fields, MetricUpdate, OutputFieldsDeclarer, Spout, SpoutOutputCollector, TaskId,
+    TopologyContext, Value, Values, DEFAULT_STREAM,
+};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// How long `next_tuple` waits for the child's `sync` before returning
+/// (a later call picks up what arrives after).
+const NEXT_WAIT: Duration = Duration::from_millis(5);
+
+/// A spout whose logic runs in a subprocess speaking Storm's multilang
+/// protocol: `next`, `ack`, `fail`, `activate` and `deactivate` commands,
+/// each answered by the child with emits and logs ended by `sync`.
+///
+/// Unlike Storm's, the executor does not block until each `sync`:
+/// commands are written in order as they come, at most one `next` is
+/// outstanding, and `next_tuple` waits at most 5 ms for its answer. While
+/// a command is unanswered for `topology.subprocess.timeout.secs` the child
+/// is taken as hung, killed, reported and restarted (as on exit or
+/// malformed output). Tuples it emitted stay tracked; their `ack` / `fail`
+/// go to the new child.
+pub struct ShellSpout {
+    command: ShellCommand,
+    outputs: Outputs,
+    metrics: Registered,
+    run: Option<Box<Run>>,
+}
+
+impl std::fmt::Debug for ShellSpout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShellSpout")
+            .field("command", &self.command)
+            .field("outputs", &self.outputs)
+            .field("metrics", &self.metrics)
+            .field("running", &self.run.is_some())
+            .finish()
+    }
+}
+
+struct Run {
+    managed: Managed,
+    metrics: Registered,
+    active: bool,
+    /// Commands sent and not yet answered by `sync`, oldest first; `true`
+    /// for `next`.
+    unanswered: VecDeque<bool>,
+}
+
+impl ShellSpout {
+    /// A spout running `argv` (program and arguments), with no output
+    /// streams yet.
+    pub fn new<I, S>(argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            command: ShellCommand {
+                argv: argv.into_iter().map(Into::into).collect(),
+                dir: None,
+                env: Vec::new(),
+            },
+            outputs: Outputs::default(),
+            metrics: Registered::default(),
+            run: None,
+        }
+    }
+
+    /// Runs the child in `dir` (default: the worker's working directory).
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.command.dir = Some(dir.into());
+        self
+    }
+
+    /// Adds an environment variable for the child.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.command.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Declares the default stream's fields.
+    pub fn output_fields(self, fields: impl Into<Fields>) -> Self {
+        self.stream(DEFAULT_STREAM, fields)
+    }
+
+    /// Declares a named stream.
+    pub fn stream(mut self, stream: &str, fields: impl Into<Fields>) -> Self {
+        self.outputs.add(stream, fields.into(), false);
+        self
+    }
+
+    /// Declares a named direct stream (the child emits with `task`).
+    pub fn direct_stream(mut self, stream: &str, fields: impl Into<Fields>) -> Self {
+        self.outputs.add(stream, fields.into(), true);
+        self
+    }
+
+    /// Registers the counter `name` for the child's `metrics` commands.
+    pub fn count_metric(mut self, name: &str) -> Self {
+        self.metrics.add(name, ShellMetric::Count);
+        self
+    }
+
+    /// Registers the gauge `name` for the child's `metrics` commands.
+    pub fn gauge_metric(mut self, name: &str) -> Self {
+        self.metrics.add(name, ShellMetric::Gauge);
+        self
+    }
+}
+
+impl Run {
+    /// Writes `command` (with message id `id`) to the child, if one runs.
+    fn send(&mut self, command: &str, id: &serde_json::Value) {
+        let Some(p) = self.managed.current() else {
+            return;
+        };
+        p.send_control(&SpoutCommand { command, id });
+        p.set_busy(true);
+        self.unanswered.push_back(command == "next");
+    }
+
+    fn next_outstanding(&self) -> bool {
+        self.unanswered.iter().any(|next| *next)
+    }
+
+    /// Starts a child if none runs; `false` if none could be started.
+    fn ensure_running(&mut self, collector: &mut SpoutOutputCollector<'_>) -> bool {
+        if let Some(e) = self.managed.unreported.take() {
+            collector.report_error(&e);
+        }
+        let fresh = self.managed.current().is_none();
+        match self.managed.running() {
+            Ok(Some(_)) => {
+                if fresh && self.active {
+                    self.send("activate", &serde_json::json!(""));
+                }
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                collector.report_error(&e);
+                false
+            }
+        }
+    }
+
+    fn handle(&mut self, event: Event, collector: &mut SpoutOutputCollector<'_>) {
+        let outcome = match event {
+            Event::Msg(msg) => self.command(*msg, collector),
+            Event::Ended(cause) => Err(cause),
+        };
+        if let Err(cause) = outcome {
+            let e = self.managed.fail(cause);
+            collector.report_error(&e);
+            self.unanswered.clear();
+            self.ensure_running(collector);
+        }
+    }
+
+    fn command(
+        &mut self,
+        msg: ShellMsg,
+        collector: &mut SpoutOutputCollector<'_>,
+    ) -> Result<(), ProtocolError> {
+        let component = &self.managed.owner.component;
+        match msg.command.as_str() {
+            "sync" => {
+                self.unanswered.pop_front();
+                if self.unanswered.is_empty() {
+                    if let Some(p) = self.managed.current() {
+                        p.set_busy(false);
+                    }
+                }
+            }
+            "emit" => {
+                let msg_id = match &msg.id {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(id) => Some(serde_json::from_value::<Value>(id.clone()).map_err(|e| {
+                        ProtocolError::Malformed {
+                            detail: format!("emit id {id}: {e}"),
+                            excerpt: String::new(),
+                        }
+                    })?),
+                };
+                let stream = msg.stream.as_deref().unwrap_or(DEFAULT_STREAM);
+                let values = Values::from(msg.tuple.unwrap_or_default());
+                match msg.task.filter(|t| *t > 0) {
+                    Some(task) => {
+                        collector.emit_direct(TaskId(task as u32), stream, values, msg_id)
+                    }
+                    None => {
+                        collector.emit_stream(stream, values, msg_id);
+                        if msg.need_task_ids.unwrap_or(true) {
+                            let ids: Vec<u32> =
+                                collector.last_targets().iter().map(|t| t.0).collect();
+                            if let Some(p) = self.managed.current() {
+                                p.send_control(&ids);
+                            }
+                        }
+                    }
+                }
+            }
+            "log" => self.managed.log(&msg),
+            "error" => {
+                let text = msg.msg.unwrap_or_default();
+                tracing::error!(component = %component, task = self.managed.owner.task, "shell process exception: {text}");
+                collector.report_error(&format!("Shell Process Exception: {text}"));
+            }
+            "metrics" => match self.metrics.update(&msg) {
+                Ok((name, MetricUpdate::Add(by))) => collector.incr_metric(&name, by),
+                Ok((name, MetricUpdate::Set(v))) => collector.set_metric(&name, v),
+                Err(e) => collector.report_error(&format!("shell spout `{component}`: {e}")),
+            },
+            other => {
+                return Err(ProtocolError::Malformed {
+                    detail: format!("unknown spout command {other:?}"),
+                    excerpt: String::new(),
+                })
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Spout for ShellSpout {
+    fn open(&mut self, context: &TopologyContext) {
+        let mut run = Run {
+            managed: Managed::new(self.command.clone(), "spout", context, Watch::WhileBusy),
+            metrics: self.metrics.clone(),
+            active: false,
+            unanswered: VecDeque::new(),
+        };
+        run.managed.start_early();
+        self.run = Some(Box::new(run));
+    }
+
+    fn close(&mut self) {
+        if let Some(run) = &mut self.run {
+            run.managed.stop();
+        }
+    }
+
+    fn activate(&mut self) {
+        let run = self.run.as_mut().expect("open runs first");
+        run.active = true;
+        run.send("activate", &serde_json::json!(""));
+    }
+
+    fn deactivate(&mut self) {
+        let run = self.run.as_mut().expect("open runs first");
+        run.active = false;
+        run.send("deactivate", &serde_json::json!(""));
+    }
+
+    fn next_tuple(&mut self, collector: &mut SpoutOutputCollector<'_>) {
+        let run = self.run.as_mut().expect("open runs first");
+        if !run.ensure_running(collector) {
+            return;
+        }
+        while let Some(event) = run.managed.try_event() {
+            run.handle(event, collector);
+        }
+        if run.active && !run.next_outstanding() {
+            run.send("next", &serde_json::json!(""));
+        }
+        let deadline = Instant::now() + NEXT_WAIT;
+        while run.next_outstanding() {
+            let Some(p) = run.managed.current() else {
+                return;
+            };
+            let events = p.events().clone();
+            match events.recv_deadline(deadline) {
+                Ok(event) => run.handle(event, collector),
+                Err(RecvTimeoutError::Timeout) => return,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    fn ack(&mut self, msg_id: Value) {
+        let run = self.run.as_mut().expect("open runs first");
+        run.send("ack", &serde_json::to_value(&msg_id).unwrap_or_default());
+    }
+
+    fn fail(&mut self, msg_id: Value, _reason: FailReason) {
+        let run = self.run.as_mut().expect("open runs first");
+        run.send("fail", &serde_json::to_value(&msg_id).unwrap_or_default());
+    }
+
+    fn declare_output_fields(&self, declarer: &mut OutputFieldsDeclarer) {
+        self.outputs.declare(declarer);
+    }
+}
