@@ -3,31 +3,16 @@
 //! `ShellSpout`, in LocalCluster.
 
 mod common;
+mod python;
 
 use common::*;
+use python::python;
 use squall::testing::wait_for;
 use squall::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-
-/// The virtualenv's python, made by the project's script.
-fn python() -> &'static str {
-    static PYTHON: OnceLock<String> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let root = env!("CARGO_MANIFEST_DIR");
-        let out = Command::new(format!("{root}/scripts/python-env"))
-            .output()
-            .expect("run scripts/python-env");
-        assert!(
-            out.status.success(),
-            "scripts/python-env failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    })
-}
 
 fn script(name: &str) -> String {
     format!("{}/tests/multilang/{name}", env!("CARGO_MANIFEST_DIR"))

@@ -2,6 +2,7 @@
 //! count, run as a black box (the `word_count` example binary).
 
 mod corpus;
+mod python;
 
 use corpus::{corpus, example, plain_count};
 use std::collections::HashMap;
@@ -68,4 +69,18 @@ fn word_count_with_injected_failures_replays_and_stays_exact() {
         !stdout.contains(" 0 line failures replayed"),
         "no failure was injected: {stdout}"
     );
+}
+
+#[test]
+fn word_count_with_a_python_split_bolt_equals_the_rust_only_counts() {
+    let (rows, stdout) = run_word_count(&["--python", python::python()]);
+    check_exact(&rows);
+    assert!(stdout.contains("187182 lines acked"), "{stdout}");
+}
+
+#[test]
+fn word_count_with_a_python_spout_and_split_equals_the_rust_only_counts() {
+    let (rows, stdout) = run_word_count(&["--python", python::python(), "--python-spout"]);
+    check_exact(&rows);
+    assert!(stdout.contains("187182 lines acked"), "{stdout}");
 }

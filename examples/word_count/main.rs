@@ -92,7 +92,18 @@ struct Args {
     /// Print benchmark figures at the end.
     #[arg(long)]
     bench: bool,
+    /// Run the split bolt in Python (`multilang/split.py`, pystorm over
+    /// Storm's multilang protocol) with this interpreter;
+    /// `scripts/python-env` prints one with pystorm installed.
+    #[arg(long)]
+    python: Option<PathBuf>,
+    /// With --python: the line spout in Python too (`multilang/lines.py`).
+    #[arg(long, requires = "python")]
+    python_spout: bool,
 }
+
+/// Where the Python split bolt and line spout live.
+const MULTILANG_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/word_count/multilang");
 
 /// All lines of all input files, in memory.
 struct Corpus {
@@ -409,6 +420,17 @@ fn main() -> Result<()> {
     overrides.extend(args.config.iter().cloned());
     let config = load_config(args.conf.as_deref(), &overrides)?;
 
+    if args.python_spout && (args.repeat > 1 || args.duration_secs.is_some() || cluster_run) {
+        bail!("--python-spout reads the corpus once, in LocalCluster: drop --repeat, --duration-secs and squall jar");
+    }
+    // The Python spout reads the same files, listed in this file.
+    let file_list = tempfile::NamedTempFile::new()?;
+    let absolute: Vec<String> = corpus
+        .names
+        .iter()
+        .map(|n| std::path::absolute(n).map(|p| p.display().to_string()))
+        .collect::<std::io::Result<_>>()?;
+    std::fs::write(file_list.path(), absolute.join("\n"))?;
     let progress = Arc::new(Progress::default());
     let sink = Arc::new(Mutex::new(Counts::default()));
     let mut builder = TopologyBuilder::new();
@@ -419,33 +441,61 @@ fn main() -> Result<()> {
         args.duration_secs,
         args.state_dir.clone(),
     );
-    builder.set_spout(
-        "lines",
-        move || LineSpout {
-            corpus: c.clone(),
-            progress: p.clone(),
-            repeat,
-            deadline: None,
-            duration: duration.map(Duration::from_secs),
-            pass: 0,
-            file: 0,
-            line: 0,
-            replay: VecDeque::new(),
-            checkpoint: state.clone().map(durable::Checkpoint::new),
-        },
-        1,
-    );
-    let fail_rate = args.fail_rate;
-    builder
-        .set_basic_bolt(
-            "split",
-            move || SplitBolt {
-                fail_rate,
-                rng: rand::SeedableRng::from_os_rng(),
+    if let Some(python) = args.python.clone().filter(|_| args.python_spout) {
+        let list = file_list.path().to_path_buf();
+        builder.set_spout(
+            "lines",
+            move || {
+                ShellSpout::new([python.to_string_lossy().as_ref(), "lines.py"])
+                    .dir(MULTILANG_DIR)
+                    .env("WORD_COUNT_FILES", list.to_string_lossy())
+                    .output_fields(["line"])
             },
-            args.split_parallelism,
-        )
-        .shuffle_grouping("lines");
+            1,
+        );
+    } else {
+        builder.set_spout(
+            "lines",
+            move || LineSpout {
+                corpus: c.clone(),
+                progress: p.clone(),
+                repeat,
+                deadline: None,
+                duration: duration.map(Duration::from_secs),
+                pass: 0,
+                file: 0,
+                line: 0,
+                replay: VecDeque::new(),
+                checkpoint: state.clone().map(durable::Checkpoint::new),
+            },
+            1,
+        );
+    }
+    let fail_rate = args.fail_rate;
+    if let Some(python) = args.python.clone() {
+        builder
+            .set_bolt(
+                "split",
+                move || {
+                    ShellBolt::new([python.to_string_lossy().as_ref(), "split.py"])
+                        .dir(MULTILANG_DIR)
+                        .output_fields(["word"])
+                },
+                args.split_parallelism,
+            )
+            .shuffle_grouping("lines");
+    } else {
+        builder
+            .set_basic_bolt(
+                "split",
+                move || SplitBolt {
+                    fail_rate,
+                    rng: rand::SeedableRng::from_os_rng(),
+                },
+                args.split_parallelism,
+            )
+            .shuffle_grouping("lines");
+    }
     if let Some(dir) = args.state_dir.clone().filter(|_| cluster_run) {
         let fast_ack = args.fast_ack;
         builder
@@ -481,6 +531,18 @@ fn main() -> Result<()> {
     let mut last_report = (Instant::now(), 0u64);
     loop {
         std::thread::sleep(Duration::from_millis(20));
+        if args.python_spout {
+            // The Python spout's counts come from the topology's metrics:
+            // every line acked once means every line emitted.
+            let lines = cluster.metrics("word-count")?.component("lines");
+            progress.acked.store(lines.acked, Ordering::Relaxed);
+            progress.failed.store(lines.failed, Ordering::Relaxed);
+            progress
+                .emitted
+                .store(lines.acked + lines.pending, Ordering::Relaxed);
+            let done = lines.acked == lines_per_pass;
+            progress.done_emitting.store(done, Ordering::Release);
+        }
         let emitted = progress.emitted.load(Ordering::Relaxed);
         let acked = progress.acked.load(Ordering::Relaxed);
         let failed = progress.failed.load(Ordering::Relaxed);

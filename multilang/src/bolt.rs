@@ -122,12 +122,18 @@ impl Run {
         }
     }
 
-    /// Starts a child if none runs; `false` if none could be started.
-    fn ensure_running(&mut self, collector: &mut OutputCollector<'_>) -> bool {
+    /// Starts a child if none runs (after waiting out a restart delay when
+    /// `wait`); `false` if none could be started.
+    fn ensure_running(&mut self, collector: &mut OutputCollector<'_>, wait: bool) -> bool {
         if let Some(e) = self.managed.unreported.take() {
             collector.report_error(&e);
         }
-        match self.managed.running() {
+        let running = if wait {
+            self.managed.running_after_delay()
+        } else {
+            self.managed.running()
+        };
+        match running {
             Ok(p) => p.is_some(),
             Err(e) => {
                 tracing::error!("{e}");
@@ -148,7 +154,7 @@ impl Run {
             for (_, tuple) in self.inputs.drain() {
                 collector.fail(&tuple);
             }
-            self.ensure_running(collector);
+            self.ensure_running(collector, false);
         }
     }
 
@@ -255,7 +261,7 @@ impl Bolt for ShellBolt {
     fn execute(&mut self, tuple: &Tuple, collector: &mut OutputCollector<'_>) {
         let run = self.run.as_mut().expect("prepare runs before execute");
         run.pump(collector);
-        if !run.ensure_running(collector) {
+        if !run.ensure_running(collector, true) {
             collector.fail(tuple);
             return;
         }
@@ -314,7 +320,7 @@ impl Bolt for ShellBolt {
         let run = self.run.as_mut().expect("prepare runs before wake");
         run.pump(collector);
         if run.managed.current().is_none() {
-            run.ensure_running(collector);
+            run.ensure_running(collector, false);
         }
     }
 

@@ -1,5 +1,7 @@
 //! A subprocess kept running: started on first use, described and dropped
-//! when it fails, restarted (at most once a second while starts fail).
+//! when it fails, restarted: at once after a child that ran for a while,
+//! with a doubling delay (0.1 s up to 5 s) while children keep dying young,
+//! and once a second while starts fail.
 
 use crate::process::{Event, Owner, ShellCommand, ShellProcess, Watch};
 use crate::protocol::{ProtocolError, ShellMsg};
@@ -9,6 +11,10 @@ use std::time::{Duration, Instant};
 
 /// How long to wait before retrying a start that failed.
 const RETRY_START_AFTER: Duration = Duration::from_secs(1);
+/// A child that dies sooner than this after its start died young.
+const YOUNG: Duration = Duration::from_secs(5);
+/// The first and the longest delay before restarting after young deaths.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 
 /// A task's subprocess and how to start it again.
 pub struct Managed {
@@ -20,6 +26,9 @@ pub struct Managed {
     max_pending: usize,
     process: Option<ShellProcess>,
     retry_at: Option<Instant>,
+    started_at: Instant,
+    /// Young deaths in a row.
+    young_deaths: u32,
     /// Subprocesses started so far.
     pub starts: u64,
     /// A start failure not yet reported to the task's errors (one from
@@ -49,6 +58,8 @@ impl Managed {
             max_pending: config.shellbolt_max_pending,
             process: None,
             retry_at: None,
+            started_at: Instant::now(),
+            young_deaths: 0,
             starts: 0,
             unreported: None,
         }
@@ -74,17 +85,12 @@ impl Managed {
             ) {
                 Ok(p) => {
                     self.starts += 1;
+                    self.started_at = Instant::now();
                     self.retry_at = None;
                     self.process = Some(p);
                 }
                 Err(e) => {
-                    self.retry_at = Some(Instant::now() + RETRY_START_AFTER);
-                    if let Some(w) = waker {
-                        std::thread::spawn(move || {
-                            std::thread::sleep(RETRY_START_AFTER);
-                            w.wake();
-                        });
-                    }
+                    self.retry_after(RETRY_START_AFTER);
                     return Err(e);
                 }
             }
@@ -98,6 +104,27 @@ impl Managed {
         if let Err(e) = self.running() {
             tracing::error!("{e}");
             self.unreported = Some(e);
+        }
+    }
+
+    /// Waits out a pending restart delay (backpressure for a bolt whose
+    /// child keeps dying), then as [`Managed::running`].
+    pub fn running_after_delay(&mut self) -> Result<Option<&ShellProcess>, ShellError> {
+        if let Some(at) = self.retry_at.filter(|_| self.process.is_none()) {
+            std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        }
+        self.running()
+    }
+
+    /// Holds restarts back for `delay`, then wakes the task (bolts; spouts
+    /// poll) so it restarts.
+    fn retry_after(&mut self, delay: Duration) {
+        self.retry_at = Some(Instant::now() + delay);
+        if let Some(w) = self.context.waker().cloned() {
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                w.wake();
+            });
         }
     }
 
@@ -119,6 +146,13 @@ impl Managed {
             .take()
             .expect("fail is called on a running process");
         let e = process.failure(&self.owner, &self.command, cause);
+        if self.started_at.elapsed() < YOUNG {
+            let delay = BACKOFF.0.saturating_mul(1 << self.young_deaths.min(6));
+            self.young_deaths += 1;
+            self.retry_after(delay.min(BACKOFF.1));
+        } else {
+            self.young_deaths = 0;
+        }
         tracing::error!(component = %self.owner.component, task = self.owner.task, "{e}; restarting it");
         e
     }
