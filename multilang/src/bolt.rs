@@ -1,17 +1,16 @@
 //! [`ShellBolt`]: a bolt run by a subprocess (Storm's `ShellBolt`).
 
 use crate::managed::Managed;
-use crate::metrics::{Registered, ShellMetric};
-use crate::process::{Event, ShellCommand, ToChild, Watch};
+use crate::metrics::Registered;
+use crate::process::{Event, ToChild, Watch};
 use crate::protocol::{id_key, ShellMsg};
-use crate::Outputs;
+use crate::Declaration;
 use crossbeam_channel::Select;
 use rustc_hash::FxHashMap;
 use squall_topology_api::{
-    Bolt, Fields, MetricUpdate, OutputCollector, OutputFieldsDeclarer, TaskId, TopologyContext,
-    Tuple, Values, DEFAULT_STREAM, SYSTEM_COMPONENT,
+    Bolt, MetricUpdate, OutputCollector, OutputFieldsDeclarer, TaskId, TopologyContext, Tuple,
+    Values, DEFAULT_STREAM, SYSTEM_COMPONENT,
 };
-use std::path::PathBuf;
 
 /// A bolt whose logic runs in a subprocess speaking Storm's multilang
 /// protocol (asynchronous: tuples go to the child as they arrive; its
@@ -27,22 +26,11 @@ use std::path::PathBuf;
 ///   errors and log, with its stderr tail), every tuple it held is failed
 ///   so its spout tuples replay, and a new child is started.
 pub struct ShellBolt {
-    command: ShellCommand,
-    outputs: Outputs,
-    metrics: Registered,
+    decl: Declaration,
     run: Option<Box<Run>>,
 }
 
-impl std::fmt::Debug for ShellBolt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ShellBolt")
-            .field("command", &self.command)
-            .field("outputs", &self.outputs)
-            .field("metrics", &self.metrics)
-            .field("running", &self.run.is_some())
-            .finish()
-    }
-}
+crate::shell_builder!(ShellBolt, "bolt");
 
 struct Run {
     managed: Managed,
@@ -50,68 +38,6 @@ struct Run {
     /// Input tuples the child holds, by the id it was given.
     inputs: FxHashMap<u64, Tuple>,
     next_id: u64,
-}
-
-impl ShellBolt {
-    /// A bolt running `argv` (program and arguments, e.g.
-    /// `["python3", "split.py"]`), with no output streams yet.
-    pub fn new<I, S>(argv: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Self {
-            command: ShellCommand {
-                argv: argv.into_iter().map(Into::into).collect(),
-                dir: None,
-                env: Vec::new(),
-            },
-            outputs: Outputs::default(),
-            metrics: Registered::default(),
-            run: None,
-        }
-    }
-
-    /// Runs the child in `dir` (default: the worker's working directory).
-    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.command.dir = Some(dir.into());
-        self
-    }
-
-    /// Adds an environment variable for the child.
-    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.command.env.push((key.into(), value.into()));
-        self
-    }
-
-    /// Declares the default stream's fields.
-    pub fn output_fields(self, fields: impl Into<Fields>) -> Self {
-        self.stream(DEFAULT_STREAM, fields)
-    }
-
-    /// Declares a named stream.
-    pub fn stream(mut self, stream: &str, fields: impl Into<Fields>) -> Self {
-        self.outputs.add(stream, fields.into(), false);
-        self
-    }
-
-    /// Registers the counter `name` for the child's `metrics` commands.
-    pub fn count_metric(mut self, name: &str) -> Self {
-        self.metrics.add(name, ShellMetric::Count);
-        self
-    }
-
-    /// Registers the gauge `name` for the child's `metrics` commands.
-    pub fn gauge_metric(mut self, name: &str) -> Self {
-        self.metrics.add(name, ShellMetric::Gauge);
-        self
-    }
-
-    /// Declares a named direct stream (the child emits with `task`).
-    pub fn direct_stream(mut self, stream: &str, fields: impl Into<Fields>) -> Self {
-        self.outputs.add(stream, fields.into(), true);
-        self
-    }
 }
 
 impl Run {
@@ -249,8 +175,13 @@ impl Run {
 impl Bolt for ShellBolt {
     fn prepare(&mut self, context: &TopologyContext) {
         let mut run = Run {
-            managed: Managed::new(self.command.clone(), "bolt", context, Watch::Heartbeats),
-            metrics: self.metrics.clone(),
+            managed: Managed::new(
+                self.decl.command.clone(),
+                "bolt",
+                context,
+                Watch::Heartbeats,
+            ),
+            metrics: self.decl.metrics.clone(),
             inputs: FxHashMap::default(),
             next_id: 1,
         };
@@ -331,6 +262,6 @@ impl Bolt for ShellBolt {
     }
 
     fn declare_output_fields(&self, declarer: &mut OutputFieldsDeclarer) {
-        self.outputs.declare(declarer);
+        self.decl.outputs.declare(declarer);
     }
 }

@@ -19,6 +19,83 @@
 //! child's stderr tail) in the task's errors and log, the tuples it held
 //! are failed so their spout tuples replay, and the child is restarted.
 
+/// The builder methods and `Debug` shared by [`ShellBolt`] and
+/// [`ShellSpout`] (both hold a `decl: Declaration` and a `run: Option<_>`).
+macro_rules! shell_builder {
+    ($ty:ident, $what:literal) => {
+        impl $ty {
+            #[doc = concat!("A ", $what, " running `argv` (program and arguments, e.g. `[\"python3\", \"split.py\"]`), with no output streams yet.")]
+            pub fn new<I, S>(argv: I) -> Self
+            where
+                I: IntoIterator<Item = S>,
+                S: Into<String>,
+            {
+                Self {
+                    decl: $crate::Declaration::new(argv),
+                    run: None,
+                }
+            }
+
+            /// Runs the child in `dir` (default: the worker's working
+            /// directory).
+            pub fn dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+                self.decl.command.dir = Some(dir.into());
+                self
+            }
+
+            /// Adds an environment variable for the child.
+            pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+                self.decl.command.env.push((key.into(), value.into()));
+                self
+            }
+
+            /// Declares the default stream's fields.
+            pub fn output_fields(self, fields: impl Into<squall_topology_api::Fields>) -> Self {
+                self.stream(squall_topology_api::DEFAULT_STREAM, fields)
+            }
+
+            /// Declares a named stream.
+            pub fn stream(mut self, stream: &str, fields: impl Into<squall_topology_api::Fields>) -> Self {
+                self.decl.outputs.add(stream, fields.into(), false);
+                self
+            }
+
+            /// Declares a named direct stream (the child emits with `task`).
+            pub fn direct_stream(
+                mut self,
+                stream: &str,
+                fields: impl Into<squall_topology_api::Fields>,
+            ) -> Self {
+                self.decl.outputs.add(stream, fields.into(), true);
+                self
+            }
+
+            /// Registers the counter `name` for the child's `metrics`
+            /// commands (Storm's `CountShellMetric`).
+            pub fn count_metric(mut self, name: &str) -> Self {
+                self.decl.metrics.add(name, $crate::ShellMetric::Count);
+                self
+            }
+
+            /// Registers the gauge `name` for the child's `metrics` commands.
+            pub fn gauge_metric(mut self, name: &str) -> Self {
+                self.decl.metrics.add(name, $crate::ShellMetric::Gauge);
+                self
+            }
+        }
+
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("declaration", &self.decl)
+                    .field("running", &self.run.is_some())
+                    .finish()
+            }
+        }
+    };
+}
+pub(crate) use shell_builder;
+
 mod bolt;
 mod managed;
 mod metrics;
@@ -32,6 +109,7 @@ pub use metrics::ShellMetric;
 pub use process::ShellCommand;
 pub use spout::ShellSpout;
 
+use metrics::Registered;
 use squall_topology_api::{Fields, OutputFieldsDeclarer};
 
 /// What went wrong with a subprocess.
@@ -118,6 +196,29 @@ impl Outputs {
             } else {
                 declarer.declare_stream(stream, fields.clone())
             }
+        }
+    }
+}
+
+/// What a shell component is declared with: how to start the child, the
+/// output streams, and the metrics the child may update.
+#[derive(Debug, Clone)]
+struct Declaration {
+    command: ShellCommand,
+    outputs: Outputs,
+    metrics: Registered,
+}
+
+impl Declaration {
+    fn new<I: IntoIterator<Item = S>, S: Into<String>>(argv: I) -> Self {
+        Self {
+            command: ShellCommand {
+                argv: argv.into_iter().map(Into::into).collect(),
+                dir: None,
+                env: Vec::new(),
+            },
+            outputs: Outputs::default(),
+            metrics: Registered::default(),
         }
     }
 }

@@ -1,17 +1,16 @@
 //! [`ShellSpout`]: a spout run by a subprocess (Storm's `ShellSpout`).
 
 use crate::managed::Managed;
-use crate::metrics::{Registered, ShellMetric};
-use crate::process::{Event, ShellCommand, Watch};
+use crate::metrics::Registered;
+use crate::process::{Event, Watch};
 use crate::protocol::{ProtocolError, ShellMsg, SpoutCommand};
-use crate::Outputs;
+use crate::Declaration;
 use crossbeam_channel::RecvTimeoutError;
 use squall_topology_api::{
-    FailReason, Fields, MetricUpdate, OutputFieldsDeclarer, Spout, SpoutOutputCollector, TaskId,
+    FailReason, MetricUpdate, OutputFieldsDeclarer, Spout, SpoutOutputCollector, TaskId,
     TopologyContext, Value, Values, DEFAULT_STREAM,
 };
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// How long `next_tuple` waits for the child's `sync` before returning
@@ -30,22 +29,11 @@ const NEXT_WAIT: Duration = Duration::from_millis(5);
 /// malformed output). Tuples it emitted stay tracked; their `ack` / `fail`
 /// go to the new child.
 pub struct ShellSpout {
-    command: ShellCommand,
-    outputs: Outputs,
-    metrics: Registered,
+    decl: Declaration,
     run: Option<Box<Run>>,
 }
 
-impl std::fmt::Debug for ShellSpout {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ShellSpout")
-            .field("command", &self.command)
-            .field("outputs", &self.outputs)
-            .field("metrics", &self.metrics)
-            .field("running", &self.run.is_some())
-            .finish()
-    }
-}
+crate::shell_builder!(ShellSpout, "spout");
 
 struct Run {
     managed: Managed,
@@ -54,68 +42,6 @@ struct Run {
     /// Commands sent and not yet answered by `sync`, oldest first; `true`
     /// for `next`.
     unanswered: VecDeque<bool>,
-}
-
-impl ShellSpout {
-    /// A spout running `argv` (program and arguments), with no output
-    /// streams yet.
-    pub fn new<I, S>(argv: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Self {
-            command: ShellCommand {
-                argv: argv.into_iter().map(Into::into).collect(),
-                dir: None,
-                env: Vec::new(),
-            },
-            outputs: Outputs::default(),
-            metrics: Registered::default(),
-            run: None,
-        }
-    }
-
-    /// Runs the child in `dir` (default: the worker's working directory).
-    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.command.dir = Some(dir.into());
-        self
-    }
-
-    /// Adds an environment variable for the child.
-    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.command.env.push((key.into(), value.into()));
-        self
-    }
-
-    /// Declares the default stream's fields.
-    pub fn output_fields(self, fields: impl Into<Fields>) -> Self {
-        self.stream(DEFAULT_STREAM, fields)
-    }
-
-    /// Declares a named stream.
-    pub fn stream(mut self, stream: &str, fields: impl Into<Fields>) -> Self {
-        self.outputs.add(stream, fields.into(), false);
-        self
-    }
-
-    /// Declares a named direct stream (the child emits with `task`).
-    pub fn direct_stream(mut self, stream: &str, fields: impl Into<Fields>) -> Self {
-        self.outputs.add(stream, fields.into(), true);
-        self
-    }
-
-    /// Registers the counter `name` for the child's `metrics` commands.
-    pub fn count_metric(mut self, name: &str) -> Self {
-        self.metrics.add(name, ShellMetric::Count);
-        self
-    }
-
-    /// Registers the gauge `name` for the child's `metrics` commands.
-    pub fn gauge_metric(mut self, name: &str) -> Self {
-        self.metrics.add(name, ShellMetric::Gauge);
-        self
-    }
 }
 
 impl Run {
@@ -235,8 +161,13 @@ impl Run {
 impl Spout for ShellSpout {
     fn open(&mut self, context: &TopologyContext) {
         let mut run = Run {
-            managed: Managed::new(self.command.clone(), "spout", context, Watch::WhileBusy),
-            metrics: self.metrics.clone(),
+            managed: Managed::new(
+                self.decl.command.clone(),
+                "spout",
+                context,
+                Watch::WhileBusy,
+            ),
+            metrics: self.decl.metrics.clone(),
             active: false,
             unanswered: VecDeque::new(),
         };
@@ -298,6 +229,6 @@ impl Spout for ShellSpout {
     }
 
     fn declare_output_fields(&self, declarer: &mut OutputFieldsDeclarer) {
-        self.outputs.declare(declarer);
+        self.decl.outputs.declare(declarer);
     }
 }
