@@ -646,3 +646,20 @@ while True:
     assert_eq!(json["conf"]["pystorm.log.level"], "debug");
     cluster.shutdown();
 }
+
+#[test]
+fn an_idle_healthy_child_answers_heartbeats_and_is_kept() {
+    let mut c = config(30);
+    c.subprocess_timeout_secs = Some(1);
+    let (cluster, stats, pids_dir) = run_ids("py-idle", 3, "split", &[], &c);
+    assert!(wait_for(DEADLINE, || all_acked(&stats, 3)));
+    // Idle for several timeouts: only heartbeats keep the child alive.
+    let trouble =
+        || !errors(&cluster, "py-idle", "py").is_empty() || pids(pids_dir.path()).len() != 1;
+    assert!(
+        !wait_for(Duration::from_secs(5), trouble),
+        "an idle child was taken as hung: {}",
+        errors(&cluster, "py-idle", "py")
+    );
+    cluster.shutdown();
+}

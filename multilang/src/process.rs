@@ -6,7 +6,8 @@
 //!   queue bounded by `topology.shellbolt.max.pending`, control messages
 //!   such as task ids and heartbeats from an unbounded one), flushing when
 //!   both are empty;
-//! - the **watchdog** sends bolt heartbeats every second and kills a child
+//! - the **watchdog** sends bolt heartbeats every second (or a third of the
+//!   timeout, if shorter) and kills a child
 //!   that has said nothing for `topology.subprocess.timeout.secs` while it
 //!   owes an answer;
 //! - stderr is logged line by line, and its last lines kept for errors.
@@ -25,7 +26,9 @@ use std::time::{Duration, Instant};
 
 /// Lines of stderr kept for error reports.
 const STDERR_TAIL_LINES: usize = 20;
-/// How often bolt heartbeats are sent and the timeout checked (Storm: 1 s).
+/// How often bolt heartbeats are sent and the timeout checked (Storm: 1 s),
+/// at most: a third of the subprocess timeout when that is shorter, so a
+/// healthy child always has time to answer.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 
 /// How to start a subprocess: the command line, its working directory and
@@ -477,10 +480,11 @@ struct Watchdog {
 }
 
 fn spawn_watchdog(w: Watchdog) {
+    let every = HEARTBEAT_EVERY.min(w.timeout / 3);
     std::thread::spawn(move || {
         let mut beats = 0u64;
         loop {
-            match w.stop.recv_timeout(HEARTBEAT_EVERY) {
+            match w.stop.recv_timeout(every) {
                 Err(RecvTimeoutError::Timeout) => {}
                 _ => return,
             }
