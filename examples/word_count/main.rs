@@ -423,14 +423,9 @@ fn main() -> Result<()> {
     if args.python_spout && (args.repeat > 1 || args.duration_secs.is_some() || cluster_run) {
         bail!("--python-spout reads the corpus once, in LocalCluster: drop --repeat, --duration-secs and squall jar");
     }
-    // The Python spout reads the same files, listed in this file.
-    let file_list = tempfile::NamedTempFile::new()?;
-    let absolute: Vec<String> = corpus
-        .names
-        .iter()
-        .map(|n| std::path::absolute(n).map(|p| p.display().to_string()))
-        .collect::<std::io::Result<_>>()?;
-    std::fs::write(file_list.path(), absolute.join("\n"))?;
+    // The Python spout reads the same files, listed in a file that lives
+    // until the run ends.
+    let mut file_list = None;
     let progress = Arc::new(Progress::default());
     let sink = Arc::new(Mutex::new(Counts::default()));
     let mut builder = TopologyBuilder::new();
@@ -442,7 +437,16 @@ fn main() -> Result<()> {
         args.state_dir.clone(),
     );
     if let Some(python) = args.python.clone().filter(|_| args.python_spout) {
-        let list = file_list.path().to_path_buf();
+        let list = file_list
+            .insert(tempfile::NamedTempFile::new()?)
+            .path()
+            .to_path_buf();
+        let absolute: Vec<String> = corpus
+            .names
+            .iter()
+            .map(|n| std::path::absolute(n).map(|p| p.display().to_string()))
+            .collect::<std::io::Result<_>>()?;
+        std::fs::write(&list, absolute.join("\n"))?;
         builder.set_spout(
             "lines",
             move || {

@@ -1,15 +1,14 @@
 //! [`ShellBolt`]: a bolt run by a subprocess (Storm's `ShellBolt`).
 
 use crate::managed::Managed;
-use crate::metrics::Registered;
 use crate::process::{Event, ToChild, Watch};
-use crate::protocol::{id_key, ShellMsg};
+use crate::protocol::{tuple_id, ProtocolError, ShellMsg};
 use crate::Declaration;
-use crossbeam_channel::Select;
+use crossbeam_channel::{Select, TrySendError};
 use rustc_hash::FxHashMap;
 use squall_topology_api::{
-    Bolt, MetricUpdate, OutputCollector, OutputFieldsDeclarer, TaskId, TopologyContext, Tuple,
-    Values, DEFAULT_STREAM, SYSTEM_COMPONENT,
+    Bolt, OutputCollector, OutputFieldsDeclarer, TaskId, TopologyContext, Tuple, Values,
+    DEFAULT_STREAM,
 };
 
 /// A bolt whose logic runs in a subprocess speaking Storm's multilang
@@ -34,7 +33,6 @@ crate::shell_builder!(ShellBolt, "bolt");
 
 struct Run {
     managed: Managed,
-    metrics: Registered,
     /// Input tuples the child holds, by the id it was given.
     inputs: FxHashMap<u64, Tuple>,
     next_id: u64,
@@ -45,27 +43,6 @@ impl Run {
     fn pump(&mut self, collector: &mut OutputCollector<'_>) {
         while let Some(event) = self.managed.try_event() {
             self.handle(event, collector);
-        }
-    }
-
-    /// Starts a child if none runs (after waiting out a restart delay when
-    /// `wait`); `false` if none could be started.
-    fn ensure_running(&mut self, collector: &mut OutputCollector<'_>, wait: bool) -> bool {
-        if let Some(e) = self.managed.unreported.take() {
-            collector.report_error(&e);
-        }
-        let running = if wait {
-            self.managed.running_after_delay()
-        } else {
-            self.managed.running()
-        };
-        match running {
-            Ok(p) => p.is_some(),
-            Err(e) => {
-                tracing::error!("{e}");
-                collector.report_error(&e);
-                false
-            }
         }
     }
 
@@ -80,24 +57,20 @@ impl Run {
             for (_, tuple) in self.inputs.drain() {
                 collector.fail(&tuple);
             }
-            self.ensure_running(collector, false);
+            self.managed.ensure_running(collector, false);
         }
-    }
-
-    fn input_id(id: Option<&serde_json::Value>) -> Option<u64> {
-        id.and_then(id_key).and_then(|k| k.parse().ok())
     }
 
     fn command(
         &mut self,
         msg: ShellMsg,
         collector: &mut OutputCollector<'_>,
-    ) -> Result<(), crate::protocol::ProtocolError> {
+    ) -> Result<(), ProtocolError> {
         match msg.command.as_str() {
             "ack" | "fail" => {
-                let ack = msg.command == "ack";
-                match Self::input_id(msg.id.as_ref()).and_then(|id| self.inputs.remove(&id)) {
-                    Some(t) if ack => collector.ack(&t),
+                let input = msg.id.as_ref().and_then(tuple_id);
+                match input.and_then(|id| self.inputs.remove(&id)) {
+                    Some(t) if msg.command == "ack" => collector.ack(&t),
                     Some(t) => collector.fail(&t),
                     None => collector.report_error(&format!(
                         "shell bolt `{}`: {} of an unknown or already acked/failed tuple id {}",
@@ -110,23 +83,8 @@ impl Run {
                 }
             }
             "emit" => self.emit(msg, collector)?,
-            "log" => self.managed.log(&msg),
-            "error" => {
-                let text = msg.msg.unwrap_or_default();
-                tracing::error!(component = %self.managed.owner.component, task = self.managed.owner.task, "shell process exception: {text}");
-                collector.report_error(&format!("Shell Process Exception: {text}"));
-            }
-            "metrics" => match self.metrics.update(&msg) {
-                Ok((name, update)) => match update {
-                    MetricUpdate::Add(by) => collector.incr_metric(&name, by),
-                    MetricUpdate::Set(v) => collector.set_metric(&name, v),
-                },
-                Err(e) => collector.report_error(&format!(
-                    "shell bolt `{}`: {e}",
-                    self.managed.owner.component
-                )),
-            },
             "sync" => {}
+            _ if self.managed.shared_command(&msg, collector) => {}
             other => collector.report_error(&format!(
                 "shell bolt `{}`: unknown command {other:?}",
                 self.managed.owner.component
@@ -139,36 +97,66 @@ impl Run {
         &mut self,
         msg: ShellMsg,
         collector: &mut OutputCollector<'_>,
-    ) -> Result<(), crate::protocol::ProtocolError> {
+    ) -> Result<(), ProtocolError> {
         let mut anchors = Vec::new();
         for id in msg.anchors.as_ref().map(|a| a.ids()).unwrap_or_default() {
-            match Self::input_id(Some(id)).and_then(|k| self.inputs.get(&k)) {
+            match tuple_id(id).and_then(|k| self.inputs.get(&k)) {
                 Some(t) => anchors.push(t),
                 None => {
-                    return Err(crate::protocol::ProtocolError::Malformed {
-                        detail: format!("an emit is anchored to {id}, which is not a tuple the subprocess holds (acked, failed or never sent)"),
-                        excerpt: String::new(),
-                    })
+                    return Err(ProtocolError::Violation(format!(
+                        "an emit is anchored to {id}, which is not a tuple the subprocess holds (acked, failed or never sent)"
+                    )))
                 }
             }
         }
         let stream = msg.stream.as_deref().unwrap_or(DEFAULT_STREAM);
         let values = Values::from(msg.tuple.unwrap_or_default());
         match msg.task.filter(|t| *t > 0) {
-            Some(task) => {
-                collector.emit_direct(TaskId(task as u32), stream, &anchors, values);
-            }
+            Some(task) => collector.emit_direct(TaskId(task as u32), stream, &anchors, values),
             None => {
                 collector.emit_anchored_stream(stream, &anchors, values);
-                if msg.need_task_ids.unwrap_or(true) {
-                    let ids: Vec<u32> = collector.last_targets().iter().map(|t| t.0).collect();
-                    if let Some(p) = self.managed.current() {
-                        p.send_control(&ids);
-                    }
-                }
+                self.managed
+                    .reply_task_ids(msg.need_task_ids, collector.last_targets());
             }
         }
         Ok(())
+    }
+
+    /// Queues `write` (input `id`) for the child while its queue is full,
+    /// handling the child's messages meanwhile; a child that dies fails
+    /// every input it held, this one included.
+    fn queue_when_room(&mut self, id: u64, write: ToChild, collector: &mut OutputCollector<'_>) {
+        let mut write = Some(write);
+        while let Some(w) = write.take() {
+            let Some(p) = self.managed.current() else {
+                return;
+            };
+            let (tuples, events) = (p.tuples().clone(), p.events().clone());
+            let mut sel = Select::new();
+            let send = sel.send(&tuples);
+            sel.recv(&events);
+            let op = sel.select();
+            let event = if op.index() == send {
+                match op.send(&tuples, w) {
+                    Ok(()) => return,
+                    // The writer stopped (broken stdin); the reader's end
+                    // event follows. Keep the tuple until it does.
+                    Err(e) => {
+                        write = Some(e.into_inner());
+                        events.recv()
+                    }
+                }
+            } else {
+                write = Some(w);
+                op.recv(&events)
+            };
+            if let Ok(event) = event {
+                self.handle(event, collector);
+            }
+            if !self.inputs.contains_key(&id) {
+                return;
+            }
+        }
     }
 }
 
@@ -177,11 +165,11 @@ impl Bolt for ShellBolt {
         let mut run = Run {
             managed: Managed::new(
                 self.decl.command.clone(),
+                self.decl.metrics.clone(),
                 "bolt",
                 context,
                 Watch::Heartbeats,
             ),
-            metrics: self.decl.metrics.clone(),
             inputs: FxHashMap::default(),
             next_id: 1,
         };
@@ -192,57 +180,24 @@ impl Bolt for ShellBolt {
     fn execute(&mut self, tuple: &Tuple, collector: &mut OutputCollector<'_>) {
         let run = self.run.as_mut().expect("prepare runs before execute");
         run.pump(collector);
-        if !run.ensure_running(collector, true) {
+        if !run.managed.ensure_running(collector, true) {
             collector.fail(tuple);
             return;
         }
+        let Some(p) = run.managed.current() else {
+            return;
+        };
         let id = run.next_id;
         run.next_id += 1;
         run.inputs.insert(id, tuple.clone());
-        let system = tuple.source_component().as_str() == SYSTEM_COMPONENT;
-        let mut write = Some(ToChild::Tuple {
+        let write = ToChild::Tuple {
             id,
-            comp: tuple.source_component().as_str().to_owned(),
-            stream: tuple.source_stream().as_str().to_owned(),
-            task: if system {
-                -1
-            } else {
-                i64::from(tuple.source_task().0)
-            },
-            values: tuple.values().clone(),
-        });
-        // Queue the tuple, handling the child's messages while the queue is
-        // full; a child that dies meanwhile fails every input it held
-        // (this one included).
-        while let Some(w) = write.take() {
-            let Some(p) = run.managed.current() else {
-                return;
-            };
-            let (tuples, events) = (p.tuples().clone(), p.events().clone());
-            let mut sel = Select::new();
-            let send = sel.send(&tuples);
-            sel.recv(&events);
-            let op = sel.select();
-            if op.index() == send {
-                if let Err(e) = op.send(&tuples, w) {
-                    // The writer stopped (broken stdin); the reader's end
-                    // event follows. Keep the tuple until it does.
-                    write = Some(e.into_inner());
-                    if let Ok(event) = events.recv() {
-                        run.handle(event, collector);
-                    }
-                    if !run.inputs.contains_key(&id) {
-                        return;
-                    }
-                }
-            } else {
-                write = Some(w);
-                if let Ok(event) = op.recv(&events) {
-                    run.handle(event, collector);
-                }
-                if !run.inputs.contains_key(&id) {
-                    return;
-                }
+            tuple: tuple.clone(),
+        };
+        match p.tuples().try_send(write) {
+            Ok(()) => {}
+            Err(TrySendError::Full(w) | TrySendError::Disconnected(w)) => {
+                run.queue_when_room(id, w, collector)
             }
         }
     }
@@ -251,7 +206,7 @@ impl Bolt for ShellBolt {
         let run = self.run.as_mut().expect("prepare runs before wake");
         run.pump(collector);
         if run.managed.current().is_none() {
-            run.ensure_running(collector, false);
+            run.managed.ensure_running(collector, false);
         }
     }
 

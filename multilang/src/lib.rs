@@ -125,7 +125,7 @@ pub enum ShellErrorKind {
     #[error("handshake failed: {0}")]
     Handshake(String),
     /// The child's stdout closed: it exited (or closed it).
-    #[error("the subprocess exited ({status}){}", partial_note(.partial))]
+    #[error("the subprocess exited ({status}){}", protocol::partial_note(.partial))]
     Exited {
         /// The exit status as the OS gives it.
         status: String,
@@ -139,14 +139,6 @@ pub enum ShellErrorKind {
     /// The child said nothing within the subprocess timeout and was killed.
     #[error("the subprocess hung and was killed: {0}")]
     Hung(String),
-}
-
-fn partial_note(partial: &str) -> String {
-    if partial.is_empty() {
-        String::new()
-    } else {
-        format!(" in the middle of a message: {partial:?}")
-    }
 }
 
 /// A subprocess failure, naming the component, task, pid and command, with

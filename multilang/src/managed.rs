@@ -3,11 +3,48 @@
 //! with a doubling delay (0.1 s up to 5 s) while children keep dying young,
 //! and once a second while starts fail.
 
+use crate::metrics::Registered;
 use crate::process::{Event, Owner, ShellCommand, ShellProcess, Watch};
 use crate::protocol::{ProtocolError, ShellMsg};
 use crate::ShellError;
-use squall_topology_api::TopologyContext;
+use squall_topology_api::{
+    MetricUpdate, OutputCollector, SpoutOutputCollector, TaskId, TopologyContext,
+};
+use std::fmt::Display;
 use std::time::{Duration, Instant};
+
+/// What a shell component reports through its task's collector (bolt or
+/// spout).
+pub trait Report {
+    /// Records an error in the task's errors.
+    fn error(&mut self, error: &dyn Display);
+    /// Updates a user metric.
+    fn metric(&mut self, name: &str, update: MetricUpdate);
+}
+
+impl Report for OutputCollector<'_> {
+    fn error(&mut self, error: &dyn Display) {
+        self.report_error(error)
+    }
+    fn metric(&mut self, name: &str, update: MetricUpdate) {
+        match update {
+            MetricUpdate::Add(by) => self.incr_metric(name, by),
+            MetricUpdate::Set(v) => self.set_metric(name, v),
+        }
+    }
+}
+
+impl Report for SpoutOutputCollector<'_> {
+    fn error(&mut self, error: &dyn Display) {
+        self.report_error(error)
+    }
+    fn metric(&mut self, name: &str, update: MetricUpdate) {
+        match update {
+            MetricUpdate::Add(by) => self.incr_metric(name, by),
+            MetricUpdate::Set(v) => self.set_metric(name, v),
+        }
+    }
+}
 
 /// How long to wait before retrying a start that failed.
 const RETRY_START_AFTER: Duration = Duration::from_secs(1);
@@ -20,6 +57,8 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::fro
 pub struct Managed {
     pub command: ShellCommand,
     pub owner: Owner,
+    /// The metrics the child may update.
+    metrics: Registered,
     context: TopologyContext,
     watch: Watch,
     timeout: Duration,
@@ -29,17 +68,16 @@ pub struct Managed {
     started_at: Instant,
     /// Young deaths in a row.
     young_deaths: u32,
-    /// Subprocesses started so far.
-    pub starts: u64,
     /// A start failure not yet reported to the task's errors (one from
     /// `prepare` / `open`, which have no collector).
-    pub unreported: Option<ShellError>,
+    unreported: Option<ShellError>,
 }
 
 impl Managed {
     /// A manager for the task of `context`; nothing starts yet.
     pub fn new(
         command: ShellCommand,
+        metrics: Registered,
         kind: &'static str,
         context: &TopologyContext,
         watch: Watch,
@@ -52,6 +90,7 @@ impl Managed {
                 kind,
             },
             command,
+            metrics,
             context: context.clone(),
             watch,
             timeout: Duration::from_secs(config.effective_subprocess_timeout_secs()),
@@ -60,7 +99,6 @@ impl Managed {
             retry_at: None,
             started_at: Instant::now(),
             young_deaths: 0,
-            starts: 0,
             unreported: None,
         }
     }
@@ -68,12 +106,11 @@ impl Managed {
     /// The running subprocess, starting one if there is none and no retry
     /// is pending. A failed start is returned once (to be reported) and
     /// retried after a second; the task's waker is woken then.
-    pub fn running(&mut self) -> Result<Option<&ShellProcess>, ShellError> {
+    fn running(&mut self) -> Result<Option<&ShellProcess>, ShellError> {
         if self.process.is_none() {
             if self.retry_at.is_some_and(|t| Instant::now() < t) {
                 return Ok(None);
             }
-            let waker = self.context.waker().cloned();
             match ShellProcess::start(
                 &self.command,
                 &self.owner,
@@ -81,10 +118,8 @@ impl Managed {
                 self.watch,
                 self.timeout,
                 self.max_pending,
-                waker.clone(),
             ) {
                 Ok(p) => {
-                    self.starts += 1;
                     self.started_at = Instant::now();
                     self.retry_at = None;
                     self.process = Some(p);
@@ -109,7 +144,7 @@ impl Managed {
 
     /// Waits out a pending restart delay (backpressure for a bolt whose
     /// child keeps dying), then as [`Managed::running`].
-    pub fn running_after_delay(&mut self) -> Result<Option<&ShellProcess>, ShellError> {
+    fn running_after_delay(&mut self) -> Result<Option<&ShellProcess>, ShellError> {
         if let Some(at) = self.retry_at.filter(|_| self.process.is_none()) {
             std::thread::sleep(at.saturating_duration_since(Instant::now()));
         }
@@ -125,6 +160,62 @@ impl Managed {
                 std::thread::sleep(delay);
                 w.wake();
             });
+        }
+    }
+
+    /// Reports a pending start failure, then starts a child if none runs
+    /// (after waiting out a restart delay when `wait`, as backpressure for
+    /// a bolt); `false` if none runs.
+    pub fn ensure_running(&mut self, out: &mut impl Report, wait: bool) -> bool {
+        if let Some(e) = self.unreported.take() {
+            out.error(&e);
+        }
+        let running = if wait {
+            self.running_after_delay()
+        } else {
+            self.running()
+        };
+        match running {
+            Ok(p) => p.is_some(),
+            Err(e) => {
+                out.error(&e);
+                false
+            }
+        }
+    }
+
+    /// Handles the commands bolts and spouts share: `log`, `error` and
+    /// `metrics`. Returns `false` for any other command.
+    pub fn shared_command(&self, msg: &ShellMsg, out: &mut impl Report) -> bool {
+        let Owner {
+            component,
+            task,
+            kind,
+        } = &self.owner;
+        match msg.command.as_str() {
+            "log" => self.log(msg),
+            "error" => {
+                let text = msg.msg.as_deref().unwrap_or_default();
+                tracing::error!(component, task, "shell process exception: {text}");
+                out.error(&format!("Shell Process Exception: {text}"));
+            }
+            "metrics" => match self.metrics.update(msg) {
+                Ok((name, update)) => out.metric(&name, update),
+                Err(e) => out.error(&format!("shell {kind} `{component}`: {e}")),
+            },
+            _ => return false,
+        }
+        true
+    }
+
+    /// Answers an emit with the task ids it went to (Storm's reply after an
+    /// emit with `need_task_ids`, the default).
+    pub fn reply_task_ids(&self, need_task_ids: Option<bool>, targets: &[TaskId]) {
+        if need_task_ids.unwrap_or(true) {
+            if let Some(p) = &self.process {
+                let ids: Vec<u32> = targets.iter().map(|t| t.0).collect();
+                p.send_control(&ids);
+            }
         }
     }
 
@@ -164,7 +255,7 @@ impl Managed {
 
     /// Writes a `log` command's text to Squall's log at its level (Storm's
     /// `ShellLogHandler`: 0 trace, 1 debug, 2 info, 3 warn, 4 error).
-    pub fn log(&self, msg: &ShellMsg) {
+    fn log(&self, msg: &ShellMsg) {
         let text = msg.msg.as_deref().unwrap_or("");
         let component = self.owner.component.as_str();
         let task = self.owner.task;

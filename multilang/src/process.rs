@@ -15,7 +15,7 @@
 use crate::protocol::{self, BoltTuple, ProtocolError, ShellMsg};
 use crate::ShellError;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use squall_topology_api::{TaskWaker, TopologyContext, Values};
+use squall_topology_api::{TaskWaker, TopologyContext, Tuple, SYSTEM_COMPONENT};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
@@ -65,14 +65,8 @@ pub enum ToChild {
     Tuple {
         /// The id the child will ack or fail.
         id: u64,
-        /// Source component.
-        comp: String,
-        /// Source stream.
-        stream: String,
-        /// Source task (-1 for system tuples).
-        task: i64,
-        /// Values.
-        values: Values,
+        /// The tuple.
+        tuple: Tuple,
     },
     /// An encoded message (task ids, spout commands, heartbeats).
     Raw(Vec<u8>),
@@ -139,10 +133,11 @@ impl ShellProcess {
     /// Starts `command` and performs the handshake for the task of
     /// `context`, waiting at most `timeout` for the child's pid.
     ///
+    /// The reader wakes the task through the context's waker (bolts).
+    ///
     /// Errors: the program cannot be started, the setup message cannot be
     /// written, or the child does not answer `{"pid": N}` in time; each
     /// carries the child's stderr tail.
-    #[allow(clippy::too_many_arguments)]
     pub fn start(
         command: &ShellCommand,
         owner: &Owner,
@@ -150,7 +145,6 @@ impl ShellProcess {
         watch: Watch,
         timeout: Duration,
         max_pending: usize,
-        waker: Option<TaskWaker>,
     ) -> Result<Self, ShellError> {
         let error = |pid, kind, stderr_tail: String| ShellError {
             component: owner.component.clone(),
@@ -202,7 +196,13 @@ impl ShellProcess {
         });
         let (event_tx, events) = crossbeam_channel::unbounded();
         let (pid_tx, pid_rx) = crossbeam_channel::bounded(1);
-        spawn_reader(stdout, event_tx, pid_tx, clock.clone(), waker);
+        spawn_reader(
+            stdout,
+            event_tx,
+            pid_tx,
+            clock.clone(),
+            context.waker().cloned(),
+        );
         let mut stdin = BufWriter::with_capacity(64 * 1024, stdin);
         let setup = crate::setup::setup_message(context, pid_dir.path());
         let wrote = protocol::write_message(&mut stdin, &setup).and_then(|()| stdin.flush());
@@ -433,6 +433,7 @@ fn spawn_writer(
 ) {
     std::thread::spawn(move || {
         let mut buf = Vec::with_capacity(256);
+        let mut id_text = String::new();
         loop {
             let write = crossbeam_channel::select! {
                 recv(control) -> m => m.map(ToChild::Raw),
@@ -442,22 +443,26 @@ fn spawn_writer(
             buf.clear();
             match write {
                 ToChild::Raw(bytes) => buf = bytes,
-                ToChild::Tuple {
-                    id,
-                    comp,
-                    stream,
-                    task,
-                    values,
-                } => protocol::encode(
-                    &mut buf,
-                    &BoltTuple {
-                        id: &id.to_string(),
-                        comp: &comp,
-                        stream: &stream,
-                        task,
-                        tuple: &values,
-                    },
-                ),
+                ToChild::Tuple { id, tuple } => {
+                    use std::fmt::Write as _;
+                    id_text.clear();
+                    let _ = write!(id_text, "{id}");
+                    let comp = tuple.source_component().as_str();
+                    protocol::encode(
+                        &mut buf,
+                        &BoltTuple {
+                            id: &id_text,
+                            comp,
+                            stream: tuple.source_stream().as_str(),
+                            task: if comp == SYSTEM_COMPONENT {
+                                -1
+                            } else {
+                                i64::from(tuple.source_task().0)
+                            },
+                            tuple: &tuple.values().0,
+                        },
+                    )
+                }
             }
             if stdin.write_all(&buf).is_err() {
                 return;

@@ -33,12 +33,18 @@ pub enum ProtocolError {
         /// The first bytes of the message.
         excerpt: String,
     },
+    /// A well-formed message the protocol does not allow here (an emit
+    /// anchored to a tuple the child does not hold, an unknown spout
+    /// command, an emit id that is no value).
+    #[error("the subprocess broke the protocol: {0}")]
+    Violation(String),
     /// Reading the pipe failed.
     #[error("reading the subprocess's stdout: {0}")]
     Io(#[from] std::io::Error),
 }
 
-fn partial_note(partial: &str) -> String {
+/// `" in the middle of a message: …"` when `partial` is not empty.
+pub(crate) fn partial_note(partial: &str) -> String {
     if partial.is_empty() {
         String::new()
     } else {
@@ -196,13 +202,12 @@ pub fn parse_shell_msg(bytes: &[u8]) -> Result<ShellMsg, ProtocolError> {
     })
 }
 
-/// The key of a tuple id as the subprocess sent it: strings as they are,
-/// numbers in decimal (Storm sends ids as strings; some clients echo them as
-/// numbers).
-pub fn id_key(id: &serde_json::Value) -> Option<String> {
+/// The input tuple id a bolt subprocess names: Squall sends ids as decimal
+/// strings (as Storm does); some clients echo them as numbers.
+pub fn tuple_id(id: &serde_json::Value) -> Option<u64> {
     match id {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::String(s) => s.parse().ok(),
+        serde_json::Value::Number(n) => n.as_u64(),
         _ => None,
     }
 }
@@ -304,10 +309,10 @@ mod tests {
     }
 
     #[test]
-    fn ids_key_as_strings() {
-        assert_eq!(id_key(&serde_json::json!("12")).as_deref(), Some("12"));
-        assert_eq!(id_key(&serde_json::json!(12)).as_deref(), Some("12"));
-        assert_eq!(id_key(&serde_json::json!([1])), None);
+    fn tuple_ids_read_from_strings_and_numbers() {
+        assert_eq!(tuple_id(&serde_json::json!("12")), Some(12));
+        assert_eq!(tuple_id(&serde_json::json!(12)), Some(12));
+        assert_eq!(tuple_id(&serde_json::json!([1])), None);
     }
 
     proptest! {

@@ -1,14 +1,13 @@
 //! [`ShellSpout`]: a spout run by a subprocess (Storm's `ShellSpout`).
 
 use crate::managed::Managed;
-use crate::metrics::Registered;
 use crate::process::{Event, Watch};
 use crate::protocol::{ProtocolError, ShellMsg, SpoutCommand};
 use crate::Declaration;
 use crossbeam_channel::RecvTimeoutError;
 use squall_topology_api::{
-    FailReason, MetricUpdate, OutputFieldsDeclarer, Spout, SpoutOutputCollector, TaskId,
-    TopologyContext, Value, Values, DEFAULT_STREAM,
+    FailReason, OutputFieldsDeclarer, Spout, SpoutOutputCollector, TaskId, TopologyContext, Value,
+    Values, DEFAULT_STREAM,
 };
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -37,7 +36,6 @@ crate::shell_builder!(ShellSpout, "spout");
 
 struct Run {
     managed: Managed,
-    metrics: Registered,
     active: bool,
     /// Commands sent and not yet answered by `sync`, oldest first; `true`
     /// for `next`.
@@ -59,25 +57,15 @@ impl Run {
         self.unanswered.iter().any(|next| *next)
     }
 
-    /// Starts a child if none runs; `false` if none could be started.
+    /// Starts a child if none runs (activating a new one if the topology
+    /// is active); `false` if none could be started.
     fn ensure_running(&mut self, collector: &mut SpoutOutputCollector<'_>) -> bool {
-        if let Some(e) = self.managed.unreported.take() {
-            collector.report_error(&e);
-        }
         let fresh = self.managed.current().is_none();
-        match self.managed.running() {
-            Ok(Some(_)) => {
-                if fresh && self.active {
-                    self.send("activate", &serde_json::json!(""));
-                }
-                true
-            }
-            Ok(None) => false,
-            Err(e) => {
-                collector.report_error(&e);
-                false
-            }
+        let running = self.managed.ensure_running(collector, false);
+        if running && fresh && self.active {
+            self.send("activate", &serde_json::json!(""));
         }
+        running
     }
 
     fn handle(&mut self, event: Event, collector: &mut SpoutOutputCollector<'_>) {
@@ -98,7 +86,6 @@ impl Run {
         msg: ShellMsg,
         collector: &mut SpoutOutputCollector<'_>,
     ) -> Result<(), ProtocolError> {
-        let component = &self.managed.owner.component;
         match msg.command.as_str() {
             "sync" => {
                 self.unanswered.pop_front();
@@ -111,12 +98,10 @@ impl Run {
             "emit" => {
                 let msg_id = match &msg.id {
                     None | Some(serde_json::Value::Null) => None,
-                    Some(id) => Some(serde_json::from_value::<Value>(id.clone()).map_err(|e| {
-                        ProtocolError::Malformed {
-                            detail: format!("emit id {id}: {e}"),
-                            excerpt: String::new(),
-                        }
-                    })?),
+                    Some(id) => Some(
+                        serde_json::from_value::<Value>(id.clone())
+                            .map_err(|e| ProtocolError::Violation(format!("emit id {id}: {e}")))?,
+                    ),
                 };
                 let stream = msg.stream.as_deref().unwrap_or(DEFAULT_STREAM);
                 let values = Values::from(msg.tuple.unwrap_or_default());
@@ -126,32 +111,16 @@ impl Run {
                     }
                     None => {
                         collector.emit_stream(stream, values, msg_id);
-                        if msg.need_task_ids.unwrap_or(true) {
-                            let ids: Vec<u32> =
-                                collector.last_targets().iter().map(|t| t.0).collect();
-                            if let Some(p) = self.managed.current() {
-                                p.send_control(&ids);
-                            }
-                        }
+                        self.managed
+                            .reply_task_ids(msg.need_task_ids, collector.last_targets());
                     }
                 }
             }
-            "log" => self.managed.log(&msg),
-            "error" => {
-                let text = msg.msg.unwrap_or_default();
-                tracing::error!(component = %component, task = self.managed.owner.task, "shell process exception: {text}");
-                collector.report_error(&format!("Shell Process Exception: {text}"));
-            }
-            "metrics" => match self.metrics.update(&msg) {
-                Ok((name, MetricUpdate::Add(by))) => collector.incr_metric(&name, by),
-                Ok((name, MetricUpdate::Set(v))) => collector.set_metric(&name, v),
-                Err(e) => collector.report_error(&format!("shell spout `{component}`: {e}")),
-            },
+            _ if self.managed.shared_command(&msg, collector) => {}
             other => {
-                return Err(ProtocolError::Malformed {
-                    detail: format!("unknown spout command {other:?}"),
-                    excerpt: String::new(),
-                })
+                return Err(ProtocolError::Violation(format!(
+                    "unknown spout command {other:?}"
+                )))
             }
         }
         Ok(())
@@ -163,11 +132,11 @@ impl Spout for ShellSpout {
         let mut run = Run {
             managed: Managed::new(
                 self.decl.command.clone(),
+                self.decl.metrics.clone(),
                 "spout",
                 context,
                 Watch::WhileBusy,
             ),
-            metrics: self.decl.metrics.clone(),
             active: false,
             unanswered: VecDeque::new(),
         };

@@ -235,7 +235,9 @@ impl BoltExecutor {
 
     /// Calls `Bolt::wake` for every task whose waker was woken.
     fn run_wakes(&mut self) {
-        if !self.any_woken.swap(false, Ordering::AcqRel) {
+        // A plain load first: no cache-line write per batch when nothing woke.
+        if !self.any_woken.load(Ordering::Acquire) || !self.any_woken.swap(false, Ordering::AcqRel)
+        {
             return;
         }
         for BoltTask { bolt, state, woken } in &mut self.tasks {
