@@ -7,7 +7,7 @@
 use squall_cluster::rpc::{ClusterSummary, ErrorKind, Request, Response, RpcError, TopologyInfo};
 use squall_cluster::schema::WorkerSlot;
 use squall_cluster::worker_env as env;
-use squall_cluster::{ClusterState, MemoryCluster, MemoryStorage};
+use squall_cluster::{ClusterState, MemoryCluster, MemoryStorage, StorageStore};
 use squall_nimbus::{BlobStore, Nimbus};
 use squall_supervisor::{Launcher, Supervisor, WorkerHandle, WorkerLaunch};
 use squall_topology_api::metrics::TopologyMetrics;
@@ -117,7 +117,8 @@ impl Drop for ThreadWorker {
 impl Launcher for ThreadLauncher {
     fn launch(&mut self, l: &WorkerLaunch) -> std::io::Result<Box<dyn WorkerHandle>> {
         let not_here = |what: String| std::io::Error::new(std::io::ErrorKind::NotFound, what);
-        let state = ClusterState::new(self.cluster.connect());
+        let storage = Arc::new(self.cluster.connect());
+        let state = ClusterState::new(storage.clone());
         let name = state
             .topology(&l.topology_id)
             .map_err(|e| not_here(e.to_string()))?
@@ -156,6 +157,7 @@ impl Launcher for ThreadLauncher {
                     lock(&registry).probes.insert(id, probe);
                 }
             })),
+            store: Some(StorageStore::shared(storage)),
         };
         let thread = std::thread::Builder::new()
             .name(format!("worker-{}", l.port))

@@ -8,6 +8,7 @@
 #![forbid(missing_docs)]
 
 pub mod blocking;
+mod coordination;
 pub mod frame;
 mod memory;
 pub mod rpc;
@@ -17,6 +18,7 @@ mod storage;
 pub mod worker_env;
 mod zk;
 
+pub use coordination::{memory_store, StorageStore, TRANSACTIONAL_ROOT};
 pub use memory::{MemoryCluster, MemoryStorage};
 pub use state::ClusterState;
 pub use storage::{check_path, parent, NodeMode, StateError, StateStorage, Version};

@@ -101,6 +101,29 @@ impl<T: StateStorage + ?Sized> StateStorage for Box<T> {
     }
 }
 
+impl<T: StateStorage + ?Sized> StateStorage for std::sync::Arc<T> {
+    fn create(&self, path: &str, data: &[u8], mode: NodeMode) -> Result<(), StateError> {
+        (**self).create(path, data, mode)
+    }
+    fn get(&self, path: &str) -> Result<Option<(Vec<u8>, Version)>, StateError> {
+        (**self).get(path)
+    }
+    fn set(
+        &self,
+        path: &str,
+        data: &[u8],
+        expected: Option<Version>,
+    ) -> Result<Version, StateError> {
+        (**self).set(path, data, expected)
+    }
+    fn children(&self, path: &str) -> Result<Vec<String>, StateError> {
+        (**self).children(path)
+    }
+    fn delete_all(&self, path: &str) -> Result<(), StateError> {
+        (**self).delete_all(path)
+    }
+}
+
 /// Checks that `path` is absolute with non-empty segments (`/` alone is
 /// the root).
 pub fn check_path(path: &str) -> Result<(), StateError> {

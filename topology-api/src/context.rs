@@ -1,7 +1,7 @@
 //! Task layout and the context a task sees at `open` / `prepare`.
 
 use crate::spec::{ComponentKind, TopologySpec};
-use crate::{ComponentId, Config, Fields, StreamId, TaskId};
+use crate::{ComponentId, Config, Fields, SharedStore, StreamId, TaskId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -139,6 +139,7 @@ pub struct TopologyContext {
     spec: Arc<TopologySpec>,
     config: Arc<Config>,
     waker: Option<TaskWaker>,
+    store: Option<SharedStore>,
 }
 
 impl TopologyContext {
@@ -162,6 +163,7 @@ impl TopologyContext {
             spec,
             config,
             waker: None,
+            store: None,
         }
     }
 
@@ -170,6 +172,20 @@ impl TopologyContext {
     pub fn with_waker(mut self, waker: TaskWaker) -> Self {
         self.waker = Some(waker);
         self
+    }
+
+    /// This context with the cluster's coordination store (the runtime
+    /// sets it for every task).
+    pub fn with_store(mut self, store: SharedStore) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The cluster's [`CoordinationStore`](crate::CoordinationStore):
+    /// ZooKeeper in a cluster, memory in `LocalCluster`; `None` only in
+    /// contexts made by hand.
+    pub fn store(&self) -> Option<&SharedStore> {
+        self.store.as_ref()
     }
 
     /// The waker of this bolt task (`None` for spouts, whose executor polls

@@ -15,6 +15,7 @@ mod collector;
 mod component;
 mod config;
 mod context;
+mod coordination;
 mod declarer;
 mod fields;
 mod grouping;
@@ -37,6 +38,7 @@ pub use collector::{
 pub use compact_str::CompactString;
 pub use component::{BasicBolt, BasicBoltAdapter, Bolt, ExecuteError, FailReason, Spout};
 pub use config::{Config, ConfigError};
+pub use coordination::{CoordinationStore, SharedStore, StoreError};
 pub use context::{ExecutorSpec, TaskLayout, TaskWaker, TopologyContext, ACKER_COMPONENT};
 pub use declarer::{OutputFieldsDeclarer, StreamDef};
 pub use fields::Fields;

@@ -14,7 +14,8 @@ use squall_topology_api::metrics::TopologyMetrics;
 use squall_topology_api::spec::{
     ComponentConfig, ComponentKind, ComponentSpec, InputSpec, TopologySpec,
 };
-use squall_topology_api::{
+use squall_cluster::memory_store;
+use squall_topology_api::{SharedStore, 
     Bolt, BoltFactory, ComponentId, Config, GroupingSpec, OutputFieldsDeclarer, TaskId, TaskLayout,
     Topology, ACKER_COMPONENT,
 };
@@ -51,6 +52,8 @@ pub struct LaunchOptions {
     /// Run only some executors here; batches for the others go to a
     /// transfer queue (a worker of a cluster).
     pub partial: Option<Partial>,
+    /// The coordination store tasks see; `None`: a fresh one in memory.
+    pub store: Option<SharedStore>,
 }
 
 /// Which executors a worker runs, and where batches for the rest go.
@@ -172,6 +175,7 @@ pub fn launch(
         layout: layout.clone(),
         streams,
         config: Arc::new(config.clone()),
+        store: options.store.unwrap_or_else(memory_store),
         wiring: Arc::new(Wiring {
             queues: senders,
             executor_of_task,

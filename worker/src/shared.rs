@@ -8,7 +8,7 @@ use crate::stats::{MetricsBoard, TaskStats};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use squall_topology_api::spec::TopologySpec;
-use squall_topology_api::{
+use squall_topology_api::{SharedStore, 
     ComponentId, Config, StreamId, TaskId, TaskLayout, Topology, TopologyContext, Values,
 };
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -32,6 +32,8 @@ pub struct Shared {
     pub streams: Arc<StreamTable>,
     /// Configuration.
     pub config: Arc<Config>,
+    /// The cluster's coordination store, given to every task.
+    pub store: SharedStore,
     /// Queues of every executor.
     pub wiring: Arc<Wiring>,
     /// The acker tasks (empty: no tracking).
@@ -203,6 +205,7 @@ pub fn task_context(shared: &Shared, task: u32) -> TopologyContext {
         shared.spec.clone(),
         shared.config.clone(),
     )
+    .with_store(shared.store.clone())
 }
 
 /// Moves `values` to the last target and clones it for the others.

@@ -11,8 +11,8 @@ use squall_cluster::schema::{
     Assignment, TopologyRecord, TopologyStatus, WorkerHeartbeat, WorkerSlot,
 };
 use squall_cluster::worker_env as env;
-use squall_cluster::{now_ms, ClusterState, StateError, StateStorage, ZkStorage};
-use squall_topology_api::{ExecutorSpec, TaskLayout, Topology};
+use squall_cluster::{now_ms, ClusterState, StateError, StateStorage, StorageStore, ZkStorage};
+use squall_topology_api::{ExecutorSpec, SharedStore, TaskLayout, Topology};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -187,12 +187,17 @@ impl<S: StateStorage> Beat<'_, S> {
 /// [`WorkerError::SpecMismatch`] when the binary builds another topology
 /// than the one submitted; the others as named.
 pub fn run_worker(topology: &Topology, env: &WorkerEnv) -> Result<WorkerExit, WorkerError> {
-    let state = ClusterState::new(ZkStorage::connect(
+    let storage = Arc::new(ZkStorage::connect(
         &env.zookeeper,
         &env.zookeeper_root,
         env.session_timeout,
     )?);
-    run_worker_on(topology, &state, env, WorkerOptions::default())
+    let state = ClusterState::new(storage.clone());
+    let options = WorkerOptions {
+        store: Some(StorageStore::shared(storage)),
+        ..WorkerOptions::default()
+    };
+    run_worker_on(topology, &state, env, options)
 }
 
 /// How [`run_worker_on`] runs besides its assignment.
@@ -211,6 +216,9 @@ pub struct WorkerOptions {
     pub tap: Option<EmitTap>,
     /// Called once the executors run, with a handle on their metrics.
     pub on_start: Option<Box<dyn FnOnce(Probe) + Send>>,
+    /// The coordination store tasks see (over the same cluster state);
+    /// `None`: one in memory, private to this worker.
+    pub store: Option<SharedStore>,
 }
 
 /// Runs the worker described by `env` over `state` (ZooKeeper in a
@@ -281,6 +289,7 @@ pub fn run_worker_on<S: StateStorage>(
                 transfer: transfer_tx,
             }),
             tap: options.tap.clone(),
+            store: options.store.clone(),
         },
     )?;
     let peers: PeerMap = Arc::new(RwLock::new(peer_addresses(&layout, &assignment, &env.slot)));
