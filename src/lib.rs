@@ -44,6 +44,7 @@ pub use squall_cluster::schema::TopologyStatus;
 pub use squall_multilang as multilang;
 pub use squall_multilang::{ShellBolt, ShellSpout};
 pub use squall_topology_api::*;
+pub use squall_trident as trident;
 pub use submitter::{is_cluster_run, submit_topology, SubmitError};
 
 /// The README's examples, compiled and run as doctests.

@@ -53,7 +53,10 @@ impl<S: StateStorage> CoordinationStore for StorageStore<S> {
     }
 
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.storage.put(&path(key)?, value).map(|_| ()).map_err(err)
+        self.storage
+            .put(&path(key)?, value)
+            .map(|_| ())
+            .map_err(err)
     }
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -79,7 +82,12 @@ mod tests {
         assert_eq!(store.get("wc/meta/2").unwrap(), Some(b"c".to_vec()));
         assert_eq!(store.children("wc/meta").unwrap(), ["1", "2"]);
         assert_eq!(
-            cluster.connect().get("/transactional/wc/meta/1").unwrap().unwrap().0,
+            cluster
+                .connect()
+                .get("/transactional/wc/meta/1")
+                .unwrap()
+                .unwrap()
+                .0,
             b"a"
         );
         store.delete("wc").unwrap();

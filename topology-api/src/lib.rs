@@ -38,8 +38,8 @@ pub use collector::{
 pub use compact_str::CompactString;
 pub use component::{BasicBolt, BasicBoltAdapter, Bolt, ExecuteError, FailReason, Spout};
 pub use config::{Config, ConfigError};
-pub use coordination::{CoordinationStore, SharedStore, StoreError};
 pub use context::{ExecutorSpec, TaskLayout, TaskWaker, TopologyContext, ACKER_COMPONENT};
+pub use coordination::{CoordinationStore, SharedStore, StoreError};
 pub use declarer::{OutputFieldsDeclarer, StreamDef};
 pub use fields::Fields;
 pub use grouping::{CustomGroupingFactory, CustomStreamGrouping, GroupingSpec};

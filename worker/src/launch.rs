@@ -10,14 +10,14 @@ use crate::routing::{Locality, Router};
 use crate::shared::{EmitTap, Shared};
 use crate::spout_executor::SpoutExecutor;
 use crate::stats::MetricsBoard;
+use squall_cluster::memory_store;
 use squall_topology_api::metrics::TopologyMetrics;
 use squall_topology_api::spec::{
     ComponentConfig, ComponentKind, ComponentSpec, InputSpec, TopologySpec,
 };
-use squall_cluster::memory_store;
-use squall_topology_api::{SharedStore, 
-    Bolt, BoltFactory, ComponentId, Config, GroupingSpec, OutputFieldsDeclarer, TaskId, TaskLayout,
-    Topology, ACKER_COMPONENT,
+use squall_topology_api::{
+    Bolt, BoltFactory, ComponentId, Config, GroupingSpec, OutputFieldsDeclarer, SharedStore,
+    TaskId, TaskLayout, Topology, ACKER_COMPONENT,
 };
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -8,8 +8,9 @@ use crate::stats::{MetricsBoard, TaskStats};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use squall_topology_api::spec::TopologySpec;
-use squall_topology_api::{SharedStore, 
-    ComponentId, Config, StreamId, TaskId, TaskLayout, Topology, TopologyContext, Values,
+use squall_topology_api::{
+    ComponentId, Config, SharedStore, StreamId, TaskId, TaskLayout, Topology, TopologyContext,
+    Values,
 };
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;

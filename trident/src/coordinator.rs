@@ -1,0 +1,437 @@
+//! The master batch coordinator (Storm's `MasterBatchCoordinator`): a
+//! spout that starts batches with increasing txids, several in flight,
+//! and commits them strictly in txid order.
+//!
+//! Each batch is one tracked tuple on `$batch`, sent to every emitter
+//! task; its tree completes when every stage task has received all of the
+//! batch's tuples. Then, once the previous txid committed, a tracked
+//! `$commit` tuple goes to every task holding state; its tree completing
+//! is the commit. A failed (or timed-out) batch or commit re-emits that
+//! txid and every later one in flight with attempt + 1.
+//!
+//! Per txid, each spout's metadata is written to the coordination store
+//! (`<txid name>/meta/<txid>`) before the batch is first emitted, and the
+//! last committed txid to `<txid name>/committed`, so a coordinator that
+//! restarts resumes after the last commit and replays open txids with the
+//! same metadata.
+
+use crate::plan::{pack_batch, BATCH_FIELD, BATCH_STREAM, COMMIT_STREAM};
+use crate::spout::{BatchCoordinator, SpoutKind, TransactionalSpout};
+use crate::tuple::BatchId;
+use squall_topology_api::{
+    FailReason, OutputFieldsDeclarer, SharedStore, Spout, SpoutOutputCollector, TopologyContext,
+    Value,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Batches in flight when `topology.max.spout.pending` is unset (Storm: 1).
+pub const DEFAULT_MAX_BATCHES: usize = 8;
+/// Config key of the least time between batch starts (ms); Storm's key,
+/// whose default there is 500 ms. Here the default is 0: a batch starts
+/// as soon as a slot is free and a spout is ready.
+pub const EMIT_INTERVAL_KEY: &str = "topology.trident.batch.emit.interval.millis";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// To be emitted (first time or again).
+    Emit,
+    Processing,
+    Processed,
+    Committing,
+}
+
+struct Tx {
+    attempt: u32,
+    phase: Phase,
+}
+
+struct Source {
+    name: String,
+    kind: SpoutKind,
+    coordinator: Box<dyn BatchCoordinator>,
+}
+
+/// The master batch coordinator spout (component `$mbc`).
+pub struct MasterCoordinator {
+    spouts: Arc<Vec<(String, Arc<dyn TransactionalSpout>)>>,
+    sources: Vec<Source>,
+    store: Option<SharedStore>,
+    /// Metadata per txid (for open txids and the last committed one).
+    metas: BTreeMap<u64, Vec<Value>>,
+    active: BTreeMap<u64, Tx>,
+    committed: u64,
+    next_txid: u64,
+    max_batches: usize,
+    interval: Duration,
+    last_start: Option<Instant>,
+    /// Set when the store failed: no batches until it answers again.
+    broken: Option<String>,
+    /// The attempt number of a txid's first emission: grows by 4096 at
+    /// every start of a coordinator (a stored epoch) and every reset, so
+    /// tasks never mistake a batch of an earlier incarnation for a current one.
+    attempt_base: u32,
+}
+
+impl MasterCoordinator {
+    /// A coordinator of `spouts` (txid name, spout).
+    pub fn new(spouts: Arc<Vec<(String, Arc<dyn TransactionalSpout>)>>) -> Self {
+        Self {
+            spouts,
+            sources: Vec::new(),
+            store: None,
+            metas: BTreeMap::new(),
+            active: BTreeMap::new(),
+            committed: 0,
+            next_txid: 1,
+            max_batches: DEFAULT_MAX_BATCHES,
+            interval: Duration::ZERO,
+            last_start: None,
+            broken: None,
+            attempt_base: 0,
+        }
+    }
+
+    /// Bumps the stored epoch and sets the attempt base from it.
+    fn next_epoch(&mut self) -> Result<(), String> {
+        let Some(first) = self.sources.first() else {
+            return Ok(());
+        };
+        let key = format!("{}/epoch", first.name);
+        let store = self.store()?;
+        let epoch = match store.get(&key).map_err(|e| e.to_string())? {
+            Some(b) => decode::<u32>(&b)?.wrapping_add(1),
+            None => 0,
+        };
+        store
+            .put(&key, &encode(&epoch)?)
+            .map_err(|e| e.to_string())?;
+        self.attempt_base = (epoch & 0xfff) << 12;
+        Ok(())
+    }
+
+    fn reset(&mut self, why: String) {
+        self.broken = Some(why);
+        self.active.clear();
+        self.metas.clear();
+        self.attempt_base = self.attempt_base.wrapping_add(1 << 12) & 0xff_ffff;
+    }
+
+    fn store(&self) -> Result<&SharedStore, String> {
+        self.store
+            .as_ref()
+            .ok_or_else(|| "no coordination store in this task's context".to_owned())
+    }
+
+    fn read_committed(&self) -> Result<u64, String> {
+        let store = self.store()?;
+        let mut committed = None::<u64>;
+        for s in &self.sources {
+            let c = match store
+                .get(&format!("{}/committed", s.name))
+                .map_err(|e| e.to_string())?
+            {
+                Some(b) => decode::<u64>(&b)?,
+                None => 0,
+            };
+            committed = Some(committed.map_or(c, |m| m.min(c)));
+        }
+        Ok(committed.unwrap_or(0))
+    }
+
+    fn read_meta(&self, source: usize, txid: u64) -> Result<Option<Value>, String> {
+        let key = format!("{}/meta/{txid}", self.sources[source].name);
+        match self.store()?.get(&key).map_err(|e| e.to_string())? {
+            Some(b) => Ok(Some(decode(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The metadata of `txid` for every spout, deciding and storing what
+    /// is not decided (everything, for opaque spouts, at a new attempt).
+    fn metas_for(&mut self, txid: u64, new_attempt: bool) -> Result<Vec<Value>, String> {
+        let prev = match self.metas.get(&(txid - 1)) {
+            Some(m) => Some(m.clone()),
+            None if txid > 1 => {
+                let mut m = Vec::new();
+                for i in 0..self.sources.len() {
+                    m.push(self.read_meta(i, txid - 1)?.unwrap_or(Value::Null));
+                }
+                Some(m)
+            }
+            None => None,
+        };
+        let known = self.metas.get(&txid).cloned();
+        let mut out = Vec::with_capacity(self.sources.len());
+        for i in 0..self.sources.len() {
+            let stored = match &known {
+                Some(k) => k.get(i).cloned(),
+                None => self.read_meta(i, txid)?,
+            };
+            let reuse = match self.sources[i].kind {
+                SpoutKind::Transactional => stored,
+                SpoutKind::Opaque if !new_attempt => stored,
+                SpoutKind::Opaque => None,
+            };
+            let meta = match reuse {
+                Some(m) => m,
+                None => {
+                    let p = prev
+                        .as_ref()
+                        .and_then(|p| p.get(i))
+                        .filter(|v| !matches!(v, Value::Null));
+                    let m = self.sources[i].coordinator.initialize_transaction(txid, p);
+                    let key = format!("{}/meta/{txid}", self.sources[i].name);
+                    self.store()?
+                        .put(&key, &encode(&m)?)
+                        .map_err(|e| e.to_string())?;
+                    m
+                }
+            };
+            out.push(meta);
+        }
+        self.metas.insert(txid, out.clone());
+        Ok(out)
+    }
+
+    fn emit_batch(
+        &mut self,
+        txid: u64,
+        out: &mut SpoutOutputCollector<'_>,
+        new_attempt: bool,
+    ) -> Result<(), String> {
+        let attempt = self.active.get(&txid).map_or(0, |t| t.attempt);
+        let metas = self.metas_for(txid, new_attempt)?;
+        let id = BatchId { txid, attempt };
+        out.emit_stream(
+            BATCH_STREAM,
+            [Value::Int(pack_batch(id)), Value::List(metas)]
+                .into_iter()
+                .collect(),
+            Some(msg_id(0, id)),
+        );
+        Ok(())
+    }
+
+    fn on_committed(&mut self, txid: u64) -> Result<(), String> {
+        self.active.remove(&txid);
+        self.committed = txid;
+        let store = self.store()?.clone();
+        for s in &mut self.sources {
+            store
+                .put(&format!("{}/committed", s.name), &encode(&txid)?)
+                .map_err(|e| e.to_string())?;
+            if txid > 1 {
+                // Keep the committed txid's metadata: the next batch builds on it.
+                store
+                    .delete(&format!("{}/meta/{}", s.name, txid - 1))
+                    .map_err(|e| e.to_string())?;
+            }
+            s.coordinator.success(txid);
+        }
+        self.metas.retain(|t, _| *t >= txid);
+        Ok(())
+    }
+
+    fn step(&mut self, out: &mut SpoutOutputCollector<'_>) -> Result<(), String> {
+        // Commit the oldest open txid once processed.
+        if let Some((&txid, tx)) = self.active.iter_mut().next() {
+            if tx.phase == Phase::Processed && txid == self.committed + 1 {
+                tx.phase = Phase::Committing;
+                let id = BatchId {
+                    txid,
+                    attempt: tx.attempt,
+                };
+                out.emit_stream(
+                    COMMIT_STREAM,
+                    std::iter::once(Value::Int(pack_batch(id))).collect(),
+                    Some(msg_id(1, id)),
+                );
+            }
+        }
+        // Re-emit failed txids, in order.
+        let again: Vec<u64> = self
+            .active
+            .iter()
+            .filter(|(_, t)| t.phase == Phase::Emit)
+            .map(|(&t, _)| t)
+            .collect();
+        for txid in again {
+            self.emit_batch(txid, out, true)?;
+            if let Some(t) = self.active.get_mut(&txid) {
+                t.phase = Phase::Processing;
+            }
+        }
+        // Start a new batch.
+        let due = self.last_start.is_none_or(|t| t.elapsed() >= self.interval);
+        if self.active.len() < self.max_batches && due {
+            let txid = self.next_txid;
+            let stored = self.metas.contains_key(&txid) || self.read_meta_any(txid)?;
+            let ready = stored
+                || self
+                    .sources
+                    .iter_mut()
+                    .any(|s| s.coordinator.is_ready(txid));
+            if ready {
+                self.active.insert(
+                    txid,
+                    Tx {
+                        attempt: self.attempt_base,
+                        phase: Phase::Processing,
+                    },
+                );
+                self.emit_batch(txid, out, false)?;
+                self.next_txid += 1;
+                self.last_start = Some(Instant::now());
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether metadata of `txid` is stored for some spout (a txid opened
+    /// before a restart, which must be replayed as it was).
+    fn read_meta_any(&self, txid: u64) -> Result<bool, String> {
+        for i in 0..self.sources.len() {
+            if self.read_meta(i, txid)?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+fn msg_id(kind: i64, id: BatchId) -> Value {
+    Value::List(vec![Value::Int(kind), Value::Int(pack_batch(id))])
+}
+
+fn parse_msg_id(v: &Value) -> Option<(i64, BatchId)> {
+    match v.as_list()? {
+        [k, b] => Some((k.as_i64()?, crate::plan::unpack_batch(b.as_i64()?))),
+        _ => None,
+    }
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, String> {
+    rmp_serde::to_vec(v).map_err(|e| e.to_string())
+}
+
+fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, String> {
+    rmp_serde::from_slice(b)
+        .map_err(|e| format!("stored coordinator metadata does not decode: {e}"))
+}
+
+impl Spout for MasterCoordinator {
+    fn open(&mut self, context: &TopologyContext) {
+        self.store = context.store().cloned();
+        let config = context.config();
+        self.max_batches = config
+            .max_spout_pending
+            .unwrap_or(DEFAULT_MAX_BATCHES)
+            .max(1);
+        self.interval = Duration::from_millis(
+            config
+                .user
+                .get(EMIT_INTERVAL_KEY)
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                .max(0) as u64,
+        );
+        if config.effective_ackers() == 0 {
+            tracing::error!(
+                "trident needs ackers (topology.acker.executors > 0): batches cannot be tracked"
+            );
+            self.broken = Some("no ackers".into());
+        }
+        self.sources = self
+            .spouts
+            .iter()
+            .map(|(name, s)| Source {
+                name: name.clone(),
+                kind: s.kind(),
+                coordinator: s.coordinator(context),
+            })
+            .collect();
+        match self
+            .read_committed()
+            .and_then(|c| self.next_epoch().map(|()| c))
+        {
+            Ok(c) => {
+                self.committed = c;
+                self.next_txid = c + 1;
+                tracing::info!(committed = c, "trident coordinator resumes");
+            }
+            Err(e) => {
+                tracing::error!("trident coordinator: {e}");
+                self.broken = Some(e);
+            }
+        }
+    }
+
+    fn next_tuple(&mut self, out: &mut SpoutOutputCollector<'_>) {
+        if let Some(why) = &self.broken {
+            if why == "no ackers" {
+                return;
+            }
+            // Retry reading the store.
+            match self.read_committed() {
+                Ok(c) => {
+                    self.committed = c;
+                    self.next_txid = c + 1;
+                    self.broken = None;
+                }
+                Err(_) => return,
+            }
+        }
+        if let Err(e) = self.step(out) {
+            out.report_error(&format!("trident coordinator: {e}"));
+            // Start over from the store: every open txid is replayed.
+            self.reset(e);
+        }
+    }
+
+    fn ack(&mut self, msg_id: Value) {
+        let Some((kind, id)) = parse_msg_id(&msg_id) else {
+            return;
+        };
+        let Some(tx) = self.active.get_mut(&id.txid) else {
+            return;
+        };
+        if tx.attempt != id.attempt {
+            return;
+        }
+        match (kind, tx.phase) {
+            (0, Phase::Processing) => tx.phase = Phase::Processed,
+            (1, Phase::Committing) => {
+                if let Err(e) = self.on_committed(id.txid) {
+                    tracing::error!(
+                        "trident coordinator: recording commit of txid {}: {e}",
+                        id.txid
+                    );
+                    self.reset(e);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn fail(&mut self, msg_id: Value, reason: FailReason) {
+        let Some((_, id)) = parse_msg_id(&msg_id) else {
+            return;
+        };
+        match self.active.get(&id.txid) {
+            Some(tx) if tx.attempt == id.attempt => {}
+            _ => return,
+        }
+        tracing::warn!(txid = id.txid, attempt = id.attempt, %reason, "trident batch failed; replaying it and every later open batch");
+        for (_, tx) in self.active.range_mut(id.txid..) {
+            tx.attempt += 1;
+            tx.phase = Phase::Emit;
+        }
+    }
+
+    fn declare_output_fields(&self, d: &mut OutputFieldsDeclarer) {
+        d.declare_stream(BATCH_STREAM, [BATCH_FIELD, "metas"]);
+        d.declare_stream(COMMIT_STREAM, [BATCH_FIELD]);
+    }
+}
