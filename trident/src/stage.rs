@@ -55,6 +55,7 @@ pub(crate) struct StageBolt {
     task_index: usize,
     tasks: usize,
     num_tasks: usize,
+    component: String,
 }
 
 impl StageBolt {
@@ -69,6 +70,28 @@ impl StageBolt {
             task_index: 0,
             tasks: 1,
             num_tasks: 0,
+            component: String::new(),
+        }
+    }
+
+    /// Opens the states not open yet (at prepare, and again before each
+    /// commit while one fails to open, e.g. a file still held by a dying
+    /// worker). Reports what failed.
+    fn open_states(&mut self, report: &mut dyn FnMut(String)) {
+        let partition = StatePartition {
+            index: self.task_index,
+            count: self.tasks,
+        };
+        if self.states.len() != self.plan.states.len() {
+            self.states = self.plan.states.iter().map(|_| None).collect();
+        }
+        for (slot, factory) in self.states.iter_mut().zip(&self.plan.states) {
+            if slot.is_none() {
+                match factory.make_state(&partition) {
+                    Ok(s) => *slot = Some(s),
+                    Err(e) => report(format!("{}: opening state: {e}", self.component)),
+                }
+            }
         }
     }
 
@@ -342,22 +365,8 @@ impl Bolt for StageBolt {
         if let Some((_, _, spout)) = &self.plan.spout {
             self.emitter = Some(spout.emitter(context));
         }
-        let partition = StatePartition {
-            index: self.task_index,
-            count: self.tasks,
-        };
-        self.states = self
-            .plan
-            .states
-            .iter()
-            .map(|f| match f.make_state(&partition) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    tracing::error!(component = %context.this_component_id(), "opening state: {e}");
-                    None
-                }
-            })
-            .collect();
+        self.component = context.this_component_id().to_string();
+        self.open_states(&mut |e| tracing::error!("{e}"));
     }
 
     fn execute(&mut self, tuple: &Tuple, out: &mut OutputCollector<'_>) {

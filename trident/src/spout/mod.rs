@@ -13,7 +13,7 @@ mod feeder;
 mod records;
 
 pub use feeder::FeederSpout;
-pub use records::{CsvSpout, RecordSpout, TextLineSpout};
+pub use records::{csv_value, CsvSpout, Progress, RecordSpout, TextLineSpout};
 
 use crate::tuple::{BatchId, TridentCollector};
 use squall_topology_api::{ExecuteError, Fields, TopologyContext, Value};

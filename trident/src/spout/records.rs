@@ -5,8 +5,35 @@
 use super::{meta_range, range_meta, BatchCoordinator, Emitter, SpoutKind, TransactionalSpout};
 use crate::tuple::{BatchId, TridentCollector};
 use squall_topology_api::{ExecuteError, Fields, TopologyContext, Value, Values};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How far a [`RecordSpout`]'s batches have committed, seen from the
+/// process running the master coordinator.
+#[derive(Debug, Default)]
+pub struct Progress {
+    committed: AtomicU64,
+    latencies: Mutex<Vec<Duration>>,
+}
+
+impl Progress {
+    /// Records up to which all batches committed.
+    pub fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+
+    /// For each committed batch, the time from its start (the coordinator
+    /// deciding it) to its commit, in commit order.
+    pub fn commit_latencies(&self) -> Vec<Duration> {
+        self.latencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
 
 #[derive(Debug)]
 enum Source {
@@ -35,6 +62,7 @@ pub struct RecordSpout {
     batch_size: u64,
     kind: SpoutKind,
     cache: Arc<Mutex<Option<Arc<Loaded>>>>,
+    progress: Arc<Progress>,
 }
 
 /// A [`RecordSpout`] of the lines of text files; field `line`.
@@ -136,7 +164,21 @@ impl RecordSpout {
             batch_size: batch_size.max(1),
             kind: SpoutKind::Transactional,
             cache: Arc::default(),
+            progress: Arc::default(),
         }
+    }
+
+    /// How many records there are (reads the input if not yet read).
+    ///
+    /// # Errors
+    /// A message naming an input that cannot be read.
+    pub fn records(&self) -> Result<u64, String> {
+        Ok(self.loaded(false)?.records.len() as u64)
+    }
+
+    /// The commit progress of this spout's batches.
+    pub fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
     }
 
     /// The same spout, opaque: files are read again at each batch.
@@ -213,6 +255,7 @@ impl TransactionalSpout for RecordSpout {
         Box::new(RecordCoordinator {
             spout: self.clone(),
             next: 0,
+            open: HashMap::new(),
         })
     }
 
@@ -225,6 +268,8 @@ struct RecordCoordinator {
     spout: RecordSpout,
     /// The end of the last batch decided.
     next: u64,
+    /// End and start time of each open txid.
+    open: HashMap<u64, (u64, Instant)>,
 }
 
 impl RecordCoordinator {
@@ -241,15 +286,28 @@ impl RecordCoordinator {
 }
 
 impl BatchCoordinator for RecordCoordinator {
-    fn initialize_transaction(&mut self, _txid: u64, prev: Option<&Value>) -> Value {
+    fn initialize_transaction(&mut self, txid: u64, prev: Option<&Value>) -> Value {
         let start = prev.and_then(meta_range).map_or(0, |(_, e)| e);
         let end = (start + self.spout.batch_size).min(self.count().max(start));
-        self.next = end;
+        self.next = self.next.max(end);
+        self.open.insert(txid, (end, Instant::now()));
         range_meta(start, end)
     }
 
     fn is_ready(&mut self, _txid: u64) -> bool {
         self.next < self.count()
+    }
+
+    fn success(&mut self, txid: u64) {
+        if let Some((end, started)) = self.open.remove(&txid) {
+            let p = &self.spout.progress;
+            p.committed.fetch_max(end, Ordering::AcqRel);
+            p.latencies
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(started.elapsed());
+        }
+        self.open.retain(|&t, _| t > txid);
     }
 }
 
