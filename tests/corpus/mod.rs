@@ -22,15 +22,20 @@ pub fn corpus() -> PathBuf {
 /// The example binary cargo built next to this test's own binary (`cargo
 /// test` builds examples; a run of this test alone builds it here).
 pub fn example() -> PathBuf {
+    example_named("word_count")
+}
+
+/// The example binary `name`, built if missing.
+pub fn example_named(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     let bin = dir
         .join("examples")
-        .join(format!("word_count{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     if !bin.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--example", "word_count"]);
+        cmd.args(["build", "--example", name]);
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }

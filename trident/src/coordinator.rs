@@ -435,3 +435,31 @@ impl Spout for MasterCoordinator {
         d.declare_stream(COMMIT_STREAM, [BATCH_FIELD]);
     }
 }
+
+/// The last committed txid of spout `txid_name` and that batch's
+/// metadata, as the coordinator stored them (`None`: nothing committed
+/// yet). For a [`RecordSpout`](crate::RecordSpout) the metadata is the
+/// `[start, end)` record range, so `end` is how many records committed.
+///
+/// # Errors
+/// The store's error, or a message if the stored bytes do not decode.
+pub fn committed(
+    store: &dyn squall_topology_api::CoordinationStore,
+    txid_name: &str,
+) -> Result<Option<(u64, Option<Value>)>, String> {
+    let Some(b) = store
+        .get(&format!("{txid_name}/committed"))
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    let txid: u64 = decode(&b)?;
+    let meta = match store
+        .get(&format!("{txid_name}/meta/{txid}"))
+        .map_err(|e| e.to_string())?
+    {
+        Some(m) => Some(decode(&m)?),
+        None => None,
+    };
+    Ok(Some((txid, meta)))
+}

@@ -31,7 +31,7 @@ pub mod state;
 mod topology;
 mod tuple;
 
-pub use coordinator::{MasterCoordinator, DEFAULT_MAX_BATCHES, EMIT_INTERVAL_KEY};
+pub use coordinator::{committed, MasterCoordinator, DEFAULT_MAX_BATCHES, EMIT_INTERVAL_KEY};
 pub use graph::{Aggregation, StateUpdater};
 pub use operation::{
     Aggregator, CombinerAggregator, Count, Filter, FlatMapFunction, Function, MapFunction,
