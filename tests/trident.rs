@@ -4,7 +4,6 @@
 
 use squall::testing::wait_for;
 use squall::trident::operation::add;
-use squall::trident::spout::RecordSpout;
 use squall::trident::state::MemoryBackingMap;
 use squall::trident::*;
 use squall::*;
@@ -224,7 +223,7 @@ fn exactly_once(name: &str, semantics: Semantics, failing: impl Function + 'stat
     let state = MapStateFactory::memory(name).with_semantics(semantics);
     MemoryBackingMap::clear(name);
     let log: Arc<Mutex<Vec<(usize, u64)>>> = Arc::default();
-    let spout = TextLineSpout::new(&files, 500).unwrap();
+    let spout = RecordSpout::lines(&files, 500).unwrap();
     let t = TridentTopology::new();
     t.new_stream(name, spout)
         .parallelism_hint(2)
@@ -312,7 +311,7 @@ fn exactly_once_with_random_failures_opaque() {
             *x ^= *x << 13;
             *x ^= *x >> 7;
             *x ^= *x << 17;
-            if *x % 2000 == 0 {
+            if (*x).is_multiple_of(2000) {
                 *f.lock().unwrap() += 1;
                 return Err("injected random failure".into());
             }
@@ -353,7 +352,7 @@ fn flights_aggregates_equal_a_plain_computation() {
     let csv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/flights/flights.csv");
     let state = MapStateFactory::memory("trident-flights");
     MemoryBackingMap::clear("trident-flights");
-    let spout: RecordSpout = CsvSpout::new(&csv, &["carrier", "arr_delay"], 20_000).unwrap();
+    let spout: RecordSpout = RecordSpout::csv(&csv, &["carrier", "arr_delay"], 20_000).unwrap();
     let t = TridentTopology::new();
     t.new_stream("flights", spout)
         .group_by(["carrier"])

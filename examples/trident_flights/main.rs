@@ -58,7 +58,7 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let spout = CsvSpout::new(&args.input, &["carrier", "arr_delay"], args.batch_rows)
+    let spout = RecordSpout::csv(&args.input, &["carrier", "arr_delay"], args.batch_rows)
         .map_err(anyhow::Error::msg)?;
     let rows = spout.records().map_err(anyhow::Error::msg)?;
     let progress = spout.progress();
@@ -103,7 +103,7 @@ fn main() -> Result<()> {
             Some((k.0.first()?.as_str()?.to_owned(), n, mean))
         })
         .collect();
-    carriers.sort_by(|a, b| b.1.cmp(&a.1));
+    carriers.sort_by_key(|c| std::cmp::Reverse(c.1));
     println!("{rows} flights in {:.2} s", elapsed.as_secs_f64());
     println!("carrier  flights  mean arrival delay (min)");
     for (c, n, mean) in carriers {

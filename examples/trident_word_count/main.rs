@@ -10,7 +10,6 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use squall::trident::spout::RecordSpout;
 use squall::trident::*;
 use squall::*;
 use std::io::Write;
@@ -124,7 +123,7 @@ fn main() -> Result<()> {
         bail!("under squall jar, --state-dir is needed: memory state would not survive a worker");
     }
     let mut spout: RecordSpout =
-        TextLineSpout::new(&args.input, args.batch_lines).map_err(anyhow::Error::msg)?;
+        RecordSpout::lines(&args.input, args.batch_lines).map_err(anyhow::Error::msg)?;
     if args.opaque {
         spout = spout.opaque();
     }

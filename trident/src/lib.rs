@@ -5,7 +5,7 @@
 //! ```text
 //! let topology = TridentTopology::new();
 //! let counts = topology
-//!     .new_stream("lines", TextLineSpout::new(&files, 10_000)?)
+//!     .new_stream("lines", RecordSpout::lines(&files, 10_000)?)
 //!     .each(["line"], split, ["word"])
 //!     .group_by(["word"])
 //!     .persistent_aggregate(MapStateFactory::memory("counts"), [], Count, ["count"]);
@@ -42,8 +42,7 @@ pub use plan::{
 };
 pub use query::{MapGet, QueryFunction};
 pub use spout::{
-    BatchCoordinator, CsvSpout, Emitter, FeederSpout, RecordSpout, SpoutKind, TextLineSpout,
-    TransactionalSpout,
+    BatchCoordinator, Emitter, FeederSpout, RecordSpout, SpoutKind, TransactionalSpout,
 };
 pub use state::{MapState, MapStateFactory, Semantics, State, StateError, StateFactory};
 pub use topology::{BuildError, GroupedStream, Stream, TridentState, TridentTopology};

@@ -135,12 +135,12 @@ impl StageBolt {
             run.failed = true;
             return;
         }
-        let row: Values = tuple.values()[1..].iter().cloned().collect();
+        let mut row: Option<Values> = Some(tuple.values()[1..].iter().cloned().collect());
         for (k, &p) in pipes.iter().enumerate() {
             let row = if k + 1 == pipes.len() {
-                row.clone()
+                row.take().unwrap_or_default()
             } else {
-                row.clone()
+                row.clone().unwrap_or_default()
             };
             if let Err(e) = push(&plan, p, row, run, id, out) {
                 out.report_error(&format!("batch {}: {e}", id.txid));

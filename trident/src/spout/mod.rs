@@ -13,7 +13,7 @@ mod feeder;
 mod records;
 
 pub use feeder::FeederSpout;
-pub use records::{csv_value, CsvSpout, Progress, RecordSpout, TextLineSpout};
+pub use records::{csv_value, Progress, RecordSpout};
 
 use crate::tuple::{BatchId, TridentCollector};
 use squall_topology_api::{ExecuteError, Fields, TopologyContext, Value};

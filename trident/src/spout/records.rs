@@ -1,5 +1,5 @@
 //! [`RecordSpout`]: batches of records of files: lines of text files
-//! ([`TextLineSpout`]) or rows of a CSV file ([`CsvSpout`]). A batch is a
+//! ([`RecordSpout::lines`]) or rows of a CSV file ([`RecordSpout::csv`]). A batch is a
 //! range of record numbers, stored as the batch's metadata.
 
 use super::{meta_range, range_meta, BatchCoordinator, Emitter, SpoutKind, TransactionalSpout};
@@ -65,16 +65,13 @@ pub struct RecordSpout {
     progress: Arc<Progress>,
 }
 
-/// A [`RecordSpout`] of the lines of text files; field `line`.
-pub struct TextLineSpout;
-
-impl TextLineSpout {
-    /// Lines of `inputs` (files, or folders whose regular files are read in
+impl RecordSpout {
+    /// A spout of the lines of text files, field `line`: lines of `inputs` (files, or folders whose regular files are read in
     /// name order), `batch_lines` per batch.
     ///
     /// # Errors
     /// A message naming an input that cannot be listed, or no files.
-    pub fn new(inputs: &[PathBuf], batch_lines: u64) -> Result<RecordSpout, String> {
+    pub fn lines(inputs: &[PathBuf], batch_lines: u64) -> Result<RecordSpout, String> {
         let mut files = Vec::new();
         for input in inputs {
             if input.is_dir() {
@@ -100,18 +97,16 @@ impl TextLineSpout {
     }
 }
 
-/// A [`RecordSpout`] of the rows of a CSV file with a header line. Values
-/// are typed: ints, floats, `NA` or empty as null, else strings.
-pub struct CsvSpout;
-
-impl CsvSpout {
-    /// Rows of `path`, `batch_rows` per batch, with the fields `columns`
-    /// (header names; all when empty).
+impl RecordSpout {
+    /// A spout of the rows of a CSV file with a header line: rows of
+    /// `path`, `batch_rows` per batch, with the fields `columns` (header
+    /// names; all when empty). Values are typed: ints, floats, `NA` or
+    /// empty as null, else strings.
     ///
     /// # Errors
     /// A message naming the file when it cannot be read, or a column
     /// missing from its header.
-    pub fn new(path: &Path, columns: &[&str], batch_rows: u64) -> Result<RecordSpout, String> {
+    pub fn csv(path: &Path, columns: &[&str], batch_rows: u64) -> Result<RecordSpout, String> {
         let mut reader =
             csv::Reader::from_path(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let header: Vec<String> = reader
@@ -351,7 +346,7 @@ impl Emitter for RecordSpout {
                 let e = loaded.records[hi - 1].2;
                 let mut reader = csv::ReaderBuilder::new()
                     .has_headers(false)
-                    .from_reader(loaded.texts[0][s..e].as_bytes());
+                    .from_reader(&loaded.texts[0].as_bytes()[s..e]);
                 let mut record = csv::StringRecord::new();
                 while reader.read_record(&mut record).map_err(|e| e.to_string())? {
                     out.emit(
