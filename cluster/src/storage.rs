@@ -78,51 +78,36 @@ pub trait StateStorage: Send + Sync {
     }
 }
 
-impl<T: StateStorage + ?Sized> StateStorage for Box<T> {
-    fn create(&self, path: &str, data: &[u8], mode: NodeMode) -> Result<(), StateError> {
-        (**self).create(path, data, mode)
+/// Forwards a smart pointer's `StateStorage` to its target.
+macro_rules! forward_storage {
+    ($($ptr:ident)::+) => {
+    impl<T: StateStorage + ?Sized> StateStorage for $($ptr)::+<T> {
+        fn create(&self, path: &str, data: &[u8], mode: NodeMode) -> Result<(), StateError> {
+            (**self).create(path, data, mode)
+        }
+        fn get(&self, path: &str) -> Result<Option<(Vec<u8>, Version)>, StateError> {
+            (**self).get(path)
+        }
+        fn set(
+            &self,
+            path: &str,
+            data: &[u8],
+            expected: Option<Version>,
+        ) -> Result<Version, StateError> {
+            (**self).set(path, data, expected)
+        }
+        fn children(&self, path: &str) -> Result<Vec<String>, StateError> {
+            (**self).children(path)
+        }
+        fn delete_all(&self, path: &str) -> Result<(), StateError> {
+            (**self).delete_all(path)
+        }
     }
-    fn get(&self, path: &str) -> Result<Option<(Vec<u8>, Version)>, StateError> {
-        (**self).get(path)
-    }
-    fn set(
-        &self,
-        path: &str,
-        data: &[u8],
-        expected: Option<Version>,
-    ) -> Result<Version, StateError> {
-        (**self).set(path, data, expected)
-    }
-    fn children(&self, path: &str) -> Result<Vec<String>, StateError> {
-        (**self).children(path)
-    }
-    fn delete_all(&self, path: &str) -> Result<(), StateError> {
-        (**self).delete_all(path)
-    }
+    };
 }
 
-impl<T: StateStorage + ?Sized> StateStorage for std::sync::Arc<T> {
-    fn create(&self, path: &str, data: &[u8], mode: NodeMode) -> Result<(), StateError> {
-        (**self).create(path, data, mode)
-    }
-    fn get(&self, path: &str) -> Result<Option<(Vec<u8>, Version)>, StateError> {
-        (**self).get(path)
-    }
-    fn set(
-        &self,
-        path: &str,
-        data: &[u8],
-        expected: Option<Version>,
-    ) -> Result<Version, StateError> {
-        (**self).set(path, data, expected)
-    }
-    fn children(&self, path: &str) -> Result<Vec<String>, StateError> {
-        (**self).children(path)
-    }
-    fn delete_all(&self, path: &str) -> Result<(), StateError> {
-        (**self).delete_all(path)
-    }
-}
+forward_storage!(Box);
+forward_storage!(std::sync::Arc);
 
 /// Checks that `path` is absolute with non-empty segments (`/` alone is
 /// the root).
