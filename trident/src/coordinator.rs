@@ -32,6 +32,8 @@ pub const DEFAULT_MAX_BATCHES: usize = 8;
 /// whose default there is 500 ms. Here the default is 0: a batch starts
 /// as soon as a slot is free and a spout is ready.
 pub const EMIT_INTERVAL_KEY: &str = "topology.trident.batch.emit.interval.millis";
+/// How long a coordinator whose store failed waits before trying again.
+const STORE_RETRY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -67,7 +69,14 @@ pub struct MasterCoordinator {
     interval: Duration,
     last_start: Option<Instant>,
     /// Set when the store failed: no batches until it answers again.
-    broken: Option<String>,
+    broken: bool,
+    /// When to try the store again while broken.
+    retry_at: Instant,
+    /// No ackers: batches cannot be tracked, so none is started.
+    no_ackers: bool,
+    /// The highest txid whose metadata was stored when the coordinator
+    /// (re)started.
+    stored_upto: u64,
     /// The attempt number of a txid's first emission: grows by 4096 at
     /// every start of a coordinator (a stored epoch) and every reset, so
     /// tasks never mistake a batch of an earlier incarnation for a current one.
@@ -88,7 +97,10 @@ impl MasterCoordinator {
             max_batches: DEFAULT_MAX_BATCHES,
             interval: Duration::ZERO,
             last_start: None,
-            broken: None,
+            broken: false,
+            retry_at: Instant::now(),
+            no_ackers: false,
+            stored_upto: 0,
             attempt_base: 0,
         }
     }
@@ -112,7 +124,9 @@ impl MasterCoordinator {
     }
 
     fn reset(&mut self, why: String) {
-        self.broken = Some(why);
+        tracing::warn!("trident coordinator: {why}; every open txid will be replayed");
+        self.broken = true;
+        self.retry_at = Instant::now() + STORE_RETRY;
         self.active.clear();
         self.metas.clear();
         self.attempt_base = self.attempt_base.wrapping_add(1 << 12) & 0xff_ffff;
@@ -267,7 +281,7 @@ impl MasterCoordinator {
         let due = self.last_start.is_none_or(|t| t.elapsed() >= self.interval);
         if self.active.len() < self.max_batches && due {
             let txid = self.next_txid;
-            let stored = self.metas.contains_key(&txid) || self.read_meta_any(txid)?;
+            let stored = txid <= self.stored_upto;
             let ready = stored
                 || self
                     .sources
@@ -289,15 +303,23 @@ impl MasterCoordinator {
         Ok(())
     }
 
-    /// Whether metadata of `txid` is stored for some spout (a txid opened
-    /// before a restart, which must be replayed as it was).
-    fn read_meta_any(&self, txid: u64) -> Result<bool, String> {
-        for i in 0..self.sources.len() {
-            if self.read_meta(i, txid)?.is_some() {
-                return Ok(true);
+    /// Reads where to resume: the last committed txid, and the highest
+    /// txid whose metadata is stored (opened before a restart, to be
+    /// replayed as it was).
+    fn resume(&mut self) -> Result<(), String> {
+        let committed = self.read_committed()?;
+        let mut stored = committed;
+        for s in &self.sources {
+            let key = format!("{}/meta", s.name);
+            for child in self.store()?.children(&key).map_err(|e| e.to_string())? {
+                stored = stored.max(child.parse().unwrap_or(0));
             }
         }
-        Ok(false)
+        self.committed = committed;
+        self.next_txid = committed + 1;
+        self.stored_upto = stored;
+        self.broken = false;
+        Ok(())
     }
 }
 
@@ -341,7 +363,7 @@ impl Spout for MasterCoordinator {
             tracing::error!(
                 "trident needs ackers (topology.acker.executors > 0): batches cannot be tracked"
             );
-            self.broken = Some("no ackers".into());
+            self.no_ackers = true;
         }
         self.sources = self
             .spouts
@@ -352,35 +374,23 @@ impl Spout for MasterCoordinator {
                 coordinator: s.coordinator(context),
             })
             .collect();
-        match self
-            .read_committed()
-            .and_then(|c| self.next_epoch().map(|()| c))
-        {
-            Ok(c) => {
-                self.committed = c;
-                self.next_txid = c + 1;
-                tracing::info!(committed = c, "trident coordinator resumes");
-            }
-            Err(e) => {
-                tracing::error!("trident coordinator: {e}");
-                self.broken = Some(e);
-            }
+        match self.resume().and_then(|()| self.next_epoch()) {
+            Ok(()) => tracing::info!(committed = self.committed, "trident coordinator resumes"),
+            Err(e) => self.reset(e),
         }
     }
 
     fn next_tuple(&mut self, out: &mut SpoutOutputCollector<'_>) {
-        if let Some(why) = &self.broken {
-            if why == "no ackers" {
+        if self.no_ackers {
+            return;
+        }
+        if self.broken {
+            if Instant::now() < self.retry_at {
                 return;
             }
-            // Retry reading the store.
-            match self.read_committed() {
-                Ok(c) => {
-                    self.committed = c;
-                    self.next_txid = c + 1;
-                    self.broken = None;
-                }
-                Err(_) => return,
+            if let Err(e) = self.resume() {
+                self.reset(e);
+                return;
             }
         }
         if let Err(e) = self.step(out) {
@@ -404,11 +414,7 @@ impl Spout for MasterCoordinator {
             (0, Phase::Processing) => tx.phase = Phase::Processed,
             (1, Phase::Committing) => {
                 if let Err(e) = self.on_committed(id.txid) {
-                    tracing::error!(
-                        "trident coordinator: recording commit of txid {}: {e}",
-                        id.txid
-                    );
-                    self.reset(e);
+                    self.reset(format!("recording the commit of txid {}: {e}", id.txid));
                 }
             }
             _ => {}

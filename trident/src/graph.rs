@@ -1,11 +1,8 @@
 //! The operation graph a [`TridentTopology`](crate::TridentTopology) records
 //! before it is compiled to spouts and bolts.
 
-use crate::operation::{
-    CombinerAggregator, DynAggregator, Filter, FlatMapFunction, Function, MapFunction,
-    ReducerAggregator,
-};
-use crate::query::QueryFunction;
+use crate::operation::{CombinerAggregator, DynAggregator, ReducerAggregator};
+use crate::pipeline::OpKind;
 use crate::spout::TransactionalSpout;
 use crate::state::{MapState, StateFactory};
 use crate::tuple::TridentTuple;
@@ -98,48 +95,15 @@ pub(crate) enum PersistKind {
     Updater(Arc<dyn StateUpdater>),
 }
 
-/// One node of the graph.
+/// One node of the graph: a source, an identity node that changes how
+/// tuples move to the next stage, or an operation.
 #[derive(Clone)]
 pub(crate) enum NodeKind {
     Spout(usize),
-    Each {
-        select: Vec<usize>,
-        f: Arc<dyn Function>,
-    },
-    Filter {
-        select: Vec<usize>,
-        f: Arc<dyn Filter>,
-    },
-    Map {
-        select: Vec<usize>,
-        f: Arc<dyn MapFunction>,
-    },
-    FlatMap {
-        select: Vec<usize>,
-        f: Arc<dyn FlatMapFunction>,
-    },
-    Project {
-        select: Vec<usize>,
-    },
-    /// Per batch and partition; output: group values then the aggregate's.
-    Aggregate {
-        group: Vec<usize>,
-        select: Vec<usize>,
-        agg: AggOp,
-    },
     Repartition(Partitioning),
     Merge,
-    Persist {
-        state: usize,
-        group: Vec<usize>,
-        select: Vec<usize>,
-        kind: PersistKind,
-    },
-    Query {
-        state: usize,
-        select: Vec<usize>,
-        f: Arc<dyn QueryFunction>,
-    },
+    /// `Persist` and `Query` name the topology's state index.
+    Op(OpKind),
 }
 
 /// An aggregation as run in one stage.

@@ -1,7 +1,7 @@
 //! A chain of operations run inside one stage task, with per-batch state
 //! for aggregations, persists and queries.
 
-use crate::graph::{AggOp, NodeKind, PersistKind};
+use crate::graph::{AggOp, PersistKind};
 use crate::operation::{Filter, FlatMapFunction, Function, MapFunction};
 use crate::query::QueryFunction;
 use crate::state::MapState;
@@ -21,6 +21,7 @@ pub(crate) struct Op {
     pub keep: Vec<bool>,
 }
 
+#[derive(Clone)]
 pub(crate) enum OpKind {
     Each(Vec<usize>, Arc<dyn Function>),
     Filter(Vec<usize>, Arc<dyn Filter>),
@@ -32,7 +33,8 @@ pub(crate) enum OpKind {
         select: Vec<usize>,
         agg: AggOp,
     },
-    /// `state` indexes the stage's states.
+    /// `state` indexes the topology's states in the graph, the stage's
+    /// states once planned.
     Persist {
         state: usize,
         group: Vec<usize>,
@@ -47,44 +49,6 @@ pub(crate) enum OpKind {
 }
 
 impl OpKind {
-    /// The runtime op of a graph node (`None` for identity nodes); `state`
-    /// maps a topology state to the stage's index.
-    pub fn of(kind: &NodeKind, state: impl Fn(usize) -> usize) -> Option<OpKind> {
-        Some(match kind {
-            NodeKind::Spout(_) | NodeKind::Repartition(_) | NodeKind::Merge => return None,
-            NodeKind::Each { select, f } => OpKind::Each(select.clone(), f.clone()),
-            NodeKind::Filter { select, f } => OpKind::Filter(select.clone(), f.clone()),
-            NodeKind::Map { select, f } => OpKind::Map(select.clone(), f.clone()),
-            NodeKind::FlatMap { select, f } => OpKind::FlatMap(select.clone(), f.clone()),
-            NodeKind::Project { select } => OpKind::Project(select.clone()),
-            NodeKind::Aggregate { group, select, agg } => OpKind::Aggregate {
-                group: group.clone(),
-                select: select.clone(),
-                agg: agg.clone(),
-            },
-            NodeKind::Persist {
-                state: s,
-                group,
-                select,
-                kind,
-            } => OpKind::Persist {
-                state: state(*s),
-                group: group.clone(),
-                select: select.clone(),
-                kind: kind.clone(),
-            },
-            NodeKind::Query {
-                state: s,
-                select,
-                f,
-            } => OpKind::Query {
-                state: state(*s),
-                select: select.clone(),
-                f: f.clone(),
-            },
-        })
-    }
-
     /// Row positions this op reads.
     fn reads(&self) -> Vec<usize> {
         match self {
@@ -187,10 +151,7 @@ impl Pipeline {
             sink(row);
             return Ok(());
         };
-        let (mine, rest) = st.split_at_mut(from + 1);
-        let mine = &mut mine[from];
         let next = from + 1;
-        let _ = rest;
         match &op.kind {
             OpKind::Each(select, f) => {
                 let mut out = TridentCollector::new();
@@ -224,7 +185,7 @@ impl Pipeline {
                 self.push(next, r, st, batch, sink)?;
             }
             OpKind::Aggregate { group, select, agg } => {
-                let OpBatch::Groups(groups) = mine else {
+                let OpBatch::Groups(groups) = &mut st[from] else {
                     return Ok(());
                 };
                 let t = TridentTuple::new(&row, select, &op.names);
@@ -239,7 +200,7 @@ impl Pipeline {
                     }
                 }
                 // A general aggregator may emit while aggregating.
-                for emitted in out.drain().collect::<Vec<_>>() {
+                for emitted in out.drain() {
                     let mut r = key.0.clone();
                     r.0.extend(emitted);
                     self.push(next, r, st, batch, sink)?;
@@ -252,7 +213,7 @@ impl Pipeline {
                 ..
             } => {
                 let key = Key(project(&row, group));
-                match (mine, kind) {
+                match (&mut st[from], kind) {
                     (OpBatch::Partials(p), PersistKind::Combiner(c)) => {
                         let v = row[select[0]].clone();
                         match p.get_mut(&key) {
@@ -270,7 +231,7 @@ impl Pipeline {
                 }
             }
             OpKind::Query { .. } => {
-                if let OpBatch::List(rows) = mine {
+                if let OpBatch::List(rows) = &mut st[from] {
                     rows.push(row);
                 }
             }

@@ -88,7 +88,7 @@ pub(crate) fn compile(g: &Graph) -> Result<Topology, BuildError> {
             NodeKind::Spout(_)
                 | NodeKind::Repartition(_)
                 | NodeKind::Merge
-                | NodeKind::Query { .. }
+                | NodeKind::Op(OpKind::Query { .. })
         ) || node.parents.iter().any(|&p| children[p].len() > 1)
     };
 
@@ -114,13 +114,16 @@ pub(crate) fn compile(g: &Graph) -> Result<Topology, BuildError> {
     // Stages: one per pipeline, except queries, which join their state's.
     let mut stages: Vec<Vec<usize>> = Vec::new();
     for (p, pipe) in pipes.iter_mut().enumerate() {
-        if !matches!(g.nodes[pipe.nodes[0]].kind, NodeKind::Query { .. }) {
+        if !matches!(
+            g.nodes[pipe.nodes[0]].kind,
+            NodeKind::Op(OpKind::Query { .. })
+        ) {
             pipe.stage = stages.len();
             stages.push(vec![p]);
         }
     }
     for p in 0..pipes.len() {
-        if let NodeKind::Query { state, .. } = g.nodes[pipes[p].nodes[0]].kind {
+        if let NodeKind::Op(OpKind::Query { state, .. }) = g.nodes[pipes[p].nodes[0]].kind {
             let s = pipes[pipe_of[g.states[state].node]].stage;
             pipes[p].stage = s;
             stages[s].push(p);
@@ -159,7 +162,7 @@ pub(crate) fn compile(g: &Graph) -> Result<Topology, BuildError> {
         let mut state_ids: Vec<usize> = Vec::new();
         for &p in members {
             for &x in &pipes[p].nodes {
-                if let NodeKind::Persist { state, .. } = g.nodes[x].kind {
+                if let NodeKind::Op(OpKind::Persist { state, .. }) = g.nodes[x].kind {
                     state_ids.push(state);
                 }
             }
@@ -176,9 +179,15 @@ pub(crate) fn compile(g: &Graph) -> Result<Topology, BuildError> {
                 if let NodeKind::Spout(i) = node.kind {
                     spout = Some((local, i, g.spouts[i].spout.clone()));
                 }
-                let state_of =
-                    |t: usize| state_ids.iter().position(|&y| y == t).unwrap_or(usize::MAX);
-                if let Some(kind) = OpKind::of(&node.kind, state_of) {
+                if let NodeKind::Op(kind) = &node.kind {
+                    let mut kind = kind.clone();
+                    // States are numbered within the stage.
+                    if let OpKind::Persist { state, .. } | OpKind::Query { state, .. } = &mut kind {
+                        *state = state_ids
+                            .iter()
+                            .position(|y| y == state)
+                            .unwrap_or(usize::MAX);
+                    }
                     widths.push(width);
                     ops.push(Op {
                         kind,
@@ -219,10 +228,10 @@ pub(crate) fn compile(g: &Graph) -> Result<Topology, BuildError> {
                     NodeKind::Repartition(Partitioning::Fields(f)) => {
                         GroupingSpec::Fields(f.clone())
                     }
-                    NodeKind::Query { state, .. } if g.states[*state].keyed => {
+                    NodeKind::Op(OpKind::Query { state, .. }) if g.states[*state].keyed => {
                         GroupingSpec::Fields(node.select_fields.clone())
                     }
-                    NodeKind::Query { .. } => GroupingSpec::Global,
+                    NodeKind::Op(OpKind::Query { .. }) => GroupingSpec::Global,
                     _ => GroupingSpec::LocalOrShuffle,
                 };
                 match inputs

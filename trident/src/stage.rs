@@ -125,10 +125,10 @@ impl StageBolt {
         &mut self,
         tuple: &Tuple,
         id: BatchId,
+        plan: &StagePlan,
         pipes: &[usize],
         out: &mut OutputCollector<'_>,
     ) {
-        let plan = self.plan.clone();
         let Some(run) = self.run(id) else { return };
         run.received += 1;
         if run.failed || run.done {
@@ -142,7 +142,7 @@ impl StageBolt {
             } else {
                 row.clone().unwrap_or_default()
             };
-            if let Err(e) = push(&plan, p, row, run, id, out) {
+            if let Err(e) = push(plan, p, row, run, id, out) {
                 out.report_error(&format!("batch {}: {e}", id.txid));
                 run.failed = true;
             }
@@ -397,7 +397,7 @@ impl Bolt for StageBolt {
                 .iter()
                 .find(|(c, s, _)| c == source && s == stream)
             {
-                Some((_, _, pipes)) => self.on_data(tuple, id, pipes, out),
+                Some((_, _, pipes)) => self.on_data(tuple, id, &plan, pipes, out),
                 None => out.ack(tuple),
             }
         }

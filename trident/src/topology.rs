@@ -6,6 +6,7 @@ use crate::graph::{
     StateUpdater,
 };
 use crate::operation::{Filter, FlatMapFunction, Function, MapFunction};
+use crate::pipeline::OpKind;
 use crate::query::QueryFunction;
 use crate::spout::TransactionalSpout;
 use crate::state::StateFactory;
@@ -176,10 +177,7 @@ impl Stream {
         let select = self.select(&input, "each");
         let fields = self.appended(&output);
         self.then(
-            NodeKind::Each {
-                select,
-                f: Arc::new(f),
-            },
+            NodeKind::Op(OpKind::Each(select, Arc::new(f))),
             fields,
             input,
         )
@@ -190,10 +188,7 @@ impl Stream {
         let input = input.into();
         let select = self.select(&input, "filter");
         self.then(
-            NodeKind::Filter {
-                select,
-                f: Arc::new(f),
-            },
+            NodeKind::Op(OpKind::Filter(select, Arc::new(f))),
             self.fields(),
             input,
         )
@@ -209,10 +204,7 @@ impl Stream {
         let input = input.into();
         let select = self.select(&input, "map");
         self.then(
-            NodeKind::Map {
-                select,
-                f: Arc::new(f),
-            },
+            NodeKind::Op(OpKind::Map(select, Arc::new(f))),
             output.into(),
             input,
         )
@@ -228,10 +220,7 @@ impl Stream {
         let input = input.into();
         let select = self.select(&input, "flat_map");
         self.then(
-            NodeKind::FlatMap {
-                select,
-                f: Arc::new(f),
-            },
+            NodeKind::Op(OpKind::FlatMap(select, Arc::new(f))),
             output.into(),
             input,
         )
@@ -241,7 +230,11 @@ impl Stream {
     pub fn project(&self, fields: impl Into<Fields>) -> Stream {
         let fields = fields.into();
         let select = self.select(&fields, "project");
-        self.then(NodeKind::Project { select }, fields.clone(), fields)
+        self.then(
+            NodeKind::Op(OpKind::Project(select)),
+            fields.clone(),
+            fields,
+        )
     }
 
     /// Aggregates each batch's tuples of each partition separately; the
@@ -260,11 +253,11 @@ impl Stream {
             AggKind::General(g) => AggOp::General(g),
         };
         self.then(
-            NodeKind::Aggregate {
+            NodeKind::Op(OpKind::Aggregate {
                 group: Vec::new(),
                 select,
                 agg,
-            },
+            }),
             output.into(),
             input,
         )
@@ -322,12 +315,12 @@ impl Stream {
         let select = self.select(&input, "partition_persist");
         let state = self.graph.borrow().states.len();
         let s = self.then(
-            NodeKind::Persist {
+            NodeKind::Op(OpKind::Persist {
                 state,
                 group: Vec::new(),
                 select,
                 kind: PersistKind::Updater(Arc::new(updater)),
-            },
+            }),
             Fields::default(),
             input,
         );
@@ -357,11 +350,11 @@ impl Stream {
         let select = self.select(&input, "state_query");
         let fields = self.appended(&output);
         self.then(
-            NodeKind::Query {
+            NodeKind::Op(OpKind::Query {
                 state: state.state,
                 select,
                 f: Arc::new(f),
-            },
+            }),
             fields,
             input,
         )
@@ -431,11 +424,11 @@ impl GroupedStream {
                 let group = moved.select(&self.group, "aggregate");
                 let select = moved.select(&Fields::new([partial_name.as_str()]), "aggregate");
                 moved.then(
-                    NodeKind::Aggregate {
+                    NodeKind::Op(OpKind::Aggregate {
                         group,
                         select,
                         agg: AggOp::CombinePartials(c),
-                    },
+                    }),
                     out_fields,
                     Fields::new([partial_name]),
                 )
@@ -450,7 +443,7 @@ impl GroupedStream {
                     AggKind::Combiner(_) => unreachable!("matched above"),
                 };
                 moved.then(
-                    NodeKind::Aggregate { group, select, agg },
+                    NodeKind::Op(OpKind::Aggregate { group, select, agg }),
                     out_fields,
                     input,
                 )
@@ -501,12 +494,12 @@ impl GroupedStream {
         let group = moved.select(&self.group, "persistent_aggregate");
         let select = moved.select(&select_names, "persistent_aggregate");
         let node = moved.then(
-            NodeKind::Persist {
+            NodeKind::Op(OpKind::Persist {
                 state,
                 group,
                 select,
                 kind,
-            },
+            }),
             Fields::default(),
             select_names,
         );
@@ -535,11 +528,11 @@ impl GroupedStream {
         let mut fields = self.group.names().to_vec();
         fields.push(partial.to_owned());
         s.then(
-            NodeKind::Aggregate {
+            NodeKind::Op(OpKind::Aggregate {
                 group,
                 select,
                 agg: AggOp::Combine(c.clone()),
-            },
+            }),
             fields.into(),
             input.clone(),
         )
