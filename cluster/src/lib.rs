@@ -15,6 +15,7 @@ pub mod rpc;
 pub mod schema;
 mod state;
 mod storage;
+pub mod window_stats;
 pub mod worker_env;
 mod zk;
 

@@ -3,7 +3,8 @@
 
 use crate::blocking::FramedStream;
 use crate::frame::FrameError;
-use crate::schema::{TopologyStatus, WorkerSlot};
+use crate::schema::{ErrorRecord, TopologyStatus, WorkerSlot};
+use crate::window_stats::WindowStats;
 use serde::{Deserialize, Serialize};
 use squall_topology_api::metrics::TopologyMetrics;
 use squall_topology_api::spec::TopologySpec;
@@ -208,6 +209,24 @@ pub struct TopologyInfo {
     pub metrics: TopologyMetrics,
     /// Last errors by component, newest last.
     pub errors: BTreeMap<String, Vec<String>>,
+    /// The topology's structure.
+    #[serde(default)]
+    pub spec: Option<TopologySpec>,
+    /// Its configuration.
+    #[serde(default)]
+    pub config: Option<Config>,
+    /// Its workers: slot and start time (ms since the Unix epoch, 0 if not
+    /// yet heard from).
+    #[serde(default)]
+    pub workers: Vec<(WorkerSlot, u64)>,
+    /// The last errors of each component with their worker and time,
+    /// oldest first.
+    #[serde(default)]
+    pub error_records: Vec<ErrorRecord>,
+    /// Per-task counters within Storm's windows (10 min, 3 h, 1 day, all
+    /// time, in that order), from the heartbeats Nimbus has seen.
+    #[serde(default)]
+    pub windows: Vec<WindowStats>,
 }
 
 /// A live supervisor.
@@ -232,6 +251,9 @@ pub struct ClusterSummary {
     pub leader: Option<String>,
     /// Live supervisors.
     pub supervisors: Vec<SupervisorSummary>,
+    /// Seconds since the answering Nimbus started.
+    #[serde(default)]
+    pub nimbus_uptime_secs: u64,
 }
 
 /// Why a call to Nimbus failed.

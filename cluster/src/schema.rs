@@ -163,6 +163,9 @@ pub struct WorkerHeartbeat {
     pub executors: Vec<ExecutorSpec>,
     /// Its tasks' metrics.
     pub metrics: TopologyMetrics,
+    /// When the worker started, ms since the Unix epoch.
+    #[serde(default)]
+    pub started_at_ms: u64,
 }
 
 /// One error a task reported.

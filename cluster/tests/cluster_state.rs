@@ -74,6 +74,7 @@ fn records_round_trip(connect: Connect) {
         time_ms: 3,
         executors: vec![],
         metrics: TopologyMetrics::default(),
+        started_at_ms: 1,
     };
     s.worker_heartbeat(&hb).unwrap();
     s.worker_heartbeat(&hb).unwrap();

@@ -12,6 +12,7 @@ mod monitor;
 mod scheduler;
 mod server;
 mod service;
+mod stats;
 
 pub use blobstore::{is_sha256, BlobStore, MAX_BLOB_BYTES};
 pub use monitor::Monitor;

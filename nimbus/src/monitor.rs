@@ -88,6 +88,13 @@ impl Monitor {
             kept.push(t);
         }
 
+        let ids: Vec<&str> = kept.iter().map(|t| t.id.as_str()).collect();
+        nimbus
+            .stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(&ids);
+
         // Liveness of each assigned slot.
         let mut assignments = BTreeMap::new();
         let mut alive: BTreeSet<WorkerSlot> = BTreeSet::new();
@@ -95,8 +102,9 @@ impl Monitor {
             let Some((a, v)) = state.assignment(&t.id)? else {
                 continue;
             };
-            let beats: HashMap<WorkerSlot, u64> = state
-                .worker_heartbeats(&t.id)?
+            let heartbeats = state.worker_heartbeats(&t.id)?;
+            nimbus.observe(&t.id, &heartbeats, now_ms);
+            let beats: HashMap<WorkerSlot, u64> = heartbeats
                 .into_iter()
                 .map(|hb| (hb.slot, hb.time_ms))
                 .collect();

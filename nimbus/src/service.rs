@@ -2,17 +2,19 @@
 
 use crate::blobstore::BlobStore;
 use crate::monitor::Monitor;
+use crate::stats::StatsWindows;
 use squall_cluster::rpc::{
     spec_hash, ClusterSummary, ErrorKind, Request, Response, RpcError, SupervisorSummary,
     TopologyInfo, TopologySummary,
 };
-use squall_cluster::schema::{PendingAction, TopologyRecord, TopologyStatus};
+use squall_cluster::schema::{PendingAction, TopologyRecord, TopologyStatus, WorkerHeartbeat};
 use squall_cluster::{now_ms, ClusterState, StateError, StateStorage};
 use squall_topology_api::spec::TopologySpec;
 use squall_topology_api::{ClusterConfig, Config, TaskLayout, SYSTEM_PREFIX};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
 
 /// Whether `name` is a valid topology name: Storm's `^[^/.:\\]+$`.
 pub fn valid_name(name: &str) -> bool {
@@ -32,6 +34,8 @@ pub struct Nimbus<S> {
     pub(crate) blobs: BlobStore,
     pub(crate) config: ClusterConfig,
     pub(crate) lock: Mutex<Monitor>,
+    pub(crate) stats: Mutex<StatsWindows>,
+    started: Instant,
     counter: AtomicU64,
     in_process: bool,
 }
@@ -50,6 +54,8 @@ impl<S: StateStorage> Nimbus<S> {
             blobs,
             config,
             lock: Mutex::new(Monitor::default()),
+            stats: Mutex::new(StatsWindows::default()),
+            started: Instant::now(),
             counter: AtomicU64::new(0),
             in_process: false,
         }
@@ -77,6 +83,14 @@ impl<S: StateStorage> Nimbus<S> {
 
     pub(crate) fn locked(&self) -> MutexGuard<'_, Monitor> {
         self.lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Folds a topology's heartbeats into its windowed statistics.
+    pub(crate) fn observe(&self, topology_id: &str, beats: &[WorkerHeartbeat], now_ms: u64) {
+        self.stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .observe(topology_id, beats, now_ms)
     }
 
     /// Whether this Nimbus leads (holds or takes the leader node).
@@ -395,21 +409,37 @@ impl<S: StateStorage> Nimbus<S> {
 
     fn info(&self, name: &str) -> Result<TopologyInfo, RpcError> {
         let t = self.by_name(name)?;
-        let summary = self.summary(&t, now_ms())?;
-        let executors = self
-            .state
-            .assignment(&t.id)
-            .map_err(state_error)?
+        let now = now_ms();
+        let summary = self.summary(&t, now)?;
+        let assignment = self.state.assignment(&t.id).map_err(state_error)?;
+        let executors = assignment
+            .as_ref()
             .map(|(a, _)| {
                 a.executors
+                    .iter()
+                    .map(|(e, s)| (e.component.0.clone(), e.tasks.start, e.tasks.end - 1, s.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let beats = self.state.worker_heartbeats(&t.id).map_err(state_error)?;
+        self.observe(&t.id, &beats, now);
+        let workers = assignment
+            .map(|(a, _)| {
+                a.slots()
                     .into_iter()
-                    .map(|(e, s)| (e.component.0, e.tasks.start, e.tasks.end - 1, s))
+                    .map(|s| {
+                        let started = beats
+                            .iter()
+                            .find(|b| b.slot == s)
+                            .map_or(0, |b| b.started_at_ms);
+                        (s, started)
+                    })
                     .collect()
             })
             .unwrap_or_default();
         let mut metrics = squall_topology_api::metrics::TopologyMetrics::default();
         let mut errors: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for hb in self.state.worker_heartbeats(&t.id).map_err(state_error)? {
+        for hb in beats {
             for (task, m) in hb.metrics.tasks {
                 if !m.errors.is_empty() {
                     errors
@@ -420,19 +450,28 @@ impl<S: StateStorage> Nimbus<S> {
                 metrics.tasks.insert(task, m);
             }
         }
+        let mut error_records = Vec::new();
         for c in t.spec.components.keys() {
             if let Ok(list) = self.state.errors(&t.id, c.as_str()) {
-                errors
-                    .entry(c.0.clone())
-                    .or_default()
-                    .extend(list.into_iter().map(|e| e.message));
+                error_records.extend(list);
             }
         }
+        error_records.sort_by_key(|e| e.time_ms);
+        let windows = self
+            .stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .windows(&t.id, now);
         Ok(TopologyInfo {
             summary,
             executors,
             metrics,
             errors,
+            spec: Some(t.spec),
+            config: Some(t.config),
+            workers,
+            error_records,
+            windows,
         })
     }
 
@@ -464,6 +503,7 @@ impl<S: StateStorage> Nimbus<S> {
         Ok(ClusterSummary {
             leader: self.state.leader().map_err(state_error)?,
             supervisors,
+            nimbus_uptime_secs: self.started.elapsed().as_secs(),
         })
     }
 }

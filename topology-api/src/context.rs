@@ -1,6 +1,7 @@
 //! Task layout and the context a task sees at `open` / `prepare`.
 
 use crate::spec::{ComponentKind, TopologySpec};
+use crate::user_metrics::{Counter, Histogram, MetricRegistry};
 use crate::{ComponentId, Config, Fields, SharedStore, StreamId, TaskId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -140,6 +141,7 @@ pub struct TopologyContext {
     config: Arc<Config>,
     waker: Option<TaskWaker>,
     store: Option<SharedStore>,
+    metrics: MetricRegistry,
 }
 
 impl TopologyContext {
@@ -164,7 +166,43 @@ impl TopologyContext {
             config,
             waker: None,
             store: None,
+            metrics: MetricRegistry::default(),
         }
+    }
+
+    /// The counter `name` of this task (Storm's `registerCounter`); calling
+    /// again with the same name returns the same counter. Its value is
+    /// published with the task's metrics (`TaskMetrics::user`).
+    pub fn register_counter(&self, name: &str) -> Counter {
+        self.metrics.counter(name)
+    }
+
+    /// Registers gauge `name` (Storm's `registerGauge`): `read` is called
+    /// on the task's executor thread each time the task's metrics are
+    /// published (every 100 ms), and its value appears in
+    /// `TaskMetrics::user`.
+    pub fn register_gauge(&self, name: &str, read: impl Fn() -> f64 + Send + Sync + 'static) {
+        self.metrics.gauge(name, read)
+    }
+
+    /// The histogram `name` of this task (Storm's `registerHistogram`),
+    /// with [`DEFAULT_BUCKETS`](crate::user_metrics::DEFAULT_BUCKETS)
+    /// (Prometheus's defaults, meant for seconds).
+    pub fn register_histogram(&self, name: &str) -> Histogram {
+        self.metrics
+            .histogram(name, &crate::user_metrics::DEFAULT_BUCKETS)
+    }
+
+    /// The histogram `name` with bucket upper bounds `bounds` (any unit;
+    /// `+Inf` is implied).
+    pub fn register_histogram_with_buckets(&self, name: &str, bounds: &[f64]) -> Histogram {
+        self.metrics.histogram(name, bounds)
+    }
+
+    /// Every metric this task registered (the runtime reads it when it
+    /// publishes the task's metrics).
+    pub fn metric_registry(&self) -> &MetricRegistry {
+        &self.metrics
     }
 
     /// This context with `waker` for the task (the runtime sets it for bolt

@@ -23,6 +23,7 @@ mod ids;
 pub mod metrics;
 pub mod spec;
 mod tuple;
+pub mod user_metrics;
 mod value;
 mod value_serde;
 
@@ -46,4 +47,5 @@ pub use grouping::{CustomGroupingFactory, CustomStreamGrouping, GroupingSpec};
 pub use ids::{ComponentId, StreamId, TaskId, DEFAULT_STREAM, SYSTEM_PREFIX};
 pub use spec::{TopologyError, TopologySpec};
 pub use tuple::{MessageId, StreamMeta, Tuple, TupleError, SYSTEM_COMPONENT, TICK_STREAM};
+pub use user_metrics::{Counter, Histogram, MetricRegistry};
 pub use value::{Value, Values};

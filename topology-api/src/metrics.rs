@@ -4,8 +4,28 @@ use crate::{ComponentId, TaskId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// Upper bounds, in ms, of the buckets [`LatencySummary::buckets`] counts
+/// (`+Inf` implied): 0.1 ms to 60 s, roughly ×2.5 apart.
+pub const LATENCY_BUCKETS_MS: [f64; 16] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10000.0,
+    60000.0,
+];
+
+/// A distribution in fixed buckets, Prometheus's histogram shape.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HistogramSnapshot {
+    /// Bucket upper bounds, ascending (`+Inf` implied).
+    pub bounds: Vec<f64>,
+    /// Observations at most each bound (cumulative, one per bound).
+    pub cumulative: Vec<u64>,
+    /// All observations.
+    pub count: u64,
+    /// Sum of all observations.
+    pub sum: f64,
+}
+
 /// A latency distribution summary, in milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencySummary {
     /// Samples taken.
     pub count: u64,
@@ -17,6 +37,17 @@ pub struct LatencySummary {
     pub p99_ms: f64,
     /// Largest sample, ms.
     pub max_ms: f64,
+    /// Samples at most each of [`LATENCY_BUCKETS_MS`] (cumulative; empty
+    /// when there are no samples).
+    #[serde(default)]
+    pub buckets: Vec<u64>,
+}
+
+impl LatencySummary {
+    /// Sum of the samples, ms.
+    pub fn sum_ms(&self) -> f64 {
+        self.mean_ms * self.count as f64
+    }
 }
 
 /// One task's counters since it started (Storm's executor stats, all-time
@@ -30,6 +61,9 @@ pub struct TaskMetrics {
     pub emitted: BTreeMap<String, u64>,
     /// Tuples sent to tasks (an emit to 3 tasks counts 3).
     pub transferred: u64,
+    /// Tuples sent to tasks, per stream.
+    #[serde(default)]
+    pub transferred_streams: BTreeMap<String, u64>,
     /// Bolt: input tuples acked. Spout: tuple trees completed.
     pub acked: u64,
     /// Bolt: input tuples failed. Spout: trees failed, any reason.
@@ -53,10 +87,16 @@ pub struct TaskMetrics {
     pub capacity: f64,
     /// The last errors reported (newest last, at most 10).
     pub errors: Vec<String>,
+    /// Errors reported since the task started (the list keeps the last).
+    #[serde(default)]
+    pub errors_total: u64,
     /// User metrics by name: counters (`incr_metric`) and gauges
     /// (`set_metric`), also fed by multilang `metrics` commands.
     #[serde(default)]
     pub user: BTreeMap<String, f64>,
+    /// User histograms by name (`TopologyContext::register_histogram`).
+    #[serde(default)]
+    pub histograms: BTreeMap<String, HistogramSnapshot>,
 }
 
 /// A component's totals over its tasks.

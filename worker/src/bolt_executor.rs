@@ -204,12 +204,14 @@ impl BoltExecutor {
                 let woken = Arc::new(AtomicBool::new(false));
                 let waker = task_waker(&shared, t, woken.clone(), any_woken.clone());
                 let mut bolt = factory();
-                bolt.prepare(&task_context(&shared, t).with_waker(waker));
+                let context = task_context(&shared, t).with_waker(waker);
+                bolt.prepare(&context);
                 BoltTask {
                     bolt,
                     state: TaskState {
                         id: TaskId(t),
-                        stats: TaskStats::new(component.clone(), stream_names.clone()),
+                        stats: TaskStats::new(component.clone(), stream_names.clone())
+                            .with_registry(context.metric_registry().clone()),
                         ack_vals: AckVals::default(),
                     },
                     woken,

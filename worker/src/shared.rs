@@ -155,7 +155,7 @@ impl Output {
         match routed {
             Ok(pos) => {
                 stats.emitted[pos] += 1;
-                stats.transferred += self.targets.len() as u64;
+                stats.transferred[pos] += self.targets.len() as u64;
                 let (sid, index) = router.stream(pos);
                 if self.debug {
                     tracing::info!(topology = %shared.name, component = %self.component, %task, stream = %sid, "emitting {values}");

@@ -174,12 +174,14 @@ impl SpoutExecutor {
         let tasks: Vec<SpoutTask> = tasks
             .map(|t| {
                 let mut spout = factory();
-                spout.open(&task_context(&shared, t));
+                let context = task_context(&shared, t);
+                spout.open(&context);
                 SpoutTask {
                     spout,
                     state: TaskState {
                         id: TaskId(t),
-                        stats: TaskStats::new(component.clone(), stream_names.clone()),
+                        stats: TaskStats::new(component.clone(), stream_names.clone())
+                            .with_registry(context.metric_registry().clone()),
                         pending: RotatingMap::new(PENDING_BUCKETS),
                         acked_untracked: Vec::new(),
                         emits: 0,

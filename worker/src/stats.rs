@@ -2,8 +2,10 @@
 //! [`TaskMetrics`] snapshots.
 
 use hdrhistogram::Histogram;
-use squall_topology_api::metrics::{LatencySummary, TaskMetrics, TopologyMetrics};
-use squall_topology_api::{ComponentId, MetricUpdate};
+use squall_topology_api::metrics::{
+    LatencySummary, TaskMetrics, TopologyMetrics, LATENCY_BUCKETS_MS,
+};
+use squall_topology_api::{ComponentId, MetricRegistry, MetricUpdate};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,7 +34,27 @@ impl Latency {
     fn summary(&self) -> LatencySummary {
         let h = &self.0;
         let ms = |us: u64| us as f64 / 1000.0;
+        let buckets = if h.is_empty() {
+            Vec::new()
+        } else {
+            // One pass over the recorded values, then a running sum.
+            let mut counts = vec![0u64; LATENCY_BUCKETS_MS.len()];
+            for v in h.iter_recorded() {
+                let at_ms = v.value_iterated_to() as f64 / 1000.0;
+                let i = LATENCY_BUCKETS_MS.partition_point(|b| *b < at_ms);
+                if let Some(c) = counts.get_mut(i) {
+                    *c += v.count_at_value();
+                }
+            }
+            let mut total = 0;
+            for c in &mut counts {
+                total += *c;
+                *c = total;
+            }
+            counts
+        };
         LatencySummary {
+            buckets,
             count: h.len(),
             mean_ms: if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
             p50_ms: ms(h.value_at_quantile(0.5)),
@@ -78,8 +100,8 @@ pub struct TaskStats {
     stream_names: Vec<String>,
     /// Emits per local stream position.
     pub emitted: Vec<u64>,
-    /// Tuples sent to tasks.
-    pub transferred: u64,
+    /// Tuples sent to tasks, per local stream position.
+    pub transferred: Vec<u64>,
     /// Acks (bolt inputs, or completed spout trees).
     pub acked: u64,
     /// Fails by a bolt's `fail`.
@@ -99,8 +121,10 @@ pub struct TaskStats {
     /// Busy fraction of the last window (bolts).
     pub capacity: f64,
     errors: VecDeque<String>,
+    errors_total: u64,
     /// User metrics by name.
     pub user: BTreeMap<String, f64>,
+    registry: Option<MetricRegistry>,
 }
 
 impl TaskStats {
@@ -109,8 +133,8 @@ impl TaskStats {
         Self {
             component,
             emitted: vec![0; stream_names.len()],
+            transferred: vec![0; stream_names.len()],
             stream_names,
-            transferred: 0,
             acked: 0,
             failed_explicit: 0,
             failed_timeout: 0,
@@ -121,8 +145,17 @@ impl TaskStats {
             pending: 0,
             capacity: 0.0,
             errors: VecDeque::new(),
+            errors_total: 0,
             user: BTreeMap::new(),
+            registry: None,
         }
+    }
+
+    /// These counters, also publishing the metrics registered in
+    /// `registry` (the task context's).
+    pub fn with_registry(mut self, registry: MetricRegistry) -> Self {
+        self.registry = Some(registry);
+        self
     }
 
     /// Applies a user metric update.
@@ -141,19 +174,29 @@ impl TaskStats {
             self.errors.pop_front();
         }
         self.errors.push_back(error);
+        self.errors_total += 1;
     }
 
     /// A snapshot.
     pub fn snapshot(&self) -> TaskMetrics {
-        TaskMetrics {
-            component: self.component.clone(),
-            emitted: self
-                .stream_names
+        let per_stream = |counts: &[u64]| {
+            self.stream_names
                 .iter()
                 .cloned()
-                .zip(self.emitted.iter().copied())
-                .collect(),
-            transferred: self.transferred,
+                .zip(counts.iter().copied())
+                .collect()
+        };
+        let mut user = self.user.clone();
+        let mut histograms = BTreeMap::new();
+        if let Some(r) = self.registry.as_ref().filter(|r| !r.is_empty()) {
+            user.extend(r.values());
+            histograms = r.histograms();
+        }
+        TaskMetrics {
+            component: self.component.clone(),
+            emitted: per_stream(&self.emitted),
+            transferred: self.transferred.iter().sum(),
+            transferred_streams: per_stream(&self.transferred),
             acked: self.acked,
             failed: self.failed_explicit + self.failed_timeout,
             failed_explicit: self.failed_explicit,
@@ -165,7 +208,9 @@ impl TaskStats {
             pending: self.pending,
             capacity: self.capacity,
             errors: self.errors.iter().cloned().collect(),
-            user: self.user.clone(),
+            errors_total: self.errors_total,
+            user,
+            histograms,
         }
     }
 }

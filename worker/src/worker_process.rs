@@ -8,7 +8,7 @@ use crate::shared::EmitTap;
 use crate::transport::{start_server, start_transfer, PeerMap, TransportStats};
 use squall_cluster::rpc::spec_hash;
 use squall_cluster::schema::{
-    Assignment, TopologyRecord, TopologyStatus, WorkerHeartbeat, WorkerSlot,
+    Assignment, ErrorRecord, TopologyRecord, TopologyStatus, WorkerHeartbeat, WorkerSlot,
 };
 use squall_cluster::worker_env as env;
 use squall_cluster::{now_ms, ClusterState, StateError, StateStorage, StorageStore, ZkStorage};
@@ -153,6 +153,9 @@ struct Beat<'a, S> {
     env: &'a WorkerEnv,
     state: &'a ClusterState<S>,
     executors: Vec<ExecutorSpec>,
+    started_at_ms: u64,
+    /// Errors already written to the cluster state, per task.
+    errors_seen: std::collections::HashMap<u32, u64>,
 }
 
 impl<S: StateStorage> Beat<'_, S> {
@@ -164,16 +167,46 @@ impl<S: StateStorage> Beat<'_, S> {
         }
     }
 
-    fn cluster(&self, running: &RunningTopology) {
+    fn cluster(&mut self, running: &RunningTopology) {
         let hb = WorkerHeartbeat {
             topology_id: self.env.topology_id.clone(),
             slot: self.env.slot.clone(),
             time_ms: now_ms(),
             executors: self.executors.clone(),
             metrics: running.metrics(),
+            started_at_ms: self.started_at_ms,
         };
         if let Err(e) = self.state.worker_heartbeat(&hb) {
             tracing::warn!("cannot write heartbeat: {e}");
+        }
+        self.report_errors(&hb);
+    }
+
+    /// Writes the tasks' errors reported since the last beat to the
+    /// cluster state, with this worker's slot and the time (Storm's
+    /// `/errors` nodes, which the UI shows as "last error").
+    fn report_errors(&mut self, hb: &WorkerHeartbeat) {
+        let seen = &mut self.errors_seen;
+        for (task, m) in &hb.metrics.tasks {
+            let before = seen.get(&task.0).copied().unwrap_or(0);
+            if m.errors_total <= before {
+                continue;
+            }
+            let new = ((m.errors_total - before) as usize).min(m.errors.len());
+            for message in &m.errors[m.errors.len() - new..] {
+                let record = ErrorRecord {
+                    component: m.component.clone(),
+                    task: task.0,
+                    slot: Some(self.env.slot.clone()),
+                    time_ms: hb.time_ms,
+                    message: message.clone(),
+                };
+                if let Err(e) = self.state.report_error(&self.env.topology_id, &record) {
+                    tracing::warn!("cannot record an error: {e}");
+                    return;
+                }
+            }
+            seen.insert(task.0, m.errors_total);
         }
     }
 }
@@ -258,10 +291,12 @@ pub fn run_worker_on<S: StateStorage>(
     if mine.is_empty() {
         return Ok(WorkerExit::Reassigned);
     }
-    let beat = Beat {
+    let mut beat = Beat {
         env,
         state,
         executors: mine.clone(),
+        started_at_ms: now_ms(),
+        errors_seen: Default::default(),
     };
     beat.local();
 

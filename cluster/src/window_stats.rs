@@ -1,0 +1,265 @@
+//! Windowed statistics: what a task did within the last 10 minutes, 3
+//! hours, 1 day, or since Nimbus first saw it (Storm's UI windows `600`,
+//! `10800`, `86400` and `:all-time`). Nimbus computes them from the
+//! cumulative counters in worker heartbeats; the UI and `squall monitor`
+//! read them through [`TopologyInfo`](crate::rpc::TopologyInfo).
+
+use serde::{Deserialize, Serialize};
+use squall_topology_api::metrics::TaskMetrics;
+use std::collections::BTreeMap;
+
+/// Storm's UI windows in seconds; `None` is all time.
+pub const WINDOWS: [Option<u64>; 4] = [Some(600), Some(10_800), Some(86_400), None];
+
+/// Counts within a window (or deltas between two heartbeats).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Tuples emitted, per stream.
+    pub emitted: BTreeMap<String, u64>,
+    /// Tuples sent to tasks, per stream.
+    pub transferred: BTreeMap<String, u64>,
+    /// Acks (bolt inputs, or completed spout trees).
+    pub acked: u64,
+    /// Fails.
+    pub failed: u64,
+    /// Tuples executed (bolts).
+    pub executed: u64,
+    /// Sum of sampled complete latencies, ms.
+    pub complete_ms: f64,
+    /// Complete latency samples.
+    pub complete_count: u64,
+    /// Sum of sampled execute latencies, ms.
+    pub execute_ms: f64,
+    /// Execute latency samples.
+    pub execute_count: u64,
+    /// Sum of sampled process latencies, ms.
+    pub process_ms: f64,
+    /// Process latency samples.
+    pub process_count: u64,
+}
+
+fn mean(sum: f64, n: u64) -> f64 {
+    if n == 0 {
+        0.0
+    } else {
+        sum / n as f64
+    }
+}
+
+impl Counters {
+    /// The counters of a heartbeat's task metrics (cumulative since the
+    /// task started).
+    pub fn of(m: &TaskMetrics) -> Self {
+        Self {
+            emitted: m.emitted.clone(),
+            transferred: m.transferred_streams.clone(),
+            acked: m.acked,
+            failed: m.failed,
+            executed: m.executed,
+            complete_ms: m.complete_latency.sum_ms(),
+            complete_count: m.complete_latency.count,
+            execute_ms: m.execute_latency.sum_ms(),
+            execute_count: m.execute_latency.count,
+            process_ms: m.process_latency.sum_ms(),
+            process_count: m.process_latency.count,
+        }
+    }
+
+    /// `self - earlier`, or `None` when a count went down (the task
+    /// restarted, so its counters began again from zero).
+    pub fn since(&self, earlier: &Counters) -> Option<Counters> {
+        fn map_since(
+            now: &BTreeMap<String, u64>,
+            then: &BTreeMap<String, u64>,
+        ) -> Option<BTreeMap<String, u64>> {
+            if then.iter().any(|(k, v)| now.get(k).copied().unwrap_or(0) < *v) {
+                return None;
+            }
+            Some(
+                now.iter()
+                    .map(|(k, v)| (k.clone(), v - then.get(k).copied().unwrap_or(0)))
+                    .filter(|(_, v)| *v > 0)
+                    .collect(),
+            )
+        }
+        let scalars = [
+            (self.acked, earlier.acked),
+            (self.failed, earlier.failed),
+            (self.executed, earlier.executed),
+            (self.complete_count, earlier.complete_count),
+            (self.execute_count, earlier.execute_count),
+            (self.process_count, earlier.process_count),
+        ];
+        if scalars.iter().any(|(now, then)| now < then) {
+            return None;
+        }
+        Some(Counters {
+            emitted: map_since(&self.emitted, &earlier.emitted)?,
+            transferred: map_since(&self.transferred, &earlier.transferred)?,
+            acked: self.acked - earlier.acked,
+            failed: self.failed - earlier.failed,
+            executed: self.executed - earlier.executed,
+            complete_ms: (self.complete_ms - earlier.complete_ms).max(0.0),
+            complete_count: self.complete_count - earlier.complete_count,
+            execute_ms: (self.execute_ms - earlier.execute_ms).max(0.0),
+            execute_count: self.execute_count - earlier.execute_count,
+            process_ms: (self.process_ms - earlier.process_ms).max(0.0),
+            process_count: self.process_count - earlier.process_count,
+        })
+    }
+
+    /// Adds `other` into these counters.
+    pub fn add(&mut self, other: &Counters) {
+        for (k, v) in &other.emitted {
+            *self.emitted.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.transferred {
+            *self.transferred.entry(k.clone()).or_default() += v;
+        }
+        self.acked += other.acked;
+        self.failed += other.failed;
+        self.executed += other.executed;
+        self.complete_ms += other.complete_ms;
+        self.complete_count += other.complete_count;
+        self.execute_ms += other.execute_ms;
+        self.execute_count += other.execute_count;
+        self.process_ms += other.process_ms;
+        self.process_count += other.process_count;
+    }
+
+    /// Emits over all streams, or over streams not starting with `__`
+    /// (Storm hides system streams unless asked).
+    pub fn emitted_total(&self, system: bool) -> u64 {
+        sum_streams(&self.emitted, system)
+    }
+
+    /// Transfers over all streams, or over non-system streams.
+    pub fn transferred_total(&self, system: bool) -> u64 {
+        sum_streams(&self.transferred, system)
+    }
+
+    /// Mean complete latency, ms (0 without samples).
+    pub fn complete_latency_ms(&self) -> f64 {
+        mean(self.complete_ms, self.complete_count)
+    }
+
+    /// Mean execute latency, ms.
+    pub fn execute_latency_ms(&self) -> f64 {
+        mean(self.execute_ms, self.execute_count)
+    }
+
+    /// Mean process latency, ms.
+    pub fn process_latency_ms(&self) -> f64 {
+        mean(self.process_ms, self.process_count)
+    }
+}
+
+fn sum_streams(m: &BTreeMap<String, u64>, system: bool) -> u64 {
+    m.iter()
+        .filter(|(k, _)| system || !k.starts_with("__"))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// One task within one window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskWindow {
+    /// The task's component.
+    pub component: String,
+    /// What it did within the window.
+    pub counters: Counters,
+    /// How much of the window Nimbus has seen the task for, ms (the window
+    /// length once the task is older than it): the denominator of rates
+    /// and capacity.
+    pub covered_ms: u64,
+}
+
+impl TaskWindow {
+    /// Storm's bolt capacity: executed × mean execute latency ÷ time
+    /// covered (1.0 = busy all the time).
+    pub fn capacity(&self) -> f64 {
+        if self.covered_ms == 0 {
+            return 0.0;
+        }
+        self.counters.executed as f64 * self.counters.execute_latency_ms() / self.covered_ms as f64
+    }
+}
+
+/// Every task of a topology within one window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WindowStats {
+    /// The window in seconds; `None` is all time.
+    pub window_secs: Option<u64>,
+    /// By task id.
+    pub tasks: BTreeMap<u32, TaskWindow>,
+}
+
+impl WindowStats {
+    /// Storm's name of the window: `"600"`, …, `":all-time"`.
+    pub fn name(&self) -> String {
+        window_name(self.window_secs)
+    }
+
+    /// The sum over `component`'s tasks.
+    pub fn component(&self, component: &str) -> Counters {
+        let mut c = Counters::default();
+        for t in self.tasks.values().filter(|t| t.component == component) {
+            c.add(&t.counters);
+        }
+        c
+    }
+}
+
+/// Storm's name of a window: seconds as text, `":all-time"` for `None`.
+pub fn window_name(secs: Option<u64>) -> String {
+    secs.map_or_else(|| ":all-time".to_owned(), |s| s.to_string())
+}
+
+/// Storm's pretty form of a window: `"10m 0s"`, `"3h 0m 0s"`,
+/// `"1d 0h 0m 0s"`, `"All time"`.
+pub fn window_pretty(secs: Option<u64>) -> String {
+    secs.map_or_else(|| "All time".to_owned(), pretty_duration)
+}
+
+/// Storm's pretty duration (`prettyUptimeSec`): `"5m 58s"`, `"1d 2h 3m 4s"`.
+pub fn pretty_duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        format!("{d}d {h}h {m}m {s}s")
+    } else if h > 0 {
+        format!("{h}h {m}m {s}s")
+    } else if m > 0 {
+        format!("{m}m {s}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_detects_restarts() {
+        let mut a = Counters::default();
+        a.emitted.insert("default".into(), 10);
+        a.acked = 5;
+        let mut b = a.clone();
+        *b.emitted.get_mut("default").unwrap() += 3;
+        b.acked += 1;
+        let d = b.since(&a).unwrap();
+        assert_eq!(d.emitted["default"], 3);
+        assert_eq!(d.acked, 1);
+        assert_eq!(a.since(&b), None);
+    }
+
+    #[test]
+    fn pretty_forms_match_storm() {
+        assert_eq!(window_pretty(Some(600)), "10m 0s");
+        assert_eq!(window_pretty(Some(10_800)), "3h 0m 0s");
+        assert_eq!(window_pretty(Some(86_400)), "1d 0h 0m 0s");
+        assert_eq!(window_pretty(None), "All time");
+        assert_eq!(pretty_duration(358), "5m 58s");
+        assert_eq!(window_name(None), ":all-time");
+    }
+}
