@@ -61,6 +61,11 @@ pub struct ClusterConfig {
     /// `worker.heartbeat.frequency.secs`: how often a worker beats
     /// (default 1).
     pub worker_heartbeat_frequency_secs: u64,
+    /// `ui.host`: the address `squall ui` binds (default `127.0.0.1`; Storm
+    /// binds all interfaces, Squall only loopback unless told).
+    pub ui_host: String,
+    /// `ui.port`: the port `squall ui` serves on (default 8080, Storm's).
+    pub ui_port: u16,
 }
 
 impl Default for ClusterConfig {
@@ -84,6 +89,8 @@ impl Default for ClusterConfig {
             supervisor_worker_start_timeout_secs: 120,
             supervisor_monitor_frequency_secs: 1,
             worker_heartbeat_frequency_secs: 1,
+            ui_host: "127.0.0.1".into(),
+            ui_port: 8080,
         }
     }
 }
@@ -191,6 +198,8 @@ impl ClusterConfig {
             }
             "supervisor.monitor.frequency.secs" => self.supervisor_monitor_frequency_secs = secs()?,
             "worker.heartbeat.frequency.secs" => self.worker_heartbeat_frequency_secs = secs()?,
+            "ui.host" => self.ui_host = text()?,
+            "ui.port" => self.ui_port = port(value).ok_or_else(|| bad("a port number"))?,
             _ => return Ok(false),
         }
         Ok(true)

@@ -3,6 +3,7 @@
 
 mod client;
 mod dev_zookeeper;
+mod monitor;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -83,6 +84,30 @@ enum Command {
         #[arg(short = 'e', long = "executor", value_name = "COMPONENT=N")]
         executors: Vec<String>,
     },
+    /// Serve the web UI, Storm's REST API and Prometheus `/metrics` on
+    /// `ui.host`:`ui.port` (default 127.0.0.1:8080).
+    Ui,
+    /// Print a component's throughput on a stream every interval (Storm's
+    /// `storm monitor`).
+    Monitor {
+        /// The topology's name.
+        name: String,
+        /// Seconds between rows.
+        #[arg(short = 'i', long = "interval", default_value_t = 4)]
+        interval: u64,
+        /// The component (without it, the components are listed).
+        #[arg(short = 'm', long = "component")]
+        component: Option<String>,
+        /// The stream.
+        #[arg(short = 's', long = "stream", default_value = "default")]
+        stream: String,
+        /// What to count.
+        #[arg(short = 'w', long = "watch", value_enum, default_value = "emitted")]
+        watch: monitor::Watch,
+        /// Stop after this many rows (default: run until interrupted).
+        #[arg(short = 'n', long = "count")]
+        count: Option<u64>,
+    },
     /// Run a throwaway ZooKeeper (Debian's `zookeeper` package) on loopback.
     DevZookeeper {
         /// Client port (default `storm.zookeeper.port`).
@@ -135,6 +160,29 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             squall_supervisor::run(c)?;
             Ok(0)
         }
+        Command::Ui => {
+            init_logging();
+            squall_ui::run(c)?;
+            Ok(0)
+        }
+        Command::Monitor {
+            name,
+            interval,
+            component,
+            stream,
+            watch,
+            count,
+        } => monitor::run(
+            c,
+            &monitor::Options {
+                name,
+                interval,
+                component,
+                stream,
+                watch,
+                count,
+            },
+        ),
         Command::Jar { binary, args } => client::jar(c, &cli.conf, &binary, &args),
         Command::Kill { name, wait } => client::kill(c, &name, wait),
         Command::List { json } => client::list(c, json),

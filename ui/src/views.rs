@@ -1,0 +1,612 @@
+//! The JSON of Storm's UI REST API (`docs/STORM-UI-REST-API.md` in Apache
+//! Storm), built from Nimbus's answers. Field names, windows (`600`,
+//! `10800`, `86400`, `:all-time`), status words and number formats
+//! (latencies and capacity as strings with three decimals) are Storm's, so
+//! clients written for Storm read Squall.
+
+use crate::nimbus::ApiError;
+use serde_json::{json, Map, Value};
+use squall_cluster::rpc::{ClusterSummary, TopologyInfo, TopologySummary};
+use squall_cluster::schema::{TopologyStatus, WorkerSlot};
+use squall_cluster::window_stats::{
+    pretty_duration, window_name, window_pretty, Counters, TaskWindow, WindowStats, WINDOWS,
+};
+use squall_topology_api::spec::{ComponentKind, TopologySpec};
+use squall_topology_api::ACKER_COMPONENT;
+use std::collections::BTreeMap;
+
+/// The version the API reports as `stormVersion` and `version`.
+pub const VERSION: &str = concat!("squall-", env!("CARGO_PKG_VERSION"));
+
+/// Index into [`WINDOWS`] of the `window` parameter (absent: all time).
+///
+/// # Errors
+/// 400 naming the accepted values.
+pub fn parse_window(window: Option<&str>) -> Result<usize, ApiError> {
+    let Some(w) = window else {
+        return Ok(WINDOWS.len() - 1);
+    };
+    WINDOWS
+        .iter()
+        .position(|s| window_name(*s) == w)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "window {w:?} is not one of 600, 10800, 86400, :all-time"
+            ))
+        })
+}
+
+/// Storm's status word: `ACTIVE`, `INACTIVE`, `REBALANCING`, `KILLED`.
+pub fn status_word(s: TopologyStatus) -> &'static str {
+    match s {
+        TopologyStatus::Active => "ACTIVE",
+        TopologyStatus::Inactive => "INACTIVE",
+        TopologyStatus::Rebalancing => "REBALANCING",
+        TopologyStatus::Killed => "KILLED",
+    }
+}
+
+fn fixed3(v: f64) -> String {
+    format!("{v:.3}")
+}
+
+/// Whether a component is hidden unless `sys=1` (Storm's system ids).
+fn hidden(component: &str, sys: bool) -> bool {
+    !sys && component.starts_with("__")
+}
+
+/// `/api/v1/cluster/summary`.
+pub fn cluster_summary(c: &ClusterSummary, topologies: &[TopologySummary]) -> Value {
+    let total: u32 = c.supervisors.iter().map(|s| s.slots).sum();
+    let used: u32 = c.supervisors.iter().map(|s| s.used_slots).sum();
+    json!({
+        "stormVersion": VERSION,
+        "supervisors": c.supervisors.len(),
+        "topologies": topologies.len(),
+        "slotsTotal": total,
+        "slotsUsed": used,
+        "slotsFree": total.saturating_sub(used),
+        "executorsTotal": topologies.iter().map(|t| t.num_executors).sum::<u32>(),
+        "tasksTotal": topologies.iter().map(|t| t.num_tasks).sum::<u32>(),
+        "schedulerDisplayResource": false,
+        "nimbusUptime": pretty_duration(c.nimbus_uptime_secs),
+        "nimbusUptimeSeconds": c.nimbus_uptime_secs,
+    })
+}
+
+/// One row of `/api/v1/supervisor/summary`.
+pub fn supervisor_summary(c: &ClusterSummary) -> Value {
+    let rows: Vec<Value> = c
+        .supervisors
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "host": s.host,
+                "uptime": pretty_duration(s.uptime_secs),
+                "uptimeSeconds": s.uptime_secs,
+                "slotsTotal": s.slots,
+                "slotsUsed": s.used_slots,
+                "slotsFree": s.slots.saturating_sub(s.used_slots),
+                "version": VERSION,
+            })
+        })
+        .collect();
+    json!({ "supervisors": rows, "schedulerDisplayResource": false })
+}
+
+/// One row of `/api/v1/topology/summary`.
+pub fn topology_row(t: &TopologySummary) -> Value {
+    json!({
+        "id": t.id,
+        "encodedId": t.id,
+        "name": t.name,
+        "status": status_word(t.status),
+        "uptime": pretty_duration(t.uptime_secs),
+        "uptimeSeconds": t.uptime_secs,
+        "tasksTotal": t.num_tasks,
+        "workersTotal": t.num_workers,
+        "executorsTotal": t.num_executors,
+        "replicationCount": 1,
+        "schedulerInfo": null,
+    })
+}
+
+/// A component's executors: (first task, last task, slot).
+fn executors_of<'a>(
+    info: &'a TopologyInfo,
+    component: &'a str,
+) -> impl Iterator<Item = (u32, u32, &'a WorkerSlot)> + 'a {
+    info.executors
+        .iter()
+        .filter(move |(c, ..)| c == component)
+        .map(|(_, first, last, slot)| (*first, *last, slot))
+}
+
+fn executor_counters(w: &WindowStats, first: u32, last: u32) -> (Counters, u64) {
+    let mut c = Counters::default();
+    let mut covered = 0;
+    for t in first..=last {
+        if let Some(tw) = w.tasks.get(&t) {
+            c.add(&tw.counters);
+            covered = covered.max(tw.covered_ms);
+        }
+    }
+    (c, covered)
+}
+
+/// Storm's component capacity: the largest executor capacity over the
+/// 10-minute window.
+pub fn capacity(info: &TopologyInfo, component: &str) -> f64 {
+    let Some(w) = info.windows.first() else {
+        return 0.0;
+    };
+    executors_of(info, component)
+        .map(|(first, last, _)| {
+            let (counters, covered_ms) = executor_counters(w, first, last);
+            TaskWindow {
+                component: component.to_owned(),
+                counters,
+                covered_ms,
+            }
+            .capacity()
+        })
+        .fold(0.0, f64::max)
+}
+
+fn last_error(info: &TopologyInfo, component: &str, now_ms: u64) -> Map<String, Value> {
+    let mut m = Map::new();
+    let record = info
+        .error_records
+        .iter()
+        .rev()
+        .find(|e| e.component.as_str() == component);
+    let (error, host, port, time) = match record {
+        Some(e) => (
+            e.message.clone(),
+            e.slot.as_ref().map(|s| s.host.clone()).unwrap_or_default(),
+            e.slot.as_ref().map(|s| s.port.to_string()).unwrap_or_default(),
+            Some(e.time_ms),
+        ),
+        None => (String::new(), String::new(), String::new(), None),
+    };
+    m.insert("lastError".into(), json!(error));
+    m.insert("errorHost".into(), json!(host));
+    m.insert("errorPort".into(), json!(port));
+    m.insert("errorWorkerLogLink".into(), json!(""));
+    m.insert("errorTime".into(), json!(time.map(|t| t / 1000)));
+    m.insert(
+        "errorLapsedSecs".into(),
+        json!(time.map(|t| now_ms.saturating_sub(t) / 1000)),
+    );
+    m
+}
+
+fn num_tasks(info: &TopologyInfo, component: &str) -> u32 {
+    executors_of(info, component)
+        .map(|(first, last, _)| last + 1 - first)
+        .sum()
+}
+
+fn spec_of(info: &TopologyInfo) -> TopologySpec {
+    info.spec.clone().unwrap_or_default()
+}
+
+fn window_stats(info: &TopologyInfo, i: usize) -> WindowStats {
+    info.windows.get(i).cloned().unwrap_or_else(|| WindowStats {
+        window_secs: WINDOWS[i],
+        tasks: BTreeMap::new(),
+    })
+}
+
+fn kind_of(spec: &TopologySpec, component: &str) -> Option<ComponentKind> {
+    spec.components.get(component).map(|c| c.kind)
+}
+
+/// The components shown: the spec's, plus `__acker` with `sys`.
+fn components(info: &TopologyInfo, sys: bool) -> Vec<(String, ComponentKind)> {
+    let spec = spec_of(info);
+    let mut v: Vec<(String, ComponentKind)> = spec
+        .components
+        .iter()
+        .map(|(id, c)| (id.0.clone(), c.kind))
+        .filter(|(id, _)| !hidden(id, sys))
+        .collect();
+    if sys && info.executors.iter().any(|(c, ..)| c == ACKER_COMPONENT) {
+        v.push((ACKER_COMPONENT.to_owned(), ComponentKind::Bolt));
+    }
+    v
+}
+
+/// Spout figures in one window: the keys of a `spouts` row or a
+/// `spoutSummary` entry.
+fn spout_figures(c: &Counters, sys: bool) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("emitted".into(), json!(c.emitted_total(sys)));
+    m.insert("transferred".into(), json!(c.transferred_total(sys)));
+    m.insert("completeLatency".into(), json!(fixed3(c.complete_latency_ms())));
+    m.insert("acked".into(), json!(c.acked));
+    m.insert("failed".into(), json!(c.failed));
+    m
+}
+
+/// Bolt figures in one window.
+fn bolt_figures(c: &Counters, sys: bool) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("emitted".into(), json!(c.emitted_total(sys)));
+    m.insert("transferred".into(), json!(c.transferred_total(sys)));
+    m.insert("executed".into(), json!(c.executed));
+    m.insert("executeLatency".into(), json!(fixed3(c.execute_latency_ms())));
+    m.insert("processLatency".into(), json!(fixed3(c.process_latency_ms())));
+    m.insert("acked".into(), json!(c.acked));
+    m.insert("failed".into(), json!(c.failed));
+    m
+}
+
+fn window_entry(secs: Option<u64>, mut m: Map<String, Value>) -> Value {
+    m.insert("windowPretty".into(), json!(window_pretty(secs)));
+    m.insert("window".into(), json!(window_name(secs)));
+    Value::Object(m)
+}
+
+fn workers(info: &TopologyInfo, now_ms: u64) -> Vec<Value> {
+    info.workers
+        .iter()
+        .map(|(slot, started)| {
+            let mut tasks: BTreeMap<&str, u32> = BTreeMap::new();
+            let mut executors = 0;
+            for (c, first, last, s) in &info.executors {
+                if s == slot {
+                    *tasks.entry(c.as_str()).or_default() += last + 1 - first;
+                    executors += 1;
+                }
+            }
+            let uptime = if *started == 0 {
+                0
+            } else {
+                now_ms.saturating_sub(*started) / 1000
+            };
+            json!({
+                "supervisorId": slot.supervisor,
+                "host": slot.host,
+                "port": slot.port,
+                "topologyId": info.summary.id,
+                "topologyName": info.summary.name,
+                "executorsTotal": executors,
+                "componentNumTasks": tasks,
+                "uptime": pretty_duration(uptime),
+                "uptimeSeconds": uptime,
+                "workerLogLink": "",
+            })
+        })
+        .collect()
+}
+
+/// `/api/v1/topology/:id?window=&sys=`.
+pub fn topology_page(info: &TopologyInfo, window: usize, sys: bool, now_ms: u64) -> Value {
+    let s = &info.summary;
+    let w = window_stats(info, window);
+    let totals: Vec<Value> = (0..WINDOWS.len())
+        .map(|i| {
+            let ws = window_stats(info, i);
+            let mut spouts = Counters::default();
+            let mut emitted = 0;
+            let mut transferred = 0;
+            for (id, kind) in components(info, sys) {
+                let c = ws.component(&id);
+                emitted += c.emitted_total(sys);
+                transferred += c.transferred_total(sys);
+                if kind == ComponentKind::Spout {
+                    spouts.add(&c);
+                }
+            }
+            let mut m = spout_figures(&spouts, sys);
+            m.insert("emitted".into(), json!(emitted));
+            m.insert("transferred".into(), json!(transferred));
+            window_entry(WINDOWS[i], m)
+        })
+        .collect();
+    let mut spouts = Vec::new();
+    let mut bolts = Vec::new();
+    for (id, kind) in components(info, sys) {
+        let c = w.component(&id);
+        let executors = executors_of(info, &id).count();
+        let mut row = match kind {
+            ComponentKind::Spout => spout_figures(&c, sys),
+            ComponentKind::Bolt => bolt_figures(&c, sys),
+        };
+        row.insert("executors".into(), json!(executors));
+        row.insert("tasks".into(), json!(num_tasks(info, &id)));
+        row.insert("encodedId".into(), json!(id));
+        row.extend(last_error(info, &id, now_ms));
+        match kind {
+            ComponentKind::Spout => {
+                row.insert("spoutId".into(), json!(id));
+                row.insert("encodedSpoutId".into(), json!(id));
+                spouts.push(Value::Object(row));
+            }
+            ComponentKind::Bolt => {
+                row.insert("boltId".into(), json!(id));
+                row.insert("encodedBoltId".into(), json!(id));
+                row.insert("capacity".into(), json!(fixed3(capacity(info, &id))));
+                bolts.push(Value::Object(row));
+            }
+        }
+    }
+    let config = info.config.clone().unwrap_or_default();
+    json!({
+        "id": s.id,
+        "encodedId": s.id,
+        "name": s.name,
+        "uptime": pretty_duration(s.uptime_secs),
+        "uptimeSeconds": s.uptime_secs,
+        "status": status_word(s.status),
+        "tasksTotal": s.num_tasks,
+        "workersTotal": s.num_workers,
+        "executorsTotal": s.num_executors,
+        "msgTimeout": config.message_timeout_secs,
+        "window": window_name(WINDOWS[window]),
+        "windowHint": window_pretty(WINDOWS[window]),
+        "schedulerDisplayResource": false,
+        "replicationCount": 1,
+        "debug": config.debug,
+        "samplingPct": config.stats_sample_rate * 100.0,
+        "topologyStats": totals,
+        "workers": workers(info, now_ms),
+        "spouts": spouts,
+        "bolts": bolts,
+        "configuration": config.to_storm_map(),
+        "user": null,
+        "owner": "",
+    })
+}
+
+/// `/api/v1/topology/:id/component/:component?window=&sys=`.
+///
+/// # Errors
+/// 404 naming the component when the topology has no such component.
+pub fn component_page(
+    info: &TopologyInfo,
+    component: &str,
+    window: usize,
+    sys: bool,
+    now_ms: u64,
+) -> Result<Value, ApiError> {
+    let spec = spec_of(info);
+    let kind = kind_of(&spec, component)
+        .or_else(|| (component == ACKER_COMPONENT).then_some(ComponentKind::Bolt))
+        .filter(|_| executors_of(info, component).next().is_some() || spec.components.contains_key(component))
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "topology {:?} has no component {component:?}",
+                info.summary.id
+            ))
+        })?;
+    let w = window_stats(info, window);
+    let c = w.component(component);
+    let summary: Vec<Value> = (0..WINDOWS.len())
+        .map(|i| {
+            let ci = window_stats(info, i).component(component);
+            let m = match kind {
+                ComponentKind::Spout => spout_figures(&ci, sys),
+                ComponentKind::Bolt => bolt_figures(&ci, sys),
+            };
+            window_entry(WINDOWS[i], m)
+        })
+        .collect();
+    let output: Vec<Value> = c
+        .emitted
+        .iter()
+        .filter(|(stream, _)| sys || !stream.starts_with("__"))
+        .map(|(stream, emitted)| {
+            json!({
+                "stream": stream,
+                "encodedStream": stream,
+                "emitted": emitted,
+                "transferred": c.transferred.get(stream).copied().unwrap_or(0),
+                "completeLatency": fixed3(if kind == ComponentKind::Spout { c.complete_latency_ms() } else { 0.0 }),
+                "acked": if kind == ComponentKind::Spout { c.acked } else { 0 },
+                "failed": if kind == ComponentKind::Spout { c.failed } else { 0 },
+            })
+        })
+        .collect();
+    let inputs: Vec<Value> = spec
+        .components
+        .get(component)
+        .map(|cs| {
+            cs.inputs
+                .iter()
+                .map(|i| {
+                    json!({
+                        "component": i.component.0,
+                        "encodedComponentId": i.component.0,
+                        "stream": i.stream.0,
+                        "grouping": i.grouping.name(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let executors: Vec<Value> = executors_of(info, component)
+        .map(|(first, last, slot)| {
+            let (ec, covered_ms) = executor_counters(&w, first, last);
+            let mut m = match kind {
+                ComponentKind::Spout => spout_figures(&ec, sys),
+                ComponentKind::Bolt => bolt_figures(&ec, sys),
+            };
+            let started = info
+                .workers
+                .iter()
+                .find(|(s, _)| s == slot)
+                .map_or(0, |(_, t)| *t);
+            let uptime = if started == 0 { 0 } else { now_ms.saturating_sub(started) / 1000 };
+            let id = format!("[{first}-{last}]");
+            m.insert("id".into(), json!(id));
+            m.insert("encodedId".into(), json!(id));
+            m.insert("host".into(), json!(slot.host));
+            m.insert("port".into(), json!(slot.port));
+            m.insert("uptime".into(), json!(pretty_duration(uptime)));
+            m.insert("uptimeSeconds".into(), json!(uptime));
+            m.insert("workerLogLink".into(), json!(""));
+            if kind == ComponentKind::Bolt {
+                let cap = TaskWindow {
+                    component: component.to_owned(),
+                    counters: ec,
+                    covered_ms,
+                }
+                .capacity();
+                m.insert("capacity".into(), json!(fixed3(cap)));
+            }
+            Value::Object(m)
+        })
+        .collect();
+    let errors: Vec<Value> = info
+        .error_records
+        .iter()
+        .filter(|e| e.component.as_str() == component)
+        .rev()
+        .map(|e| {
+            json!({
+                "errorTime": e.time_ms,
+                "errorHost": e.slot.as_ref().map(|s| s.host.clone()).unwrap_or_default(),
+                "errorPort": e.slot.as_ref().map(|s| s.port.to_string()).unwrap_or_default(),
+                "errorWorkerLogLink": "",
+                "errorLapsedSecs": now_ms.saturating_sub(e.time_ms) / 1000,
+                "error": e.message,
+                "task": e.task,
+            })
+        })
+        .collect();
+    let mut page = json!({
+        "id": component,
+        "encodedId": component,
+        "name": info.summary.name,
+        "topologyId": info.summary.id,
+        "encodedTopologyId": info.summary.id,
+        "topologyStatus": status_word(info.summary.status),
+        "componentType": match kind { ComponentKind::Spout => "spout", ComponentKind::Bolt => "bolt" },
+        "executors": executors_of(info, component).count(),
+        "tasks": num_tasks(info, component),
+        "window": window_name(WINDOWS[window]),
+        "windowHint": window_pretty(WINDOWS[window]),
+        "schedulerDisplayResource": false,
+        "profilingAndDebuggingCapable": false,
+        "debug": info.config.as_ref().is_some_and(|c| c.debug),
+        "componentErrors": errors,
+        "outputStats": output,
+        "executorStats": executors,
+        "user": null,
+    });
+    let obj = page.as_object_mut().expect("a JSON object");
+    match kind {
+        ComponentKind::Spout => {
+            obj.insert("spoutSummary".into(), json!(summary));
+        }
+        ComponentKind::Bolt => {
+            obj.insert("boltStats".into(), json!(summary));
+            obj.insert("inputStats".into(), json!(inputs));
+            obj.insert("capacity".into(), json!(fixed3(capacity(info, component))));
+        }
+    }
+    Ok(page)
+}
+
+/// `/api/v1/topology/:id/visualization?window=&sys=`: Storm's map from
+/// component id to `:type`, `:capacity`, `:latency`, `:transferred`,
+/// `:stats` (per executor: `:host`, `:port`, `:uptime_secs`,
+/// `:transferred` by stream), `:link` and `:inputs` (`:component`,
+/// `:stream`, `:sani-stream`, `:grouping`). Squall adds `:emitted` (by
+/// stream) and `:window-secs` (the time the window covers, for rates).
+pub fn visualization(info: &TopologyInfo, window: usize, sys: bool, now_ms: u64) -> Value {
+    let spec = spec_of(info);
+    let w = window_stats(info, window);
+    let mut out = Map::new();
+    for (id, kind) in components(info, sys) {
+        let c = w.component(&id);
+        let covered = w
+            .tasks
+            .values()
+            .filter(|t| t.component == id)
+            .map(|t| t.covered_ms)
+            .max()
+            .unwrap_or(0);
+        let stats: Vec<Value> = executors_of(info, &id)
+            .map(|(first, last, slot)| {
+                let (ec, _) = executor_counters(&w, first, last);
+                let started = info
+                    .workers
+                    .iter()
+                    .find(|(s, _)| s == slot)
+                    .map_or(0, |(_, t)| *t);
+                json!({
+                    ":host": slot.host,
+                    ":port": slot.port,
+                    ":uptime_secs": if started == 0 { 0 } else { now_ms.saturating_sub(started) / 1000 },
+                    ":transferred": ec.transferred,
+                })
+            })
+            .collect();
+        let inputs: Vec<Value> = spec
+            .components
+            .get(id.as_str())
+            .map(|cs| {
+                cs.inputs
+                    .iter()
+                    .filter(|i| !hidden(i.component.as_str(), sys))
+                    .map(|i| {
+                        json!({
+                            ":component": i.component.0,
+                            ":stream": i.stream.0,
+                            ":sani-stream": sanitize_stream(&i.stream.0),
+                            ":grouping": i.grouping.name(),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (kind_word, cap, latency) = match kind {
+            ComponentKind::Spout => ("spout", 0.0, c.complete_latency_ms()),
+            ComponentKind::Bolt => ("bolt", capacity(info, &id), c.process_latency_ms()),
+        };
+        out.insert(
+            id.clone(),
+            json!({
+                ":type": kind_word,
+                ":capacity": cap,
+                ":latency": latency,
+                ":transferred": c.transferred,
+                ":emitted": c.emitted,
+                ":window-secs": covered as f64 / 1000.0,
+                ":stats": stats,
+                ":link": format!("/component.html?id={id}&topology_id={}", info.summary.id),
+                ":inputs": inputs,
+            }),
+        );
+    }
+    Value::Object(out)
+}
+
+/// Storm's `sanitizeStreamName`: characters other than letters, digits,
+/// `-` and `_` become `_`, with a leading `s` when it starts otherwise
+/// than with a letter.
+fn sanitize_stream(s: &str) -> String {
+    let clean: String = s
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    if clean.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        clean
+    } else {
+        format!("s{clean}")
+    }
+}
+
+/// `/api/v1/topology-workers/:id`.
+pub fn topology_workers(info: &TopologyInfo) -> Value {
+    let list: Vec<Value> = info
+        .workers
+        .iter()
+        .map(|(s, _)| json!({ "host": s.host, "port": s.port }))
+        .collect();
+    json!({ "hostPortList": list, "logviewerPort": null })
+}
