@@ -72,7 +72,10 @@ impl Counters {
             now: &BTreeMap<String, u64>,
             then: &BTreeMap<String, u64>,
         ) -> Option<BTreeMap<String, u64>> {
-            if then.iter().any(|(k, v)| now.get(k).copied().unwrap_or(0) < *v) {
+            if then
+                .iter()
+                .any(|(k, v)| now.get(k).copied().unwrap_or(0) < *v)
+            {
                 return None;
             }
             Some(

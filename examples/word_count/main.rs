@@ -269,6 +269,9 @@ impl Spout for LineSpout {
 struct SplitBolt {
     fail_rate: f64,
     rng: rand::rngs::SmallRng,
+    /// User metrics: lines split, and words per line.
+    lines: Option<squall::Counter>,
+    words_per_line: Option<squall::Histogram>,
 }
 
 fn lowercase(word: &str) -> Value {
@@ -310,6 +313,14 @@ fn for_each_word(line: &str, mut f: impl FnMut(&str)) {
 }
 
 impl BasicBolt for SplitBolt {
+    fn prepare(&mut self, context: &TopologyContext) {
+        self.lines = Some(context.register_counter("split_lines"));
+        self.words_per_line = Some(
+            context
+                .register_histogram_with_buckets("split_words_per_line", &[1.0, 4.0, 16.0, 64.0]),
+        );
+    }
+
     fn execute(
         &mut self,
         tuple: &Tuple,
@@ -319,7 +330,15 @@ impl BasicBolt for SplitBolt {
             return Err("injected failure (--fail-rate)".into());
         }
         let line = tuple.get_str(0)?;
-        for_each_word(line, |w| out.emit(values![lowercase(w)]));
+        let mut words = 0u32;
+        for_each_word(line, |w| {
+            words += 1;
+            out.emit(values![lowercase(w)])
+        });
+        if let (Some(lines), Some(h)) = (&self.lines, &self.words_per_line) {
+            lines.inc();
+            h.update(f64::from(words));
+        }
         Ok(())
     }
 
@@ -495,6 +514,8 @@ fn main() -> Result<()> {
                 move || SplitBolt {
                     fail_rate,
                     rng: rand::SeedableRng::from_os_rng(),
+                    lines: None,
+                    words_per_line: None,
                 },
                 args.split_parallelism,
             )

@@ -417,7 +417,14 @@ impl<S: StateStorage> Nimbus<S> {
             .map(|(a, _)| {
                 a.executors
                     .iter()
-                    .map(|(e, s)| (e.component.0.clone(), e.tasks.start, e.tasks.end - 1, s.clone()))
+                    .map(|(e, s)| {
+                        (
+                            e.component.0.clone(),
+                            e.tasks.start,
+                            e.tasks.end - 1,
+                            s.clone(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default();

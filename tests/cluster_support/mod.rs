@@ -82,6 +82,7 @@ pub struct Cluster {
     pub nimbus: Vec<Option<Daemon>>,
     pub supervisors: Vec<Option<Daemon>>,
     pub extra_conf: Vec<String>,
+    pub others: Vec<Daemon>,
 }
 
 impl Cluster {
@@ -110,6 +111,7 @@ impl Cluster {
             nimbus: Vec::new(),
             supervisors: Vec::new(),
             extra_conf: Vec::new(),
+            others: Vec::new(),
         }
     }
 
@@ -186,6 +188,19 @@ impl Cluster {
             Duration::from_secs(30),
             || std::net::TcpStream::connect(&addr).is_ok(),
         );
+    }
+
+    /// Starts `squall ui` on a free port; returns its base URL once it
+    /// answers.
+    pub fn start_ui(&mut self) -> String {
+        let port = free_port();
+        let d = self.spawn("ui", "ui", &[format!("ui.port={port}")]);
+        self.others.push(d);
+        let addr = format!("127.0.0.1:{port}");
+        wait_until("the ui to listen", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(&addr).is_ok()
+        });
+        format!("http://{addr}")
     }
 
     /// Starts a supervisor with `slots` ports; returns its index.

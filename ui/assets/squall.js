@@ -1,0 +1,206 @@
+// Squall UI pages: plain DOM over the REST API (/api/v1, Storm's).
+"use strict";
+const squall = (() => {
+  const REFRESH_MS = 3000;
+  const params = new URLSearchParams(location.search);
+  const $ = (id) => document.getElementById(id);
+  const esc = (v) => String(v ?? "").replace(/[&<>"']/g,
+    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+
+  async function api(path, method) {
+    const r = await fetch("/api/v1/" + path, { method: method || "GET" });
+    const body = await r.json();
+    if (!r.ok) throw new Error(body.errorMessage || r.statusText);
+    return body;
+  }
+
+  function message(text, isError) {
+    const m = $("message");
+    m.textContent = text || "";
+    m.className = isError ? "error" : "";
+  }
+
+  // columns: [[heading, key or function(row) returning HTML]]
+  function table(id, columns, rows) {
+    const head = columns.map(([h]) => `<th>${esc(h)}</th>`).join("");
+    const body = rows.map((r) => "<tr>" + columns.map(([, k]) =>
+      `<td>${typeof k === "function" ? k(r) : esc(r[k])}</td>`).join("") + "</tr>").join("");
+    return `<table id="${id}"><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>`;
+  }
+
+  function capacityColour(c) {
+    const x = Math.max(0, Math.min(1, Number(c) || 0));
+    return `hsl(${Math.round(120 * (1 - x))}, 65%, 38%)`;
+  }
+
+  function errorCell(r) {
+    if (!r.lastError) return "";
+    const where = r.errorHost ? ` <span class="muted">(${esc(r.errorHost)}:${esc(r.errorPort)}, ${esc(r.errorLapsedSecs)} s ago)</span>` : "";
+    return `<span class="error">${esc(r.lastError)}</span>${where}`;
+  }
+
+  function live(load) {
+    const run = () => load().then(() => {}, (e) => message(e.message, true));
+    run();
+    setInterval(run, REFRESH_MS);
+  }
+
+  async function indexPage() {
+    live(async () => {
+      const [c, n, t, s] = await Promise.all([api("cluster/summary"), api("nimbus/summary"),
+        api("topology/summary"), api("supervisor/summary")]);
+      $("cluster").innerHTML = table("cluster-table", [["Version", "stormVersion"], ["Supervisors", "supervisors"],
+        ["Used slots", "slotsUsed"], ["Free slots", "slotsFree"], ["Total slots", "slotsTotal"],
+        ["Executors", "executorsTotal"], ["Tasks", "tasksTotal"]], [c]);
+      $("nimbus").innerHTML = table("nimbus-table", [["Host", "host"], ["Port", "port"], ["Status", "status"],
+        ["Uptime", "nimbusUpTime"]], n.nimbuses);
+      $("topologies").innerHTML = table("topologies-table", [
+        ["Name", (r) => `<a href="/topology.html?id=${encodeURIComponent(r.id)}">${esc(r.name)}</a>`],
+        ["Id", "id"], ["Status", "status"], ["Uptime", "uptime"], ["Workers", "workersTotal"],
+        ["Executors", "executorsTotal"], ["Tasks", "tasksTotal"]], t.topologies);
+      $("supervisors").innerHTML = table("supervisors-table", [["Id", "id"], ["Host", "host"], ["Uptime", "uptime"],
+        ["Slots", "slotsTotal"], ["Used slots", "slotsUsed"]], s.supervisors);
+    });
+  }
+
+  const windowLinks = (id, current) => ["600", "10800", "86400", ":all-time"].map((w) =>
+    w === current ? esc(w) : `<a href="?id=${encodeURIComponent(id)}&window=${encodeURIComponent(w)}">${esc(w)}</a>`).join(" | ");
+
+  async function topologyPage() {
+    const id = params.get("id");
+    const win = params.get("window") || ":all-time";
+    const q = "?window=" + encodeURIComponent(win);
+    let name = id;
+    const act = (op, path, question) => async () => {
+      if (!confirm(`Do you really want to ${question} topology ${name}?`)) return;
+      try {
+        await api(`topology/${encodeURIComponent(id)}/${path}`, "POST");
+        message(`${op}: done`);
+      } catch (e) { message(`${op} failed: ${e.message}`, true); }
+    };
+    $("btn-activate").onclick = act("activate", "activate", "activate");
+    $("btn-deactivate").onclick = act("deactivate", "deactivate", "deactivate");
+    $("btn-rebalance").onclick = act("rebalance", "rebalance/0", "rebalance");
+    $("btn-kill").onclick = act("kill", "kill/0", "kill");
+    live(async () => {
+      const [t, v] = await Promise.all([api(`topology/${encodeURIComponent(id)}${q}`),
+        api(`topology/${encodeURIComponent(id)}/visualization?window=600`)]);
+      name = t.name;
+      document.title = `${t.name} - Squall`;
+      $("title").textContent = `Topology ${t.name}`;
+      $("summary").innerHTML = table("summary-table", [["Name", "name"], ["Id", "id"],
+        ["Status", (r) => `<span id="topology-status">${esc(r.status)}</span>`], ["Uptime", "uptime"],
+        ["Workers", "workersTotal"], ["Executors", "executorsTotal"], ["Tasks", "tasksTotal"],
+        ["Message timeout (s)", "msgTimeout"]], [t]);
+      $("stats").innerHTML = table("stats-table", [["Window", "windowPretty"], ["Emitted", "emitted"],
+        ["Transferred", "transferred"], ["Complete latency (ms)", "completeLatency"], ["Acked", "acked"],
+        ["Failed", "failed"]], t.topologyStats);
+      $("window-hint").innerHTML = `(${esc(t.windowHint)}: ${windowLinks(id, win)})`;
+      const link = (c) => `<a href="/component.html?id=${encodeURIComponent(c)}&topology_id=${encodeURIComponent(id)}">${esc(c)}</a>`;
+      $("spouts").innerHTML = table("spouts-table", [["Id", (r) => link(r.spoutId)], ["Executors", "executors"],
+        ["Tasks", "tasks"], ["Emitted", "emitted"], ["Transferred", "transferred"],
+        ["Complete latency (ms)", "completeLatency"], ["Acked", "acked"], ["Failed", "failed"],
+        ["Last error", errorCell]], t.spouts);
+      $("bolts").innerHTML = table("bolts-table", [["Id", (r) => link(r.boltId)], ["Executors", "executors"],
+        ["Tasks", "tasks"], ["Emitted", "emitted"], ["Transferred", "transferred"],
+        ["Capacity (last 10m)", (r) => `<span style="color:${capacityColour(r.capacity)}">${esc(r.capacity)}</span>`],
+        ["Execute latency (ms)", "executeLatency"], ["Executed", "executed"],
+        ["Process latency (ms)", "processLatency"], ["Acked", "acked"], ["Failed", "failed"],
+        ["Last error", errorCell]], t.bolts);
+      $("workers").innerHTML = table("workers-table", [["Host", "host"], ["Port", "port"], ["Uptime", "uptime"],
+        ["Executors", "executorsTotal"],
+        ["Tasks", (r) => esc(Object.entries(r.componentNumTasks).map(([c, n]) => `${c}: ${n}`).join(", "))]], t.workers);
+      $("dag").innerHTML = drawDag(v, id);
+    });
+  }
+
+  // A layered drawing: spouts on the left, each bolt one layer right of
+  // its furthest input; edges labelled with the source's rate on the
+  // stream, nodes coloured by capacity.
+  function drawDag(v, topologyId) {
+    const ids = Object.keys(v).sort();
+    const layer = {};
+    const depth = (c, seen) => {
+      if (layer[c] !== undefined) return layer[c];
+      if (seen.has(c)) return 0;
+      seen.add(c);
+      const ins = (v[c][":inputs"] || []).filter((i) => v[i[":component"]]);
+      const d = ins.length ? 1 + Math.max(...ins.map((i) => depth(i[":component"], seen))) : 0;
+      return (layer[c] = d);
+    };
+    ids.forEach((c) => depth(c, new Set()));
+    const columns = {};
+    ids.forEach((c) => (columns[layer[c]] = columns[layer[c]] || []).push(c));
+    const W = 150, H = 46, GX = 110, GY = 40, pos = {};
+    let width = 0, height = 0;
+    Object.entries(columns).forEach(([l, cs]) => cs.forEach((c, i) => {
+      pos[c] = { x: 20 + l * (W + GX), y: 20 + i * (H + GY) };
+      width = Math.max(width, pos[c].x + W + 20);
+      height = Math.max(height, pos[c].y + H + 20);
+    }));
+    let edges = "", nodes = "";
+    ids.forEach((c) => (v[c][":inputs"] || []).forEach((i) => {
+      const src = i[":component"];
+      if (!pos[src]) return;
+      const secs = v[src][":window-secs"] || 0;
+      const n = (v[src][":emitted"] || {})[i[":stream"]] || 0;
+      const rate = secs > 0 ? n / secs : 0;
+      const a = pos[src], b = pos[c];
+      const x1 = a.x + W, y1 = a.y + H / 2, x2 = b.x, y2 = b.y + H / 2, mx = (x1 + x2) / 2;
+      edges += `<path class="edge" data-from="${esc(src)}" data-to="${esc(c)}" data-stream="${esc(i[":stream"])}" ` +
+        `d="M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}" marker-end="url(#arrow)"/>` +
+        `<text class="edge-label" x="${mx}" y="${(y1 + y2) / 2 - 4}" text-anchor="middle">` +
+        `${esc(i[":stream"])} ${rate.toFixed(1)}/s (${esc(i[":grouping"])})</text>`;
+      width = Math.max(width, mx + 80);
+    }));
+    ids.forEach((c) => {
+      const d = v[c], p = pos[c];
+      const cap = Number(d[":capacity"]) || 0;
+      const fill = d[":type"] === "spout" ? "#2f6690" : capacityColour(cap);
+      const sub = d[":type"] === "spout" ? `spout, ${Number(d[":latency"]).toFixed(2)} ms`
+        : `capacity ${cap.toFixed(3)}`;
+      nodes += `<g class="node" data-id="${esc(c)}" data-type="${esc(d[":type"])}">` +
+        `<a href="/component.html?id=${encodeURIComponent(c)}&topology_id=${encodeURIComponent(topologyId)}">` +
+        `<rect x="${p.x}" y="${p.y}" width="${W}" height="${H}" fill="${fill}"/>` +
+        `<text x="${p.x + 8}" y="${p.y + 19}">${esc(c)}</text>` +
+        `<text x="${p.x + 8}" y="${p.y + 36}">${esc(sub)}</text></a></g>`;
+    });
+    return `<svg id="topology-dag" width="${width}" height="${height}" xmlns="http://www.w3.org/2000/svg">` +
+      `<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto">` +
+      `<path d="M0,0 L10,5 L0,10 z" fill="#888"/></marker></defs>${edges}${nodes}</svg>`;
+  }
+
+  async function componentPage() {
+    const id = params.get("id"), topo = params.get("topology_id");
+    const win = params.get("window") || ":all-time";
+    $("topology-link").href = `/topology.html?id=${encodeURIComponent(topo)}`;
+    live(async () => {
+      const c = await api(`topology/${encodeURIComponent(topo)}/component/${encodeURIComponent(id)}?window=${encodeURIComponent(win)}`);
+      $("title").textContent = `Component ${c.id} of ${c.name}`;
+      $("summary").innerHTML = table("component-summary", [["Id", "id"], ["Topology", "name"],
+        ["Type", "componentType"], ["Executors", "executors"], ["Tasks", "tasks"]], [c]);
+      const spout = c.componentType === "spout";
+      $("stats").innerHTML = spout
+        ? table("stats-table", [["Window", "windowPretty"], ["Emitted", "emitted"], ["Transferred", "transferred"],
+          ["Complete latency (ms)", "completeLatency"], ["Acked", "acked"], ["Failed", "failed"]], c.spoutSummary)
+        : table("stats-table", [["Window", "windowPretty"], ["Emitted", "emitted"], ["Transferred", "transferred"],
+          ["Execute latency (ms)", "executeLatency"], ["Executed", "executed"], ["Process latency (ms)", "processLatency"],
+          ["Acked", "acked"], ["Failed", "failed"]], c.boltStats);
+      $("inputs").innerHTML = spout ? "" : table("inputs-table", [["Component", "component"], ["Stream", "stream"],
+        ["Grouping", "grouping"]], c.inputStats);
+      $("outputs").innerHTML = table("outputs-table", [["Stream", "stream"], ["Emitted", "emitted"],
+        ["Transferred", "transferred"]], c.outputStats);
+      const cols = [["Id", "id"], ["Uptime", "uptime"], ["Host", "host"], ["Port", "port"], ["Emitted", "emitted"],
+        ["Transferred", "transferred"]];
+      $("executors").innerHTML = table("executors-table", spout
+        ? cols.concat([["Complete latency (ms)", "completeLatency"], ["Acked", "acked"], ["Failed", "failed"]])
+        : cols.concat([["Capacity", "capacity"], ["Execute latency (ms)", "executeLatency"], ["Executed", "executed"],
+          ["Process latency (ms)", "processLatency"], ["Acked", "acked"], ["Failed", "failed"]]), c.executorStats);
+      $("errors").innerHTML = table("errors-table", [["Time", (r) => esc(new Date(r.errorTime).toISOString())],
+        ["Worker", (r) => esc(`${r.errorHost}:${r.errorPort}`)], ["Task", "task"],
+        ["Error", (r) => `<span class="error">${esc(r.error)}</span>`]], c.componentErrors);
+    });
+  }
+
+  return { indexPage, topologyPage, componentPage, drawDag };
+})();

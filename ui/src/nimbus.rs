@@ -84,8 +84,10 @@ impl NimbusLink {
 
     /// Asks one Nimbus (not necessarily the leader) about the cluster.
     pub fn cluster_at(&self, address: &str) -> Result<ClusterSummary, ApiError> {
-        let mut c =
-            NimbusClient::connect(std::slice::from_ref(&address.to_owned()), self.max_frame_bytes)?;
+        let mut c = NimbusClient::connect(
+            std::slice::from_ref(&address.to_owned()),
+            self.max_frame_bytes,
+        )?;
         match c.call(Request::ClusterInfo)? {
             Response::Cluster(s) => Ok(s),
             other => Err(unexpected(other)),

@@ -25,7 +25,7 @@
 use crate::nimbus::{ApiError, NimbusLink};
 use crate::views::status_word;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use squall_cluster::rpc::{ClusterSummary, TopologyInfo};
@@ -117,16 +117,24 @@ fn family(
     };
     let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
     for (labels, sample) in &rows {
-        let mut m = metric.encode_family(labels)?;
-        match sample {
-            Sample::Counter(v) => m.encode_counter::<NoLabelSet, _, u64>(v, None)?,
-            Sample::Gauge(v) => m.encode_gauge(v)?,
-            Sample::Histogram(sum, count, buckets) => {
-                m.encode_histogram::<NoLabelSet>(*sum, *count, buckets, None)?
-            }
+        if labels.is_empty() {
+            // No `{}`: some parsers refuse an empty label set.
+            encode_sample(&mut metric, sample)?;
+        } else {
+            encode_sample(&mut metric.encode_family(labels)?, sample)?;
         }
     }
     Ok(())
+}
+
+fn encode_sample(m: &mut MetricEncoder, sample: &Sample) -> Result<(), std::fmt::Error> {
+    match sample {
+        Sample::Counter(v) => m.encode_counter::<NoLabelSet, _, u64>(v, None),
+        Sample::Gauge(v) => m.encode_gauge(v),
+        Sample::Histogram(sum, count, buckets) => {
+            m.encode_histogram::<NoLabelSet>(*sum, *count, buckets, None)
+        }
+    }
 }
 
 impl Collector for SquallCollector {
@@ -134,10 +142,18 @@ impl Collector for SquallCollector {
         let mut f: std::collections::BTreeMap<&'static str, (&'static str, Vec<(Labels, Sample)>)> =
             Default::default();
         let mut put = |name: &'static str, help: &'static str, labels: Labels, s: Sample| {
-            f.entry(name).or_insert((help, Vec::new())).1.push((labels, s));
+            f.entry(name)
+                .or_insert((help, Vec::new()))
+                .1
+                .push((labels, s));
         };
         let c = &self.cluster;
-        put("squall_cluster_supervisors", "Live supervisors.", vec![], Sample::Gauge(c.supervisors.len() as f64));
+        put(
+            "squall_cluster_supervisors",
+            "Live supervisors.",
+            vec![],
+            Sample::Gauge(c.supervisors.len() as f64),
+        );
         put(
             "squall_cluster_slots_total",
             "Worker slots of live supervisors.",
@@ -155,7 +171,12 @@ impl Collector for SquallCollector {
             let t = || vec![("topology", topology.clone())];
             let mut status = t();
             status.push(("status", status_word(info.summary.status).to_owned()));
-            put("squall_topology_status", "1 for the topology's status.", status, Sample::Gauge(1.0));
+            put(
+                "squall_topology_status",
+                "1 for the topology's status.",
+                status,
+                Sample::Gauge(1.0),
+            );
             put(
                 "squall_topology_uptime_seconds",
                 "Seconds since the topology was submitted.",
@@ -182,7 +203,12 @@ impl Collector for SquallCollector {
                     l
                 };
                 for (stream, n) in &m.emitted {
-                    put("squall_emitted", "Tuples emitted, per stream.", with("stream", stream), Sample::Counter(*n));
+                    put(
+                        "squall_emitted",
+                        "Tuples emitted, per stream.",
+                        with("stream", stream),
+                        Sample::Counter(*n),
+                    );
                 }
                 for (stream, n) in &m.transferred_streams {
                     put(
@@ -192,21 +218,58 @@ impl Collector for SquallCollector {
                         Sample::Counter(*n),
                     );
                 }
-                put("squall_acked", "Bolt: inputs acked. Spout: tuple trees completed.", base(), Sample::Counter(m.acked));
-                put("squall_failed", "Bolt: inputs failed. Spout: tuple trees failed.", base(), Sample::Counter(m.failed));
+                put(
+                    "squall_acked",
+                    "Bolt: inputs acked. Spout: tuple trees completed.",
+                    base(),
+                    Sample::Counter(m.acked),
+                );
+                put(
+                    "squall_failed",
+                    "Bolt: inputs failed. Spout: tuple trees failed.",
+                    base(),
+                    Sample::Counter(m.failed),
+                );
                 put(
                     "squall_failed_timeout",
                     "Spout: tuple trees failed by the message timeout.",
                     base(),
                     Sample::Counter(m.failed_timeout),
                 );
-                put("squall_executed", "Bolt: tuples executed.", base(), Sample::Counter(m.executed));
-                put("squall_pending", "Spout: tracked tuples in flight.", base(), Sample::Gauge(m.pending as f64));
-                put("squall_capacity", "Bolt: busy fraction of the last 100 ms.", base(), Sample::Gauge(m.capacity));
+                put(
+                    "squall_executed",
+                    "Bolt: tuples executed.",
+                    base(),
+                    Sample::Counter(m.executed),
+                );
+                put(
+                    "squall_pending",
+                    "Spout: tracked tuples in flight.",
+                    base(),
+                    Sample::Gauge(m.pending as f64),
+                );
+                put(
+                    "squall_capacity",
+                    "Bolt: busy fraction of the last 100 ms.",
+                    base(),
+                    Sample::Gauge(m.capacity),
+                );
                 let latencies = [
-                    ("squall_complete_latency_seconds", "Spout: emit to tree completion.", &m.complete_latency),
-                    ("squall_execute_latency_seconds", "Bolt: time in execute (sampled).", &m.execute_latency),
-                    ("squall_process_latency_seconds", "Bolt: execute start to ack (sampled).", &m.process_latency),
+                    (
+                        "squall_complete_latency_seconds",
+                        "Spout: emit to tree completion.",
+                        &m.complete_latency,
+                    ),
+                    (
+                        "squall_execute_latency_seconds",
+                        "Bolt: time in execute (sampled).",
+                        &m.execute_latency,
+                    ),
+                    (
+                        "squall_process_latency_seconds",
+                        "Bolt: execute start to ack (sampled).",
+                        &m.process_latency,
+                    ),
                 ];
                 for (name, help, l) in latencies {
                     if let Some(s) = latency(l) {
@@ -235,5 +298,36 @@ impl Collector for SquallCollector {
             family(&mut encoder, name, help, rows)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use squall_cluster::rpc::SupervisorSummary;
+
+    #[test]
+    fn cluster_gauges_have_values() {
+        let c = ClusterSummary {
+            leader: None,
+            supervisors: vec![SupervisorSummary {
+                id: "s".into(),
+                host: "h".into(),
+                slots: 4,
+                used_slots: 1,
+                uptime_secs: 3,
+            }],
+            nimbus_uptime_secs: 1,
+        };
+        let text = encode(c, vec![]);
+        let scrape =
+            prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+        let slots = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == "squall_cluster_slots_total")
+            .unwrap();
+        assert_eq!(slots.value, prometheus_parse::Value::Gauge(4.0), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

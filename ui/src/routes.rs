@@ -56,15 +56,24 @@ pub fn router(link: NimbusLink) -> Router {
         .route("/index.html", get(|| page(INDEX_HTML)))
         .route("/topology.html", get(|| page(TOPOLOGY_HTML)))
         .route("/component.html", get(|| page(COMPONENT_HTML)))
-        .route("/squall.js", get(|| asset(SQUALL_JS, "text/javascript; charset=utf-8")))
-        .route("/squall.css", get(|| asset(SQUALL_CSS, "text/css; charset=utf-8")))
+        .route(
+            "/squall.js",
+            get(|| asset(SQUALL_JS, "text/javascript; charset=utf-8")),
+        )
+        .route(
+            "/squall.css",
+            get(|| asset(SQUALL_CSS, "text/css; charset=utf-8")),
+        )
         .route("/metrics", get(metrics))
         .route("/api/v1/cluster/summary", get(cluster_summary))
         .route("/api/v1/nimbus/summary", get(nimbus_summary))
         .route("/api/v1/supervisor/summary", get(supervisor_summary))
         .route("/api/v1/topology/summary", get(topology_summary))
         .route("/api/v1/topology/{id}", get(topology))
-        .route("/api/v1/topology/{id}/component/{component}", get(component))
+        .route(
+            "/api/v1/topology/{id}/component/{component}",
+            get(component),
+        )
         .route("/api/v1/topology/{id}/visualization", get(visualization))
         .route("/api/v1/topology-workers/{id}", get(topology_workers))
         .route("/api/v1/topology/{id}/activate", post(activate))
@@ -117,7 +126,9 @@ async fn nimbus_summary(State(link): Link) -> Response {
             .map(|a| {
                 let (host, port) = a.rsplit_once(':').unwrap_or((a.as_str(), ""));
                 let (status, uptime) = match l.cluster_at(a) {
-                    Ok(c) if c.leader.as_deref() == Some(a.as_str()) => ("Leader", c.nimbus_uptime_secs),
+                    Ok(c) if c.leader.as_deref() == Some(a.as_str()) => {
+                        ("Leader", c.nimbus_uptime_secs)
+                    }
                     Ok(c) => ("Not a Leader", c.nimbus_uptime_secs),
                     Err(_) => ("Offline", 0),
                 };
@@ -181,7 +192,10 @@ async fn visualization(State(link): Link, Path(id): Path<String>, Query(p): Para
 }
 
 async fn topology_workers(State(link): Link, Path(id): Path<String>) -> Response {
-    blocking(link, move |l| Ok(views::topology_workers(&l.info_by_id(&id)?))).await
+    blocking(link, move |l| {
+        Ok(views::topology_workers(&l.info_by_id(&id)?))
+    })
+    .await
 }
 
 fn done(op: &str, id: &str) -> Value {
@@ -207,8 +221,9 @@ async fn deactivate(State(link): Link, Path(id): Path<String>) -> Response {
 }
 
 fn parse_wait(wait: &str) -> Result<u64, ApiError> {
-    wait.parse()
-        .map_err(|_| ApiError::bad_request(format!("wait time {wait:?} is not a number of seconds")))
+    wait.parse().map_err(|_| {
+        ApiError::bad_request(format!("wait time {wait:?} is not a number of seconds"))
+    })
 }
 
 /// Storm's `rebalanceOptions` body: `numWorkers` and `executors` (counts as

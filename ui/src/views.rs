@@ -165,7 +165,10 @@ fn last_error(info: &TopologyInfo, component: &str, now_ms: u64) -> Map<String, 
         Some(e) => (
             e.message.clone(),
             e.slot.as_ref().map(|s| s.host.clone()).unwrap_or_default(),
-            e.slot.as_ref().map(|s| s.port.to_string()).unwrap_or_default(),
+            e.slot
+                .as_ref()
+                .map(|s| s.port.to_string())
+                .unwrap_or_default(),
             Some(e.time_ms),
         ),
         None => (String::new(), String::new(), String::new(), None),
@@ -224,7 +227,10 @@ fn spout_figures(c: &Counters, sys: bool) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("emitted".into(), json!(c.emitted_total(sys)));
     m.insert("transferred".into(), json!(c.transferred_total(sys)));
-    m.insert("completeLatency".into(), json!(fixed3(c.complete_latency_ms())));
+    m.insert(
+        "completeLatency".into(),
+        json!(fixed3(c.complete_latency_ms())),
+    );
     m.insert("acked".into(), json!(c.acked));
     m.insert("failed".into(), json!(c.failed));
     m
@@ -236,8 +242,14 @@ fn bolt_figures(c: &Counters, sys: bool) -> Map<String, Value> {
     m.insert("emitted".into(), json!(c.emitted_total(sys)));
     m.insert("transferred".into(), json!(c.transferred_total(sys)));
     m.insert("executed".into(), json!(c.executed));
-    m.insert("executeLatency".into(), json!(fixed3(c.execute_latency_ms())));
-    m.insert("processLatency".into(), json!(fixed3(c.process_latency_ms())));
+    m.insert(
+        "executeLatency".into(),
+        json!(fixed3(c.execute_latency_ms())),
+    );
+    m.insert(
+        "processLatency".into(),
+        json!(fixed3(c.process_latency_ms())),
+    );
     m.insert("acked".into(), json!(c.acked));
     m.insert("failed".into(), json!(c.failed));
     m
@@ -375,7 +387,10 @@ pub fn component_page(
     let spec = spec_of(info);
     let kind = kind_of(&spec, component)
         .or_else(|| (component == ACKER_COMPONENT).then_some(ComponentKind::Bolt))
-        .filter(|_| executors_of(info, component).next().is_some() || spec.components.contains_key(component))
+        .filter(|_| {
+            executors_of(info, component).next().is_some()
+                || spec.components.contains_key(component)
+        })
         .ok_or_else(|| {
             ApiError::not_found(format!(
                 "topology {:?} has no component {component:?}",
@@ -439,7 +454,11 @@ pub fn component_page(
                 .iter()
                 .find(|(s, _)| s == slot)
                 .map_or(0, |(_, t)| *t);
-            let uptime = if started == 0 { 0 } else { now_ms.saturating_sub(started) / 1000 };
+            let uptime = if started == 0 {
+                0
+            } else {
+                now_ms.saturating_sub(started) / 1000
+            };
             let id = format!("[{first}-{last}]");
             m.insert("id".into(), json!(id));
             m.insert("encodedId".into(), json!(id));
@@ -592,7 +611,13 @@ pub fn visualization(info: &TopologyInfo, window: usize, sys: bool, now_ms: u64)
 fn sanitize_stream(s: &str) -> String {
     let clean: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if clean.starts_with(|c: char| c.is_ascii_alphabetic()) {
         clean

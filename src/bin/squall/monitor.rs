@@ -55,13 +55,22 @@ fn components(info: &TopologyInfo) -> String {
 /// (executors of the component, its count on the stream); errors name the
 /// missing component or stream.
 fn sample(info: &TopologyInfo, o: &Options, component: &str) -> anyhow::Result<(usize, u64)> {
-    let parallelism = info.executors.iter().filter(|(c, ..)| c == component).count();
+    let parallelism = info
+        .executors
+        .iter()
+        .filter(|(c, ..)| c == component)
+        .count();
     if parallelism == 0 {
         bail!("{}\ncomponent {component:?} not found", components(info));
     }
     let mut found = false;
     let mut total = 0;
-    for m in info.metrics.tasks.values().filter(|m| m.component.as_str() == component) {
+    for m in info
+        .metrics
+        .tasks
+        .values()
+        .filter(|m| m.component.as_str() == component)
+    {
         let counts = match o.watch {
             Watch::Emitted => &m.emitted,
             Watch::Transferred => &m.transferred_streams,
@@ -89,7 +98,10 @@ pub fn run(c: &ClusterConfig, o: &Options) -> anyhow::Result<i32> {
     }
     let first = info(c, &o.name).with_context(|| format!("cannot monitor {:?}", o.name))?;
     let Some(component) = o.component.as_deref() else {
-        println!("{}\nPlease use -m to name one component", components(&first));
+        println!(
+            "{}\nPlease use -m to name one component",
+            components(&first)
+        );
         return Ok(0);
     };
     let watch = match o.watch {
@@ -105,10 +117,17 @@ pub fn run(c: &ClusterConfig, o: &Options) -> anyhow::Result<i32> {
         let (parallelism, total) = sample(&snapshot, o, component)?;
         let (dt, delta) = match last {
             // Counters begin again when a worker restarts.
-            Some((t, n)) => (now.duration_since(t).as_millis() as u64, total.saturating_sub(n)),
+            Some((t, n)) => (
+                now.duration_since(t).as_millis() as u64,
+                total.saturating_sub(n),
+            ),
             None => (0, total),
         };
-        let throughput = if dt == 0 { 0.0 } else { delta as f64 / dt as f64 };
+        let throughput = if dt == 0 {
+            0.0
+        } else {
+            delta as f64 / dt as f64
+        };
         println!(
             "{}\t{component}\t{parallelism}\t{}\t{dt}\t{delta}\t{throughput}",
             o.name, o.stream
