@@ -373,6 +373,34 @@ fn rest_api_metrics_and_monitor_report_a_word_count_run() {
         "every tree's complete latency is counted"
     );
 
+    // Every series the sample Grafana dashboard queries is scraped.
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/grafana/squall-dashboard.json"
+    ))
+    .unwrap();
+    let dashboard: Value = serde_json::from_str(&dashboard).unwrap();
+    let mut queried = std::collections::BTreeSet::new();
+    for p in dashboard["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices("squall_") {
+                let name: String = expr[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                queried.insert(name.trim_end_matches("_bucket").to_owned());
+            }
+        }
+    }
+    assert!(queried.len() >= 8, "{queried:?}");
+    for name in &queried {
+        assert!(
+            scrape.samples.iter().any(|s| &s.metric == name),
+            "dashboard queries {name}, not scraped"
+        );
+    }
+
     // squall monitor: Storm's header, then rows.
     let out = c.squall_ok(&["monitor", "wc-ui", "-m", "split", "-i", "1", "-n", "2"]);
     let rows: Vec<&str> = out.lines().collect();

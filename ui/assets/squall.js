@@ -131,7 +131,7 @@ const squall = (() => {
     ids.forEach((c) => depth(c, new Set()));
     const columns = {};
     ids.forEach((c) => (columns[layer[c]] = columns[layer[c]] || []).push(c));
-    const W = 150, H = 46, GX = 110, GY = 40, pos = {};
+    const W = 150, H = 46, GX = 190, GY = 40, pos = {};
     let width = 0, height = 0;
     Object.entries(columns).forEach(([l, cs]) => cs.forEach((c, i) => {
       pos[c] = { x: 20 + l * (W + GX), y: 20 + i * (H + GY) };
@@ -150,7 +150,8 @@ const squall = (() => {
       edges += `<path class="edge" data-from="${esc(src)}" data-to="${esc(c)}" data-stream="${esc(i[":stream"])}" ` +
         `d="M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}" marker-end="url(#arrow)"/>` +
         `<text class="edge-label" x="${mx}" y="${(y1 + y2) / 2 - 4}" text-anchor="middle">` +
-        `${esc(i[":stream"])} ${rate.toFixed(1)}/s (${esc(i[":grouping"])})</text>`;
+        `${esc(i[":stream"])} ${rate.toFixed(1)}/s</text>` +
+        `<text class="edge-label" x="${mx}" y="${(y1 + y2) / 2 + 12}" text-anchor="middle">${esc(i[":grouping"])}</text>`;
       width = Math.max(width, mx + 80);
     }));
     ids.forEach((c) => {

@@ -1,0 +1,179 @@
+//! The UI's pages in a real headless Chromium (Debian's `chromium` and
+//! `chromium-driver`, installed by `scripts/install-chromium`), driven over
+//! WebDriver: the topology page of a running word count renders its
+//! spouts and bolts tables and the DAG, and its Deactivate button
+//! deactivates the topology. A screenshot is saved to
+//! `target/test-artifacts/topology-page.png`.
+
+mod cluster_support;
+mod corpus;
+
+use cluster_support::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_chromedriver() -> (Driver, u16) {
+    let port = free_port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver is not installed: run scripts/install-chromium (Debian's chromium and chromium-driver)");
+    let driver = Driver(child);
+    wait_until("chromedriver to listen", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (driver, port)
+}
+
+async fn browser(port: u16, profile: &std::path::Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+                "--window-size=1400,1200",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    ClientBuilder::rustls()
+        .expect("TLS roots")
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("WebDriver session in Chromium")
+}
+
+/// Polls `f` until it returns `Some`, for at most `limit`.
+async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn text_of(c: &Client, css: &str) -> Option<String> {
+    c.find(Locator::Css(css)).await.ok()?.text().await.ok()
+}
+
+async fn count(c: &Client, css: &str) -> usize {
+    c.find_all(Locator::Css(css)).await.map_or(0, |v| v.len())
+}
+
+#[test]
+fn topology_page_renders_tables_and_dag_and_deactivates() {
+    let mut c = Cluster::new(1);
+    c.start_nimbus(0);
+    c.start_supervisor(2);
+    c.wait_supervisors(1);
+    let ui = c.start_ui();
+    let state = c.submit_word_count("wc-page", &["--workers", "2"]);
+    Cluster::wait_acked(&state, 1000, Duration::from_secs(120));
+    let id = c.info("wc-page").unwrap().summary.id;
+    let (_driver, port) = start_chromedriver();
+    let profile = tempfile::tempdir().unwrap();
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("topology-page.png");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let b = browser(port, profile.path()).await;
+        b.goto(&format!("{ui}/topology.html?id={id}"))
+            .await
+            .unwrap();
+        let limit = Duration::from_secs(30);
+        let spouts = eventually("the spouts table", limit, || async {
+            text_of(&b, "#spouts-table")
+                .await
+                .filter(|t| t.contains("lines"))
+        })
+        .await;
+        assert!(spouts.contains("Complete latency"), "{spouts}");
+        let bolts = eventually("the bolts table", limit, || async {
+            text_of(&b, "#bolts-table")
+                .await
+                .filter(|t| t.contains("split") && t.contains("count"))
+        })
+        .await;
+        for heading in [
+            "Capacity",
+            "Execute latency",
+            "Process latency",
+            "Last error",
+        ] {
+            assert!(bolts.contains(heading), "{heading} in {bolts}");
+        }
+        eventually("the DAG's nodes and edges", limit, || async {
+            (count(&b, "svg#topology-dag g.node").await == 3
+                && count(&b, "svg#topology-dag path.edge").await == 2)
+                .then_some(())
+        })
+        .await;
+        let edge_labels = text_of(&b, "svg#topology-dag").await.unwrap();
+        assert!(
+            edge_labels.contains("/s"),
+            "edges carry rates: {edge_labels}"
+        );
+        assert_eq!(
+            text_of(&b, "#topology-status").await.as_deref(),
+            Some("ACTIVE")
+        );
+        let png = b.screenshot().await.unwrap();
+        std::fs::write(&shot, png).unwrap();
+
+        // Deactivate asks for confirmation, then the topology is inactive.
+        b.find(Locator::Css("#btn-deactivate"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let question = b.get_alert_text().await.unwrap();
+        assert!(
+            question.contains("deactivate") && question.contains("wc-page"),
+            "{question}"
+        );
+        b.accept_alert().await.unwrap();
+        eventually("the page to show INACTIVE", limit, || async {
+            text_of(&b, "#topology-status")
+                .await
+                .filter(|s| s == "INACTIVE")
+        })
+        .await;
+        b.close().await.unwrap();
+    });
+    let info = c.info("wc-page").unwrap();
+    assert_eq!(info.summary.status, squall::TopologyStatus::Inactive);
+    eprintln!("screenshot saved to {}", shot.display());
+}
