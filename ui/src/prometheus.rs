@@ -30,6 +30,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use squall_cluster::rpc::{ClusterSummary, TopologyInfo};
 use squall_topology_api::metrics::{HistogramSnapshot, LatencySummary, LATENCY_BUCKETS_MS};
+use std::collections::BTreeMap;
 
 /// The `Content-Type` of the scrape body.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -72,6 +73,9 @@ struct SquallCollector {
 }
 
 type Labels = Vec<(&'static str, String)>;
+
+/// A family's help text and its rows.
+type Family = (&'static str, Vec<(Labels, Sample)>);
 
 enum Sample {
     Counter(u64),
@@ -139,8 +143,7 @@ fn encode_sample(m: &mut MetricEncoder, sample: &Sample) -> Result<(), std::fmt:
 
 impl Collector for SquallCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let mut f: std::collections::BTreeMap<&'static str, (&'static str, Vec<(Labels, Sample)>)> =
-            Default::default();
+        let mut f: BTreeMap<&'static str, Family> = BTreeMap::new();
         let mut put = |name: &'static str, help: &'static str, labels: Labels, s: Sample| {
             f.entry(name)
                 .or_insert((help, Vec::new()))
