@@ -59,6 +59,19 @@ struct TaskEntry {
     all_time: Counters,
 }
 
+impl TaskEntry {
+    fn new(component: &str, now_ms: u64) -> Self {
+        Self {
+            component: component.to_owned(),
+            last_beat_ms: 0,
+            last: Counters::default(),
+            first_seen_ms: now_ms,
+            windows: Default::default(),
+            all_time: Counters::default(),
+        }
+    }
+}
+
 /// Every topology's windows, by topology id.
 #[derive(Debug, Default)]
 pub struct StatsWindows {
@@ -83,14 +96,9 @@ impl StatsWindows {
         let tasks = self.topologies.entry(topology_id.to_owned()).or_default();
         for (task, (beat_ms, m)) in newest {
             let now = Counters::of(m);
-            let entry = tasks.entry(task).or_insert_with(|| TaskEntry {
-                component: m.component.0.clone(),
-                last_beat_ms: 0,
-                last: Counters::default(),
-                first_seen_ms: now_ms,
-                windows: Default::default(),
-                all_time: Counters::default(),
-            });
+            let entry = tasks
+                .entry(task)
+                .or_insert_with(|| TaskEntry::new(&m.component.0, now_ms));
             if beat_ms <= entry.last_beat_ms {
                 continue;
             }
@@ -98,14 +106,7 @@ impl StatsWindows {
                 now.since(&entry.last).unwrap_or_else(|| now.clone())
             } else {
                 // Rebalanced into another component's task: start over.
-                *entry = TaskEntry {
-                    component: m.component.0.clone(),
-                    last_beat_ms: 0,
-                    last: Counters::default(),
-                    first_seen_ms: now_ms,
-                    windows: Default::default(),
-                    all_time: Counters::default(),
-                };
+                *entry = TaskEntry::new(&m.component.0, now_ms);
                 now.clone()
             };
             for (i, w) in entry.windows.iter_mut().enumerate() {
