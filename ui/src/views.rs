@@ -385,12 +385,10 @@ pub fn component_page(
     now_ms: u64,
 ) -> Result<Value, ApiError> {
     let spec = spec_of(info);
+    // The acker is no spec component; it is shown when it runs.
+    let acker = component == ACKER_COMPONENT && executors_of(info, component).next().is_some();
     let kind = kind_of(&spec, component)
-        .or_else(|| (component == ACKER_COMPONENT).then_some(ComponentKind::Bolt))
-        .filter(|_| {
-            executors_of(info, component).next().is_some()
-                || spec.components.contains_key(component)
-        })
+        .or_else(|| acker.then_some(ComponentKind::Bolt))
         .ok_or_else(|| {
             ApiError::not_found(format!(
                 "topology {:?} has no component {component:?}",
