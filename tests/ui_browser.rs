@@ -52,8 +52,8 @@ async fn browser(port: u16, profile: &std::path::Path) -> Client {
             ],
         }),
     );
-    ClientBuilder::rustls()
-        .expect("TLS roots")
+    // chromedriver speaks plain HTTP on loopback: no TLS stack needed.
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
