@@ -65,17 +65,8 @@ fn trident_word_count_with_a_worker_killed_is_exact() {
     // Kill a worker holding state partitions.
     let info = c.info("tw").unwrap();
     let victim_slot = slot_of(&info, "b-1");
-    let victim = c.worker_pid_on(victim_slot.port).unwrap();
     let before = committed_lines(&c, "tw");
-    kill9(victim);
-    wait_until(
-        "the worker to be restarted",
-        Duration::from_secs(60),
-        || {
-            c.worker_pid_on(victim_slot.port)
-                .is_some_and(|pid| pid != victim)
-        },
-    );
+    c.kill9_worker_and_wait_restart(victim_slot.port);
     let lines: u64 = std::fs::read_dir(&input)
         .unwrap()
         .map(|e| {

@@ -66,18 +66,7 @@ fn a_worker_killed_with_kill_9_is_restarted_and_no_line_is_lost() {
         .map(|e| e.3.clone())
         .find(|s| *s != spout_slot)
         .unwrap();
-    let victim = c
-        .worker_pid_on(victim_slot.port)
-        .unwrap_or_else(|| panic!("no worker process for {victim_slot}"));
-    kill9(victim);
-    wait_until(
-        "the worker to be restarted",
-        Duration::from_secs(60),
-        || {
-            c.worker_pid_on(victim_slot.port)
-                .is_some_and(|pid| pid != victim)
-        },
-    );
+    c.kill9_worker_and_wait_restart(victim_slot.port);
     c.wait_word_count_done(&state, Duration::from_secs(300));
     let got = Cluster::merged_counts(&state);
     // Two passes over the corpus: every count at least twice the reference.

@@ -2,8 +2,11 @@
 //! batches, exactly-once counts under batch failures (commits in txid
 //! order), and the flights aggregates against a plain computation.
 
+#[path = "../examples/trident_flights/carrier_stats.rs"]
+mod carrier_stats;
+
+use carrier_stats::CarrierStats;
 use squall::testing::wait_for;
-use squall::trident::operation::add;
 use squall::trident::state::MemoryBackingMap;
 use squall::trident::*;
 use squall::*;
@@ -320,31 +323,6 @@ fn exactly_once_with_random_failures_opaque() {
         },
     );
     assert!(*failures.lock().unwrap() > 0);
-}
-
-/// Count, delayed count and delay sum per carrier.
-struct CarrierStats;
-
-impl CombinerAggregator for CarrierStats {
-    fn init(&self, t: &TridentTuple) -> Value {
-        let delay = t.value(0).ok().and_then(|v| v.as_i64());
-        Value::List(vec![
-            Value::Int(1),
-            Value::Int(delay.is_some() as i64),
-            Value::Int(delay.unwrap_or(0)),
-        ])
-    }
-    fn combine(&self, a: Value, b: Value) -> Value {
-        match (a, b) {
-            (Value::List(a), Value::List(b)) => {
-                Value::List(a.into_iter().zip(b).map(|(x, y)| add(x, y)).collect())
-            }
-            (a, _) => a,
-        }
-    }
-    fn zero(&self) -> Value {
-        Value::List(vec![Value::Int(0); 3])
-    }
 }
 
 #[test]

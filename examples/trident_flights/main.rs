@@ -3,9 +3,10 @@
 //! mean arrival delay over the flights that have one, kept by
 //! `persistent_aggregate` in a state and printed at the end.
 
+mod carrier_stats;
+
 use anyhow::{bail, Result};
 use clap::Parser;
-use squall::trident::operation::add;
 use squall::trident::*;
 use squall::*;
 use std::path::PathBuf;
@@ -25,33 +26,6 @@ struct Args {
     parallelism: u32,
 }
 
-/// Per carrier: `[flights, flights with an arrival delay, sum of delays]`.
-struct CarrierStats;
-
-impl CombinerAggregator for CarrierStats {
-    fn init(&self, t: &TridentTuple) -> Value {
-        let delay = t.value(0).ok().and_then(Value::as_i64);
-        Value::List(vec![
-            Value::Int(1),
-            Value::Int(delay.is_some() as i64),
-            Value::Int(delay.unwrap_or(0)),
-        ])
-    }
-
-    fn combine(&self, a: Value, b: Value) -> Value {
-        match (a, b) {
-            (Value::List(a), Value::List(b)) => {
-                Value::List(a.into_iter().zip(b).map(|(x, y)| add(x, y)).collect())
-            }
-            (a, _) => a,
-        }
-    }
-
-    fn zero(&self) -> Value {
-        Value::List(vec![Value::Int(0); 3])
-    }
-}
-
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -69,7 +43,7 @@ fn main() -> Result<()> {
         .persistent_aggregate(
             state.clone(),
             ["arr_delay"],
-            Aggregation::combiner(CarrierStats),
+            Aggregation::combiner(carrier_stats::CarrierStats),
             ["stats"],
         )
         .parallelism_hint(args.parallelism);

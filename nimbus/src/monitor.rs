@@ -89,11 +89,7 @@ impl Monitor {
         }
 
         let ids: Vec<&str> = kept.iter().map(|t| t.id.as_str()).collect();
-        nimbus
-            .stats
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(&ids);
+        nimbus.stats().retain(&ids);
 
         // Liveness of each assigned slot.
         let mut assignments = BTreeMap::new();

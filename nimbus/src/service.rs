@@ -34,7 +34,7 @@ pub struct Nimbus<S> {
     pub(crate) blobs: BlobStore,
     pub(crate) config: ClusterConfig,
     pub(crate) lock: Mutex<Monitor>,
-    pub(crate) stats: Mutex<StatsWindows>,
+    stats: Mutex<StatsWindows>,
     started: Instant,
     counter: AtomicU64,
     in_process: bool,
@@ -85,12 +85,14 @@ impl<S: StateStorage> Nimbus<S> {
         self.lock.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The windowed statistics.
+    pub(crate) fn stats(&self) -> MutexGuard<'_, StatsWindows> {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Folds a topology's heartbeats into its windowed statistics.
     pub(crate) fn observe(&self, topology_id: &str, beats: &[WorkerHeartbeat], now_ms: u64) {
-        self.stats
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .observe(topology_id, beats, now_ms)
+        self.stats().observe(topology_id, beats, now_ms)
     }
 
     /// Whether this Nimbus leads (holds or takes the leader node).
@@ -464,11 +466,7 @@ impl<S: StateStorage> Nimbus<S> {
             }
         }
         error_records.sort_by_key(|e| e.time_ms);
-        let windows = self
-            .stats
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .windows(&t.id, now);
+        let windows = self.stats().windows(&t.id, now);
         Ok(TopologyInfo {
             summary,
             executors,

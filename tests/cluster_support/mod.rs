@@ -390,6 +390,20 @@ impl Cluster {
         })
     }
 
+    /// Kills the worker on `port` with `kill -9` and waits until its
+    /// supervisor has started another.
+    pub fn kill9_worker_and_wait_restart(&self, port: u16) {
+        let victim = self
+            .worker_pid_on(port)
+            .unwrap_or_else(|| panic!("no worker process on port {port}"));
+        kill9(victim);
+        wait_until(
+            "the worker to be restarted",
+            Duration::from_secs(60),
+            || self.worker_pid_on(port).is_some_and(|pid| pid != victim),
+        );
+    }
+
     /// Prints the daemons' and workers' logs (on test failure).
     pub fn dump_logs(&self) {
         let mut files = Vec::new();

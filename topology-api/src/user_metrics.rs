@@ -40,20 +40,28 @@ impl Counter {
 }
 
 /// A distribution of observed values in fixed buckets (Storm's
-/// `Histogram`, with Prometheus's cumulative buckets). Clones share the
-/// data.
+/// `Histogram`, exported with Prometheus's cumulative buckets). Clones
+/// share the data.
 #[derive(Debug, Clone)]
-pub struct Histogram(Arc<Mutex<HistogramSnapshot>>);
+pub struct Histogram(Arc<Mutex<Buckets>>);
+
+/// Per-bucket counts (the last counts values above every bound): an update
+/// touches one bucket; [`Histogram::snapshot`] makes them cumulative.
+#[derive(Debug)]
+struct Buckets {
+    bounds: Vec<f64>,
+    counts: Vec<u64>,
+    sum: f64,
+}
 
 impl Histogram {
     fn new(bounds: &[f64]) -> Self {
         let mut bounds: Vec<f64> = bounds.iter().copied().filter(|b| b.is_finite()).collect();
         bounds.sort_by(f64::total_cmp);
         bounds.dedup();
-        Self(Arc::new(Mutex::new(HistogramSnapshot {
-            cumulative: vec![0; bounds.len()],
+        Self(Arc::new(Mutex::new(Buckets {
+            counts: vec![0; bounds.len() + 1],
             bounds,
-            count: 0,
             sum: 0.0,
         })))
     }
@@ -61,17 +69,29 @@ impl Histogram {
     /// Records one observation of `value`.
     pub fn update(&self, value: f64) {
         let mut h = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let first = h.bounds.partition_point(|b| *b < value);
-        for c in &mut h.cumulative[first..] {
-            *c += 1;
-        }
-        h.count += 1;
+        let i = h.bounds.partition_point(|b| *b < value);
+        h.counts[i] += 1;
         h.sum += value;
     }
 
     /// The distribution so far.
     pub fn snapshot(&self) -> HistogramSnapshot {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let h = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut total = 0;
+        let running: Vec<u64> = h
+            .counts
+            .iter()
+            .map(|c| {
+                total += c;
+                total
+            })
+            .collect();
+        HistogramSnapshot {
+            bounds: h.bounds.clone(),
+            cumulative: running[..h.bounds.len()].to_vec(),
+            count: total,
+            sum: h.sum,
+        }
     }
 }
 

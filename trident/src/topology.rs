@@ -154,6 +154,19 @@ impl Stream {
         self.graph.borrow_mut().select(self.node, names, op)
     }
 
+    /// A per-tuple operation `name` over the `input` fields: `kind` gets
+    /// their positions; the result has fields `output`.
+    fn op(
+        &self,
+        name: &str,
+        input: Fields,
+        kind: impl FnOnce(Vec<usize>) -> OpKind,
+        output: Fields,
+    ) -> Stream {
+        let select = self.select(&input, name);
+        self.then(NodeKind::Op(kind(select)), output, input)
+    }
+
     /// This stream's fields.
     pub fn fields(&self) -> Fields {
         self.graph.borrow().nodes[self.node].fields.clone()
@@ -173,24 +186,23 @@ impl Stream {
         f: impl Function + 'static,
         output: impl Into<Fields>,
     ) -> Stream {
-        let (input, output) = (input.into(), output.into());
-        let select = self.select(&input, "each");
-        let fields = self.appended(&output);
-        self.then(
-            NodeKind::Op(OpKind::Each(select, Arc::new(f))),
+        let fields = self.appended(&output.into());
+        self.op(
+            "each",
+            input.into(),
+            |s| OpKind::Each(s, Arc::new(f)),
             fields,
-            input,
         )
     }
 
     /// Keeps the tuples whose `input` fields pass `f`.
     pub fn filter(&self, input: impl Into<Fields>, f: impl Filter + 'static) -> Stream {
-        let input = input.into();
-        let select = self.select(&input, "filter");
-        self.then(
-            NodeKind::Op(OpKind::Filter(select, Arc::new(f))),
-            self.fields(),
-            input,
+        let fields = self.fields();
+        self.op(
+            "filter",
+            input.into(),
+            |s| OpKind::Filter(s, Arc::new(f)),
+            fields,
         )
     }
 
@@ -201,12 +213,11 @@ impl Stream {
         f: impl MapFunction + 'static,
         output: impl Into<Fields>,
     ) -> Stream {
-        let input = input.into();
-        let select = self.select(&input, "map");
-        self.then(
-            NodeKind::Op(OpKind::Map(select, Arc::new(f))),
+        self.op(
+            "map",
+            input.into(),
+            |s| OpKind::Map(s, Arc::new(f)),
             output.into(),
-            input,
         )
     }
 
@@ -217,24 +228,14 @@ impl Stream {
         f: impl FlatMapFunction + 'static,
         output: impl Into<Fields>,
     ) -> Stream {
-        let input = input.into();
-        let select = self.select(&input, "flat_map");
-        self.then(
-            NodeKind::Op(OpKind::FlatMap(select, Arc::new(f))),
-            output.into(),
-            input,
-        )
+        let kind = |s| OpKind::FlatMap(s, Arc::new(f));
+        self.op("flat_map", input.into(), kind, output.into())
     }
 
     /// Keeps only `fields`, in that order.
     pub fn project(&self, fields: impl Into<Fields>) -> Stream {
         let fields = fields.into();
-        let select = self.select(&fields, "project");
-        self.then(
-            NodeKind::Op(OpKind::Project(select)),
-            fields.clone(),
-            fields,
-        )
+        self.op("project", fields.clone(), OpKind::Project, fields)
     }
 
     /// Aggregates each batch's tuples of each partition separately; the
@@ -245,22 +246,17 @@ impl Stream {
         agg: impl Into<Aggregation>,
         output: impl Into<Fields>,
     ) -> Stream {
-        let input = input.into();
-        let select = self.select(&input, "partition_aggregate");
         let agg = match agg.into().0 {
             AggKind::Combiner(c) => AggOp::Combine(c),
             AggKind::Reducer(r) => AggOp::Reduce(r),
             AggKind::General(g) => AggOp::General(g),
         };
-        self.then(
-            NodeKind::Op(OpKind::Aggregate {
-                group: Vec::new(),
-                select,
-                agg,
-            }),
-            output.into(),
-            input,
-        )
+        let kind = |select| OpKind::Aggregate {
+            group: Vec::new(),
+            select,
+            agg,
+        };
+        self.op("partition_aggregate", input.into(), kind, output.into())
     }
 
     /// Aggregates each whole batch into tuples with fields `output`

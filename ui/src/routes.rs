@@ -198,24 +198,28 @@ async fn topology_workers(State(link): Link, Path(id): Path<String>) -> Response
     .await
 }
 
-fn done(op: &str, id: &str) -> Value {
-    json!({ "topologyOperation": op, "topologyId": id, "status": "success" })
+/// Sends Nimbus `request(name)` for topology `id`; Storm's answer.
+fn act(
+    l: &NimbusLink,
+    id: &str,
+    op: &str,
+    request: impl FnOnce(String) -> Request,
+) -> Result<Value, ApiError> {
+    let name = l.by_id(id)?.name;
+    l.call(request(name))?;
+    Ok(json!({ "topologyOperation": op, "topologyId": id, "status": "success" }))
 }
 
 async fn activate(State(link): Link, Path(id): Path<String>) -> Response {
     blocking(link, move |l| {
-        let name = l.by_id(&id)?.name;
-        l.call(Request::Activate { name })?;
-        Ok(done("activate", &id))
+        act(l, &id, "activate", |name| Request::Activate { name })
     })
     .await
 }
 
 async fn deactivate(State(link): Link, Path(id): Path<String>) -> Response {
     blocking(link, move |l| {
-        let name = l.by_id(&id)?.name;
-        l.call(Request::Deactivate { name })?;
-        Ok(done("deactivate", &id))
+        act(l, &id, "deactivate", |name| Request::Deactivate { name })
     })
     .await
 }
@@ -266,14 +270,12 @@ async fn rebalance(
     blocking(link, move |l| {
         let wait_secs = Some(parse_wait(&wait)?);
         let (workers, executors) = rebalance_options(&body)?;
-        let name = l.by_id(&id)?.name;
-        l.call(Request::Rebalance {
+        act(l, &id, "rebalance", |name| Request::Rebalance {
             name,
             wait_secs,
             workers,
             executors,
-        })?;
-        Ok(done("rebalance", &id))
+        })
     })
     .await
 }
@@ -281,9 +283,7 @@ async fn rebalance(
 async fn kill(State(link): Link, Path((id, wait)): Path<(String, String)>) -> Response {
     blocking(link, move |l| {
         let wait_secs = Some(parse_wait(&wait)?);
-        let name = l.by_id(&id)?.name;
-        l.call(Request::Kill { name, wait_secs })?;
-        Ok(done("kill", &id))
+        act(l, &id, "kill", |name| Request::Kill { name, wait_secs })
     })
     .await
 }

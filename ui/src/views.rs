@@ -236,6 +236,14 @@ fn spout_figures(c: &Counters, sys: bool) -> Map<String, Value> {
     m
 }
 
+/// A component's figures in one window, by its kind.
+fn figures(kind: ComponentKind, c: &Counters, sys: bool) -> Map<String, Value> {
+    match kind {
+        ComponentKind::Spout => spout_figures(c, sys),
+        ComponentKind::Bolt => bolt_figures(c, sys),
+    }
+}
+
 /// Bolt figures in one window.
 fn bolt_figures(c: &Counters, sys: bool) -> Map<String, Value> {
     let mut m = Map::new();
@@ -261,6 +269,25 @@ fn window_entry(secs: Option<u64>, mut m: Map<String, Value>) -> Value {
     Value::Object(m)
 }
 
+/// Seconds since a worker started at `started_ms` (0: not heard from yet).
+fn uptime_secs(started_ms: u64, now_ms: u64) -> u64 {
+    if started_ms == 0 {
+        0
+    } else {
+        now_ms.saturating_sub(started_ms) / 1000
+    }
+}
+
+/// Seconds since the worker on `slot` started.
+fn slot_uptime_secs(info: &TopologyInfo, slot: &WorkerSlot, now_ms: u64) -> u64 {
+    let started = info
+        .workers
+        .iter()
+        .find(|(s, _)| s == slot)
+        .map_or(0, |(_, t)| *t);
+    uptime_secs(started, now_ms)
+}
+
 fn workers(info: &TopologyInfo, now_ms: u64) -> Vec<Value> {
     info.workers
         .iter()
@@ -273,11 +300,7 @@ fn workers(info: &TopologyInfo, now_ms: u64) -> Vec<Value> {
                     executors += 1;
                 }
             }
-            let uptime = if *started == 0 {
-                0
-            } else {
-                now_ms.saturating_sub(*started) / 1000
-            };
+            let uptime = uptime_secs(*started, now_ms);
             json!({
                 "supervisorId": slot.supervisor,
                 "host": slot.host,
@@ -323,10 +346,7 @@ pub fn topology_page(info: &TopologyInfo, window: usize, sys: bool, now_ms: u64)
     for (id, kind) in components(info, sys) {
         let c = w.component(&id);
         let executors = executors_of(info, &id).count();
-        let mut row = match kind {
-            ComponentKind::Spout => spout_figures(&c, sys),
-            ComponentKind::Bolt => bolt_figures(&c, sys),
-        };
+        let mut row = figures(kind, &c, sys);
         row.insert("executors".into(), json!(executors));
         row.insert("tasks".into(), json!(num_tasks(info, &id)));
         row.insert("encodedId".into(), json!(id));
@@ -400,10 +420,7 @@ pub fn component_page(
     let summary: Vec<Value> = (0..WINDOWS.len())
         .map(|i| {
             let ci = window_stats(info, i).component(component);
-            let m = match kind {
-                ComponentKind::Spout => spout_figures(&ci, sys),
-                ComponentKind::Bolt => bolt_figures(&ci, sys),
-            };
+            let m = figures(kind, &ci, sys);
             window_entry(WINDOWS[i], m)
         })
         .collect();
@@ -443,20 +460,8 @@ pub fn component_page(
     let executors: Vec<Value> = executors_of(info, component)
         .map(|(first, last, slot)| {
             let (ec, covered_ms) = executor_counters(&w, first, last);
-            let mut m = match kind {
-                ComponentKind::Spout => spout_figures(&ec, sys),
-                ComponentKind::Bolt => bolt_figures(&ec, sys),
-            };
-            let started = info
-                .workers
-                .iter()
-                .find(|(s, _)| s == slot)
-                .map_or(0, |(_, t)| *t);
-            let uptime = if started == 0 {
-                0
-            } else {
-                now_ms.saturating_sub(started) / 1000
-            };
+            let mut m = figures(kind, &ec, sys);
+            let uptime = slot_uptime_secs(info, slot, now_ms);
             let id = format!("[{first}-{last}]");
             m.insert("id".into(), json!(id));
             m.insert("encodedId".into(), json!(id));
@@ -550,15 +555,10 @@ pub fn visualization(info: &TopologyInfo, window: usize, sys: bool, now_ms: u64)
         let stats: Vec<Value> = executors_of(info, &id)
             .map(|(first, last, slot)| {
                 let (ec, _) = executor_counters(&w, first, last);
-                let started = info
-                    .workers
-                    .iter()
-                    .find(|(s, _)| s == slot)
-                    .map_or(0, |(_, t)| *t);
                 json!({
                     ":host": slot.host,
                     ":port": slot.port,
-                    ":uptime_secs": if started == 0 { 0 } else { now_ms.saturating_sub(started) / 1000 },
+                    ":uptime_secs": slot_uptime_secs(info, slot, now_ms),
                     ":transferred": ec.transferred,
                 })
             })
