@@ -227,7 +227,7 @@ impl<S: StateStorage> Nimbus<S> {
                 "topology name {name:?} is invalid: it must be non-empty and contain none of / . : \\"
             )));
         }
-        spec.validate()
+        spec.validate_with_config(&config)
             .map_err(|e| invalid(format!("invalid topology {name:?}: {e}")))?;
         if let Some(c) = spec
             .components

@@ -75,6 +75,11 @@ impl std::fmt::Debug for Topology {
     }
 }
 
+/// A step run on a copy of the builder by
+/// [`TopologyBuilder::create_topology`], before validation: how extensions
+/// (stateful bolts' checkpointing) wire components the user did not add.
+pub type Finisher = Arc<dyn Fn(&mut TopologyBuilder) + Send + Sync>;
+
 /// Builds a [`Topology`] (Storm's `TopologyBuilder`).
 ///
 /// ```
@@ -111,6 +116,7 @@ pub struct TopologyBuilder {
     bolts: BTreeMap<ComponentId, BoltFactory>,
     custom_groupings: BTreeMap<(ComponentId, usize), CustomGroupingFactory>,
     errors: Vec<TopologyError>,
+    finishers: BTreeMap<String, Finisher>,
 }
 
 /// A stream to subscribe to: a component id alone means its default stream;
@@ -238,17 +244,59 @@ impl TopologyBuilder {
 
     /// Validates and returns the topology, or the first error found (see
     /// [`TopologySpec::validate`]; also duplicate component and stream ids).
+    /// Registered [`Finisher`]s run first, on a copy, in key order.
+    ///
+    /// # Errors
+    /// The first [`TopologyError`] found.
     pub fn create_topology(&self) -> Result<Topology, TopologyError> {
-        if let Some(e) = self.errors.first() {
-            return Err(e.clone());
-        }
-        self.spec.validate()?;
-        Ok(Topology {
+        let mut b = TopologyBuilder {
             spec: self.spec.clone(),
             spouts: self.spouts.clone(),
             bolts: self.bolts.clone(),
             custom_groupings: self.custom_groupings.clone(),
+            errors: self.errors.clone(),
+            finishers: BTreeMap::new(),
+        };
+        for f in self.finishers.values() {
+            f(&mut b);
+        }
+        if let Some(e) = b.errors.first() {
+            return Err(e.clone());
+        }
+        b.spec.validate()?;
+        Ok(Topology {
+            spec: b.spec,
+            spouts: b.spouts,
+            bolts: b.bolts,
+            custom_groupings: b.custom_groupings,
         })
+    }
+
+    /// Registers `finisher` under `key` (a second registration under the
+    /// same key is ignored): it runs at every
+    /// [`create_topology`](Self::create_topology), on a copy of the builder.
+    pub fn add_finisher(&mut self, key: &str, finisher: Finisher) {
+        self.finishers.entry(key.to_owned()).or_insert(finisher);
+    }
+
+    /// The structure built so far.
+    pub fn spec(&self) -> &TopologySpec {
+        &self.spec
+    }
+
+    /// The structure built so far, to change (for [`Finisher`]s: adding
+    /// inputs or streams to components).
+    pub fn spec_mut(&mut self) -> &mut TopologySpec {
+        &mut self.spec
+    }
+
+    /// Replaces the factory of bolt `id` by `wrap(factory)` (for
+    /// [`Finisher`]s: a bolt run inside another, as Storm's
+    /// `CheckpointTupleForwarder`); unknown ids are ignored.
+    pub fn wrap_bolt(&mut self, id: &str, wrap: impl FnOnce(BoltFactory) -> BoltFactory) {
+        if let Some(f) = self.bolts.remove(id) {
+            self.bolts.insert(id.into(), wrap(f));
+        }
     }
 }
 
@@ -310,6 +358,15 @@ impl SpoutDeclarer<'_> {
 }
 
 impl BoltDeclarer<'_> {
+    /// Changes this bolt's [`ComponentConfig`] (for extensions: windowed
+    /// bolts set their tick interval, timestamp field and hold time).
+    pub fn configure(mut self, f: impl FnOnce(&mut ComponentConfig)) -> Self {
+        if let Some(c) = self.inner.spec() {
+            f(&mut c.config);
+        }
+        self
+    }
+
     /// Sets `topology.tick.tuple.freq.secs` for this bolt's tasks.
     pub fn set_tick_tuple_freq_secs(mut self, secs: u64) -> Self {
         if let Some(c) = self.inner.spec() {

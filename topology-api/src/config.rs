@@ -95,6 +95,20 @@ pub struct Config {
     /// subprocess before `execute` waits (default 100, as Storm).
     #[serde(default = "default_shellbolt_max_pending")]
     pub shellbolt_max_pending: usize,
+    /// `topology.state.provider`: where stateful bolts keep their state:
+    /// `memory` (this process's memory, kept across task restarts within
+    /// the process; the default, as Storm's `InMemoryKeyValueStateProvider`)
+    /// or `redb` (a file per task on local disk).
+    #[serde(default = "default_state_provider")]
+    pub state_provider: String,
+    /// `topology.state.provider.config`: the provider's setting; for `redb`
+    /// the folder of its files (default `<storm.local.dir>/state`).
+    #[serde(default)]
+    pub state_provider_config: Option<String>,
+    /// `topology.state.checkpoint.interval.ms`: how often stateful bolts
+    /// checkpoint, in ms (default 1000, as Storm).
+    #[serde(default = "default_checkpoint_interval_ms")]
+    pub state_checkpoint_interval_ms: u64,
     /// Daemon settings (`storm.zookeeper.*`, `nimbus.*`, `supervisor.*`,
     /// `worker.*`, `storm.local.*`).
     #[serde(default)]
@@ -121,6 +135,9 @@ impl Default for Config {
             localityaware_lower_bound: 0.2,
             subprocess_timeout_secs: None,
             shellbolt_max_pending: default_shellbolt_max_pending(),
+            state_provider: default_state_provider(),
+            state_provider_config: None,
+            state_checkpoint_interval_ms: default_checkpoint_interval_ms(),
             cluster: ClusterConfig::default(),
             user: BTreeMap::new(),
         }
@@ -129,6 +146,14 @@ impl Default for Config {
 
 fn default_shellbolt_max_pending() -> usize {
     100
+}
+
+fn default_state_provider() -> String {
+    "memory".to_owned()
+}
+
+fn default_checkpoint_interval_ms() -> u64 {
+    1000
 }
 
 fn yaml_to_value(v: &yaml_serde::Value) -> Value {
@@ -240,6 +265,20 @@ impl Config {
             (
                 "topology.shellbolt.max.pending",
                 Value::Int(self.shellbolt_max_pending as i64),
+            ),
+            (
+                "topology.state.provider",
+                Value::from(self.state_provider.as_str()),
+            ),
+            (
+                "topology.state.provider.config",
+                self.state_provider_config
+                    .as_deref()
+                    .map_or(Value::Null, Value::from),
+            ),
+            (
+                "topology.state.checkpoint.interval.ms",
+                Value::Int(self.state_checkpoint_interval_ms as i64),
             ),
         ];
         for (k, v) in entries {
@@ -368,6 +407,20 @@ impl Config {
                 self.shellbolt_max_pending =
                     positive(&value).ok_or_else(|| bad("a positive integer"))? as usize
             }
+            "topology.state.provider" => match value.as_str() {
+                Some(p @ ("memory" | "redb")) => self.state_provider = p.to_owned(),
+                _ => return Err(bad("memory or redb")),
+            },
+            "topology.state.provider.config" => {
+                self.state_provider_config = match value {
+                    Value::Null => None,
+                    ref v => Some(v.as_str().ok_or_else(|| bad("a string or null"))?.to_owned()),
+                }
+            }
+            "topology.state.checkpoint.interval.ms" => {
+                self.state_checkpoint_interval_ms =
+                    positive(&value).ok_or_else(|| bad("a positive integer"))? as u64
+            }
             k if self.cluster.set(k, &value)? => {}
             k if RESERVED.iter().any(|p| k.starts_with(p)) => {
                 return Err(ConfigError::UnknownKey(k.to_owned()))
@@ -394,6 +447,9 @@ mod tests {
             "topology.shellbolt.max.pending=9",
             "topology.debug=true",
             "pystorm.log.level=debug",
+            "topology.state.provider=redb",
+            "topology.state.provider.config=/tmp/s",
+            "topology.state.checkpoint.interval.ms=250",
         ] {
             c.apply_override(kv).unwrap();
         }

@@ -9,6 +9,15 @@ pub const DEFAULT_STREAM: &str = "default";
 /// Prefix reserved for system components and streams (`__acker`, `__tick`, …).
 pub const SYSTEM_PREFIX: &str = "__";
 
+/// The stream checkpoint tuples travel on when a topology has stateful
+/// bolts (Storm's `CheckpointSpout.CHECKPOINT_STREAM_ID`); its fields are
+/// `txid` and `action`.
+pub const CHECKPOINT_STREAM: &str = "$checkpoint";
+
+/// The spout that starts each checkpoint (Storm's
+/// `CheckpointSpout.CHECKPOINT_COMPONENT_ID`).
+pub const CHECKPOINT_COMPONENT: &str = "$checkpointspout";
+
 /// A task's id, unique within a topology. Task ids start at 1 and are dealt
 /// to components in component-id order, as Storm does.
 #[derive(

@@ -28,7 +28,7 @@ mod value;
 mod value_serde;
 
 pub use builder::{
-    BoltDeclarer, BoltFactory, SpoutDeclarer, SpoutFactory, StreamSource, Topology, TopologyBuilder,
+    BoltDeclarer, BoltFactory, Finisher, SpoutDeclarer, SpoutFactory, StreamSource, Topology, TopologyBuilder,
 };
 pub use cluster_config::ClusterConfig;
 pub use collector::{
@@ -44,7 +44,10 @@ pub use coordination::{CoordinationStore, SharedStore, StoreError};
 pub use declarer::{OutputFieldsDeclarer, StreamDef};
 pub use fields::Fields;
 pub use grouping::{CustomGroupingFactory, CustomStreamGrouping, GroupingSpec};
-pub use ids::{ComponentId, StreamId, TaskId, DEFAULT_STREAM, SYSTEM_PREFIX};
+pub use ids::{
+    ComponentId, StreamId, TaskId, CHECKPOINT_COMPONENT, CHECKPOINT_STREAM, DEFAULT_STREAM,
+    SYSTEM_PREFIX,
+};
 pub use spec::{TopologyError, TopologySpec};
 pub use tuple::{MessageId, StreamMeta, Tuple, TupleError, SYSTEM_COMPONENT, TICK_STREAM};
 pub use user_metrics::{Counter, Histogram, MetricRegistry};

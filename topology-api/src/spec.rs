@@ -1,6 +1,6 @@
 //! The serializable shape of a topology, and its validation.
 
-use crate::{ComponentId, Fields, GroupingSpec, StreamDef, StreamId};
+use crate::{ComponentId, Config, Fields, GroupingSpec, StreamDef, StreamId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -33,6 +33,22 @@ pub struct ComponentConfig {
     pub tick_tuple_freq_secs: Option<u64>,
     /// `topology.debug` for this component: log every emitted tuple.
     pub debug: Option<bool>,
+    /// Tick tuples every this many ms instead of `tick_tuple_freq_secs`
+    /// (windowed bolts use it to fire duration windows and watermarks on
+    /// time).
+    #[serde(default)]
+    pub tick_tuple_freq_millis: Option<u64>,
+    /// The field every input stream must carry as the tuple's event time
+    /// (a windowed bolt's `with_timestamp_field`); checked by
+    /// [`TopologySpec::validate`].
+    #[serde(default)]
+    pub timestamp_field: Option<String>,
+    /// How long, in ms, this bolt holds an input tuple un-acked (a duration
+    /// window's length plus its sliding interval); checked against
+    /// `topology.message.timeout.secs` by
+    /// [`TopologySpec::validate_with_config`].
+    #[serde(default)]
+    pub holds_tuples_ms: Option<u64>,
 }
 
 /// One component of a [`TopologySpec`].
@@ -155,6 +171,31 @@ pub enum TopologyError {
         /// The stream.
         stream: StreamId,
     },
+    /// A bolt reads event time from a field one of its input streams lacks.
+    #[error("component {component:?} takes its timestamp from field {field:?}, but its input {source_component:?}:{stream:?} has fields {fields}")]
+    UnknownTimestampField {
+        /// The windowed bolt.
+        component: ComponentId,
+        /// The timestamp field.
+        field: String,
+        /// The source lacking it.
+        source_component: ComponentId,
+        /// The stream lacking it.
+        stream: StreamId,
+        /// The stream's fields.
+        fields: Fields,
+    },
+    /// A bolt holds tuples longer than the message timeout, so every one of
+    /// them would time out and replay (Storm's windowed bolt check).
+    #[error("component {component:?} holds tuples for {holds_ms} ms (window length + sliding interval) but topology.message.timeout.secs is {timeout_secs} s ({timeout_ms} ms); raise the timeout above the window or make the window persistent", timeout_ms = timeout_secs * 1000)]
+    TimeoutShorterThanWindow {
+        /// The windowed bolt.
+        component: ComponentId,
+        /// Window length + sliding interval, in ms.
+        holds_ms: u64,
+        /// `topology.message.timeout.secs`.
+        timeout_secs: u64,
+    },
     /// A direct stream subscribed to without direct grouping.
     #[error("component {component:?} subscribes to direct stream {source_component:?}:{stream:?} with {grouping} grouping; direct streams need direct grouping")]
     NonDirectOnDirect {
@@ -186,6 +227,31 @@ impl TopologySpec {
         }
         for (id, c) in &self.components {
             self.validate_component(id, c)?;
+        }
+        Ok(())
+    }
+
+    /// [`validate`](Self::validate), then the checks that need the
+    /// topology's configuration: no bolt holds tuples (a duration window)
+    /// for longer than `topology.message.timeout.secs` while acking is on.
+    ///
+    /// # Errors
+    /// The first problem found, as [`validate`](Self::validate), or
+    /// [`TopologyError::TimeoutShorterThanWindow`].
+    pub fn validate_with_config(&self, config: &Config) -> Result<(), TopologyError> {
+        self.validate()?;
+        if config.effective_ackers() == 0 {
+            return Ok(());
+        }
+        let timeout_ms = config.message_timeout_secs.saturating_mul(1000);
+        for (id, c) in &self.components {
+            if let Some(holds_ms) = c.config.holds_tuples_ms.filter(|h| *h > timeout_ms) {
+                return Err(TopologyError::TimeoutShorterThanWindow {
+                    component: id.clone(),
+                    holds_ms,
+                    timeout_secs: config.message_timeout_secs,
+                });
+            }
         }
         Ok(())
     }
@@ -255,6 +321,21 @@ impl TopologySpec {
                 field: missing.clone(),
                 fields: stream.fields.clone(),
             });
+        }
+        let owner = &self.components[id];
+        if let Some(field) = &owner.config.timestamp_field {
+            if !input.stream.is_system()
+                && input.stream.as_str() != crate::CHECKPOINT_STREAM
+                && !stream.fields.contains(field)
+            {
+                return Err(TopologyError::UnknownTimestampField {
+                    component: id.clone(),
+                    field: field.clone(),
+                    source_component: input.component.clone(),
+                    stream: input.stream.clone(),
+                    fields: stream.fields.clone(),
+                });
+            }
         }
         let is_direct = input.grouping == GroupingSpec::Direct;
         if is_direct && !stream.direct {

@@ -181,15 +181,17 @@ impl BoltExecutor {
         let stream_names = out.stream_names();
         let streams = AckStreams::of(&shared, component.as_str());
         let now = Instant::now();
-        let tick_secs = if component.as_str() == squall_topology_api::ACKER_COMPONENT {
-            Some(shared.config.message_timeout_secs)
+        let tick_every = if component.as_str() == squall_topology_api::ACKER_COMPONENT {
+            Some(Duration::from_secs(shared.config.message_timeout_secs))
+        } else if let Some(ms) = spec.config.tick_tuple_freq_millis {
+            Some(Duration::from_millis(ms.max(1)))
         } else {
             spec.config
                 .tick_tuple_freq_secs
                 .or(shared.config.tick_tuple_freq_secs)
+                .map(Duration::from_secs)
         };
-        let tick = tick_secs.map(|s| {
-            let every = Duration::from_secs(s);
+        let tick = tick_every.map(|every| {
             let meta = shared
                 .streams
                 .index(SYSTEM_COMPONENT, TICK_STREAM)
