@@ -182,6 +182,8 @@ pub struct StatefulBoltExecutor<B: StatefulBolt> {
     /// Input that came before INITSTATE.
     queued: Vec<Tuple>,
     checkpoints: Checkpointing,
+    /// Why the state could not be opened, reported with each refusal.
+    open_error: String,
 }
 
 impl<B: StatefulBolt> StatefulBoltExecutor<B> {
@@ -193,6 +195,7 @@ impl<B: StatefulBolt> StatefulBoltExecutor<B> {
             initialized: false,
             queued: Vec::new(),
             checkpoints: Checkpointing::new(),
+            open_error: String::new(),
         }
     }
 
@@ -211,7 +214,7 @@ impl<B: StatefulBolt> StatefulBoltExecutor<B> {
 
     fn step(&mut self, c: CheckpointTuple) -> Result<(), String> {
         let Some(state) = &mut self.state else {
-            return Err("state store is not open".into());
+            return Err(format!("state store is not open: {}", self.open_error));
         };
         match c.action {
             Action::Prepare if !self.initialized => {
@@ -245,11 +248,14 @@ impl<B: StatefulBolt> Bolt for StatefulBoltExecutor<B> {
         self.checkpoints.barrier = CheckpointBarrier::of(context);
         match open_store(context) {
             Ok(store) => self.state = Some(B::State::from_store(store)),
-            Err(e) => tracing::error!(
+            Err(e) => {
+                self.open_error = e.to_string();
+                tracing::error!(
                 component = %context.this_component_id(),
                 task = %context.this_task_id(),
                 "stateful bolt cannot open its state: {e}"
-            ),
+                )
+            }
         }
         self.bolt.prepare(context);
     }

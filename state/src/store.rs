@@ -16,7 +16,7 @@ pub enum StateError {
     #[error("state backend: {0}")]
     Backend(String),
     /// `topology.state.provider` names no provider.
-    #[error("topology.state.provider {0:?} is not a state provider (memory or redb)")]
+    #[error("topology.state.provider {0:?} is not a state provider (memory, redb, or one registered with register_provider)")]
     UnknownProvider(String),
 }
 
@@ -74,9 +74,34 @@ pub trait StateProvider: Send + Sync {
     fn open(&self, topology: &str, namespace: &str) -> Result<Box<dyn Store>, StateError>;
 }
 
-/// The provider `topology.state.provider` names: `memory` or `redb` (its
+fn registered() -> MutexGuard<'static, BTreeMap<String, Arc<dyn StateProvider>>> {
+    static PROVIDERS: OnceLock<Mutex<BTreeMap<String, Arc<dyn StateProvider>>>> = OnceLock::new();
+    PROVIDERS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// Makes `provider` available under `name` for `topology.state.provider`
+/// in this process (Storm names a provider class; Squall a registered
+/// provider). Register before submitting, in the topology's `main`, so
+/// that workers, which run the same `main`, register it too.
+pub fn register_provider(name: &str, provider: Arc<dyn StateProvider>) {
+    registered().insert(name.to_owned(), provider);
+}
+
+struct Shared(Arc<dyn StateProvider>);
+
+impl StateProvider for Shared {
+    fn open(&self, topology: &str, namespace: &str) -> Result<Box<dyn Store>, StateError> {
+        self.0.open(topology, namespace)
+    }
+}
+
+/// The provider `topology.state.provider` names: `memory`, `redb` (its
 /// files under `topology.state.provider.config`, else
-/// `<storm.local.dir>/state`).
+/// `<storm.local.dir>/state`), or one registered with
+/// [`register_provider`].
 ///
 /// # Errors
 /// [`StateError::UnknownProvider`] for any other name.
@@ -90,7 +115,10 @@ pub fn provider_for(config: &Config) -> Result<Box<dyn StateProvider>, StateErro
             );
             Ok(Box::new(RedbProvider::new(dir)))
         }
-        other => Err(StateError::UnknownProvider(other.to_owned())),
+        other => match registered().get(other) {
+            Some(p) => Ok(Box::new(Shared(p.clone()))),
+            None => Err(StateError::UnknownProvider(other.to_owned())),
+        },
     }
 }
 

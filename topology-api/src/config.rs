@@ -97,8 +97,9 @@ pub struct Config {
     pub shellbolt_max_pending: usize,
     /// `topology.state.provider`: where stateful bolts keep their state:
     /// `memory` (this process's memory, kept across task restarts within
-    /// the process; the default, as Storm's `InMemoryKeyValueStateProvider`)
-    /// or `redb` (a file per task on local disk).
+    /// the process; the default, as Storm's `InMemoryKeyValueStateProvider`),
+    /// `redb` (a file per task on local disk), or a provider the topology
+    /// registered under that name.
     #[serde(default = "default_state_provider")]
     pub state_provider: String,
     /// `topology.state.provider.config`: the provider's setting; for `redb`
@@ -408,8 +409,8 @@ impl Config {
                     positive(&value).ok_or_else(|| bad("a positive integer"))? as usize
             }
             "topology.state.provider" => match value.as_str() {
-                Some(p @ ("memory" | "redb")) => self.state_provider = p.to_owned(),
-                _ => return Err(bad("memory or redb")),
+                Some(p) if !p.is_empty() => self.state_provider = p.to_owned(),
+                _ => return Err(bad("a provider name: memory, redb or a registered one")),
             },
             "topology.state.provider.config" => {
                 self.state_provider_config = match value {

@@ -33,6 +33,8 @@ pub struct PersistentWindowedBoltExecutor<B> {
     initialized: bool,
     queued: Vec<Tuple>,
     checkpoints: Checkpointing,
+    /// Why the state could not be opened, reported with each refusal.
+    open_error: String,
     next_key: u64,
     metas: HashMap<(String, String), Arc<StreamMeta>>,
 }
@@ -53,6 +55,7 @@ impl<B: WindowedBolt> PersistentWindowedBoltExecutor<B> {
             initialized: false,
             queued: Vec::new(),
             checkpoints: Checkpointing::new(),
+            open_error: String::new(),
             next_key: 0,
             metas: HashMap::new(),
         }
@@ -63,7 +66,7 @@ impl<B: WindowedBolt> PersistentWindowedBoltExecutor<B> {
         let config = self.time.config.clone();
         self.manager = WindowManager::new(config.length, config.sliding);
         let Some(store) = &self.store else {
-            return Err("state store is not open".into());
+            return Err(format!("state store is not open: {}", self.open_error));
         };
         for (k, v) in store.entries().map_err(|e| e.to_string())? {
             let key = u64::from_be_bytes(k.as_slice().try_into().map_err(|_| "bad window key")?);
@@ -153,7 +156,7 @@ impl<B: WindowedBolt> PersistentWindowedBoltExecutor<B> {
 
     fn step(&mut self, c: CheckpointTuple) -> Result<(), String> {
         let Some(store) = &mut self.store else {
-            return Err("state store is not open".into());
+            return Err(format!("state store is not open: {}", self.open_error));
         };
         match c.action {
             Action::Prepare if !self.initialized => {
@@ -200,10 +203,13 @@ impl<B: WindowedBolt> Bolt for PersistentWindowedBoltExecutor<B> {
         }
         match open_store(context) {
             Ok(store) => self.store = Some(store),
-            Err(e) => tracing::error!(
+            Err(e) => {
+                self.open_error = e.to_string();
+                tracing::error!(
                 component = %context.this_component_id(),
                 "persistent window cannot open its state: {e}"
-            ),
+                )
+            }
         }
         self.bolt.prepare(context);
     }
