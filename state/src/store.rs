@@ -23,6 +23,18 @@ pub enum StateError {
 /// Changes to keys: `Some(value)` writes, `None` deletes.
 pub type Changes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
+/// A prepared transaction: its id, its changes, and the acks its COMMIT
+/// sends (opaque bytes: the stateful bolt's held tuple ids).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Prepared {
+    /// The transaction id.
+    pub txid: u64,
+    /// The changes since the last commit.
+    pub changes: Changes,
+    /// What to ack once it commits.
+    pub acks: Vec<u8>,
+}
+
 /// A durable byte map with one prepared change set (the backend of
 /// [`TxStore`]). Implementations make [`commit`](Store::commit) atomic:
 /// after a crash, a transaction's changes are all applied or none.
@@ -42,16 +54,16 @@ pub trait Store: Send {
     /// # Errors
     /// [`StateError::Backend`] when the backend cannot be read.
     fn committed_txid(&self) -> Result<Option<u64>, StateError>;
-    /// The prepared change set and its txid, if any.
+    /// The prepared transaction, if any.
     ///
     /// # Errors
     /// [`StateError::Backend`] when the backend cannot be read.
-    fn prepared(&self) -> Result<Option<(u64, Changes)>, StateError>;
-    /// Keeps `changes` as transaction `txid`'s prepared set (replacing any).
+    fn prepared(&self) -> Result<Option<Prepared>, StateError>;
+    /// Keeps `prepared` durably (replacing any earlier one).
     ///
     /// # Errors
     /// [`StateError::Backend`] when the write fails.
-    fn prepare(&mut self, txid: u64, changes: &Changes) -> Result<(), StateError>;
+    fn prepare(&mut self, prepared: &Prepared) -> Result<(), StateError>;
     /// Applies the prepared set of `txid` and records `txid` committed, in
     /// one atomic write; a commit of a txid already committed does nothing.
     ///
@@ -126,7 +138,7 @@ pub fn provider_for(config: &Config) -> Result<Box<dyn StateProvider>, StateErro
 struct MemoryData {
     committed: BTreeMap<Vec<u8>, Vec<u8>>,
     txid: Option<u64>,
-    prepared: Option<(u64, Changes)>,
+    prepared: Option<Prepared>,
 }
 
 type MemoryCell = Arc<Mutex<MemoryData>>;
@@ -202,24 +214,23 @@ impl Store for MemoryStore {
         Ok(lock(&self.0).txid)
     }
 
-    fn prepared(&self) -> Result<Option<(u64, Changes)>, StateError> {
+    fn prepared(&self) -> Result<Option<Prepared>, StateError> {
         Ok(lock(&self.0).prepared.clone())
     }
 
-    fn prepare(&mut self, txid: u64, changes: &Changes) -> Result<(), StateError> {
-        lock(&self.0).prepared = Some((txid, changes.clone()));
+    fn prepare(&mut self, prepared: &Prepared) -> Result<(), StateError> {
+        lock(&self.0).prepared = Some(prepared.clone());
         Ok(())
     }
 
     fn commit(&mut self, txid: u64) -> Result<(), StateError> {
         let mut data = lock(&self.0);
-        if let Some((id, changes)) = data.prepared.take() {
-            if id == txid {
-                apply(&mut data.committed, changes);
+        match data.prepared.take() {
+            Some(p) if p.txid == txid => {
+                apply(&mut data.committed, p.changes);
                 data.txid = Some(txid);
-            } else {
-                data.prepared = Some((id, changes));
             }
+            other => data.prepared = other,
         }
         Ok(())
     }
@@ -372,19 +383,22 @@ impl Store for RedbStore {
             .transpose()
     }
 
-    fn prepared(&self) -> Result<Option<(u64, Changes)>, StateError> {
+    fn prepared(&self) -> Result<Option<Prepared>, StateError> {
         self.meta(PREPARED)?
             .map(|b| rmp_serde::from_slice(&b).map_err(|e| self.err(e)))
             .transpose()
     }
 
-    fn prepare(&mut self, txid: u64, changes: &Changes) -> Result<(), StateError> {
-        let bytes = rmp_serde::to_vec(&(txid, changes)).map_err(|e| self.err(e))?;
+    fn prepare(&mut self, prepared: &Prepared) -> Result<(), StateError> {
+        let bytes = rmp_serde::to_vec(prepared).map_err(|e| self.err(e))?;
         self.set_meta(PREPARED, Some(&bytes))
     }
 
     fn commit(&mut self, txid: u64) -> Result<(), StateError> {
-        let Some((id, changes)) = self.prepared()? else {
+        let Some(Prepared {
+            txid: id, changes, ..
+        }) = self.prepared()?
+        else {
             return Ok(());
         };
         if id != txid {
@@ -421,7 +435,7 @@ impl Store for RedbStore {
 pub struct TxStore {
     store: Box<dyn Store>,
     pending: Changes,
-    prepared: Option<(u64, Changes)>,
+    prepared: Option<Prepared>,
     /// The first read error since the last checkpoint: fails the next
     /// PREPARE, so a state that could not be read is never committed.
     error: Option<StateError>,
@@ -450,7 +464,7 @@ impl TxStore {
         if let Some(v) = self.pending.get(key) {
             return v.clone();
         }
-        if let Some(v) = self.prepared.as_ref().and_then(|(_, c)| c.get(key)) {
+        if let Some(v) = self.prepared.as_ref().and_then(|p| p.changes.get(key)) {
             return v.clone();
         }
         match self.store.get(key) {
@@ -483,27 +497,39 @@ impl TxStore {
     /// [`StateError::Backend`] when the store cannot be read.
     pub fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
         let mut map: BTreeMap<Vec<u8>, Vec<u8>> = self.store.entries()?.into_iter().collect();
-        if let Some((_, c)) = &self.prepared {
-            apply(&mut map, c.clone());
+        if let Some(p) = &self.prepared {
+            apply(&mut map, p.changes.clone());
         }
         apply(&mut map, self.pending.clone());
         Ok(map.into_iter().collect())
     }
 
-    /// PREPARE `txid`: the writes so far become the prepared set.
+    /// PREPARE `txid`: the writes so far become the prepared set, kept
+    /// durably with `acks`, what its COMMIT is to ack.
     ///
     /// # Errors
     /// A read error since the last checkpoint, or the store's write error;
     /// the checkpoint then fails and rolls back.
-    pub fn prepare(&mut self, txid: u64) -> Result<(), StateError> {
+    pub fn prepare(&mut self, txid: u64, acks: Vec<u8>) -> Result<(), StateError> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
-        let mut changes = self.prepared.take().map(|(_, c)| c).unwrap_or_default();
+        let mut changes = self.prepared.take().map(|p| p.changes).unwrap_or_default();
         changes.append(&mut self.pending);
-        let result = self.store.prepare(txid, &changes);
-        self.prepared = Some((txid, changes));
+        let prepared = Prepared {
+            txid,
+            changes,
+            acks,
+        };
+        let result = self.store.prepare(&prepared);
+        self.prepared = Some(prepared);
         result
+    }
+
+    /// The prepared transaction's id and acks, if any (after a restart,
+    /// what a repeated COMMIT is to ack).
+    pub fn prepared_acks(&self) -> Option<(u64, &[u8])> {
+        self.prepared.as_ref().map(|p| (p.txid, p.acks.as_slice()))
     }
 
     /// COMMIT `txid`: applies its prepared set (nothing when it is not the
@@ -513,7 +539,7 @@ impl TxStore {
     /// The store's write error.
     pub fn commit(&mut self, txid: u64) -> Result<(), StateError> {
         self.store.commit(txid)?;
-        if self.prepared.as_ref().is_some_and(|(id, _)| *id == txid) {
+        if self.prepared.as_ref().is_some_and(|p| p.txid == txid) {
             self.prepared = None;
         }
         Ok(())

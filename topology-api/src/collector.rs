@@ -32,6 +32,13 @@ pub trait BoltOutput {
     /// The tasks the most recent emit was sent to (empty when it was
     /// dropped or had no subscriber).
     fn last_targets(&self) -> &[TaskId];
+    /// Stops tracking the tuples anchored to `tuple` so far and returns
+    /// the ids its ack would send: acking or failing any tuple carrying
+    /// this id later (even in another process) acks or fails `tuple`.
+    /// By default the tuple's own id.
+    fn take_ack_id(&mut self, tuple: &Tuple) -> crate::MessageId {
+        tuple.message_id().clone()
+    }
 }
 
 /// What the runtime does for a spout's collector.
@@ -173,6 +180,15 @@ impl<'a> OutputCollector<'a> {
     /// work that legitimately takes long.
     pub fn reset_timeout(&mut self, tuple: &Tuple) {
         self.sink.reset_timeout(tuple)
+    }
+
+    /// For acks deferred past this call (a stateful bolt's, held until a
+    /// checkpoint commits, possibly by a restarted process): the id that
+    /// acks `tuple` with everything emitted anchored to it so far. Ack a
+    /// tuple carrying it (see [`Tuple::with_message_id`]) instead of
+    /// `tuple`; emit nothing more anchored to `tuple`.
+    pub fn take_ack_id(&mut self, tuple: &Tuple) -> crate::MessageId {
+        self.sink.take_ack_id(tuple)
     }
 
     /// Records an error; it shows in the task's metrics (last errors).

@@ -152,6 +152,13 @@ impl Tuple {
         }
     }
 
+    /// A tuple that stands for another in acking: no values, identity
+    /// `message_id` (from [`OutputCollector::take_ack_id`](crate::OutputCollector::take_ack_id)),
+    /// stream `meta`.
+    pub fn with_message_id(meta: Arc<StreamMeta>, message_id: MessageId) -> Self {
+        Self::new(meta, TaskId(0), Values::new(), message_id, None)
+    }
+
     /// All values, in field order.
     pub fn values(&self) -> &Values {
         &self.values

@@ -102,6 +102,15 @@ impl BoltOutput for Emitter<'_> {
         }
     }
 
+    fn take_ack_id(&mut self, tuple: &Tuple) -> MessageId {
+        let ids = tuple.message_id().anchors();
+        let Some(&(_, first)) = ids.first() else {
+            return MessageId::untracked();
+        };
+        let val = self.task.ack_vals.take(first);
+        MessageId(ids.iter().map(|&(root, edge)| (root, edge ^ val)).collect())
+    }
+
     fn fail(&mut self, tuple: &Tuple) {
         self.task.stats.failed_explicit += 1;
         let ids = tuple.message_id().anchors();

@@ -3,9 +3,12 @@
 //! Storm's `CheckpointTupleForwarder`).
 
 use super::{Action, CHECKPOINT_FIELDS};
+use super::epoch::{Epoch, WatchingOutput};
 use squall_topology_api::{
-    Bolt, OutputCollector, OutputFieldsDeclarer, TopologyContext, Tuple, Values, CHECKPOINT_STREAM,
+    Bolt, OutputCollector, OutputFieldsDeclarer, TaskId, TopologyContext, Tuple, Values,
+    CHECKPOINT_STREAM,
 };
+use std::collections::BTreeSet;
 
 /// One checkpoint tuple's content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,13 +41,17 @@ impl CheckpointTuple {
 }
 
 /// Waits for a checkpoint step from every input task before acting on it
-/// (Storm's `shouldProcessTransaction`). Counts only the step being
-/// gathered: a different step or attempt starts the count again, so
+/// (Storm's `shouldProcessTransaction`), and tells which input tasks
+/// already sent it: their later tuples belong after the step and wait
+/// (barrier alignment, as Flink's aligned checkpoints; Storm lets them
+/// through, which splits a tuple tree across checkpoints). Counts only the
+/// step being gathered: a different step or attempt starts again, so
 /// stragglers of a timed-out attempt never complete a new one early.
 #[derive(Debug, Clone)]
 pub struct CheckpointBarrier {
     inputs: usize,
-    gathering: Option<(CheckpointTuple, usize)>,
+    gathering: Option<CheckpointTuple>,
+    arrived: BTreeSet<TaskId>,
 }
 
 impl CheckpointBarrier {
@@ -53,6 +60,7 @@ impl CheckpointBarrier {
         Self {
             inputs: inputs.max(1),
             gathering: None,
+            arrived: BTreeSet::new(),
         }
     }
 
@@ -73,32 +81,44 @@ impl CheckpointBarrier {
         Self::new(inputs)
     }
 
-    /// Notes `c` from one input task; `true` when it came from every one.
-    pub fn arrive(&mut self, c: CheckpointTuple) -> bool {
-        let count = match &mut self.gathering {
-            Some((g, n)) if *g == c => {
-                *n += 1;
-                *n
-            }
-            _ => {
-                self.gathering = Some((c, 1));
-                1
-            }
-        };
-        if count >= self.inputs {
+    /// Whether a step other than `c` is being gathered (it is then
+    /// abandoned by [`arrive`](Self::arrive)).
+    pub fn gathering_other(&self, c: CheckpointTuple) -> bool {
+        self.gathering.is_some_and(|g| g != c)
+    }
+
+    /// Notes `c` from input task `from`; `true` when it came from every one
+    /// (the step is then done gathering).
+    pub fn arrive(&mut self, c: CheckpointTuple, from: TaskId) -> bool {
+        if self.gathering != Some(c) {
+            self.gathering = Some(c);
+            self.arrived.clear();
+        }
+        self.arrived.insert(from);
+        if self.arrived.len() >= self.inputs {
             self.gathering = None;
+            self.arrived.clear();
             return true;
         }
         false
+    }
+
+    /// Whether tuples from `task` must wait: it sent the step being
+    /// gathered.
+    pub fn holds_back(&self, task: TaskId) -> bool {
+        !self.arrived.is_empty() && self.arrived.contains(&task)
     }
 }
 
 /// Runs a bolt that keeps no state in a topology with stateful bolts:
 /// passes each checkpoint step on to its subscribers once every input task
-/// sent it, behind the data tuples that came before it.
+/// sent it, behind the data tuples that came before it. A tuple the bolt
+/// failed since the last PREPARE fails the next one instead (its tree's
+/// other branches may be in stateful bolts' uncommitted state), so the
+/// checkpoint rolls back.
 pub struct CheckpointForwarder {
     inner: Box<dyn Bolt>,
-    barrier: CheckpointBarrier,
+    epoch: Epoch,
 }
 
 impl CheckpointForwarder {
@@ -106,32 +126,47 @@ impl CheckpointForwarder {
     pub fn new(inner: Box<dyn Bolt>) -> Self {
         Self {
             inner,
-            barrier: CheckpointBarrier::new(1),
+            epoch: Epoch::new(),
         }
+    }
+
+    fn data(&mut self, tuple: &Tuple, out: &mut OutputCollector<'_>) {
+        let mut watching = WatchingOutput {
+            out,
+            failed: &mut self.epoch.failed,
+        };
+        self.inner
+            .execute(tuple, &mut OutputCollector::new(&mut watching));
     }
 }
 
 impl Bolt for CheckpointForwarder {
     fn prepare(&mut self, context: &TopologyContext) {
-        self.barrier = CheckpointBarrier::of(context);
+        self.epoch.prepare(context);
         self.inner.prepare(context)
     }
 
     fn execute(&mut self, tuple: &Tuple, out: &mut OutputCollector<'_>) {
-        match CheckpointTuple::read(tuple) {
-            Some(c) => {
-                if self.barrier.arrive(c) {
-                    out.emit_anchored_stream(CHECKPOINT_STREAM, tuple, c.values());
-                }
+        let Some(c) = CheckpointTuple::read(tuple) else {
+            if tuple.source_stream().as_str() == CHECKPOINT_STREAM {
                 out.ack(tuple);
+            } else if !self.epoch.hold_back(tuple) {
+                self.data(tuple, out);
             }
-            None if tuple.source_stream().as_str() == CHECKPOINT_STREAM => out.ack(tuple),
-            None => self.inner.execute(tuple, out),
+            return;
+        };
+        let (_, released) = self.epoch.on_checkpoint(c, tuple, out, |_| Ok(()));
+        for t in released {
+            self.data(&t, out);
         }
     }
 
     fn wake(&mut self, out: &mut OutputCollector<'_>) {
-        self.inner.wake(out)
+        let mut watching = WatchingOutput {
+            out,
+            failed: &mut self.epoch.failed,
+        };
+        self.inner.wake(&mut OutputCollector::new(&mut watching))
     }
 
     fn cleanup(&mut self) {
@@ -156,27 +191,44 @@ mod tests {
         }
     }
 
+    const A: TaskId = TaskId(1);
+    const B: TaskId = TaskId(2);
+    const C: TaskId = TaskId(3);
+
     #[test]
     fn a_step_passes_once_every_input_sent_it() {
         let mut b = CheckpointBarrier::new(3);
-        assert!(!b.arrive(c(1, Action::Prepare, 1)));
-        assert!(!b.arrive(c(1, Action::Prepare, 1)));
-        assert!(b.arrive(c(1, Action::Prepare, 1)));
-        assert!(!b.arrive(c(1, Action::Commit, 2)));
+        assert!(!b.arrive(c(1, Action::Prepare, 1), A));
+        assert!(!b.arrive(c(1, Action::Prepare, 1), B));
+        assert!(b.arrive(c(1, Action::Prepare, 1), C));
+        assert!(!b.arrive(c(1, Action::Commit, 2), A));
+    }
+
+    #[test]
+    fn inputs_that_sent_the_step_are_held_back_until_it_passes() {
+        let mut b = CheckpointBarrier::new(2);
+        assert!(!b.holds_back(A));
+        assert!(!b.arrive(c(1, Action::Prepare, 1), A));
+        assert!(b.holds_back(A));
+        assert!(!b.holds_back(B));
+        assert!(b.arrive(c(1, Action::Prepare, 1), B));
+        assert!(!b.holds_back(A) && !b.holds_back(B));
     }
 
     #[test]
     fn stragglers_of_an_old_attempt_do_not_complete_a_new_one() {
         let mut b = CheckpointBarrier::new(2);
-        assert!(!b.arrive(c(4, Action::Commit, 10)));
+        assert!(!b.arrive(c(4, Action::Commit, 10), A));
         // The attempt timed out; the step is sent again.
-        assert!(!b.arrive(c(4, Action::Commit, 11)));
-        assert!(b.arrive(c(4, Action::Commit, 11)));
+        assert!(b.gathering_other(c(4, Action::Commit, 11)));
+        assert!(!b.arrive(c(4, Action::Commit, 11), B));
+        assert!(!b.holds_back(A), "the old attempt no longer holds A back");
+        assert!(b.arrive(c(4, Action::Commit, 11), A));
     }
 
     #[test]
     fn one_input_passes_at_once() {
         let mut b = CheckpointBarrier::new(1);
-        assert!(b.arrive(c(1, Action::InitState, 1)));
+        assert!(b.arrive(c(1, Action::InitState, 1), A));
     }
 }

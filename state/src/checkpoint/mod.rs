@@ -7,6 +7,7 @@
 //! task (barrier alignment).
 
 mod barrier;
+pub(crate) mod epoch;
 mod spout;
 
 pub use barrier::{CheckpointBarrier, CheckpointForwarder, CheckpointTuple};

@@ -22,7 +22,7 @@ fn writes_are_committed_only_by_their_checkpoint() {
         let mut s = TxStore::new(p.open("commit-test", "t-1").unwrap()).unwrap();
         s.put(kv("a"), kv("1"));
         assert_eq!(s.get(b"a"), Some(kv("1")), "reads see own writes");
-        s.prepare(1).unwrap();
+        s.prepare(1, Vec::new()).unwrap();
         s.put(kv("b"), kv("2"));
         s.commit(1).unwrap();
         assert_eq!(s.entries().unwrap().len(), 2);
@@ -40,12 +40,12 @@ fn rollback_returns_to_the_last_commit() {
     for p in providers {
         let mut s = TxStore::new(p.open("rollback-test", "t-1").unwrap()).unwrap();
         s.put(kv("a"), kv("1"));
-        s.prepare(1).unwrap();
+        s.prepare(1, Vec::new()).unwrap();
         s.commit(1).unwrap();
         s.put(kv("a"), kv("2"));
         s.delete(kv("a"));
         s.put(kv("c"), kv("3"));
-        s.prepare(2).unwrap();
+        s.prepare(2, Vec::new()).unwrap();
         s.rollback().unwrap();
         assert_eq!(s.get(b"a"), Some(kv("1")));
         assert_eq!(s.get(b"c"), None);
@@ -60,18 +60,19 @@ fn a_prepared_set_survives_a_restart_and_commits_once() {
         {
             let mut s = TxStore::new(p.open("restart-test", "t-2").unwrap()).unwrap();
             s.put(kv("k"), kv("v"));
-            s.prepare(7).unwrap();
+            s.prepare(7, b"acks".to_vec()).unwrap();
             // The task dies here; COMMIT 7 comes to its successor.
         }
         let mut s = TxStore::new(p.open("restart-test", "t-2").unwrap()).unwrap();
         assert_eq!(s.get(b"k"), Some(kv("v")), "prepared reads through");
+        assert_eq!(s.prepared_acks(), Some((7, &b"acks"[..])));
         s.commit(7).unwrap();
         s.commit(7).unwrap();
         assert_eq!(s.committed_txid().unwrap(), Some(7));
         assert_eq!(s.entries().unwrap(), vec![(kv("k"), kv("v"))]);
         // A COMMIT of a txid that is not the prepared one changes nothing.
         s.put(kv("k"), kv("w"));
-        s.prepare(8).unwrap();
+        s.prepare(8, Vec::new()).unwrap();
         s.commit(9).unwrap();
         assert_eq!(s.committed_txid().unwrap(), Some(7));
         s.rollback().unwrap();
@@ -85,9 +86,9 @@ fn a_read_error_fails_the_next_prepare() {
     let p = &providers[0];
     let mut s = TxStore::new(p.open("error-test", "t-1").unwrap()).unwrap();
     s.note_error(StateError::Backend("disk gone".into()));
-    let e = s.prepare(1).unwrap_err();
+    let e = s.prepare(1, Vec::new()).unwrap_err();
     assert!(e.to_string().contains("disk gone"), "{e}");
-    s.prepare(1).unwrap();
+    s.prepare(1, Vec::new()).unwrap();
 }
 
 #[test]

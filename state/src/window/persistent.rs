@@ -4,8 +4,9 @@
 
 use super::bolt::{Arrival, Held, Timekeeper, TupleWindow, WindowCollector, WindowedBolt};
 use super::{WindowConfig, WindowManager};
-use crate::checkpoint::{Action, CheckpointBarrier, CheckpointTuple, CHECKPOINT_FIELDS};
-use crate::stateful::{open_store, Checkpointing};
+use crate::checkpoint::epoch::{Epoch, WatchingOutput};
+use crate::checkpoint::{Action, CheckpointTuple, CHECKPOINT_FIELDS};
+use crate::stateful::open_store;
 use crate::store::TxStore;
 use squall_topology_api::{
     Bolt, ComponentId, MessageId, OutputCollector, OutputFieldsDeclarer, StreamId, StreamMeta,
@@ -32,7 +33,7 @@ pub struct PersistentWindowedBoltExecutor<B> {
     store: Option<TxStore>,
     initialized: bool,
     queued: Vec<Tuple>,
-    checkpoints: Checkpointing,
+    epoch: Epoch,
     /// Why the state could not be opened, reported with each refusal.
     open_error: String,
     next_key: u64,
@@ -54,7 +55,7 @@ impl<B: WindowedBolt> PersistentWindowedBoltExecutor<B> {
             store: None,
             initialized: false,
             queued: Vec::new(),
-            checkpoints: Checkpointing::new(),
+            epoch: Epoch::new(),
             open_error: String::new(),
             next_key: 0,
             metas: HashMap::new(),
@@ -94,12 +95,18 @@ impl<B: WindowedBolt> PersistentWindowedBoltExecutor<B> {
             bolt,
             manager,
             store,
+            epoch,
             ..
         } = self;
         manager.advance(to, |fired| {
             if !fired.events.is_empty() {
                 let window = TupleWindow::of(&fired);
-                bolt.execute(&window, &mut WindowCollector::new(out, &[]));
+                let mut watching = WatchingOutput {
+                    out,
+                    failed: &mut epoch.failed,
+                };
+                let mut out = OutputCollector::new(&mut watching);
+                bolt.execute(&window, &mut WindowCollector::new(&mut out, &[]));
             }
             if let Some(store) = store.as_mut() {
                 for h in &fired.expired {
@@ -108,6 +115,14 @@ impl<B: WindowedBolt> PersistentWindowedBoltExecutor<B> {
             }
         });
         self.time.set_size(self.manager.len());
+    }
+
+    fn input(&mut self, tuple: &Tuple, out: &mut OutputCollector<'_>) {
+        if self.initialized {
+            self.add(tuple, out);
+        } else {
+            self.queued.push(tuple.clone());
+        }
     }
 
     fn add(&mut self, tuple: &Tuple, out: &mut OutputCollector<'_>) {
@@ -140,7 +155,8 @@ impl<B: WindowedBolt> PersistentWindowedBoltExecutor<B> {
                     key,
                 };
                 self.manager.add(ts, held);
-                self.checkpoints.held.push(tuple.clone());
+                let id = out.take_ack_id(tuple);
+                self.epoch.held.push(id);
                 if let Some(to) = self.time.due(ts, true) {
                     self.advance(to, out);
                 }
@@ -154,7 +170,7 @@ impl<B: WindowedBolt> PersistentWindowedBoltExecutor<B> {
         }
     }
 
-    fn step(&mut self, c: CheckpointTuple) -> Result<(), String> {
+    fn step(&mut self, c: CheckpointTuple, acks: Vec<u8>) -> Result<(), String> {
         let Some(store) = &mut self.store else {
             return Err(format!("state store is not open: {}", self.open_error));
         };
@@ -162,7 +178,7 @@ impl<B: WindowedBolt> PersistentWindowedBoltExecutor<B> {
             Action::Prepare if !self.initialized => {
                 Err("PREPARE before INITSTATE: window not restored".into())
             }
-            Action::Prepare => store.prepare(c.txid).map_err(|e| e.to_string()),
+            Action::Prepare => store.prepare(c.txid, acks).map_err(|e| e.to_string()),
             Action::Commit => store.commit(c.txid).map_err(|e| e.to_string()),
             Action::Rollback => {
                 store.rollback().map_err(|e| e.to_string())?;
@@ -184,7 +200,7 @@ impl<B: WindowedBolt> PersistentWindowedBoltExecutor<B> {
 impl<B: WindowedBolt> Bolt for PersistentWindowedBoltExecutor<B> {
     fn prepare(&mut self, context: &TopologyContext) {
         self.time.prepare(context);
-        self.checkpoints.barrier = CheckpointBarrier::of(context);
+        self.epoch.prepare(context);
         let me = context.spec().components.get(context.this_component_id());
         for input in me.map(|c| c.inputs.as_slice()).unwrap_or_default() {
             let source = context.spec().components.get(&input.component);
@@ -202,7 +218,12 @@ impl<B: WindowedBolt> Bolt for PersistentWindowedBoltExecutor<B> {
             );
         }
         match open_store(context) {
-            Ok(store) => self.store = Some(store),
+            Ok(store) => {
+                if let Some((txid, acks)) = store.prepared_acks() {
+                    self.epoch.restore(txid, acks);
+                }
+                self.store = Some(store)
+            }
             Err(e) => {
                 self.open_error = e.to_string();
                 tracing::error!(
@@ -226,26 +247,22 @@ impl<B: WindowedBolt> Bolt for PersistentWindowedBoltExecutor<B> {
         let Some(c) = CheckpointTuple::read(tuple) else {
             if tuple.source_stream().as_str() == CHECKPOINT_STREAM {
                 out.ack(tuple);
-            } else if self.initialized {
-                self.add(tuple, out);
-            } else {
-                self.queued.push(tuple.clone());
+            } else if !self.epoch.hold_back(tuple) {
+                self.input(tuple, out);
             }
             return;
         };
-        if !self.checkpoints.admit(c, tuple, out) {
-            return;
-        }
-        if let Err(e) = self.step(c) {
-            let why = format!("checkpoint {} of txid {} failed: {e}", c.action, c.txid);
-            Checkpointing::refuse(tuple, out, &why);
-            return;
-        }
-        self.checkpoints.finish(c, tuple, out);
-        if c.action == Action::InitState {
+        // The step needs the whole executor: take the epoch out meanwhile.
+        let mut epoch = std::mem::replace(&mut self.epoch, Epoch::new());
+        let (ran, released) = epoch.on_checkpoint(c, tuple, out, |acks| self.step(c, acks));
+        self.epoch = epoch;
+        if ran && c.action == Action::InitState {
             for t in std::mem::take(&mut self.queued) {
-                self.add(&t, out);
+                self.input(&t, out);
             }
+        }
+        for t in released {
+            self.input(&t, out);
         }
     }
 

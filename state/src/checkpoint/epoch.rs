@@ -1,0 +1,241 @@
+//! [`Epoch`]: what a bolt in a checkpointed topology tracks between
+//! checkpoint steps — alignment, held acks, failures — and how it acts on
+//! a step (Storm's `BaseStatefulBoltExecutor` and `StatefulBoltExecutor`
+//! bookkeeping).
+
+use super::{Action, CheckpointBarrier, CheckpointTuple};
+use squall_topology_api::{
+    Anchors, BoltOutput, ComponentId, Fields, MessageId, MetricUpdate, OutputCollector,
+    StreamMeta, TaskId, TopologyContext, Tuple, Values, CHECKPOINT_STREAM,
+};
+use std::sync::Arc;
+
+/// A [`BoltOutput`] that notes the bolt's fails: a checkpoint holding part
+/// of a failed tuple's tree must not commit.
+pub(crate) struct WatchingOutput<'c, 'a> {
+    pub(crate) out: &'c mut OutputCollector<'a>,
+    pub(crate) failed: &'c mut bool,
+}
+
+/// A [`BoltOutput`] that also keeps acks instead of sending them: what a
+/// stateful bolt acks waits for its checkpoint to commit.
+pub(crate) struct HoldingOutput<'c, 'a> {
+    pub(crate) out: &'c mut OutputCollector<'a>,
+    pub(crate) failed: &'c mut bool,
+    pub(crate) held: &'c mut Vec<MessageId>,
+}
+
+macro_rules! forward_output {
+    ($t:ident, $ack:expr) => {
+        impl BoltOutput for $t<'_, '_> {
+            fn emit(
+                &mut self,
+                stream: &str,
+                anchors: &[&Tuple],
+                values: Values,
+                direct_task: Option<TaskId>,
+            ) {
+                match direct_task {
+                    Some(task) => self
+                        .out
+                        .emit_direct(task, stream, Anchors::Many(anchors), values),
+                    None => self
+                        .out
+                        .emit_anchored_stream(stream, Anchors::Many(anchors), values),
+                }
+            }
+
+            fn ack(&mut self, tuple: &Tuple) {
+                #[allow(clippy::redundant_closure_call)]
+                ($ack)(self, tuple)
+            }
+
+            fn fail(&mut self, tuple: &Tuple) {
+                *self.failed = true;
+                self.out.fail(tuple)
+            }
+
+            fn reset_timeout(&mut self, tuple: &Tuple) {
+                self.out.reset_timeout(tuple)
+            }
+
+            fn report_error(&mut self, error: &str) {
+                self.out.report_error(&error)
+            }
+
+            fn update_metric(&mut self, name: &str, update: MetricUpdate) {
+                match update {
+                    MetricUpdate::Add(by) => self.out.incr_metric(name, by),
+                    MetricUpdate::Set(v) => self.out.set_metric(name, v),
+                }
+            }
+
+            fn last_targets(&self) -> &[TaskId] {
+                self.out.last_targets()
+            }
+
+            fn take_ack_id(&mut self, tuple: &Tuple) -> MessageId {
+                self.out.take_ack_id(tuple)
+            }
+        }
+    };
+}
+
+forward_output!(WatchingOutput, |s: &mut WatchingOutput<'_, '_>, t: &Tuple| s
+    .out
+    .ack(t));
+forward_output!(HoldingOutput, |s: &mut HoldingOutput<'_, '_>, t: &Tuple| {
+    let id = s.out.take_ack_id(t);
+    s.held.push(id)
+});
+
+/// Alignment, held acks and failures between checkpoint steps.
+pub(crate) struct Epoch {
+    barrier: CheckpointBarrier,
+    /// Data held back by alignment, in arrival order.
+    waiting: Vec<Tuple>,
+    /// The ids of tuples acked since the last PREPARE.
+    pub(crate) held: Vec<MessageId>,
+    /// Acked before the last PREPARE: acked for real at its COMMIT.
+    prepared: Vec<MessageId>,
+    /// Acks of a prepared txid kept by an earlier run of this task.
+    restored: Option<(u64, Vec<MessageId>)>,
+    last_txid: Option<u64>,
+    /// The bolt failed a tuple since the last PREPARE.
+    pub(crate) failed: bool,
+    ack_meta: Arc<StreamMeta>,
+}
+
+impl Epoch {
+    pub(crate) fn new() -> Self {
+        Self {
+            barrier: CheckpointBarrier::new(1),
+            waiting: Vec::new(),
+            held: Vec::new(),
+            prepared: Vec::new(),
+            restored: None,
+            last_txid: None,
+            failed: false,
+            ack_meta: Arc::new(StreamMeta {
+                component: ComponentId::from(""),
+                stream: CHECKPOINT_STREAM.into(),
+                fields: Fields::from(Vec::<String>::new()),
+            }),
+        }
+    }
+
+    pub(crate) fn prepare(&mut self, context: &TopologyContext) {
+        self.barrier = CheckpointBarrier::of(context);
+        self.ack_meta = Arc::new(StreamMeta {
+            component: context.this_component_id().clone(),
+            stream: CHECKPOINT_STREAM.into(),
+            fields: Fields::from(Vec::<String>::new()),
+        });
+    }
+
+    /// Takes the acks a previous run of this task prepared (`acks` of
+    /// `txid`), to send if that txid commits.
+    pub(crate) fn restore(&mut self, txid: u64, acks: &[u8]) {
+        if let Ok(ids) = rmp_serde::from_slice::<Vec<MessageId>>(acks) {
+            self.restored = Some((txid, ids));
+        }
+    }
+
+    /// Holds `tuple` back when its task already sent the step being
+    /// gathered; `true` when held.
+    pub(crate) fn hold_back(&mut self, tuple: &Tuple) -> bool {
+        if self.barrier.holds_back(tuple.source_task()) {
+            self.waiting.push(tuple.clone());
+            return true;
+        }
+        false
+    }
+
+    fn ack_tuple(&self, id: MessageId) -> Tuple {
+        Tuple::with_message_id(self.ack_meta.clone(), id)
+    }
+
+    /// Handles checkpoint tuple `c`. Once every input sent it, runs
+    /// `step` (given the held acks to keep with a PREPARE), moves held
+    /// acks along, passes the step on and acks `tuple`; a failed step or a
+    /// PREPARE after a failed tuple fails `tuple` instead, so the
+    /// checkpoint rolls back. Returns whether the step ran, and the data
+    /// tuples to execute now (held back until the step passed).
+    pub(crate) fn on_checkpoint(
+        &mut self,
+        c: CheckpointTuple,
+        tuple: &Tuple,
+        out: &mut OutputCollector<'_>,
+        step: impl FnOnce(Vec<u8>) -> Result<(), String>,
+    ) -> (bool, Vec<Tuple>) {
+        let mut released = Vec::new();
+        if self.barrier.gathering_other(c) {
+            // An abandoned attempt: what it held back goes first.
+            released.append(&mut self.waiting);
+        }
+        if !self.barrier.arrive(c, tuple.source_task()) {
+            out.ack(tuple);
+            return (false, released);
+        }
+        released.append(&mut self.waiting);
+        if self.last_txid.is_some_and(|t| c.txid < t) {
+            out.ack(tuple);
+            return (false, released);
+        }
+        if c.action == Action::Prepare && std::mem::take(&mut self.failed) {
+            refuse(tuple, out, "a tuple failed since the last checkpoint");
+            return (false, released);
+        }
+        let acks = match c.action {
+            Action::Prepare => {
+                let all: Vec<&MessageId> = self.prepared.iter().chain(&self.held).collect();
+                rmp_serde::to_vec(&all).unwrap_or_default()
+            }
+            _ => Vec::new(),
+        };
+        if let Err(e) = step(acks) {
+            let why = format!("checkpoint {} of txid {} failed: {e}", c.action, c.txid);
+            refuse(tuple, out, &why);
+            return (false, released);
+        }
+        self.finish(c, out);
+        out.emit_anchored_stream(CHECKPOINT_STREAM, tuple, c.values());
+        out.ack(tuple);
+        (true, released)
+    }
+
+    fn finish(&mut self, c: CheckpointTuple, out: &mut OutputCollector<'_>) {
+        match c.action {
+            Action::Prepare => self.prepared.append(&mut self.held),
+            Action::Commit => {
+                for id in std::mem::take(&mut self.prepared) {
+                    out.ack(&self.ack_tuple(id));
+                }
+                if let Some((txid, ids)) = self.restored.take() {
+                    if txid == c.txid {
+                        ids.into_iter().for_each(|id| out.ack(&self.ack_tuple(id)));
+                    }
+                }
+            }
+            Action::Rollback => {
+                let ids = std::mem::take(&mut self.prepared);
+                for id in ids.into_iter().chain(std::mem::take(&mut self.held)) {
+                    out.fail(&self.ack_tuple(id));
+                }
+                self.restored = None;
+                self.failed = false;
+            }
+            Action::InitState => {}
+        }
+        self.last_txid = Some(match c.action {
+            Action::Rollback => c.txid.saturating_sub(1),
+            _ => c.txid,
+        });
+    }
+}
+
+/// Fails a checkpoint tuple, reporting why.
+fn refuse(tuple: &Tuple, out: &mut OutputCollector<'_>, why: &str) {
+    out.report_error(&why);
+    out.fail(tuple);
+}
