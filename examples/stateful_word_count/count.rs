@@ -178,7 +178,11 @@ pub struct WordCountBolt {
     fail_rate: f64,
     failures_left: u64,
     rng: rand::rngs::SmallRng,
+    rollbacks: Option<Counter>,
 }
+
+/// The user counter of rollbacks a count task went through.
+pub const ROLLBACKS: &str = "rollbacks";
 
 impl WordCountBolt {
     /// A bolt failing `fail_rate` of its input, at most `max_failures`
@@ -188,12 +192,23 @@ impl WordCountBolt {
             fail_rate,
             failures_left: max_failures,
             rng: rand::SeedableRng::from_os_rng(),
+            rollbacks: None,
         }
     }
 }
 
 impl StatefulBolt for WordCountBolt {
     type State = KeyValueState<String, i64>;
+
+    fn prepare(&mut self, context: &TopologyContext) {
+        self.rollbacks = Some(context.register_counter(ROLLBACKS));
+    }
+
+    fn pre_rollback(&mut self, _state: &mut Self::State) {
+        if let Some(c) = &self.rollbacks {
+            c.inc();
+        }
+    }
 
     fn execute(&mut self, t: &Tuple, counts: &mut Self::State, out: &mut OutputCollector<'_>) {
         if self.failures_left > 0 && self.fail_rate > 0.0 && self.rng.random_bool(self.fail_rate) {

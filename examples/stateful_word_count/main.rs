@@ -128,7 +128,12 @@ fn main() -> Result<()> {
         std::thread::sleep(Duration::from_millis(10));
     }
     let elapsed = started.elapsed();
-    cluster.kill_topology(&args.name)?;
+    let metrics = cluster.kill_topology(&args.name)?;
+    let rollbacks: f64 = metrics
+        .tasks
+        .values()
+        .filter_map(|t| t.user.get(count::ROLLBACKS))
+        .sum();
     let counts = if config.state_provider == "redb" {
         let dir = config
             .state_provider_config
@@ -140,7 +145,7 @@ fn main() -> Result<()> {
     };
     let words: i64 = counts.values().sum();
     println!(
-        "{total} lines, {words} words in {:.2} s ({:.0} words/s), {} replayed lines",
+        "{total} lines, {words} words in {:.2} s ({:.0} words/s), {} replayed lines, {rollbacks} rollbacks",
         elapsed.as_secs_f64(),
         words as f64 / elapsed.as_secs_f64(),
         progress.replayed()

@@ -35,7 +35,7 @@ pub trait StatefulBolt: Send {
     /// Called before `txid` commits (Storm's `preCommit`).
     fn pre_commit(&mut self, _txid: u64, _state: &mut Self::State) {}
     /// Called before the state rolls back to the last commit (Storm's
-    /// `preRollback`).
+    /// `preRollback`); not before `init_state`.
     fn pre_rollback(&mut self, _state: &mut Self::State) {}
     /// Called once when the task stops.
     fn cleanup(&mut self) {}
@@ -132,7 +132,9 @@ impl<B: StatefulBolt> StatefulBoltExecutor<B> {
                 state.store().commit(c.txid).map_err(|e| e.to_string())
             }
             Action::Rollback => {
-                bolt.pre_rollback(state);
+                if *initialized {
+                    bolt.pre_rollback(state);
+                }
                 state.store().rollback().map_err(|e| e.to_string())
             }
             Action::InitState => {

@@ -4,7 +4,7 @@
 //! [`RedbProvider`]) and [`TxStore`], the two-phase layer over a store.
 
 use squall_topology_api::Config;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -434,6 +434,9 @@ impl Store for RedbStore {
 /// committed one).
 pub struct TxStore {
     store: Box<dyn Store>,
+    /// Committed values read so far (this task is its store's only
+    /// writer, so they stay true until its own commits change them).
+    cache: HashMap<Vec<u8>, Option<Vec<u8>>>,
     pending: Changes,
     prepared: Option<Prepared>,
     /// The first read error since the last checkpoint: fails the next
@@ -451,6 +454,7 @@ impl TxStore {
         let prepared = store.prepared()?;
         Ok(Self {
             store,
+            cache: HashMap::new(),
             pending: Changes::new(),
             prepared,
             error: None,
@@ -467,8 +471,14 @@ impl TxStore {
         if let Some(v) = self.prepared.as_ref().and_then(|p| p.changes.get(key)) {
             return v.clone();
         }
+        if let Some(v) = self.cache.get(key) {
+            return v.clone();
+        }
         match self.store.get(key) {
-            Ok(v) => v,
+            Ok(v) => {
+                self.cache.insert(key.to_vec(), v.clone());
+                v
+            }
             Err(e) => {
                 self.error.get_or_insert(e);
                 None
@@ -539,8 +549,8 @@ impl TxStore {
     /// The store's write error.
     pub fn commit(&mut self, txid: u64) -> Result<(), StateError> {
         self.store.commit(txid)?;
-        if self.prepared.as_ref().is_some_and(|p| p.txid == txid) {
-            self.prepared = None;
+        if let Some(p) = self.prepared.take_if(|p| p.txid == txid) {
+            self.cache.extend(p.changes);
         }
         Ok(())
     }

@@ -67,3 +67,19 @@ pub fn plain_count(dir: &Path) -> HashMap<String, u64> {
     }
     counts
 }
+
+/// Four of the corpus's shorter texts (about 11,500 lines) copied into
+/// `into`: for tests that run slow paths in debug builds.
+pub fn small_corpus(into: &Path) -> PathBuf {
+    let dir = into.join("small-corpus");
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in [
+        "sonnets_gut.txt",
+        "comedy_of_errors_gut.txt",
+        "midsummer_nights_dream_gut.txt",
+        "rape_of_lucrece_gut.txt",
+    ] {
+        std::fs::copy(corpus().join(name), dir.join(name)).unwrap();
+    }
+    dir
+}

@@ -53,6 +53,33 @@ impl CheckpointState {
         }
     }
 
+    /// The step recovery sends next, as `(txid, action)`: a prepared txid
+    /// rolls back, a txid being committed is committed again, then the
+    /// txid after the committed one rolls back (whatever bolts did since
+    /// the last commit, a restarted task's lost tuples among it, is
+    /// undone and replayed), then INITSTATE. Storm's recovery has no
+    /// second rollback, so a tuple tree lost with a worker after a commit
+    /// could be counted twice.
+    pub fn recovery_step(self, rolled_back: bool) -> (u64, Action) {
+        match self.phase {
+            Phase::Preparing => (self.txid, Action::Rollback),
+            Phase::Committing => (self.txid, Action::Commit),
+            Phase::Committed if !rolled_back => (self.txid + 1, Action::Rollback),
+            Phase::Committed => (self.txid, Action::InitState),
+        }
+    }
+
+    /// After the recovery step was acked by every bolt: the new state,
+    /// whether the uncommitted txid was rolled back, and whether recovery
+    /// is over.
+    pub fn after_recovery_step(self, rolled_back: bool) -> (Self, bool, bool) {
+        match self.phase {
+            Phase::Preparing => (self.next_state(true), true, false),
+            Phase::Committing => (self.next_state(true), false, false),
+            Phase::Committed => (self, true, rolled_back),
+        }
+    }
+
     /// The state once the step sent from this one was acked by every bolt
     /// (Storm's `nextState`); recovering from a committed state it stays
     /// (recovery is then complete).
@@ -78,6 +105,8 @@ impl CheckpointState {
 pub struct CheckpointSpout {
     state: CheckpointState,
     recovering: bool,
+    /// In this recovery, the uncommitted txid was rolled back.
+    rolled_back: bool,
     in_flight: bool,
     /// The state's write failed: retried before anything is sent.
     unsaved: bool,
@@ -100,6 +129,7 @@ impl CheckpointSpout {
         Self {
             state: CheckpointState::default(),
             recovering: true,
+            rolled_back: false,
             in_flight: false,
             unsaved: false,
             last_checkpoint: Instant::now(),
@@ -143,9 +173,9 @@ impl CheckpointSpout {
         !self.unsaved
     }
 
-    fn emit(&mut self, action: Action, out: &mut SpoutOutputCollector<'_>) {
+    fn emit(&mut self, txid: u64, action: Action, out: &mut SpoutOutputCollector<'_>) {
         self.attempt += 1;
-        let txid = self.state.txid as i64;
+        let txid = txid as i64;
         let msg_id = Value::List(vec![Value::Int(txid), Value::from(action.as_str())]);
         out.emit_stream(
             CHECKPOINT_STREAM,
@@ -180,8 +210,8 @@ impl Spout for CheckpointSpout {
             return;
         }
         if self.recovering {
-            let action = self.state.next_action(true);
-            self.emit(action, out);
+            let (txid, action) = self.state.recovery_step(self.rolled_back);
+            self.emit(txid, action, out);
             return;
         }
         let due = self.last_checkpoint.elapsed() >= self.interval;
@@ -196,7 +226,7 @@ impl Spout for CheckpointSpout {
             }
         }
         let action = self.state.next_action(false);
-        self.emit(action, out);
+        self.emit(self.state.txid, action, out);
     }
 
     fn ack(&mut self, msg_id: Value) {
@@ -205,22 +235,35 @@ impl Spout for CheckpointSpout {
             Value::List(v) => v.first().and_then(Value::as_i64),
             _ => None,
         };
-        if txid != Some(self.state.txid as i64) {
+        let expected = if self.recovering {
+            self.state.recovery_step(self.rolled_back).0
+        } else {
+            self.state.txid
+        };
+        if txid != Some(expected as i64) {
             return;
         }
-        let next = self.state.next_state(self.recovering);
-        if self.recovering && next == self.state {
-            self.recovering = false;
-            return;
+        let next = if self.recovering {
+            let (next, rolled_back, done) = self.state.after_recovery_step(self.rolled_back);
+            self.rolled_back = rolled_back;
+            self.recovering = !done;
+            next
+        } else {
+            self.state.next_state(false)
+        };
+        if next != self.state {
+            self.state = next;
+            // Saved at the next `next_tuple` before anything else is sent.
+            self.unsaved = true;
         }
-        self.state = next;
-        // Saved at the next `next_tuple` before anything else is sent.
-        self.unsaved = true;
     }
 
     fn fail(&mut self, _msg_id: Value, _reason: FailReason) {
         self.in_flight = false;
-        self.recovering = true;
+        if !self.recovering {
+            self.recovering = true;
+            self.rolled_back = false;
+        }
     }
 
     fn declare_output_fields(&self, declarer: &mut OutputFieldsDeclarer) {
@@ -267,6 +310,49 @@ mod tests {
         let (a, after) = step(s, true);
         assert_eq!(a, Action::InitState);
         assert_eq!(after, s, "recovery ends once INITSTATE is acked");
+    }
+
+    /// Runs recovery from `s` to its end: the steps sent.
+    fn recover(mut s: CheckpointState) -> (Vec<(u64, Action)>, CheckpointState) {
+        let (mut steps, mut rolled_back) = (Vec::new(), false);
+        loop {
+            steps.push(s.recovery_step(rolled_back));
+            let (next, rb, done) = s.after_recovery_step(rolled_back);
+            (s, rolled_back) = (next, rb);
+            if done {
+                return (steps, s);
+            }
+        }
+    }
+
+    #[test]
+    fn recovery_always_rolls_back_what_is_not_committed() {
+        let committed = |txid| CheckpointState {
+            txid,
+            phase: Phase::Committed,
+        };
+        let (steps, end) = recover(committed(3));
+        assert_eq!(steps, [(4, Action::Rollback), (3, Action::InitState)]);
+        assert_eq!(end, committed(3));
+        let (steps, end) = recover(CheckpointState {
+            txid: 5,
+            phase: Phase::Preparing,
+        });
+        assert_eq!(steps, [(5, Action::Rollback), (4, Action::InitState)]);
+        assert_eq!(end, committed(4));
+        let (steps, end) = recover(CheckpointState {
+            txid: 7,
+            phase: Phase::Committing,
+        });
+        assert_eq!(
+            steps,
+            [
+                (7, Action::Commit),
+                (8, Action::Rollback),
+                (7, Action::InitState)
+            ]
+        );
+        assert_eq!(end, committed(7));
     }
 
     #[test]
