@@ -43,12 +43,12 @@ pub use squall_cluster::rpc::{ClusterSummary, TopologyInfo};
 pub use squall_cluster::schema::TopologyStatus;
 pub use squall_multilang as multilang;
 pub use squall_multilang::{ShellBolt, ShellSpout};
-pub use squall_topology_api::*;
 pub use squall_state as state;
 pub use squall_state::{
-    KeyValueState, Length, StatefulBolt, TupleWindow, WindowCollector, WindowConfig,
-    WindowedBolt, WindowsAndState,
+    KeyValueState, Length, StatefulBolt, TupleWindow, WindowCollector, WindowConfig, WindowedBolt,
+    WindowsAndState,
 };
+pub use squall_topology_api::*;
 pub use squall_trident as trident;
 pub use submitter::{is_cluster_run, submit_topology, SubmitError};
 

@@ -62,7 +62,10 @@ fn run_flights(name: &str, rows: Vec<Flight>, lag: Duration) -> Run {
 fn assert_same_as_plain(run: &Run) {
     let received = run.received.lock().unwrap();
     assert!(received.repeats.is_empty(), "{:?}", &received.repeats[..]);
-    assert!(received.late.is_empty(), "no row is late within a day's lag");
+    assert!(
+        received.late.is_empty(),
+        "no row is late within a day's lag"
+    );
     let expected = windows::plain(&run.rows, &KINDS);
     let differ = windows::differences(&expected, &received.figures);
     assert!(
@@ -187,7 +190,11 @@ impl WindowedBolt for Contents {
         let all: Vec<Value> = w.get().map(|t| t.values()[0].clone()).collect();
         let new: Vec<Value> = w.new_tuples().map(|t| t.values()[0].clone()).collect();
         let expired: Vec<Value> = w.expired().map(|t| t.values()[0].clone()).collect();
-        out.emit(values![Value::List(all), Value::List(new), Value::List(expired)]);
+        out.emit(values![
+            Value::List(all),
+            Value::List(new),
+            Value::List(expired)
+        ]);
     }
     fn declare_output_fields(&self, d: &mut OutputFieldsDeclarer) {
         d.declare(["window", "new", "expired"]);
@@ -252,7 +259,8 @@ fn count_windows_ack_tuples_as_they_leave_their_last_window() {
     assert_eq!(ints(&third[2]), [0, 1], "expired tuples");
     // Tuples 0..6 left every window and are acked; 6..10 are still held
     // and time out.
-    assert!(wait_for(WAIT, || feeder.acked().len() == 6 && feeder.failed().len() == 4));
+    assert!(wait_for(WAIT, || feeder.acked().len() == 6
+        && feeder.failed().len() == 4));
     let mut acked: Vec<i64> = feeder.acked().iter().map(|v| v.as_i64().unwrap()).collect();
     acked.sort_unstable();
     assert_eq!(acked, [0, 1, 2, 3, 4, 5]);
@@ -275,7 +283,9 @@ fn processing_time_windows_fire_on_the_clock_and_ack_everything() {
     let window = WindowConfig::tumbling(Length::millis(200));
     let (topology, out) = windowed(&feeder, window, false);
     let cluster = LocalCluster::new();
-    cluster.submit_topology("clock", &config(), topology).unwrap();
+    cluster
+        .submit_topology("clock", &config(), topology)
+        .unwrap();
     for n in 0..20i64 {
         feeder.feed(values![n]);
     }
@@ -288,7 +298,11 @@ fn processing_time_windows_fire_on_the_clock_and_ack_everything() {
         .flat_map(|v| ints(&v[0]))
         .collect();
     seen.sort_unstable();
-    assert_eq!(seen, (0..20).collect::<Vec<_>>(), "each tuple in one window");
+    assert_eq!(
+        seen,
+        (0..20).collect::<Vec<_>>(),
+        "each tuple in one window"
+    );
     assert!(feeder.failed().is_empty());
     cluster.kill_topology("clock").unwrap();
 }
@@ -301,7 +315,9 @@ fn late_tuples_without_a_late_stream_are_acked_and_dropped() {
         .with_watermark_interval(Duration::from_millis(20));
     let (topology, out) = windowed(&feeder, window, false);
     let cluster = LocalCluster::new();
-    cluster.submit_topology("late", &config(), topology).unwrap();
+    cluster
+        .submit_topology("late", &config(), topology)
+        .unwrap();
     feeder.feed(values![1, 100]);
     feeder.feed(values![2, 5_000]);
     assert!(wait_for(WAIT, || !out.lock().unwrap().is_empty()));
@@ -310,7 +326,11 @@ fn late_tuples_without_a_late_stream_are_acked_and_dropped() {
     feeder.feed(values![4, END_OF_STREAM]);
     assert!(wait_for(WAIT, || out.lock().unwrap().len() == 2));
     let windows: Vec<Vec<i64>> = out.lock().unwrap().iter().map(|v| ints(&v[0])).collect();
-    assert_eq!(windows, [vec![1], vec![2]], "the late tuple is in no window");
+    assert_eq!(
+        windows,
+        [vec![1], vec![2]],
+        "the late tuple is in no window"
+    );
     assert!(wait_for(WAIT, || feeder.acked().len() == 4));
     let late_count = || -> f64 {
         let metrics = cluster.metrics("late").unwrap();

@@ -50,8 +50,10 @@ pub fn parse_time_hour(s: &str) -> Result<i64, String> {
 
 /// Formats ms since the epoch as `2013-01-01T10:00:00Z`.
 pub fn format_ts(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map_or_else(|| ms.to_string(), |d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || ms.to_string(),
+        |d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )
 }
 
 /// The rows of `path` in file order.
@@ -60,7 +62,8 @@ pub fn format_ts(ms: i64) -> String {
 /// The file cannot be read, or a row lacks a column or a valid `time_hour`
 /// (named with its line).
 pub fn load(path: &Path) -> Result<Vec<Flight>, String> {
-    let mut reader = csv::Reader::from_path(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut reader =
+        csv::Reader::from_path(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let headers = reader.headers().map_err(|e| e.to_string())?.clone();
     let col = |name: &str| {
         headers
@@ -68,8 +71,12 @@ pub fn load(path: &Path) -> Result<Vec<Flight>, String> {
             .position(|h| h == name)
             .ok_or_else(|| format!("{}: no column {name:?}", path.display()))
     };
-    let (carrier, time_hour, month, delay) =
-        (col("carrier")?, col("time_hour")?, col("month")?, col("arr_delay")?);
+    let (carrier, time_hour, month, delay) = (
+        col("carrier")?,
+        col("time_hour")?,
+        col("month")?,
+        col("arr_delay")?,
+    );
     let mut rows = Vec::new();
     for (line, record) in reader.records().enumerate() {
         let r = record.map_err(|e| format!("{}: {e}", path.display()))?;
@@ -77,7 +84,9 @@ pub fn load(path: &Path) -> Result<Vec<Flight>, String> {
         rows.push(Flight {
             carrier: at(carrier).to_owned(),
             ts: parse_time_hour(at(time_hour)).map_err(|e| format!("line {}: {e}", line + 2))?,
-            month: at(month).parse().map_err(|e| format!("line {}: month: {e}", line + 2))?,
+            month: at(month)
+                .parse()
+                .map_err(|e| format!("line {}: month: {e}", line + 2))?,
             arr_delay: at(delay).parse().ok(),
         });
     }
@@ -127,8 +136,18 @@ pub fn plain(rows: &[Flight], kinds: &[(&str, i64, i64)]) -> Figures {
     }
     acc.into_iter()
         .map(|(k, (flights, with, sum))| {
-            let mean_delay = if with > 0 { sum / with as f64 } else { f64::NAN };
-            (k, CarrierWindow { flights, mean_delay })
+            let mean_delay = if with > 0 {
+                sum / with as f64
+            } else {
+                f64::NAN
+            };
+            (
+                k,
+                CarrierWindow {
+                    flights,
+                    mean_delay,
+                },
+            )
         })
         .collect()
 }
@@ -198,7 +217,8 @@ impl Spout for FlightSpout {
     }
 
     fn ack(&mut self, _msg_id: Value) {
-        self.acked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.acked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn fail(&mut self, msg_id: Value, _reason: FailReason) {
@@ -236,7 +256,11 @@ impl WindowedBolt for CarrierWindows {
         }
         let start = window.start_ts().unwrap_or(window.end_ts());
         for (carrier, (flights, with, sum)) in per {
-            let mean = if with > 0 { sum / with as f64 } else { f64::NAN };
+            let mean = if with > 0 {
+                sum / with as f64
+            } else {
+                f64::NAN
+            };
             out.emit(values![self.kind, carrier, start, flights, mean]);
         }
     }
@@ -294,7 +318,8 @@ impl Bolt for Sink {
 
 /// The two windowings of the example: 1-hour tumbling, and 3 hours
 /// sliding by 1 hour, as `(kind, length ms, slide ms)`.
-pub const KINDS: [(&str, i64, i64); 2] = [("1h", HOUR_MS, HOUR_MS), ("3h/1h", 3 * HOUR_MS, HOUR_MS)];
+pub const KINDS: [(&str, i64, i64); 2] =
+    [("1h", HOUR_MS, HOUR_MS), ("3h/1h", 3 * HOUR_MS, HOUR_MS)];
 
 /// Everything a run needs: the rows to play, and where acks and results
 /// land.
@@ -332,13 +357,25 @@ impl Run {
 ///
 /// # Errors
 /// What `create_topology` refuses.
-pub fn topology(run: &Run, lag: std::time::Duration, parallelism: u32) -> Result<Topology, TopologyError> {
+pub fn topology(
+    run: &Run,
+    lag: std::time::Duration,
+    parallelism: u32,
+) -> Result<Topology, TopologyError> {
     use squall::state::{Length, WindowConfig, WindowsAndState};
     let mut b = TopologyBuilder::new();
     let (rows, acked) = (run.rows.clone(), run.acked.clone());
-    b.set_spout("flights", move || FlightSpout::new(rows.clone(), acked.clone()), 1);
+    b.set_spout(
+        "flights",
+        move || FlightSpout::new(rows.clone(), acked.clone()),
+        1,
+    );
     let windows = [
-        ("hourly", "1h", WindowConfig::tumbling(Length::Duration(HOUR_MS))),
+        (
+            "hourly",
+            "1h",
+            WindowConfig::tumbling(Length::Duration(HOUR_MS)),
+        ),
         (
             "sliding",
             "3h/1h",

@@ -156,7 +156,11 @@ impl Spout for LineSpout {
 pub struct SplitBolt;
 
 impl BasicBolt for SplitBolt {
-    fn execute(&mut self, t: &Tuple, out: &mut BasicOutputCollector<'_, '_>) -> Result<(), ExecuteError> {
+    fn execute(
+        &mut self,
+        t: &Tuple,
+        out: &mut BasicOutputCollector<'_, '_>,
+    ) -> Result<(), ExecuteError> {
         for w in t
             .get_str(0)?
             .split(|c: char| !c.is_alphanumeric())

@@ -99,7 +99,11 @@ fn main() -> Result<()> {
     let progress = Arc::new(Progress::default());
     let mut b = TopologyBuilder::new();
     let (l, p, dir) = (lines.clone(), progress.clone(), args.progress_dir.clone());
-    b.set_spout("lines", move || LineSpout::new(l.clone(), p.clone(), dir.clone()), 1);
+    b.set_spout(
+        "lines",
+        move || LineSpout::new(l.clone(), p.clone(), dir.clone()),
+        1,
+    );
     b.set_basic_bolt("split", || SplitBolt, args.split_parallelism)
         .shuffle_grouping("lines");
     let (fail_rate, max_failures) = (args.fail_rate, args.max_failures);
@@ -108,7 +112,7 @@ fn main() -> Result<()> {
         move || WordCountBolt::new(fail_rate, max_failures),
         args.count_parallelism,
     )
-        .fields_grouping("split", ["word"]);
+    .fields_grouping("split", ["word"]);
     let topology = b.create_topology()?;
 
     if cluster_run {
@@ -123,7 +127,10 @@ fn main() -> Result<()> {
     let total = lines.len() as u64;
     while progress.acked() < total {
         if started.elapsed() > Duration::from_secs(1800) {
-            bail!("{} of {total} lines acked after 30 minutes", progress.acked());
+            bail!(
+                "{} of {total} lines acked after 30 minutes",
+                progress.acked()
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
     }

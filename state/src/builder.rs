@@ -3,9 +3,12 @@
 //! bolts gets at `create_topology` (Storm's `TopologyBuilder` does the
 //! same for `IStatefulBolt`s).
 
+use crate::checkpoint::epoch::KEEP_ALIVE_TICK_MS;
 use crate::checkpoint::{CheckpointForwarder, CheckpointSpout, CHECKPOINT_FIELDS};
 use crate::stateful::{StatefulBolt, StatefulBoltExecutor};
-use crate::window::{PersistentWindowedBoltExecutor, WindowConfig, WindowedBolt, WindowedBoltExecutor};
+use crate::window::{
+    PersistentWindowedBoltExecutor, WindowConfig, WindowedBolt, WindowedBoltExecutor,
+};
 use squall_topology_api::spec::ComponentKind;
 use squall_topology_api::{
     BoltDeclarer, BoltFactory, ComponentId, Fields, GroupingSpec, StreamDef, StreamId,
@@ -58,7 +61,12 @@ pub trait WindowsAndState {
     /// Adds a stateful bolt (Storm's `setBolt(id, IStatefulBolt)`); the
     /// topology gets the checkpoint spout and every bolt passes
     /// checkpoints on.
-    fn set_stateful_bolt<B, F>(&mut self, id: &str, factory: F, parallelism: u32) -> BoltDeclarer<'_>
+    fn set_stateful_bolt<B, F>(
+        &mut self,
+        id: &str,
+        factory: F,
+        parallelism: u32,
+    ) -> BoltDeclarer<'_>
     where
         B: StatefulBolt + 'static,
         F: Fn() -> B + Send + Sync + 'static;
@@ -99,13 +107,23 @@ impl WindowsAndState for TopologyBuilder {
         .configure(|c| window.configure(c, false))
     }
 
-    fn set_stateful_bolt<B, F>(&mut self, id: &str, factory: F, parallelism: u32) -> BoltDeclarer<'_>
+    fn set_stateful_bolt<B, F>(
+        &mut self,
+        id: &str,
+        factory: F,
+        parallelism: u32,
+    ) -> BoltDeclarer<'_>
     where
         B: StatefulBolt + 'static,
         F: Fn() -> B + Send + Sync + 'static,
     {
         self.add_finisher("checkpoint", Arc::new(wire_checkpoints));
-        self.set_bolt(id, move || StatefulBoltExecutor::new(factory()), parallelism)
+        self.set_bolt(
+            id,
+            move || StatefulBoltExecutor::new(factory()),
+            parallelism,
+        )
+        .configure(|c| c.tick_tuple_freq_millis = Some(KEEP_ALIVE_TICK_MS))
     }
 
     fn set_stateful_windowed_bolt<B, F>(

@@ -33,7 +33,8 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> KeyValueS
         match rmp_serde::to_vec(key) {
             Ok(k) => Some(k),
             Err(e) => {
-                self.store.note_error(StateError::Backend(format!("key does not encode: {e}")));
+                self.store
+                    .note_error(StateError::Backend(format!("key does not encode: {e}")));
                 None
             }
         }

@@ -65,7 +65,8 @@ pub(crate) fn open_store(context: &TopologyContext) -> Result<TxStore, StateErro
 /// once every input task sent it, holding back the tuples of tasks that
 /// already did (Storm's `StatefulBoltExecutor`, with aligned barriers). A
 /// tuple the bolt fails makes the next PREPARE fail, so the checkpoint
-/// with part of its tree rolls back.
+/// with part of its tree rolls back. Tick tuples are the executor's: it
+/// restarts the timeouts of the trees whose acks it holds.
 pub struct StatefulBoltExecutor<B: StatefulBolt> {
     bolt: B,
     state: Option<B::State>,
@@ -125,7 +126,10 @@ impl<B: StatefulBolt> StatefulBoltExecutor<B> {
             }
             Action::Prepare => {
                 bolt.pre_prepare(c.txid, state);
-                state.store().prepare(c.txid, acks).map_err(|e| e.to_string())
+                state
+                    .store()
+                    .prepare(c.txid, acks)
+                    .map_err(|e| e.to_string())
             }
             Action::Commit => {
                 bolt.pre_commit(c.txid, state);
@@ -171,6 +175,10 @@ impl<B: StatefulBolt> Bolt for StatefulBoltExecutor<B> {
     }
 
     fn execute(&mut self, tuple: &Tuple, out: &mut OutputCollector<'_>) {
+        if tuple.is_tick() {
+            self.epoch.keep_alive(out);
+            return;
+        }
         let Some(c) = CheckpointTuple::read(tuple) else {
             if tuple.source_stream().as_str() == CHECKPOINT_STREAM {
                 out.ack(tuple);
@@ -179,6 +187,9 @@ impl<B: StatefulBolt> Bolt for StatefulBoltExecutor<B> {
             }
             return;
         };
+        for t in self.epoch.take_stale(c) {
+            self.run(&t, out);
+        }
         let Self {
             bolt,
             state,
@@ -193,6 +204,12 @@ impl<B: StatefulBolt> Bolt for StatefulBoltExecutor<B> {
         if ran && c.action == Action::InitState {
             for t in std::mem::take(&mut self.queued) {
                 self.run(&t, out);
+            }
+        }
+        if ran && c.action == Action::Rollback && !self.initialized {
+            // Queued before the rollback: part of what it undoes.
+            for t in std::mem::take(&mut self.queued) {
+                out.fail(&t);
             }
         }
         for t in released {

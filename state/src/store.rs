@@ -169,10 +169,7 @@ impl MemoryProvider {
             .filter(|((t, _), _)| t == topology)
             .map(|((_, ns), cell)| {
                 let data = lock(cell);
-                let entries = data
-                    .committed
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()));
+                let entries = data.committed.iter().map(|(k, v)| (k.clone(), v.clone()));
                 (ns.clone(), entries.collect())
             })
             .collect()
@@ -281,7 +278,10 @@ impl RedbProvider {
     ///
     /// # Errors
     /// [`StateError::Backend`] naming a file that cannot be read.
-    pub fn read(&self, topology: &str) -> Result<BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>, StateError> {
+    pub fn read(
+        &self,
+        topology: &str,
+    ) -> Result<BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>, StateError> {
         let dir = self.dir.join(topology);
         let mut out = BTreeMap::new();
         let listing = std::fs::read_dir(&dir).map_err(|e| backend(&dir, e))?;

@@ -83,3 +83,24 @@ pub fn small_corpus(into: &Path) -> PathBuf {
     }
     dir
 }
+
+/// Asserts `got` equals `expected`, reporting totals and a few differing
+/// words rather than both maps.
+pub fn assert_same_counts(got: &HashMap<String, u64>, expected: &HashMap<String, u64>) {
+    let total = |m: &HashMap<String, u64>| m.values().sum::<u64>();
+    let mut differ: Vec<(&String, u64, u64)> = expected
+        .iter()
+        .map(|(w, n)| (w, got.get(w).copied().unwrap_or(0), *n))
+        .filter(|(_, g, e)| g != e)
+        .collect();
+    differ.sort();
+    assert!(
+        differ.is_empty() && got.len() == expected.len(),
+        "counts differ: {} words counted, {} expected; {} of {} distinct words differ, e.g. (word, got, expected) {:?}",
+        total(got),
+        total(expected),
+        differ.len(),
+        expected.len(),
+        &differ[..differ.len().min(8)]
+    );
+}

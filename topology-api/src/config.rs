@@ -415,7 +415,11 @@ impl Config {
             "topology.state.provider.config" => {
                 self.state_provider_config = match value {
                     Value::Null => None,
-                    ref v => Some(v.as_str().ok_or_else(|| bad("a string or null"))?.to_owned()),
+                    ref v => Some(
+                        v.as_str()
+                            .ok_or_else(|| bad("a string or null"))?
+                            .to_owned(),
+                    ),
                 }
             }
             "topology.state.checkpoint.interval.ms" => {

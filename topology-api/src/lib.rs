@@ -28,7 +28,8 @@ mod value;
 mod value_serde;
 
 pub use builder::{
-    BoltDeclarer, BoltFactory, Finisher, SpoutDeclarer, SpoutFactory, StreamSource, Topology, TopologyBuilder,
+    BoltDeclarer, BoltFactory, Finisher, SpoutDeclarer, SpoutFactory, StreamSource, Topology,
+    TopologyBuilder,
 };
 pub use cluster_config::ClusterConfig;
 pub use collector::{

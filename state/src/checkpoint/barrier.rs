@@ -2,8 +2,8 @@
 //! wrapper that lets a plain bolt pass them on ([`CheckpointForwarder`],
 //! Storm's `CheckpointTupleForwarder`).
 
-use super::{Action, CHECKPOINT_FIELDS};
 use super::epoch::{Epoch, WatchingOutput};
+use super::{Action, CHECKPOINT_FIELDS};
 use squall_topology_api::{
     Bolt, OutputCollector, OutputFieldsDeclarer, TaskId, TopologyContext, Tuple, Values,
     CHECKPOINT_STREAM,
@@ -155,6 +155,9 @@ impl Bolt for CheckpointForwarder {
             }
             return;
         };
+        for t in self.epoch.take_stale(c) {
+            self.data(&t, out);
+        }
         let (_, released) = self.epoch.on_checkpoint(c, tuple, out, |_| Ok(()));
         for t in released {
             self.data(&t, out);

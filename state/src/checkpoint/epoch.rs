@@ -5,10 +5,11 @@
 
 use super::{Action, CheckpointBarrier, CheckpointTuple};
 use squall_topology_api::{
-    Anchors, BoltOutput, ComponentId, Fields, MessageId, MetricUpdate, OutputCollector,
-    StreamMeta, TaskId, TopologyContext, Tuple, Values, CHECKPOINT_STREAM,
+    Anchors, BoltOutput, ComponentId, Fields, MessageId, MetricUpdate, OutputCollector, StreamMeta,
+    TaskId, TopologyContext, Tuple, Values, CHECKPOINT_STREAM,
 };
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// A [`BoltOutput`] that notes the bolt's fails: a checkpoint holding part
 /// of a failed tuple's tree must not commit.
@@ -36,9 +37,10 @@ macro_rules! forward_output {
                 direct_task: Option<TaskId>,
             ) {
                 match direct_task {
-                    Some(task) => self
-                        .out
-                        .emit_direct(task, stream, Anchors::Many(anchors), values),
+                    Some(task) => {
+                        self.out
+                            .emit_direct(task, stream, Anchors::Many(anchors), values)
+                    }
                     None => self
                         .out
                         .emit_anchored_stream(stream, Anchors::Many(anchors), values),
@@ -81,9 +83,10 @@ macro_rules! forward_output {
     };
 }
 
-forward_output!(WatchingOutput, |s: &mut WatchingOutput<'_, '_>, t: &Tuple| s
-    .out
-    .ack(t));
+forward_output!(WatchingOutput, |s: &mut WatchingOutput<'_, '_>,
+                                 t: &Tuple| {
+    s.out.ack(t)
+});
 forward_output!(HoldingOutput, |s: &mut HoldingOutput<'_, '_>, t: &Tuple| {
     let id = s.out.take_ack_id(t);
     s.held.push(id)
@@ -103,8 +106,18 @@ pub(crate) struct Epoch {
     last_txid: Option<u64>,
     /// The bolt failed a tuple since the last PREPARE.
     pub(crate) failed: bool,
+    /// INITSTATE came since this task started: until then a PREPARE
+    /// fails, so a restarted task makes the topology roll back what its
+    /// predecessor may have left half done.
+    pub(crate) initialized: bool,
     ack_meta: Arc<StreamMeta>,
+    /// Held tuples' trees get their timeout restarted this often.
+    keep_alive_every: Duration,
+    last_keep_alive: Instant,
 }
+
+/// How often a stateful task looks at its held tuples' timeouts, in ms.
+pub(crate) const KEEP_ALIVE_TICK_MS: u64 = 1000;
 
 impl Epoch {
     pub(crate) fn new() -> Self {
@@ -116,16 +129,37 @@ impl Epoch {
             restored: None,
             last_txid: None,
             failed: false,
+            initialized: false,
             ack_meta: Arc::new(StreamMeta {
                 component: ComponentId::from(""),
                 stream: CHECKPOINT_STREAM.into(),
                 fields: Fields::from(Vec::<String>::new()),
             }),
+            keep_alive_every: Duration::from_secs(10),
+            last_keep_alive: Instant::now(),
+        }
+    }
+
+    /// Restarts the timeout of every held tuple's tree once a third of
+    /// the message timeout passed since the last time (Storm's
+    /// `resetTimeout`): tuples wait for a commit, which a failure can
+    /// delay by a whole message timeout, and a tree timing out then would
+    /// replay input whose effect the commit is about to make durable.
+    pub(crate) fn keep_alive(&mut self, out: &mut OutputCollector<'_>) {
+        if self.last_keep_alive.elapsed() < self.keep_alive_every {
+            return;
+        }
+        self.last_keep_alive = Instant::now();
+        let restored = self.restored.iter().flat_map(|(_, ids)| ids);
+        for id in self.prepared.iter().chain(&self.held).chain(restored) {
+            out.reset_timeout(&Tuple::with_message_id(self.ack_meta.clone(), id.clone()));
         }
     }
 
     pub(crate) fn prepare(&mut self, context: &TopologyContext) {
         self.barrier = CheckpointBarrier::of(context);
+        self.keep_alive_every =
+            Duration::from_millis(context.config().message_timeout_secs.saturating_mul(1000) / 3);
         self.ack_meta = Arc::new(StreamMeta {
             component: context.this_component_id().clone(),
             stream: CHECKPOINT_STREAM.into(),
@@ -155,7 +189,18 @@ impl Epoch {
         Tuple::with_message_id(self.ack_meta.clone(), id)
     }
 
-    /// Handles checkpoint tuple `c`. Once every input sent it, runs
+    /// The data tuples an abandoned step held back, when checkpoint tuple
+    /// `c` starts another: to execute before `c` is handled (they came
+    /// before it, and belong to what `c` may roll back).
+    pub(crate) fn take_stale(&mut self, c: CheckpointTuple) -> Vec<Tuple> {
+        if self.barrier.gathering_other(c) {
+            std::mem::take(&mut self.waiting)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Handles checkpoint tuple `c` (after [`take_stale`](Self::take_stale)). Once every input sent it, runs
     /// `step` (given the held acks to keep with a PREPARE), moves held
     /// acks along, passes the step on and acks `tuple`; a failed step or a
     /// PREPARE after a failed tuple fails `tuple` instead, so the
@@ -169,10 +214,6 @@ impl Epoch {
         step: impl FnOnce(Vec<u8>) -> Result<(), String>,
     ) -> (bool, Vec<Tuple>) {
         let mut released = Vec::new();
-        if self.barrier.gathering_other(c) {
-            // An abandoned attempt: what it held back goes first.
-            released.append(&mut self.waiting);
-        }
         if !self.barrier.arrive(c, tuple.source_task()) {
             out.ack(tuple);
             return (false, released);
@@ -184,6 +225,10 @@ impl Epoch {
         }
         if c.action == Action::Prepare && std::mem::take(&mut self.failed) {
             refuse(tuple, out, "a tuple failed since the last checkpoint");
+            return (false, released);
+        }
+        if c.action == Action::Prepare && !self.initialized {
+            refuse(tuple, out, "PREPARE before INITSTATE: the task restarted");
             return (false, released);
         }
         let acks = match c.action {
@@ -218,6 +263,12 @@ impl Epoch {
                 }
             }
             Action::Rollback => {
+                tracing::info!(
+                    txid = c.txid,
+                    prepared = self.prepared.len(),
+                    held = self.held.len(),
+                    "rolling back: failing the tuples since the last commit"
+                );
                 let ids = std::mem::take(&mut self.prepared);
                 for id in ids.into_iter().chain(std::mem::take(&mut self.held)) {
                     out.fail(&self.ack_tuple(id));
@@ -225,7 +276,7 @@ impl Epoch {
                 self.restored = None;
                 self.failed = false;
             }
-            Action::InitState => {}
+            Action::InitState => self.initialized = true,
         }
         self.last_txid = Some(match c.action {
             Action::Rollback => c.txid.saturating_sub(1),
@@ -236,6 +287,7 @@ impl Epoch {
 
 /// Fails a checkpoint tuple, reporting why.
 fn refuse(tuple: &Tuple, out: &mut OutputCollector<'_>, why: &str) {
+    tracing::warn!("{why}");
     out.report_error(&why);
     out.fail(tuple);
 }

@@ -211,6 +211,7 @@ impl Spout for CheckpointSpout {
         }
         if self.recovering {
             let (txid, action) = self.state.recovery_step(self.rolled_back);
+            tracing::info!(txid, %action, "checkpoint recovery step");
             self.emit(txid, action, out);
             return;
         }
@@ -258,8 +259,9 @@ impl Spout for CheckpointSpout {
         }
     }
 
-    fn fail(&mut self, _msg_id: Value, _reason: FailReason) {
+    fn fail(&mut self, msg_id: Value, reason: FailReason) {
         self.in_flight = false;
+        tracing::warn!(step = %msg_id, %reason, "checkpoint step did not complete; recovering");
         if !self.recovering {
             self.recovering = true;
             self.rolled_back = false;

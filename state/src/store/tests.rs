@@ -5,8 +5,10 @@ use super::*;
 
 fn stores(name: &str) -> (Vec<Box<dyn StateProvider>>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let providers: Vec<Box<dyn StateProvider>> =
-        vec![Box::new(MemoryProvider), Box::new(RedbProvider::new(dir.path()))];
+    let providers: Vec<Box<dyn StateProvider>> = vec![
+        Box::new(MemoryProvider),
+        Box::new(RedbProvider::new(dir.path())),
+    ];
     MemoryProvider::clear(name);
     (providers, dir)
 }

@@ -15,8 +15,8 @@ mod watermark;
 
 pub use bolt::{TupleWindow, WindowCollector, WindowedBolt, WindowedBoltExecutor};
 pub use config::{
-    Length, TimestampExtractor, WindowConfig, END_OF_STREAM, LATE_TUPLE_FIELD,
-    LATE_TUPLES_METRIC, WINDOW_SIZE_METRIC,
+    Length, TimestampExtractor, WindowConfig, END_OF_STREAM, LATE_TUPLES_METRIC, LATE_TUPLE_FIELD,
+    WINDOW_SIZE_METRIC,
 };
 pub use manager::{Event, Fired, WindowManager};
 pub use persistent::PersistentWindowedBoltExecutor;

@@ -71,8 +71,8 @@ impl<B: WindowedBolt> PersistentWindowedBoltExecutor<B> {
         };
         for (k, v) in store.entries().map_err(|e| e.to_string())? {
             let key = u64::from_be_bytes(k.as_slice().try_into().map_err(|_| "bad window key")?);
-            let (ts, component, stream, task, values): Record =
-                rmp_serde::from_slice(&v).map_err(|e| format!("window tuple does not decode: {e}"))?;
+            let (ts, component, stream, task, values): Record = rmp_serde::from_slice(&v)
+                .map_err(|e| format!("window tuple does not decode: {e}"))?;
             let Some(meta) = self.metas.get(&(component.clone(), stream.clone())) else {
                 continue;
             };
@@ -237,6 +237,7 @@ impl<B: WindowedBolt> Bolt for PersistentWindowedBoltExecutor<B> {
 
     fn execute(&mut self, tuple: &Tuple, out: &mut OutputCollector<'_>) {
         if tuple.is_tick() {
+            self.epoch.keep_alive(out);
             if let Some(to) = self.time.due(super::bolt::clock_ms(), false) {
                 if self.initialized {
                     self.advance(to, out);
@@ -252,6 +253,9 @@ impl<B: WindowedBolt> Bolt for PersistentWindowedBoltExecutor<B> {
             }
             return;
         };
+        for t in self.epoch.take_stale(c) {
+            self.input(&t, out);
+        }
         // The step needs the whole executor: take the epoch out meanwhile.
         let mut epoch = std::mem::replace(&mut self.epoch, Epoch::new());
         let (ran, released) = epoch.on_checkpoint(c, tuple, out, |acks| self.step(c, acks));
@@ -259,6 +263,11 @@ impl<B: WindowedBolt> Bolt for PersistentWindowedBoltExecutor<B> {
         if ran && c.action == Action::InitState {
             for t in std::mem::take(&mut self.queued) {
                 self.input(&t, out);
+            }
+        }
+        if ran && c.action == Action::Rollback && !self.initialized {
+            for t in std::mem::take(&mut self.queued) {
+                out.fail(&t);
             }
         }
         for t in released {

@@ -100,7 +100,14 @@ fn count_windows_with_equal_timestamps_count_every_event() {
 #[test]
 fn time_based_sliding_window() {
     // Storm: testTimeBasedWindow (length 1 s, sliding 100 ms) on a clock.
-    let ops = [Add(1_050), Add(1_150), To(1_200), Add(1_950), Add(2_060), To(2_100)];
+    let ops = [
+        Add(1_050),
+        Add(1_150),
+        To(1_200),
+        Add(1_950),
+        Add(2_060),
+        To(2_100),
+    ];
     let seen = run(Length::Duration(1_000), Length::Duration(100), &ops);
     assert_eq!(seen[0].events, [1_050]);
     assert_eq!(seen[0].end, 1_100);
@@ -142,7 +149,11 @@ fn event_time_based_window() {
     let seen = run(Length::Duration(20), Length::Duration(10), &ops);
     assert_eq!(
         windows(&seen),
-        vec![vec![603, 605, 607], vec![603, 605, 607, 618], vec![618, 626]]
+        vec![
+            vec![603, 605, 607],
+            vec![603, 605, 607, 618],
+            vec![618, 626]
+        ]
     );
     assert_eq!(seen[0].new, [603, 605, 607]);
     assert_eq!(seen[1].new, [618]);
@@ -157,9 +168,20 @@ fn event_time_based_window() {
 #[test]
 fn event_time_tumbling_window() {
     // Storm: testEventTimeBasedTumblingWindow? (length = sliding = 10).
-    let ops = [Add(603), Add(605), Add(607), Add(618), Add(626), Add(636), To(631)];
+    let ops = [
+        Add(603),
+        Add(605),
+        Add(607),
+        Add(618),
+        Add(626),
+        Add(636),
+        To(631),
+    ];
     let seen = run(Length::Duration(10), Length::Duration(10), &ops);
-    assert_eq!(windows(&seen), vec![vec![603, 605, 607], vec![618], vec![626]]);
+    assert_eq!(
+        windows(&seen),
+        vec![vec![603, 605, 607], vec![618], vec![626]]
+    );
     assert_eq!(seen[1].expired, [603, 605, 607]);
 }
 
@@ -191,7 +213,11 @@ fn out_of_order_events_land_in_their_windows() {
     let seen = run(Length::Duration(20), Length::Duration(10), &ops);
     assert_eq!(
         windows(&seen),
-        vec![vec![603, 605, 607], vec![603, 605, 607, 618], vec![618, 626]]
+        vec![
+            vec![603, 605, 607],
+            vec![603, 605, 607, 618],
+            vec![618, 626]
+        ]
     );
 }
 
@@ -210,10 +236,7 @@ fn count_based_window_with_event_time() {
         To(631),
     ];
     let seen = run(Length::Count(3), Length::Count(2), &ops);
-    assert_eq!(
-        windows(&seen),
-        vec![vec![603, 605], vec![605, 607, 618]]
-    );
+    assert_eq!(windows(&seen), vec![vec![603, 605], vec![605, 607, 618]]);
     assert_eq!(seen[1].end, 619);
 }
 
