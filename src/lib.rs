@@ -43,7 +43,7 @@ pub use squall_cluster::rpc::{ClusterSummary, TopologyInfo};
 pub use squall_cluster::schema::TopologyStatus;
 pub use squall_multilang as multilang;
 pub use squall_multilang::{ShellBolt, ShellSpout};
-pub use squall_state as state;
+pub use squall_state as stateful;
 pub use squall_state::{
     KeyValueState, Length, StatefulBolt, TupleWindow, WindowCollector, WindowConfig, WindowedBolt,
     WindowsAndState,

@@ -5,8 +5,8 @@
 
 mod corpus;
 
-use squall::state::store::{register_provider, Prepared, StateError, StateProvider, Store};
-use squall::state::MemoryProvider;
+use squall::stateful::store::{register_provider, Prepared, StateError, StateProvider, Store};
+use squall::stateful::MemoryProvider;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
@@ -88,7 +88,7 @@ fn stateful_word_count_in_redb_is_read_back_after_the_run() {
     let state = dir.path().join("state");
     let provider = format!("topology.state.provider.config={}", state.display());
     let input = corpus::small_corpus(dir.path());
-    let (out, counts) = run(
+    let (_, counts) = run(
         &input,
         &[
             "-c",

@@ -9,7 +9,7 @@
 mod windows;
 
 use rand::{Rng, SeedableRng};
-use squall::state::window::END_OF_STREAM;
+use squall::stateful::window::END_OF_STREAM;
 use squall::testing::{wait_for, Feeder};
 use squall::*;
 use std::collections::BTreeMap;
@@ -345,7 +345,7 @@ fn late_tuples_without_a_late_stream_are_acked_and_dropped() {
 }
 
 fn windows_late_metric() -> &'static str {
-    squall::state::window::LATE_TUPLES_METRIC
+    squall::stateful::window::LATE_TUPLES_METRIC
 }
 
 #[test]

@@ -5,8 +5,8 @@
 //! figures computed plainly over the rows (shared by the example and its
 //! test).
 
-use squall::state::window::END_OF_STREAM;
-use squall::state::{TupleWindow, WindowCollector, WindowedBolt};
+use squall::stateful::window::END_OF_STREAM;
+use squall::stateful::{TupleWindow, WindowCollector, WindowedBolt};
 use squall::*;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -288,7 +288,7 @@ impl Bolt for Sink {
     fn execute(&mut self, t: &Tuple, out: &mut OutputCollector<'_>) {
         let mut r = self.0.lock().unwrap();
         if t.source_stream().as_str() == "late" {
-            if let Some([Value::Str(c), Value::Int(ts), ..]) = t.get_list(0).ok() {
+            if let Ok([Value::Str(c), Value::Int(ts), ..]) = t.get_list(0) {
                 r.late
                     .entry(t.source_component().as_str().to_owned())
                     .or_default()
@@ -362,7 +362,7 @@ pub fn topology(
     lag: std::time::Duration,
     parallelism: u32,
 ) -> Result<Topology, TopologyError> {
-    use squall::state::{Length, WindowConfig, WindowsAndState};
+    use squall::stateful::{Length, WindowConfig, WindowsAndState};
     let mut b = TopologyBuilder::new();
     let (rows, acked) = (run.rows.clone(), run.acked.clone());
     b.set_spout(

@@ -4,7 +4,8 @@
 
 use anyhow::{bail, Context, Result};
 use rand::Rng;
-use squall::state::decode_entry;
+use squall::stateful::decode_entry;
+use squall::stateful::store::Namespaces;
 use squall::*;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -238,7 +239,7 @@ impl StatefulBolt for WordCountBolt {
 ///
 /// # Errors
 /// An entry that does not decode as a word and a count.
-pub fn merge(state: BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>) -> Result<BTreeMap<String, i64>> {
+pub fn merge(state: Namespaces) -> Result<BTreeMap<String, i64>> {
     let mut counts = BTreeMap::new();
     for (namespace, entries) in state {
         if !namespace.starts_with("count-") {

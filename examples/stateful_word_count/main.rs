@@ -13,7 +13,7 @@ mod count;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use count::{LineSpout, Lines, Progress, SplitBolt, WordCountBolt};
-use squall::state::{MemoryProvider, RedbProvider};
+use squall::stateful::{MemoryProvider, RedbProvider};
 use squall::*;
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -4,8 +4,14 @@
 //! [`RedbProvider`]) and [`TxStore`], the two-phase layer over a store.
 
 use squall_topology_api::Config;
+mod memory;
+mod redb_store;
+
+pub use memory::MemoryProvider;
+pub use redb_store::RedbProvider;
+
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// Why a state operation failed: the backend's message, naming the file
@@ -19,6 +25,13 @@ pub enum StateError {
     #[error("topology.state.provider {0:?} is not a state provider (memory, redb, or one registered with register_provider)")]
     UnknownProvider(String),
 }
+
+/// One stored entry: key and value bytes.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// Every committed entry of a topology's states, by namespace (component
+/// and task).
+pub type Namespaces = BTreeMap<String, Vec<Entry>>;
 
 /// Changes to keys: `Some(value)` writes, `None` deletes.
 pub type Changes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
@@ -48,7 +61,7 @@ pub trait Store: Send {
     ///
     /// # Errors
     /// [`StateError::Backend`] when the backend cannot be read.
-    fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError>;
+    fn entries(&self) -> Result<Vec<Entry>, StateError>;
     /// The last committed transaction id, if any.
     ///
     /// # Errors
@@ -134,296 +147,12 @@ pub fn provider_for(config: &Config) -> Result<Box<dyn StateProvider>, StateErro
     }
 }
 
-#[derive(Debug, Default)]
-struct MemoryData {
-    committed: BTreeMap<Vec<u8>, Vec<u8>>,
-    txid: Option<u64>,
-    prepared: Option<Prepared>,
-}
-
-type MemoryCell = Arc<Mutex<MemoryData>>;
-
-fn memory_registry() -> MutexGuard<'static, BTreeMap<(String, String), MemoryCell>> {
-    static REGISTRY: OnceLock<Mutex<BTreeMap<(String, String), MemoryCell>>> = OnceLock::new();
-    REGISTRY
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-}
-
-fn lock(cell: &MemoryCell) -> MutexGuard<'_, MemoryData> {
-    cell.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// State in this process's memory, kept across task restarts within the
-/// process and lost with it (Storm's `InMemoryKeyValueStateProvider`):
-/// LocalCluster's default.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MemoryProvider;
-
-impl MemoryProvider {
-    /// Every committed entry of every namespace of `topology`, by namespace.
-    pub fn read(topology: &str) -> BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>> {
-        memory_registry()
-            .iter()
-            .filter(|((t, _), _)| t == topology)
-            .map(|((_, ns), cell)| {
-                let data = lock(cell);
-                let entries = data.committed.iter().map(|(k, v)| (k.clone(), v.clone()));
-                (ns.clone(), entries.collect())
-            })
-            .collect()
-    }
-
-    /// Forgets every namespace of `topology`.
-    pub fn clear(topology: &str) {
-        memory_registry().retain(|(t, _), _| t != topology);
-    }
-}
-
-impl StateProvider for MemoryProvider {
-    fn open(&self, topology: &str, namespace: &str) -> Result<Box<dyn Store>, StateError> {
-        let cell = memory_registry()
-            .entry((topology.to_owned(), namespace.to_owned()))
-            .or_default()
-            .clone();
-        Ok(Box::new(MemoryStore(cell)))
-    }
-}
-
-struct MemoryStore(MemoryCell);
-
-impl Store for MemoryStore {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        Ok(lock(&self.0).committed.get(key).cloned())
-    }
-
-    fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
-        let data = lock(&self.0);
-        Ok(data
-            .committed
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
-    }
-
-    fn committed_txid(&self) -> Result<Option<u64>, StateError> {
-        Ok(lock(&self.0).txid)
-    }
-
-    fn prepared(&self) -> Result<Option<Prepared>, StateError> {
-        Ok(lock(&self.0).prepared.clone())
-    }
-
-    fn prepare(&mut self, prepared: &Prepared) -> Result<(), StateError> {
-        lock(&self.0).prepared = Some(prepared.clone());
-        Ok(())
-    }
-
-    fn commit(&mut self, txid: u64) -> Result<(), StateError> {
-        let mut data = lock(&self.0);
-        match data.prepared.take() {
-            Some(p) if p.txid == txid => {
-                apply(&mut data.committed, p.changes);
-                data.txid = Some(txid);
-            }
-            other => data.prepared = other,
-        }
-        Ok(())
-    }
-
-    fn rollback(&mut self) -> Result<(), StateError> {
-        lock(&self.0).prepared = None;
-        Ok(())
-    }
-}
-
-fn apply(map: &mut BTreeMap<Vec<u8>, Vec<u8>>, changes: Changes) {
+pub(crate) fn apply(map: &mut BTreeMap<Vec<u8>, Vec<u8>>, changes: Changes) {
     for (k, v) in changes {
         match v {
             Some(v) => map.insert(k, v),
             None => map.remove(&k),
         };
-    }
-}
-
-const KV: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("state");
-const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("checkpoint");
-const TXID: &str = "committed_txid";
-const PREPARED: &str = "prepared";
-
-/// State in embedded `redb` files on local disk, one per task
-/// (`<dir>/<topology>/<namespace>.redb`): a commit is one durable redb
-/// transaction, so a worker killed at any point leaves each checkpoint
-/// whole or absent, and the prepared set survives for a COMMIT after a
-/// restart.
-#[derive(Debug, Clone)]
-pub struct RedbProvider {
-    dir: PathBuf,
-}
-
-impl RedbProvider {
-    /// A provider keeping its files under `dir`.
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
-    }
-
-    /// The file of `namespace` of `topology`.
-    pub fn file(&self, topology: &str, namespace: &str) -> PathBuf {
-        self.dir.join(topology).join(format!("{namespace}.redb"))
-    }
-
-    /// Every committed entry of every namespace of `topology`, by
-    /// namespace (the files must not be open in a running topology).
-    ///
-    /// # Errors
-    /// [`StateError::Backend`] naming a file that cannot be read.
-    pub fn read(
-        &self,
-        topology: &str,
-    ) -> Result<BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>, StateError> {
-        let dir = self.dir.join(topology);
-        let mut out = BTreeMap::new();
-        let listing = std::fs::read_dir(&dir).map_err(|e| backend(&dir, e))?;
-        for entry in listing {
-            let path = entry.map_err(|e| backend(&dir, e))?.path();
-            let Some(ns) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".redb"))
-            else {
-                continue;
-            };
-            out.insert(ns.to_owned(), RedbStore::open(&path)?.entries()?);
-        }
-        Ok(out)
-    }
-}
-
-impl StateProvider for RedbProvider {
-    fn open(&self, topology: &str, namespace: &str) -> Result<Box<dyn Store>, StateError> {
-        let path = self.file(topology, namespace);
-        Ok(Box::new(RedbStore::open(&path)?))
-    }
-}
-
-fn backend(path: &Path, e: impl std::fmt::Display) -> StateError {
-    StateError::Backend(format!("{}: {e}", path.display()))
-}
-
-struct RedbStore {
-    db: redb::Database,
-    path: PathBuf,
-}
-
-impl RedbStore {
-    fn open(path: &Path) -> Result<Self, StateError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| backend(dir, e))?;
-        }
-        let db = redb::Database::create(path).map_err(|e| backend(path, e))?;
-        let w = db.begin_write().map_err(|e| backend(path, e))?;
-        w.open_table(KV).map_err(|e| backend(path, e))?;
-        w.open_table(META).map_err(|e| backend(path, e))?;
-        w.commit().map_err(|e| backend(path, e))?;
-        Ok(Self {
-            db,
-            path: path.to_owned(),
-        })
-    }
-
-    fn err(&self, e: impl std::fmt::Display) -> StateError {
-        backend(&self.path, e)
-    }
-
-    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
-        let r = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = r.open_table(META).map_err(|e| self.err(e))?;
-        let v = t.get(key).map_err(|e| self.err(e))?;
-        Ok(v.map(|v| v.value().to_vec()))
-    }
-
-    fn set_meta(&self, key: &str, value: Option<&[u8]>) -> Result<(), StateError> {
-        let w = self.db.begin_write().map_err(|e| self.err(e))?;
-        {
-            let mut t = w.open_table(META).map_err(|e| self.err(e))?;
-            match value {
-                Some(v) => t.insert(key, v).map(|_| ()),
-                None => t.remove(key).map(|_| ()),
-            }
-            .map_err(|e| self.err(e))?;
-        }
-        w.commit().map_err(|e| self.err(e))
-    }
-}
-
-impl Store for RedbStore {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        let r = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = r.open_table(KV).map_err(|e| self.err(e))?;
-        let v = t.get(key).map_err(|e| self.err(e))?;
-        Ok(v.map(|v| v.value().to_vec()))
-    }
-
-    fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
-        use redb::ReadableTable;
-        let r = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = r.open_table(KV).map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for item in t.iter().map_err(|e| self.err(e))? {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            out.push((k.value().to_vec(), v.value().to_vec()));
-        }
-        Ok(out)
-    }
-
-    fn committed_txid(&self) -> Result<Option<u64>, StateError> {
-        self.meta(TXID)?
-            .map(|b| rmp_serde::from_slice(&b).map_err(|e| self.err(e)))
-            .transpose()
-    }
-
-    fn prepared(&self) -> Result<Option<Prepared>, StateError> {
-        self.meta(PREPARED)?
-            .map(|b| rmp_serde::from_slice(&b).map_err(|e| self.err(e)))
-            .transpose()
-    }
-
-    fn prepare(&mut self, prepared: &Prepared) -> Result<(), StateError> {
-        let bytes = rmp_serde::to_vec(prepared).map_err(|e| self.err(e))?;
-        self.set_meta(PREPARED, Some(&bytes))
-    }
-
-    fn commit(&mut self, txid: u64) -> Result<(), StateError> {
-        let Some(Prepared {
-            txid: id, changes, ..
-        }) = self.prepared()?
-        else {
-            return Ok(());
-        };
-        if id != txid {
-            return Ok(());
-        }
-        let w = self.db.begin_write().map_err(|e| self.err(e))?;
-        {
-            let mut kv = w.open_table(KV).map_err(|e| self.err(e))?;
-            for (k, v) in &changes {
-                match v {
-                    Some(v) => kv.insert(k.as_slice(), v.as_slice()).map(|_| ()),
-                    None => kv.remove(k.as_slice()).map(|_| ()),
-                }
-                .map_err(|e| self.err(e))?;
-            }
-            let mut meta = w.open_table(META).map_err(|e| self.err(e))?;
-            let id = rmp_serde::to_vec(&txid).map_err(|e| self.err(e))?;
-            meta.insert(TXID, id.as_slice()).map_err(|e| self.err(e))?;
-            meta.remove(PREPARED).map_err(|e| self.err(e))?;
-        }
-        w.commit().map_err(|e| self.err(e))
-    }
-
-    fn rollback(&mut self) -> Result<(), StateError> {
-        self.set_meta(PREPARED, None)
     }
 }
 
@@ -505,7 +234,7 @@ impl TxStore {
     ///
     /// # Errors
     /// [`StateError::Backend`] when the store cannot be read.
-    pub fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+    pub fn entries(&self) -> Result<Vec<Entry>, StateError> {
         let mut map: BTreeMap<Vec<u8>, Vec<u8>> = self.store.entries()?.into_iter().collect();
         if let Some(p) = &self.prepared {
             apply(&mut map, p.changes.clone());
