@@ -8,7 +8,6 @@ mod cluster_support;
 mod corpus;
 
 use cluster_support::*;
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -99,13 +98,6 @@ fn stateful_word_count_with_a_state_worker_killed_is_exact() {
         "{}",
         String::from_utf8_lossy(&read.stderr)
     );
-    let got: HashMap<String, u64> = std::fs::read_to_string(&counts)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let (w, n) = l.split_once('\t').unwrap();
-            (w.to_owned(), n.parse().unwrap())
-        })
-        .collect();
+    let got = corpus::read_counts(&counts);
     corpus::assert_same_counts(&got, &corpus::plain_count(&input));
 }

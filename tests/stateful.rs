@@ -33,18 +33,7 @@ fn run(input: &Path, args: &[&str], dir: &Path) -> (String, HashMap<String, u64>
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    (stdout, read_counts(&counts))
-}
-
-fn read_counts(path: &Path) -> HashMap<String, u64> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let (w, n) = l.split_once('\t').unwrap();
-            (w.to_owned(), n.parse().unwrap())
-        })
-        .collect()
+    (stdout, corpus::read_counts(&counts))
 }
 
 /// The number after `word` in `text` (`... 12 rollbacks`).
@@ -110,7 +99,7 @@ fn stateful_word_count_in_redb_is_read_back_after_the_run() {
         .status()
         .unwrap();
     assert!(status.success());
-    assert_eq!(read_counts(&read), expected);
+    assert_eq!(corpus::read_counts(&read), expected);
     let files = std::fs::read_dir(state.join("swc-redb")).unwrap().count();
     assert_eq!(files, 2, "one file per count task");
 }
@@ -185,7 +174,7 @@ fn prepares_that_fail_roll_back_and_the_counts_stay_exact() {
             failed: failed.clone(),
         }),
     );
-    let lines = Arc::new(count::Lines::load(&[corpus::corpus()]).unwrap());
+    let lines = Arc::new(count::Lines::load(&[corpus::corpus()], 1).unwrap());
     let progress = Arc::new(count::Progress::default());
     let mut b = TopologyBuilder::new();
     let (l, p) = (lines.clone(), progress.clone());

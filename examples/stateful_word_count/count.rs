@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 pub struct Lines(Vec<String>);
 
 impl Lines {
-    /// Reads `inputs` (files, or folders of files).
+    /// Reads `inputs` (files, or folders of files), `repeat` times over.
     ///
     /// # Errors
     /// An input that is neither, or cannot be read.
-    pub fn load(inputs: &[PathBuf]) -> Result<Self> {
+    pub fn load(inputs: &[PathBuf], repeat: usize) -> Result<Self> {
         let mut paths = Vec::new();
         for p in inputs {
             if p.is_dir() {
@@ -42,6 +42,10 @@ impl Lines {
         for p in paths {
             let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
             lines.extend(String::from_utf8_lossy(&bytes).lines().map(str::to_owned));
+        }
+        let once = lines.len();
+        for _ in 1..repeat {
+            lines.extend_from_within(..once);
         }
         Ok(Self(lines))
     }

@@ -49,6 +49,9 @@ struct Args {
     /// checkpoint rolls back and the lines replay.
     #[arg(long, default_value_t = 0.0)]
     fail_rate: f64,
+    /// Read the input this many times (benchmarks).
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
     /// Most words each count task fails.
     #[arg(long, default_value_t = 10)]
     max_failures: u64,
@@ -81,7 +84,7 @@ fn main() -> Result<()> {
         let state = RedbProvider::new(dir).read(&args.name)?;
         return report(&args, count::merge(state)?);
     }
-    let lines = Arc::new(Lines::load(&args.input)?);
+    let lines = Arc::new(Lines::load(&args.input, args.repeat)?);
     let mut overrides = vec!["topology.acker.executors=1".to_owned()];
     if let Some(p) = args.max_spout_pending {
         overrides.push(format!("topology.max.spout.pending={p}"));

@@ -104,3 +104,15 @@ pub fn assert_same_counts(got: &HashMap<String, u64>, expected: &HashMap<String,
         &differ[..differ.len().min(8)]
     );
 }
+
+/// Reads `word<TAB>count` lines.
+pub fn read_counts(path: &Path) -> HashMap<String, u64> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (w, n) = l.split_once('\t').unwrap();
+            (w.to_owned(), n.parse().unwrap())
+        })
+        .collect()
+}

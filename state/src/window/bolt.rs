@@ -178,7 +178,7 @@ pub(crate) fn input_tasks(context: &TopologyContext) -> Vec<TaskId> {
 }
 
 /// Where a tuple goes on arrival.
-pub(crate) enum Arrival {
+enum Arrival {
     /// Into the window at this timestamp.
     Window(i64),
     /// Its windows fired already; acked, counted, sent to the late stream.
@@ -226,7 +226,7 @@ impl Timekeeper {
 
     /// Classifies `tuple`; `late_before` is the manager's test for late
     /// timestamps.
-    pub(crate) fn arrive(&mut self, tuple: &Tuple, is_late: impl Fn(i64) -> bool) -> Arrival {
+    fn arrive(&mut self, tuple: &Tuple, is_late: impl Fn(i64) -> bool) -> Arrival {
         let ts = match &self.config.timestamp {
             None => return Arrival::Window(clock_ms()),
             Some(TimestampSource::Field(f)) => tuple.get_i64_by_field(f).map_err(|e| e.to_string()),
@@ -250,8 +250,29 @@ impl Timekeeper {
         Arrival::Window(ts)
     }
 
+    /// The timestamp at which `tuple` joins the window, or `None` when it
+    /// does not (late: sent to the late stream; the end of a task's
+    /// stream; no timestamp: reported), in which case it is acked here.
+    pub(crate) fn admit(
+        &mut self,
+        tuple: &Tuple,
+        is_late: impl Fn(i64) -> bool,
+        out: &mut OutputCollector<'_>,
+    ) -> Option<i64> {
+        match self.arrive(tuple, is_late) {
+            Arrival::Window(ts) => return Some(ts),
+            Arrival::Late => self.handle_late(tuple, out),
+            Arrival::End => out.ack(tuple),
+            Arrival::Invalid(e) => {
+                out.report_error(&e);
+                out.ack(tuple);
+            }
+        }
+        None
+    }
+
     /// Sends a late tuple on the late stream (if any) and acks it.
-    pub(crate) fn handle_late(&self, tuple: &Tuple, out: &mut OutputCollector<'_>) {
+    fn handle_late(&self, tuple: &Tuple, out: &mut OutputCollector<'_>) {
         if let Some(stream) = &self.config.late_stream {
             let late = Value::List(tuple.values().to_vec());
             let mut v = Values::new();
@@ -337,24 +358,17 @@ impl<B: WindowedBolt> Bolt for WindowedBoltExecutor<B> {
             return;
         }
         let manager = &self.manager;
-        match self.time.arrive(tuple, |ts| manager.is_late(ts)) {
-            Arrival::Window(ts) => {
-                let held = Held {
-                    tuple: tuple.clone(),
-                    key: 0,
-                };
-                self.manager.add(ts, held);
-                self.time.set_size(self.manager.len());
-                if let Some(to) = self.time.due(ts, true) {
-                    self.advance(to, out);
-                }
-            }
-            Arrival::Late => self.time.handle_late(tuple, out),
-            Arrival::End => out.ack(tuple),
-            Arrival::Invalid(e) => {
-                out.report_error(&e);
-                out.ack(tuple);
-            }
+        let Some(ts) = self.time.admit(tuple, |ts| manager.is_late(ts), out) else {
+            return;
+        };
+        let held = Held {
+            tuple: tuple.clone(),
+            key: 0,
+        };
+        self.manager.add(ts, held);
+        self.time.set_size(self.manager.len());
+        if let Some(to) = self.time.due(ts, true) {
+            self.advance(to, out);
         }
     }
 

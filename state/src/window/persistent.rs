@@ -2,7 +2,7 @@
 //! in checkpointed state (Storm's `PersistentWindowedBoltExecutor`, from
 //! `BaseStatefulWindowedBolt.withPersistence`).
 
-use super::bolt::{Arrival, Held, Timekeeper, TupleWindow, WindowCollector, WindowedBolt};
+use super::bolt::{Held, Timekeeper, TupleWindow, WindowCollector, WindowedBolt};
 use super::{WindowConfig, WindowManager};
 use crate::checkpoint::epoch::{Epoch, WatchingOutput};
 use crate::checkpoint::{Action, CheckpointTuple, CHECKPOINT_FIELDS};
@@ -127,46 +127,39 @@ impl<B: WindowedBolt> PersistentWindowedBoltExecutor<B> {
 
     fn add(&mut self, tuple: &Tuple, out: &mut OutputCollector<'_>) {
         let manager = &self.manager;
-        match self.time.arrive(tuple, |ts| manager.is_late(ts)) {
-            Arrival::Window(ts) => {
-                let key = self.next_key;
-                self.next_key += 1;
-                let record: Record = (
-                    ts,
-                    tuple.source_component().as_str().to_owned(),
-                    tuple.source_stream().as_str().to_owned(),
-                    tuple.source_task().0,
-                    tuple.values().clone(),
-                );
-                let Some(store) = self.store.as_mut() else {
-                    out.fail(tuple);
-                    return;
-                };
-                match rmp_serde::to_vec(&record) {
-                    Ok(bytes) => store.put(key_bytes(key), bytes),
-                    Err(e) => {
-                        out.report_error(&format!("window tuple does not encode: {e}"));
-                        out.fail(tuple);
-                        return;
-                    }
-                }
-                let held = Held {
-                    tuple: tuple.clone(),
-                    key,
-                };
-                self.manager.add(ts, held);
-                let id = out.take_ack_id(tuple);
-                self.epoch.held.push(id);
-                if let Some(to) = self.time.due(ts, true) {
-                    self.advance(to, out);
-                }
+        let Some(ts) = self.time.admit(tuple, |ts| manager.is_late(ts), out) else {
+            return;
+        };
+        let key = self.next_key;
+        self.next_key += 1;
+        let record: Record = (
+            ts,
+            tuple.source_component().as_str().to_owned(),
+            tuple.source_stream().as_str().to_owned(),
+            tuple.source_task().0,
+            tuple.values().clone(),
+        );
+        let Some(store) = self.store.as_mut() else {
+            out.fail(tuple);
+            return;
+        };
+        match rmp_serde::to_vec(&record) {
+            Ok(bytes) => store.put(key_bytes(key), bytes),
+            Err(e) => {
+                out.report_error(&format!("window tuple does not encode: {e}"));
+                out.fail(tuple);
+                return;
             }
-            Arrival::Late => self.time.handle_late(tuple, out),
-            Arrival::End => out.ack(tuple),
-            Arrival::Invalid(e) => {
-                out.report_error(&e);
-                out.ack(tuple);
-            }
+        }
+        let held = Held {
+            tuple: tuple.clone(),
+            key,
+        };
+        self.manager.add(ts, held);
+        let id = out.take_ack_id(tuple);
+        self.epoch.held.push(id);
+        if let Some(to) = self.time.due(ts, true) {
+            self.advance(to, out);
         }
     }
 
