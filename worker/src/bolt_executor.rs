@@ -61,7 +61,9 @@ impl BoltOutput for Emitter<'_> {
         let mut values = Some(values);
         for (i, &dest) in targets.iter().enumerate() {
             let mut message_id = MessageId::untracked();
-            if tracked {
+            if tracked && anchors.len() > MANY_ANCHORS {
+                message_id = many_anchors_id(anchors, &mut self.task.ack_vals, rng);
+            } else if tracked {
                 for a in anchors {
                     let ids = a.message_id().anchors();
                     let Some(&(_, key)) = ids.first() else {
@@ -155,6 +157,36 @@ impl Emitter<'_> {
             });
         }
     }
+}
+
+/// Above this many anchors an emit's id is built by sorting its (root,
+/// edge) pairs rather than by a linear search per root (a windowed bolt
+/// anchors to every tuple of its window).
+const MANY_ANCHORS: usize = 16;
+
+/// The id of a tuple anchored to `anchors`, each getting a fresh edge:
+/// pairs sorted by root and edges of the same root XOR-combined, in
+/// O(n log n) for n roots.
+fn many_anchors_id(anchors: &[&Tuple], ack_vals: &mut AckVals, rng: &mut impl Rng) -> MessageId {
+    let mut pairs: Vec<(u64, u64)> = Vec::with_capacity(anchors.len());
+    for a in anchors {
+        let ids = a.message_id().anchors();
+        let Some(&(_, key)) = ids.first() else {
+            continue;
+        };
+        let edge: u64 = rng.random();
+        ack_vals.add(key, edge);
+        pairs.extend(ids.iter().map(|&(root, _)| (root, edge)));
+    }
+    pairs.sort_unstable_by_key(|p| p.0);
+    let mut id = MessageId::untracked();
+    for (root, edge) in pairs {
+        match id.0.last_mut() {
+            Some((r, e)) if *r == root => *e ^= edge,
+            _ => id.0.push((root, edge)),
+        }
+    }
+    id
 }
 
 /// Runs one bolt executor until the topology stops.
@@ -403,4 +435,46 @@ fn task_waker(
 
 fn tasks_start(tasks: &[BoltTask]) -> u32 {
     tasks.first().map_or(0, |t| t.state.id.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::SmallRng;
+    use rand::SeedableRng;
+    use squall_topology_api::Fields;
+
+    #[test]
+    fn many_anchors_give_the_same_id_as_one_at_a_time() {
+        let meta = Arc::new(StreamMeta {
+            component: "c".into(),
+            stream: "default".into(),
+            fields: Fields::from(["n"]),
+        });
+        // 40 tuples over 7 roots, some in two trees.
+        let tuples: Vec<Tuple> = (0..40u64)
+            .map(|i| {
+                let mut id = MessageId::single(i % 7, 100 + i);
+                if i % 5 == 0 {
+                    id.xor_edge(1000 + i % 3, 7);
+                }
+                Tuple::new(meta.clone(), TaskId(1), values![i as i64], id, None)
+            })
+            .collect();
+        let anchors: Vec<&Tuple> = tuples.iter().collect();
+        let mut vals = AckVals::default();
+        let sorted = many_anchors_id(&anchors, &mut vals, &mut SmallRng::seed_from_u64(3));
+        let mut rng = SmallRng::seed_from_u64(3);
+        let mut linear = MessageId::untracked();
+        for a in &anchors {
+            let edge: u64 = rng.random();
+            for &(root, _) in a.message_id().anchors() {
+                linear.xor_edge(root, edge);
+            }
+        }
+        let mut expected = linear.anchors().to_vec();
+        expected.sort_unstable();
+        assert_eq!(sorted.anchors(), expected.as_slice());
+        assert_eq!(sorted.anchors().len(), 10, "7 roots and 3 more trees");
+    }
 }

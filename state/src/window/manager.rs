@@ -21,8 +21,6 @@ pub struct Event<T> {
     pub ts: i64,
     /// The last window (by fire number) that held this event; 0 for none.
     fired: u64,
-    /// Counted towards a count-sliding window's trigger.
-    counted: bool,
     /// The item (a tuple).
     pub item: T,
 }
@@ -85,6 +83,10 @@ pub struct WindowManager<T> {
     next_end: Option<i64>,
     /// The highest reference time seen (the watermark, or the clock).
     reference: Option<i64>,
+    /// Count sliding: how many events at the front were counted towards
+    /// a fired window. Events that are not late land after them (their
+    /// timestamps are below the reference), so they stay a prefix.
+    counted: usize,
 }
 
 /// The first multiple of `step` strictly after `ts`.
@@ -104,6 +106,7 @@ impl<T> WindowManager<T> {
             fires: 0,
             next_end: None,
             reference: None,
+            counted: 0,
         }
     }
 
@@ -132,15 +135,7 @@ impl<T> WindowManager<T> {
     /// out-of-order events cost a shift of the younger ones.
     pub fn add(&mut self, ts: i64, item: T) {
         let at = self.events.partition_point(|e| e.ts <= ts);
-        self.events.insert(
-            at,
-            Event {
-                ts,
-                fired: 0,
-                counted: false,
-                item,
-            },
-        );
+        self.events.insert(at, Event { ts, fired: 0, item });
         if let Length::Duration(step) = self.sliding {
             let first = align_after(ts, step);
             if self.next_end.is_none_or(|n| first < n) && !self.is_late(ts) {
@@ -174,17 +169,11 @@ impl<T> WindowManager<T> {
                 }
             }
             Length::Count(n) => loop {
-                let before = self.events.partition_point(|e| e.ts < to);
-                let mut seen = 0;
-                let Some(last) = self.events.range(..before).position(|e| {
-                    seen += usize::from(!e.counted);
-                    seen == n as usize
-                }) else {
+                let last = self.counted + n as usize - 1;
+                if self.events.get(last).is_none_or(|e| e.ts >= to) {
                     break;
-                };
-                self.events
-                    .range_mut(..=last)
-                    .for_each(|e| e.counted = true);
+                }
+                self.counted = last + 1;
                 let end = self.events[last].ts.saturating_add(1);
                 self.fire(last + 1, end, &mut on_window);
             },
@@ -203,6 +192,7 @@ impl<T> WindowManager<T> {
         };
         self.expired
             .extend(self.events.drain(..keep_from).map(|e| e.item));
+        self.counted = self.counted.saturating_sub(keep_from);
         let upto = upto - keep_from;
         if upto == 0 && self.expired.is_empty() {
             return;
