@@ -230,9 +230,8 @@ impl StatefulBolt for WordCountBolt {
             out.ack(t);
             return;
         };
-        let word = word.to_owned();
-        let n = counts.get(&word).unwrap_or(0) + 1;
-        counts.put(&word, &n);
+        let n = counts.get(word).unwrap_or(0) + 1;
+        counts.put(word, &n);
         out.ack(t);
     }
 

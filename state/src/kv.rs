@@ -4,6 +4,7 @@
 use crate::store::{StateError, TxStore};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::borrow::Borrow;
 use std::marker::PhantomData;
 
 /// A checkpointed state (Storm's `State`): made over a [`TxStore`], which
@@ -25,37 +26,58 @@ pub trait State: Send + 'static {
 /// committed (the tuples behind it replay).
 pub struct KeyValueState<K, V> {
     store: TxStore,
+    /// The last key encoded (reused: no allocation per read).
+    key: Vec<u8>,
     _types: PhantomData<fn(K) -> V>,
 }
 
 impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> KeyValueState<K, V> {
-    fn key(&mut self, key: &K) -> Option<Vec<u8>> {
-        match rmp_serde::to_vec(key) {
-            Ok(k) => Some(k),
+    /// Encodes `key` into `self.key`; `false` (and the next checkpoint
+    /// fails) when it does not encode.
+    fn encode_key<Q: Serialize + ?Sized>(&mut self, key: &Q) -> bool {
+        self.key.clear();
+        match rmp_serde::encode::write(&mut self.key, key) {
+            Ok(()) => true,
             Err(e) => {
                 self.store
                     .note_error(StateError::Backend(format!("key does not encode: {e}")));
-                None
+                false
             }
         }
     }
 
-    /// Sets `key` to `value`.
-    pub fn put(&mut self, key: &K, value: &V) {
-        let Some(k) = self.key(key) else { return };
-        match rmp_serde::to_vec(value) {
-            Ok(v) => self.store.put(k, v),
-            Err(e) => self
-                .store
-                .note_error(StateError::Backend(format!("value does not encode: {e}"))),
+    /// Sets `key` to `value`. The key may be given borrowed (`&str` for
+    /// `String`), as with `HashMap`: it encodes the same.
+    pub fn put<Q>(&mut self, key: &Q, value: &V)
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
+        if !self.encode_key(key) {
+            return;
+        }
+        let written = self
+            .store
+            .put_with(&self.key, |buf| rmp_serde::encode::write(buf, value));
+        if let Err(e) = written {
+            self.store
+                .note_error(StateError::Backend(format!("value does not encode: {e}")));
         }
     }
 
     /// The value of `key`, if any.
-    pub fn get(&mut self, key: &K) -> Option<V> {
-        let k = self.key(key)?;
-        let bytes = self.store.get(&k)?;
-        match rmp_serde::from_slice(&bytes) {
+    pub fn get<Q>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
+        if !self.encode_key(key) {
+            return None;
+        }
+        let read = self
+            .store
+            .get_with(&self.key, |v| v.map(rmp_serde::from_slice::<V>))?;
+        match read {
             Ok(v) => Some(v),
             Err(e) => {
                 self.store
@@ -66,14 +88,22 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> KeyValueS
     }
 
     /// The value of `key`, or `default`.
-    pub fn get_or(&mut self, key: &K, default: V) -> V {
+    pub fn get_or<Q>(&mut self, key: &Q, default: V) -> V
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         self.get(key).unwrap_or(default)
     }
 
     /// Removes `key`.
-    pub fn delete(&mut self, key: &K) {
-        if let Some(k) = self.key(key) {
-            self.store.delete(k);
+    pub fn delete<Q>(&mut self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
+        if self.encode_key(key) {
+            self.store.delete(self.key.clone());
         }
     }
 
@@ -114,6 +144,7 @@ where
     fn from_store(store: TxStore) -> Self {
         Self {
             store,
+            key: Vec::new(),
             _types: PhantomData,
         }
     }

@@ -10,7 +10,8 @@ mod redb_store;
 pub use memory::MemoryProvider;
 pub use redb_store::RedbProvider;
 
-use std::collections::{BTreeMap, HashMap};
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -34,7 +35,7 @@ pub type Entry = (Vec<u8>, Vec<u8>);
 pub type Namespaces = BTreeMap<String, Vec<Entry>>;
 
 /// Changes to keys: `Some(value)` writes, `None` deletes.
-pub type Changes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+pub type Changes = FxHashMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// A prepared transaction: its id, its changes, and the acks its COMMIT
 /// sends (opaque bytes: the stateful bolt's held tuple ids).
@@ -147,7 +148,10 @@ pub fn provider_for(config: &Config) -> Result<Box<dyn StateProvider>, StateErro
     }
 }
 
-pub(crate) fn apply(map: &mut BTreeMap<Vec<u8>, Vec<u8>>, changes: Changes) {
+pub(crate) fn apply(
+    map: &mut BTreeMap<Vec<u8>, Vec<u8>>,
+    changes: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
+) {
     for (k, v) in changes {
         match v {
             Some(v) => map.insert(k, v),
@@ -165,7 +169,8 @@ pub struct TxStore {
     store: Box<dyn Store>,
     /// Committed values read so far (this task is its store's only
     /// writer, so they stay true until its own commits change them).
-    cache: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    cache: FxHashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Writes since the last PREPARE.
     pending: Changes,
     prepared: Option<Prepared>,
     /// The first read error since the last checkpoint: fails the next
@@ -183,8 +188,8 @@ impl TxStore {
         let prepared = store.prepared()?;
         Ok(Self {
             store,
-            cache: HashMap::new(),
-            pending: Changes::new(),
+            cache: FxHashMap::default(),
+            pending: Changes::default(),
             prepared,
             error: None,
         })
@@ -194,25 +199,30 @@ impl TxStore {
     /// else prepared, else committed. A backend error reads as absent and
     /// fails the next [`prepare`](Self::prepare).
     pub fn get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+        self.get_with(key, |v| v.map(<[u8]>::to_vec))
+    }
+
+    /// `read` of the current value of `key` (as [`get`](Self::get),
+    /// without copying it).
+    pub fn get_with<R>(&mut self, key: &[u8], read: impl FnOnce(Option<&[u8]>) -> R) -> R {
         if let Some(v) = self.pending.get(key) {
-            return v.clone();
+            return read(v.as_deref());
         }
         if let Some(v) = self.prepared.as_ref().and_then(|p| p.changes.get(key)) {
-            return v.clone();
+            return read(v.as_deref());
         }
-        if let Some(v) = self.cache.get(key) {
-            return v.clone();
-        }
-        match self.store.get(key) {
-            Ok(v) => {
-                self.cache.insert(key.to_vec(), v.clone());
-                v
-            }
-            Err(e) => {
-                self.error.get_or_insert(e);
-                None
+        if !self.cache.contains_key(key) {
+            match self.store.get(key) {
+                Ok(v) => {
+                    self.cache.insert(key.to_vec(), v);
+                }
+                Err(e) => {
+                    self.error.get_or_insert(e);
+                    return read(None);
+                }
             }
         }
+        read(self.cache.get(key).and_then(Option::as_deref))
     }
 
     /// Records `e` to fail the next [`prepare`](Self::prepare).
@@ -223,6 +233,20 @@ impl TxStore {
     /// Writes `key`.
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
         self.pending.insert(key, Some(value));
+    }
+
+    /// Writes `key` with the bytes `write` puts in a buffer (reusing the
+    /// buffer of an earlier write of `key` since the last checkpoint).
+    pub fn put_with<R>(&mut self, key: &[u8], write: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+        if let Some(slot) = self.pending.get_mut(key) {
+            let buf = slot.get_or_insert_with(Vec::new);
+            buf.clear();
+            return write(buf);
+        }
+        let mut buf = Vec::new();
+        let r = write(&mut buf);
+        self.pending.insert(key.to_vec(), Some(buf));
+        r
     }
 
     /// Deletes `key`.
@@ -254,7 +278,7 @@ impl TxStore {
             return Err(e);
         }
         let mut changes = self.prepared.take().map(|p| p.changes).unwrap_or_default();
-        changes.append(&mut self.pending);
+        changes.extend(self.pending.drain());
         let prepared = Prepared {
             txid,
             changes,
