@@ -8,7 +8,6 @@ mod corpus;
 use cluster_support::*;
 use squall::trident;
 use squall_cluster::{StorageStore, ZkStorage};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,13 +96,6 @@ fn trident_word_count_with_a_worker_killed_is_exact() {
         "{}",
         String::from_utf8_lossy(&read.stderr)
     );
-    let got: HashMap<String, u64> = std::fs::read_to_string(&counts)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let (w, n) = l.split_once('\t').unwrap();
-            (w.to_owned(), n.parse().unwrap())
-        })
-        .collect();
+    let got = corpus::read_counts(&counts);
     assert_eq!(got, corpus::plain_count(&input), "counts are exact");
 }

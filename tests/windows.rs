@@ -230,6 +230,18 @@ fn ints(v: &Value) -> Vec<i64> {
         .collect()
 }
 
+/// Every value any window held, sorted.
+fn all_windowed(out: &Mutex<Vec<Values>>) -> Vec<i64> {
+    let mut seen: Vec<i64> = out
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|v| ints(&v[0]))
+        .collect();
+    seen.sort_unstable();
+    seen
+}
+
 #[test]
 fn count_windows_ack_tuples_as_they_leave_their_last_window() {
     let feeder = Feeder::new(["n"]);
@@ -291,13 +303,7 @@ fn processing_time_windows_fire_on_the_clock_and_ack_everything() {
     }
     // Every tuple leaves its one window as the clock passes its end.
     assert!(wait_for(WAIT, || feeder.acked().len() == 20));
-    let mut seen: Vec<i64> = out
-        .lock()
-        .unwrap()
-        .iter()
-        .flat_map(|v| ints(&v[0]))
-        .collect();
-    seen.sort_unstable();
+    let seen = all_windowed(&out);
     assert_eq!(
         seen,
         (0..20).collect::<Vec<_>>(),
@@ -373,13 +379,7 @@ fn a_persistent_window_outlasts_the_message_timeout() {
             .sum::<usize>()
             == 20
     }));
-    let mut seen: Vec<i64> = out
-        .lock()
-        .unwrap()
-        .iter()
-        .flat_map(|v| ints(&v[0]))
-        .collect();
-    seen.sort_unstable();
+    let seen = all_windowed(&out);
     assert_eq!(seen, (0..20).collect::<Vec<_>>());
     assert!(feeder.failed().is_empty(), "{:?}", feeder.failed());
     cluster.kill_topology("persistent-window").unwrap();

@@ -113,7 +113,9 @@ pub(crate) struct Epoch {
     ack_meta: Arc<StreamMeta>,
     /// Held tuples' trees get their timeout restarted this often.
     keep_alive_every: Duration,
-    last_keep_alive: Instant,
+    /// `None` until the first tick: a restarted task resets the trees of
+    /// the acks it restored at once.
+    last_keep_alive: Option<Instant>,
 }
 
 /// How often a stateful task looks at its held tuples' timeouts, in ms.
@@ -136,20 +138,24 @@ impl Epoch {
                 fields: Fields::from(Vec::<String>::new()),
             }),
             keep_alive_every: Duration::from_secs(10),
-            last_keep_alive: Instant::now(),
+            last_keep_alive: None,
         }
     }
 
-    /// Restarts the timeout of every held tuple's tree once a third of
-    /// the message timeout passed since the last time (Storm's
+    /// Restarts the timeout of every held tuple's tree once a quarter of
+    /// the message timeout passed since the last time (and at the first
+    /// tick) (Storm's
     /// `resetTimeout`): tuples wait for a commit, which a failure can
     /// delay by a whole message timeout, and a tree timing out then would
     /// replay input whose effect the commit is about to make durable.
     pub(crate) fn keep_alive(&mut self, out: &mut OutputCollector<'_>) {
-        if self.last_keep_alive.elapsed() < self.keep_alive_every {
+        if self
+            .last_keep_alive
+            .is_some_and(|t| t.elapsed() < self.keep_alive_every)
+        {
             return;
         }
-        self.last_keep_alive = Instant::now();
+        self.last_keep_alive = Some(Instant::now());
         let restored = self.restored.iter().flat_map(|(_, ids)| ids);
         for id in self.prepared.iter().chain(&self.held).chain(restored) {
             out.reset_timeout(&Tuple::with_message_id(self.ack_meta.clone(), id.clone()));
@@ -159,7 +165,7 @@ impl Epoch {
     pub(crate) fn prepare(&mut self, context: &TopologyContext) {
         self.barrier = CheckpointBarrier::of(context);
         self.keep_alive_every =
-            Duration::from_millis(context.config().message_timeout_secs.saturating_mul(1000) / 3);
+            Duration::from_millis(context.config().message_timeout_secs.saturating_mul(1000) / 4);
         self.ack_meta = Arc::new(StreamMeta {
             component: context.this_component_id().clone(),
             stream: CHECKPOINT_STREAM.into(),

@@ -197,6 +197,10 @@ impl Spout for CheckpointSpout {
             << 8;
         self.store = context.store().cloned();
         if let Some(store) = &self.store {
+            // A topology that never checkpointed has nothing to roll back:
+            // its first step is INITSTATE, so no tuple that came before it
+            // is failed.
+            self.rolled_back = matches!(store.get(&self.key), Ok(None));
             match Self::load(store, context.topology_name()) {
                 Ok(s) => self.state = s,
                 Err(e) => tracing::error!(key = %self.key, "checkpoint state: {e}"),

@@ -86,10 +86,10 @@ impl<'w> TupleWindow<'w> {
 
     /// The tuples that were in no earlier window (Storm's `getNew`).
     pub fn new_tuples(&self) -> impl Iterator<Item = &'w Tuple> + 'w {
-        let previous = self.number - 1;
+        let number = self.number;
         self.events
             .iter()
-            .filter(move |e| previous == 0 || e.fired_in() != previous)
+            .filter(move |e| e.is_new_in(number))
             .map(|e| &e.item.tuple)
     }
 
@@ -350,9 +350,8 @@ impl<B: WindowedBolt> Bolt for WindowedBoltExecutor<B> {
     }
 
     fn execute(&mut self, tuple: &Tuple, out: &mut OutputCollector<'_>) {
-        let now = clock_ms();
         if tuple.is_tick() {
-            if let Some(to) = self.time.due(now, false) {
+            if let Some(to) = self.time.due(clock_ms(), false) {
                 self.advance(to, out);
             }
             return;

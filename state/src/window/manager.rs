@@ -26,9 +26,11 @@ pub struct Event<T> {
 }
 
 impl<T> Event<T> {
-    /// The number of the last window that held this event (0: none yet).
-    pub fn fired_in(&self) -> u64 {
-        self.fired
+    /// Whether window number `window` is the first to hold this event
+    /// since it left the previous window (Storm's "new" events: not in the
+    /// window fired just before).
+    pub fn is_new_in(&self, window: u64) -> bool {
+        window <= 1 || self.fired + 1 != window
     }
 }
 
@@ -52,10 +54,7 @@ pub struct Fired<'a, T> {
 impl<T> Fired<'_, T> {
     /// The events that were in no earlier window (Storm's `getNew`).
     pub fn new_events(&self) -> impl Iterator<Item = &Event<T>> + '_ {
-        let previous = self.number - 1;
-        self.events
-            .iter()
-            .filter(move |e| e.fired != previous || previous == 0)
+        self.events.iter().filter(|e| e.is_new_in(self.number))
     }
 }
 
