@@ -142,6 +142,9 @@ impl Store for FlakyStore {
     fn prepared(&self) -> Result<Option<Prepared>, StateError> {
         self.inner.prepared()
     }
+    fn committed_acks(&self) -> Result<Option<(u64, Vec<u8>)>, StateError> {
+        self.inner.committed_acks()
+    }
     fn prepare(&mut self, prepared: &Prepared) -> Result<(), StateError> {
         if self.prepares.fetch_add(1, Ordering::Relaxed) % self.every == self.every - 1 {
             self.failed.fetch_add(1, Ordering::Relaxed);

@@ -85,7 +85,7 @@ fn main() -> Result<()> {
         return report(&args, count::merge(state)?);
     }
     let lines = Arc::new(Lines::load(&args.input, args.repeat)?);
-    let mut overrides = vec!["topology.acker.executors=1".to_owned()];
+    let mut overrides = Vec::new();
     if let Some(p) = args.max_spout_pending {
         overrides.push(format!("topology.max.spout.pending={p}"));
     }

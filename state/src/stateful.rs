@@ -157,9 +157,7 @@ impl<B: StatefulBolt> Bolt for StatefulBoltExecutor<B> {
         self.epoch.prepare(context);
         match open_store(context) {
             Ok(store) => {
-                if let Some((txid, acks)) = store.prepared_acks() {
-                    self.epoch.restore(txid, acks);
-                }
+                self.epoch.restore(&store);
                 self.state = Some(B::State::from_store(store))
             }
             Err(e) => {
@@ -176,7 +174,7 @@ impl<B: StatefulBolt> Bolt for StatefulBoltExecutor<B> {
 
     fn execute(&mut self, tuple: &Tuple, out: &mut OutputCollector<'_>) {
         if tuple.is_tick() {
-            self.epoch.keep_alive(out);
+            self.epoch.keep_alive(out, &self.queued);
             return;
         }
         let Some(c) = CheckpointTuple::read(tuple) else {

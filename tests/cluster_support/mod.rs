@@ -2,6 +2,9 @@
 //! `scripts/with-zookeeper` started (`SQUALL_TEST_ZK`), and Nimbus and
 //! supervisors run as processes of the `squall` binary on loopback ports,
 //! each test under its own ZooKeeper root and temporary directory.
+//! Daemons and workers log at `SQUALL_TEST_LOG` (a `RUST_LOG` filter,
+//! default `info`); a failing test prints the last `SQUALL_TEST_LOG_LINES`
+//! (default 40) lines of each log.
 #![allow(dead_code)]
 
 use squall_cluster::rpc::{ClusterSummary, NimbusClient, Request, Response, TopologyInfo};
@@ -161,7 +164,10 @@ impl Cluster {
             .args(self.conf_args())
             .args(conf.iter().flat_map(|c| ["-c", c.as_str()]))
             .arg(command)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("SQUALL_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .current_dir(self.path())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
@@ -404,14 +410,19 @@ impl Cluster {
         );
     }
 
-    /// Prints the daemons' and workers' logs (on test failure).
+    /// Prints the last lines of the daemons' and workers' logs (on test
+    /// failure): 40 of each, or `SQUALL_TEST_LOG_LINES`.
     pub fn dump_logs(&self) {
+        let keep = std::env::var("SQUALL_TEST_LOG_LINES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(40);
         let mut files = Vec::new();
         collect_logs(self.path(), &mut files);
         for f in files {
             let text = std::fs::read_to_string(&f).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(40)..];
+            let tail = &lines[lines.len().saturating_sub(keep)..];
             eprintln!("===== {} =====\n{}", f.display(), tail.join("\n"));
         }
     }

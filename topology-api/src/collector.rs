@@ -21,6 +21,12 @@ pub trait BoltOutput {
     );
     /// Acks an input tuple.
     fn ack(&mut self, tuple: &Tuple);
+    /// Acks an input tuple idempotently: the acker applies the ack once
+    /// per tree however often it is sent. By default a plain
+    /// [`ack`](Self::ack).
+    fn ack_once(&mut self, tuple: &Tuple) {
+        self.ack(tuple)
+    }
     /// Fails an input tuple's trees.
     fn fail(&mut self, tuple: &Tuple);
     /// Restarts the message timeout of the input tuple's trees.
@@ -168,6 +174,16 @@ impl<'a> OutputCollector<'a> {
     /// been emitted.
     pub fn ack(&mut self, tuple: &Tuple) {
         self.sink.ack(tuple)
+    }
+
+    /// Acks an input tuple so that sending the same ack again (even from a
+    /// restarted process, with an id from
+    /// [`take_ack_id`](Self::take_ack_id)) does nothing: for acks that
+    /// must be re-sent when it is unknown whether the first send arrived,
+    /// as a stateful bolt's after a crash. A tuple acked this way must
+    /// not also be acked with [`ack`](Self::ack).
+    pub fn ack_once(&mut self, tuple: &Tuple) {
+        self.sink.ack_once(tuple)
     }
 
     /// Fails an input tuple: its spout tuples fail at once (reason

@@ -8,8 +8,15 @@
 //! (`ack`). Each edge is added exactly twice, once when created and once
 //! when acked, so the value returns to zero exactly when the whole tree is
 //! processed (with probability 1 - 2^-64). See Apache Storm `Acker.java`.
+//!
+//! Squall adds idempotent acks (`__ack_once`): the acker remembers the
+//! values a tree got that way and applies each once, so a stateful bolt
+//! restarted after a checkpoint committed can re-send that checkpoint's
+//! acks without knowing whether its first send arrived.
 
-use crate::message::{ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_INIT_STREAM, ACK_RESET_TIMEOUT_STREAM};
+use crate::message::{
+    ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_INIT_STREAM, ACK_ONCE_STREAM, ACK_RESET_TIMEOUT_STREAM,
+};
 use crate::rotating::RotatingMap;
 use squall_topology_api::{values, Bolt, OutputCollector, OutputFieldsDeclarer, TaskId, Tuple};
 
@@ -18,6 +25,8 @@ struct AckEntry {
     val: u64,
     spout_task: Option<TaskId>,
     failed: bool,
+    /// Values applied from `__ack_once` (each applied once).
+    once: Vec<u64>,
 }
 
 /// The acker bolt (component `__acker`). Its pending entries rotate on tick
@@ -72,6 +81,13 @@ impl Bolt for Acker {
                 entry.spout_task = tuple.get_i64(2).ok().map(|t| TaskId(t as u32));
             }
             ACK_ACK_STREAM => entry.val ^= tuple.get_i64(1).unwrap_or(0) as u64,
+            ACK_ONCE_STREAM => {
+                let val = tuple.get_i64(1).unwrap_or(0) as u64;
+                if !entry.once.contains(&val) {
+                    entry.once.push(val);
+                    entry.val ^= val;
+                }
+            }
             ACK_FAIL_STREAM => entry.failed = true,
             other => {
                 out.report_error(&format!("acker got a tuple on unexpected stream {other:?}"));
@@ -162,6 +178,66 @@ impl AckVals {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use squall_topology_api::{
+        BoltOutput, ComponentId, Fields, MessageId, MetricUpdate, StreamMeta, TaskId, Values,
+    };
+    use std::sync::Arc;
+
+    /// Records what the acker tells spouts: `(stream, root)`.
+    #[derive(Default)]
+    struct Told(Vec<(String, i64)>);
+
+    impl BoltOutput for Told {
+        fn emit(&mut self, stream: &str, _: &[&Tuple], values: Values, _: Option<TaskId>) {
+            let root = values.first().and_then(|v| v.as_i64()).unwrap_or(-1);
+            self.0.push((stream.to_owned(), root));
+        }
+        fn ack(&mut self, _: &Tuple) {}
+        fn fail(&mut self, _: &Tuple) {}
+        fn reset_timeout(&mut self, _: &Tuple) {}
+        fn report_error(&mut self, e: &str) {
+            panic!("acker reported {e}")
+        }
+        fn update_metric(&mut self, _: &str, _: MetricUpdate) {}
+        fn last_targets(&self) -> &[TaskId] {
+            &[]
+        }
+    }
+
+    fn send(acker: &mut Acker, told: &mut Told, stream: &str, values: Values) {
+        let meta = Arc::new(StreamMeta {
+            component: ComponentId::from("spout"),
+            stream: stream.into(),
+            fields: Fields::new(["id", "val", "task"]),
+        });
+        let t = Tuple::new(meta, TaskId(1), values, MessageId::untracked(), None);
+        acker.execute(&t, &mut OutputCollector::new(told));
+    }
+
+    #[test]
+    fn an_ack_once_sent_twice_completes_its_tree_once() {
+        let (mut acker, mut told) = (Acker::default(), Told::default());
+        // Tree 7: two tuples with edges 0b01 and 0b10, acked by two bolts.
+        send(&mut acker, &mut told, ACK_INIT_STREAM, values![7, 0b11, 1]);
+        send(&mut acker, &mut told, ACK_ONCE_STREAM, values![7, 0b01]);
+        send(&mut acker, &mut told, ACK_ONCE_STREAM, values![7, 0b01]);
+        assert!(told.0.is_empty(), "a repeated ack did not undo the first");
+        send(&mut acker, &mut told, ACK_ONCE_STREAM, values![7, 0b10]);
+        assert_eq!(told.0, [(ACK_ACK_STREAM.to_owned(), 7)]);
+        // Sent again after the tree completed: nothing more is told.
+        send(&mut acker, &mut told, ACK_ONCE_STREAM, values![7, 0b10]);
+        assert_eq!(told.0.len(), 1);
+    }
+
+    #[test]
+    fn a_plain_ack_sent_twice_undoes_itself() {
+        let (mut acker, mut told) = (Acker::default(), Told::default());
+        send(&mut acker, &mut told, ACK_INIT_STREAM, values![7, 0b11, 1]);
+        send(&mut acker, &mut told, ACK_ACK_STREAM, values![7, 0b01]);
+        send(&mut acker, &mut told, ACK_ACK_STREAM, values![7, 0b01]);
+        send(&mut acker, &mut told, ACK_ACK_STREAM, values![7, 0b10]);
+        assert!(told.0.is_empty(), "XOR acks are not idempotent");
+    }
 
     #[test]
     fn ack_vals_accumulate_per_key_across_interleaving() {

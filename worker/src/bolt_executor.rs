@@ -104,6 +104,24 @@ impl BoltOutput for Emitter<'_> {
         }
     }
 
+    fn ack_once(&mut self, tuple: &Tuple) {
+        self.task.stats.acked += 1;
+        let ids = tuple.message_id().anchors();
+        if self.shared.ackers.is_empty() || ids.is_empty() {
+            return;
+        }
+        let val = self.task.ack_vals.take(ids[0].1);
+        for &(root, edge) in ids {
+            self.out.outbox.push(TupleMsg {
+                dest: self.shared.acker_for(root),
+                source: self.task.id,
+                stream: self.streams.once,
+                values: values![root as i64, (edge ^ val) as i64],
+                message_id: MessageId::untracked(),
+            });
+        }
+    }
+
     fn take_ack_id(&mut self, tuple: &Tuple) -> MessageId {
         let ids = tuple.message_id().anchors();
         let Some(&(_, first)) = ids.first() else {

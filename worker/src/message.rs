@@ -15,6 +15,11 @@ pub const ACK_INIT_STREAM: &str = "__ack_init";
 /// Stream on which a bolt acks (`[root, xor]`), and on which an acker tells
 /// a spout that a tree completed (`[root]`).
 pub const ACK_ACK_STREAM: &str = "__ack_ack";
+/// Stream on which a bolt acks idempotently (`[root, xor]`): the acker
+/// applies each value once per tree, so an ack re-sent after a restart
+/// (a stateful bolt's, which cannot know whether its first send arrived)
+/// does not undo the first.
+pub const ACK_ONCE_STREAM: &str = "__ack_once";
 /// Stream on which a bolt fails a tree (`[root]`), and on which an acker
 /// tells the spout (`[root]`).
 pub const ACK_FAIL_STREAM: &str = "__ack_fail";
@@ -70,6 +75,7 @@ impl StreamTable {
         let system_out = [
             (ACK_INIT_STREAM, id_fields(&["id", "val", "task"])),
             (ACK_ACK_STREAM, id_fields(&["id", "val"])),
+            (ACK_ONCE_STREAM, id_fields(&["id", "val"])),
             (ACK_FAIL_STREAM, id_fields(&["id"])),
             (ACK_RESET_TIMEOUT_STREAM, id_fields(&["id"])),
         ];

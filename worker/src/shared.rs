@@ -1,7 +1,9 @@
 //! What every executor of a running topology shares, and the routing step
 //! common to spout and bolt emits.
 
-use crate::message::{StreamTable, ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_RESET_TIMEOUT_STREAM};
+use crate::message::{
+    StreamTable, ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_ONCE_STREAM, ACK_RESET_TIMEOUT_STREAM,
+};
 use crate::outbox::{FullQueue, Outbox, Wiring};
 use crate::routing::{Router, Targets};
 use crate::stats::{MetricsBoard, TaskStats};
@@ -179,6 +181,8 @@ impl Output {
 pub struct AckStreams {
     /// `__ack_ack`.
     pub ack: u32,
+    /// `__ack_once`.
+    pub once: u32,
     /// `__ack_fail`.
     pub fail: u32,
     /// `__ack_reset_timeout`.
@@ -191,6 +195,7 @@ impl AckStreams {
         let index = |s: &str| shared.streams.index(component, s).unwrap_or(u32::MAX);
         Self {
             ack: index(ACK_ACK_STREAM),
+            once: index(ACK_ONCE_STREAM),
             fail: index(ACK_FAIL_STREAM),
             reset: index(ACK_RESET_TIMEOUT_STREAM),
         }

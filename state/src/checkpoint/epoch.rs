@@ -4,6 +4,7 @@
 //! bookkeeping).
 
 use super::{Action, CheckpointBarrier, CheckpointTuple};
+use crate::store::TxStore;
 use squall_topology_api::{
     Anchors, BoltOutput, ComponentId, Fields, MessageId, MetricUpdate, OutputCollector, StreamMeta,
     TaskId, TopologyContext, Tuple, Values, CHECKPOINT_STREAM,
@@ -27,7 +28,7 @@ pub(crate) struct HoldingOutput<'c, 'a> {
 }
 
 macro_rules! forward_output {
-    ($t:ident, $ack:expr) => {
+    ($t:ident, $ack:expr, $ack_once:expr) => {
         impl BoltOutput for $t<'_, '_> {
             fn emit(
                 &mut self,
@@ -50,6 +51,11 @@ macro_rules! forward_output {
             fn ack(&mut self, tuple: &Tuple) {
                 #[allow(clippy::redundant_closure_call)]
                 ($ack)(self, tuple)
+            }
+
+            fn ack_once(&mut self, tuple: &Tuple) {
+                #[allow(clippy::redundant_closure_call)]
+                ($ack_once)(self, tuple)
             }
 
             fn fail(&mut self, tuple: &Tuple) {
@@ -83,14 +89,22 @@ macro_rules! forward_output {
     };
 }
 
-forward_output!(WatchingOutput, |s: &mut WatchingOutput<'_, '_>,
-                                 t: &Tuple| {
-    s.out.ack(t)
-});
-forward_output!(HoldingOutput, |s: &mut HoldingOutput<'_, '_>, t: &Tuple| {
-    let id = s.out.take_ack_id(t);
-    s.held.push(id)
-});
+forward_output!(
+    WatchingOutput,
+    |s: &mut WatchingOutput<'_, '_>, t: &Tuple| s.out.ack(t),
+    |s: &mut WatchingOutput<'_, '_>, t: &Tuple| s.out.ack_once(t)
+);
+forward_output!(
+    HoldingOutput,
+    |s: &mut HoldingOutput<'_, '_>, t: &Tuple| {
+        let id = s.out.take_ack_id(t);
+        s.held.push(id)
+    },
+    |s: &mut HoldingOutput<'_, '_>, t: &Tuple| {
+        let id = s.out.take_ack_id(t);
+        s.held.push(id)
+    }
+);
 
 /// Alignment, held acks and failures between checkpoint steps.
 pub(crate) struct Epoch {
@@ -103,6 +117,14 @@ pub(crate) struct Epoch {
     prepared: Vec<MessageId>,
     /// Acks of a prepared txid kept by an earlier run of this task.
     restored: Option<(u64, Vec<MessageId>)>,
+    /// Acks of the last txid an earlier run of this task committed: it
+    /// may have stopped before they left, so they are sent again (acks
+    /// once, so a second send does nothing) until a message timeout after
+    /// this task started, when every tree they belong to has completed or
+    /// timed out.
+    resend: Vec<MessageId>,
+    started: Instant,
+    message_timeout: Duration,
     last_txid: Option<u64>,
     /// The bolt failed a tuple since the last PREPARE.
     pub(crate) failed: bool,
@@ -129,6 +151,9 @@ impl Epoch {
             held: Vec::new(),
             prepared: Vec::new(),
             restored: None,
+            resend: Vec::new(),
+            started: Instant::now(),
+            message_timeout: Duration::from_secs(30),
             last_txid: None,
             failed: false,
             initialized: false,
@@ -148,7 +173,10 @@ impl Epoch {
     /// `resetTimeout`): tuples wait for a commit, which a failure can
     /// delay by a whole message timeout, and a tree timing out then would
     /// replay input whose effect the commit is about to make durable.
-    pub(crate) fn keep_alive(&mut self, out: &mut OutputCollector<'_>) {
+    /// Tuples `queued` before INITSTATE and those held back by alignment
+    /// are kept alive too; the acks an earlier run committed are sent
+    /// again.
+    pub(crate) fn keep_alive(&mut self, out: &mut OutputCollector<'_>, queued: &[Tuple]) {
         if self
             .last_keep_alive
             .is_some_and(|t| t.elapsed() < self.keep_alive_every)
@@ -156,16 +184,39 @@ impl Epoch {
             return;
         }
         self.last_keep_alive = Some(Instant::now());
+        tracing::debug!(
+            resend = self.resend.len(),
+            prepared = self.prepared.len(),
+            held = self.held.len(),
+            queued = queued.len(),
+            waiting = self.waiting.len(),
+            "keeping held trees alive"
+        );
+        self.resend_committed(out);
         let restored = self.restored.iter().flat_map(|(_, ids)| ids);
         for id in self.prepared.iter().chain(&self.held).chain(restored) {
-            out.reset_timeout(&Tuple::with_message_id(self.ack_meta.clone(), id.clone()));
+            out.reset_timeout(&self.ack_tuple(id.clone()));
+        }
+        for t in queued.iter().chain(&self.waiting) {
+            out.reset_timeout(t);
+        }
+    }
+
+    /// Sends again the acks an earlier run of this task committed, for
+    /// a message timeout after this task started.
+    fn resend_committed(&mut self, out: &mut OutputCollector<'_>) {
+        if self.started.elapsed() > self.message_timeout {
+            self.resend = Vec::new();
+        }
+        for id in &self.resend {
+            out.ack_once(&self.ack_tuple(id.clone()));
         }
     }
 
     pub(crate) fn prepare(&mut self, context: &TopologyContext) {
         self.barrier = CheckpointBarrier::of(context);
-        self.keep_alive_every =
-            Duration::from_millis(context.config().message_timeout_secs.saturating_mul(1000) / 4);
+        self.message_timeout = Duration::from_secs(context.config().message_timeout_secs.max(1));
+        self.keep_alive_every = self.message_timeout / 4;
         self.ack_meta = Arc::new(StreamMeta {
             component: context.this_component_id().clone(),
             stream: CHECKPOINT_STREAM.into(),
@@ -173,12 +224,24 @@ impl Epoch {
         });
     }
 
-    /// Takes the acks a previous run of this task prepared (`acks` of
-    /// `txid`), to send if that txid commits.
-    pub(crate) fn restore(&mut self, txid: u64, acks: &[u8]) {
-        if let Ok(ids) = rmp_serde::from_slice::<Vec<MessageId>>(acks) {
-            self.restored = Some((txid, ids));
+    /// Takes the acks an earlier run of this task kept in `store`: those
+    /// of a prepared txid, to send if it commits, and those of the last
+    /// commit, to send again.
+    pub(crate) fn restore(&mut self, store: &TxStore) {
+        let decode = |acks| rmp_serde::from_slice::<Vec<MessageId>>(acks).unwrap_or_default();
+        if let Some((txid, acks)) = store.prepared_acks() {
+            self.restored = Some((txid, decode(acks)));
         }
+        if let Some((_, acks)) = store.committed_acks() {
+            self.resend = decode(acks);
+        }
+        tracing::info!(
+            prepared_txid = self.restored.as_ref().map(|r| r.0),
+            prepared = self.restored.as_ref().map_or(0, |r| r.1.len()),
+            committed_txid = store.committed_acks().map(|c| c.0),
+            committed = self.resend.len(),
+            "restored the acks of earlier runs"
+        );
     }
 
     /// Holds `tuple` back when its task already sent the step being
@@ -260,13 +323,15 @@ impl Epoch {
             Action::Prepare => self.prepared.append(&mut self.held),
             Action::Commit => {
                 for id in std::mem::take(&mut self.prepared) {
-                    out.ack(&self.ack_tuple(id));
+                    out.ack_once(&self.ack_tuple(id));
                 }
                 if let Some((txid, ids)) = self.restored.take() {
                     if txid == c.txid {
-                        ids.into_iter().for_each(|id| out.ack(&self.ack_tuple(id)));
+                        ids.into_iter()
+                            .for_each(|id| out.ack_once(&self.ack_tuple(id)));
                     }
                 }
+                self.resend_committed(out);
             }
             Action::Rollback => {
                 tracing::info!(
@@ -282,7 +347,10 @@ impl Epoch {
                 self.restored = None;
                 self.failed = false;
             }
-            Action::InitState => self.initialized = true,
+            Action::InitState => {
+                self.initialized = true;
+                self.resend_committed(out);
+            }
         }
         self.last_txid = Some(match c.action {
             Action::Rollback => c.txid.saturating_sub(1),

@@ -9,6 +9,7 @@ struct MemoryData {
     committed: BTreeMap<Vec<u8>, Vec<u8>>,
     txid: Option<u64>,
     prepared: Option<Prepared>,
+    committed_acks: Option<(u64, Vec<u8>)>,
 }
 
 type MemoryCell = Arc<Mutex<MemoryData>>;
@@ -85,6 +86,10 @@ impl Store for MemoryStore {
         Ok(lock(&self.0).prepared.clone())
     }
 
+    fn committed_acks(&self) -> Result<Option<(u64, Vec<u8>)>, StateError> {
+        Ok(lock(&self.0).committed_acks.clone())
+    }
+
     fn prepare(&mut self, prepared: &Prepared) -> Result<(), StateError> {
         lock(&self.0).prepared = Some(prepared.clone());
         Ok(())
@@ -96,6 +101,7 @@ impl Store for MemoryStore {
             Some(p) if p.txid == txid => {
                 apply(&mut data.committed, p.changes);
                 data.txid = Some(txid);
+                data.committed_acks = Some((txid, p.acks));
             }
             other => data.prepared = other,
         }

@@ -78,7 +78,15 @@ pub trait Store: Send {
     /// # Errors
     /// [`StateError::Backend`] when the write fails.
     fn prepare(&mut self, prepared: &Prepared) -> Result<(), StateError>;
-    /// Applies the prepared set of `txid` and records `txid` committed, in
+    /// The last committed transaction's id and the acks its prepared set
+    /// carried, kept until the next commit: a restarted task re-sends
+    /// them, as it cannot know whether they left before it stopped.
+    ///
+    /// # Errors
+    /// [`StateError::Backend`] when the backend cannot be read.
+    fn committed_acks(&self) -> Result<Option<(u64, Vec<u8>)>, StateError>;
+    /// Applies the prepared set of `txid`, records `txid` committed and
+    /// keeps its acks as the [`committed_acks`](Store::committed_acks), in
     /// one atomic write; a commit of a txid already committed does nothing.
     ///
     /// # Errors
@@ -173,6 +181,8 @@ pub struct TxStore {
     /// Writes since the last PREPARE.
     pending: Changes,
     prepared: Option<Prepared>,
+    /// The acks of the last commit when the store was opened.
+    committed_acks: Option<(u64, Vec<u8>)>,
     /// The first read error since the last checkpoint: fails the next
     /// PREPARE, so a state that could not be read is never committed.
     error: Option<StateError>,
@@ -186,11 +196,13 @@ impl TxStore {
     /// [`StateError::Backend`] when the prepared set cannot be read.
     pub fn new(store: Box<dyn Store>) -> Result<Self, StateError> {
         let prepared = store.prepared()?;
+        let committed_acks = store.committed_acks()?;
         Ok(Self {
             store,
             cache: FxHashMap::default(),
             pending: Changes::default(),
             prepared,
+            committed_acks,
             error: None,
         })
     }
@@ -293,6 +305,14 @@ impl TxStore {
     /// what a repeated COMMIT is to ack).
     pub fn prepared_acks(&self) -> Option<(u64, &[u8])> {
         self.prepared.as_ref().map(|p| (p.txid, p.acks.as_slice()))
+    }
+
+    /// The last commit's txid and acks as the store was opened (after a
+    /// restart, acks that may not have been sent).
+    pub fn committed_acks(&self) -> Option<(u64, &[u8])> {
+        self.committed_acks
+            .as_ref()
+            .map(|(txid, acks)| (*txid, acks.as_slice()))
     }
 
     /// COMMIT `txid`: applies its prepared set (nothing when it is not the

@@ -8,6 +8,7 @@ const KV: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("stat
 const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("checkpoint");
 const TXID: &str = "committed_txid";
 const PREPARED: &str = "prepared";
+const COMMITTED_ACKS: &str = "committed_acks";
 
 /// State in embedded `redb` files on local disk, one per task
 /// (`<dir>/<topology>/<namespace>.redb`): a commit is one durable redb
@@ -143,6 +144,12 @@ impl Store for RedbStore {
             .transpose()
     }
 
+    fn committed_acks(&self) -> Result<Option<(u64, Vec<u8>)>, StateError> {
+        self.meta(COMMITTED_ACKS)?
+            .map(|b| rmp_serde::from_slice(&b).map_err(|e| self.err(e)))
+            .transpose()
+    }
+
     fn prepare(&mut self, prepared: &Prepared) -> Result<(), StateError> {
         let bytes = rmp_serde::to_vec(prepared).map_err(|e| self.err(e))?;
         self.set_meta(PREPARED, Some(&bytes))
@@ -150,7 +157,9 @@ impl Store for RedbStore {
 
     fn commit(&mut self, txid: u64) -> Result<(), StateError> {
         let Some(Prepared {
-            txid: id, changes, ..
+            txid: id,
+            changes,
+            acks,
         }) = self.prepared()?
         else {
             return Ok(());
@@ -172,6 +181,9 @@ impl Store for RedbStore {
             let id = rmp_serde::to_vec(&txid).map_err(|e| self.err(e))?;
             meta.insert(TXID, id.as_slice()).map_err(|e| self.err(e))?;
             meta.remove(PREPARED).map_err(|e| self.err(e))?;
+            let acks = rmp_serde::to_vec(&(txid, acks)).map_err(|e| self.err(e))?;
+            meta.insert(COMMITTED_ACKS, acks.as_slice())
+                .map_err(|e| self.err(e))?;
         }
         w.commit().map_err(|e| self.err(e))
     }

@@ -112,3 +112,27 @@ fn a_redb_file_in_use_is_refused_with_its_path() {
     let e = p.open("busy", "t-1").err().unwrap();
     assert!(e.to_string().contains("t-1.redb"), "{e}");
 }
+
+#[test]
+fn a_commit_keeps_its_acks_for_a_restarted_task() {
+    let (providers, _dir) = stores("acks-test");
+    for p in providers {
+        let mut s = TxStore::new(p.open("acks-test", "t-1").unwrap()).unwrap();
+        assert_eq!(s.committed_acks(), None);
+        s.put(kv("a"), kv("1"));
+        s.prepare(1, kv("acks of 1")).unwrap();
+        s.commit(1).unwrap();
+        s.put(kv("a"), kv("2"));
+        s.prepare(2, kv("acks of 2")).unwrap();
+        drop(s);
+        let fresh = TxStore::new(p.open("acks-test", "t-1").unwrap()).unwrap();
+        assert_eq!(fresh.committed_acks(), Some((1, &b"acks of 1"[..])));
+        assert_eq!(fresh.prepared_acks(), Some((2, &b"acks of 2"[..])));
+        let mut fresh = fresh;
+        fresh.commit(2).unwrap();
+        drop(fresh);
+        let after = TxStore::new(p.open("acks-test", "t-1").unwrap()).unwrap();
+        assert_eq!(after.committed_acks(), Some((2, &b"acks of 2"[..])));
+        assert_eq!(after.prepared_acks(), None);
+    }
+}

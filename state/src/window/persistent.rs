@@ -212,9 +212,7 @@ impl<B: WindowedBolt> Bolt for PersistentWindowedBoltExecutor<B> {
         }
         match open_store(context) {
             Ok(store) => {
-                if let Some((txid, acks)) = store.prepared_acks() {
-                    self.epoch.restore(txid, acks);
-                }
+                self.epoch.restore(&store);
                 self.store = Some(store)
             }
             Err(e) => {
@@ -230,7 +228,7 @@ impl<B: WindowedBolt> Bolt for PersistentWindowedBoltExecutor<B> {
 
     fn execute(&mut self, tuple: &Tuple, out: &mut OutputCollector<'_>) {
         if tuple.is_tick() {
-            self.epoch.keep_alive(out);
+            self.epoch.keep_alive(out, &self.queued);
             if let Some(to) = self.time.due(super::bolt::clock_ms(), false) {
                 if self.initialized {
                     self.advance(to, out);
