@@ -12,6 +12,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+#[path = "../common/words.rs"]
+mod words;
+use words::{for_each_word, lowercase};
 
 /// Every line of the input files, in memory, files in name order.
 pub struct Lines(Vec<String>);
@@ -166,13 +169,7 @@ impl BasicBolt for SplitBolt {
         t: &Tuple,
         out: &mut BasicOutputCollector<'_, '_>,
     ) -> Result<(), ExecuteError> {
-        for w in t
-            .get_str(0)?
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-        {
-            out.emit(values![w.to_lowercase()]);
-        }
+        for_each_word(t.get_str(0)?, |w| out.emit(values![lowercase(w)]));
         Ok(())
     }
 

@@ -32,7 +32,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+#[path = "../common/words.rs"]
+mod words;
 use std::time::{Duration, Instant};
+use words::{for_each_word, lowercase};
 
 #[derive(Parser, Debug)]
 #[command(about = "Count words of text files with a Squall topology in LocalCluster")]
@@ -272,44 +275,6 @@ struct SplitBolt {
     /// User metrics: lines split, and words per line.
     lines: Option<squall::Counter>,
     words_per_line: Option<squall::Histogram>,
-}
-
-fn lowercase(word: &str) -> Value {
-    if word.is_ascii() {
-        let mut w = CompactString::from(word);
-        if word.bytes().any(|b| b.is_ascii_uppercase()) {
-            w.make_ascii_lowercase();
-        }
-        Value::Str(w)
-    } else {
-        Value::from(word.to_lowercase())
-    }
-}
-
-/// Calls `f` on each maximal run of alphanumeric characters of `line`
-/// (ASCII bytes are classified without decoding).
-fn for_each_word(line: &str, mut f: impl FnMut(&str)) {
-    let bytes = line.as_bytes();
-    let mut start = None;
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        let (alnum, len) = if b.is_ascii() {
-            (b.is_ascii_alphanumeric(), 1)
-        } else {
-            let c = line[i..].chars().next().unwrap_or(' ');
-            (c.is_alphanumeric(), c.len_utf8())
-        };
-        if alnum {
-            start.get_or_insert(i);
-        } else if let Some(s) = start.take() {
-            f(&line[s..i]);
-        }
-        i += len;
-    }
-    if let Some(s) = start {
-        f(&line[s..]);
-    }
 }
 
 impl BasicBolt for SplitBolt {

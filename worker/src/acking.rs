@@ -18,6 +18,7 @@ use crate::message::{
     ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_INIT_STREAM, ACK_ONCE_STREAM, ACK_RESET_TIMEOUT_STREAM,
 };
 use crate::rotating::RotatingMap;
+use smallvec::SmallVec;
 use squall_topology_api::{values, Bolt, OutputCollector, OutputFieldsDeclarer, TaskId, Tuple};
 
 #[derive(Debug, Default)]
@@ -25,8 +26,9 @@ struct AckEntry {
     val: u64,
     spout_task: Option<TaskId>,
     failed: bool,
-    /// Values applied from `__ack_once` (each applied once).
-    once: Vec<u64>,
+    /// Values applied from `__ack_once` (each applied once); a stateful
+    /// task sends one per tree and checkpoint, so a few inline.
+    once: SmallVec<[u64; 2]>,
 }
 
 /// The acker bolt (component `__acker`). Its pending entries rotate on tick

@@ -3,6 +3,7 @@
 //! a step (Storm's `BaseStatefulBoltExecutor` and `StatefulBoltExecutor`
 //! bookkeeping).
 
+use super::held::{self, HeldAcks};
 use super::{Action, CheckpointBarrier, CheckpointTuple};
 use crate::store::TxStore;
 use squall_topology_api::{
@@ -24,7 +25,7 @@ pub(crate) struct WatchingOutput<'c, 'a> {
 pub(crate) struct HoldingOutput<'c, 'a> {
     pub(crate) out: &'c mut OutputCollector<'a>,
     pub(crate) failed: &'c mut bool,
-    pub(crate) held: &'c mut Vec<MessageId>,
+    pub(crate) held: &'c mut HeldAcks,
 }
 
 macro_rules! forward_output {
@@ -98,11 +99,11 @@ forward_output!(
     HoldingOutput,
     |s: &mut HoldingOutput<'_, '_>, t: &Tuple| {
         let id = s.out.take_ack_id(t);
-        s.held.push(id)
+        s.held.add(&id)
     },
     |s: &mut HoldingOutput<'_, '_>, t: &Tuple| {
         let id = s.out.take_ack_id(t);
-        s.held.push(id)
+        s.held.add(&id)
     }
 );
 
@@ -111,18 +112,19 @@ pub(crate) struct Epoch {
     barrier: CheckpointBarrier,
     /// Data held back by alignment, in arrival order.
     waiting: Vec<Tuple>,
-    /// The ids of tuples acked since the last PREPARE.
-    pub(crate) held: Vec<MessageId>,
+    /// The acks of tuples acked since the last PREPARE.
+    pub(crate) held: HeldAcks,
     /// Acked before the last PREPARE: acked for real at its COMMIT.
-    prepared: Vec<MessageId>,
-    /// Acks of a prepared txid kept by an earlier run of this task.
-    restored: Option<(u64, Vec<MessageId>)>,
+    prepared: HeldAcks,
+    /// Acks of a prepared txid kept by an earlier run of this task, as
+    /// `(root, value)`.
+    restored: Option<(u64, Vec<(u64, u64)>)>,
     /// Acks of the last txid an earlier run of this task committed: it
     /// may have stopped before they left, so they are sent again (acks
     /// once, so a second send does nothing) until a message timeout after
     /// this task started, when every tree they belong to has completed or
     /// timed out.
-    resend: Vec<MessageId>,
+    resend: Vec<(u64, u64)>,
     started: Instant,
     message_timeout: Duration,
     last_txid: Option<u64>,
@@ -148,8 +150,8 @@ impl Epoch {
         Self {
             barrier: CheckpointBarrier::new(1),
             waiting: Vec::new(),
-            held: Vec::new(),
-            prepared: Vec::new(),
+            held: HeldAcks::default(),
+            prepared: HeldAcks::default(),
             restored: None,
             resend: Vec::new(),
             started: Instant::now(),
@@ -167,15 +169,16 @@ impl Epoch {
         }
     }
 
-    /// Restarts the timeout of every held tuple's tree once a quarter of
-    /// the message timeout passed since the last time (and at the first
-    /// tick) (Storm's
-    /// `resetTimeout`): tuples wait for a commit, which a failure can
-    /// delay by a whole message timeout, and a tree timing out then would
-    /// replay input whose effect the commit is about to make durable.
-    /// Tuples `queued` before INITSTATE and those held back by alignment
-    /// are kept alive too; the acks an earlier run committed are sent
-    /// again.
+    /// Restarts the timeouts of held trees (Storm's `resetTimeout`):
+    /// tuples wait for a commit, which a failure can delay by a whole
+    /// message timeout, and a tree timing out then would replay input
+    /// whose effect the commit is about to make durable. Every quarter of
+    /// the message timeout (and at the first tick) it resets the trees of
+    /// held and prepared acks older than that (a healthy checkpoint
+    /// cadence commits them first, so nothing is sent), of acks restored
+    /// from an earlier run, of tuples `queued` before INITSTATE and of
+    /// tuples held back by alignment; and it sends again the acks an
+    /// earlier run committed.
     pub(crate) fn keep_alive(&mut self, out: &mut OutputCollector<'_>, queued: &[Tuple]) {
         if self
             .last_keep_alive
@@ -184,18 +187,26 @@ impl Epoch {
             return;
         }
         self.last_keep_alive = Some(Instant::now());
+        let old = |h: &HeldAcks| h.older_than(self.keep_alive_every);
+        let (prepared, held) = (old(&self.prepared), old(&self.held));
         tracing::debug!(
             resend = self.resend.len(),
-            prepared = self.prepared.len(),
-            held = self.held.len(),
+            restored = self.restored.as_ref().map_or(0, |r| r.1.len()),
+            prepared = if prepared { self.prepared.len() } else { 0 },
+            held = if held { self.held.len() } else { 0 },
             queued = queued.len(),
             waiting = self.waiting.len(),
             "keeping held trees alive"
         );
         self.resend_committed(out);
-        let restored = self.restored.iter().flat_map(|(_, ids)| ids);
-        for id in self.prepared.iter().chain(&self.held).chain(restored) {
-            out.reset_timeout(&self.ack_tuple(id.clone()));
+        let restored = self
+            .restored
+            .iter()
+            .flat_map(|(_, ids)| ids.iter().copied());
+        let held = (held.then(|| self.held.iter()).into_iter().flatten())
+            .chain(prepared.then(|| self.prepared.iter()).into_iter().flatten());
+        for pair in restored.chain(held) {
+            out.reset_timeout(&self.ack_tuple(pair));
         }
         for t in queued.iter().chain(&self.waiting) {
             out.reset_timeout(t);
@@ -208,8 +219,8 @@ impl Epoch {
         if self.started.elapsed() > self.message_timeout {
             self.resend = Vec::new();
         }
-        for id in &self.resend {
-            out.ack_once(&self.ack_tuple(id.clone()));
+        for &pair in &self.resend {
+            out.ack_once(&self.ack_tuple(pair));
         }
     }
 
@@ -228,12 +239,11 @@ impl Epoch {
     /// of a prepared txid, to send if it commits, and those of the last
     /// commit, to send again.
     pub(crate) fn restore(&mut self, store: &TxStore) {
-        let decode = |acks| rmp_serde::from_slice::<Vec<MessageId>>(acks).unwrap_or_default();
         if let Some((txid, acks)) = store.prepared_acks() {
-            self.restored = Some((txid, decode(acks)));
+            self.restored = Some((txid, held::decode(acks)));
         }
         if let Some((_, acks)) = store.committed_acks() {
-            self.resend = decode(acks);
+            self.resend = held::decode(acks);
         }
         tracing::info!(
             prepared_txid = self.restored.as_ref().map(|r| r.0),
@@ -254,8 +264,10 @@ impl Epoch {
         false
     }
 
-    fn ack_tuple(&self, id: MessageId) -> Tuple {
-        Tuple::with_message_id(self.ack_meta.clone(), id)
+    /// A tuple standing for the held tuples of tree `root` (their acks
+    /// XOR-combined into `value`).
+    fn ack_tuple(&self, (root, value): (u64, u64)) -> Tuple {
+        Tuple::with_message_id(self.ack_meta.clone(), MessageId::single(root, value))
     }
 
     /// The data tuples an abandoned step held back, when checkpoint tuple
@@ -301,10 +313,7 @@ impl Epoch {
             return (false, released);
         }
         let acks = match c.action {
-            Action::Prepare => {
-                let all: Vec<&MessageId> = self.prepared.iter().chain(&self.held).collect();
-                rmp_serde::to_vec(&all).unwrap_or_default()
-            }
+            Action::Prepare => held::encode([&self.prepared, &self.held]),
             _ => Vec::new(),
         };
         if let Err(e) = step(acks) {
@@ -322,13 +331,14 @@ impl Epoch {
         match c.action {
             Action::Prepare => self.prepared.append(&mut self.held),
             Action::Commit => {
-                for id in std::mem::take(&mut self.prepared) {
-                    out.ack_once(&self.ack_tuple(id));
+                for pair in self.prepared.take() {
+                    out.ack_once(&self.ack_tuple(pair));
                 }
-                if let Some((txid, ids)) = self.restored.take() {
+                if let Some((txid, pairs)) = self.restored.take() {
                     if txid == c.txid {
-                        ids.into_iter()
-                            .for_each(|id| out.ack_once(&self.ack_tuple(id)));
+                        for pair in pairs {
+                            out.ack_once(&self.ack_tuple(pair));
+                        }
                     }
                 }
                 self.resend_committed(out);
@@ -340,9 +350,10 @@ impl Epoch {
                     held = self.held.len(),
                     "rolling back: failing the tuples since the last commit"
                 );
-                let ids = std::mem::take(&mut self.prepared);
-                for id in ids.into_iter().chain(std::mem::take(&mut self.held)) {
-                    out.fail(&self.ack_tuple(id));
+                let mut pairs = self.prepared.take();
+                pairs.extend(self.held.take());
+                for pair in pairs {
+                    out.fail(&self.ack_tuple(pair));
                 }
                 self.restored = None;
                 self.failed = false;

@@ -8,6 +8,7 @@
 
 mod barrier;
 pub(crate) mod epoch;
+mod held;
 mod spout;
 
 pub use barrier::{CheckpointBarrier, CheckpointForwarder, CheckpointTuple};

@@ -157,7 +157,7 @@ impl<B: WindowedBolt> PersistentWindowedBoltExecutor<B> {
         };
         self.manager.add(ts, held);
         let id = out.take_ack_id(tuple);
-        self.epoch.held.push(id);
+        self.epoch.held.add(&id);
         if let Some(to) = self.time.due(ts, true) {
             self.advance(to, out);
         }
