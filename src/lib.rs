@@ -41,6 +41,7 @@ pub use config_file::{load_config, ConfigFileError};
 pub use local_cluster::{LocalCluster, LocalClusterError};
 pub use squall_cluster::rpc::{ClusterSummary, TopologyInfo};
 pub use squall_cluster::schema::TopologyStatus;
+pub use squall_connectors as connectors;
 pub use squall_multilang as multilang;
 pub use squall_multilang::{ShellBolt, ShellSpout};
 pub use squall_state as stateful;
