@@ -9,6 +9,9 @@ use squall::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+#[path = "../common/rss.rs"]
+mod rss;
+use rss::peak_rss_mb;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Mode {
@@ -83,13 +86,6 @@ impl Bolt for Sink {
         out.ack(t);
     }
     fn declare_output_fields(&self, _: &mut OutputFieldsDeclarer) {}
-}
-
-fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }
 
 fn main() -> Result<()> {

@@ -32,8 +32,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+#[path = "../common/rss.rs"]
+mod rss;
 #[path = "../common/words.rs"]
 mod words;
+use rss::peak_rss_mb;
 use std::time::{Duration, Instant};
 use words::{for_each_word, lowercase};
 
@@ -341,13 +344,6 @@ impl Bolt for CountBolt {
     }
 
     fn declare_output_fields(&self, _d: &mut OutputFieldsDeclarer) {}
-}
-
-fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }
 
 fn write_counts(path: &Path, sorted: &[(String, u64)]) -> Result<()> {

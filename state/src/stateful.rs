@@ -70,9 +70,6 @@ pub(crate) fn open_store(context: &TopologyContext) -> Result<TxStore, StateErro
 pub struct StatefulBoltExecutor<B: StatefulBolt> {
     bolt: B,
     state: Option<B::State>,
-    initialized: bool,
-    /// Input that came before INITSTATE.
-    queued: Vec<Tuple>,
     epoch: Epoch,
     /// Why the state could not be opened, reported with each refusal.
     open_error: String,
@@ -84,18 +81,13 @@ impl<B: StatefulBolt> StatefulBoltExecutor<B> {
         Self {
             bolt,
             state: None,
-            initialized: false,
-            queued: Vec::new(),
             epoch: Epoch::new(),
             open_error: String::new(),
         }
     }
 
+    /// Executes an admitted data tuple.
     fn run(&mut self, tuple: &Tuple, out: &mut OutputCollector<'_>) {
-        if !self.initialized {
-            self.queued.push(tuple.clone());
-            return;
-        }
         let Some(state) = &mut self.state else {
             out.fail(tuple);
             return;
@@ -112,18 +104,15 @@ impl<B: StatefulBolt> StatefulBoltExecutor<B> {
     fn step(
         bolt: &mut B,
         state: &mut Option<B::State>,
-        initialized: &mut bool,
         open_error: &str,
         c: CheckpointTuple,
         acks: Vec<u8>,
+        initialized: bool,
     ) -> Result<(), String> {
         let Some(state) = state else {
             return Err(format!("state store is not open: {open_error}"));
         };
         match c.action {
-            Action::Prepare if !*initialized => {
-                Err("PREPARE before INITSTATE: state not initialized".into())
-            }
             Action::Prepare => {
                 bolt.pre_prepare(c.txid, state);
                 state
@@ -136,15 +125,14 @@ impl<B: StatefulBolt> StatefulBoltExecutor<B> {
                 state.store().commit(c.txid).map_err(|e| e.to_string())
             }
             Action::Rollback => {
-                if *initialized {
+                if initialized {
                     bolt.pre_rollback(state);
                 }
                 state.store().rollback().map_err(|e| e.to_string())
             }
             Action::InitState => {
-                if !*initialized {
+                if !initialized {
                     bolt.init_state(state);
-                    *initialized = true;
                 }
                 Ok(())
             }
@@ -174,13 +162,13 @@ impl<B: StatefulBolt> Bolt for StatefulBoltExecutor<B> {
 
     fn execute(&mut self, tuple: &Tuple, out: &mut OutputCollector<'_>) {
         if tuple.is_tick() {
-            self.epoch.keep_alive(out, &self.queued);
+            self.epoch.keep_alive(out);
             return;
         }
         let Some(c) = CheckpointTuple::read(tuple) else {
             if tuple.source_stream().as_str() == CHECKPOINT_STREAM {
                 out.ack(tuple);
-            } else if !self.epoch.hold_back(tuple) {
+            } else if self.epoch.admit(tuple) {
                 self.run(tuple, out);
             }
             return;
@@ -191,26 +179,14 @@ impl<B: StatefulBolt> Bolt for StatefulBoltExecutor<B> {
         let Self {
             bolt,
             state,
-            initialized,
             open_error,
             epoch,
             ..
         } = self;
-        let (ran, released) = epoch.on_checkpoint(c, tuple, out, |acks| {
-            Self::step(bolt, state, initialized, open_error, c, acks)
+        let run = epoch.on_checkpoint(c, tuple, out, |acks, initialized| {
+            Self::step(bolt, state, open_error, c, acks, initialized)
         });
-        if ran && c.action == Action::InitState {
-            for t in std::mem::take(&mut self.queued) {
-                self.run(&t, out);
-            }
-        }
-        if ran && c.action == Action::Rollback && !self.initialized {
-            // Queued before the rollback: part of what it undoes.
-            for t in std::mem::take(&mut self.queued) {
-                out.fail(&t);
-            }
-        }
-        for t in released {
+        for t in run {
             self.run(&t, out);
         }
     }

@@ -348,14 +348,7 @@ impl Cluster {
             .output()
             .unwrap();
         assert!(status.status.success(), "merge failed");
-        std::fs::read_to_string(out.path())
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let (w, c) = l.split_once('\t').unwrap();
-                (w.to_owned(), c.parse().unwrap())
-            })
-            .collect()
+        crate::corpus::read_counts(out.path())
     }
 
     /// Pids of this cluster's processes whose command line names its

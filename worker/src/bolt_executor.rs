@@ -87,39 +87,14 @@ impl BoltOutput for Emitter<'_> {
     }
 
     fn ack(&mut self, tuple: &Tuple) {
-        self.task.stats.acked += 1;
         if let Some(start) = tuple.started() {
             self.task.stats.process.record(start.elapsed());
         }
-        let ids = tuple.message_id().anchors();
-        if self.shared.ackers.is_empty() || ids.is_empty() {
-            return;
-        }
-        let val = self.task.ack_vals.take(ids[0].1);
-        for &(root, edge) in ids {
-            let acker = self.shared.acker_for(root);
-            self.out
-                .outbox
-                .push_ack(acker, self.task.id, self.streams.ack, root, edge ^ val);
-        }
+        self.send_ack(tuple, self.streams.ack, true);
     }
 
     fn ack_once(&mut self, tuple: &Tuple) {
-        self.task.stats.acked += 1;
-        let ids = tuple.message_id().anchors();
-        if self.shared.ackers.is_empty() || ids.is_empty() {
-            return;
-        }
-        let val = self.task.ack_vals.take(ids[0].1);
-        for &(root, edge) in ids {
-            self.out.outbox.push(TupleMsg {
-                dest: self.shared.acker_for(root),
-                source: self.task.id,
-                stream: self.streams.once,
-                values: values![root as i64, (edge ^ val) as i64],
-                message_id: MessageId::untracked(),
-            });
-        }
+        self.send_ack(tuple, self.streams.once, false);
     }
 
     fn take_ack_id(&mut self, tuple: &Tuple) -> MessageId {
@@ -164,6 +139,24 @@ impl BoltOutput for Emitter<'_> {
 }
 
 impl Emitter<'_> {
+    /// Acks `tuple` on acking stream `stream`: per tree, its edge XOR the
+    /// edges anchored to it, `combine`d with the batch's previous ack of
+    /// that tree when allowed.
+    fn send_ack(&mut self, tuple: &Tuple, stream: u32, combine: bool) {
+        self.task.stats.acked += 1;
+        let ids = tuple.message_id().anchors();
+        if self.shared.ackers.is_empty() || ids.is_empty() {
+            return;
+        }
+        let val = self.task.ack_vals.take(ids[0].1);
+        for &(root, edge) in ids {
+            let acker = self.shared.acker_for(root);
+            self.out
+                .outbox
+                .push_ack(acker, self.task.id, stream, root, edge ^ val, combine);
+        }
+    }
+
     fn send_to_ackers(&mut self, ids: &[(u64, u64)], stream: u32) {
         for &(root, _) in ids {
             self.out.outbox.push(TupleMsg {

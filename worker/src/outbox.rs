@@ -84,17 +84,29 @@ impl Outbox {
         }
     }
 
-    /// Queues an ack `[root, val]` on acking stream `stream` for `dest`,
-    /// XOR-combining it into the previous message of the same batch when
-    /// that is an ack for the same root (the XOR algorithm allows it).
-    pub fn push_ack(&mut self, dest: TaskId, source: TaskId, stream: u32, root: u64, val: u64) {
+    /// Queues an ack `[root, val]` on acking stream `stream` for `dest`.
+    /// With `combine`, it is XOR-combined into the previous message of the
+    /// same batch when that is an ack for the same root on the same stream
+    /// (the XOR algorithm allows it; an idempotent ack's value must stay
+    /// as sent, so it is never combined).
+    pub fn push_ack(
+        &mut self,
+        dest: TaskId,
+        source: TaskId,
+        stream: u32,
+        root: u64,
+        val: u64,
+        combine: bool,
+    ) {
         let e = self.buffer_for(dest);
-        if let Some(last) = self.bufs[e].last_mut() {
-            if last.stream == stream && last.dest == dest {
-                if let [Value::Int(r), Value::Int(v)] = &mut last.values[..] {
-                    if *r as u64 == root {
-                        *v = (*v as u64 ^ val) as i64;
-                        return;
+        if combine {
+            if let Some(last) = self.bufs[e].last_mut() {
+                if last.stream == stream && last.dest == dest {
+                    if let [Value::Int(r), Value::Int(v)] = &mut last.values[..] {
+                        if *r as u64 == root {
+                            *v = (*v as u64 ^ val) as i64;
+                            return;
+                        }
                     }
                 }
             }

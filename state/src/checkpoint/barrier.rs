@@ -126,7 +126,7 @@ impl CheckpointForwarder {
     pub fn new(inner: Box<dyn Bolt>) -> Self {
         Self {
             inner,
-            epoch: Epoch::new(),
+            epoch: Epoch::forwarding(),
         }
     }
 
@@ -150,7 +150,7 @@ impl Bolt for CheckpointForwarder {
         let Some(c) = CheckpointTuple::read(tuple) else {
             if tuple.source_stream().as_str() == CHECKPOINT_STREAM {
                 out.ack(tuple);
-            } else if !self.epoch.hold_back(tuple) {
+            } else if self.epoch.admit(tuple) {
                 self.data(tuple, out);
             }
             return;
@@ -158,8 +158,7 @@ impl Bolt for CheckpointForwarder {
         for t in self.epoch.take_stale(c) {
             self.data(&t, out);
         }
-        let (_, released) = self.epoch.on_checkpoint(c, tuple, out, |_| Ok(()));
-        for t in released {
+        for t in self.epoch.on_checkpoint(c, tuple, out, |_, _| Ok(())) {
             self.data(&t, out);
         }
     }

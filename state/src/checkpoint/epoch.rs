@@ -28,8 +28,11 @@ pub(crate) struct HoldingOutput<'c, 'a> {
     pub(crate) held: &'c mut HeldAcks,
 }
 
+/// Implements [`BoltOutput`] for `$t` by forwarding to its `out`, except
+/// acks (its `on_ack`, told whether the ack is idempotent) and fails
+/// (noted in `failed`).
 macro_rules! forward_output {
-    ($t:ident, $ack:expr, $ack_once:expr) => {
+    ($t:ident) => {
         impl BoltOutput for $t<'_, '_> {
             fn emit(
                 &mut self,
@@ -50,13 +53,11 @@ macro_rules! forward_output {
             }
 
             fn ack(&mut self, tuple: &Tuple) {
-                #[allow(clippy::redundant_closure_call)]
-                ($ack)(self, tuple)
+                self.on_ack(tuple, false)
             }
 
             fn ack_once(&mut self, tuple: &Tuple) {
-                #[allow(clippy::redundant_closure_call)]
-                ($ack_once)(self, tuple)
+                self.on_ack(tuple, true)
             }
 
             fn fail(&mut self, tuple: &Tuple) {
@@ -90,28 +91,38 @@ macro_rules! forward_output {
     };
 }
 
-forward_output!(
-    WatchingOutput,
-    |s: &mut WatchingOutput<'_, '_>, t: &Tuple| s.out.ack(t),
-    |s: &mut WatchingOutput<'_, '_>, t: &Tuple| s.out.ack_once(t)
-);
-forward_output!(
-    HoldingOutput,
-    |s: &mut HoldingOutput<'_, '_>, t: &Tuple| {
-        let id = s.out.take_ack_id(t);
-        s.held.add(&id)
-    },
-    |s: &mut HoldingOutput<'_, '_>, t: &Tuple| {
-        let id = s.out.take_ack_id(t);
-        s.held.add(&id)
-    }
-);
+forward_output!(WatchingOutput);
+forward_output!(HoldingOutput);
 
-/// Alignment, held acks and failures between checkpoint steps.
+impl WatchingOutput<'_, '_> {
+    fn on_ack(&mut self, tuple: &Tuple, once: bool) {
+        if once {
+            self.out.ack_once(tuple)
+        } else {
+            self.out.ack(tuple)
+        }
+    }
+}
+
+impl HoldingOutput<'_, '_> {
+    /// Holds the ack (sent once, at the commit, either way).
+    fn on_ack(&mut self, tuple: &Tuple, _once: bool) {
+        let id = self.out.take_ack_id(tuple);
+        self.held.add(&id)
+    }
+}
+
+/// Alignment, input queued before INITSTATE, held acks and failures
+/// between checkpoint steps.
 pub(crate) struct Epoch {
     barrier: CheckpointBarrier,
     /// Data held back by alignment, in arrival order.
     waiting: Vec<Tuple>,
+    /// Data that came before INITSTATE, in arrival order.
+    queued: Vec<Tuple>,
+    /// Data waits for INITSTATE (a stateful bolt's: it has no state
+    /// before); a plain bolt's runs at once.
+    queues_until_init: bool,
     /// The acks of tuples acked since the last PREPARE.
     pub(crate) held: HeldAcks,
     /// Acked before the last PREPARE: acked for real at its COMMIT.
@@ -130,10 +141,10 @@ pub(crate) struct Epoch {
     last_txid: Option<u64>,
     /// The bolt failed a tuple since the last PREPARE.
     pub(crate) failed: bool,
-    /// INITSTATE came since this task started: until then a PREPARE
-    /// fails, so a restarted task makes the topology roll back what its
-    /// predecessor may have left half done.
-    pub(crate) initialized: bool,
+    /// INITSTATE came since this task started: until then input is
+    /// queued and a PREPARE fails, so a restarted task makes the topology
+    /// roll back what its predecessor may have left half done.
+    initialized: bool,
     ack_meta: Arc<StreamMeta>,
     /// Held tuples' trees get their timeout restarted this often.
     keep_alive_every: Duration,
@@ -146,10 +157,22 @@ pub(crate) struct Epoch {
 pub(crate) const KEEP_ALIVE_TICK_MS: u64 = 1000;
 
 impl Epoch {
+    /// A stateful bolt's: data waits for INITSTATE.
     pub(crate) fn new() -> Self {
+        Self::with_queueing(true)
+    }
+
+    /// A plain bolt's: data runs before INITSTATE too.
+    pub(crate) fn forwarding() -> Self {
+        Self::with_queueing(false)
+    }
+
+    fn with_queueing(queues_until_init: bool) -> Self {
         Self {
             barrier: CheckpointBarrier::new(1),
             waiting: Vec::new(),
+            queued: Vec::new(),
+            queues_until_init,
             held: HeldAcks::default(),
             prepared: HeldAcks::default(),
             restored: None,
@@ -176,10 +199,10 @@ impl Epoch {
     /// the message timeout (and at the first tick) it resets the trees of
     /// held and prepared acks older than that (a healthy checkpoint
     /// cadence commits them first, so nothing is sent), of acks restored
-    /// from an earlier run, of tuples `queued` before INITSTATE and of
+    /// from an earlier run, of tuples queued before INITSTATE and of
     /// tuples held back by alignment; and it sends again the acks an
     /// earlier run committed.
-    pub(crate) fn keep_alive(&mut self, out: &mut OutputCollector<'_>, queued: &[Tuple]) {
+    pub(crate) fn keep_alive(&mut self, out: &mut OutputCollector<'_>) {
         if self
             .last_keep_alive
             .is_some_and(|t| t.elapsed() < self.keep_alive_every)
@@ -194,7 +217,7 @@ impl Epoch {
             restored = self.restored.as_ref().map_or(0, |r| r.1.len()),
             prepared = if prepared { self.prepared.len() } else { 0 },
             held = if held { self.held.len() } else { 0 },
-            queued = queued.len(),
+            queued = self.queued.len(),
             waiting = self.waiting.len(),
             "keeping held trees alive"
         );
@@ -208,7 +231,7 @@ impl Epoch {
         for pair in restored.chain(held) {
             out.reset_timeout(&self.ack_tuple(pair));
         }
-        for t in queued.iter().chain(&self.waiting) {
+        for t in self.queued.iter().chain(&self.waiting) {
             out.reset_timeout(t);
         }
     }
@@ -242,26 +265,53 @@ impl Epoch {
         if let Some((txid, acks)) = store.prepared_acks() {
             self.restored = Some((txid, held::decode(acks)));
         }
-        if let Some((_, acks)) = store.committed_acks() {
+        let committed = store.committed_acks();
+        if let Some((_, acks)) = committed {
             self.resend = held::decode(acks);
         }
         tracing::info!(
             prepared_txid = self.restored.as_ref().map(|r| r.0),
             prepared = self.restored.as_ref().map_or(0, |r| r.1.len()),
-            committed_txid = store.committed_acks().map(|c| c.0),
+            committed_txid = committed.map(|c| c.0),
             committed = self.resend.len(),
             "restored the acks of earlier runs"
         );
     }
 
-    /// Holds `tuple` back when its task already sent the step being
-    /// gathered; `true` when held.
-    pub(crate) fn hold_back(&mut self, tuple: &Tuple) -> bool {
+    /// Whether INITSTATE came since this task started.
+    pub(crate) fn initialized(&self) -> bool {
+        self.initialized
+    }
+
+    /// Whether data is queued now.
+    fn waits_for_init(&self) -> bool {
+        self.queues_until_init && !self.initialized
+    }
+
+    /// Whether data tuple `tuple` is to be executed now: not when its
+    /// task already sent the step being gathered (held back until the
+    /// step passes) nor before INITSTATE (queued); a later step hands it
+    /// back.
+    pub(crate) fn admit(&mut self, tuple: &Tuple) -> bool {
         if self.barrier.holds_back(tuple.source_task()) {
             self.waiting.push(tuple.clone());
-            return true;
+            return false;
         }
-        false
+        if self.waits_for_init() {
+            self.queued.push(tuple.clone());
+            return false;
+        }
+        true
+    }
+
+    /// Of `tuples` (held back so far), those to execute now; before
+    /// INITSTATE they are queued instead.
+    fn runnable(&mut self, tuples: Vec<Tuple>) -> Vec<Tuple> {
+        if !self.waits_for_init() {
+            return tuples;
+        }
+        self.queued.extend(tuples);
+        Vec::new()
     }
 
     /// A tuple standing for the held tuples of tree `root` (their acks
@@ -274,57 +324,64 @@ impl Epoch {
     /// `c` starts another: to execute before `c` is handled (they came
     /// before it, and belong to what `c` may roll back).
     pub(crate) fn take_stale(&mut self, c: CheckpointTuple) -> Vec<Tuple> {
-        if self.barrier.gathering_other(c) {
-            std::mem::take(&mut self.waiting)
-        } else {
-            Vec::new()
+        if !self.barrier.gathering_other(c) {
+            return Vec::new();
         }
+        let stale = std::mem::take(&mut self.waiting);
+        self.runnable(stale)
     }
 
     /// Handles checkpoint tuple `c` (after [`take_stale`](Self::take_stale)). Once every input sent it, runs
-    /// `step` (given the held acks to keep with a PREPARE), moves held
-    /// acks along, passes the step on and acks `tuple`; a failed step or a
-    /// PREPARE after a failed tuple fails `tuple` instead, so the
-    /// checkpoint rolls back. Returns whether the step ran, and the data
-    /// tuples to execute now (held back until the step passed).
+    /// `step` (given the held acks to keep with a PREPARE, and whether
+    /// INITSTATE came already), moves held acks along, passes the step on
+    /// and acks `tuple`; a failed step, a PREPARE after a failed tuple or
+    /// before INITSTATE fails `tuple` instead, so the checkpoint rolls
+    /// back. Returns the data tuples to execute now: those held back until
+    /// the step passed, after those queued until INITSTATE when this was
+    /// it.
     pub(crate) fn on_checkpoint(
         &mut self,
         c: CheckpointTuple,
         tuple: &Tuple,
         out: &mut OutputCollector<'_>,
-        step: impl FnOnce(Vec<u8>) -> Result<(), String>,
-    ) -> (bool, Vec<Tuple>) {
-        let mut released = Vec::new();
+        step: impl FnOnce(Vec<u8>, bool) -> Result<(), String>,
+    ) -> Vec<Tuple> {
         if !self.barrier.arrive(c, tuple.source_task()) {
             out.ack(tuple);
-            return (false, released);
+            return Vec::new();
         }
-        released.append(&mut self.waiting);
+        let released = std::mem::take(&mut self.waiting);
         if self.last_txid.is_some_and(|t| c.txid < t) {
             out.ack(tuple);
-            return (false, released);
-        }
-        if c.action == Action::Prepare && std::mem::take(&mut self.failed) {
+        } else if c.action == Action::Prepare && std::mem::take(&mut self.failed) {
             refuse(tuple, out, "a tuple failed since the last checkpoint");
-            return (false, released);
-        }
-        if c.action == Action::Prepare && !self.initialized {
+        } else if c.action == Action::Prepare && !self.initialized {
             refuse(tuple, out, "PREPARE before INITSTATE: the task restarted");
-            return (false, released);
+        } else {
+            let acks = match c.action {
+                Action::Prepare => held::encode([&self.prepared, &self.held]),
+                _ => Vec::new(),
+            };
+            match step(acks, self.initialized) {
+                Ok(()) => {
+                    self.finish(c, out);
+                    out.emit_anchored_stream(CHECKPOINT_STREAM, tuple, c.values());
+                    out.ack(tuple);
+                }
+                Err(e) => {
+                    let why = format!("checkpoint {} of txid {} failed: {e}", c.action, c.txid);
+                    refuse(tuple, out, &why);
+                }
+            }
         }
-        let acks = match c.action {
-            Action::Prepare => held::encode([&self.prepared, &self.held]),
-            _ => Vec::new(),
-        };
-        if let Err(e) = step(acks) {
-            let why = format!("checkpoint {} of txid {} failed: {e}", c.action, c.txid);
-            refuse(tuple, out, &why);
-            return (false, released);
+        if self.waits_for_init() {
+            self.queued.extend(released);
+            return Vec::new();
         }
-        self.finish(c, out);
-        out.emit_anchored_stream(CHECKPOINT_STREAM, tuple, c.values());
-        out.ack(tuple);
-        (true, released)
+        // Non-empty only when this step was INITSTATE.
+        let mut run = std::mem::take(&mut self.queued);
+        run.extend(released);
+        run
     }
 
     fn finish(&mut self, c: CheckpointTuple, out: &mut OutputCollector<'_>) {
@@ -357,6 +414,12 @@ impl Epoch {
                 }
                 self.restored = None;
                 self.failed = false;
+                if self.waits_for_init() {
+                    // Queued before the rollback: part of what it undoes.
+                    for t in std::mem::take(&mut self.queued) {
+                        out.fail(&t);
+                    }
+                }
             }
             Action::InitState => {
                 self.initialized = true;

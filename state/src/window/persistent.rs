@@ -31,8 +31,6 @@ pub struct PersistentWindowedBoltExecutor<B> {
     time: Timekeeper,
     manager: WindowManager<Held>,
     store: Option<TxStore>,
-    initialized: bool,
-    queued: Vec<Tuple>,
     epoch: Epoch,
     /// Why the state could not be opened, reported with each refusal.
     open_error: String,
@@ -53,8 +51,6 @@ impl<B: WindowedBolt> PersistentWindowedBoltExecutor<B> {
             time: Timekeeper::new(config),
             manager,
             store: None,
-            initialized: false,
-            queued: Vec::new(),
             epoch: Epoch::new(),
             open_error: String::new(),
             next_key: 0,
@@ -117,14 +113,7 @@ impl<B: WindowedBolt> PersistentWindowedBoltExecutor<B> {
         self.time.set_size(self.manager.len());
     }
 
-    fn input(&mut self, tuple: &Tuple, out: &mut OutputCollector<'_>) {
-        if self.initialized {
-            self.add(tuple, out);
-        } else {
-            self.queued.push(tuple.clone());
-        }
-    }
-
+    /// Adds an admitted data tuple to the window.
     fn add(&mut self, tuple: &Tuple, out: &mut OutputCollector<'_>) {
         let manager = &self.manager;
         let Some(ts) = self.time.admit(tuple, |ts| manager.is_late(ts), out) else {
@@ -163,28 +152,21 @@ impl<B: WindowedBolt> PersistentWindowedBoltExecutor<B> {
         }
     }
 
-    fn step(&mut self, c: CheckpointTuple, acks: Vec<u8>) -> Result<(), String> {
+    fn step(&mut self, c: CheckpointTuple, acks: Vec<u8>, initialized: bool) -> Result<(), String> {
         let Some(store) = &mut self.store else {
             return Err(format!("state store is not open: {}", self.open_error));
         };
         match c.action {
-            Action::Prepare if !self.initialized => {
-                Err("PREPARE before INITSTATE: window not restored".into())
-            }
             Action::Prepare => store.prepare(c.txid, acks).map_err(|e| e.to_string()),
             Action::Commit => store.commit(c.txid).map_err(|e| e.to_string()),
             Action::Rollback => {
                 store.rollback().map_err(|e| e.to_string())?;
-                if self.initialized {
+                if initialized {
                     self.restore()?;
                 }
                 Ok(())
             }
-            Action::InitState if !self.initialized => {
-                self.restore()?;
-                self.initialized = true;
-                Ok(())
-            }
+            Action::InitState if !initialized => self.restore(),
             Action::InitState => Ok(()),
         }
     }
@@ -228,9 +210,9 @@ impl<B: WindowedBolt> Bolt for PersistentWindowedBoltExecutor<B> {
 
     fn execute(&mut self, tuple: &Tuple, out: &mut OutputCollector<'_>) {
         if tuple.is_tick() {
-            self.epoch.keep_alive(out, &self.queued);
+            self.epoch.keep_alive(out);
             if let Some(to) = self.time.due(super::bolt::clock_ms(), false) {
-                if self.initialized {
+                if self.epoch.initialized() {
                     self.advance(to, out);
                 }
             }
@@ -239,30 +221,22 @@ impl<B: WindowedBolt> Bolt for PersistentWindowedBoltExecutor<B> {
         let Some(c) = CheckpointTuple::read(tuple) else {
             if tuple.source_stream().as_str() == CHECKPOINT_STREAM {
                 out.ack(tuple);
-            } else if !self.epoch.hold_back(tuple) {
-                self.input(tuple, out);
+            } else if self.epoch.admit(tuple) {
+                self.add(tuple, out);
             }
             return;
         };
         for t in self.epoch.take_stale(c) {
-            self.input(&t, out);
+            self.add(&t, out);
         }
         // The step needs the whole executor: take the epoch out meanwhile.
         let mut epoch = std::mem::replace(&mut self.epoch, Epoch::new());
-        let (ran, released) = epoch.on_checkpoint(c, tuple, out, |acks| self.step(c, acks));
+        let run = epoch.on_checkpoint(c, tuple, out, |acks, initialized| {
+            self.step(c, acks, initialized)
+        });
         self.epoch = epoch;
-        if ran && c.action == Action::InitState {
-            for t in std::mem::take(&mut self.queued) {
-                self.input(&t, out);
-            }
-        }
-        if ran && c.action == Action::Rollback && !self.initialized {
-            for t in std::mem::take(&mut self.queued) {
-                out.fail(&t);
-            }
-        }
-        for t in released {
-            self.input(&t, out);
+        for t in run {
+            self.add(&t, out);
         }
     }
 
