@@ -269,6 +269,20 @@ fn count_windows_ack_tuples_as_they_leave_their_last_window() {
     let third = &out.lock().unwrap()[2];
     assert_eq!(ints(&third[1]), [4, 5], "new tuples");
     assert_eq!(ints(&third[2]), [0, 1], "expired tuples");
+    // The window holds its last 4 tuples, not the stream.
+    let window_size = || -> Option<f64> {
+        let metrics = cluster.metrics("count-acks").ok()?;
+        let sizes = metrics.tasks.values();
+        sizes
+            .filter_map(|t| t.user.get(squall::stateful::window::WINDOW_SIZE_METRIC))
+            .copied()
+            .reduce(f64::max)
+    };
+    assert!(
+        wait_for(WAIT, || window_size() == Some(4.0)),
+        "{:?}",
+        window_size()
+    );
     // Tuples 0..6 left every window and are acked; 6..10 are still held
     // and time out.
     assert!(wait_for(WAIT, || feeder.acked().len() == 6
