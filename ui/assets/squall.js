@@ -83,8 +83,9 @@ const squall = (() => {
     $("btn-rebalance").onclick = act("rebalance", "rebalance/0", "rebalance");
     $("btn-kill").onclick = act("kill", "kill/0", "kill");
     live(async () => {
-      const [t, v] = await Promise.all([api(`topology/${encodeURIComponent(id)}${q}`),
-        api(`topology/${encodeURIComponent(id)}/visualization?window=600`)]);
+      const [t, v, lag] = await Promise.all([api(`topology/${encodeURIComponent(id)}${q}`),
+        api(`topology/${encodeURIComponent(id)}/visualization?window=600`),
+        api(`topology/${encodeURIComponent(id)}/lag`)]);
       name = t.name;
       document.title = `${t.name} - Squall`;
       $("title").textContent = `Topology ${t.name}`;
@@ -111,6 +112,11 @@ const squall = (() => {
         ["Executors", "executorsTotal"],
         ["Tasks", (r) => esc(Object.entries(r.componentNumTasks).map(([c, n]) => `${c}: ${n}`).join(", "))]], t.workers);
       $("dag").innerHTML = drawDag(v, id);
+      const lagRows = Object.values(lag).flatMap((s) => Object.entries(s.spoutLagResult).flatMap(([topic, parts]) =>
+        Object.entries(parts).map(([partition, r]) => ({ spoutId: s.spoutId, topic, partition, ...r }))));
+      $("lag-section").hidden = lagRows.length === 0;
+      $("lag").innerHTML = table("lag-table", [["Spout", "spoutId"], ["Topic", "topic"], ["Partition", "partition"],
+        ["Committed offset", "consumerCommittedOffset"], ["Log head offset", "logHeadOffset"], ["Lag", "lag"]], lagRows);
     });
   }
 

@@ -8,6 +8,7 @@
 //! worker engine.
 #![forbid(missing_docs)]
 
+pub mod lag;
 pub mod nimbus;
 pub mod prometheus;
 mod routes;

@@ -75,6 +75,7 @@ pub fn router(link: NimbusLink) -> Router {
             get(component),
         )
         .route("/api/v1/topology/{id}/visualization", get(visualization))
+        .route("/api/v1/topology/{id}/lag", get(lag))
         .route("/api/v1/topology-workers/{id}", get(topology_workers))
         .route("/api/v1/topology/{id}/activate", post(activate))
         .route("/api/v1/topology/{id}/deactivate", post(deactivate))
@@ -187,6 +188,13 @@ async fn visualization(State(link): Link, Path(id): Path<String>, Query(p): Para
         let window = views::parse_window(p.get("window").map(String::as_str))?;
         let info = l.info_by_id(&id)?;
         Ok(views::visualization(&info, window, sys(&p), now_ms()))
+    })
+    .await
+}
+
+async fn lag(State(link): Link, Path(id): Path<String>) -> Response {
+    blocking(link, move |l| {
+        Ok(crate::lag::topology_lag(&l.info_by_id(&id)?))
     })
     .await
 }

@@ -229,3 +229,76 @@ pub fn committed_offsets(
         })
         .collect())
 }
+
+/// A record read back by [`TopicReader`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadRecord {
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// Its key.
+    pub key: Option<Vec<u8>>,
+    /// Its value.
+    pub value: Option<Vec<u8>>,
+}
+
+/// Reads every partition of a topic from its beginning, outside any
+/// consumer group (to check what a topic holds).
+pub struct TopicReader {
+    consumer: BaseConsumer,
+}
+
+impl std::fmt::Debug for TopicReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TopicReader")
+    }
+}
+
+impl TopicReader {
+    /// A reader of `topic`'s partitions as they are now.
+    ///
+    /// # Errors
+    /// [`AdminError`] when the brokers cannot be reached or the topic does
+    /// not exist.
+    pub fn new(brokers: &str, topic: &str) -> Result<Self, AdminError> {
+        let what = format!("reading topic {topic}");
+        let mut props = properties(brokers);
+        props.insert("group.id".to_owned(), "squall-topic-reader".to_owned());
+        props.insert("enable.auto.commit".to_owned(), "false".to_owned());
+        let consumer: BaseConsumer = client_config(&props)
+            .create()
+            .map_err(|e| error(brokers, what.clone(), describe(&e)))?;
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions(brokers, topic)? {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .map_err(|e| error(brokers, what.clone(), describe(&e)))?;
+        }
+        consumer
+            .assign(&tpl)
+            .map_err(|e| error(brokers, what, describe(&e)))?;
+        Ok(Self { consumer })
+    }
+
+    /// The records that arrive within `wait` (returns early once a poll
+    /// comes back empty after some arrived).
+    pub fn read(&self, wait: Duration) -> Vec<ReadRecord> {
+        use rdkafka::message::Message;
+        let deadline = std::time::Instant::now() + wait;
+        let mut out = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.consumer.poll(left.min(Duration::from_millis(100))) {
+                Some(Ok(m)) => out.push(ReadRecord {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                }),
+                Some(Err(_)) => {}
+                None if !out.is_empty() => break,
+                None => {}
+            }
+        }
+        out
+    }
+}

@@ -20,6 +20,19 @@ pub fn partition_metric_name(tp: &TopicPartition, metric: &str) -> String {
     )
 }
 
+/// Reads one figure of a partition's offsets.
+type ReadOffsets = fn(&Offsets) -> i64;
+
+/// The partition and metric a per-partition metric's name names:
+/// `kafkaPartition/<topic>/partition_<n>/<metric>` → (`<topic>`, `n`,
+/// `<metric>`); `None` for any other name.
+pub fn parse_partition_metric_name(name: &str) -> Option<(TopicPartition, &str)> {
+    let rest = name.strip_prefix(PARTITION_METRIC_PREFIX)?;
+    let (rest, metric) = rest.rsplit_once('/')?;
+    let (topic, partition) = rest.rsplit_once("/partition_")?;
+    Some((TopicPartition::new(topic, partition.parse().ok()?), metric))
+}
+
 /// What is known of one partition's offsets (−1: not yet known).
 #[derive(Debug)]
 struct Offsets {
@@ -78,7 +91,7 @@ impl PartitionGauges {
             let o = o.clone();
             move || f(&o) as f64
         };
-        let gauges: [(&str, fn(&Offsets) -> i64); 6] = [
+        let gauges: [(&str, ReadOffsets); 6] = [
             ("spoutLag", |o| {
                 let (latest, committed) = (
                     o.latest.load(Ordering::Relaxed),
@@ -154,5 +167,11 @@ mod tests {
         assert_eq!(get("latestEmittedOffset"), 60.0);
         assert_eq!(get("earliestTimeOffset"), 5.0);
         assert_eq!(get("latestTimeOffset"), 100.0);
+        let name = partition_metric_name(&tp, "spoutLag");
+        assert_eq!(parse_partition_metric_name(&name), Some((tp, "spoutLag")));
+        assert_eq!(
+            parse_partition_metric_name("kafkaPartition/x/spoutLag"),
+            None
+        );
     }
 }

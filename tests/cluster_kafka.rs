@@ -1,0 +1,181 @@
+//! Kafka on a real cluster (ZooKeeper, Nimbus, two supervisors, worker
+//! processes, the UI) against a real broker: the Kafka word count runs
+//! under `squall jar`, a worker running a spout task is killed with
+//! `kill -9` mid-run, and the run still completes: every line counted at
+//! least once, and the restarted spout task resumed from its group's last
+//! commit. The UI's lag endpoint shows the spout's partitions.
+
+mod cluster_support;
+mod corpus;
+mod kafka_support;
+
+use cluster_support::*;
+use kafka_support::Broker;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+const GROUP: &str = "kwc-kafka";
+
+/// The offsets spout tasks started partitions at, from the worker logs:
+/// ("lines-<p>", offset) in log order.
+fn starts(dir: &Path) -> Vec<(String, i64)> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|x| x == "log") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                for line in text.lines() {
+                    let Some(rest) = line.split("reading ").nth(1) else {
+                        continue;
+                    };
+                    if let Some((tp, offset)) = rest.split_once(" from offset ") {
+                        if let Ok(o) = offset.trim().parse() {
+                            found.push((tp.to_owned(), o));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn kafka_word_count_survives_a_spout_worker_kill() {
+    let broker = Broker::start();
+    let mut c = Cluster::new(1);
+    c.start_nimbus(0);
+    c.start_supervisor(2);
+    c.start_supervisor(2);
+    let ui = c.start_ui();
+    c.wait_supervisors(2);
+    let example = corpus::example_named("kafka_word_count");
+    let input = corpus::small_corpus(c.path());
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&example)
+            .args(["--brokers", &broker.address, "--topic", "lines"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["--produce", "--input", &input.display().to_string()]);
+    let ends = broker.end_offsets("lines");
+    assert_eq!(ends.len(), 4);
+    let counts_dir = c.path().join("counts");
+    std::fs::create_dir_all(&counts_dir).unwrap();
+    let out = c.squall_ok(&[
+        "jar",
+        &example.display().to_string(),
+        "--name",
+        "kwc",
+        "--brokers",
+        &broker.address,
+        "--topic",
+        "lines",
+        "--group",
+        GROUP,
+        "--workers",
+        "2",
+        "--commit-period-ms",
+        "300",
+        "--counts-dir",
+        &counts_dir.display().to_string(),
+        "-c",
+        "topology.max.spout.pending=2000",
+    ]);
+    assert!(out.contains("submitted topology"), "{out}");
+    let committed = || broker.committed(GROUP, "lines");
+    let total: i64 = ends.values().sum();
+    wait_until(
+        "a tenth of the lines committed",
+        Duration::from_secs(120),
+        || committed().values().sum::<i64>() >= total / 10,
+    );
+    let info = c.info("kwc").unwrap();
+    let victim = slot_of(&info, "kafka");
+    let before = committed();
+    c.kill9_worker_and_wait_restart(victim.port);
+    assert!(
+        before.values().sum::<i64>() < total,
+        "the kill came before the end"
+    );
+    wait_until("every line committed", Duration::from_secs(300), || {
+        committed() == ends
+    });
+    // The restarted task took its partitions up at the group's commit, or
+    // later: nothing before the last commit was read again.
+    let starts = starts(c.path());
+    for (p, commit) in &before {
+        let tp = format!("lines-{p}");
+        let last = starts
+            .iter()
+            .rev()
+            .find(|(t, _)| *t == tp)
+            .unwrap_or_else(|| panic!("no start of {tp} in the logs"));
+        assert!(
+            last.1 >= *commit,
+            "{tp} restarted at {} before its commit {commit}",
+            last.1
+        );
+    }
+    // The UI shows every partition caught up.
+    let id = c.info("kwc").unwrap().summary.id;
+    let lag_url = format!("{ui}/api/v1/topology/{id}/lag");
+    let lag = || -> Option<BTreeMap<String, i64>> {
+        let body: serde_json::Value = ureq::get(&lag_url).call().ok()?.into_json().ok()?;
+        assert_eq!(body["kafka"]["spoutType"], "KAFKA");
+        let parts = body["kafka"]["spoutLagResult"]["lines"]
+            .as_object()?
+            .clone();
+        Some(
+            parts
+                .into_iter()
+                .map(|(p, r)| (p, r["lag"].as_i64().unwrap_or(-1)))
+                .collect(),
+        )
+    };
+    wait_until(
+        "the lag endpoint to show 4 caught-up partitions",
+        Duration::from_secs(60),
+        || lag().is_some_and(|l| l.len() == 4 && l.values().all(|v| *v == 0)),
+    );
+    // Every line counted at least once (a killed worker's lines after the
+    // last commit are counted again).
+    wait_until("counts written", Duration::from_secs(30), || {
+        let got = std::process::Command::new(&example)
+            .args(["--read", &counts_dir.display().to_string(), "--top", "0"])
+            .output()
+            .unwrap();
+        got.status.success()
+    });
+    c.squall_ok(&["kill", "kwc", "-w", "0"]);
+    wait_until("workers to exit", Duration::from_secs(30), || {
+        c.worker_pids().is_empty()
+    });
+    let merged = c.path().join("counts.tsv");
+    run(&[
+        "--read",
+        &counts_dir.display().to_string(),
+        "--top",
+        "0",
+        "--output",
+        &merged.display().to_string(),
+    ]);
+    let got = corpus::read_counts(&merged);
+    let expected = corpus::plain_count(&input);
+    for (word, n) in &expected {
+        let g = got.get(word).copied().unwrap_or(0);
+        assert!(g >= *n, "{word}: counted {g}, in the corpus {n}");
+    }
+}
