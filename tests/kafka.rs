@@ -3,6 +3,7 @@
 //! partitions added while running, retries with backoff, bad input, and
 //! the bolt's acks with the broker frozen mid-run.
 
+mod corpus;
 mod kafka_support;
 
 use kafka_support::Broker;
@@ -12,7 +13,7 @@ use squall::connectors::kafka::{
 };
 use squall::testing::wait_for;
 use squall::*;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -452,4 +453,99 @@ fn the_bolt_acks_only_what_the_broker_took_and_replays_through_an_outage() {
         written.len() == n as usize
     });
     assert!(complete, "{} of {n} in the topic", written.len());
+}
+
+/// Lower-cased runs of alphanumeric characters (as `corpus::plain_count`).
+fn words(line: &str) -> impl Iterator<Item = String> + '_ {
+    line.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+}
+
+#[test]
+fn trident_word_count_from_kafka_is_exact_under_batch_failures() {
+    use squall::connectors::kafka::KafkaTridentSpout;
+    use squall::trident::state::MemoryBackingMap;
+    use squall::trident::*;
+    let broker = Broker::start();
+    broker.create_topic("sonnets", 4);
+    let text = std::fs::read_to_string(corpus::corpus().join("sonnets_gut.txt")).unwrap();
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    for (p, chunk) in lines.chunks(lines.len().div_ceil(4)).enumerate() {
+        broker.produce_to("sonnets", p as i32, chunk);
+    }
+    let mut expected: HashMap<String, i64> = HashMap::new();
+    for w in lines.iter().flat_map(|l| words(l)) {
+        *expected.entry(w).or_default() += 1;
+    }
+    let name = "kafka-trident";
+    let state = MapStateFactory::memory(name).with_semantics(Semantics::Opaque);
+    MemoryBackingMap::clear(name);
+    let spout = KafkaTridentSpout::opaque(KafkaSpoutConfig::new(&broker.address, ["sonnets"]))
+        .with_max_batch_records(100);
+    // The first sight of each batch's first record fails the batch.
+    let seen: Arc<Mutex<HashSet<(i64, i64)>>> = Arc::default();
+    let failures = Arc::new(Mutex::new(0u64));
+    let f = failures.clone();
+    let fail_first =
+        move |t: &TridentTuple, out: &mut TridentCollector| -> Result<(), ExecuteError> {
+            let (p, o) = (t.value(1)?.as_i64().unwrap(), t.value(2)?.as_i64().unwrap());
+            if o % 100 == 0 && seen.lock().unwrap().insert((p, o)) {
+                *f.lock().unwrap() += 1;
+                return Err("injected failure".into());
+            }
+            out.emit(Values::new());
+            Ok(())
+        };
+    let split = |t: &TridentTuple, out: &mut TridentCollector| -> Result<(), ExecuteError> {
+        for w in words(t.str(4)?) {
+            out.emit(values![w]);
+        }
+        Ok(())
+    };
+    let t = TridentTopology::new();
+    t.new_stream(name, spout)
+        .parallelism_hint(2)
+        .each(
+            ["topic", "partition", "offset", "key", "value"],
+            fail_first,
+            Fields::default(),
+        )
+        .each(
+            ["topic", "partition", "offset", "key", "value"],
+            split,
+            ["word"],
+        )
+        .group_by(["word"])
+        .persistent_aggregate(state.clone(), Fields::default(), Count, ["count"])
+        .parallelism_hint(2);
+    let cluster = LocalCluster::new();
+    let mut config = Config::new();
+    config.max_spout_pending = Some(4);
+    cluster
+        .submit_topology(name, &config, t.build().unwrap())
+        .unwrap();
+    let counts = || -> HashMap<String, i64> {
+        state
+            .read_all()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k.0[0].as_str().unwrap().to_owned(),
+                    v.as_i64().unwrap_or(-1),
+                )
+            })
+            .collect()
+    };
+    let done = wait_for(WAIT, || counts() == expected);
+    cluster.kill_topology(name).unwrap();
+    let got = counts();
+    assert!(
+        done,
+        "{} words counted of {}",
+        got.values().sum::<i64>(),
+        expected.values().sum::<i64>()
+    );
+    assert!(*failures.lock().unwrap() > 0);
 }

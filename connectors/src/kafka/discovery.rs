@@ -75,7 +75,7 @@ fn round(
     started: &mut HashSet<TopicPartition>,
 ) -> Discovered {
     let mut found = Discovered::default();
-    let all = list_partitions(task, consumer, &mut found.errors);
+    let all = list_partitions(&task.config, consumer, &mut found.errors);
     let mine = partitions_for_task(&all, task.task_index, task.tasks);
     let watermarks = read_watermarks(task, consumer, &mine, &mut found.errors);
     let new: Vec<&TopicPartition> = mine.iter().filter(|tp| !started.contains(*tp)).collect();
@@ -115,19 +115,19 @@ fn round(
 
 /// The subscription's partitions, with an error for each topic that could
 /// not be listed.
-fn list_partitions(
-    task: &Task,
+pub(crate) fn list_partitions(
+    config: &KafkaSpoutConfig,
     consumer: &BaseConsumer,
     errors: &mut Vec<String>,
 ) -> Vec<TopicPartition> {
-    let brokers = &task.config.bootstrap_servers;
-    let topics: Vec<Option<&str>> = match &task.config.subscription {
+    let brokers = &config.bootstrap_servers;
+    let topics: Vec<Option<&str>> = match &config.subscription {
         Subscription::Topics(t) => t.iter().map(|t| Some(t.as_str())).collect(),
         Subscription::Pattern(_) => vec![None],
     };
     let mut all = Vec::new();
     for topic in topics {
-        let what = topic.map_or_else(|| task.config.subscription.to_string(), str::to_owned);
+        let what = topic.map_or_else(|| config.subscription.to_string(), str::to_owned);
         let metadata = match consumer.fetch_metadata(topic, REQUEST_TIMEOUT) {
             Ok(m) => m,
             Err(e) => {
@@ -139,7 +139,7 @@ fn list_partitions(
             }
         };
         for t in metadata.topics() {
-            let wanted = match &task.config.subscription {
+            let wanted = match &config.subscription {
                 Subscription::Topics(_) => true,
                 Subscription::Pattern(p) => {
                     !t.name().starts_with("__")
@@ -175,16 +175,29 @@ fn read_watermarks(
     mine: &[TopicPartition],
     errors: &mut Vec<String>,
 ) -> HashMap<TopicPartition, (i64, i64)> {
+    let marks = watermarks(&task.config.bootstrap_servers, consumer, mine, errors);
+    for (tp, (low, high)) in &marks {
+        task.gauges.set_watermarks(tp, *low, *high);
+    }
+    marks
+}
+
+/// Each partition's (low, high) watermarks, with an error for each that
+/// could not be read from `brokers`.
+pub(crate) fn watermarks(
+    brokers: &str,
+    consumer: &BaseConsumer,
+    partitions: &[TopicPartition],
+    errors: &mut Vec<String>,
+) -> HashMap<TopicPartition, (i64, i64)> {
     let mut marks = HashMap::new();
-    for tp in mine {
+    for tp in partitions {
         match consumer.fetch_watermarks(&tp.topic, tp.partition, REQUEST_TIMEOUT) {
-            Ok((low, high)) => {
-                task.gauges.set_watermarks(tp, low, high);
-                marks.insert(tp.clone(), (low, high));
+            Ok(w) => {
+                marks.insert(tp.clone(), w);
             }
             Err(e) => errors.push(format!(
-                "cannot read the offsets of {tp} from Kafka at {}: {}",
-                task.config.bootstrap_servers,
+                "cannot read the offsets of {tp} from Kafka at {brokers}: {}",
                 describe(&e)
             )),
         }

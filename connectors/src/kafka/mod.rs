@@ -1,6 +1,7 @@
 //! Kafka (Storm's `storm-kafka-client`): [`KafkaSpout`] reads topics with
 //! offset commits to the consumer group, [`KafkaBolt`] writes tuples to a
-//! topic, and [`admin`] creates topics and reads offsets.
+//! topic, [`KafkaTridentSpout`] feeds Trident with per-partition offset
+//! ranges, and [`admin`] creates topics and reads offsets.
 //!
 //! The spout's decisions are pure functions of their inputs:
 //! [`OffsetManager`] (what a partition may commit), [`RetryBackoff`]
@@ -26,6 +27,7 @@ mod retry;
 mod spout;
 mod tracker;
 mod translator;
+mod trident;
 
 pub use bolt::{KafkaBolt, KafkaBoltConfig};
 pub use config::{BadRecord, KafkaSpoutConfig, Subscription};
@@ -39,3 +41,4 @@ pub use translator::{
     default_fields, ByTopicTranslator, DefaultRecordTranslator, FnTranslator, KafkaRecord,
     RecordTranslator, TranslateError,
 };
+pub use trident::{meta_ranges, next_ranges, ranges_meta, KafkaTridentSpout, PartitionRange};
