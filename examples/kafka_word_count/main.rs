@@ -38,6 +38,10 @@ struct Args {
     /// Writes `--input` into the topic and exits.
     #[arg(long)]
     produce: bool,
+    /// Prints each partition's end offset, the group's commit and the lag,
+    /// and exits.
+    #[arg(long)]
+    lag: bool,
     /// Text files, or folders of them (`--produce`).
     #[arg(long, default_value = "data/shakespeare")]
     input: Vec<PathBuf>,
@@ -218,7 +222,9 @@ fn produce(args: &Args, brokers: &str) -> Result<()> {
             value: line.as_bytes(),
             partition: None,
         });
-        written += admin::produce(brokers, &args.topic, records, false)?;
+        // One record per request: tansu 0.6 reports a partition's end
+        // offset as its last batch's first offset + 1.
+        written += admin::produce(brokers, &args.topic, records, true)?;
     }
     println!(
         "wrote {written} lines to {} in {:.1} s",
@@ -298,6 +304,24 @@ fn main() -> Result<()> {
     };
     if args.produce {
         return produce(&args, &brokers);
+    }
+    let group = args
+        .group
+        .clone()
+        .unwrap_or_else(|| format!("{}-kafka", args.name));
+    if args.lag {
+        let ends = admin::end_offsets(&brokers, &args.topic)?;
+        let committed = admin::committed_offsets(&brokers, &group, &args.topic)?;
+        println!("partition  end  committed  lag");
+        for (p, end) in ends {
+            let c = committed.get(&p).copied();
+            let lag = c.map_or(end, |c| end - c);
+            println!(
+                "{p} {end} {} {lag}",
+                c.map_or("-".to_owned(), |c| c.to_string())
+            );
+        }
+        return Ok(());
     }
     let cluster_run = is_cluster_run();
     if cluster_run && args.counts_dir.is_none() {

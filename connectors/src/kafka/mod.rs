@@ -34,6 +34,8 @@ pub use config::{BadRecord, KafkaSpoutConfig, Subscription};
 pub use first_poll::{Commit, FetchStart, FirstPollOffsetStrategy, ProcessingGuarantee};
 pub use offsets::OffsetManager;
 pub use partitions::{partitions_for_task, TopicPartition};
+/// The pattern type of [`Subscription::Pattern`] (the `regex` crate's).
+pub use regex::Regex;
 pub use retry::RetryBackoff;
 pub use spout::KafkaSpout;
 pub use tracker::{Failed, Polled, RecordTracker};

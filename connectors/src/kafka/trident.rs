@@ -218,8 +218,8 @@ type Watermarks = BTreeMap<TopicPartition, (i64, i64)>;
 /// Lists the subscription's partitions and their watermarks every
 /// [`WATCH_PERIOD`] into `watched`, until `stop` closes.
 fn watch(config: &KafkaSpoutConfig, watched: &Mutex<Option<Watermarks>>, stop: &Receiver<()>) {
-    let mut props = config.client_properties("squall-trident");
-    props.remove("group.id");
+    // Never joins the group: assigned by hand, never commits.
+    let props = config.client_properties("squall-trident");
     let consumer: BaseConsumer = match client_config(&props).create() {
         Ok(c) => c,
         Err(e) => {
@@ -311,8 +311,7 @@ fn consumer<'c>(
     config: &KafkaSpoutConfig,
 ) -> Result<&'c BaseConsumer, ExecuteError> {
     if slot.is_none() {
-        let mut props = config.client_properties("squall-trident");
-        props.remove("group.id");
+        let props = config.client_properties("squall-trident");
         let c: BaseConsumer = client_config(&props).create().map_err(|e| {
             format!(
                 "cannot create a Kafka consumer for {}: {}",
