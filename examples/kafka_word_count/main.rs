@@ -327,7 +327,7 @@ fn main() -> Result<()> {
     if cluster_run && args.counts_dir.is_none() {
         bail!("--counts-dir is required under `squall jar`");
     }
-    let mut overrides = vec!["topology.tick.tuple.freq.secs=1".to_owned()];
+    let mut overrides = Vec::new();
     if let Some(w) = args.workers {
         overrides.push(format!("topology.workers={w}"));
     }
@@ -361,7 +361,8 @@ fn main() -> Result<()> {
         },
         args.count_parallelism,
     )
-    .fields_grouping("split", ["word"]);
+    .fields_grouping("split", ["word"])
+    .set_tick_tuple_freq_secs(1);
     let topology = b.create_topology()?;
     if cluster_run {
         let id = submit_topology(&args.name, &config, &topology)?;
