@@ -205,3 +205,100 @@ fn kafka_word_count_survives_a_spout_worker_kill() {
         assert!(g >= *n, "{word}: counted {g}, in the corpus {n}");
     }
 }
+
+/// Records committed so far by Trident spout `name`: the ends of its last
+/// committed batch's partition ranges.
+fn trident_committed(c: &Cluster, name: &str) -> i64 {
+    use squall_cluster::{StorageStore, ZkStorage};
+    let Ok(zk) = ZkStorage::connect(&zookeeper(), &c.root, Duration::from_secs(10)) else {
+        return 0;
+    };
+    let store = StorageStore::shared(std::sync::Arc::new(zk));
+    match squall::trident::committed(&*store, name) {
+        Ok(Some((_, Some(meta)))) => squall::connectors::kafka::meta_ranges(&meta)
+            .iter()
+            .map(|r| r.end)
+            .sum(),
+        _ => 0,
+    }
+}
+
+#[test]
+fn kafka_trident_word_count_with_a_worker_killed_is_exact() {
+    let broker = Broker::start();
+    let mut c = Cluster::new(1);
+    c.start_nimbus(0);
+    c.start_supervisor(2);
+    c.start_supervisor(2);
+    c.wait_supervisors(2);
+    let input = corpus::small_corpus(c.path());
+    let produce = std::process::Command::new(corpus::example_named("kafka_word_count"))
+        .args([
+            "--brokers",
+            &broker.address,
+            "--topic",
+            "lines",
+            "--produce",
+        ])
+        .args(["--input", &input.display().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        produce.status.success(),
+        "{}",
+        String::from_utf8_lossy(&produce.stderr)
+    );
+    let total: i64 = broker.end_offsets("lines").values().sum();
+    let example = corpus::example_named("trident_word_count");
+    let state = c.path().join("trident-state");
+    let out = c.squall_ok(&[
+        "jar",
+        &example.display().to_string(),
+        "--name",
+        "tk",
+        "--kafka",
+        &broker.address,
+        "--topic",
+        "lines",
+        "--state-dir",
+        &state.display().to_string(),
+        "--workers",
+        "3",
+        "--batch-lines",
+        "200",
+        "--spout-parallelism",
+        "2",
+        "--count-parallelism",
+        "2",
+    ]);
+    assert!(out.contains("submitted topology"), "{out}");
+    wait_until("a few batches to commit", Duration::from_secs(120), || {
+        trident_committed(&c, "tk") >= total / 10
+    });
+    // Kill a worker holding state partitions.
+    let info = c.info("tk").unwrap();
+    let victim = slot_of(&info, "b-1");
+    let before = trident_committed(&c, "tk");
+    c.kill9_worker_and_wait_restart(victim.port);
+    wait_until("every record to commit", Duration::from_secs(300), || {
+        trident_committed(&c, "tk") >= total
+    });
+    assert!(before < total, "the kill came after the last commit");
+    c.squall_ok(&["kill", "tk", "-w", "0"]);
+    wait_until("workers to exit", Duration::from_secs(30), || {
+        c.worker_pids().is_empty()
+    });
+    let counts = c.path().join("counts.tsv");
+    let read = std::process::Command::new(&example)
+        .args(["--read", &state.display().to_string(), "--top", "0"])
+        .args(["--output", &counts.display().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let got = corpus::read_counts(&counts);
+    corpus::assert_same_counts(&got, &corpus::plain_count(&input));
+}

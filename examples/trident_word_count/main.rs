@@ -10,6 +10,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use squall::connectors::kafka::{self, KafkaSpoutConfig, KafkaTridentSpout};
 use squall::trident::*;
 use squall::*;
 use std::io::Write;
@@ -38,6 +39,15 @@ struct Args {
     /// without it.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Read the lines from this Kafka cluster (`host:port`) instead of
+    /// files: topic `--topic`, one record per line (`kafka_word_count
+    /// --produce` writes them); each batch takes `--batch-lines` records
+    /// per partition at most.
+    #[arg(long, value_name = "BROKERS")]
+    kafka: Option<String>,
+    /// The Kafka topic of lines.
+    #[arg(long, default_value = "shakespeare")]
+    topic: String,
     /// Opaque state and spout instead of transactional.
     #[arg(long)]
     opaque: bool,
@@ -72,6 +82,12 @@ fn split(t: &TridentTuple, out: &mut TridentCollector) -> Result<(), ExecuteErro
         }
     }
     Ok(())
+}
+
+/// Where the lines come from.
+enum Source {
+    Files(RecordSpout),
+    Kafka(String, KafkaTridentSpout),
 }
 
 fn state_factory(args: &Args, dir: Option<&PathBuf>) -> MapStateFactory {
@@ -122,17 +138,35 @@ fn main() -> Result<()> {
     if cluster_run && args.state_dir.is_none() {
         bail!("under squall jar, --state-dir is needed: memory state would not survive a worker");
     }
-    let mut spout: RecordSpout =
-        RecordSpout::lines(&args.input, args.batch_lines).map_err(anyhow::Error::msg)?;
-    if args.opaque {
-        spout = spout.opaque();
-    }
     let state = state_factory(&args, args.state_dir.as_ref());
-    let progress = spout.progress();
     let t = TridentTopology::new();
-    t.new_stream(&args.name, spout.clone())
+    let (stream, source) = match &args.kafka {
+        Some(brokers) => {
+            let config = KafkaSpoutConfig::new(brokers, [args.topic.as_str()]);
+            let mut spout =
+                KafkaTridentSpout::opaque(config).with_max_batch_records(args.batch_lines as i64);
+            if !args.opaque {
+                spout = spout.transactional();
+            }
+            let stream = t
+                .new_stream(&args.name, spout.clone())
+                .each(["value"], split, ["word"]);
+            (stream, Source::Kafka(brokers.clone(), spout))
+        }
+        None => {
+            let mut spout =
+                RecordSpout::lines(&args.input, args.batch_lines).map_err(anyhow::Error::msg)?;
+            if args.opaque {
+                spout = spout.opaque();
+            }
+            let stream = t
+                .new_stream(&args.name, spout.clone())
+                .each(["line"], split, ["word"]);
+            (stream, Source::Files(spout))
+        }
+    };
+    stream
         .parallelism_hint(args.spout_parallelism)
-        .each(["line"], split, ["word"])
         .group_by(["word"])
         .persistent_aggregate(state.clone(), Fields::default(), Count, ["count"])
         .parallelism_hint(args.count_parallelism);
@@ -147,16 +181,41 @@ fn main() -> Result<()> {
         return Ok(());
     }
 
-    let lines = spout.records().map_err(anyhow::Error::msg)?;
+    let progress = match &source {
+        Source::Files(spout) => Some(spout.progress()),
+        Source::Kafka(..) => None,
+    };
+    let (lines, committed): (u64, Box<dyn Fn() -> u64>) = match source {
+        Source::Files(spout) => {
+            let progress = spout.progress();
+            let lines = spout.records().map_err(anyhow::Error::msg)?;
+            (lines, Box::new(move || progress.committed()))
+        }
+        Source::Kafka(brokers, spout) => {
+            let ends = kafka::admin::end_offsets(&brokers, &args.topic)?;
+            let lines = ends.values().sum::<i64>() as u64;
+            let topic = args.topic.clone();
+            let read = move || {
+                let c = spout.committed_offsets();
+                ends.iter()
+                    .map(|(p, end)| {
+                        let tp = kafka::TopicPartition::new(&topic, *p);
+                        c.get(&tp).copied().unwrap_or(0).min(*end) as u64
+                    })
+                    .sum()
+            };
+            (lines, Box::new(read))
+        }
+    };
     let cluster = LocalCluster::new();
     let started = Instant::now();
     cluster.submit_topology(&args.name, &config, topology)?;
     let deadline = started + Duration::from_secs(3600);
-    while progress.committed() < lines {
+    while committed() < lines {
         if Instant::now() > deadline {
             bail!(
                 "not done within an hour: {} of {lines} lines committed",
-                progress.committed()
+                committed()
             );
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -166,7 +225,8 @@ fn main() -> Result<()> {
         .kill_topology(&args.name)
         .context("killing the topology")?;
     let words: i64 = state.read_all()?.values().filter_map(|v| v.as_i64()).sum();
-    let mut lat = progress.commit_latencies();
+    // Commit latencies are kept by the file spout.
+    let mut lat = progress.map(|p| p.commit_latencies()).unwrap_or_default();
     lat.sort();
     let pct = |p: f64| {
         lat.get(((lat.len() as f64 - 1.0) * p) as usize)

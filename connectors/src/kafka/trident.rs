@@ -136,6 +136,7 @@ pub struct KafkaTridentSpout {
     config: KafkaSpoutConfig,
     kind: SpoutKind,
     max_batch_records: i64,
+    committed: Arc<Mutex<BTreeMap<TopicPartition, i64>>>,
 }
 
 impl std::fmt::Debug for KafkaTridentSpout {
@@ -157,7 +158,19 @@ impl KafkaTridentSpout {
             config,
             kind: SpoutKind::Opaque,
             max_batch_records: 10_000,
+            committed: Arc::default(),
         }
+    }
+
+    /// Each partition's end offset in the last committed batch, as the
+    /// coordinator of this process saw it (in LocalCluster: the whole
+    /// topology's progress; under `squall jar` read the coordinator's
+    /// metadata with `squall::trident::committed` and [`meta_ranges`]).
+    pub fn committed_offsets(&self) -> BTreeMap<TopicPartition, i64> {
+        self.committed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Replays each txid's stored ranges unchanged.
@@ -201,6 +214,7 @@ impl TransactionalSpout for KafkaTridentSpout {
             watched,
             helper: helper.map(|h| (stop, h)),
             last: BTreeMap::new(),
+            open: BTreeMap::new(),
         })
     }
 
@@ -251,6 +265,8 @@ struct KafkaCoordinator {
     helper: Option<(Sender<()>, JoinHandle<()>)>,
     /// Each partition's end in the last metadata made.
     last: BTreeMap<TopicPartition, i64>,
+    /// The ranges of batches not yet committed, by txid.
+    open: BTreeMap<u64, Vec<PartitionRange>>,
 }
 
 impl KafkaCoordinator {
@@ -272,7 +288,7 @@ impl Drop for KafkaCoordinator {
 }
 
 impl BatchCoordinator for KafkaCoordinator {
-    fn initialize_transaction(&mut self, _txid: u64, prev: Option<&Value>) -> Value {
+    fn initialize_transaction(&mut self, txid: u64, prev: Option<&Value>) -> Value {
         let marks = self.watermarks().unwrap_or_default();
         let ranges = next_ranges(
             prev,
@@ -281,7 +297,24 @@ impl BatchCoordinator for KafkaCoordinator {
             self.spout.max_batch_records,
         );
         self.last = ranges.iter().map(|r| (r.tp.clone(), r.end)).collect();
-        ranges_meta(&ranges)
+        let meta = ranges_meta(&ranges);
+        self.open.insert(txid, ranges);
+        meta
+    }
+
+    fn success(&mut self, txid: u64) {
+        let later = self.open.split_off(&(txid + 1));
+        let done = std::mem::replace(&mut self.open, later);
+        if let Some(ranges) = done.get(&txid) {
+            let mut committed = self
+                .spout
+                .committed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for r in ranges {
+                committed.insert(r.tp.clone(), r.end);
+            }
+        }
     }
 
     fn is_ready(&mut self, _txid: u64) -> bool {
