@@ -556,3 +556,42 @@ fn trident_word_count_from_kafka_is_exact_under_batch_failures() {
     );
     assert!(*failures.lock().unwrap() > 0);
 }
+
+#[test]
+fn at_most_once_and_no_guarantee_emit_each_record_once_untracked() {
+    use squall::connectors::kafka::ProcessingGuarantee;
+    let broker = Broker::start();
+    broker.create_topic("once", 2);
+    broker.produce_numbered("once", 0..2, 100);
+    for (i, guarantee) in [
+        ProcessingGuarantee::AtMostOnce,
+        ProcessingGuarantee::NoGuarantee,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let group = format!("once-{i}");
+        let seen = Seen::default();
+        let config = spout_config(&broker, "once", &group).with_guarantee(guarantee);
+        // Every tuple fails: untracked records are never replayed.
+        let name = format!("kafka-once-{i}");
+        let cluster = run(&name, config, 1, &seen, |_, _| true);
+        let ends = BTreeMap::from([(0, 100), (1, 100)]);
+        assert!(
+            wait_for(WAIT, || distinct(&seen).len() == 200
+                && broker.committed(&group, "once") == ends),
+            "{guarantee:?}: saw {}, committed {:?}, errors {:?}",
+            distinct(&seen).len(),
+            broker.committed(&group, "once"),
+            spout_errors(&cluster, &name)
+        );
+        assert_eq!(
+            seen.lock().unwrap().len(),
+            200,
+            "{guarantee:?}: each record once"
+        );
+        let spout = cluster.metrics(&name).unwrap().component("kafka");
+        assert_eq!(spout.failed, 0, "{guarantee:?}: nothing tracked");
+        cluster.shutdown();
+    }
+}

@@ -17,6 +17,7 @@
 pub mod admin;
 mod bolt;
 mod client;
+mod committer;
 mod config;
 mod discovery;
 mod first_poll;

@@ -2,6 +2,7 @@
 //! `KafkaSpout`).
 
 use super::client::{client_config, describe};
+use super::committer::Committer;
 use super::config::{BadRecord, KafkaSpoutConfig};
 use super::discovery::{self, Discovered};
 use super::metrics::PartitionGauges;
@@ -9,10 +10,9 @@ use super::tracker::{Failed, Polled, RecordTracker};
 use super::translator::KafkaRecord;
 use super::{ProcessingGuarantee, TopicPartition};
 use crossbeam_channel::{Receiver, Sender};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::error::KafkaResult;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use squall_topology_api::{
     Counter, FailReason, OutputFieldsDeclarer, Spout, SpoutOutputCollector, TopologyContext, Value,
     Values,
@@ -27,20 +27,6 @@ const REPORT_EVERY: Duration = Duration::from_secs(30);
 
 /// How long `close` waits for its last commit.
 const CLOSE_COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The consumer's callbacks: commit results go to the spout, which runs
-/// them on its executor thread (they arrive during `poll`).
-struct SpoutClient {
-    commits: Sender<Result<(), String>>,
-}
-
-impl ClientContext for SpoutClient {}
-
-impl ConsumerContext for SpoutClient {
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        let _ = self.commits.send(result.map_err(|e| describe(&e)));
-    }
-}
 
 /// A spout reading Kafka topics (Storm's `KafkaSpout`).
 ///
@@ -57,9 +43,11 @@ impl ConsumerContext for SpoutClient {
 /// again after the [`RetryBackoff`](super::RetryBackoff) delay, and given
 /// up (counted in `kafkaSpout/givenUp`) after its retries.
 ///
-/// `next_tuple` never blocks: records are polled with a zero timeout,
-/// commits are asynchronous, and listing partitions, reading group
-/// offsets and watermarks happen on a helper thread per task. Errors
+/// `next_tuple` never blocks: records are polled with a zero timeout;
+/// commits go to a committer thread per task (under `AtMostOnce`, records
+/// are emitted once their commit succeeded); listing partitions, reading
+/// group offsets and watermarks happen on a helper thread per task.
+/// `deactivate` commits, `close` commits and waits up to 5 s. Errors
 /// (an unreachable broker, a missing topic, a failed commit, a record the
 /// translator rejects) go to the task's errors and the log, naming the
 /// brokers and topic; the spout keeps retrying.
@@ -81,13 +69,12 @@ impl std::fmt::Debug for KafkaSpout {
 }
 
 struct Running {
-    consumer: BaseConsumer<SpoutClient>,
+    consumer: BaseConsumer,
+    committer: Option<Committer>,
     tracker: RecordTracker,
     discovered: Receiver<Discovered>,
-    commit_results: Receiver<Result<(), String>>,
     helper: Option<(Sender<()>, JoinHandle<()>)>,
     gauges: Arc<PartitionGauges>,
-    commit_metadata: String,
     started: Instant,
     last_commit: Instant,
     /// Untracked guarantees: the next offset to commit per partition.
@@ -179,7 +166,11 @@ impl Running {
 
     fn take_commit_results(&mut self, guarantee: ProcessingGuarantee) -> bool {
         let mut committed = false;
-        while let Ok(result) = self.commit_results.try_recv() {
+        let results: Vec<Result<(), String>> = match &self.committer {
+            Some(c) => c.results.try_iter().collect(),
+            None => Vec::new(),
+        };
+        for result in results {
             match result {
                 Ok(()) => committed = true,
                 Err(e) => {
@@ -195,9 +186,8 @@ impl Running {
         committed
     }
 
-    /// Commits what may be committed (asynchronously, or synchronously
-    /// with `sync`).
-    fn commit(&mut self, guarantee: ProcessingGuarantee, sync: Option<Duration>) {
+    /// What may be committed now (recorded as committed).
+    fn committable(&mut self, guarantee: ProcessingGuarantee) -> Vec<(TopicPartition, i64)> {
         let offsets: Vec<(TopicPartition, i64)> = if guarantee.tracks_records() {
             let (commits, resumed) = self.tracker.commits();
             if !resumed.is_empty() {
@@ -210,32 +200,17 @@ impl Running {
                 .map(|(tp, o)| (tp.clone(), *o))
                 .collect()
         };
-        if offsets.is_empty() {
-            return;
-        }
-        let mut tpl = TopicPartitionList::new();
         for (tp, offset) in &offsets {
             self.gauges.set_committed(tp, *offset);
-            let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset));
         }
-        for mut e in tpl.elements() {
-            e.set_metadata(self.commit_metadata.as_str());
-        }
-        let result = match sync {
-            None => self.consumer.commit(&tpl, CommitMode::Async),
-            Some(timeout) => {
-                let deadline = Instant::now() + timeout;
-                let r = self.consumer.commit(&tpl, CommitMode::Sync);
-                while Instant::now() < deadline && self.commit_results.is_empty() {
-                    let _ = self.consumer.poll(Duration::from_millis(10));
-                }
-                r
-            }
-        };
-        if let Err(e) = result {
-            self.commit_failures.inc();
-            self.reports
-                .push(format!("offset commit failed: {}", describe(&e)));
+        offsets
+    }
+
+    /// Commits what may be committed, on the committer thread.
+    fn commit(&mut self, guarantee: ProcessingGuarantee) {
+        let offsets = self.committable(guarantee);
+        if let (false, Some(c)) = (offsets.is_empty(), &self.committer) {
+            c.commit(offsets);
         }
     }
 
@@ -265,13 +240,22 @@ impl Spout for KafkaSpout {
         let group = self
             .config
             .group_for(context.topology_name(), &context.this_component_id().0);
-        let (commits_tx, commit_results) = crossbeam_channel::unbounded();
-        let client = SpoutClient {
-            commits: commits_tx,
+        let properties = self.config.client_properties(&group);
+        let commit_metadata = format!("squall topology {}", context.topology_name());
+        let task_id = context.this_task_id().0;
+        let committer = match Committer::start(
+            &properties,
+            commit_metadata.clone(),
+            format!("kafka-commit-{task_id}"),
+        ) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!(target: "squall::kafka",
+                        "cannot create a Kafka client for {}: {e}", self.config.bootstrap_servers);
+                None
+            }
         };
-        let consumer = match client_config(&self.config.client_properties(&group))
-            .create_with_context::<_, BaseConsumer<SpoutClient>>(client)
-        {
+        let consumer: BaseConsumer = match client_config(&properties).create() {
             Ok(c) => c,
             Err(e) => {
                 // A bad property: nothing can be read; the error says why.
@@ -283,7 +267,6 @@ impl Spout for KafkaSpout {
         };
         let registry = context.metric_registry();
         let gauges = Arc::new(PartitionGauges::new(registry.clone()));
-        let commit_metadata = format!("squall topology {}", context.topology_name());
         let (discovered_tx, discovered) = crossbeam_channel::unbounded();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
         let task = discovery::Task {
@@ -295,19 +278,18 @@ impl Spout for KafkaSpout {
             gauges: gauges.clone(),
         };
         let helper = std::thread::Builder::new()
-            .name(format!("kafka-spout-{}", context.this_task_id().0))
+            .name(format!("kafka-spout-{task_id}"))
             .spawn(move || discovery::run(task, discovered_tx, stop_rx))
             .ok()
             .map(|h| (stop_tx, h));
         let now = Instant::now();
         self.run = Some(Running {
             consumer,
+            committer,
             tracker: RecordTracker::new(self.config.retry, self.config.max_uncommitted_offsets),
             discovered,
-            commit_results,
             helper,
             gauges,
-            commit_metadata,
             started: now,
             last_commit: now,
             positions: BTreeMap::new(),
@@ -324,8 +306,17 @@ impl Spout for KafkaSpout {
     fn close(&mut self) {
         let guarantee = self.config.guarantee;
         if let Some(mut run) = self.run.take() {
-            if guarantee != ProcessingGuarantee::AtMostOnce {
-                run.commit(guarantee, Some(CLOSE_COMMIT_TIMEOUT));
+            let last = if guarantee.commits_before_emit() {
+                Vec::new()
+            } else {
+                run.committable(guarantee)
+            };
+            if let Some(c) = run.committer.take() {
+                for outcome in c.finish(last, CLOSE_COMMIT_TIMEOUT) {
+                    if let Err(e) = outcome {
+                        tracing::warn!(target: "squall::kafka", "offset commit failed: {e}");
+                    }
+                }
             }
             if let Some((stop, handle)) = run.helper.take() {
                 drop(stop);
@@ -337,8 +328,8 @@ impl Spout for KafkaSpout {
     fn deactivate(&mut self) {
         let guarantee = self.config.guarantee;
         if let Some(run) = &mut self.run {
-            if guarantee != ProcessingGuarantee::AtMostOnce {
-                run.commit(guarantee, None);
+            if !guarantee.commits_before_emit() {
+                run.commit(guarantee);
             }
         }
     }
@@ -360,7 +351,7 @@ impl Spout for KafkaSpout {
         } else if run.last_commit.elapsed() >= Duration::from_millis(config.offset_commit_period_ms)
         {
             run.last_commit = Instant::now();
-            run.commit(guarantee, None);
+            run.commit(guarantee);
         }
         let now = KafkaSpout::now_ms(run);
         for (tp, offset) in run.tracker.due_seeks(now) {
@@ -447,7 +438,7 @@ impl Spout for KafkaSpout {
         }
         if guarantee.commits_before_emit() && run.committing.is_empty() && !run.polled.is_empty() {
             run.committing = std::mem::take(&mut run.polled);
-            run.commit(guarantee, None);
+            run.commit(guarantee);
         }
         run.report(collector);
     }
