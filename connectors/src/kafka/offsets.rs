@@ -43,6 +43,16 @@ impl OffsetManager {
         self.acked.insert(offset);
     }
 
+    /// Whether `offset` was emitted and is not yet committed.
+    pub fn is_emitted(&self, offset: i64) -> bool {
+        self.emitted.contains(&offset)
+    }
+
+    /// Acked offsets not yet committed.
+    pub fn acked_count(&self) -> usize {
+        self.acked.len()
+    }
+
     /// Whether `offset` was acked and is not yet committed.
     pub fn is_acked(&self, offset: i64) -> bool {
         self.acked.contains(&offset)

@@ -359,6 +359,8 @@ impl Spout for KafkaSpout {
             let _ = run.consumer.resume(&list(std::slice::from_ref(&tp)));
         }
         let mut current: Option<TopicPartition> = None;
+        // The last emitted offset of `current`, for its gauge.
+        let mut latest_emitted: Option<i64> = None;
         for _ in 0..config.max_poll_records {
             let message = match run.consumer.poll(Duration::ZERO) {
                 None => break,
@@ -377,7 +379,12 @@ impl Spout for KafkaSpout {
                 Some(tp) if tp.partition == message.partition() && tp.topic == message.topic() => {
                     tp
                 }
-                slot => slot.insert(TopicPartition::new(message.topic(), message.partition())),
+                slot => {
+                    if let (Some(tp), Some(o)) = (slot.as_ref(), latest_emitted.take()) {
+                        run.gauges.set_emitted(tp, o);
+                    }
+                    slot.insert(TopicPartition::new(message.topic(), message.partition()))
+                }
             };
             if guarantee.tracks_records() {
                 match run.tracker.polled(tp, offset, now) {
@@ -406,7 +413,7 @@ impl Spout for KafkaSpout {
                     ProcessingGuarantee::AtLeastOnce => {
                         let id = message_id(&tp.topic, tp.partition, offset);
                         collector.emit_stream(stream, values, Some(id));
-                        run.gauges.set_emitted(tp, offset);
+                        latest_emitted = Some(offset);
                     }
                     ProcessingGuarantee::AtMostOnce => {
                         run.polled.push((stream.to_owned(), values));
@@ -436,6 +443,9 @@ impl Spout for KafkaSpout {
                 }
             }
         }
+        if let (Some(tp), Some(o)) = (&current, latest_emitted) {
+            run.gauges.set_emitted(tp, o);
+        }
         if guarantee.commits_before_emit() && run.committing.is_empty() && !run.polled.is_empty() {
             run.committing = std::mem::take(&mut run.polled);
             run.commit(guarantee);
@@ -444,8 +454,15 @@ impl Spout for KafkaSpout {
     }
 
     fn ack(&mut self, msg_id: Value) {
-        if let (Some(run), Some((tp, offset))) = (&mut self.run, parse_message_id(&msg_id)) {
-            run.tracker.acked(&tp, offset);
+        let Some(run) = &mut self.run else {
+            return;
+        };
+        if let Some([topic, partition, offset]) = msg_id.as_list() {
+            if let (Some(t), Some(p), Some(o)) =
+                (topic.as_str(), partition.as_i64(), offset.as_i64())
+            {
+                run.tracker.acked_in(t, p as i32, o);
+            }
         }
     }
 

@@ -5,7 +5,8 @@
 //! I/O: the spout carries out the seeks, pauses and commits it returns.
 
 use super::{OffsetManager, RetryBackoff, TopicPartition};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::BTreeMap;
 
 /// What to do with a polled record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,11 +43,21 @@ struct Retry {
 #[derive(Debug)]
 struct Partition {
     offsets: OffsetManager,
-    in_flight: HashSet<i64>,
     retries: BTreeMap<i64, Retry>,
     /// Fails of records emitted again and not yet acked or failed.
     retried: HashMap<i64, u32>,
     paused: bool,
+}
+
+impl Partition {
+    /// Whether `offset` is in flight: emitted, neither acked nor waiting
+    /// for a retry (what is not committed is all emitted, and acked and
+    /// waiting offsets are emitted ones).
+    fn in_flight(&self, offset: i64) -> bool {
+        self.offsets.is_emitted(offset)
+            && !self.offsets.is_acked(offset)
+            && !self.retries.contains_key(&offset)
+    }
 }
 
 /// The at-least-once bookkeeping of a spout's partitions: for each, its
@@ -67,7 +78,7 @@ impl RecordTracker {
     /// A tracker with no partitions.
     pub fn new(backoff: RetryBackoff, max_uncommitted: usize) -> Self {
         Self {
-            partitions: HashMap::new(),
+            partitions: HashMap::default(),
             backoff,
             max_uncommitted: max_uncommitted.max(1),
             given_up: 0,
@@ -79,9 +90,8 @@ impl RecordTracker {
     pub fn assign(&mut self, tp: TopicPartition, fetch_offset: i64) {
         self.partitions.entry(tp).or_insert_with(|| Partition {
             offsets: OffsetManager::new(fetch_offset),
-            in_flight: HashSet::new(),
             retries: BTreeMap::new(),
-            retried: HashMap::new(),
+            retried: HashMap::default(),
             paused: false,
         });
     }
@@ -111,7 +121,7 @@ impl RecordTracker {
         if p.paused
             || offset < p.offsets.committed_offset()
             || p.offsets.is_acked(offset)
-            || p.in_flight.contains(&offset)
+            || p.in_flight(offset)
         {
             return Polled::Skip;
         }
@@ -121,8 +131,9 @@ impl RecordTracker {
         }
         // Over the limit, only records below the limit's offset (retries
         // of records already counted) go out.
-        let counted = p.offsets.nth_uncommitted(max).is_some_and(|o| offset <= o);
-        if p.offsets.uncommitted() >= max && !counted {
+        if p.offsets.uncommitted() >= max
+            && p.offsets.nth_uncommitted(max).is_none_or(|o| offset > o)
+        {
             p.paused = true;
             return Polled::SeekBackAndPause;
         }
@@ -131,14 +142,23 @@ impl RecordTracker {
             p.retried.insert(offset, r.fails);
         }
         p.offsets.emitted(offset);
-        p.in_flight.insert(offset);
         Polled::Emit
     }
 
     /// Records that the record at `offset` of `tp` was acked.
     pub fn acked(&mut self, tp: &TopicPartition, offset: i64) {
-        if let Some(p) = self.partitions.get_mut(tp) {
-            if p.in_flight.remove(&offset) {
+        self.acked_in(&tp.topic, tp.partition, offset);
+    }
+
+    /// [`Self::acked`] without a [`TopicPartition`] to hand (found by a
+    /// scan: a task holds few partitions).
+    pub fn acked_in(&mut self, topic: &str, partition: i32, offset: i64) {
+        let found = self
+            .partitions
+            .iter_mut()
+            .find(|(tp, _)| tp.partition == partition && tp.topic == topic);
+        if let Some((_, p)) = found {
+            if p.in_flight(offset) {
                 p.retried.remove(&offset);
                 p.offsets.acked(offset);
             }
@@ -151,7 +171,7 @@ impl RecordTracker {
         let Some(p) = self.partitions.get_mut(tp) else {
             return Failed::Unknown;
         };
-        if !p.in_flight.remove(&offset) {
+        if !p.in_flight(offset) {
             return Failed::Unknown;
         }
         let fails = p.retried.remove(&offset).unwrap_or(0) + 1;
@@ -249,7 +269,10 @@ impl RecordTracker {
 
     /// Records in flight over all partitions.
     pub fn in_flight(&self) -> usize {
-        self.partitions.values().map(|p| p.in_flight.len()).sum()
+        self.partitions
+            .values()
+            .map(|p| p.offsets.uncommitted() - p.offsets.acked_count() - p.retries.len())
+            .sum()
     }
 
     /// Records waiting for a retry over all partitions.
