@@ -221,8 +221,7 @@ impl TransactionalSpout for KafkaTridentSpout {
     fn emitter(&self, _context: &TopologyContext) -> Box<dyn Emitter> {
         Box::new(KafkaEmitter {
             spout: self.clone(),
-            consumer: None,
-            cursor: None,
+            readers: BTreeMap::new(),
         })
     }
 }
@@ -330,15 +329,16 @@ impl BatchCoordinator for KafkaCoordinator {
     }
 }
 
+/// One consumer per partition read, each assigned its partition alone:
+/// consecutive batches continue its fetch instead of starting another.
 struct KafkaEmitter {
     spout: KafkaTridentSpout,
-    consumer: Option<BaseConsumer>,
-    /// The partition the consumer is assigned and the next offset it
-    /// will deliver.
-    cursor: Option<(TopicPartition, i64)>,
+    /// Each partition's consumer and the next offset it will deliver
+    /// (`None`: it must be sought first).
+    readers: BTreeMap<TopicPartition, (Option<BaseConsumer>, Option<i64>)>,
 }
 
-/// The emitter's consumer (outside any group), made on first use.
+/// A consumer (outside any group), made on first use.
 fn consumer<'c>(
     slot: &'c mut Option<BaseConsumer>,
     config: &KafkaSpoutConfig,
@@ -366,13 +366,11 @@ impl KafkaEmitter {
     ) -> Result<(), ExecuteError> {
         let brokers = self.spout.config.bootstrap_servers.clone();
         let PartitionRange { tp, start, end } = range;
-        let continues = self
-            .cursor
-            .as_ref()
-            .is_some_and(|(c, next)| c == tp && next == start);
-        self.cursor = None;
+        let (slot, cursor) = self.readers.entry(tp.clone()).or_default();
+        let continues = *cursor == Some(*start);
+        *cursor = None;
         let config = &self.spout.config;
-        let consumer = consumer(&mut self.consumer, config)?;
+        let consumer = consumer(slot, config)?;
         if !continues {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*start))
@@ -428,7 +426,7 @@ impl KafkaEmitter {
             }
         }
         if next == *end {
-            self.cursor = Some((tp.clone(), next));
+            *cursor = Some(next);
         }
         Ok(())
     }
