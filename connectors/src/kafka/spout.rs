@@ -400,14 +400,7 @@ impl Spout for KafkaSpout {
             } else {
                 run.positions.insert(tp.clone(), offset + 1);
             }
-            let record = KafkaRecord {
-                topic: message.topic(),
-                partition: message.partition(),
-                offset,
-                timestamp_ms: message.timestamp().to_millis(),
-                key: message.key(),
-                value: message.payload(),
-            };
+            let record = KafkaRecord::of(&message);
             match config.translator.translate(&record) {
                 Ok(Some((stream, values))) => match guarantee {
                     ProcessingGuarantee::AtLeastOnce => {

@@ -23,7 +23,19 @@ pub struct KafkaRecord<'a> {
     pub value: Option<&'a [u8]>,
 }
 
-impl KafkaRecord<'_> {
+impl<'a> KafkaRecord<'a> {
+    /// The record `message` holds.
+    pub fn of(message: &'a impl rdkafka::Message) -> Self {
+        Self {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp_ms: message.timestamp().to_millis(),
+            key: message.key(),
+            value: message.payload(),
+        }
+    }
+
     /// The key as UTF-8 text, `Value::Null` for a null key.
     ///
     /// # Errors

@@ -408,14 +408,7 @@ impl KafkaEmitter {
                 next = offset;
                 break;
             }
-            let record = KafkaRecord {
-                topic: message.topic(),
-                partition: message.partition(),
-                offset,
-                timestamp_ms: message.timestamp().to_millis(),
-                key: message.key(),
-                value: message.payload(),
-            };
+            let record = KafkaRecord::of(&message);
             match config.translator.translate(&record) {
                 Ok(Some((_, values))) => out.emit(values),
                 Ok(None) => {}
