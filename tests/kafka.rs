@@ -595,3 +595,74 @@ fn at_most_once_and_no_guarantee_emit_each_record_once_untracked() {
         cluster.shutdown();
     }
 }
+
+#[test]
+fn latest_reads_only_what_arrives_after_the_start_and_earliest_everything() {
+    use squall::connectors::kafka::FirstPollOffsetStrategy;
+    let broker = Broker::start();
+    broker.create_topic("fresh", 1);
+    broker.produce_numbered("fresh", 0..1, 50);
+    let latest = Seen::default();
+    let config = spout_config(&broker, "fresh", "fresh-latest")
+        .with_first_poll(FirstPollOffsetStrategy::Latest);
+    let cluster = run("kafka-latest", config, 1, &latest, |_, _| false);
+    // Assigned at the end: the committed-offset gauge starts there.
+    let start = "kafkaPartition/fresh/partition_0/latestCompletedOffset";
+    assert!(wait_for(WAIT, || spout_metric(
+        &cluster,
+        "kafka-latest",
+        start
+    ) == 50.0));
+    let values: Vec<String> = (50..80).map(|i| format!("0:{i}")).collect();
+    broker.produce_to("fresh", 0, &values);
+    assert!(wait_for(WAIT, || distinct(&latest).len() == 30));
+    assert_eq!(distinct(&latest), (50..80).map(|o| (0, o)).collect());
+    let earliest = Seen::default();
+    let config = spout_config(&broker, "fresh", "fresh-earliest")
+        .with_first_poll(FirstPollOffsetStrategy::Earliest);
+    let cluster2 = run("kafka-earliest", config, 1, &earliest, |_, _| false);
+    assert!(wait_for(WAIT, || distinct(&earliest).len() == 80));
+    cluster.shutdown();
+    cluster2.shutdown();
+}
+
+#[test]
+fn a_fire_and_forget_bolt_acks_at_once_and_writes_everything() {
+    let broker = Broker::start();
+    broker.create_topic("fast", 1);
+    let acked: Arc<Mutex<HashSet<u64>>> = Arc::default();
+    let failed: Arc<Mutex<u64>> = Arc::default();
+    let n = 500;
+    let mut b = TopologyBuilder::new();
+    let (a, f) = (acked.clone(), failed.clone());
+    b.set_spout(
+        "ids",
+        move || Replaying {
+            next: 0,
+            n,
+            replay: Vec::new(),
+            acked: a.clone(),
+            failed: f.clone(),
+        },
+        1,
+    );
+    let bolt = KafkaBoltConfig::new(&broker.address, "fast").with_fire_and_forget(true);
+    b.set_bolt("write", move || KafkaBolt::new(bolt.clone()), 1)
+        .shuffle_grouping("ids");
+    let cluster = LocalCluster::new();
+    cluster
+        .submit_topology("kafka-fast", &Config::new(), b.create_topology().unwrap())
+        .unwrap();
+    assert!(wait_for(WAIT, || acked.lock().unwrap().len() == n as usize));
+    assert_eq!(*failed.lock().unwrap(), 0);
+    cluster.shutdown();
+    let reader = TopicReader::new(&broker.address, "fast").unwrap();
+    let mut written: HashSet<u64> = HashSet::new();
+    let complete = wait_for(WAIT, || {
+        for r in reader.read(Duration::from_millis(500)) {
+            written.insert(String::from_utf8(r.key.unwrap()).unwrap().parse().unwrap());
+        }
+        written.len() == n as usize
+    });
+    assert!(complete, "{} of {n} in the topic", written.len());
+}
