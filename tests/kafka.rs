@@ -405,13 +405,18 @@ impl Spout for Replaying {
     }
 }
 
-#[test]
-fn the_bolt_acks_only_what_the_broker_took_and_replays_through_an_outage() {
-    let broker = Broker::start();
-    broker.create_topic("out", 2);
-    let acked: Arc<Mutex<HashSet<u64>>> = Arc::default();
+type Acked = Arc<Mutex<HashSet<u64>>>;
+
+/// Runs `Replaying` ids `0..n` into `bolt` as topology `name`; returns the
+/// acked ids, the fail count and the cluster.
+fn run_bolt(
+    name: &str,
+    n: u64,
+    bolt: KafkaBoltConfig,
+    config: &Config,
+) -> (Acked, Arc<Mutex<u64>>, LocalCluster) {
+    let acked: Acked = Arc::default();
     let failed: Arc<Mutex<u64>> = Arc::default();
-    let n = 3000;
     let mut b = TopologyBuilder::new();
     let (a, f) = (acked.clone(), failed.clone());
     b.set_spout(
@@ -425,17 +430,43 @@ fn the_bolt_acks_only_what_the_broker_took_and_replays_through_an_outage() {
         },
         1,
     );
+    b.set_bolt("write", move || KafkaBolt::new(bolt.clone()), 1)
+        .shuffle_grouping("ids");
+    let cluster = LocalCluster::new();
+    cluster
+        .submit_topology(name, config, b.create_topology().unwrap())
+        .unwrap();
+    (acked, failed, cluster)
+}
+
+/// Reads `topic` until it holds `n` distinct keys (each value `m<key>`);
+/// panics naming how many it found.
+fn assert_keys_written(broker: &Broker, topic: &str, n: usize) {
+    let reader = TopicReader::new(&broker.address, topic).unwrap();
+    let mut written: HashSet<u64> = HashSet::new();
+    let complete = wait_for(WAIT, || {
+        for r in reader.read(Duration::from_millis(500)) {
+            let key = String::from_utf8(r.key.unwrap()).unwrap();
+            let value = String::from_utf8(r.value.unwrap()).unwrap();
+            assert_eq!(value, format!("m{key}"));
+            written.insert(key.parse().unwrap());
+        }
+        written.len() == n
+    });
+    assert!(complete, "{} of {n} in the topic", written.len());
+}
+
+#[test]
+fn the_bolt_acks_only_what_the_broker_took_and_replays_through_an_outage() {
+    let broker = Broker::start();
+    broker.create_topic("out", 2);
+    let n = 3000;
     let bolt = KafkaBoltConfig::new(&broker.address, "out")
         .with_max_in_flight(100)
         .with_property("message.timeout.ms", "1500");
-    b.set_bolt("write", move || KafkaBolt::new(bolt.clone()), 1)
-        .shuffle_grouping("ids");
     let mut config = Config::new();
     config.max_spout_pending = Some(200);
-    let cluster = LocalCluster::new();
-    cluster
-        .submit_topology("kafka-bolt", &config, b.create_topology().unwrap())
-        .unwrap();
+    let (acked, failed, cluster) = run_bolt("kafka-bolt", n, bolt, &config);
     assert!(wait_for(WAIT, || acked.lock().unwrap().len() >= 200));
     broker.pause();
     let stalled = wait_for(WAIT, || *failed.lock().unwrap() > 0);
@@ -448,18 +479,7 @@ fn the_bolt_acks_only_what_the_broker_took_and_replays_through_an_outage() {
     );
     cluster.shutdown();
     // Every acked tuple is in the topic.
-    let reader = TopicReader::new(&broker.address, "out").unwrap();
-    let mut written: HashSet<u64> = HashSet::new();
-    let complete = wait_for(WAIT, || {
-        for r in reader.read(Duration::from_millis(500)) {
-            let key = String::from_utf8(r.key.unwrap()).unwrap();
-            let value = String::from_utf8(r.value.unwrap()).unwrap();
-            assert_eq!(value, format!("m{key}"));
-            written.insert(key.parse().unwrap());
-        }
-        written.len() == n as usize
-    });
-    assert!(complete, "{} of {n} in the topic", written.len());
+    assert_keys_written(&broker, "out", n as usize);
 }
 
 /// Lower-cased runs of alphanumeric characters (as `corpus::plain_count`).
@@ -630,39 +650,11 @@ fn latest_reads_only_what_arrives_after_the_start_and_earliest_everything() {
 fn a_fire_and_forget_bolt_acks_at_once_and_writes_everything() {
     let broker = Broker::start();
     broker.create_topic("fast", 1);
-    let acked: Arc<Mutex<HashSet<u64>>> = Arc::default();
-    let failed: Arc<Mutex<u64>> = Arc::default();
     let n = 500;
-    let mut b = TopologyBuilder::new();
-    let (a, f) = (acked.clone(), failed.clone());
-    b.set_spout(
-        "ids",
-        move || Replaying {
-            next: 0,
-            n,
-            replay: Vec::new(),
-            acked: a.clone(),
-            failed: f.clone(),
-        },
-        1,
-    );
     let bolt = KafkaBoltConfig::new(&broker.address, "fast").with_fire_and_forget(true);
-    b.set_bolt("write", move || KafkaBolt::new(bolt.clone()), 1)
-        .shuffle_grouping("ids");
-    let cluster = LocalCluster::new();
-    cluster
-        .submit_topology("kafka-fast", &Config::new(), b.create_topology().unwrap())
-        .unwrap();
+    let (acked, failed, cluster) = run_bolt("kafka-fast", n, bolt, &Config::new());
     assert!(wait_for(WAIT, || acked.lock().unwrap().len() == n as usize));
     assert_eq!(*failed.lock().unwrap(), 0);
     cluster.shutdown();
-    let reader = TopicReader::new(&broker.address, "fast").unwrap();
-    let mut written: HashSet<u64> = HashSet::new();
-    let complete = wait_for(WAIT, || {
-        for r in reader.read(Duration::from_millis(500)) {
-            written.insert(String::from_utf8(r.key.unwrap()).unwrap().parse().unwrap());
-        }
-        written.len() == n as usize
-    });
-    assert!(complete, "{} of {n} in the topic", written.len());
+    assert_keys_written(&broker, "fast", n as usize);
 }
