@@ -96,6 +96,10 @@ impl WorkerHandle for ThreadWorker {
         self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 
+    fn terminate(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+
     fn kill(&mut self) {
         self.stop.store(true, Ordering::Release);
         if let Some(t) = self.thread.take() {
@@ -252,6 +256,8 @@ impl LocalCluster {
             )
             .in_process(),
         );
+        // The only Nimbus: it leads from the start.
+        nimbus.monitor_round();
         let registry = Shared::default();
         let launcher = ThreadLauncher {
             cluster: cluster.clone(),
@@ -281,6 +287,7 @@ impl LocalCluster {
                         std::thread::sleep(SYNC_PERIOD);
                     }
                     // Dropping the supervisor stops its worker threads.
+                    supervisor.shutdown();
                 }
             })
             .map_err(|e| start(&e))?;

@@ -196,6 +196,10 @@ pub struct TopologySummary {
     pub num_executors: u32,
     /// Seconds since submission.
     pub uptime_secs: u64,
+    /// How many Nimbuses hold the topology's binary (Storm's
+    /// `replicationCount`; 1 for a topology without one).
+    #[serde(default)]
+    pub replication_count: u32,
 }
 
 /// `squall` topology details.
@@ -426,6 +430,39 @@ impl NimbusClient {
             }
         }
     }
+}
+
+/// Downloads blob `sha256` from the first of `addresses` that has it,
+/// checking its content against the hash: any Nimbus serves downloads, so
+/// a binary stays reachable while one Nimbus is down or lost its copy.
+///
+/// # Errors
+/// [`ClientError::Unreachable`] naming each address and why it failed
+/// (unreachable, no such blob, wrong content) when none delivered it.
+pub fn download_from_any(
+    addresses: &[String],
+    sha256: &str,
+    max_frame_bytes: usize,
+) -> Result<Vec<u8>, ClientError> {
+    let mut reasons = Vec::new();
+    for a in addresses {
+        let got = NimbusClient::connect(std::slice::from_ref(a), max_frame_bytes)
+            .and_then(|mut c| c.download(sha256));
+        match got {
+            Ok(data) => {
+                let hash = sha256_hex(&data);
+                if hash == sha256 {
+                    return Ok(data);
+                }
+                reasons.push(format!("{a}: content hashes to {hash}"));
+            }
+            Err(e) => reasons.push(format!("{a}: {e}")),
+        }
+    }
+    Err(ClientError::Unreachable {
+        addresses: addresses.join(", "),
+        reason: format!("binary {sha256} not downloaded: {}", reasons.join("; ")),
+    })
 }
 
 fn connect_one(address: &str) -> std::io::Result<TcpStream> {

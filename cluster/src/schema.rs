@@ -16,6 +16,9 @@ pub const SUPERVISORS: &str = "/supervisors";
 pub const WORKERBEATS: &str = "/workerbeats";
 /// `/errors/<id>/<component>`: a component's last errors.
 pub const ERRORS: &str = "/errors";
+/// `/blobstore/<sha256>/<nimbus id>`: which Nimbuses hold a binary
+/// (ephemeral, as Storm's `/blobstore/<key>/<nimbus>-<version>`).
+pub const BLOBSTORE: &str = "/blobstore";
 /// `/nimbus/leader`: the leading Nimbus (ephemeral).
 pub const LEADER: &str = "/nimbus/leader";
 

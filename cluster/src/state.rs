@@ -172,6 +172,26 @@ impl<S: StateStorage> ClusterState<S> {
             .unwrap_or_default())
     }
 
+    /// Records that Nimbus `nimbus_id` holds binary `sha256` (an ephemeral
+    /// node: it goes with the session; call again after a new session).
+    pub fn announce_blob(&self, sha256: &str, nimbus_id: &str) -> Result<(), StateError> {
+        let path = format!("{BLOBSTORE}/{sha256}/{nimbus_id}");
+        match self.storage.create(&path, &[], NodeMode::Ephemeral) {
+            Err(StateError::NodeExists(_)) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// The Nimbuses holding binary `sha256` (their ids, sorted).
+    pub fn blob_holders(&self, sha256: &str) -> Result<Vec<String>, StateError> {
+        self.storage.children(&format!("{BLOBSTORE}/{sha256}"))
+    }
+
+    /// Forgets binary `sha256`'s holders (its topology is gone).
+    pub fn remove_blob(&self, sha256: &str) -> Result<(), StateError> {
+        self.storage.delete_all(&format!("{BLOBSTORE}/{sha256}"))
+    }
+
     /// Tries to become the leading Nimbus: true if this session now holds
     /// the leader node (or already did).
     pub fn try_lead(&self, nimbus_id: &str) -> Result<bool, StateError> {

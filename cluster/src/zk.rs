@@ -2,22 +2,38 @@
 
 use crate::storage::{check_path, parent, NodeMode, StateError, StateStorage, Version};
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
-use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError};
+use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, SessionState};
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long one request may take.
+/// How long one request may take at most (less when the session timeout
+/// is shorter: a request never outlives the session it was sent on).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A ZooKeeper session rooted at a chroot (Storm's `storm.zookeeper.root`,
-/// default `/squall`). Each call blocks the calling thread; the client runs
-/// on a private one-thread tokio runtime, so do not call from inside an
-/// async task (use `spawn_blocking`). Ephemeral nodes vanish when the
-/// session is dropped or expires.
+/// A ZooKeeper connection rooted at a chroot (Storm's
+/// `storm.zookeeper.root`, default `/squall`) that outlives its sessions:
+/// when the session expires (the daemon was paused, cut off or ZooKeeper
+/// was down longer than the session timeout) the failing call reports
+/// [`StateError::Unavailable`] and the next call opens a new session, as
+/// Curator does for Storm. Ephemeral nodes vanish with the session that
+/// made them, so owners re-create theirs every round (supervisors register,
+/// Nimbus campaigns); [`ZkStorage::sessions`] counts the sessions opened.
+///
+/// Each call blocks the calling thread; the client runs on a private
+/// one-thread tokio runtime, so do not call from inside an async task (use
+/// `spawn_blocking`). While the connection is down, calls fail at once
+/// rather than wait for it.
 pub struct ZkStorage {
-    client: Client,
+    servers: String,
+    root: String,
+    session_timeout: Duration,
     rt: tokio::runtime::Runtime,
+    /// The current session; `None` once it ended, until the next call.
+    client: Mutex<Option<Client>>,
+    sessions: AtomicU64,
 }
 
 fn zk_error(path: &str, e: ZkError) -> StateError {
@@ -28,9 +44,20 @@ fn zk_error(path: &str, e: ZkError) -> StateError {
     }
 }
 
+/// Whether `e` means the session is over (a new one is needed).
+fn session_over(e: &ZkError) -> bool {
+    matches!(
+        e,
+        ZkError::SessionExpired | ZkError::ClientClosed | ZkError::AuthFailed
+    )
+}
+
 impl ZkStorage {
     /// Connects to `servers` (`host:port,host:port`), creating `root` if
     /// missing, with the given session timeout.
+    ///
+    /// # Errors
+    /// [`StateError::Unavailable`] when no server answers within 10 s.
     pub fn connect(
         servers: &str,
         root: &str,
@@ -45,11 +72,37 @@ impl ZkStorage {
             .map_err(|e| {
                 StateError::Unavailable(format!("cannot start the ZooKeeper client runtime: {e}"))
             })?;
+        let storage = Self {
+            servers: servers.to_owned(),
+            root: root.to_owned(),
+            session_timeout,
+            rt,
+            client: Mutex::new(None),
+            sessions: AtomicU64::new(0),
+        };
+        let session = storage.open_session()?;
+        *storage.lock() = Some(session);
+        Ok(storage)
+    }
+
+    /// How many sessions this connection has opened (1 until the first
+    /// expiry).
+    pub fn sessions(&self) -> u64 {
+        self.sessions.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Client>> {
+        self.client.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Opens a new session and chroots it, creating the root if missing.
+    fn open_session(&self) -> Result<Client, StateError> {
+        let servers = &self.servers;
         let unavailable =
             |what: String| StateError::Unavailable(format!("ZooKeeper at {servers}: {what}"));
-        let client = rt.block_on(async {
+        let client = self.rt.block_on(async {
             let connect = Client::connector()
-                .with_session_timeout(session_timeout)
+                .with_session_timeout(self.session_timeout)
                 .with_connection_timeout(CONNECT_TIMEOUT)
                 .connect(servers);
             match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
@@ -58,9 +111,11 @@ impl ZkStorage {
                 Err(_) => Err(unavailable(format!("no answer within {CONNECT_TIMEOUT:?}"))),
             }
         })?;
+        let root = self.root.as_str();
         if root != "/" {
             let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
-            rt.block_on(client.mkdir(root, &options))
+            self.rt
+                .block_on(client.mkdir(root, &options))
                 .or_else(|e| {
                     if e == ZkError::NodeExists {
                         Ok(())
@@ -70,25 +125,90 @@ impl ZkStorage {
                 })
                 .map_err(|e| zk_error(root, e))?;
         }
-        let client = client
+        let n = self.sessions.fetch_add(1, Ordering::Relaxed) + 1;
+        if n > 1 {
+            tracing::info!(%servers, session = n, "ZooKeeper session re-created");
+        }
+        client
             .chroot(root.to_owned())
-            .map_err(|_| StateError::BadPath(root.to_owned()))?;
-        Ok(Self { client, rt })
+            .map_err(|_| StateError::BadPath(root.to_owned()))
     }
 
-    fn run<T>(
+    /// The live session, opening a new one if the last ended.
+    fn session(&self, path: &str) -> Result<Client, StateError> {
+        let mut guard = self.lock();
+        if let Some(c) = guard.as_ref() {
+            let state = c.state();
+            if !state.is_terminated() {
+                if state == SessionState::Disconnected {
+                    return Err(StateError::Unavailable(format!(
+                        "disconnected from ZooKeeper at {}, reconnecting (at {path})",
+                        self.servers
+                    )));
+                }
+                return Ok(c.clone());
+            }
+            tracing::warn!(servers = %self.servers, ?state, "ZooKeeper session ended");
+            *guard = None;
+        }
+        let c = self.open_session()?;
+        *guard = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Forgets `client`'s session if it is still the current one.
+    fn end_session(&self, client: &Client) {
+        let mut guard = self.lock();
+        if guard
+            .as_ref()
+            .is_some_and(|c| c.session_id() == client.session_id())
+        {
+            *guard = None;
+        }
+    }
+
+    fn request_timeout(&self) -> Duration {
+        REQUEST_TIMEOUT.min(self.session_timeout.max(Duration::from_secs(1)))
+    }
+
+    /// Waits for one request `f` sent on `client`; forgets the session if
+    /// the request found it over.
+    fn finish<T>(
         &self,
+        client: &Client,
         path: &str,
         f: impl Future<Output = Result<T, ZkError>>,
-    ) -> Result<T, StateError> {
+    ) -> Result<T, ZkFailure> {
+        let limit = self.request_timeout();
         match self
             .rt
-            .block_on(async { tokio::time::timeout(REQUEST_TIMEOUT, f).await })
+            .block_on(async { tokio::time::timeout(limit, f).await })
         {
-            Ok(r) => r.map_err(|e| zk_error(path, e)),
-            Err(_) => Err(StateError::Unavailable(format!(
-                "no answer within {REQUEST_TIMEOUT:?} (at {path})"
-            ))),
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                if session_over(&e) {
+                    self.end_session(client);
+                }
+                Err(ZkFailure::Zk(e))
+            }
+            Err(_) => Err(ZkFailure::State(StateError::Unavailable(format!(
+                "no answer within {limit:?} (at {path})"
+            )))),
+        }
+    }
+}
+
+/// A request's failure before mapping.
+enum ZkFailure {
+    State(StateError),
+    Zk(ZkError),
+}
+
+impl ZkFailure {
+    fn into_state(self, path: &str) -> StateError {
+        match self {
+            Self::State(s) => s,
+            Self::Zk(z) => zk_error(path, z),
         }
     }
 }
@@ -101,25 +221,29 @@ impl StateStorage for ZkStorage {
             NodeMode::Ephemeral => CreateMode::Ephemeral,
         };
         let options = zk_mode.with_acls(Acls::anyone_all());
-        match self.run(path, self.client.create(path, data, &options)) {
-            Err(StateError::NoNode(_)) => {
+        let client = self.session(path)?;
+        match self.finish(&client, path, client.create(path, data, &options)) {
+            Err(ZkFailure::Zk(ZkError::NoNode)) => {
                 if let Some(dir) = parent(path).filter(|d| *d != "/") {
                     let dirs = CreateMode::Persistent.with_acls(Acls::anyone_all());
-                    self.run(dir, self.client.mkdir(dir, &dirs))?;
+                    self.finish(&client, dir, client.mkdir(dir, &dirs))
+                        .map_err(|e| e.into_state(dir))?;
                 }
-                self.run(path, self.client.create(path, data, &options))
+                self.finish(&client, path, client.create(path, data, &options))
                     .map(|_| ())
+                    .map_err(|e| e.into_state(path))
             }
-            other => other.map(|_| ()),
+            other => other.map(|_| ()).map_err(|e| e.into_state(path)),
         }
     }
 
     fn get(&self, path: &str) -> Result<Option<(Vec<u8>, Version)>, StateError> {
         check_path(path)?;
-        match self.run(path, self.client.get_data(path)) {
+        let client = self.session(path)?;
+        match self.finish(&client, path, client.get_data(path)) {
             Ok((data, stat)) => Ok(Some((data, stat.version))),
-            Err(StateError::NoNode(_)) => Ok(None),
-            Err(e) => Err(e),
+            Err(ZkFailure::Zk(ZkError::NoNode)) => Ok(None),
+            Err(e) => Err(e.into_state(path)),
         }
     }
 
@@ -130,32 +254,27 @@ impl StateStorage for ZkStorage {
         expected: Option<Version>,
     ) -> Result<Version, StateError> {
         check_path(path)?;
-        let write = self.client.set_data(path, data, expected);
-        match self
-            .rt
-            .block_on(async { tokio::time::timeout(REQUEST_TIMEOUT, write).await })
-        {
-            Ok(Ok(stat)) => Ok(stat.version),
-            Ok(Err(ZkError::BadVersion)) => Err(StateError::BadVersion {
+        let client = self.session(path)?;
+        match self.finish(&client, path, client.set_data(path, data, expected)) {
+            Ok(stat) => Ok(stat.version),
+            Err(ZkFailure::Zk(ZkError::BadVersion)) => Err(StateError::BadVersion {
                 path: path.to_owned(),
                 expected: expected.unwrap_or(-1),
             }),
-            Ok(Err(e)) => Err(zk_error(path, e)),
-            Err(_) => Err(StateError::Unavailable(format!(
-                "no answer within {REQUEST_TIMEOUT:?} (at {path})"
-            ))),
+            Err(e) => Err(e.into_state(path)),
         }
     }
 
     fn children(&self, path: &str) -> Result<Vec<String>, StateError> {
         check_path(path)?;
-        match self.run(path, self.client.list_children(path)) {
+        let client = self.session(path)?;
+        match self.finish(&client, path, client.list_children(path)) {
             Ok(mut c) => {
                 c.sort();
                 Ok(c)
             }
-            Err(StateError::NoNode(_)) => Ok(Vec::new()),
-            Err(e) => Err(e),
+            Err(ZkFailure::Zk(ZkError::NoNode)) => Ok(Vec::new()),
+            Err(e) => Err(e.into_state(path)),
         }
     }
 
@@ -172,9 +291,10 @@ impl StateStorage for ZkStorage {
         if path == "/" {
             return Ok(());
         }
-        match self.run(path, self.client.delete(path, None)) {
-            Ok(()) | Err(StateError::NoNode(_)) => Ok(()),
-            Err(e) => Err(e),
+        let client = self.session(path)?;
+        match self.finish(&client, path, client.delete(path, None)) {
+            Ok(()) | Err(ZkFailure::Zk(ZkError::NoNode)) => Ok(()),
+            Err(e) => Err(e.into_state(path)),
         }
     }
 }

@@ -178,8 +178,8 @@ impl DurableCountBolt {
         }
     }
 
-    fn flush(&mut self, out: &mut OutputCollector<'_>) {
-        self.flushed = Instant::now();
+    /// Writes every count to the task's file.
+    fn write(&self) -> std::io::Result<()> {
         let mut text = String::with_capacity(self.counts.len() * 12);
         for (w, c) in &self.counts {
             text.push_str(w);
@@ -187,7 +187,12 @@ impl DurableCountBolt {
             text.push_str(&c.to_string());
             text.push('\n');
         }
-        match write_atomic(&self.path, text.as_bytes()) {
+        write_atomic(&self.path, text.as_bytes())
+    }
+
+    fn flush(&mut self, out: &mut OutputCollector<'_>) {
+        self.flushed = Instant::now();
+        match self.write() {
             Ok(()) => {
                 for t in self.held.drain(..) {
                     out.ack(&t);
@@ -233,6 +238,27 @@ impl Bolt for DurableCountBolt {
         self.held.push(tuple.clone());
         if self.held.len() >= HOLD_TUPLES || self.flushed.elapsed() >= HOLD_TIME {
             self.flush(out);
+        }
+    }
+
+    /// A graceful stop (topology killed, worker stopped) writes the
+    /// counts not yet on disk, so fast acks lose nothing then. Counts of
+    /// held tuples stay unwritten: those tuples were not acked and replay.
+    fn cleanup(&mut self) {
+        if !self.held.is_empty() {
+            return eprintln!(
+                "count task {} closed: {} held tuples replay",
+                self.path.display(),
+                self.held.len()
+            );
+        }
+        match self.write() {
+            Ok(()) => eprintln!(
+                "count task {} closed: {} words written",
+                self.path.display(),
+                self.counts.len()
+            ),
+            Err(e) => eprintln!("cannot write {}: {e}", self.path.display()),
         }
     }
 

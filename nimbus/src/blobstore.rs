@@ -140,6 +140,17 @@ impl BlobStore {
         Ok(got)
     }
 
+    /// Stores `data` as blob `sha256` (a copy from another Nimbus),
+    /// checking size and hash as an upload does.
+    ///
+    /// # Errors
+    /// As [`BlobStore::begin`] and [`BlobStore::finish`].
+    pub fn put(&self, sha256: &str, data: &[u8]) -> Result<(), RpcError> {
+        let session = self.begin(data.len() as u64, sha256)?;
+        self.chunk(&session, data)?;
+        self.finish(&session).map(|_| ())
+    }
+
     /// Reads up to `len` bytes of blob `sha256` from `offset`, with the
     /// blob's total size.
     pub fn read(&self, sha256: &str, offset: u64, len: u32) -> Result<(Vec<u8>, u64), RpcError> {

@@ -9,6 +9,7 @@
 
 mod blobstore;
 mod monitor;
+mod replication;
 mod scheduler;
 mod server;
 mod service;
@@ -16,6 +17,7 @@ mod stats;
 
 pub use blobstore::{is_sha256, BlobStore, MAX_BLOB_BYTES};
 pub use monitor::Monitor;
+pub use replication::{campaign, Campaign};
 pub use scheduler::{interleave_slots, schedule_even, ScheduleError};
 pub use server::serve;
 pub use service::{valid_name, Nimbus};
@@ -88,25 +90,27 @@ pub fn run(config: &ClusterConfig) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Runs the leader check and monitor round in a background thread: every
-/// second while standing by, every `nimbus.monitor.freq.secs` while leading.
+/// Runs the leadership campaign and monitor round in a background thread
+/// (see [`Nimbus::monitor_round`]): every second while standing by, every
+/// `nimbus.monitor.freq.secs` while leading.
 pub fn start_monitor<S: StateStorage + Send + Sync + 'static>(nimbus: Arc<Nimbus<S>>) {
     let spawned = std::thread::Builder::new()
         .name("nimbus-monitor".into())
         .spawn(move || {
             let mut leading = false;
             loop {
+                nimbus.monitor_round();
                 let leader = nimbus.is_leader();
                 if leader != leading {
                     tracing::info!(id = %nimbus.id(), "{}", if leader { "became the leader" } else { "standing by" });
                     leading = leader;
                 }
-                if leader {
-                    nimbus.monitor_round();
-                    std::thread::sleep(Duration::from_secs(nimbus.config.nimbus_monitor_freq_secs));
+                let pause = if leader {
+                    nimbus.config.nimbus_monitor_freq_secs
                 } else {
-                    std::thread::sleep(Duration::from_secs(1));
-                }
+                    1
+                };
+                std::thread::sleep(Duration::from_secs(pause));
             }
         });
     if let Err(e) = spawned {

@@ -55,6 +55,11 @@ impl Monitor {
             match t.pending.clone() {
                 Some(PendingAction::Kill { at_ms }) if at_ms <= now_ms => {
                     state.remove_topology(&t.id)?;
+                    // Holders of a binary another topology shares announce
+                    // it again next round.
+                    if let Some(h) = &t.binary_hash {
+                        state.remove_blob(h)?;
+                    }
                     self.seen.retain(|(id, _), _| *id != t.id);
                     tracing::info!(topology = %t.id, "killed");
                     continue;

@@ -37,6 +37,8 @@ pub struct Nimbus<S> {
     stats: Mutex<StatsWindows>,
     started: Instant,
     counter: AtomicU64,
+    /// Since when no leader was seen, ms since the Unix epoch.
+    leaderless_since: Mutex<Option<u64>>,
     in_process: bool,
 }
 
@@ -57,6 +59,7 @@ impl<S: StateStorage> Nimbus<S> {
             stats: Mutex::new(StatsWindows::default()),
             started: Instant::now(),
             counter: AtomicU64::new(0),
+            leaderless_since: Mutex::new(None),
             in_process: false,
         }
     }
@@ -68,10 +71,11 @@ impl<S: StateStorage> Nimbus<S> {
         self
     }
 
-    /// One monitor round now: timed kills and rebalances, liveness,
-    /// scheduling (see [`Monitor`]). A no-op for a standby.
+    /// One round now: the leadership campaign (see
+    /// [`Nimbus::campaign_round`]), then, while leading, timed kills and
+    /// rebalances, liveness and scheduling (see [`Monitor`]).
     pub fn monitor_round(&self) {
-        if self.is_leader() {
+        if self.campaign_round() {
             self.locked().schedule_all(self, now_ms());
         }
     }
@@ -95,24 +99,40 @@ impl<S: StateStorage> Nimbus<S> {
         self.stats().observe(topology_id, beats, now_ms)
     }
 
-    /// Whether this Nimbus leads (holds or takes the leader node).
-    pub fn is_leader(&self) -> bool {
-        self.state.try_lead(&self.id).unwrap_or(false)
+    pub(crate) fn leaderless_since(&self) -> MutexGuard<'_, Option<u64>> {
+        self.leaderless_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether this Nimbus holds the leader node now (read from the
+    /// cluster state; false when it cannot be read).
+    pub fn is_leader(&self) -> bool {
+        matches!(self.state.leader(), Ok(Some(id)) if id == self.id)
+    }
+
+    /// Confirms from the cluster state that this Nimbus leads before a
+    /// mutation; refuses it when another leads or the state is out of
+    /// reach (a Nimbus that cannot confirm it leads changes nothing).
     fn require_leader(&self) -> Result<(), RpcError> {
-        if self.is_leader() {
-            return Ok(());
+        match self.state.leader() {
+            Ok(Some(id)) if id == self.id => Ok(()),
+            Ok(leader) => Err(RpcError::new(
+                ErrorKind::NotLeader,
+                format!(
+                    "Nimbus {} is not the leader (leader: {}); send this to the leader",
+                    self.id,
+                    leader.as_deref().unwrap_or("none elected yet")
+                ),
+            )),
+            Err(e) => Err(RpcError::new(
+                ErrorKind::NotLeader,
+                format!(
+                    "Nimbus {} cannot confirm that it leads ({e}); refusing to change the cluster",
+                    self.id
+                ),
+            )),
         }
-        let leader = self.state.leader().ok().flatten();
-        Err(RpcError::new(
-            ErrorKind::NotLeader,
-            format!(
-                "Nimbus {} is not the leader (leader: {}); send this to the leader",
-                self.id,
-                leader.as_deref().unwrap_or("none elected yet")
-            ),
-        ))
     }
 
     /// Answers one request.
@@ -396,6 +416,10 @@ impl<S: StateStorage> Nimbus<S> {
             num_workers: workers,
             num_executors: layout.executors().len() as u32,
             uptime_secs: now.saturating_sub(t.submitted_at_ms) / 1000,
+            replication_count: match &t.binary_hash {
+                Some(h) => self.state.blob_holders(h).map_err(state_error)?.len() as u32,
+                None => 1,
+            },
         })
     }
 

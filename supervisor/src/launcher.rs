@@ -29,7 +29,11 @@ pub struct WorkerLaunch {
 pub trait WorkerHandle: Send {
     /// Whether it still runs (reaps it if it exited).
     fn is_alive(&mut self) -> bool;
-    /// Stops it and waits for it.
+    /// Asks it to stop (SIGTERM for a process) so its components clean
+    /// up; returns at once. [`WorkerHandle::is_alive`] tells when it did.
+    fn terminate(&mut self);
+    /// Stops it at once (SIGKILL for a process) and waits for it (reaps
+    /// it); harmless when it already exited.
     fn kill(&mut self);
     /// Its process id, or another identifier.
     fn id(&self) -> u32;
@@ -55,7 +59,8 @@ pub trait Launcher: Send {
 }
 
 /// Runs workers as child processes of the supervisor, output appended to
-/// their log file.
+/// their log file. A handle dropped while its process runs kills and reaps
+/// it, so no worker is left behind as a zombie.
 #[derive(Debug, Default)]
 pub struct ProcessLauncher;
 
@@ -66,6 +71,16 @@ impl WorkerHandle for ProcessHandle {
         matches!(self.0.try_wait(), Ok(None))
     }
 
+    fn terminate(&mut self) {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        if matches!(self.0.try_wait(), Ok(None)) {
+            if let Ok(pid) = i32::try_from(self.0.id()) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            }
+        }
+    }
+
     fn kill(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -73,6 +88,12 @@ impl WorkerHandle for ProcessHandle {
 
     fn id(&self) -> u32 {
         self.0.id()
+    }
+}
+
+impl Drop for ProcessHandle {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

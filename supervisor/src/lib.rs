@@ -7,6 +7,7 @@
 //! worker engine.
 #![forbid(missing_docs)]
 
+mod binaries;
 mod launcher;
 pub mod slot;
 mod supervisor;

@@ -1,8 +1,8 @@
 //! The supervisor loop: register, sync assignments, step every slot.
 
+use crate::binaries::Binaries;
 use crate::launcher::{Launcher, WorkerHandle, WorkerLaunch};
 use crate::slot::{step, Action, LocalAssignment, Observation, SlotState, SlotTimeouts};
-use squall_cluster::rpc::{sha256_hex, NimbusClient};
 use squall_cluster::schema::{SupervisorInfo, TopologyRecord};
 use squall_cluster::worker_env as env;
 use squall_cluster::{now_ms, ClusterState, StateError, StateStorage, ZkStorage};
@@ -40,6 +40,10 @@ pub struct Supervisor<S, L> {
     config: ClusterConfig,
     dir: PathBuf,
     slots: BTreeMap<u16, Slot>,
+    binaries: Binaries,
+    /// The assignments last read, kept while the cluster state is out of
+    /// reach so workers are still watched and restarted.
+    desired: BTreeMap<u16, (LocalAssignment, TopologyRecord)>,
 }
 
 impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
@@ -88,6 +92,11 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
                 )
             })
             .collect();
+        let binaries = Binaries::new(
+            dir.join("binaries"),
+            config.nimbus_addresses(),
+            config.nimbus_max_frame_bytes,
+        );
         Ok(Self {
             info,
             state,
@@ -95,6 +104,8 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
             config,
             dir,
             slots,
+            binaries,
+            desired: BTreeMap::new(),
         })
     }
 
@@ -103,10 +114,41 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
         &self.info.id
     }
 
-    /// One round: (re-)register, read assignments, step every slot.
+    /// One round: (re-)register, read assignments, step every slot. Slots
+    /// are stepped (workers watched, reaped and restarted) even when the
+    /// cluster state cannot be read, on the assignments last read.
+    ///
+    /// # Errors
+    /// The first cluster-state error of the round (registering or reading
+    /// assignments); the round still stepped the slots.
     pub fn sync(&mut self) -> Result<(), StateError> {
-        self.state.register_supervisor(&self.info)?;
-        let mut desired: BTreeMap<u16, (LocalAssignment, TopologyRecord)> = BTreeMap::new();
+        let registered = self.state.register_supervisor(&self.info);
+        let read = self.read_assignments();
+        let outcome = match read {
+            Ok(desired) => {
+                self.desired = desired;
+                registered
+            }
+            Err(e) => Err(e),
+        };
+        let timeouts = SlotTimeouts {
+            worker_ms: self.config.supervisor_worker_timeout_secs * 1000,
+            start_ms: self.config.supervisor_worker_start_timeout_secs * 1000,
+            shutdown_ms: self.config.supervisor_worker_shutdown_sleep_secs * 1000,
+        };
+        let ports: Vec<u16> = self.slots.keys().copied().collect();
+        for port in ports {
+            self.step_slot(port, &timeouts);
+        }
+        self.clean_up();
+        outcome
+    }
+
+    /// What each of this supervisor's slots should run.
+    fn read_assignments(
+        &self,
+    ) -> Result<BTreeMap<u16, (LocalAssignment, TopologyRecord)>, StateError> {
+        let mut desired = BTreeMap::new();
         for t in self.state.topologies()? {
             let Some((a, _)) = self.state.assignment(&t.id)? else {
                 continue;
@@ -121,17 +163,33 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
                 }
             }
         }
-        let timeouts = SlotTimeouts {
-            worker_ms: self.config.supervisor_worker_timeout_secs * 1000,
-            start_ms: self.config.supervisor_worker_start_timeout_secs * 1000,
-        };
-        let ports: Vec<u16> = self.slots.keys().copied().collect();
-        for port in ports {
-            let want = desired.get(&port);
-            self.step_slot(port, want, &timeouts);
+        Ok(desired)
+    }
+
+    /// Stops every worker (SIGTERM, then SIGKILL after
+    /// `supervisor.worker.shutdown.sleep.secs`) and reaps them.
+    pub fn shutdown(&mut self) {
+        let grace = Duration::from_secs(self.config.supervisor_worker_shutdown_sleep_secs);
+        for slot in self.slots.values_mut() {
+            if let Some(w) = slot.worker.as_mut() {
+                w.terminate();
+            }
         }
-        self.clean_binaries(&desired);
-        Ok(())
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline
+            && self
+                .slots
+                .values_mut()
+                .any(|s| s.worker.as_mut().is_some_and(|w| w.is_alive()))
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for slot in self.slots.values_mut() {
+            if let Some(mut w) = slot.worker.take() {
+                w.kill();
+            }
+            slot.state = SlotState::Empty;
+        }
     }
 
     fn worker_dir(&self, topology_id: &str, port: u16) -> PathBuf {
@@ -140,46 +198,69 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
             .join(format!("{topology_id}-{port}"))
     }
 
-    fn step_slot(
-        &mut self,
-        port: u16,
-        want: Option<&(LocalAssignment, TopologyRecord)>,
-        timeouts: &SlotTimeouts,
-    ) {
+    fn step_slot(&mut self, port: u16, timeouts: &SlotTimeouts) {
+        let now = now_ms();
+        let want = self.desired.get(&port).cloned();
         let current_topology = match &self.slots[&port].state {
-            SlotState::Empty => None,
             SlotState::Starting { assignment, .. } | SlotState::Running { assignment } => {
                 Some(assignment.topology_id.clone())
             }
+            _ => None,
         };
         let heartbeat_ms = current_topology.as_deref().and_then(|t| {
             std::fs::read_to_string(self.worker_dir(t, port).join(env::HEARTBEAT_FILE))
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
         });
+        let binary_ready = match want.as_ref().and_then(|(_, t)| t.binary_hash.as_deref()) {
+            Some(hash) => self.binaries.ensure(hash, now),
+            None => true,
+        };
         let slot = self.slots.get_mut(&port).expect("known port");
         let obs = Observation {
-            now_ms: now_ms(),
+            now_ms: now,
+            // Reaps the process if it exited.
             process_alive: slot.worker.as_mut().is_some_and(|w| w.is_alive()),
             heartbeat_ms,
+            binary_ready,
         };
-        let (next, actions) = step(&slot.state, want.map(|(a, _)| a), &obs, timeouts);
+        let (next, actions) = step(&slot.state, want.as_ref().map(|(a, _)| a), &obs, timeouts);
+        if let SlotState::WaitingForBinary { assignment } = &next {
+            if slot.state != next {
+                tracing::info!(port, topology = %assignment.topology_id, "waiting for the topology binary");
+            }
+        }
         slot.state = next;
         for action in actions {
+            let slot = self.slots.get_mut(&port).expect("known port");
             match action {
-                Action::Kill { reason } => {
-                    let slot = self.slots.get_mut(&port).expect("known port");
+                Action::Terminate(reason) => {
+                    if let Some(w) = slot.worker.as_mut() {
+                        tracing::warn!(port, pid = w.id(), topology = ?current_topology, "stopping worker: {reason}");
+                        w.terminate();
+                    }
+                }
+                Action::ForceKill(reason) => {
                     if let Some(mut w) = slot.worker.take() {
-                        tracing::warn!(port, pid = w.id(), topology = ?current_topology, "killing worker: {reason}");
+                        if w.is_alive() {
+                            tracing::warn!(port, pid = w.id(), "killing worker: {reason}");
+                        } else {
+                            tracing::warn!(port, pid = w.id(), topology = ?current_topology, "worker gone: {reason}");
+                        }
                         w.kill();
                     }
                 }
                 Action::Launch(a) => {
-                    let Some((_, record)) = want else { continue };
+                    let Some((_, record)) = want.as_ref() else {
+                        continue;
+                    };
                     match self.launch(port, &a, record) {
                         Ok(w) => {
                             tracing::info!(port, pid = w.id(), topology = %a.topology_id, "launched worker");
-                            self.slots.get_mut(&port).expect("known port").worker = Some(w);
+                            let slot = self.slots.get_mut(&port).expect("known port");
+                            if let Some(mut old) = slot.worker.replace(w) {
+                                old.kill();
+                            }
                         }
                         Err(e) => {
                             tracing::error!(port, topology = %a.topology_id, "cannot launch worker: {e}");
@@ -198,10 +279,7 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
         a: &LocalAssignment,
         record: &TopologyRecord,
     ) -> Result<Box<dyn WorkerHandle>, String> {
-        let binary = match &record.binary_hash {
-            Some(h) => Some(self.binary(h)?),
-            None => None,
-        };
+        let binary = record.binary_hash.as_deref().map(|h| self.binaries.path(h));
         let worker_dir = self.worker_dir(&a.topology_id, port);
         let _ = std::fs::remove_file(worker_dir.join(env::HEARTBEAT_FILE));
         let c = &self.config;
@@ -236,53 +314,25 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
         self.launcher.launch(&launch).map_err(|e| e.to_string())
     }
 
-    /// The local copy of binary `sha256`, downloaded from Nimbus and
-    /// checked against its hash if missing.
-    fn binary(&self, sha256: &str) -> Result<PathBuf, String> {
-        let path = self.dir.join("binaries").join(sha256);
-        if path.is_file() {
-            return Ok(path);
-        }
-        let c = &self.config;
-        let mut client = NimbusClient::connect(&c.nimbus_addresses(), c.nimbus_max_frame_bytes)
-            .map_err(|e| e.to_string())?;
-        let data = client.download(sha256).map_err(|e| e.to_string())?;
-        let got = sha256_hex(&data);
-        if got != sha256 {
-            return Err(format!(
-                "downloaded binary hashes to {got}, not {sha256}; not running it"
-            ));
-        }
-        let tmp = path.with_extension("part");
-        std::fs::write(&tmp, &data).map_err(|e| e.to_string())?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
-                .map_err(|e| e.to_string())?;
-        }
-        std::fs::rename(&tmp, &path).map_err(|e| e.to_string())?;
-        tracing::info!(binary = %sha256, bytes = data.len(), "downloaded topology binary");
-        Ok(path)
-    }
-
     /// Removes binaries and worker directories of topologies no longer
     /// assigned here.
-    fn clean_binaries(&self, desired: &BTreeMap<u16, (LocalAssignment, TopologyRecord)>) {
-        let keep: BTreeSet<&str> = desired
+    fn clean_up(&mut self) {
+        let keep: BTreeSet<&str> = self
+            .desired
             .values()
             .filter_map(|(_, t)| t.binary_hash.as_deref())
             .collect();
-        let running: BTreeSet<String> = desired
+        self.binaries.retain(&keep);
+        let mut running: BTreeSet<String> = self
+            .desired
             .iter()
             .map(|(p, (a, _))| format!("{}-{p}", a.topology_id))
             .collect();
-        if let Ok(entries) = std::fs::read_dir(self.dir.join("binaries")) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if !keep.contains(name.as_str()) {
-                    let _ = std::fs::remove_file(e.path());
-                }
+        for (port, slot) in &self.slots {
+            if let SlotState::Starting { assignment, .. } | SlotState::Running { assignment } =
+                &slot.state
+            {
+                running.insert(format!("{}-{port}", assignment.topology_id));
             }
         }
         if let Ok(entries) = std::fs::read_dir(self.dir.join("workers")) {

@@ -86,12 +86,20 @@ pub struct Cluster {
     pub supervisors: Vec<Option<Daemon>>,
     pub extra_conf: Vec<String>,
     pub others: Vec<Daemon>,
+    /// The ZooKeeper connect string.
+    pub zk: String,
 }
 
 impl Cluster {
     /// A cluster with no daemon yet. `nimbuses` Nimbus ports are reserved
     /// (all listed in `nimbus.seeds`).
     pub fn new(nimbuses: usize) -> Self {
+        Self::on_zookeeper(nimbuses, zookeeper())
+    }
+
+    /// A cluster on ZooKeeper `zk` (`host:port`), such as a
+    /// [`PrivateZooKeeper`] a test stops and restarts.
+    pub fn on_zookeeper(nimbuses: usize, zk: String) -> Self {
         let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let dir = tempfile::Builder::new()
             .prefix("squall-cluster-")
@@ -115,6 +123,7 @@ impl Cluster {
             supervisors: Vec::new(),
             extra_conf: Vec::new(),
             others: Vec::new(),
+            zk,
         }
     }
 
@@ -134,7 +143,7 @@ impl Cluster {
     pub fn conf(&self) -> Vec<String> {
         let seeds = self.nimbus_addresses().join(",");
         let mut c = vec![
-            format!("storm.zookeeper.servers=[{}]", zookeeper()),
+            format!("storm.zookeeper.servers=[{}]", self.zk),
             format!("storm.zookeeper.root={}", self.root),
             "storm.zookeeper.session.timeout=4000".into(),
             format!("nimbus.seeds=[{seeds}]"),
@@ -176,12 +185,18 @@ impl Cluster {
         Daemon { child, log }
     }
 
-    /// Starts Nimbus number `i` (its port is `nimbus_ports[i]`); all share
-    /// one blob directory, as a shared file system would.
+    /// Nimbus `i`'s `storm.local.dir` (each Nimbus has its own, as on
+    /// separate hosts).
+    pub fn nimbus_dir(&self, i: usize) -> PathBuf {
+        self.path().join(format!("nimbus-{i}"))
+    }
+
+    /// Starts Nimbus number `i` (its port is `nimbus_ports[i]`, its files
+    /// under [`Cluster::nimbus_dir`]).
     pub fn start_nimbus(&mut self, i: usize) {
         let conf = vec![
             format!("nimbus.thrift.port={}", self.nimbus_ports[i]),
-            format!("storm.local.dir={}", self.path().join("nimbus").display()),
+            format!("storm.local.dir={}", self.nimbus_dir(i).display()),
         ];
         let d = self.spawn(&format!("nimbus-{i}"), "nimbus", &conf);
         while self.nimbus.len() <= i {
@@ -489,4 +504,122 @@ pub fn slot_of(info: &TopologyInfo, component: &str) -> squall_cluster::schema::
         .unwrap_or_else(|| panic!("no executor of {component}"))
         .3
         .clone()
+}
+
+/// A ZooKeeper of one test, which it can stop and restart (on the same
+/// port and data directory, so its data survives). Started like
+/// `scripts/with-zookeeper` starts the shared one (Debian's package, which
+/// that script installs).
+pub struct PrivateZooKeeper {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateZooKeeper {
+    /// Starts one on a free loopback port and waits until it answers.
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("squall-zk-")
+            .tempdir()
+            .unwrap();
+        let port = free_port();
+        std::fs::write(
+            dir.path().join("zoo.cfg"),
+            format!(
+                "tickTime=500\ndataDir={}/data\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+                 admin.enableServer=false\n4lw.commands.whitelist=ruok\nmaxSessionTimeout=60000\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let mut zk = Self {
+            dir,
+            port,
+            child: None,
+        };
+        zk.resume();
+        zk
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn answers(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(self.address()) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut reply = String::new();
+        s.write_all(b"ruok").is_ok() && s.read_to_string(&mut reply).is_ok() && reply == "imok"
+    }
+
+    /// Starts (again) the server and waits until it answers.
+    pub fn resume(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("zookeeper.log"))
+            .unwrap();
+        let child = Command::new("java")
+            .args(["-Xmx256m", "-cp", "/usr/share/java/zookeeper.jar:/usr/share/java/*"])
+            .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
+            .arg(self.dir.path().join("zoo.cfg"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start ZooKeeper (scripts/with-zookeeper installs it)");
+        self.child = Some(child);
+        wait_until("ZooKeeper to answer", Duration::from_secs(60), || {
+            self.answers()
+        });
+    }
+
+    /// Stops the server at once (`kill -9`).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateZooKeeper {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Sends `signal` (a name such as `STOP`, `CONT`, `TERM`) to `pid`.
+pub fn signal(pid: u32, signal: &str) {
+    let ok = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{signal} {pid}");
+}
+
+/// The pids of `parent`'s children that are zombies (exited, not reaped).
+pub fn zombie_children(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            // `pid (comm) S ppid ...`; comm may hold spaces, so split after ')'.
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+                let mut f = rest.split_whitespace();
+                let state = f.next();
+                let ppid = f.next().and_then(|p| p.parse::<u32>().ok());
+                state == Some("Z") && ppid == Some(parent)
+            })
+        })
+        .collect()
 }

@@ -54,6 +54,10 @@ pub struct ClusterConfig {
     /// `supervisor.worker.start.timeout.secs`: grace period for a new
     /// worker's first local heartbeat (default 120).
     pub supervisor_worker_start_timeout_secs: u64,
+    /// `supervisor.worker.shutdown.sleep.secs`: how long a worker asked
+    /// to stop (SIGTERM) may take to clean up before it is killed
+    /// (SIGKILL); default 3, Storm's.
+    pub supervisor_worker_shutdown_sleep_secs: u64,
     /// `supervisor.monitor.frequency.secs`: how often a supervisor syncs
     /// assignments and checks workers (default 1; Storm: 3, but Storm also
     /// watches assignments, which Squall polls).
@@ -87,6 +91,7 @@ impl Default for ClusterConfig {
             supervisor_slots_ports: vec![6700, 6701, 6702, 6703],
             supervisor_worker_timeout_secs: 30,
             supervisor_worker_start_timeout_secs: 120,
+            supervisor_worker_shutdown_sleep_secs: 3,
             supervisor_monitor_frequency_secs: 1,
             worker_heartbeat_frequency_secs: 1,
             ui_host: "127.0.0.1".into(),
@@ -195,6 +200,12 @@ impl ClusterConfig {
             "supervisor.worker.timeout.secs" => self.supervisor_worker_timeout_secs = secs()?,
             "supervisor.worker.start.timeout.secs" => {
                 self.supervisor_worker_start_timeout_secs = secs()?
+            }
+            "supervisor.worker.shutdown.sleep.secs" => {
+                self.supervisor_worker_shutdown_sleep_secs = value
+                    .as_i64()
+                    .and_then(|i| u64::try_from(i).ok())
+                    .ok_or_else(|| bad("a non-negative integer"))?
             }
             "supervisor.monitor.frequency.secs" => self.supervisor_monitor_frequency_secs = secs()?,
             "worker.heartbeat.frequency.secs" => self.worker_heartbeat_frequency_secs = secs()?,

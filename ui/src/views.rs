@@ -107,7 +107,7 @@ pub fn topology_row(t: &TopologySummary) -> Value {
         "tasksTotal": t.num_tasks,
         "workersTotal": t.num_workers,
         "executorsTotal": t.num_executors,
-        "replicationCount": 1,
+        "replicationCount": t.replication_count,
         "schedulerInfo": null,
     })
 }
@@ -380,7 +380,7 @@ pub fn topology_page(info: &TopologyInfo, window: usize, sys: bool, now_ms: u64)
         "window": window_name(WINDOWS[window]),
         "windowHint": window_pretty(WINDOWS[window]),
         "schedulerDisplayResource": false,
-        "replicationCount": 1,
+        "replicationCount": s.replication_count,
         "debug": config.debug,
         "samplingPct": config.stats_sample_rate * 100.0,
         "topologyStats": totals,

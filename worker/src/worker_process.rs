@@ -149,6 +149,53 @@ fn peer_addresses(layout: &TaskLayout, a: &Assignment, me: &WorkerSlot) -> Vec<O
         .collect()
 }
 
+/// Writes the local heartbeat file every `period` from its own thread
+/// until dropped, so a slow or unreachable cluster state never makes the
+/// supervisor judge a working worker dead.
+struct LocalBeat {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LocalBeat {
+    fn start(dir: PathBuf, period: Duration) -> Result<Self, WorkerError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("worker-local-beat".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Acquire) {
+                    write_local_beat(&dir);
+                    std::thread::park_timeout(period);
+                }
+            })
+            .map_err(WorkerError::Thread)?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for LocalBeat {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+/// Writes `now` to `<dir>/heartbeat` atomically.
+fn write_local_beat(dir: &std::path::Path) {
+    let path = dir.join(env::HEARTBEAT_FILE);
+    let tmp = dir.join("heartbeat.tmp");
+    if std::fs::write(&tmp, now_ms().to_string()).is_ok() {
+        let _ = std::fs::rename(tmp, path);
+    }
+}
+
 struct Beat<'a, S> {
     env: &'a WorkerEnv,
     state: &'a ClusterState<S>,
@@ -159,14 +206,6 @@ struct Beat<'a, S> {
 }
 
 impl<S: StateStorage> Beat<'_, S> {
-    fn local(&self) {
-        let path = self.env.dir.join(env::HEARTBEAT_FILE);
-        let tmp = self.env.dir.join("heartbeat.tmp");
-        if std::fs::write(&tmp, now_ms().to_string()).is_ok() {
-            let _ = std::fs::rename(tmp, path);
-        }
-    }
-
     fn cluster(&mut self, running: &RunningTopology) {
         let hb = WorkerHeartbeat {
             topology_id: self.env.topology_id.clone(),
@@ -212,9 +251,11 @@ impl<S: StateStorage> Beat<'_, S> {
 }
 
 /// Runs this process as the worker described by `env` for `topology` (built
-/// by the binary's own code) until it is unassigned or fails: the cluster
-/// state is ZooKeeper, the loop runs every `worker.heartbeat.frequency.secs`
-/// and a dead executor ends the worker (its supervisor starts another).
+/// by the binary's own code) until it is unassigned, stopped by SIGTERM
+/// (returning [`WorkerExit::Stopped`] after its executors shut down) or
+/// fails: the cluster state is ZooKeeper, the loop runs every
+/// `worker.heartbeat.frequency.secs` and a dead executor ends the worker
+/// (its supervisor starts another).
 ///
 /// # Errors
 /// [`WorkerError::SpecMismatch`] when the binary builds another topology
@@ -226,8 +267,15 @@ pub fn run_worker(topology: &Topology, env: &WorkerEnv) -> Result<WorkerExit, Wo
         env.session_timeout,
     )?);
     let state = ClusterState::new(storage.clone());
+    // SIGTERM (the supervisor's graceful kill) stops the worker the way
+    // an unassignment does: executors shut down, components clean up.
+    let stop = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone()) {
+        tracing::warn!("cannot handle SIGTERM: {e}");
+    }
     let options = WorkerOptions {
         store: Some(StorageStore::shared(storage)),
+        stop: Some(stop),
         ..WorkerOptions::default()
     };
     run_worker_on(topology, &state, env, options)
@@ -298,7 +346,9 @@ pub fn run_worker_on<S: StateStorage>(
         started_at_ms: now_ms(),
         errors_seen: Default::default(),
     };
-    beat.local();
+    let beat_period =
+        Duration::from_secs(record.config.cluster.worker_heartbeat_frequency_secs.max(1));
+    let _local_beat = LocalBeat::start(env.dir.clone(), beat_period)?;
 
     // A topology on one slot needs no transport.
     let networked = assignment.slots().len() > 1;
@@ -346,8 +396,6 @@ pub fn run_worker_on<S: StateStorage>(
     }
     tracing::info!(topology = %record.id, slot = %env.slot, executors = mine.len(), "worker running");
 
-    let beat_period =
-        Duration::from_secs(record.config.cluster.worker_heartbeat_frequency_secs.max(1));
     let period = options.poll.unwrap_or(beat_period).min(beat_period);
     let stopped = || {
         options
@@ -368,7 +416,6 @@ pub fn run_worker_on<S: StateStorage>(
             ready = peers_reachable(&peers, Duration::from_secs(10));
         }
         if last_beat.is_none_or(|t| t.elapsed() >= beat_period) {
-            beat.local();
             beat.cluster(&running);
             last_beat = Some(round);
         }

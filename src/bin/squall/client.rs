@@ -199,6 +199,7 @@ pub fn info(c: &ClusterConfig, name: &str, json: bool) -> anyhow::Result<i32> {
                 "status": status_name(&info.summary),
                 "num_workers": info.summary.num_workers,
                 "uptime_secs": info.summary.uptime_secs,
+                "replication_count": info.summary.replication_count,
                 "executors": execs, "components": comps, "errors": info.errors,
             }))?
         );
@@ -206,14 +207,15 @@ pub fn info(c: &ClusterConfig, name: &str, json: bool) -> anyhow::Result<i32> {
     }
     let s = &info.summary;
     println!(
-        "{} ({}) {} — {} workers, {} executors, {} tasks, up {} s",
+        "{} ({}) {} — {} workers, {} executors, {} tasks, up {} s, binary on {} Nimbus",
         s.name,
         s.id,
         status_name(s),
         s.num_workers,
         s.num_executors,
         s.num_tasks,
-        s.uptime_secs
+        s.uptime_secs,
+        s.replication_count
     );
     println!(
         "{:<16} {:>12} {:>12} {:>10} {:>12}",
