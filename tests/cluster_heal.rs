@@ -132,11 +132,15 @@ fn zookeeper_down_longer_than_the_session_timeout_heals() {
     // A worker killed while ZooKeeper is down is reaped: no zombie stays
     // under its supervisor.
     let victim = slot_of(&info, "b-1");
-    let pid = c.worker_pid_on(victim.port).expect("worker on the victim slot");
+    let pid = c
+        .worker_pid_on(victim.port)
+        .expect("worker on the victim slot");
     kill9(pid);
-    wait_until("the killed worker to be reaped", Duration::from_secs(20), || {
-        sups.iter().all(|s| zombie_children(*s).is_empty())
-    });
+    wait_until(
+        "the killed worker to be reaped",
+        Duration::from_secs(20),
+        || sups.iter().all(|s| zombie_children(*s).is_empty()),
+    );
     hold_fault((SESSION * 3).saturating_sub(down.elapsed()));
     zk.resume();
 
@@ -151,7 +155,10 @@ fn zookeeper_down_longer_than_the_session_timeout_heals() {
     // The outage outlived the sessions: every daemon opened a new one.
     for log in ["nimbus-0.log", "supervisor-0.log", "supervisor-1.log"] {
         let text = std::fs::read_to_string(c.path().join(log)).unwrap();
-        assert!(text.contains("ZooKeeper session re-created"), "{log}: {text}");
+        assert!(
+            text.contains("ZooKeeper session re-created"),
+            "{log}: {text}"
+        );
     }
 
     // A worker killed after the outage is restarted.
@@ -174,19 +181,27 @@ fn a_supervisor_paused_past_its_session_rejoins_and_gets_slots_again() {
         .to_owned();
     signal(paused, "STOP");
     let since = Instant::now();
-    wait_until("Nimbus to drop the paused supervisor", Duration::from_secs(30), || {
-        c.cluster_info()
-            .is_some_and(|s| s.supervisors.iter().all(|x| x.id != paused_id))
-    });
+    wait_until(
+        "Nimbus to drop the paused supervisor",
+        Duration::from_secs(30),
+        || {
+            c.cluster_info()
+                .is_some_and(|s| s.supervisors.iter().all(|x| x.id != paused_id))
+        },
+    );
     hold_fault((SESSION * 2).saturating_sub(since.elapsed()));
     signal(paused, "CONT");
     c.wait_supervisors(2);
     // Four workers need the slots of both supervisors.
     let state = submit_trident(&c, "rejoined", "4");
-    wait_until("executors on the rejoined supervisor", Duration::from_secs(60), || {
-        c.info("rejoined")
-            .is_some_and(|i| i.executors.iter().any(|e| e.3.supervisor == paused_id))
-    });
+    wait_until(
+        "executors on the rejoined supervisor",
+        Duration::from_secs(60),
+        || {
+            c.info("rejoined")
+                .is_some_and(|i| i.executors.iter().any(|e| e.3.supervisor == paused_id))
+        },
+    );
     finish_exact(&c, "rejoined", &state);
 }
 
@@ -201,9 +216,14 @@ fn a_new_leader_without_the_first_leaders_files_serves_the_binary() {
     c.start_supervisor(2);
     c.wait_supervisors(1);
     let state = submit_trident(&c, "blobs", "2");
-    wait_until("the binary on both Nimbuses", Duration::from_secs(60), || {
-        c.info("blobs").is_some_and(|i| i.summary.replication_count == 2)
-    });
+    wait_until(
+        "the binary on both Nimbuses",
+        Duration::from_secs(60),
+        || {
+            c.info("blobs")
+                .is_some_and(|i| i.summary.replication_count == 2)
+        },
+    );
     let info = c.squall_ok(&["info", "blobs"]);
     assert!(info.contains("binary on 2 Nimbus"), "{info}");
 
@@ -225,9 +245,11 @@ fn a_new_leader_without_the_first_leaders_files_serves_the_binary() {
     });
     // A fresh supervisor has no binary: it must fetch it from nimbus 1.
     c.start_supervisor(2);
-    wait_until("workers on the fresh supervisor", Duration::from_secs(90), || {
-        c.worker_pids().len() == 2
-    });
+    wait_until(
+        "workers on the fresh supervisor",
+        Duration::from_secs(90),
+        || c.worker_pids().len() == 2,
+    );
     finish_exact(&c, "blobs", &state);
 }
 
@@ -239,7 +261,13 @@ fn a_worker_stopped_with_sigterm_cleans_up_and_is_replaced() {
     c.wait_supervisors(1);
     let state = c.submit_word_count(
         "graceful",
-        &["--workers", "1", "--max-spout-pending", "2000", "--fast-ack"],
+        &[
+            "--workers",
+            "1",
+            "--max-spout-pending",
+            "2000",
+            "--fast-ack",
+        ],
     );
     Cluster::wait_acked(&state, 5_000, Duration::from_secs(60));
     let info = c.info("graceful").unwrap();

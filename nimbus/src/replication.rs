@@ -27,7 +27,11 @@ pub enum Campaign {
 /// campaigns; one missing some waits, unless no leader has been seen for
 /// `leaderless_grace_ms` (every Nimbus may have lost a binary: a leader
 /// that cannot serve one topology is better than none).
-pub fn campaign(missing: Vec<String>, leaderless_for_ms: u64, leaderless_grace_ms: u64) -> Campaign {
+pub fn campaign(
+    missing: Vec<String>,
+    leaderless_for_ms: u64,
+    leaderless_grace_ms: u64,
+) -> Campaign {
     if missing.is_empty() || leaderless_for_ms >= leaderless_grace_ms {
         Campaign::Run
     } else {
@@ -63,7 +67,9 @@ impl<S: StateStorage> Nimbus<S> {
                         Ok(()) => {
                             tracing::info!(binary = %hash, bytes = data.len(), "copied topology binary from another Nimbus");
                         }
-                        Err(e) => tracing::error!(binary = %hash, "cannot store a copied binary: {e}"),
+                        Err(e) => {
+                            tracing::error!(binary = %hash, "cannot store a copied binary: {e}")
+                        }
                     },
                     Err(e) => tracing::warn!(binary = %hash, "binary missing here: {e}"),
                 }
@@ -110,7 +116,10 @@ impl<S: StateStorage> Nimbus<S> {
                 false
             }),
             Campaign::Wait { missing } => {
-                tracing::warn!(?missing, "not campaigning for leadership: binaries of live topologies are missing here");
+                tracing::warn!(
+                    ?missing,
+                    "not campaigning for leadership: binaries of live topologies are missing here"
+                );
                 false
             }
         }
@@ -125,7 +134,10 @@ mod tests {
     fn a_nimbus_missing_binaries_waits_unless_leaderless_too_long() {
         let m = || vec!["ab".to_owned()];
         assert_eq!(campaign(vec![], 0, 60_000), Campaign::Run);
-        assert_eq!(campaign(m(), 59_999, 60_000), Campaign::Wait { missing: m() });
+        assert_eq!(
+            campaign(m(), 59_999, 60_000),
+            Campaign::Wait { missing: m() }
+        );
         assert_eq!(campaign(m(), 60_000, 60_000), Campaign::Run);
     }
 }

@@ -80,17 +80,14 @@ impl Binaries {
     }
 
     fn start(&mut self, sha256: &str) {
-        let (nimbus, max, target) = (
-            self.nimbus.clone(),
-            self.max_frame_bytes,
-            self.path(sha256),
-        );
+        let (nimbus, max, target) = (self.nimbus.clone(), self.max_frame_bytes, self.path(sha256));
         let hash = sha256.to_owned();
         let spawned = std::thread::Builder::new()
             .name("supervisor-download".into())
             .spawn(move || {
                 let data = download_from_any(&nimbus, &hash, max).map_err(|e| e.to_string())?;
-                store(&target, &data).map_err(|e| format!("cannot store {}: {e}", target.display()))?;
+                store(&target, &data)
+                    .map_err(|e| format!("cannot store {}: {e}", target.display()))?;
                 Ok(data.len())
             });
         match spawned {

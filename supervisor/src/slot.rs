@@ -203,9 +203,9 @@ pub fn step(
             }
         }
         SlotState::Killing { reason, since_ms } => {
-            if !obs.process_alive {
-                from_empty(vec![Action::ForceKill(*reason)])
-            } else if obs.now_ms.saturating_sub(*since_ms) >= t.shutdown_ms {
+            // Exited within the grace, or still alive after it: SIGKILL
+            // (a no-op for the exited one) and reap.
+            if !obs.process_alive || obs.now_ms.saturating_sub(*since_ms) >= t.shutdown_ms {
                 from_empty(vec![Action::ForceKill(*reason)])
             } else {
                 (state.clone(), Vec::new())
@@ -259,7 +259,13 @@ mod tests {
     }
 
     /// Each case: state, desired topology, observation → state, actions.
-    type Case = (SlotState, Option<&'static str>, Observation, SlotState, Vec<Action>);
+    type Case = (
+        SlotState,
+        Option<&'static str>,
+        Observation,
+        SlotState,
+        Vec<Action>,
+    );
 
     fn check(cases: Vec<Case>) {
         for (i, (state, want, o, next, actions)) in cases.into_iter().enumerate() {
@@ -277,11 +283,41 @@ mod tests {
             ..obs(5, false, None)
         };
         check(vec![
-            (SlotState::Empty, Some("t"), obs(5, false, None), starting(5), vec![Action::Launch(a("t"))]),
-            (SlotState::Empty, None, obs(5, false, None), SlotState::Empty, vec![]),
-            (SlotState::Empty, Some("t"), no_binary, waiting.clone(), vec![]),
-            (waiting.clone(), Some("t"), no_binary, waiting.clone(), vec![]),
-            (waiting.clone(), Some("t"), obs(9, false, None), starting(9), vec![Action::Launch(a("t"))]),
+            (
+                SlotState::Empty,
+                Some("t"),
+                obs(5, false, None),
+                starting(5),
+                vec![Action::Launch(a("t"))],
+            ),
+            (
+                SlotState::Empty,
+                None,
+                obs(5, false, None),
+                SlotState::Empty,
+                vec![],
+            ),
+            (
+                SlotState::Empty,
+                Some("t"),
+                no_binary,
+                waiting.clone(),
+                vec![],
+            ),
+            (
+                waiting.clone(),
+                Some("t"),
+                no_binary,
+                waiting.clone(),
+                vec![],
+            ),
+            (
+                waiting.clone(),
+                Some("t"),
+                obs(9, false, None),
+                starting(9),
+                vec![Action::Launch(a("t"))],
+            ),
             // Unassigned while waiting: nothing to kill.
             (waiting, None, no_binary, SlotState::Empty, vec![]),
         ]);
@@ -290,9 +326,21 @@ mod tests {
     #[test]
     fn starting_becomes_running_on_first_heartbeat_after_launch() {
         check(vec![
-            (starting(10), Some("t"), obs(20, true, Some(15)), running(), vec![]),
+            (
+                starting(10),
+                Some("t"),
+                obs(20, true, Some(15)),
+                running(),
+                vec![],
+            ),
             // A heartbeat from before the launch (a previous worker) does not count.
-            (starting(10), Some("t"), obs(20, true, Some(5)), starting(10), vec![]),
+            (
+                starting(10),
+                Some("t"),
+                obs(20, true, Some(5)),
+                starting(10),
+                vec![],
+            ),
         ]);
     }
 
@@ -300,12 +348,42 @@ mod tests {
     fn silent_workers_are_stopped_gracefully_and_exited_ones_relaunched() {
         use KillReason::*;
         check(vec![
-            (starting(0), Some("t"), obs(120_001, true, None), killing(StartTimeout, 120_001), vec![Action::Terminate(StartTimeout)]),
-            (running(), Some("t"), obs(40_000, true, Some(9_999)), killing(HeartbeatTimeout, 40_000), vec![Action::Terminate(HeartbeatTimeout)]),
-            (running(), Some("t"), obs(40_000, true, Some(10_000)), running(), vec![]),
+            (
+                starting(0),
+                Some("t"),
+                obs(120_001, true, None),
+                killing(StartTimeout, 120_001),
+                vec![Action::Terminate(StartTimeout)],
+            ),
+            (
+                running(),
+                Some("t"),
+                obs(40_000, true, Some(9_999)),
+                killing(HeartbeatTimeout, 40_000),
+                vec![Action::Terminate(HeartbeatTimeout)],
+            ),
+            (
+                running(),
+                Some("t"),
+                obs(40_000, true, Some(10_000)),
+                running(),
+                vec![],
+            ),
             // An exited worker is reaped and relaunched in the same step.
-            (running(), Some("t"), obs(1000, false, Some(900)), starting(1000), vec![Action::ForceKill(ProcessExited), Action::Launch(a("t"))]),
-            (starting(0), Some("t"), obs(10, false, None), starting(10), vec![Action::ForceKill(ProcessExited), Action::Launch(a("t"))]),
+            (
+                running(),
+                Some("t"),
+                obs(1000, false, Some(900)),
+                starting(1000),
+                vec![Action::ForceKill(ProcessExited), Action::Launch(a("t"))],
+            ),
+            (
+                starting(0),
+                Some("t"),
+                obs(10, false, None),
+                starting(10),
+                vec![Action::ForceKill(ProcessExited), Action::Launch(a("t"))],
+            ),
         ]);
     }
 
@@ -313,8 +391,20 @@ mod tests {
     fn unassigned_or_reassigned_worker_is_stopped_then_replaced() {
         use KillReason::*;
         check(vec![
-            (running(), None, obs(1, true, Some(1)), killing(Unassigned, 1), vec![Action::Terminate(Unassigned)]),
-            (starting(0), Some("u"), obs(1, true, None), killing(AssignmentChanged, 1), vec![Action::Terminate(AssignmentChanged)]),
+            (
+                running(),
+                None,
+                obs(1, true, Some(1)),
+                killing(Unassigned, 1),
+                vec![Action::Terminate(Unassigned)],
+            ),
+            (
+                starting(0),
+                Some("u"),
+                obs(1, true, None),
+                killing(AssignmentChanged, 1),
+                vec![Action::Terminate(AssignmentChanged)],
+            ),
         ]);
     }
 
@@ -323,13 +413,43 @@ mod tests {
         use KillReason::*;
         let k = killing(AssignmentChanged, 100);
         check(vec![
-            (k.clone(), Some("u"), obs(3_099, true, None), k.clone(), vec![]),
+            (
+                k.clone(),
+                Some("u"),
+                obs(3_099, true, None),
+                k.clone(),
+                vec![],
+            ),
             // Exited within the grace: reaped, the new assignment launched.
-            (k.clone(), Some("u"), obs(2_000, false, None), SlotState::Starting { assignment: a("u"), since_ms: 2_000 }, vec![Action::ForceKill(AssignmentChanged), Action::Launch(a("u"))]),
+            (
+                k.clone(),
+                Some("u"),
+                obs(2_000, false, None),
+                SlotState::Starting {
+                    assignment: a("u"),
+                    since_ms: 2_000,
+                },
+                vec![Action::ForceKill(AssignmentChanged), Action::Launch(a("u"))],
+            ),
             // Still alive at the end of the grace: SIGKILL.
-            (k.clone(), None, obs(3_100, true, None), SlotState::Empty, vec![Action::ForceKill(AssignmentChanged)]),
+            (
+                k.clone(),
+                None,
+                obs(3_100, true, None),
+                SlotState::Empty,
+                vec![Action::ForceKill(AssignmentChanged)],
+            ),
             // The binary of the next assignment is not local yet.
-            (k, Some("u"), Observation { binary_ready: false, ..obs(3_100, true, None) }, SlotState::WaitingForBinary { assignment: a("u") }, vec![Action::ForceKill(AssignmentChanged)]),
+            (
+                k,
+                Some("u"),
+                Observation {
+                    binary_ready: false,
+                    ..obs(3_100, true, None)
+                },
+                SlotState::WaitingForBinary { assignment: a("u") },
+                vec![Action::ForceKill(AssignmentChanged)],
+            ),
         ]);
     }
 }

@@ -565,7 +565,11 @@ impl PrivateZooKeeper {
             .open(self.dir.path().join("zookeeper.log"))
             .unwrap();
         let child = Command::new("java")
-            .args(["-Xmx256m", "-cp", "/usr/share/java/zookeeper.jar:/usr/share/java/*"])
+            .args([
+                "-Xmx256m",
+                "-cp",
+                "/usr/share/java/zookeeper.jar:/usr/share/java/*",
+            ])
             .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
             .arg(self.dir.path().join("zoo.cfg"))
             .stdin(Stdio::null())

@@ -319,7 +319,6 @@ mod tests {
                 slots: 4,
                 used_slots: 1,
                 uptime_secs: 3,
-                replication_count: 1,
             }],
             nimbus_uptime_secs: 1,
         };
