@@ -89,6 +89,15 @@ pub enum PendingAction {
     },
 }
 
+impl PendingAction {
+    /// When it is due, ms since the Unix epoch.
+    pub fn at_ms(&self) -> u64 {
+        match self {
+            Self::Kill { at_ms } | Self::Rebalance { at_ms, .. } => *at_ms,
+        }
+    }
+}
+
 /// A worker slot: a port on a supervisor's host.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct WorkerSlot {

@@ -8,6 +8,8 @@
 #![forbid(missing_docs)]
 
 mod blobstore;
+pub mod decide;
+pub mod lifecycle;
 mod monitor;
 mod replication;
 mod scheduler;

@@ -1,13 +1,14 @@
 //! [`Nimbus`]: request handling over the cluster state and the blob store.
 
 use crate::blobstore::BlobStore;
+use crate::lifecycle::{self, Event, Lifecycle};
 use crate::monitor::Monitor;
 use crate::stats::StatsWindows;
 use squall_cluster::rpc::{
     spec_hash, ClusterSummary, ErrorKind, Request, Response, RpcError, SupervisorSummary,
     TopologyInfo, TopologySummary,
 };
-use squall_cluster::schema::{PendingAction, TopologyRecord, TopologyStatus, WorkerHeartbeat};
+use squall_cluster::schema::{TopologyRecord, TopologyStatus, WorkerHeartbeat};
 use squall_cluster::{now_ms, ClusterState, StateError, StateStorage};
 use squall_topology_api::spec::TopologySpec;
 use squall_topology_api::{ClusterConfig, Config, TaskLayout, SYSTEM_PREFIX};
@@ -76,7 +77,11 @@ impl<S: StateStorage> Nimbus<S> {
     /// rebalances, liveness and scheduling (see [`Monitor`]).
     pub fn monitor_round(&self) {
         if self.campaign_round() {
-            self.locked().schedule_all(self, now_ms());
+            let mut guard = self.locked();
+            // Confirmed again under the lock the round mutates under.
+            if self.is_leader() {
+                guard.schedule_all(self, now_ms());
+            }
         }
     }
 
@@ -176,7 +181,6 @@ impl<S: StateStorage> Nimbus<S> {
                 binary_sha256,
                 args,
             } => {
-                self.require_leader()?;
                 let id = self.submit(name, spec, config, binary_sha256, args)?;
                 Ok(Response::Submitted { id })
             }
@@ -187,12 +191,12 @@ impl<S: StateStorage> Nimbus<S> {
             }
             Request::Activate { name } => {
                 self.require_leader()?;
-                self.set_status(&name, TopologyStatus::Active)?;
+                self.transition(&name, Event::Activate)?;
                 Ok(Response::Ok)
             }
             Request::Deactivate { name } => {
                 self.require_leader()?;
-                self.set_status(&name, TopologyStatus::Inactive)?;
+                self.transition(&name, Event::Deactivate)?;
                 Ok(Response::Ok)
             }
             Request::Rebalance {
@@ -201,7 +205,6 @@ impl<S: StateStorage> Nimbus<S> {
                 workers,
                 executors,
             } => {
-                self.require_leader()?;
                 self.rebalance(&name, wait_secs, workers, executors)?;
                 Ok(Response::Ok)
             }
@@ -272,7 +275,7 @@ impl<S: StateStorage> Nimbus<S> {
             }
             _ => {}
         }
-        let mut guard = self.locked();
+        let mut guard = self.leading()?;
         if self.by_name(&name).is_ok() {
             return Err(RpcError::new(
                 ErrorKind::AlreadyExists,
@@ -312,39 +315,42 @@ impl<S: StateStorage> Nimbus<S> {
         Ok(id)
     }
 
-    fn kill(&self, name: &str, wait_secs: Option<u64>) -> Result<(), RpcError> {
-        let mut guard = self.locked();
+    /// Takes the Nimbus lock, then confirms leadership: a mutation runs
+    /// only while this Nimbus holds both, so no monitor round of its own
+    /// interleaves and a Nimbus that lost leadership changes nothing.
+    fn leading(&self) -> Result<MutexGuard<'_, Monitor>, RpcError> {
+        let guard = self.locked();
+        self.require_leader()?;
+        Ok(guard)
+    }
+
+    /// Moves topology `name` through its lifecycle (see
+    /// [`crate::lifecycle`]); a due action runs in a monitor round at once.
+    fn transition(&self, name: &str, event: Event) -> Result<(), RpcError> {
+        let mut guard = self.leading()?;
         let mut t = self.by_name(name)?;
-        let wait = wait_secs.unwrap_or(t.config.message_timeout_secs);
         let now = now_ms();
-        t.status = TopologyStatus::Killed;
-        t.pending = Some(PendingAction::Kill {
-            at_ms: now + wait * 1000,
-        });
+        let current = Lifecycle {
+            status: t.status,
+            pending: t.pending.clone(),
+        };
+        let (next, _) = lifecycle::transition(&current, event, now)
+            .map_err(|e| RpcError::new(ErrorKind::Invalid, format!("topology {name:?}: {e}")))?;
+        let due = next.pending.as_ref().is_some_and(|p| p.at_ms() <= now);
+        t.status = next.status;
+        t.pending = next.pending;
         self.state.put_topology(&t).map_err(state_error)?;
-        tracing::info!(topology = %t.id, wait_secs = wait, "killing");
-        if wait == 0 {
+        tracing::info!(topology = %t.id, status = ?t.status, pending = ?t.pending, "lifecycle");
+        if due {
             guard.schedule_all(self, now);
         }
         Ok(())
     }
 
-    fn set_status(&self, name: &str, status: TopologyStatus) -> Result<(), RpcError> {
-        let _guard = self.locked();
-        let mut t = self.by_name(name)?;
-        match t.status {
-            TopologyStatus::Killed | TopologyStatus::Rebalancing => Err(RpcError::new(
-                ErrorKind::Invalid,
-                format!(
-                    "topology {name:?} is {:?}; try again when that is done",
-                    t.status
-                ),
-            )),
-            _ => {
-                t.status = status;
-                self.state.put_topology(&t).map_err(state_error)
-            }
-        }
+    fn kill(&self, name: &str, wait_secs: Option<u64>) -> Result<(), RpcError> {
+        let t = self.by_name(name)?;
+        let wait_secs = wait_secs.unwrap_or(t.config.message_timeout_secs);
+        self.transition(name, Event::Kill { wait_secs })
     }
 
     fn rebalance(
@@ -354,15 +360,8 @@ impl<S: StateStorage> Nimbus<S> {
         workers: Option<u32>,
         executors: BTreeMap<String, u32>,
     ) -> Result<(), RpcError> {
-        let mut guard = self.locked();
-        let mut t = self.by_name(name)?;
+        let t = self.by_name(name)?;
         let invalid = |m: String| RpcError::new(ErrorKind::Invalid, m);
-        if matches!(
-            t.status,
-            TopologyStatus::Killed | TopologyStatus::Rebalancing
-        ) {
-            return Err(invalid(format!("topology {name:?} is {:?}", t.status)));
-        }
         if let Some(w) = workers {
             let slots = self.total_slots()?;
             if w == 0 || w > slots {
@@ -382,21 +381,15 @@ impl<S: StateStorage> Nimbus<S> {
                 )));
             }
         }
-        let wait = wait_secs.unwrap_or(t.config.message_timeout_secs);
-        let now = now_ms();
-        t.pending = Some(PendingAction::Rebalance {
-            at_ms: now + wait * 1000,
-            restore: t.status,
-            workers,
-            executors,
-        });
-        t.status = TopologyStatus::Rebalancing;
-        self.state.put_topology(&t).map_err(state_error)?;
-        tracing::info!(topology = %t.id, wait_secs = wait, "rebalancing");
-        if wait == 0 {
-            guard.schedule_all(self, now);
-        }
-        Ok(())
+        let wait_secs = wait_secs.unwrap_or(t.config.message_timeout_secs);
+        self.transition(
+            name,
+            Event::Rebalance {
+                wait_secs,
+                workers,
+                executors,
+            },
+        )
     }
 
     fn summary(&self, t: &TopologyRecord, now: u64) -> Result<TopologySummary, RpcError> {
