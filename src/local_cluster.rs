@@ -5,8 +5,6 @@
 //! [`Launcher`] that runs the worker loop on a thread instead of a process.
 
 use squall_cluster::rpc::{ClusterSummary, ErrorKind, Request, Response, RpcError, TopologyInfo};
-use squall_cluster::schema::WorkerSlot;
-use squall_cluster::worker_env as env;
 use squall_cluster::{ClusterState, MemoryCluster, MemoryStorage, StorageStore};
 use squall_nimbus::{BlobStore, Nimbus};
 use squall_supervisor::{Launcher, Supervisor, WorkerHandle, WorkerLaunch};
@@ -133,18 +131,8 @@ impl Launcher for ThreadLauncher {
             .get(&name)
             .cloned()
             .ok_or_else(|| not_here(format!("topology {name:?} was not submitted here")))?;
-        let worker_env = WorkerEnv {
-            topology_id: l.topology_id.clone(),
-            slot: WorkerSlot {
-                supervisor: l.env_var(env::SUPERVISOR).unwrap_or_default().to_owned(),
-                host: l.env_var(env::HOST).unwrap_or_default().to_owned(),
-                port: l.port,
-            },
-            dir: l.worker_dir.clone(),
-            zookeeper: String::new(),
-            zookeeper_root: String::new(),
-            session_timeout: Duration::ZERO,
-        };
+        let worker_env = WorkerEnv::from_vars(|k| l.env_var(k).map(str::to_owned))
+            .map_err(|e| not_here(e.to_string()))?;
         let stop = Arc::new(AtomicBool::new(false));
         let registry = self.registry.clone();
         let id = l.topology_id.clone();

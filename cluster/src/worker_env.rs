@@ -18,6 +18,14 @@ pub const ZOOKEEPER: &str = "SQUALL_WORKER_ZOOKEEPER";
 pub const ZOOKEEPER_ROOT: &str = "SQUALL_WORKER_ZOOKEEPER_ROOT";
 /// The ZooKeeper session timeout, ms.
 pub const ZOOKEEPER_SESSION_MS: &str = "SQUALL_WORKER_ZOOKEEPER_SESSION_MS";
+/// `worker.heartbeat.frequency.secs` of the supervisor.
+pub const HEARTBEAT_SECS: &str = "SQUALL_WORKER_HEARTBEAT_SECS";
+/// `nimbus.thrift.max_buffer_size` of the supervisor (frame cap, bytes).
+pub const MAX_FRAME_BYTES: &str = "SQUALL_WORKER_MAX_FRAME_BYTES";
+/// `supervisor.worker.timeout.secs` of the supervisor.
+pub const WORKER_TIMEOUT_SECS: &str = "SQUALL_WORKER_TIMEOUT_SECS";
+/// `storm.local.dir` of the supervisor.
+pub const LOCAL_DIR: &str = "SQUALL_WORKER_LOCAL_DIR";
 /// File name of the local heartbeat inside the worker directory: the time
 /// of the latest beat, ms since the Unix epoch, as text.
 pub const HEARTBEAT_FILE: &str = "heartbeat";

@@ -309,6 +309,20 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
                     env::ZOOKEEPER_SESSION_MS.into(),
                     c.zookeeper_session_timeout_ms.to_string(),
                 ),
+                // The worker judges and beats by its supervisor's numbers.
+                (
+                    env::HEARTBEAT_SECS.into(),
+                    c.worker_heartbeat_frequency_secs.to_string(),
+                ),
+                (
+                    env::MAX_FRAME_BYTES.into(),
+                    c.nimbus_max_frame_bytes.to_string(),
+                ),
+                (
+                    env::WORKER_TIMEOUT_SECS.into(),
+                    c.supervisor_worker_timeout_secs.to_string(),
+                ),
+                (env::LOCAL_DIR.into(), c.local_dir.clone()),
             ],
         };
         self.launcher.launch(&launch).map_err(|e| e.to_string())

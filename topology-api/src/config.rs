@@ -111,8 +111,10 @@ pub struct Config {
     #[serde(default = "default_checkpoint_interval_ms")]
     pub state_checkpoint_interval_ms: u64,
     /// Daemon settings (`storm.zookeeper.*`, `nimbus.*`, `supervisor.*`,
-    /// `worker.*`, `storm.local.*`).
-    #[serde(default)]
+    /// `worker.*`, `storm.local.*`) of this process. Never stored with a
+    /// submitted topology: a worker fills them from its supervisor's, so
+    /// both judge heartbeats and frames by the same numbers.
+    #[serde(skip)]
     pub cluster: ClusterConfig,
     /// Keys outside the reserved namespaces, for the topology's own use.
     pub user: BTreeMap<String, Value>,

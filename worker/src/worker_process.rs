@@ -12,7 +12,7 @@ use squall_cluster::schema::{
 };
 use squall_cluster::worker_env as env;
 use squall_cluster::{now_ms, ClusterState, StateError, StateStorage, StorageStore, ZkStorage};
-use squall_topology_api::{ExecutorSpec, SharedStore, TaskLayout, Topology};
+use squall_topology_api::{ClusterConfig, ExecutorSpec, SharedStore, TaskLayout, Topology};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +34,10 @@ pub struct WorkerEnv {
     pub zookeeper_root: String,
     /// ZooKeeper session timeout.
     pub session_timeout: Duration,
+    /// The supervisor's daemon settings the worker runs by: heartbeat
+    /// frequency, frame cap, worker timeout, local directory (the rest
+    /// are defaults).
+    pub cluster: ClusterConfig,
 }
 
 /// Why a worker stopped with an error.
@@ -92,20 +96,41 @@ pub enum WorkerExit {
     Stopped,
 }
 
-fn var(name: &str) -> Result<String, WorkerError> {
-    std::env::var(name).map_err(|_| WorkerError::Env(format!("{name} is not set")))
-}
-
 impl WorkerEnv {
     /// The worker environment, if this process was started as a worker
     /// (`SQUALL_WORKER_TOPOLOGY` is set).
     pub fn from_env() -> Option<Result<Self, WorkerError>> {
         std::env::var_os(env::TOPOLOGY)?;
-        Some((|| {
+        Some(Self::from_vars(|name| std::env::var(name).ok()))
+    }
+
+    /// The worker environment from the variables `get` returns (the
+    /// process environment, or a launch's list for in-process workers).
+    ///
+    /// # Errors
+    /// [`WorkerError::Env`] naming a variable that is missing or not a
+    /// number.
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, WorkerError> {
+        let var =
+            |name: &str| get(name).ok_or_else(|| WorkerError::Env(format!("{name} is not set")));
+        let number = |name: &str| -> Result<u64, WorkerError> {
+            var(name)?
+                .parse()
+                .map_err(|_| WorkerError::Env(format!("{name} is not a number")))
+        };
+        {
             let port = var(env::PORT)?;
-            let session: u64 = var(env::ZOOKEEPER_SESSION_MS)?.parse().map_err(|_| {
-                WorkerError::Env(format!("{} is not a number", env::ZOOKEEPER_SESSION_MS))
-            })?;
+            let session = number(env::ZOOKEEPER_SESSION_MS)?;
+            let mut cluster = ClusterConfig {
+                worker_heartbeat_frequency_secs: number(env::HEARTBEAT_SECS)?,
+                nimbus_max_frame_bytes: number(env::MAX_FRAME_BYTES)? as usize,
+                supervisor_worker_timeout_secs: number(env::WORKER_TIMEOUT_SECS)?,
+                local_dir: var(env::LOCAL_DIR)?,
+                zookeeper_root: var(env::ZOOKEEPER_ROOT)?,
+                zookeeper_session_timeout_ms: session,
+                ..ClusterConfig::default()
+            };
+            cluster.local_hostname = var(env::HOST)?;
             Ok(Self {
                 topology_id: var(env::TOPOLOGY)?,
                 slot: WorkerSlot {
@@ -119,8 +144,9 @@ impl WorkerEnv {
                 zookeeper: var(env::ZOOKEEPER)?,
                 zookeeper_root: var(env::ZOOKEEPER_ROOT)?,
                 session_timeout: Duration::from_millis(session),
+                cluster,
             })
-        })())
+        }
     }
 }
 
@@ -320,9 +346,10 @@ pub fn run_worker_on<S: StateStorage>(
 ) -> Result<WorkerExit, WorkerError> {
     std::fs::create_dir_all(&env.dir)
         .map_err(|e| WorkerError::Env(format!("worker directory {}: {e}", env.dir.display())))?;
-    let record: TopologyRecord = state
+    let mut record: TopologyRecord = state
         .topology(&env.topology_id)?
         .ok_or_else(|| WorkerError::NoTopology(env.topology_id.clone()))?;
+    record.config.cluster = env.cluster.clone();
     let built = spec_hash(topology.spec());
     if built != record.spec_hash {
         return Err(WorkerError::SpecMismatch {
@@ -346,8 +373,7 @@ pub fn run_worker_on<S: StateStorage>(
         started_at_ms: now_ms(),
         errors_seen: Default::default(),
     };
-    let beat_period =
-        Duration::from_secs(record.config.cluster.worker_heartbeat_frequency_secs.max(1));
+    let beat_period = Duration::from_secs(env.cluster.worker_heartbeat_frequency_secs.max(1));
     let _local_beat = LocalBeat::start(env.dir.clone(), beat_period)?;
 
     // A topology on one slot needs no transport.
@@ -380,7 +406,7 @@ pub fn run_worker_on<S: StateStorage>(
     let peers: PeerMap = Arc::new(RwLock::new(peer_addresses(&layout, &assignment, &env.slot)));
     let stats = Arc::new(TransportStats::default());
     if let Some(listener) = listener {
-        let max_frame = record.config.cluster.nimbus_max_frame_bytes.max(16 << 20);
+        let max_frame = env.cluster.nimbus_max_frame_bytes.max(16 << 20);
         start_server(listener, running.inbound(), max_frame).map_err(WorkerError::Thread)?;
         start_transfer(
             transfer_rx,
