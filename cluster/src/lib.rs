@@ -8,6 +8,7 @@
 #![forbid(missing_docs)]
 
 pub mod blocking;
+mod clock;
 mod coordination;
 pub mod frame;
 mod memory;
@@ -19,6 +20,7 @@ pub mod window_stats;
 pub mod worker_env;
 mod zk;
 
+pub use clock::{system_clock, Clock, SharedClock, SimulatedClock, SkewedClock, SystemClock};
 pub use coordination::{memory_store, StorageStore, TRANSACTIONAL_ROOT};
 pub use memory::{MemoryCluster, MemoryStorage};
 pub use state::ClusterState;

@@ -7,8 +7,32 @@
 
 use crate::service::Nimbus;
 use squall_cluster::rpc::download_from_any;
-use squall_cluster::{now_ms, StateError, StateStorage};
+use squall_cluster::{StateError, StateStorage};
 use std::collections::BTreeSet;
+
+/// Where a Nimbus copies the binaries it lacks from.
+pub trait BlobPeers: Send + Sync {
+    /// Binary `sha256` from some other Nimbus, checked against its hash.
+    ///
+    /// # Errors
+    /// Why no peer delivered it.
+    fn fetch(&self, sha256: &str) -> Result<Vec<u8>, String>;
+}
+
+/// The other Nimbuses of `nimbus.seeds`, over RPC.
+#[derive(Debug, Clone)]
+pub struct SeedPeers {
+    /// Their `host:port`s.
+    pub addresses: Vec<String>,
+    /// The frame cap, bytes.
+    pub max_frame_bytes: usize,
+}
+
+impl BlobPeers for SeedPeers {
+    fn fetch(&self, sha256: &str) -> Result<Vec<u8>, String> {
+        download_from_any(&self.addresses, sha256, self.max_frame_bytes).map_err(|e| e.to_string())
+    }
+}
 
 /// What a Nimbus may do about leadership this round.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,16 +77,10 @@ impl<S: StateStorage> Nimbus<S> {
             .into_iter()
             .filter_map(|t| t.binary_hash)
             .collect();
-        let others: Vec<String> = self
-            .config
-            .nimbus_addresses()
-            .into_iter()
-            .filter(|a| *a != self.id)
-            .collect();
         let mut missing = Vec::new();
         for hash in wanted {
             if !self.blobs.contains(&hash) {
-                match download_from_any(&others, &hash, self.config.nimbus_max_frame_bytes) {
+                match self.peers.fetch(&hash) {
                     Ok(data) => match self.blobs.put(&hash, &data) {
                         Ok(()) => {
                             tracing::info!(binary = %hash, bytes = data.len(), "copied topology binary from another Nimbus");
@@ -94,7 +112,7 @@ impl<S: StateStorage> Nimbus<S> {
                 return false;
             }
         };
-        let now = now_ms();
+        let now = self.now_ms();
         let leader = match self.state.leader() {
             Ok(l) => l,
             Err(e) => {

@@ -3,13 +3,14 @@
 use crate::blobstore::BlobStore;
 use crate::lifecycle::{self, Event, Lifecycle};
 use crate::monitor::Monitor;
+use crate::replication::{BlobPeers, SeedPeers};
 use crate::stats::StatsWindows;
 use squall_cluster::rpc::{
     spec_hash, ClusterSummary, ErrorKind, Request, Response, RpcError, SupervisorSummary,
     TopologyInfo, TopologySummary,
 };
 use squall_cluster::schema::{TopologyRecord, TopologyStatus, WorkerHeartbeat};
-use squall_cluster::{now_ms, ClusterState, StateError, StateStorage};
+use squall_cluster::{system_clock, ClusterState, SharedClock, StateError, StateStorage};
 use squall_topology_api::spec::TopologySpec;
 use squall_topology_api::{ClusterConfig, Config, TaskLayout, SYSTEM_PREFIX};
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,6 +41,8 @@ pub struct Nimbus<S> {
     counter: AtomicU64,
     /// Since when no leader was seen, ms since the Unix epoch.
     leaderless_since: Mutex<Option<u64>>,
+    pub(crate) clock: SharedClock,
+    pub(crate) peers: Box<dyn BlobPeers>,
     in_process: bool,
 }
 
@@ -51,6 +54,14 @@ impl<S: StateStorage> Nimbus<S> {
         blobs: BlobStore,
         config: ClusterConfig,
     ) -> Self {
+        let peers = Box::new(SeedPeers {
+            addresses: config
+                .nimbus_addresses()
+                .into_iter()
+                .filter(|a| *a != id)
+                .collect(),
+            max_frame_bytes: config.nimbus_max_frame_bytes,
+        });
         Self {
             id,
             state,
@@ -61,8 +72,28 @@ impl<S: StateStorage> Nimbus<S> {
             started: Instant::now(),
             counter: AtomicU64::new(0),
             leaderless_since: Mutex::new(None),
+            peers,
+            clock: system_clock(),
             in_process: false,
         }
+    }
+
+    /// This Nimbus reading the time from `clock` (a simulation's).
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// This Nimbus copying missing binaries from `peers` instead of the
+    /// other Nimbuses in `nimbus.seeds`.
+    pub fn with_peers(mut self, peers: Box<dyn BlobPeers>) -> Self {
+        self.peers = peers;
+        self
+    }
+
+    /// Now, by this Nimbus's clock, ms since the Unix epoch.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 
     /// This Nimbus for `LocalCluster`: it also accepts topologies without a
@@ -80,7 +111,7 @@ impl<S: StateStorage> Nimbus<S> {
             let mut guard = self.locked();
             // Confirmed again under the lock the round mutates under.
             if self.is_leader() {
-                guard.schedule_all(self, now_ms());
+                guard.schedule_all(self, self.now_ms());
             }
         }
     }
@@ -291,7 +322,7 @@ impl<S: StateStorage> Nimbus<S> {
         }
         // Fix the acker count so a rebalance of workers keeps task ids.
         config.acker_executors = Some(config.effective_ackers());
-        let now = now_ms();
+        let now = self.now_ms();
         let id = format!(
             "{name}-{}-{}",
             self.counter.fetch_add(1, Ordering::Relaxed) + 1,
@@ -329,7 +360,7 @@ impl<S: StateStorage> Nimbus<S> {
     fn transition(&self, name: &str, event: Event) -> Result<(), RpcError> {
         let mut guard = self.leading()?;
         let mut t = self.by_name(name)?;
-        let now = now_ms();
+        let now = self.now_ms();
         let current = Lifecycle {
             status: t.status,
             pending: t.pending.clone(),
@@ -417,7 +448,7 @@ impl<S: StateStorage> Nimbus<S> {
     }
 
     fn list(&self) -> Result<Vec<TopologySummary>, RpcError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let mut out = Vec::new();
         for t in self.state.topologies().map_err(state_error)? {
             out.push(self.summary(&t, now)?);
@@ -428,7 +459,7 @@ impl<S: StateStorage> Nimbus<S> {
 
     fn info(&self, name: &str) -> Result<TopologyInfo, RpcError> {
         let t = self.by_name(name)?;
-        let now = now_ms();
+        let now = self.now_ms();
         let summary = self.summary(&t, now)?;
         let assignment = self.state.assignment(&t.id).map_err(state_error)?;
         let executors = assignment
@@ -498,7 +529,7 @@ impl<S: StateStorage> Nimbus<S> {
     }
 
     fn cluster_info(&self) -> Result<ClusterSummary, RpcError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let mut used: BTreeSet<(String, u16)> = BTreeSet::new();
         for t in self.state.topologies().map_err(state_error)? {
             if let Some((a, _)) = self.state.assignment(&t.id).map_err(state_error)? {

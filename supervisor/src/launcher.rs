@@ -2,7 +2,8 @@
 //! they are child processes ([`ProcessLauncher`]); `LocalCluster` can use
 //! threads behind the same trait.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 use std::process::{Child, Command, Stdio};
 
 /// Everything a worker needs to start.
@@ -56,6 +57,13 @@ pub trait Launcher: Send {
     /// # Errors
     /// The OS error when it cannot be started.
     fn launch(&mut self, launch: &WorkerLaunch) -> std::io::Result<Box<dyn WorkerHandle>>;
+
+    /// A handle on worker `pid` that an earlier run of this supervisor
+    /// started in `worker_dir`, if it still runs (a restarted supervisor
+    /// adopts its workers rather than start a second one per slot).
+    fn recover(&mut self, _pid: u32, _worker_dir: &Path) -> Option<Box<dyn WorkerHandle>> {
+        None
+    }
 }
 
 /// Runs workers as child processes of the supervisor, output appended to
@@ -97,7 +105,69 @@ impl Drop for ProcessHandle {
     }
 }
 
+/// A worker started by an earlier run of the supervisor: no longer its
+/// child (init reaps it), watched and signalled by pid.
+struct AdoptedHandle {
+    pid: i32,
+    /// `SQUALL_WORKER_DIR=<dir>`, which tells it from a reused pid.
+    marker: Vec<u8>,
+}
+
+impl AdoptedHandle {
+    fn runs(&self) -> bool {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
+        let zombie = stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+        !zombie && environ_has(self.pid, &self.marker)
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), signal);
+    }
+}
+
+fn environ_has(pid: i32, marker: &[u8]) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == marker))
+}
+
+impl WorkerHandle for AdoptedHandle {
+    fn is_alive(&mut self) -> bool {
+        self.runs()
+    }
+
+    fn terminate(&mut self) {
+        if self.runs() {
+            self.signal(nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+
+    fn kill(&mut self) {
+        if self.runs() {
+            self.signal(nix::sys::signal::Signal::SIGKILL);
+        }
+        // Not a child: wait (bounded) for it to go.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.runs() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn id(&self) -> u32 {
+        self.pid as u32
+    }
+}
+
 impl Launcher for ProcessLauncher {
+    fn recover(&mut self, pid: u32, worker_dir: &Path) -> Option<Box<dyn WorkerHandle>> {
+        let pid = i32::try_from(pid).ok()?;
+        let mut marker = format!("{}=", squall_cluster::worker_env::DIR).into_bytes();
+        marker.extend_from_slice(worker_dir.as_os_str().as_encoded_bytes());
+        let h = AdoptedHandle { pid, marker };
+        h.runs().then(|| Box::new(h) as Box<dyn WorkerHandle>)
+    }
+
     fn launch(&mut self, l: &WorkerLaunch) -> std::io::Result<Box<dyn WorkerHandle>> {
         std::fs::create_dir_all(&l.worker_dir)?;
         if let Some(dir) = l.log_file.parent() {

@@ -5,7 +5,7 @@ use crate::launcher::{Launcher, WorkerHandle, WorkerLaunch};
 use crate::slot::{step, Action, LocalAssignment, Observation, SlotState, SlotTimeouts};
 use squall_cluster::schema::{SupervisorInfo, TopologyRecord};
 use squall_cluster::worker_env as env;
-use squall_cluster::{now_ms, ClusterState, StateError, StateStorage, ZkStorage};
+use squall_cluster::{system_clock, ClusterState, SharedClock, StateError, StateStorage, ZkStorage};
 use squall_topology_api::ClusterConfig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -44,6 +44,7 @@ pub struct Supervisor<S, L> {
     /// The assignments last read, kept while the cluster state is out of
     /// reach so workers are still watched and restarted.
     desired: BTreeMap<u16, (LocalAssignment, TopologyRecord)>,
+    clock: SharedClock,
 }
 
 impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
@@ -77,7 +78,7 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
             id,
             host: config.local_hostname.clone(),
             ports: config.supervisor_slots_ports.clone(),
-            started_at_ms: now_ms(),
+            started_at_ms: squall_cluster::now_ms(),
         };
         let slots = info
             .ports
@@ -97,7 +98,7 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
             config.nimbus_addresses(),
             config.nimbus_max_frame_bytes,
         );
-        Ok(Self {
+        let mut sup = Self {
             info,
             state,
             launcher,
@@ -106,7 +107,84 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
             slots,
             binaries,
             desired: BTreeMap::new(),
-        })
+            clock: system_clock(),
+        };
+        sup.adopt_workers();
+        Ok(sup)
+    }
+
+    fn slot_record(&self, port: u16) -> PathBuf {
+        self.dir.join("slots").join(port.to_string())
+    }
+
+    /// Records which worker runs on `port` (`<pid>`, the topology, then
+    /// one `component first end` line per executor), so a restarted
+    /// supervisor adopts it instead of starting a second one on the slot.
+    fn write_slot_record(&self, port: u16, pid: u32, a: &LocalAssignment) {
+        let mut text = format!("{pid}\n{}\n", a.topology_id);
+        for e in &a.executors {
+            text.push_str(&format!("{} {} {}\n", e.component.0, e.tasks.start, e.tasks.end));
+        }
+        let path = self.slot_record(port);
+        let tmp = path.with_extension("tmp");
+        let written = std::fs::create_dir_all(self.dir.join("slots"))
+            .and_then(|()| std::fs::write(&tmp, text))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            tracing::warn!(port, "cannot record the slot's worker in {}: {e}", path.display());
+        }
+    }
+
+    fn read_slot_record(&self, port: u16) -> Option<(u32, LocalAssignment)> {
+        let text = std::fs::read_to_string(self.slot_record(port)).ok()?;
+        let mut lines = text.lines();
+        let pid = lines.next()?.parse().ok()?;
+        let topology_id = lines.next()?.to_owned();
+        let executors = lines
+            .map(|l| {
+                let mut f = l.split(' ');
+                let component = f.next()?.into();
+                let start = f.next()?.parse().ok()?;
+                let end = f.next()?.parse().ok()?;
+                Some(squall_topology_api::ExecutorSpec {
+                    component,
+                    tasks: start..end,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some((pid, LocalAssignment { topology_id, executors }))
+    }
+
+    /// Takes over the workers an earlier run of this supervisor left
+    /// running: each slot whose recorded worker still runs starts as
+    /// running that worker (judged by its heartbeat from the next round).
+    fn adopt_workers(&mut self) {
+        let ports: Vec<u16> = self.slots.keys().copied().collect();
+        for port in ports {
+            let Some((pid, assignment)) = self.read_slot_record(port) else {
+                continue;
+            };
+            let dir = self.worker_dir(&assignment.topology_id, port);
+            match self.launcher.recover(pid, &dir) {
+                Some(handle) => {
+                    tracing::info!(port, pid, topology = %assignment.topology_id, "adopted a running worker");
+                    let slot = self.slots.get_mut(&port).expect("known port");
+                    slot.worker = Some(handle);
+                    slot.state = SlotState::Running { assignment };
+                }
+                None => {
+                    let _ = std::fs::remove_file(self.slot_record(port));
+                }
+            }
+        }
+    }
+
+    /// This supervisor reading the time from `clock` (a simulation's; the
+    /// workers' local heartbeats must use the same clock).
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.info.started_at_ms = clock.now_ms();
+        self.clock = clock;
+        self
     }
 
     /// This supervisor's id.
@@ -199,7 +277,7 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
     }
 
     fn step_slot(&mut self, port: u16, timeouts: &SlotTimeouts) {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let want = self.desired.get(&port).cloned();
         let current_topology = match &self.slots[&port].state {
             SlotState::Starting { assignment, .. } | SlotState::Running { assignment } => {
@@ -241,6 +319,8 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
                     }
                 }
                 Action::ForceKill(reason) => {
+                    let _ = std::fs::remove_file(self.slot_record(port));
+                    let slot = self.slots.get_mut(&port).expect("known port");
                     if let Some(mut w) = slot.worker.take() {
                         if w.is_alive() {
                             tracing::warn!(port, pid = w.id(), "killing worker: {reason}");
@@ -257,6 +337,7 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
                     match self.launch(port, &a, record) {
                         Ok(w) => {
                             tracing::info!(port, pid = w.id(), topology = %a.topology_id, "launched worker");
+                            self.write_slot_record(port, w.id(), &a);
                             let slot = self.slots.get_mut(&port).expect("known port");
                             if let Some(mut old) = slot.worker.replace(w) {
                                 old.kill();
