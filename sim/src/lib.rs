@@ -25,4 +25,4 @@ pub mod store;
 pub mod worker;
 mod world;
 
-pub use world::{report, run, Outcome, Settings, World};
+pub use world::{report, run, Fault, Outcome, Regression, Settings, World};

@@ -26,6 +26,8 @@ struct LinkState {
     reachable: bool,
     /// Whether the owner runs (a crashed or paused owner sends no pings).
     running: bool,
+    /// Never open a new session after an expiry (the old behaviour).
+    sticky_expiry: bool,
     /// When the store last heard from the owner (world time, ms).
     last_ping_ms: u64,
 }
@@ -51,6 +53,7 @@ impl Link {
                 expired: false,
                 reachable: true,
                 running: true,
+                sticky_expiry: false,
                 last_ping_ms: 0,
             })),
             violations,
@@ -59,6 +62,12 @@ impl Link {
 
     fn lock(&self) -> MutexGuard<'_, LinkState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes an expired session stay expired: every later call fails, as
+    /// a client that never re-creates its session.
+    pub fn never_recreate_sessions(&self) {
+        self.lock().sticky_expiry = true;
     }
 
     /// Cuts the owner off the store, or heals it.
@@ -101,7 +110,7 @@ impl Link {
             )));
         }
         if s.expired {
-            s.expired = false;
+            s.expired = s.sticky_expiry;
             return Err(StateError::Unavailable(format!(
                 "session expired (at {path})"
             )));

@@ -68,12 +68,9 @@ impl SimWorker {
             Life::Running => {}
         }
         let state = ClusterState::new(self.link.clone());
-        match state.topology(&self.topology_id) {
-            Ok(None) => {
-                self.life = Life::Dead;
-                return Some(format!("worker {}: topology gone, exiting", self.pid));
-            }
-            Ok(Some(_)) | Err(_) => {}
+        if let Ok(None) = state.topology(&self.topology_id) {
+            self.life = Life::Dead;
+            return Some(format!("worker {}: topology gone, exiting", self.pid));
         }
         match state.assignment(&self.topology_id) {
             Ok(None) => {
@@ -118,6 +115,8 @@ impl SimWorker {
 
 /// Starts simulated workers for one supervisor.
 pub struct SimLauncher {
+    /// Whether a restarted supervisor gets its running workers back.
+    pub adopt: bool,
     /// The world's workers.
     pub workers: Workers,
     /// The store the workers connect to.
@@ -168,9 +167,10 @@ impl WorkerHandle for Handle {
 
 impl Launcher for SimLauncher {
     fn recover(&mut self, pid: u32, worker_dir: &std::path::Path) -> Option<Box<dyn WorkerHandle>> {
-        let runs = lock(&self.workers)
-            .iter()
-            .any(|w| w.pid == pid && w.dir == worker_dir && w.life != Life::Dead);
+        let runs = self.adopt
+            && lock(&self.workers)
+                .iter()
+                .any(|w| w.pid == pid && w.dir == worker_dir && w.life != Life::Dead);
         runs.then(|| {
             Box::new(Handle {
                 pid,

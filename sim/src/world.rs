@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use squall_cluster::rpc::{Request, Response};
 use squall_cluster::schema::TopologyStatus;
 use squall_cluster::{
-    ClusterState, Clock, MemoryCluster, SharedClock, SimulatedClock, SkewedClock,
+    Clock, ClusterState, MemoryCluster, SharedClock, SimulatedClock, SkewedClock,
 };
 use squall_nimbus::{BlobPeers, BlobStore, Nimbus};
 use squall_supervisor::Supervisor;
@@ -38,6 +38,43 @@ pub struct Settings {
     pub settle_secs: u64,
     /// Inject faults (false: a fault-free run).
     pub faults: bool,
+    /// Run with a fixed failure put back, to show the simulation finds it.
+    pub regression: Option<Regression>,
+    /// Faults at fixed simulated seconds, besides the drawn ones.
+    pub script: Vec<(u64, Fault)>,
+}
+
+/// A fault, with its length in simulated ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// `kill -9` Nimbus `i`, restart it after the length.
+    CrashNimbus(usize, u64),
+    /// `kill -9` supervisor `i` (its workers keep running), restart it
+    /// after the length.
+    CrashSupervisor(usize, u64),
+    /// SIGSTOP supervisor `i` for the length.
+    PauseSupervisor(usize, u64),
+    /// Stop ZooKeeper for the length.
+    StoreOutage(u64),
+    /// Cut Nimbus `i` off ZooKeeper for the length.
+    CutNimbus(usize, u64),
+    /// Cut supervisor `i` off ZooKeeper for the length.
+    CutSupervisor(usize, u64),
+    /// `kill -9` a running worker (the n-th, modulo their number).
+    KillWorker(usize),
+}
+
+/// A fixed control-plane failure the simulation can put back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Regression {
+    /// A daemon's store session is never re-created after it expires
+    /// (every later call fails), as before `ZkStorage` reconnected: a
+    /// paused supervisor never rejoins, a ZooKeeper outage leaves no
+    /// leader and no supervisor.
+    SessionsNeverRecreated,
+    /// A restarted supervisor does not adopt the workers its earlier run
+    /// left, and starts a second one on each slot.
+    WorkersNotAdopted,
 }
 
 impl Settings {
@@ -50,6 +87,8 @@ impl Settings {
             fault_secs: 90,
             settle_secs: 60,
             faults: true,
+            regression: None,
+            script: Vec::new(),
         }
     }
 }
@@ -146,10 +185,17 @@ pub struct World {
 impl World {
     /// A world for `s`, nothing started yet.
     pub fn new(s: Settings) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("squall-sim-")
-            .tempdir()
-            .expect("a temporary directory");
+        // Memory-backed when the host has it: the daemons' files are many
+        // and small.
+        let shm = std::path::Path::new("/dev/shm");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("squall-sim-");
+        let dir = if shm.is_dir() {
+            builder.tempdir_in(shm).or_else(|_| builder.tempdir())
+        } else {
+            builder.tempdir()
+        }
+        .expect("a temporary directory");
         let clock = SimulatedClock::at(EPOCH_MS);
         let mut rng = SmallRng::seed_from_u64(s.seed);
         let cluster = MemoryCluster::new();
@@ -241,14 +287,23 @@ impl World {
     }
 
     fn start_nimbus(&mut self, i: usize) {
+        let regression = self.s.regression;
         let n = &mut self.nimbuses[i];
         let config = daemon_config(&n.dir);
         let blobs = BlobStore::open(&n.dir.join("blobs"), Duration::from_secs(600))
             .expect("a blob directory");
-        let nimbus = Nimbus::new(n.id.clone(), ClusterState::new(n.link.clone()), blobs, config)
-            .in_process()
-            .with_clock(n.clock.clone())
-            .with_peers(Box::new(NoPeers));
+        let nimbus = Nimbus::new(
+            n.id.clone(),
+            ClusterState::new(n.link.clone()),
+            blobs,
+            config,
+        )
+        .in_process()
+        .with_clock(n.clock.clone())
+        .with_peers(Box::new(NoPeers));
+        if regression == Some(Regression::SessionsNeverRecreated) {
+            n.link.never_recreate_sessions();
+        }
         n.nimbus = Some(nimbus);
         n.down_until = None;
         n.link.set_running(true);
@@ -258,12 +313,14 @@ impl World {
     fn start_supervisor(&mut self, i: usize) {
         let now = self.clock.now_ms();
         let launcher = SimLauncher {
+            adopt: self.s.regression != Some(Regression::WorkersNotAdopted),
             workers: self.workers.clone(),
             cluster: self.cluster.clone(),
             clock: self.supervisors[i].clock.clone(),
             violations: self.violations.clone(),
             next_pid: self.next_pid.clone(),
         };
+        let regression = self.s.regression;
         let s = &mut self.supervisors[i];
         // One host per supervisor: workers' heartbeats are keyed by host and port.
         let config = ClusterConfig {
@@ -277,6 +334,9 @@ impl World {
         let sup = Supervisor::new(ClusterState::new(s.link.clone()), launcher, config)
             .expect("a supervisor")
             .with_clock(s.clock.clone());
+        if regression == Some(Regression::SessionsNeverRecreated) {
+            s.link.never_recreate_sessions();
+        }
         s.sup = Some(sup);
         s.down_until = None;
         s.link.set_running(true);
@@ -353,8 +413,20 @@ impl World {
                 });
                 self.note(format!("rebalance a to 3 workers: {r:?}"));
             }
-            if self.s.faults && now < faults_end {
-                self.inject();
+            let scripted: Vec<Fault> = self
+                .s
+                .script
+                .iter()
+                .filter(|(at, _)| at * 1000 == since)
+                .map(|(_, f)| *f)
+                .collect();
+            for f in scripted {
+                self.apply(f);
+            }
+            if now < faults_end {
+                if self.s.faults {
+                    self.inject();
+                }
             } else if !healed {
                 self.heal_all();
                 healed = true;
@@ -383,13 +455,27 @@ impl World {
         if !self.rng.random_bool(STEP_MS as f64 / 5_000.0) {
             return;
         }
-        let now = self.now();
         let session = 4_000;
-        match self.rng.random_range(0..7) {
-            0 => {
-                let i = self.rng.random_range(0..self.nimbuses.len());
+        let mut d = || self.rng.random_range(500..3 * session);
+        let (ms, other) = (d(), self.rng.random_range(0..1_000usize));
+        let fault = match self.rng.random_range(0..7) {
+            0 => Fault::CrashNimbus(other % self.nimbuses.len(), ms),
+            1 => Fault::CrashSupervisor(other % self.supervisors.len(), ms),
+            2 => Fault::PauseSupervisor(other % self.supervisors.len(), ms),
+            3 => Fault::StoreOutage(ms),
+            4 => Fault::CutNimbus(other % self.nimbuses.len(), ms),
+            5 => Fault::CutSupervisor(other % self.supervisors.len(), ms),
+            _ => Fault::KillWorker(other),
+        };
+        self.apply(fault);
+    }
+
+    /// Starts `fault` now (a no-op when its target is already down).
+    fn apply(&mut self, fault: Fault) {
+        let now = self.now();
+        match fault {
+            Fault::CrashNimbus(i, down) => {
                 if self.nimbuses[i].nimbus.is_some() {
-                    let down = self.rng.random_range(500..3 * session);
                     let n = &mut self.nimbuses[i];
                     n.nimbus = None;
                     n.down_until = Some(now + down);
@@ -397,66 +483,63 @@ impl World {
                     let id = n.id.clone();
                     let old = std::mem::replace(
                         &mut n.link,
-                        Link::new(Role::Nimbus(id.clone()), &self.cluster, self.violations.clone()),
+                        Link::new(
+                            Role::Nimbus(id.clone()),
+                            &self.cluster,
+                            self.violations.clone(),
+                        ),
                     );
                     old.set_running(false);
                     self.orphans.push(old);
                     self.note(format!("crash {id} for {down} ms"));
                 }
             }
-            1 => {
-                let i = self.rng.random_range(0..self.supervisors.len());
+            Fault::CrashSupervisor(i, down) => {
                 if self.supervisors[i].sup.is_some() && self.supervisors[i].paused_until.is_none() {
-                    let down = self.rng.random_range(500..3 * session);
                     let s = &mut self.supervisors[i];
                     s.sup = None;
                     s.down_until = Some(now + down);
                     let id = s.id.clone();
                     let old = std::mem::replace(
                         &mut s.link,
-                        Link::new(Role::Other(id.clone()), &self.cluster, self.violations.clone()),
+                        Link::new(
+                            Role::Other(id.clone()),
+                            &self.cluster,
+                            self.violations.clone(),
+                        ),
                     );
                     old.set_running(false);
                     self.orphans.push(old);
-                    self.note(format!("crash {id} for {down} ms (its workers keep running)"));
+                    self.note(format!(
+                        "crash {id} for {down} ms (its workers keep running)"
+                    ));
                 }
             }
-            2 => {
-                let i = self.rng.random_range(0..self.supervisors.len());
+            Fault::PauseSupervisor(i, pause) => {
                 let s = &mut self.supervisors[i];
                 if s.sup.is_some() && s.paused_until.is_none() {
-                    let pause = self.rng.random_range(500..3 * session);
                     s.paused_until = Some(now + pause);
                     s.link.set_running(false);
                     let id = s.id.clone();
                     self.note(format!("pause {id} for {pause} ms"));
                 }
             }
-            3 => {
+            Fault::StoreOutage(d) => {
                 if self.outage_until.is_none() {
-                    let d = self.rng.random_range(500..3 * session);
                     self.outage_until = Some(now + d);
                     self.set_all_reachable(false);
                     self.note(format!("ZooKeeper down for {d} ms"));
                 }
             }
-            4 | 5 => {
-                // Cut one daemon off the store.
-                let names: Vec<String> = self
-                    .nimbuses
-                    .iter()
-                    .map(|n| n.id.clone())
-                    .chain(self.supervisors.iter().map(|s| s.id.clone()))
-                    .collect();
-                let name = names[self.rng.random_range(0..names.len())].clone();
-                if !self.cut.contains_key(&name) {
-                    let d = self.rng.random_range(500..3 * session);
-                    self.cut.insert(name.clone(), now + d);
-                    self.link_of(&name).set_reachable(false);
-                    self.note(format!("cut {name} off ZooKeeper for {d} ms"));
-                }
+            Fault::CutNimbus(i, d) => {
+                let name = self.nimbuses[i].id.clone();
+                self.cut_off(name, d);
             }
-            _ => {
+            Fault::CutSupervisor(i, d) => {
+                let name = self.supervisors[i].id.clone();
+                self.cut_off(name, d);
+            }
+            Fault::KillWorker(k) => {
                 let mut workers = lock(&self.workers);
                 let alive: Vec<usize> = workers
                     .iter()
@@ -467,12 +550,20 @@ impl World {
                 if alive.is_empty() {
                     return;
                 }
-                let i = alive[self.rng.random_range(0..alive.len())];
+                let i = alive[k % alive.len()];
                 workers[i].life = Life::Dead;
                 let pid = workers[i].pid;
                 drop(workers);
                 self.note(format!("kill -9 worker {pid}"));
             }
+        }
+    }
+
+    fn cut_off(&mut self, name: String, d: u64) {
+        if !self.cut.contains_key(&name) {
+            self.cut.insert(name.clone(), self.now() + d);
+            self.link_of(&name).set_reachable(false);
+            self.note(format!("cut {name} off ZooKeeper for {d} ms"));
         }
     }
 
@@ -663,7 +754,9 @@ impl World {
                 let last = self.versions.entry(id.clone()).or_insert(v);
                 if v < *last {
                     let was = *last;
-                    self.violation(format!("assignment of {id} went back from version {was} to {v}"));
+                    self.violation(format!(
+                        "assignment of {id} went back from version {was} to {v}"
+                    ));
                 } else {
                     *last = v;
                 }
@@ -691,12 +784,23 @@ impl World {
         }
         let topologies = state.topologies().unwrap_or_default();
         let live: BTreeSet<String> = topologies.iter().map(|t| t.id.clone()).collect();
-        let workers: Vec<(String, squall_cluster::schema::WorkerSlot, Option<Vec<_>>, u32)> =
-            lock(&self.workers)
-                .iter()
-                .filter(|w| w.life != Life::Dead)
-                .map(|w| (w.topology_id.clone(), w.slot.clone(), w.executors.clone(), w.pid))
-                .collect();
+        let workers: Vec<(
+            String,
+            squall_cluster::schema::WorkerSlot,
+            Option<Vec<_>>,
+            u32,
+        )> = lock(&self.workers)
+            .iter()
+            .filter(|w| w.life != Life::Dead)
+            .map(|w| {
+                (
+                    w.topology_id.clone(),
+                    w.slot.clone(),
+                    w.executors.clone(),
+                    w.pid,
+                )
+            })
+            .collect();
         for (t, _, _, pid) in &workers {
             if !live.contains(t) {
                 self.violation(format!("worker {pid} still runs killed topology {t}"));
@@ -722,7 +826,9 @@ impl World {
                 let want = a.executors_on(&slot);
                 let running = workers
                     .iter()
-                    .filter(|(wt, ws, e, _)| *wt == t.id && *ws == slot && e.as_ref() == Some(&want))
+                    .filter(|(wt, ws, e, _)| {
+                        *wt == t.id && *ws == slot && e.as_ref() == Some(&want)
+                    })
                     .count();
                 if running != 1 {
                     self.violation(format!(
@@ -755,7 +861,10 @@ fn spec() -> TopologySpec {
     let mut b = TopologyBuilder::new();
     b.set_spout("source", || Nothing, 2);
     b.set_bolt("sink", || Nothing, 2).shuffle_grouping("source");
-    b.create_topology().expect("a valid topology").spec().clone()
+    b.create_topology()
+        .expect("a valid topology")
+        .spec()
+        .clone()
 }
 
 /// Runs one seed.

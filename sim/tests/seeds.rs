@@ -1,7 +1,7 @@
 //! Many seeds of the control-plane simulation; a failing seed is printed
 //! with its log and replays with `SQUALL_SIM_SEED`.
 
-use squall_sim::{report, run, Settings};
+use squall_sim::{report, run, Fault, Regression, Settings};
 
 /// Seeds per run of this test (`SQUALL_SIM_SEEDS`, default 300).
 fn seeds() -> u64 {
@@ -19,10 +19,26 @@ fn every_seed_keeps_the_invariants() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
-    for seed in first..first + seeds() {
-        let o = run(Settings::seed(seed));
-        assert!(o.ok(), "{}", report(&o));
-    }
+    // Seeds are independent: one thread per core, each its share.
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    (first..first + seeds())
+                        .filter(|s| s % threads == t)
+                        .map(|seed| run(Settings::seed(seed)))
+                        .find(|o| !o.ok())
+                        .map(|o| report(&o))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().expect("a simulation thread"))
+            .collect()
+    });
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
 #[test]
@@ -59,4 +75,66 @@ fn replay() {
     let o = run(Settings::seed(seed));
     println!("{}", o.log.join("\n"));
     assert!(o.ok(), "{}", report(&o));
+}
+
+/// A scripted scenario: no drawn faults, `script` in the first 40 s.
+fn scenario(script: Vec<(u64, Fault)>, regression: Option<Regression>) -> squall_sim::Outcome {
+    run(Settings {
+        faults: false,
+        fault_secs: 40,
+        regression,
+        script,
+        ..Settings::seed(1)
+    })
+}
+
+/// Each failure found on a real cluster, replayed: it holds now, and
+/// breaks the invariants with the old behaviour put back.
+#[test]
+fn the_fixed_failures_replay_and_hold() {
+    use Regression::*;
+    let cases = [
+        (
+            "a supervisor paused past its session timeout rejoins",
+            vec![(10, Fault::PauseSupervisor(1, 12_000))],
+            SessionsNeverRecreated,
+            "supervisor sup-1 is not registered",
+        ),
+        (
+            "after ZooKeeper is down past the session timeout, a leader and the supervisors return",
+            vec![(10, Fault::StoreOutage(12_000))],
+            SessionsNeverRecreated,
+            "not registered",
+        ),
+        (
+            "a restarted supervisor adopts its running workers",
+            vec![(15, Fault::CrashSupervisor(0, 2_000))],
+            WorkersNotAdopted,
+            "runs workers",
+        ),
+    ];
+    for (name, script, regression, symptom) in cases {
+        let fixed = scenario(script.clone(), None);
+        assert!(fixed.ok(), "{name}: {}", report(&fixed));
+        let broken = scenario(script, Some(regression));
+        assert!(
+            broken.violations.iter().any(|v| v.contains(symptom)),
+            "{name}: with {regression:?} the simulation must see {symptom:?}: {}",
+            report(&broken)
+        );
+    }
+}
+
+#[test]
+fn the_leader_crashing_hands_over_and_comes_back() {
+    let o = scenario(
+        vec![
+            (10, Fault::CrashNimbus(0, 10_000)),
+            (25, Fault::CutNimbus(1, 8_000)),
+            (30, Fault::KillWorker(0)),
+        ],
+        None,
+    );
+    assert!(o.ok(), "{}", report(&o));
+    assert!(o.log.iter().any(|l| l.contains("crash nimbus-0")));
 }

@@ -3,8 +3,8 @@
 //! threads behind the same trait.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Everything a worker needs to start.
 #[derive(Debug, Clone, PartialEq, Eq)]

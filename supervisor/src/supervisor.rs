@@ -5,7 +5,9 @@ use crate::launcher::{Launcher, WorkerHandle, WorkerLaunch};
 use crate::slot::{step, Action, LocalAssignment, Observation, SlotState, SlotTimeouts};
 use squall_cluster::schema::{SupervisorInfo, TopologyRecord};
 use squall_cluster::worker_env as env;
-use squall_cluster::{system_clock, ClusterState, SharedClock, StateError, StateStorage, ZkStorage};
+use squall_cluster::{
+    system_clock, ClusterState, SharedClock, StateError, StateStorage, ZkStorage,
+};
 use squall_topology_api::ClusterConfig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -123,7 +125,10 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
     fn write_slot_record(&self, port: u16, pid: u32, a: &LocalAssignment) {
         let mut text = format!("{pid}\n{}\n", a.topology_id);
         for e in &a.executors {
-            text.push_str(&format!("{} {} {}\n", e.component.0, e.tasks.start, e.tasks.end));
+            text.push_str(&format!(
+                "{} {} {}\n",
+                e.component.0, e.tasks.start, e.tasks.end
+            ));
         }
         let path = self.slot_record(port);
         let tmp = path.with_extension("tmp");
@@ -131,7 +136,11 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
             .and_then(|()| std::fs::write(&tmp, text))
             .and_then(|()| std::fs::rename(&tmp, &path));
         if let Err(e) = written {
-            tracing::warn!(port, "cannot record the slot's worker in {}: {e}", path.display());
+            tracing::warn!(
+                port,
+                "cannot record the slot's worker in {}: {e}",
+                path.display()
+            );
         }
     }
 
@@ -152,7 +161,13 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
                 })
             })
             .collect::<Option<Vec<_>>>()?;
-        Some((pid, LocalAssignment { topology_id, executors }))
+        Some((
+            pid,
+            LocalAssignment {
+                topology_id,
+                executors,
+            },
+        ))
     }
 
     /// Takes over the workers an earlier run of this supervisor left
