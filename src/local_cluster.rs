@@ -9,7 +9,7 @@ use squall_cluster::{ClusterState, MemoryCluster, MemoryStorage, StorageStore};
 use squall_nimbus::{BlobStore, Nimbus};
 use squall_supervisor::{Launcher, Supervisor, WorkerHandle, WorkerLaunch};
 use squall_topology_api::metrics::TopologyMetrics;
-use squall_topology_api::{ClusterConfig, Config, Topology};
+use squall_topology_api::{ClusterConfig, Config, Topology, TopologyClock};
 use squall_worker::{run_worker_on, EmitTap, LaunchOptions, Probe, WorkerEnv, WorkerOptions};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -81,6 +81,7 @@ struct ThreadLauncher {
     cluster: MemoryCluster,
     registry: Shared,
     next_id: AtomicU32,
+    clock: TopologyClock,
 }
 
 struct ThreadWorker {
@@ -150,6 +151,7 @@ impl Launcher for ThreadLauncher {
                 }
             })),
             store: Some(StorageStore::shared(storage)),
+            clock: Some(self.clock.clone()),
         };
         let thread = std::thread::Builder::new()
             .name(format!("worker-{}", l.port))
@@ -182,6 +184,7 @@ pub struct LocalCluster {
     registry: Shared,
     stop: Arc<AtomicBool>,
     daemons: Option<JoinHandle<()>>,
+    clock: TopologyClock,
     _dir: tempfile::TempDir,
 }
 
@@ -219,6 +222,37 @@ impl LocalCluster {
     /// [`LocalClusterError::Start`] when the temporary directory, the blob
     /// store, the supervisor or its thread cannot be created.
     pub fn try_new() -> Result<Self, LocalClusterError> {
+        Self::on_clock(TopologyClock::system())
+    }
+
+    /// A cluster whose topologies run on simulated time (Storm's
+    /// `Time.simulating`): message timeouts, tick tuples, acker rotation
+    /// and whatever components read from
+    /// [`TopologyContext::clock`](crate::TopologyContext::clock) move only
+    /// with [`LocalCluster::advance_time`], so such tests run at once and
+    /// give the same result every run. Tuples still flow as fast as
+    /// threads run them; the daemons keep the system's time.
+    ///
+    /// # Errors
+    /// As [`LocalCluster::try_new`].
+    pub fn simulated() -> Result<Self, LocalClusterError> {
+        Self::on_clock(TopologyClock::simulated())
+    }
+
+    /// Moves simulated time forward by `d` (Storm's
+    /// `advanceClusterTime`); a no-op on a cluster on the system's time.
+    /// Executors notice within a few ms: wait on the outcome, as on any
+    /// other condition.
+    pub fn advance_time(&self, d: Duration) {
+        self.clock.advance(d);
+    }
+
+    /// The time the cluster's topologies run on.
+    pub fn clock(&self) -> &TopologyClock {
+        &self.clock
+    }
+
+    fn on_clock(clock: TopologyClock) -> Result<Self, LocalClusterError> {
         let start = |e: &dyn std::fmt::Display| LocalClusterError::Start(e.to_string());
         let dir = tempfile::Builder::new()
             .prefix("squall-local-")
@@ -251,6 +285,7 @@ impl LocalCluster {
             cluster: cluster.clone(),
             registry: registry.clone(),
             next_id: AtomicU32::new(0),
+            clock: clock.clone(),
         };
         let mut supervisor =
             Supervisor::new(ClusterState::new(cluster.connect()), launcher, config)
@@ -284,6 +319,7 @@ impl LocalCluster {
             registry,
             stop,
             daemons: Some(daemons),
+            clock,
             _dir: dir,
         })
     }

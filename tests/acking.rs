@@ -7,7 +7,7 @@ use common::*;
 use squall::testing::{wait_for, Feeder};
 use squall::*;
 use std::collections::BTreeSet;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -231,17 +231,25 @@ fn explicit_fail_reaches_the_spout_promptly_with_reason_failed() {
 
 #[test]
 fn tuple_never_acked_fails_after_the_message_timeout_with_reason_timeout() {
-    let (feeder, cluster) = run_fed("timeout", &config(1), |b| {
-        b.set_bolt("hole", || Blackhole, 1)
-            .shuffle_grouping("spout");
-    });
-    let start = Instant::now();
-    let id = feeder.feed(values![7]);
-    assert!(wait_for(DEADLINE, || !feeder.failed().is_empty()));
-    assert!(
-        start.elapsed() >= Duration::from_secs(1),
-        "failed before the timeout"
+    // Simulated time: the timeout happens when the test moves the clock,
+    // never because the machine was slow.
+    let (feeder, cluster) = run_fed_on(
+        LocalCluster::simulated().unwrap(),
+        "timeout",
+        &config(30),
+        |b| {
+            b.set_bolt("hole", || Blackhole, 1)
+                .shuffle_grouping("spout");
+        },
     );
+    let id = feeder.feed(values![7]);
+    assert!(wait_for(DEADLINE, || executed(&cluster, "timeout", "hole") == 1));
+    // No simulated time has passed: nothing can have timed out.
+    assert!(feeder.failed().is_empty(), "failed before the 30 s timeout");
+    // Storm's rotating pending map: a tuple times out between T and
+    // T + T / (buckets - 1) after it was emitted.
+    cluster.advance_time(Duration::from_secs(45));
+    assert!(wait_for(DEADLINE, || !feeder.failed().is_empty()));
     assert_eq!(feeder.failed(), vec![(id, FailReason::Timeout)]);
     assert_eq!(FailReason::Timeout.to_string(), "timeout");
     assert!(feeder.acked().is_empty());
@@ -255,11 +263,11 @@ fn tuple_never_acked_fails_after_the_message_timeout_with_reason_timeout() {
 }
 
 /// Holds each input, resets its timeout on every tick, acks it on the
-/// `ack_on`-th tick.
+/// `ack_on`-th tick; counts its ticks in `ticks`.
 /// With `emit_first`, it emits one tuple anchored to each input at once.
 struct SlowWorker {
     held: Vec<Tuple>,
-    ticks: u32,
+    ticks: Arc<AtomicU32>,
     ack_on: u32,
     emit_first: bool,
 }
@@ -275,15 +283,15 @@ impl Bolt for SlowWorker {
         if self.held.is_empty() {
             return;
         }
-        self.ticks += 1;
+        let ticks = self.ticks.fetch_add(1, Ordering::AcqRel) + 1;
         for h in &self.held {
-            if self.ticks >= self.ack_on {
+            if ticks >= self.ack_on {
                 out.ack(h);
             } else {
                 out.reset_timeout(h);
             }
         }
-        if self.ticks >= self.ack_on {
+        if ticks >= self.ack_on {
             self.held.clear();
         }
     }
@@ -292,53 +300,72 @@ impl Bolt for SlowWorker {
     }
 }
 
-fn slow_worker(ack_on: u32, emit_first: bool) -> impl Fn() -> SlowWorker + Send + Sync {
+fn slow_worker(
+    ack_on: u32,
+    emit_first: bool,
+    ticks: Arc<AtomicU32>,
+) -> impl Fn() -> SlowWorker + Send + Sync {
     move || SlowWorker {
         held: Vec::new(),
-        ticks: 0,
+        ticks: ticks.clone(),
         ack_on,
         emit_first,
     }
 }
 
-#[test]
-fn reset_timeout_keeps_a_tuple_alive_past_the_timeout() {
-    let (feeder, cluster) = run_fed("reset", &config(2), |b| {
-        b.set_bolt("slow", slow_worker(5, false), 1)
-            .shuffle_grouping("spout")
-            .set_tick_tuple_freq_secs(1);
-    });
-    let start = Instant::now();
+/// Feeds one tuple to a `SlowWorker` holding it for `ack_on` one-second
+/// ticks under a `timeout` s message timeout, on simulated time moved one
+/// second per tick; returns the feeder once the tuple is acked or failed.
+fn hold_past_the_timeout(name: &str, timeout: u64, ack_on: u32, emit_first: bool) -> Feeder {
+    let ticks = Arc::new(AtomicU32::new(0));
+    let t = ticks.clone();
+    let (feeder, cluster) = run_fed_on(
+        LocalCluster::simulated().unwrap(),
+        name,
+        &config(timeout),
+        |b| {
+            b.set_bolt("slow", slow_worker(ack_on, emit_first, t), 1)
+                .shuffle_grouping("spout")
+                .set_tick_tuple_freq_secs(1);
+            b.set_bolt("sink", || AckAll, 1).shuffle_grouping("slow");
+        },
+    );
     feeder.feed(values![1]);
+    assert!(wait_for(DEADLINE, || executed(&cluster, name, "slow") >= 1));
+    // One second at a time, each time once the bolt saw its tick.
+    for second in 1..=ack_on {
+        cluster.advance_time(Duration::from_secs(1));
+        assert!(
+            wait_for(DEADLINE, || ticks.load(Ordering::Acquire) >= second
+                || !feeder.failed().is_empty()),
+            "tick {second}"
+        );
+    }
     assert!(wait_for(DEADLINE, || !feeder.acked().is_empty()
         || !feeder.failed().is_empty()));
+    cluster.shutdown();
+    feeder
+}
+
+#[test]
+fn reset_timeout_keeps_a_tuple_alive_past_the_timeout() {
+    // Acked on the 25th tick: 25 simulated seconds, far past the 10 s timeout.
+    let feeder = hold_past_the_timeout("reset", 10, 25, false);
     assert!(
         feeder.failed().is_empty(),
         "timed out despite reset_timeout: {:?}",
         feeder.failed()
     );
     assert_eq!(feeder.acked().len(), 1);
-    // Acked on the 5th tick: well past the 2 s timeout.
-    assert!(start.elapsed() > Duration::from_secs(2));
-    cluster.shutdown();
 }
 
 #[test]
 fn reset_timeout_keeps_the_anchored_edges_of_a_long_held_input() {
-    // The input is held for 6 s (three 2 s timeouts) after a tuple was
-    // anchored to it; its ack must still carry that tuple's edge.
-    let (feeder, cluster) = run_fed("reset-anchored", &config(2), |b| {
-        b.set_bolt("slow", slow_worker(6, true), 1)
-            .shuffle_grouping("spout")
-            .set_tick_tuple_freq_secs(1);
-        b.set_bolt("sink", || AckAll, 1).shuffle_grouping("slow");
-    });
-    feeder.feed(values![1]);
-    assert!(wait_for(DEADLINE, || !feeder.acked().is_empty()
-        || !feeder.failed().is_empty()));
+    // The input is held for three timeouts after a tuple was anchored to
+    // it; its ack must still carry that tuple's edge.
+    let feeder = hold_past_the_timeout("reset-anchored", 10, 30, true);
     assert!(feeder.failed().is_empty(), "failed: {:?}", feeder.failed());
     assert_eq!(feeder.acked().len(), 1);
-    cluster.shutdown();
 }
 
 /// Fails about a third of its inputs (the first time each id is seen).

@@ -10,14 +10,30 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Counts `next_tuple` calls and emits a tracked tuple on each.
-struct Ticking(Arc<AtomicU64>, u64);
+/// Counts `next_tuple` calls (and those made while deactivated) and
+/// emits a tracked tuple on each.
+#[derive(Clone, Default)]
+struct Calls {
+    all: Arc<AtomicU64>,
+    while_inactive: Arc<AtomicU64>,
+    deactivations: Arc<AtomicU64>,
+}
+struct Ticking(Calls, u64, bool);
 impl Spout for Ticking {
     fn next_tuple(&mut self, out: &mut SpoutOutputCollector<'_>) {
-        self.0.fetch_add(1, Ordering::AcqRel);
+        self.0.all.fetch_add(1, Ordering::AcqRel);
+        if self.2 {
+            self.0.while_inactive.fetch_add(1, Ordering::AcqRel);
+        }
         self.1 += 1;
         out.emit_with_id(values![self.1], self.1);
-        std::thread::sleep(Duration::from_millis(1));
+    }
+    fn activate(&mut self) {
+        self.2 = false;
+    }
+    fn deactivate(&mut self) {
+        self.2 = true;
+        self.0.deactivations.fetch_add(1, Ordering::AcqRel);
     }
     fn declare_output_fields(&self, d: &mut OutputFieldsDeclarer) {
         d.declare(["n"]);
@@ -26,33 +42,37 @@ impl Spout for Ticking {
 
 #[test]
 fn deactivate_stops_next_tuple_and_activate_resumes_it() {
-    let calls = Arc::new(AtomicU64::new(0));
+    let calls = Calls::default();
     let c = calls.clone();
     let mut b = TopologyBuilder::new();
-    b.set_spout("spout", move || Ticking(c.clone(), 0), 1);
+    b.set_spout("spout", move || Ticking(c.clone(), 0, false), 1)
+        .set_max_spout_pending(100);
     b.set_bolt("sink", || AckAll, 1).shuffle_grouping("spout");
     let cluster = LocalCluster::new();
     cluster
         .submit_topology("act", &config(30), b.create_topology().unwrap())
         .unwrap();
-    assert!(wait_for(DEADLINE, || calls.load(Ordering::Acquire) > 10));
+    assert!(wait_for(DEADLINE, || calls.all.load(Ordering::Acquire) > 10));
     cluster.deactivate("act").unwrap();
-    // Once deactivation is seen, the count stops moving: wait until two
-    // reads 50 ms apart agree, then check it stays put.
-    assert!(wait_for(DEADLINE, || {
-        let a = calls.load(Ordering::Acquire);
-        std::thread::sleep(Duration::from_millis(50));
-        a == calls.load(Ordering::Acquire)
-    }));
-    let frozen = calls.load(Ordering::Acquire);
-    std::thread::sleep(Duration::from_millis(200));
+    // The spout's executor calls `deactivate` and then never `next_tuple`
+    // until `activate`; everything in flight drains meanwhile.
+    assert!(wait_for(DEADLINE, || calls
+        .deactivations
+        .load(Ordering::Acquire)
+        == 1));
+    let frozen = calls.all.load(Ordering::Acquire);
+    assert!(wait_for(DEADLINE, || cluster.in_flight("act").unwrap()
+        == 0
+        && cluster.metrics("act").unwrap().component("spout").pending
+            == 0));
     assert_eq!(
-        calls.load(Ordering::Acquire),
+        calls.all.load(Ordering::Acquire),
         frozen,
         "next_tuple called while inactive"
     );
     cluster.activate("act").unwrap();
-    assert!(wait_for(DEADLINE, || calls.load(Ordering::Acquire) > frozen + 10));
+    assert!(wait_for(DEADLINE, || calls.all.load(Ordering::Acquire) > frozen + 10));
+    assert_eq!(calls.while_inactive.load(Ordering::Acquire), 0);
     cluster.shutdown();
 }
 
@@ -102,6 +122,7 @@ impl Bolt for TickCounter {
 
 #[test]
 fn bolts_get_tick_tuples_at_the_configured_rate() {
+    // Simulated time: each simulated second gives each task exactly one tick.
     let feeder = Feeder::new(["v"]);
     let mut b = TopologyBuilder::new();
     b.set_spout("spout", feeder.spout(), 1);
@@ -109,14 +130,21 @@ fn bolts_get_tick_tuples_at_the_configured_rate() {
         .shuffle_grouping("spout");
     let mut c = config(30);
     c.tick_tuple_freq_secs = Some(1);
-    let cluster = LocalCluster::new();
+    let cluster = LocalCluster::simulated().unwrap();
     cluster
         .submit_topology("ticks", &c, b.create_topology().unwrap())
         .unwrap();
-    assert!(wait_for(DEADLINE, || {
-        let m = cluster.metrics("ticks").unwrap();
-        m.component("ticks").emitted >= 4
-    }));
+    let emitted = || cluster.metrics("ticks").unwrap().component("ticks").emitted;
+    assert_eq!(emitted(), 0, "a tick before any simulated time passed");
+    for second in 1..=5u64 {
+        cluster.advance_time(Duration::from_secs(1));
+        // Two tasks: two ticks a second.
+        assert!(
+            wait_for(DEADLINE, || emitted() >= 2 * second),
+            "second {second}"
+        );
+    }
+    assert_eq!(emitted(), 10);
     cluster.shutdown();
 }
 

@@ -160,7 +160,9 @@ pub fn decide(snap: &Snapshot, memory: &Memory, now_ms: u64, t: &Timeouts) -> De
 
     // Liveness of each assigned slot.
     let mut next_memory = Memory::default();
-    let mut alive: BTreeSet<WorkerSlot> = BTreeSet::new();
+    // Live slots per topology: a slot is alive for the topology whose
+    // worker beats there, not for another one assigned to it.
+    let mut alive: BTreeMap<&str, BTreeSet<WorkerSlot>> = BTreeMap::new();
     for (topo, rescheduled) in &kept {
         // A due rebalance gives up its slots.
         let Some((a, _)) = snap.assignments.get(&topo.id).filter(|_| !rescheduled) else {
@@ -192,7 +194,7 @@ pub fn decide(snap: &Snapshot, memory: &Memory, now_ms: u64, t: &Timeouts) -> De
             let launching =
                 now_ms.saturating_sub(since) < t.launch_ms && beat.is_none_or(|b| b < since);
             if fresh || launching {
-                alive.insert(slot);
+                alive.entry(topo.id.as_str()).or_default().insert(slot);
             } else {
                 notes.push(Note::WorkerSilent(topo.id.clone(), slot));
             }
@@ -203,7 +205,12 @@ pub fn decide(snap: &Snapshot, memory: &Memory, now_ms: u64, t: &Timeouts) -> De
     let mut used: BTreeSet<WorkerSlot> = BTreeSet::new();
     for (topo, _) in &kept {
         if let Some((a, _)) = snap.assignments.get(&topo.id) {
-            used.extend(a.slots().into_iter().filter(|s| alive.contains(s)));
+            let live = alive.get(topo.id.as_str());
+            used.extend(
+                a.slots()
+                    .into_iter()
+                    .filter(|s| live.is_some_and(|l| l.contains(s))),
+            );
         }
     }
     for (topo, rescheduled) in &kept {
@@ -214,10 +221,30 @@ pub fn decide(snap: &Snapshot, memory: &Memory, now_ms: u64, t: &Timeouts) -> De
             Some((a, v)) => (Some(a), Some(*v)),
             None => (None, None),
         };
-        let placed = place(topo, current, &alive, &mut used, &all_slots, now_ms);
+        let none = BTreeSet::new();
+        let live = alive.get(topo.id.as_str()).unwrap_or(&none);
+        let placed = place(topo, current, live, &mut used, &all_slots, now_ms);
         match placed {
             Placement::Keep => {}
-            Placement::Failed(e) => notes.push(Note::CannotSchedule(topo.id.clone(), e)),
+            Placement::Failed(e) => {
+                notes.push(Note::CannotSchedule(topo.id.clone(), e));
+                // None of its slots is alive for it: give them up rather
+                // than leave them named in two assignments. It is placed
+                // again once slots are free.
+                if let (Some(a), Some(v)) = (current, version) {
+                    if !a.executors.is_empty() {
+                        writes.push(Write::SetAssignment {
+                            assignment: Assignment {
+                                executors: Vec::new(),
+                                slot_assigned_ms: Vec::new(),
+                                assigned_at_ms: now_ms,
+                                topology_id: a.topology_id.clone(),
+                            },
+                            expected_version: Some(v),
+                        });
+                    }
+                }
+            }
             Placement::New(next) => {
                 notes.push(Note::Assigned(topo.id.clone(), next.slots().len()));
                 writes.push(Write::SetAssignment {
@@ -554,5 +581,49 @@ mod tests {
         beats(&mut snap, "t", &[(slot("a", 1), 10), (slot("b", 1), 10)]);
         let d = run(&snap, &[], 20);
         assert_eq!(short(&d.writes), ["assign u@None a:2,b:2"]);
+    }
+
+    #[test]
+    fn a_slot_is_never_left_in_two_assignments() {
+        // t's workers on a never beat; u's supervisor b is gone. u takes
+        // a's slots, so t, with nowhere to go, gives them up.
+        let t = topology("t", 2);
+        let u = TopologyRecord {
+            submitted_at_ms: 1,
+            ..topology("u", 2)
+        };
+        let mut snap = snapshot(
+            &["a"],
+            &t,
+            Some(&assigned(&t, &[slot("a", 1), slot("a", 2)], 0)),
+        );
+        snap.topologies.push(u.clone());
+        snap.assignments.insert(
+            "u".into(),
+            (assigned(&u, &[slot("b", 1), slot("b", 2)], 0), 3),
+        );
+        let d = run(&snap, &[], 200_000);
+        assert_eq!(
+            short(&d.writes),
+            ["assign t@Some(7) ", "assign u@Some(3) a:1,a:2"]
+        );
+    }
+
+    #[test]
+    fn a_slot_alive_for_one_topology_is_not_alive_for_another() {
+        // Both name a:1 (a stale assignment); only u's worker beats there.
+        let t = topology("t", 1);
+        let u = TopologyRecord {
+            submitted_at_ms: 1,
+            ..topology("u", 1)
+        };
+        let mut snap = snapshot(&["a", "b"], &t, Some(&assigned(&t, &[slot("a", 1)], 0)));
+        snap.topologies.push(u.clone());
+        snap.assignments
+            .insert("u".into(), (assigned(&u, &[slot("a", 1)], 0), 3));
+        beats(&mut snap, "u", &[(slot("a", 1), 199_000)]);
+        let d = run(&snap, &[], 200_000);
+        // t moves to a free slot; u keeps a:1.
+        assert_eq!(short(&d.writes), ["assign t@Some(7) a:2"]);
     }
 }

@@ -710,7 +710,9 @@ impl World {
                 if s.paused_until.is_none() && now >= s.next_round {
                     s.next_round = now + 1_000 + jitter;
                     if let Some(sup) = &mut s.sup {
-                        let _ = sup.sync();
+                        if let Err(e) = sup.sync() {
+                            tracing::debug!(target: "sim", supervisor = %s.id, "sync failed: {e}");
+                        }
                     }
                 }
             } else if now >= self.next_worker_round {
@@ -783,6 +785,16 @@ impl World {
             }
         }
         let topologies = state.topologies().unwrap_or_default();
+        for t in &topologies {
+            if let Ok(Some((a, v))) = state.assignment(&t.id) {
+                let slots: Vec<String> = a
+                    .slots()
+                    .iter()
+                    .map(|s| format!("{}:{}", s.supervisor, s.port))
+                    .collect();
+                tracing::debug!(target: "sim", "final: {} {:?} v{v} on {slots:?}", t.id, t.status);
+            }
+        }
         let live: BTreeSet<String> = topologies.iter().map(|t| t.id.clone()).collect();
         let workers: Vec<(
             String,

@@ -162,13 +162,27 @@ pub fn run_fed(
     config: &Config,
     wire: impl FnOnce(&mut TopologyBuilder),
 ) -> (testing::Feeder, LocalCluster) {
+    run_fed_on(LocalCluster::new(), name, config, wire)
+}
+
+/// [`run_fed`] on `cluster` (e.g. `LocalCluster::simulated()`).
+pub fn run_fed_on(
+    cluster: LocalCluster,
+    name: &str,
+    config: &Config,
+    wire: impl FnOnce(&mut TopologyBuilder),
+) -> (testing::Feeder, LocalCluster) {
     let feeder = testing::Feeder::new(["v"]);
     let mut b = TopologyBuilder::new();
     b.set_spout("spout", feeder.spout(), 1);
     wire(&mut b);
-    let cluster = LocalCluster::new();
     cluster
         .submit_topology(name, config, b.create_topology().unwrap())
         .unwrap();
     (feeder, cluster)
+}
+
+/// How many tuples component `c` of topology `name` executed so far.
+pub fn executed(cluster: &LocalCluster, name: &str, c: &str) -> u64 {
+    cluster.metrics(name).unwrap().component(c).executed
 }

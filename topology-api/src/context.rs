@@ -1,6 +1,7 @@
 //! Task layout and the context a task sees at `open` / `prepare`.
 
 use crate::spec::{ComponentKind, TopologySpec};
+use crate::time::TopologyClock;
 use crate::user_metrics::{Counter, Histogram, MetricRegistry};
 use crate::{ComponentId, Config, Fields, SharedStore, StreamId, TaskId};
 use serde::{Deserialize, Serialize};
@@ -142,6 +143,7 @@ pub struct TopologyContext {
     waker: Option<TaskWaker>,
     store: Option<SharedStore>,
     metrics: MetricRegistry,
+    clock: TopologyClock,
 }
 
 impl TopologyContext {
@@ -167,6 +169,7 @@ impl TopologyContext {
             waker: None,
             store: None,
             metrics: MetricRegistry::default(),
+            clock: TopologyClock::default(),
         }
     }
 
@@ -217,6 +220,19 @@ impl TopologyContext {
     pub fn with_store(mut self, store: SharedStore) -> Self {
         self.store = Some(store);
         self
+    }
+
+    /// This context on `clock` (the runtime sets the topology's).
+    pub fn with_clock(mut self, clock: TopologyClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The time the topology runs on: the system's, or simulated under
+    /// `LocalCluster::simulated` (read time through it, not the system,
+    /// so simulated-time tests see what the component sees).
+    pub fn clock(&self) -> &TopologyClock {
+        &self.clock
     }
 
     /// The cluster's [`CoordinationStore`](crate::CoordinationStore):

@@ -22,6 +22,7 @@ mod grouping;
 mod ids;
 pub mod metrics;
 pub mod spec;
+mod time;
 mod tuple;
 pub mod user_metrics;
 mod value;
@@ -50,6 +51,7 @@ pub use ids::{
     SYSTEM_PREFIX,
 };
 pub use spec::{TopologyError, TopologySpec};
+pub use time::TopologyClock;
 pub use tuple::{MessageId, StreamMeta, Tuple, TupleError, SYSTEM_COMPONENT, TICK_STREAM};
 pub use user_metrics::{Counter, Histogram, MetricRegistry};
 pub use value::{Value, Values};

@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Buckets of a task's `AckVals` (a rotation per message timeout).
+const ACK_VAL_BUCKETS: usize = 2;
 struct TaskState {
     id: TaskId,
     stats: TaskStats,
@@ -232,7 +234,7 @@ impl BoltExecutor {
         let out = Output::new(&shared, component.clone(), router, FullQueue::Wait);
         let stream_names = out.stream_names();
         let streams = AckStreams::of(&shared, component.as_str());
-        let now = Instant::now();
+        let now = shared.clock.now();
         let tick_every = if component.as_str() == squall_topology_api::ACKER_COMPONENT {
             Some(Duration::from_secs(shared.config.message_timeout_secs))
         } else if let Some(ms) = spec.config.tick_tuple_freq_millis {
@@ -338,6 +340,8 @@ impl BoltExecutor {
         }
     }
 
+    /// Runs due timers at `now` (the topology clock): tick tuples and the
+    /// acker's rotation; and publishes metrics (real time).
     fn on_timers(&mut self, now: Instant) {
         if let Some((every, next, meta)) = &mut self.tick {
             if now >= *next {
@@ -356,25 +360,37 @@ impl BoltExecutor {
                 }
             }
         }
-        if now >= self.next_rotate {
-            self.next_rotate = now + self.rotate_every;
+        let mut rotations = 0;
+        while now >= self.next_rotate && rotations < ACK_VAL_BUCKETS {
+            self.next_rotate += self.rotate_every;
+            rotations += 1;
             self.tasks
                 .iter_mut()
                 .for_each(|t| t.state.ack_vals.rotate());
+        }
+        if now >= self.next_rotate {
+            self.next_rotate = now + self.rotate_every;
         }
         let tasks = self
             .tasks
             .iter_mut()
             .map(|t| (t.state.id, &mut t.state.stats));
-        self.publisher.maybe_publish(now, false, tasks);
+        self.publisher.maybe_publish(Instant::now(), false, tasks);
     }
 
-    fn next_deadline(&self) -> Instant {
-        let mut d = self.publisher.next_due().min(self.next_rotate);
+    /// How long the loop may block: until metrics are due (real time)
+    /// or a timer is (topology time, a few ms at most when simulated).
+    fn next_wait(&self) -> std::time::Duration {
+        let clock = &self.shared.clock;
+        let mut timer = self.next_rotate;
         if let Some((_, next, _)) = &self.tick {
-            d = d.min(*next);
+            timer = timer.min(*next);
         }
-        d
+        let publish = self
+            .publisher
+            .next_due()
+            .saturating_duration_since(Instant::now());
+        publish.min(clock.wait(timer.saturating_duration_since(clock.now())))
     }
 
     /// The executor loop: execute batches, flush when idle, run timers.
@@ -383,10 +399,7 @@ impl BoltExecutor {
         let mut last_flush = Instant::now();
         let mut processed = 0i64;
         while !self.shared.stopping() {
-            let wait = self
-                .next_deadline()
-                .saturating_duration_since(Instant::now());
-            match self.inbound.recv_timeout(wait) {
+            match self.inbound.recv_timeout(self.next_wait()) {
                 Ok(Envelope::Tuples(batch)) => {
                     let start = Instant::now();
                     processed += batch.len() as i64;
@@ -404,7 +417,7 @@ impl BoltExecutor {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             self.run_wakes();
-            self.on_timers(Instant::now());
+            self.on_timers(self.shared.clock.now());
             if self.out.outbox.is_empty() {
                 self.shared.done_in_flight(std::mem::take(&mut processed));
             }

@@ -17,7 +17,7 @@ use squall_topology_api::spec::{
 };
 use squall_topology_api::{
     Bolt, BoltFactory, ComponentId, Config, GroupingSpec, OutputFieldsDeclarer, SharedStore,
-    TaskId, TaskLayout, Topology, ACKER_COMPONENT,
+    TaskId, TaskLayout, Topology, TopologyClock, ACKER_COMPONENT,
 };
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -54,6 +54,8 @@ pub struct LaunchOptions {
     pub partial: Option<Partial>,
     /// The coordination store tasks see; `None`: a fresh one in memory.
     pub store: Option<SharedStore>,
+    /// The time executors and tasks run on; `None`: the system's.
+    pub clock: Option<TopologyClock>,
 }
 
 /// Which executors a worker runs, and where batches for the rest go.
@@ -185,6 +187,7 @@ pub fn launch(
         in_flight: Arc::new(AtomicI64::new(0)),
         board: Arc::new(Mutex::new(TopologyMetrics::default())),
         tap: options.tap,
+        clock: options.clock.unwrap_or_default(),
     });
     let mut running = RunningTopology {
         shared: shared.clone(),

@@ -11,8 +11,8 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use squall_topology_api::spec::TopologySpec;
 use squall_topology_api::{
-    ComponentId, Config, SharedStore, StreamId, TaskId, TaskLayout, Topology, TopologyContext,
-    Values,
+    ComponentId, Config, SharedStore, StreamId, TaskId, TaskLayout, Topology, TopologyClock,
+    TopologyContext, Values,
 };
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
@@ -54,6 +54,8 @@ pub struct Shared {
     pub board: MetricsBoard,
     /// Optional emit observer.
     pub tap: Option<EmitTap>,
+    /// The time executors judge timeouts and ticks by.
+    pub clock: TopologyClock,
 }
 
 impl Shared {
@@ -212,6 +214,7 @@ pub fn task_context(shared: &Shared, task: u32) -> TopologyContext {
         shared.config.clone(),
     )
     .with_store(shared.store.clone())
+    .with_clock(shared.clock.clone())
 }
 
 /// Moves `values` to the last target and clones it for the others.

@@ -115,7 +115,7 @@ impl SpoutOutput for Emitter<'_> {
             root,
             Pending {
                 msg_id,
-                emitted: Instant::now(),
+                emitted: self.shared.clock.now(),
             },
         );
         self.out.outbox.push(TupleMsg {
@@ -203,7 +203,7 @@ impl SpoutExecutor {
                 .or(shared.config.max_spout_pending),
             first_task: tasks.first().map_or(0, |t| t.state.id.0),
             active: false,
-            next_rotate: Instant::now() + rotate_every,
+            next_rotate: shared.clock.now() + rotate_every,
             rotate_every,
             acker_streams,
             shared,
@@ -219,7 +219,7 @@ impl SpoutExecutor {
             return 0;
         };
         let n = batch.len() as i64;
-        let now = Instant::now();
+        let now = self.shared.clock.now();
         for msg in batch {
             let index = msg.dest.0.wrapping_sub(self.first_task) as usize;
             let Some(task) = self.tasks.get_mut(index) else {
@@ -258,16 +258,23 @@ impl SpoutExecutor {
         }
     }
 
+    /// Rotates the pending maps once per rotation period that passed (a
+    /// jump of simulated time, or a long stall, may span several), failing
+    /// the tuples that timed out.
     fn expire(&mut self, now: Instant) {
-        if now < self.next_rotate {
-            return;
-        }
-        self.next_rotate = now + self.rotate_every;
-        for task in &mut self.tasks {
-            for (_, p) in task.state.pending.rotate() {
-                task.state.stats.failed_timeout += 1;
-                task.spout.fail(p.msg_id, FailReason::Timeout);
+        let mut rotations = 0;
+        while now >= self.next_rotate && rotations < PENDING_BUCKETS {
+            self.next_rotate += self.rotate_every;
+            rotations += 1;
+            for task in &mut self.tasks {
+                for (_, p) in task.state.pending.rotate() {
+                    task.state.stats.failed_timeout += 1;
+                    task.spout.fail(p.msg_id, FailReason::Timeout);
+                }
             }
+        }
+        if now >= self.next_rotate {
+            self.next_rotate = now + self.rotate_every;
         }
     }
 
@@ -328,8 +335,8 @@ impl SpoutExecutor {
             self.set_active(self.shared.active.load(Ordering::Acquire));
             let drained = self.drain_inbound();
             processed += drained;
+            self.expire(self.shared.clock.now());
             let now = Instant::now();
-            self.expire(now);
             let emitted = self.active && self.emit_round();
             self.out.outbox.flush();
             for t in &mut self.tasks {

@@ -12,7 +12,9 @@ use squall_cluster::schema::{
 };
 use squall_cluster::worker_env as env;
 use squall_cluster::{now_ms, ClusterState, StateError, StateStorage, StorageStore, ZkStorage};
-use squall_topology_api::{ClusterConfig, ExecutorSpec, SharedStore, TaskLayout, Topology};
+use squall_topology_api::{
+    ClusterConfig, ExecutorSpec, SharedStore, TaskLayout, Topology, TopologyClock,
+};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -326,6 +328,8 @@ pub struct WorkerOptions {
     /// The coordination store tasks see (over the same cluster state);
     /// `None`: one in memory, private to this worker.
     pub store: Option<SharedStore>,
+    /// The time executors run on; `None`: the system's.
+    pub clock: Option<TopologyClock>,
 }
 
 /// Runs the worker described by `env` over `state` (ZooKeeper in a
@@ -401,6 +405,7 @@ pub fn run_worker_on<S: StateStorage>(
             }),
             tap: options.tap.clone(),
             store: options.store.clone(),
+            clock: options.clock.clone(),
         },
     )?;
     let peers: PeerMap = Arc::new(RwLock::new(peer_addresses(&layout, &assignment, &env.slot)));

@@ -7,6 +7,7 @@ use super::{
     Event, Fired, Length, WatermarkTracker, WindowConfig, WindowManager, LATE_TUPLES_METRIC,
     LATE_TUPLE_FIELD, WINDOW_SIZE_METRIC,
 };
+use squall_topology_api::TopologyClock;
 use squall_topology_api::{
     Bolt, Counter, OutputCollector, OutputFieldsDeclarer, TaskId, TopologyContext, Tuple, Value,
     Values, CHECKPOINT_STREAM,
@@ -14,7 +15,6 @@ use squall_topology_api::{
 use std::fmt::Display;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A bolt that processes a window of tuples at a time (Storm's
 /// `IWindowedBolt`). Declared with
@@ -153,13 +153,6 @@ impl<'c, 'a> WindowCollector<'c, 'a> {
     }
 }
 
-/// The wall clock in ms since the epoch (processing time).
-pub(crate) fn clock_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// The tasks that send data (not checkpoints, not system streams) to this
 /// task's component.
 pub(crate) fn input_tasks(context: &TopologyContext) -> Vec<TaskId> {
@@ -197,6 +190,7 @@ pub(crate) struct Timekeeper {
     next_watermark_at: i64,
     late: Option<Counter>,
     size: Arc<AtomicUsize>,
+    clock: TopologyClock,
 }
 
 impl Timekeeper {
@@ -208,10 +202,18 @@ impl Timekeeper {
             next_watermark_at: 0,
             late: None,
             size: Arc::default(),
+            clock: TopologyClock::default(),
         }
     }
 
+    /// Processing time: the topology's clock in ms since the epoch
+    /// (simulated under `LocalCluster::simulated`).
+    pub(crate) fn now_ms(&self) -> i64 {
+        i64::try_from(self.clock.now_ms()).unwrap_or(i64::MAX)
+    }
+
     pub(crate) fn prepare(&mut self, context: &TopologyContext) {
+        self.clock = context.clock().clone();
         self.watermarks = WatermarkTracker::new(input_tasks(context), self.config.lag_ms);
         self.late = Some(context.register_counter(LATE_TUPLES_METRIC));
         let size = self.size.clone();
@@ -228,7 +230,7 @@ impl Timekeeper {
     /// timestamps.
     fn arrive(&mut self, tuple: &Tuple, is_late: impl Fn(i64) -> bool) -> Arrival {
         let ts = match &self.config.timestamp {
-            None => return Arrival::Window(clock_ms()),
+            None => return Arrival::Window(self.now_ms()),
             Some(TimestampSource::Field(f)) => tuple.get_i64_by_field(f).map_err(|e| e.to_string()),
             Some(TimestampSource::Extractor(x)) => x(tuple).map_err(|e| e.to_string()),
         };
@@ -351,7 +353,7 @@ impl<B: WindowedBolt> Bolt for WindowedBoltExecutor<B> {
 
     fn execute(&mut self, tuple: &Tuple, out: &mut OutputCollector<'_>) {
         if tuple.is_tick() {
-            if let Some(to) = self.time.due(clock_ms(), false) {
+            if let Some(to) = self.time.due(self.time.now_ms(), false) {
                 self.advance(to, out);
             }
             return;

@@ -211,7 +211,7 @@ impl<B: WindowedBolt> Bolt for PersistentWindowedBoltExecutor<B> {
     fn execute(&mut self, tuple: &Tuple, out: &mut OutputCollector<'_>) {
         if tuple.is_tick() {
             self.epoch.keep_alive(out);
-            if let Some(to) = self.time.due(super::bolt::clock_ms(), false) {
+            if let Some(to) = self.time.due(self.time.now_ms(), false) {
                 if self.epoch.initialized() {
                     self.advance(to, out);
                 }
