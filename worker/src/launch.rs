@@ -194,8 +194,14 @@ pub fn launch(
         threads: Vec::new(),
         local: local.clone(),
     };
+    // Each executor reports once built (its tasks prepared or opened), so
+    // `launch` returns a running topology: timers start before any caller
+    // moves simulated time.
+    let (built_tx, built_rx) = crossbeam_channel::unbounded::<()>();
+    let mut spawned = 0usize;
     for (i, (exec, inbound)) in layout.executors().iter().zip(receivers).enumerate() {
         let Some(inbound) = inbound else { continue };
+        let built = built_tx.clone();
         let shared = shared.clone();
         let local = local.clone();
         let component = exec.component.clone();
@@ -224,6 +230,7 @@ pub fn launch(
                         inbound,
                         seed,
                         local.clone(),
+                        built,
                     )
                 });
                 if let Err(panic) = std::panic::catch_unwind(run) {
@@ -235,15 +242,32 @@ pub fn launch(
                 error,
             });
         match handle {
-            Ok(h) => running.threads.push(h),
+            Ok(h) => {
+                running.threads.push(h);
+                spawned += 1;
+            }
             Err(e) => {
                 running.shutdown_threads();
                 return Err(e);
             }
         }
     }
+    drop(built_tx);
+    // A thread that panics while building drops its sender without a
+    // report; a component stuck in `prepare` is waited for at most
+    // BUILD_WAIT.
+    let deadline = std::time::Instant::now() + BUILD_WAIT;
+    for _ in 0..spawned {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if built_rx.recv_timeout(left).is_err() {
+            break;
+        }
+    }
     Ok(running)
 }
+
+/// How long `launch` waits for its executors to be built.
+const BUILD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Builds one executor's router and tasks, then runs its loop until the
 /// topology stops.
@@ -254,6 +278,7 @@ fn run_executor(
     inbound: crossbeam_channel::Receiver<Envelope>,
     seed: u64,
     local: Arc<Vec<bool>>,
+    built: crossbeam_channel::Sender<()>,
 ) {
     let config = &shared.config;
     let locality = Locality {
@@ -276,7 +301,10 @@ fn run_executor(
     match shared.spec.components[&component].kind {
         ComponentKind::Spout => {
             if let Some(f) = shared.topology.spout_factory(component.as_str()).cloned() {
-                SpoutExecutor::new(shared.clone(), component, tasks, &*f, inbound, router).run()
+                let executor =
+                    SpoutExecutor::new(shared.clone(), component, tasks, &*f, inbound, router);
+                let _ = built.send(());
+                executor.run()
             }
         }
         ComponentKind::Bolt => {
@@ -288,7 +316,10 @@ fn run_executor(
                     None => return,
                 }
             };
-            BoltExecutor::new(shared.clone(), component, tasks, &*factory, inbound, router).run()
+            let executor =
+                BoltExecutor::new(shared.clone(), component, tasks, &*factory, inbound, router);
+            let _ = built.send(());
+            executor.run()
         }
     }
 }
