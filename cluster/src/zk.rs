@@ -7,7 +7,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, SessionState};
 
-/// How long a connection attempt may take.
+/// How long a connection attempt may take at most (less with a shorter
+/// session timeout, so a daemon retries soon after ZooKeeper returns).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one request may take at most (less when the session timeout
 /// is shorter: a request never outlives the session it was sent on).
@@ -100,15 +101,16 @@ impl ZkStorage {
         let servers = &self.servers;
         let unavailable =
             |what: String| StateError::Unavailable(format!("ZooKeeper at {servers}: {what}"));
+        let limit = CONNECT_TIMEOUT.min(self.session_timeout.max(Duration::from_secs(1)));
         let client = self.rt.block_on(async {
             let connect = Client::connector()
                 .with_session_timeout(self.session_timeout)
-                .with_connection_timeout(CONNECT_TIMEOUT)
+                .with_connection_timeout(limit)
                 .connect(servers);
-            match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            match tokio::time::timeout(limit, connect).await {
                 Ok(Ok(c)) => Ok(c),
                 Ok(Err(e)) => Err(unavailable(e.to_string())),
-                Err(_) => Err(unavailable(format!("no answer within {CONNECT_TIMEOUT:?}"))),
+                Err(_) => Err(unavailable(format!("no answer within {limit:?}"))),
             }
         })?;
         let root = self.root.as_str();

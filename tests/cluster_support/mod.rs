@@ -88,6 +88,8 @@ pub struct Cluster {
     pub others: Vec<Daemon>,
     /// The ZooKeeper connect string.
     pub zk: String,
+    /// The address daemons on this side listen on (`storm.local.hostname`).
+    pub host: String,
 }
 
 impl Cluster {
@@ -124,6 +126,7 @@ impl Cluster {
             extra_conf: Vec::new(),
             others: Vec::new(),
             zk,
+            host: "127.0.0.1".into(),
         }
     }
 
@@ -134,7 +137,7 @@ impl Cluster {
     pub fn nimbus_addresses(&self) -> Vec<String> {
         self.nimbus_ports
             .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
+            .map(|p| format!("{}:{p}", self.host))
             .collect()
     }
 
@@ -167,9 +170,22 @@ impl Cluster {
     /// Starts `squall <command>` with this cluster's settings plus `conf`
     /// (all `-c` before the subcommand).
     fn spawn(&self, name: &str, command: &str, conf: &[String]) -> Daemon {
+        self.spawn_in(None, name, command, conf)
+    }
+
+    /// [`Cluster::spawn`] inside network namespace `netns` when given.
+    fn spawn_in(&self, netns: Option<&str>, name: &str, command: &str, conf: &[String]) -> Daemon {
         let log = self.path().join(format!("{name}.log"));
         let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_squall"))
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_squall")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_squall")),
+        };
+        let child = cmd
             .args(self.conf_args())
             .args(conf.iter().flat_map(|c| ["-c", c.as_str()]))
             .arg(command)
@@ -197,6 +213,7 @@ impl Cluster {
         let conf = vec![
             format!("nimbus.thrift.port={}", self.nimbus_ports[i]),
             format!("storm.local.dir={}", self.nimbus_dir(i).display()),
+            format!("storm.local.hostname={}", self.host),
         ];
         let d = self.spawn(&format!("nimbus-{i}"), "nimbus", &conf);
         while self.nimbus.len() <= i {
@@ -226,6 +243,17 @@ impl Cluster {
 
     /// Starts a supervisor with `slots` ports; returns its index.
     pub fn start_supervisor(&mut self, slots: usize) -> usize {
+        let host = self.host.clone();
+        self.start_supervisor_on(slots, None, &host)
+    }
+
+    /// Starts a supervisor inside network namespace `ns` (its own host,
+    /// `ns.ns_ip`); returns its index.
+    pub fn start_supervisor_in(&mut self, slots: usize, ns: &NetNs) -> usize {
+        self.start_supervisor_on(slots, Some(&ns.name), &ns.ns_ip)
+    }
+
+    fn start_supervisor_on(&mut self, slots: usize, netns: Option<&str>, host: &str) -> usize {
         let i = self.supervisors.len();
         let ports = free_ports(slots)
             .iter()
@@ -238,8 +266,9 @@ impl Cluster {
                 "storm.local.dir={}",
                 self.path().join(format!("supervisor-{i}")).display()
             ),
+            format!("storm.local.hostname={host}"),
         ];
-        let d = self.spawn(&format!("supervisor-{i}"), "supervisor", &conf);
+        let d = self.spawn_in(netns, &format!("supervisor-{i}"), "supervisor", &conf);
         self.supervisors.push(Some(d));
         i
     }
@@ -512,6 +541,7 @@ pub fn slot_of(info: &TopologyInfo, component: &str) -> squall_cluster::schema::
 /// that script installs).
 pub struct PrivateZooKeeper {
     dir: tempfile::TempDir,
+    pub host: String,
     pub port: u16,
     child: Option<Child>,
 }
@@ -519,6 +549,11 @@ pub struct PrivateZooKeeper {
 impl PrivateZooKeeper {
     /// Starts one on a free loopback port and waits until it answers.
     pub fn start() -> Self {
+        Self::start_on("127.0.0.1")
+    }
+
+    /// Starts one listening on `host` (an address of this machine).
+    pub fn start_on(host: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("squall-zk-")
             .tempdir()
@@ -527,7 +562,7 @@ impl PrivateZooKeeper {
         std::fs::write(
             dir.path().join("zoo.cfg"),
             format!(
-                "tickTime=500\ndataDir={}/data\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+                "tickTime=500\ndataDir={}/data\nclientPort={port}\nclientPortAddress={host}\n\
                  admin.enableServer=false\n4lw.commands.whitelist=ruok\nmaxSessionTimeout=60000\n",
                 dir.path().display()
             ),
@@ -535,6 +570,7 @@ impl PrivateZooKeeper {
         .unwrap();
         let mut zk = Self {
             dir,
+            host: host.to_owned(),
             port,
             child: None,
         };
@@ -542,9 +578,9 @@ impl PrivateZooKeeper {
         zk
     }
 
-    /// `127.0.0.1:<port>`.
+    /// `<host>:<port>`.
     pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     fn answers(&self) -> bool {
@@ -626,4 +662,108 @@ pub fn zombie_children(parent: u32) -> Vec<u32> {
             })
         })
         .collect()
+}
+
+/// A network namespace joined to the test's own by a veth pair: a second
+/// host on one machine (`10.<a>.<b>.1` on this side, `.2` inside), which a
+/// test can cut off and heal. Needs root (`ip netns`); removed on drop.
+pub struct NetNs {
+    pub name: String,
+    /// This side's address (where ZooKeeper, Nimbus and the other
+    /// supervisors listen).
+    pub host_ip: String,
+    /// The namespace's address.
+    pub ns_ip: String,
+    inner_if: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {}: {} (network namespace tests run as root)",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl NetNs {
+    /// Creates the namespace and its link, both up.
+    pub fn create() -> Self {
+        let id = std::process::id();
+        let name = format!("squall-test-{id}");
+        let (outer, inner) = (
+            format!("sqo{}", id % 100_000),
+            format!("sqi{}", id % 100_000),
+        );
+        let net = format!("10.{}.{}", 100 + (id / 250) % 150, id % 250);
+        ip(&["netns", "add", &name]);
+        let ns = Self {
+            host_ip: format!("{net}.1"),
+            ns_ip: format!("{net}.2"),
+            inner_if: inner.clone(),
+            name,
+        };
+        ip(&[
+            "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+        ]);
+        ip(&["link", "set", &inner, "netns", &ns.name]);
+        ip(&["addr", "add", &format!("{}/24", ns.host_ip), "dev", &outer]);
+        ip(&["link", "set", &outer, "up"]);
+        ip(&[
+            "netns",
+            "exec",
+            &ns.name,
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/24", ns.ns_ip),
+            "dev",
+            &inner,
+        ]);
+        ip(&["netns", "exec", &ns.name, "ip", "link", "set", &inner, "up"]);
+        ip(&["netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Cuts the namespace off (its end of the link goes down).
+    pub fn cut(&self) {
+        ip(&[
+            "netns",
+            "exec",
+            &self.name,
+            "ip",
+            "link",
+            "set",
+            &self.inner_if,
+            "down",
+        ]);
+    }
+
+    /// Joins it again.
+    pub fn heal(&self) {
+        ip(&[
+            "netns",
+            "exec",
+            &self.name,
+            "ip",
+            "link",
+            "set",
+            &self.inner_if,
+            "up",
+        ]);
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its end of the veth pair, and so
+        // the pair.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
 }
