@@ -432,6 +432,32 @@ impl NimbusClient {
     }
 }
 
+/// Where a daemon gets a topology binary it lacks: the Nimbuses over RPC
+/// ([`SeedFetch`]) in a cluster, something else in a simulation.
+pub trait BlobFetch: Send + Sync {
+    /// Binary `sha256`, checked against its hash.
+    ///
+    /// # Errors
+    /// Why no source delivered it.
+    fn fetch(&self, sha256: &str) -> Result<Vec<u8>, String>;
+}
+
+/// The Nimbuses at `addresses` (`host:port`), tried in turn
+/// ([`download_from_any`]).
+#[derive(Debug, Clone)]
+pub struct SeedFetch {
+    /// The Nimbuses.
+    pub addresses: Vec<String>,
+    /// The frame cap, bytes.
+    pub max_frame_bytes: usize,
+}
+
+impl BlobFetch for SeedFetch {
+    fn fetch(&self, sha256: &str) -> Result<Vec<u8>, String> {
+        download_from_any(&self.addresses, sha256, self.max_frame_bytes).map_err(|e| e.to_string())
+    }
+}
+
 /// Downloads blob `sha256` from the first of `addresses` that has it,
 /// checking its content against the hash: any Nimbus serves downloads, so
 /// a binary stays reachable while one Nimbus is down or lost its copy.

@@ -19,7 +19,7 @@ mod stats;
 
 pub use blobstore::{is_sha256, BlobStore, MAX_BLOB_BYTES};
 pub use monitor::Monitor;
-pub use replication::{campaign, BlobPeers, Campaign, SeedPeers};
+pub use replication::{campaign, Campaign};
 pub use scheduler::{interleave_slots, schedule_even, ScheduleError};
 pub use server::serve;
 pub use service::{valid_name, Nimbus};

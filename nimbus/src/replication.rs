@@ -6,33 +6,8 @@
 //! always serve the binaries its supervisors ask for.
 
 use crate::service::Nimbus;
-use squall_cluster::rpc::download_from_any;
 use squall_cluster::{StateError, StateStorage};
 use std::collections::BTreeSet;
-
-/// Where a Nimbus copies the binaries it lacks from.
-pub trait BlobPeers: Send + Sync {
-    /// Binary `sha256` from some other Nimbus, checked against its hash.
-    ///
-    /// # Errors
-    /// Why no peer delivered it.
-    fn fetch(&self, sha256: &str) -> Result<Vec<u8>, String>;
-}
-
-/// The other Nimbuses of `nimbus.seeds`, over RPC.
-#[derive(Debug, Clone)]
-pub struct SeedPeers {
-    /// Their `host:port`s.
-    pub addresses: Vec<String>,
-    /// The frame cap, bytes.
-    pub max_frame_bytes: usize,
-}
-
-impl BlobPeers for SeedPeers {
-    fn fetch(&self, sha256: &str) -> Result<Vec<u8>, String> {
-        download_from_any(&self.addresses, sha256, self.max_frame_bytes).map_err(|e| e.to_string())
-    }
-}
 
 /// What a Nimbus may do about leadership this round.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,11 +3,10 @@
 use crate::blobstore::BlobStore;
 use crate::lifecycle::{self, Event, Lifecycle};
 use crate::monitor::Monitor;
-use crate::replication::{BlobPeers, SeedPeers};
 use crate::stats::StatsWindows;
 use squall_cluster::rpc::{
-    spec_hash, ClusterSummary, ErrorKind, Request, Response, RpcError, SupervisorSummary,
-    TopologyInfo, TopologySummary,
+    spec_hash, BlobFetch, ClusterSummary, ErrorKind, Request, Response, RpcError, SeedFetch,
+    SupervisorSummary, TopologyInfo, TopologySummary,
 };
 use squall_cluster::schema::{TopologyRecord, TopologyStatus, WorkerHeartbeat};
 use squall_cluster::{system_clock, ClusterState, SharedClock, StateError, StateStorage};
@@ -42,7 +41,7 @@ pub struct Nimbus<S> {
     /// Since when no leader was seen, ms since the Unix epoch.
     leaderless_since: Mutex<Option<u64>>,
     pub(crate) clock: SharedClock,
-    pub(crate) peers: Box<dyn BlobPeers>,
+    pub(crate) peers: Box<dyn BlobFetch>,
     in_process: bool,
 }
 
@@ -54,7 +53,7 @@ impl<S: StateStorage> Nimbus<S> {
         blobs: BlobStore,
         config: ClusterConfig,
     ) -> Self {
-        let peers = Box::new(SeedPeers {
+        let peers = Box::new(SeedFetch {
             addresses: config
                 .nimbus_addresses()
                 .into_iter()
@@ -86,7 +85,7 @@ impl<S: StateStorage> Nimbus<S> {
 
     /// This Nimbus copying missing binaries from `peers` instead of the
     /// other Nimbuses in `nimbus.seeds`.
-    pub fn with_peers(mut self, peers: Box<dyn BlobPeers>) -> Self {
+    pub fn with_peers(mut self, peers: Box<dyn BlobFetch>) -> Self {
         self.peers = peers;
         self
     }

@@ -8,12 +8,13 @@ use crate::store::{Link, Role};
 use crate::worker::{lock, Life, SimLauncher, Workers};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use squall_cluster::rpc::{sha256_hex, BlobFetch};
 use squall_cluster::rpc::{Request, Response};
 use squall_cluster::schema::TopologyStatus;
 use squall_cluster::{
     Clock, ClusterState, MemoryCluster, SharedClock, SimulatedClock, SkewedClock,
 };
-use squall_nimbus::{BlobPeers, BlobStore, Nimbus};
+use squall_nimbus::{BlobStore, Nimbus};
 use squall_supervisor::Supervisor;
 use squall_topology_api::spec::TopologySpec;
 use squall_topology_api::{ClusterConfig, Config, TaskLayout};
@@ -62,6 +63,23 @@ pub enum Fault {
     CutSupervisor(usize, u64),
     /// `kill -9` a running worker (the n-th, modulo their number).
     KillWorker(usize),
+    /// Nimbus `i` and supervisor `j` cannot reach each other (downloads)
+    /// for the length.
+    CutDownloads(usize, usize, u64),
+    /// The two Nimbuses cannot reach each other (replication) for the
+    /// length.
+    CutNimbuses(u64),
+    /// Supervisor `j`'s downloads fail for the length (a slow or broken
+    /// link).
+    FailDownloads(usize, u64),
+    /// Nimbus `i` loses its blob folder (when another Nimbus holds every
+    /// binary, so one copy always survives).
+    LoseBinaries(usize),
+    /// The leading Nimbus loses its blob folder and crashes for the length.
+    CrashLeaderWithoutBinaries(u64),
+    /// Supervisor `j`'s host is replaced for the length: the supervisor
+    /// and its workers die, its local folder (binaries included) is lost.
+    ReplaceSupervisorHost(usize, u64),
 }
 
 /// A fixed control-plane failure the simulation can put back.
@@ -75,6 +93,9 @@ pub enum Regression {
     /// A restarted supervisor does not adopt the workers its earlier run
     /// left, and starts a second one on each slot.
     WorkersNotAdopted,
+    /// Nimbuses do not copy binaries from each other: a new leader may
+    /// have none to serve.
+    BinariesNotReplicated,
 }
 
 impl Settings {
@@ -131,11 +152,48 @@ fn daemon_config(dir: &std::path::Path) -> ClusterConfig {
     }
 }
 
-struct NoPeers;
+/// Who can reach whom for blob downloads (besides ZooKeeper).
+#[derive(Debug, Default)]
+struct Net {
+    /// Running Nimbuses: id → blob folder.
+    nimbus_blobs: BTreeMap<String, PathBuf>,
+    /// Pairs that cannot reach each other (sorted).
+    cut: BTreeSet<(String, String)>,
+    /// Daemons whose downloads fail.
+    failing: BTreeSet<String>,
+}
 
-impl BlobPeers for NoPeers {
+fn pair(a: &str, b: &str) -> (String, String) {
+    if a <= b {
+        (a.to_owned(), b.to_owned())
+    } else {
+        (b.to_owned(), a.to_owned())
+    }
+}
+
+/// Downloads for daemon `me`: from the blob folder of any running Nimbus
+/// it can reach (what `SeedFetch` does over RPC).
+struct SimFetch {
+    me: String,
+    net: Arc<Mutex<Net>>,
+    /// Never delivers (the old behaviour, for a regression).
+    disabled: bool,
+}
+
+impl BlobFetch for SimFetch {
     fn fetch(&self, sha256: &str) -> Result<Vec<u8>, String> {
-        Err(format!("no binary {sha256} in the simulation"))
+        if self.disabled {
+            return Err("replication is off".into());
+        }
+        let net = self.net.lock().unwrap_or_else(|p| p.into_inner());
+        if net.failing.contains(&self.me) {
+            return Err(format!("{}: downloads fail", self.me));
+        }
+        net.nimbus_blobs
+            .iter()
+            .filter(|(id, _)| **id != self.me && !net.cut.contains(&pair(&self.me, id)))
+            .find_map(|(_, dir)| std::fs::read(dir.join(sha256)).ok())
+            .ok_or_else(|| format!("no reachable Nimbus has binary {sha256}"))
     }
 }
 
@@ -175,6 +233,11 @@ pub struct World {
     orphans: Vec<Link>,
     violations: Arc<Mutex<Vec<String>>>,
     log: Vec<String>,
+    net: Arc<Mutex<Net>>,
+    /// Pair partitions for downloads, with when they heal.
+    cut_pairs: BTreeMap<(String, String), u64>,
+    /// Daemons whose downloads fail, until when.
+    failing_until: BTreeMap<String, u64>,
     outage_until: Option<u64>,
     cut: BTreeMap<String, u64>,
     versions: BTreeMap<String, i32>,
@@ -253,6 +316,9 @@ impl World {
             orphans: Vec::new(),
             violations,
             log: Vec::new(),
+            net: Arc::default(),
+            cut_pairs: BTreeMap::new(),
+            failing_until: BTreeMap::new(),
             outage_until: None,
             cut: BTreeMap::new(),
             versions: BTreeMap::new(),
@@ -288,6 +354,7 @@ impl World {
 
     fn start_nimbus(&mut self, i: usize) {
         let regression = self.s.regression;
+        let net = self.net.clone();
         let n = &mut self.nimbuses[i];
         let config = daemon_config(&n.dir);
         let blobs = BlobStore::open(&n.dir.join("blobs"), Duration::from_secs(600))
@@ -300,11 +367,19 @@ impl World {
         )
         .in_process()
         .with_clock(n.clock.clone())
-        .with_peers(Box::new(NoPeers));
+        .with_peers(Box::new(SimFetch {
+            me: n.id.clone(),
+            net: net.clone(),
+            disabled: regression == Some(Regression::BinariesNotReplicated),
+        }));
         if regression == Some(Regression::SessionsNeverRecreated) {
             n.link.never_recreate_sessions();
         }
         n.nimbus = Some(nimbus);
+        net.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .nimbus_blobs
+            .insert(n.id.clone(), n.dir.join("blobs"));
         n.down_until = None;
         n.link.set_running(true);
         n.next_round = self.clock.now_ms();
@@ -321,6 +396,7 @@ impl World {
             next_pid: self.next_pid.clone(),
         };
         let regression = self.s.regression;
+        let net = self.net.clone();
         let s = &mut self.supervisors[i];
         // One host per supervisor: workers' heartbeats are keyed by host and port.
         let config = ClusterConfig {
@@ -333,7 +409,12 @@ impl World {
         std::fs::write(id_dir.join("id"), &s.id).expect("the supervisor id");
         let sup = Supervisor::new(ClusterState::new(s.link.clone()), launcher, config)
             .expect("a supervisor")
-            .with_clock(s.clock.clone());
+            .with_clock(s.clock.clone())
+            .with_inline_downloads(Arc::new(SimFetch {
+                me: s.id.clone(),
+                net,
+                disabled: false,
+            }));
         if regression == Some(Regression::SessionsNeverRecreated) {
             s.link.never_recreate_sessions();
         }
@@ -361,11 +442,24 @@ impl World {
         let mut config = Config::new();
         config.workers = workers;
         config.acker_executors = Some(ackers);
+        // `squall jar` uploads the binary to the leader first.
+        let Some(leader) = self.leader() else {
+            return self.note(format!("submit {name}: no leader"));
+        };
+        let data = format!("the binary of topology {name}").into_bytes();
+        let sha = sha256_hex(&data);
+        let dir = self.nimbuses[leader].dir.join("blobs");
+        let uploaded = BlobStore::open(&dir, Duration::from_secs(600))
+            .map_err(|e| e.to_string())
+            .and_then(|b| b.put(&sha, &data).map_err(|e| e.to_string()));
+        if let Err(e) = uploaded {
+            return self.note(format!("upload {name}: {e}"));
+        }
         let req = Request::Submit {
             name: name.into(),
             spec: spec(),
             config,
-            binary_sha256: None,
+            binary_sha256: Some(sha),
             args: Vec::new(),
         };
         match self.request(req) {
@@ -458,13 +552,19 @@ impl World {
         let session = 4_000;
         let mut d = || self.rng.random_range(500..3 * session);
         let (ms, other) = (d(), self.rng.random_range(0..1_000usize));
-        let fault = match self.rng.random_range(0..7) {
-            0 => Fault::CrashNimbus(other % self.nimbuses.len(), ms),
-            1 => Fault::CrashSupervisor(other % self.supervisors.len(), ms),
-            2 => Fault::PauseSupervisor(other % self.supervisors.len(), ms),
+        let (n, sups) = (self.nimbuses.len(), self.supervisors.len());
+        let fault = match self.rng.random_range(0..12) {
+            0 => Fault::CrashNimbus(other % n, ms),
+            1 => Fault::CrashSupervisor(other % sups, ms),
+            2 => Fault::PauseSupervisor(other % sups, ms),
             3 => Fault::StoreOutage(ms),
-            4 => Fault::CutNimbus(other % self.nimbuses.len(), ms),
-            5 => Fault::CutSupervisor(other % self.supervisors.len(), ms),
+            4 => Fault::CutNimbus(other % n, ms),
+            5 => Fault::CutSupervisor(other % sups, ms),
+            6 => Fault::CutDownloads(other % n, (other / n) % sups, ms),
+            7 => Fault::CutNimbuses(ms),
+            8 => Fault::FailDownloads(other % sups, ms),
+            9 => Fault::LoseBinaries(other % n),
+            10 => Fault::ReplaceSupervisorHost(other % sups, ms),
             _ => Fault::KillWorker(other),
         };
         self.apply(fault);
@@ -476,6 +576,7 @@ impl World {
         match fault {
             Fault::CrashNimbus(i, down) => {
                 if self.nimbuses[i].nimbus.is_some() {
+                    self.net_lock().nimbus_blobs.remove(&self.nimbuses[i].id);
                     let n = &mut self.nimbuses[i];
                     n.nimbus = None;
                     n.down_until = Some(now + down);
@@ -539,6 +640,78 @@ impl World {
                 let name = self.supervisors[i].id.clone();
                 self.cut_off(name, d);
             }
+            Fault::CutDownloads(i, j, d) => {
+                let (a, b) = (self.nimbuses[i].id.clone(), self.supervisors[j].id.clone());
+                self.cut_pair(a, b, d);
+            }
+            Fault::CutNimbuses(d) => {
+                if self.nimbuses.len() > 1 {
+                    let (a, b) = (self.nimbuses[0].id.clone(), self.nimbuses[1].id.clone());
+                    self.cut_pair(a, b, d);
+                }
+            }
+            Fault::FailDownloads(j, d) => {
+                let id = self.supervisors[j].id.clone();
+                if !self.failing_until.contains_key(&id) {
+                    self.failing_until.insert(id.clone(), now + d);
+                    self.net_lock().failing.insert(id.clone());
+                    self.note(format!("downloads of {id} fail for {d} ms"));
+                }
+            }
+            Fault::LoseBinaries(i) => {
+                let dir = self.nimbuses[i].dir.join("blobs");
+                let files = |d: &PathBuf| -> BTreeSet<String> {
+                    std::fs::read_dir(d)
+                        .map(|r| {
+                            r.flatten()
+                                .filter(|e| e.path().is_file())
+                                .map(|e| e.file_name().to_string_lossy().into_owned())
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                let mine = files(&dir);
+                let elsewhere = self
+                    .nimbuses
+                    .iter()
+                    .enumerate()
+                    .filter(|(k, _)| *k != i)
+                    .any(|(_, o)| mine.is_subset(&files(&o.dir.join("blobs"))));
+                if !mine.is_empty() && elsewhere {
+                    for f in &mine {
+                        let _ = std::fs::remove_file(dir.join(f));
+                    }
+                    let id = self.nimbuses[i].id.clone();
+                    self.note(format!("{id} loses its {} binaries", mine.len()));
+                }
+            }
+            Fault::CrashLeaderWithoutBinaries(down) => {
+                if let Some(i) = self.leader() {
+                    let dir = self.nimbuses[i].dir.join("blobs");
+                    if let Ok(entries) = std::fs::read_dir(&dir) {
+                        for e in entries.flatten().filter(|e| e.path().is_file()) {
+                            let _ = std::fs::remove_file(e.path());
+                        }
+                    }
+                    let id = self.nimbuses[i].id.clone();
+                    self.note(format!("{id} (leading) loses its binaries"));
+                    self.apply(Fault::CrashNimbus(i, down));
+                }
+            }
+            Fault::ReplaceSupervisorHost(j, down) => {
+                let id = self.supervisors[j].id.clone();
+                for w in lock(&self.workers)
+                    .iter_mut()
+                    .filter(|w| w.slot.supervisor == id)
+                {
+                    w.life = Life::Dead;
+                }
+                self.apply(Fault::CrashSupervisor(j, down));
+                let _ = std::fs::remove_dir_all(self.supervisors[j].dir.join("supervisor"));
+                self.note(format!(
+                    "{id}'s host replaced: its workers and files are gone"
+                ));
+            }
             Fault::KillWorker(k) => {
                 let mut workers = lock(&self.workers);
                 let alive: Vec<usize> = workers
@@ -559,12 +732,25 @@ impl World {
         }
     }
 
+    fn cut_pair(&mut self, a: String, b: String, d: u64) {
+        let p = pair(&a, &b);
+        if !self.cut_pairs.contains_key(&p) {
+            self.cut_pairs.insert(p.clone(), self.now() + d);
+            self.net_lock().cut.insert(p);
+            self.note(format!("{a} and {b} cannot reach each other for {d} ms"));
+        }
+    }
+
     fn cut_off(&mut self, name: String, d: u64) {
         if !self.cut.contains_key(&name) {
             self.cut.insert(name.clone(), self.now() + d);
             self.link_of(&name).set_reachable(false);
             self.note(format!("cut {name} off ZooKeeper for {d} ms"));
         }
+    }
+
+    fn net_lock(&self) -> std::sync::MutexGuard<'_, Net> {
+        self.net.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn link_of(&self, name: &str) -> Link {
@@ -621,6 +807,28 @@ impl World {
             self.set_all_reachable(true);
             self.note("ZooKeeper back".into());
         }
+        let pairs: Vec<(String, String)> = self
+            .cut_pairs
+            .iter()
+            .filter(|(_, t)| now >= **t)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in pairs {
+            self.cut_pairs.remove(&p);
+            self.net_lock().cut.remove(&p);
+            self.note(format!("{} and {} reach each other again", p.0, p.1));
+        }
+        let failing: Vec<String> = self
+            .failing_until
+            .iter()
+            .filter(|(_, t)| now >= **t)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for id in failing {
+            self.failing_until.remove(&id);
+            self.net_lock().failing.remove(&id);
+            self.note(format!("downloads of {id} work again"));
+        }
         let due: Vec<String> = self
             .cut
             .iter()
@@ -654,6 +862,12 @@ impl World {
             self.outage_until = Some(now);
         }
         for t in self.cut.values_mut() {
+            *t = now;
+        }
+        for t in self.cut_pairs.values_mut() {
+            *t = now;
+        }
+        for t in self.failing_until.values_mut() {
             *t = now;
         }
         self.note("faults stop".into());

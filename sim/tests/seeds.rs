@@ -107,6 +107,17 @@ fn the_fixed_failures_replay_and_hold() {
             "not registered",
         ),
         (
+            "a new leader serves the binary its predecessor lost to fresh supervisors",
+            vec![
+                (8, Fault::CrashLeaderWithoutBinaries(60_000)),
+                (9, Fault::ReplaceSupervisorHost(0, 2_000)),
+                (9, Fault::ReplaceSupervisorHost(1, 2_000)),
+                (9, Fault::ReplaceSupervisorHost(2, 2_000)),
+            ],
+            BinariesNotReplicated,
+            "run in 0 workers",
+        ),
+        (
             "a restarted supervisor adopts its running workers",
             vec![(15, Fault::CrashSupervisor(0, 2_000))],
             WorkersNotAdopted,

@@ -1,12 +1,13 @@
 //! Topology binaries on a supervisor's disk: each missing binary is
 //! downloaded by its own thread from any Nimbus in `nimbus.seeds` (all
-//! serve downloads), checked against its sha256 and stored under
-//! `<storm.local.dir>/supervisor/binaries/<sha256>`, so a slow or failing
-//! download never holds up the slots that do not need it.
+//! serve downloads; through a [`BlobFetch`]), checked against its sha256
+//! and stored under `<storm.local.dir>/supervisor/binaries/<sha256>`, so a
+//! slow or failing download never holds up the slots that do not need it.
 
-use squall_cluster::rpc::download_from_any;
+use squall_cluster::rpc::{sha256_hex, BlobFetch};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// Wait after a failed download before the next attempt, ms.
@@ -14,26 +15,38 @@ const RETRY_MS: u64 = 2_000;
 
 enum Download {
     Running(JoinHandle<Result<usize, String>>),
-    Failed { retry_at_ms: u64 },
+    /// Finished, not yet reported (inline downloads).
+    Done(Result<usize, String>),
+    Failed {
+        retry_at_ms: u64,
+    },
 }
 
 /// The local binaries and the downloads in progress.
 pub(crate) struct Binaries {
     dir: PathBuf,
-    nimbus: Vec<String>,
-    max_frame_bytes: usize,
+    fetch: Arc<dyn BlobFetch>,
+    /// Download on the calling thread (a simulation, which must stay
+    /// deterministic) instead of a thread per binary.
+    inline: bool,
     downloads: BTreeMap<String, Download>,
 }
 
 impl Binaries {
-    /// Binaries kept in `dir`, downloaded from `nimbus` (`host:port`).
-    pub(crate) fn new(dir: PathBuf, nimbus: Vec<String>, max_frame_bytes: usize) -> Self {
+    /// Binaries kept in `dir`, downloaded through `fetch`.
+    pub(crate) fn new(dir: PathBuf, fetch: Arc<dyn BlobFetch>) -> Self {
         Self {
             dir,
-            nimbus,
-            max_frame_bytes,
+            fetch,
+            inline: false,
             downloads: BTreeMap::new(),
         }
+    }
+
+    /// Downloads through `fetch` on the calling thread from now on.
+    pub(crate) fn inline(&mut self, fetch: Arc<dyn BlobFetch>) {
+        self.fetch = fetch;
+        self.inline = true;
     }
 
     /// Where binary `sha256` is kept.
@@ -47,49 +60,67 @@ impl Binaries {
         if self.path(sha256).is_file() {
             return true;
         }
-        match self.downloads.remove(sha256) {
+        let outcome = match self.downloads.remove(sha256) {
             Some(Download::Running(h)) if !h.is_finished() => {
                 self.downloads
                     .insert(sha256.to_owned(), Download::Running(h));
+                return false;
             }
             Some(Download::Running(h)) => {
-                let outcome = h.join().unwrap_or_else(|_| Err("download panicked".into()));
-                match outcome {
-                    Ok(bytes) => {
-                        tracing::info!(binary = %sha256, bytes, "downloaded topology binary");
-                        return true;
-                    }
-                    Err(e) => {
-                        tracing::error!(binary = %sha256, "cannot download topology binary: {e}");
-                        self.downloads.insert(
-                            sha256.to_owned(),
-                            Download::Failed {
-                                retry_at_ms: now_ms + RETRY_MS,
-                            },
-                        );
-                    }
-                }
+                h.join().unwrap_or_else(|_| Err("download panicked".into()))
             }
+            Some(Download::Done(outcome)) => outcome,
             Some(Download::Failed { retry_at_ms }) if now_ms < retry_at_ms => {
                 self.downloads
                     .insert(sha256.to_owned(), Download::Failed { retry_at_ms });
+                return false;
             }
-            Some(Download::Failed { .. }) | None => self.start(sha256),
+            Some(Download::Failed { .. }) | None => {
+                self.start(sha256);
+                return false;
+            }
+        };
+        match outcome {
+            Ok(bytes) => {
+                tracing::info!(binary = %sha256, bytes, "downloaded topology binary");
+                true
+            }
+            Err(e) => {
+                tracing::error!(binary = %sha256, "cannot download topology binary: {e}");
+                self.downloads.insert(
+                    sha256.to_owned(),
+                    Download::Failed {
+                        retry_at_ms: now_ms + RETRY_MS,
+                    },
+                );
+                false
+            }
         }
-        false
     }
 
     fn start(&mut self, sha256: &str) {
-        let (nimbus, max, target) = (self.nimbus.clone(), self.max_frame_bytes, self.path(sha256));
+        let (fetch, target) = (self.fetch.clone(), self.path(sha256));
         let hash = sha256.to_owned();
+        let download = move || {
+            let data = fetch.fetch(&hash)?;
+            let got = sha256_hex(&data);
+            if got != hash {
+                return Err(format!(
+                    "downloaded binary hashes to {got}, not {hash}; not running it"
+                ));
+            }
+            store(&target, &data).map_err(|e| format!("cannot store {}: {e}", target.display()))?;
+            Ok(data.len())
+        };
+        if self.inline {
+            // Reported by the next `ensure`, as a thread's would be.
+            self.downloads
+                .insert(sha256.to_owned(), Download::Done(download()));
+            return;
+        }
         let spawned = std::thread::Builder::new()
             .name("supervisor-download".into())
-            .spawn(move || {
-                let data = download_from_any(&nimbus, &hash, max).map_err(|e| e.to_string())?;
-                store(&target, &data)
-                    .map_err(|e| format!("cannot store {}: {e}", target.display()))?;
-                Ok(data.len())
-            });
+            .spawn(download);
         match spawned {
             Ok(h) => {
                 self.downloads
@@ -116,8 +147,12 @@ impl Binaries {
     }
 }
 
-/// Writes an executable file atomically (a `.part` file renamed).
+/// Writes an executable file atomically (a `.part` file renamed), making
+/// its folder if it went missing.
 fn store(target: &Path, data: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = target.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     let tmp = target.with_extension("part");
     std::fs::write(&tmp, data)?;
     #[cfg(unix)]

@@ -3,6 +3,7 @@
 use crate::binaries::Binaries;
 use crate::launcher::{Launcher, WorkerHandle, WorkerLaunch};
 use crate::slot::{step, Action, LocalAssignment, Observation, SlotState, SlotTimeouts};
+use squall_cluster::rpc::{BlobFetch, SeedFetch};
 use squall_cluster::schema::{SupervisorInfo, TopologyRecord};
 use squall_cluster::worker_env as env;
 use squall_cluster::{
@@ -11,6 +12,7 @@ use squall_cluster::{
 use squall_topology_api::ClusterConfig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why the supervisor could not start.
@@ -97,8 +99,10 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
             .collect();
         let binaries = Binaries::new(
             dir.join("binaries"),
-            config.nimbus_addresses(),
-            config.nimbus_max_frame_bytes,
+            Arc::new(SeedFetch {
+                addresses: config.nimbus_addresses(),
+                max_frame_bytes: config.nimbus_max_frame_bytes,
+            }),
         );
         let mut sup = Self {
             info,
@@ -199,6 +203,13 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
     pub fn with_clock(mut self, clock: SharedClock) -> Self {
         self.info.started_at_ms = clock.now_ms();
         self.clock = clock;
+        self
+    }
+
+    /// This supervisor downloading binaries through `fetch` on its own
+    /// thread (a simulation's, which must stay deterministic).
+    pub fn with_inline_downloads(mut self, fetch: Arc<dyn BlobFetch>) -> Self {
+        self.binaries.inline(fetch);
         self
     }
 
