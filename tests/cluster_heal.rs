@@ -141,6 +141,18 @@ fn zookeeper_down_longer_than_the_session_timeout_heals() {
         Duration::from_secs(20),
         || sups.iter().all(|s| zombie_children(*s).is_empty()),
     );
+    // Nimbus cannot confirm it leads: it refuses to change anything.
+    let refused = c.squall(&["deactivate", "zk-down"]);
+    assert!(
+        !refused.status.success(),
+        "deactivate succeeded with ZooKeeper down: {}",
+        String::from_utf8_lossy(&refused.stdout)
+    );
+    let said = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(
+        said.contains("ZooKeeper") || said.contains("leader"),
+        "the refusal names the cause: {said}"
+    );
     hold_fault((SESSION * 3).saturating_sub(down.elapsed()));
     zk.resume();
 
@@ -165,7 +177,10 @@ fn zookeeper_down_longer_than_the_session_timeout_heals() {
         },
     );
     let list = c.squall_ok(&["list"]);
-    assert!(list.contains("zk-down"), "{list}");
+    assert!(
+        list.contains("zk-down") && list.contains("ACTIVE"),
+        "{list}"
+    );
 
     // A worker killed after the outage is restarted.
     let info = c.info("zk-down").unwrap();
