@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Node {
     data: Vec<u8>,
     version: Version,
@@ -13,7 +13,7 @@ struct Node {
     owner: Option<u64>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct Tree {
     nodes: BTreeMap<String, Node>,
 }
@@ -47,6 +47,18 @@ impl MemoryCluster {
         MemoryStorage {
             cluster: self.clone(),
             session: self.next_session.fetch_add(1, Ordering::Relaxed) + 1,
+        }
+    }
+
+    /// A separate store holding a copy of this one's nodes now (a lagging
+    /// replica's view, for simulations).
+    pub fn snapshot(&self) -> MemoryCluster {
+        let tree = self.lock().clone();
+        MemoryCluster {
+            tree: Arc::new(Mutex::new(tree)),
+            next_session: Arc::new(AtomicU64::new(
+                self.next_session.load(Ordering::Relaxed) + 1_000_000,
+            )),
         }
     }
 
@@ -154,6 +166,10 @@ impl StateStorage for MemoryStorage {
         check_path(path)?;
         self.cluster.lock().nodes.retain(|k, _| !is_below(k, path));
         Ok(())
+    }
+
+    fn session_id(&self) -> u64 {
+        self.session
     }
 }
 

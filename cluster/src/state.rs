@@ -193,23 +193,62 @@ impl<S: StateStorage> ClusterState<S> {
     }
 
     /// Tries to become the leading Nimbus: true if this session now holds
-    /// the leader node (or already did).
+    /// the leader node (or already did). The node holds `<id>\n<session>`;
+    /// a node naming this Nimbus but made by an earlier session of it (one
+    /// that ended, and whose node ZooKeeper removes when it expires) does
+    /// not count: a Nimbus never leads on a node that will vanish under it.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
     pub fn try_lead(&self, nimbus_id: &str) -> Result<bool, StateError> {
-        match self
+        let session = self.storage.session_id();
+        let data = format!("{nimbus_id}\n{session}");
+        let create = || match self
             .storage
-            .create(LEADER, nimbus_id.as_bytes(), NodeMode::Ephemeral)
+            .create(LEADER, data.as_bytes(), NodeMode::Ephemeral)
         {
             Ok(()) => Ok(true),
-            Err(StateError::NodeExists(_)) => Ok(self.leader()?.as_deref() == Some(nimbus_id)),
+            Err(StateError::NodeExists(_)) => Ok(false),
             Err(e) => Err(e),
+        };
+        if create()? {
+            return Ok(true);
         }
+        // Another Nimbus's, or an earlier session's (wait until it goes),
+        // or gone meanwhile (next round).
+        Ok(matches!(
+            self.leader_node()?,
+            Some((id, s)) if id == nimbus_id && s == session && session != 0
+        ))
+    }
+
+    fn leader_node(&self) -> Result<Option<(String, u64)>, StateError> {
+        Ok(self.storage.get(LEADER)?.map(|(b, _)| {
+            let text = String::from_utf8_lossy(&b).into_owned();
+            let (id, session) = text.split_once('\n').unwrap_or((&text, "0"));
+            (id.to_owned(), session.parse().unwrap_or(0))
+        }))
+    }
+
+    /// Whether Nimbus `nimbus_id` leads through this very session: the
+    /// leader node names it and was made by this session (a node left by
+    /// an earlier session of it does not count).
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub fn holds_leadership(&self, nimbus_id: &str) -> Result<bool, StateError> {
+        let session = self.storage.session_id();
+        Ok(matches!(
+            self.leader_node()?,
+            Some((id, s)) if id == nimbus_id && s == session && session != 0
+        ))
     }
 
     /// The leading Nimbus's id, if any.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
     pub fn leader(&self) -> Result<Option<String>, StateError> {
-        Ok(self
-            .storage
-            .get(LEADER)?
-            .map(|(b, _)| String::from_utf8_lossy(&b).into_owned()))
+        Ok(self.leader_node()?.map(|(id, _)| id))
     }
 }

@@ -68,6 +68,12 @@ pub trait StateStorage: Send + Sync {
     /// Deletes `path` and everything below it; absent is fine.
     fn delete_all(&self, path: &str) -> Result<(), StateError>;
 
+    /// The id of the current session (0 when unknown): ephemeral nodes
+    /// created now belong to it and go with it.
+    fn session_id(&self) -> u64 {
+        0
+    }
+
     /// Creates `path` or overwrites it (unversioned). Returns its version.
     fn put(&self, path: &str, data: &[u8]) -> Result<Version, StateError> {
         match self.create(path, data, NodeMode::Persistent) {
@@ -101,6 +107,9 @@ macro_rules! forward_storage {
         }
         fn delete_all(&self, path: &str) -> Result<(), StateError> {
             (**self).delete_all(path)
+        }
+        fn session_id(&self) -> u64 {
+            (**self).session_id()
         }
     }
     };

@@ -280,6 +280,10 @@ impl StateStorage for ZkStorage {
         }
     }
 
+    fn session_id(&self) -> u64 {
+        self.lock().as_ref().map_or(0, |c| c.session_id().0 as u64)
+    }
+
     fn delete_all(&self, path: &str) -> Result<(), StateError> {
         check_path(path)?;
         for child in self.children(path)? {

@@ -98,7 +98,10 @@ impl<S: StateStorage> Nimbus<S> {
         let mut leaderless_since = self.leaderless_since();
         if leader.is_some() {
             *leaderless_since = None;
-            return leader.as_deref() == Some(self.id.as_str());
+            drop(leaderless_since);
+            // Ours only if made by this session (else it goes when the
+            // earlier session expires, and the campaign resumes).
+            return self.state.holds_leadership(&self.id).unwrap_or(false);
         }
         let since = *leaderless_since.get_or_insert(now);
         drop(leaderless_since);

@@ -143,16 +143,23 @@ impl<S: StateStorage> Nimbus<S> {
     /// Whether this Nimbus holds the leader node now (read from the
     /// cluster state; false when it cannot be read).
     pub fn is_leader(&self) -> bool {
-        matches!(self.state.leader(), Ok(Some(id)) if id == self.id)
+        self.state.holds_leadership(&self.id).unwrap_or(false)
     }
 
     /// Confirms from the cluster state that this Nimbus leads before a
     /// mutation; refuses it when another leads or the state is out of
     /// reach (a Nimbus that cannot confirm it leads changes nothing).
     fn require_leader(&self) -> Result<(), RpcError> {
-        match self.state.leader() {
-            Ok(Some(id)) if id == self.id => Ok(()),
-            Ok(leader) => Err(RpcError::new(
+        let confirmed = self.state.holds_leadership(&self.id).and_then(|held| {
+            if held {
+                Ok(None)
+            } else {
+                self.state.leader().map(Some)
+            }
+        });
+        match confirmed {
+            Ok(None) => Ok(()),
+            Ok(Some(leader)) => Err(RpcError::new(
                 ErrorKind::NotLeader,
                 format!(
                     "Nimbus {} is not the leader (leader: {}); send this to the leader",

@@ -6,8 +6,11 @@
 //! ZooKeeper ([`store::Link`]) on simulated time, while faults drawn from
 //! the seed hit them: daemon crashes and restarts (a crashed supervisor's
 //! workers keep running), supervisors paused past their session,
-//! ZooKeeper outages, daemons cut off ZooKeeper, session expiry, worker
-//! kills and clock skew between hosts. Workers run the control loop of a
+//! ZooKeeper outages, daemons cut off ZooKeeper, reads from a lagging
+//! replica (delayed updates), session expiry, worker kills, clock skew
+//! between hosts, and for binaries: download partitions between any
+//! Nimbus and supervisor or between the Nimbuses, failing downloads, a
+//! Nimbus losing its blob folder, a supervisor's host replaced. Workers run the control loop of a
 //! real worker (assignment sync, heartbeats), not executors.
 //!
 //! Checked at every step: a Nimbus writes topologies and assignments only

@@ -4,7 +4,6 @@
 //! (the call that finds the session expired fails, the next one opens a
 //! new session). Nimbus writes are audited against the leader node.
 
-use squall_cluster::schema::LEADER;
 use squall_cluster::{MemoryCluster, MemoryStorage, NodeMode, StateError, StateStorage, Version};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -28,6 +27,11 @@ struct LinkState {
     running: bool,
     /// Never open a new session after an expiry (the old behaviour).
     sticky_expiry: bool,
+    /// While reads lag: the replica the owner reads from (a copy of the
+    /// store when the lag began, plus the owner's own writes since, as a
+    /// ZooKeeper follower serves a session: old, but never older than its
+    /// own writes).
+    lagging: Option<(MemoryCluster, MemoryStorage)>,
     /// When the store last heard from the owner (world time, ms).
     last_ping_ms: u64,
 }
@@ -54,6 +58,7 @@ impl Link {
                 reachable: true,
                 running: true,
                 sticky_expiry: false,
+                lagging: None,
                 last_ping_ms: 0,
             })),
             violations,
@@ -68,6 +73,17 @@ impl Link {
     /// a client that never re-creates its session.
     pub fn never_recreate_sessions(&self) {
         self.lock().sticky_expiry = true;
+    }
+
+    /// Makes the owner's reads lag (served from a copy of the store as it
+    /// is now) or catch up.
+    pub fn set_lagging(&self, lag: bool) {
+        let mut s = self.lock();
+        s.lagging = lag.then(|| {
+            let replica = self.cluster.snapshot();
+            let session = replica.connect();
+            (replica, session)
+        });
     }
 
     /// Cuts the owner off the store, or heals it.
@@ -93,6 +109,8 @@ impl Link {
         if s.session.is_some() && now_ms.saturating_sub(s.last_ping_ms) > session_ms {
             s.session = None;
             s.expired = true;
+            // A new session reads from an up-to-date server.
+            s.lagging = None;
             return true;
         }
         false
@@ -101,7 +119,7 @@ impl Link {
     fn call<T>(
         &self,
         path: &str,
-        f: impl FnOnce(&MemoryStorage) -> Result<T, StateError>,
+        f: impl FnOnce(&MemoryStorage, Option<&MemoryStorage>) -> Result<T, StateError>,
     ) -> Result<T, StateError> {
         let mut s = self.lock();
         if !s.reachable {
@@ -115,8 +133,11 @@ impl Link {
                 "session expired (at {path})"
             )));
         }
-        let session = s.session.get_or_insert_with(|| self.cluster.connect());
-        f(session)
+        if s.session.is_none() {
+            s.session = Some(self.cluster.connect());
+        }
+        let replica = s.lagging.as_ref().map(|(_, r)| r);
+        f(s.session.as_ref().expect("a session"), replica)
     }
 
     /// Checks that a Nimbus writing `path` holds the leader node.
@@ -127,13 +148,10 @@ impl Link {
         if !(path.starts_with("/topologies") || path.starts_with("/assignments")) {
             return;
         }
-        let leader = self
-            .cluster
-            .connect()
-            .get(LEADER)
+        let leader = squall_cluster::ClusterState::new(self.cluster.connect())
+            .leader()
             .ok()
-            .flatten()
-            .map(|(b, _)| String::from_utf8_lossy(&b).into_owned());
+            .flatten();
         if leader.as_deref() != Some(id.as_str()) {
             self.violations
                 .lock()
@@ -147,14 +165,18 @@ impl Link {
 
 impl StateStorage for Link {
     fn create(&self, path: &str, data: &[u8], mode: NodeMode) -> Result<(), StateError> {
-        self.call(path, |s| {
+        self.call(path, |s, replica| {
             self.audit(path);
-            s.create(path, data, mode)
+            s.create(path, data, mode)?;
+            if let Some(r) = replica {
+                let _ = r.create(path, data, NodeMode::Persistent);
+            }
+            Ok(())
         })
     }
 
     fn get(&self, path: &str) -> Result<Option<(Vec<u8>, Version)>, StateError> {
-        self.call(path, |s| s.get(path))
+        self.call(path, |s, replica| replica.unwrap_or(s).get(path))
     }
 
     fn set(
@@ -163,20 +185,32 @@ impl StateStorage for Link {
         data: &[u8],
         expected: Option<Version>,
     ) -> Result<Version, StateError> {
-        self.call(path, |s| {
+        self.call(path, |s, replica| {
             self.audit(path);
-            s.set(path, data, expected)
+            let v = s.set(path, data, expected)?;
+            if let Some(r) = replica {
+                let _ = r.put(path, data);
+            }
+            Ok(v)
         })
     }
 
     fn children(&self, path: &str) -> Result<Vec<String>, StateError> {
-        self.call(path, |s| s.children(path))
+        self.call(path, |s, replica| replica.unwrap_or(s).children(path))
+    }
+
+    fn session_id(&self) -> u64 {
+        self.lock().session.as_ref().map_or(0, |s| s.session_id())
     }
 
     fn delete_all(&self, path: &str) -> Result<(), StateError> {
-        self.call(path, |s| {
+        self.call(path, |s, replica| {
             self.audit(path);
-            s.delete_all(path)
+            s.delete_all(path)?;
+            if let Some(r) = replica {
+                let _ = r.delete_all(path);
+            }
+            Ok(())
         })
     }
 }

@@ -80,6 +80,11 @@ pub enum Fault {
     /// Supervisor `j`'s host is replaced for the length: the supervisor
     /// and its workers die, its local folder (binaries included) is lost.
     ReplaceSupervisorHost(usize, u64),
+    /// Nimbus `i` reads from a lagging ZooKeeper replica for the length
+    /// (delayed updates: old data, its own writes included).
+    LagNimbus(usize, u64),
+    /// Supervisor `j` reads from a lagging replica for the length.
+    LagSupervisor(usize, u64),
 }
 
 /// A fixed control-plane failure the simulation can put back.
@@ -238,6 +243,8 @@ pub struct World {
     cut_pairs: BTreeMap<(String, String), u64>,
     /// Daemons whose downloads fail, until when.
     failing_until: BTreeMap<String, u64>,
+    /// Daemons whose reads lag, until when.
+    lag_until: BTreeMap<String, u64>,
     outage_until: Option<u64>,
     cut: BTreeMap<String, u64>,
     versions: BTreeMap<String, i32>,
@@ -319,6 +326,7 @@ impl World {
             net: Arc::default(),
             cut_pairs: BTreeMap::new(),
             failing_until: BTreeMap::new(),
+            lag_until: BTreeMap::new(),
             outage_until: None,
             cut: BTreeMap::new(),
             versions: BTreeMap::new(),
@@ -553,7 +561,7 @@ impl World {
         let mut d = || self.rng.random_range(500..3 * session);
         let (ms, other) = (d(), self.rng.random_range(0..1_000usize));
         let (n, sups) = (self.nimbuses.len(), self.supervisors.len());
-        let fault = match self.rng.random_range(0..12) {
+        let fault = match self.rng.random_range(0..14) {
             0 => Fault::CrashNimbus(other % n, ms),
             1 => Fault::CrashSupervisor(other % sups, ms),
             2 => Fault::PauseSupervisor(other % sups, ms),
@@ -565,6 +573,8 @@ impl World {
             8 => Fault::FailDownloads(other % sups, ms),
             9 => Fault::LoseBinaries(other % n),
             10 => Fault::ReplaceSupervisorHost(other % sups, ms),
+            11 => Fault::LagNimbus(other % n, ms),
+            12 => Fault::LagSupervisor(other % sups, ms),
             _ => Fault::KillWorker(other),
         };
         self.apply(fault);
@@ -712,6 +722,14 @@ impl World {
                     "{id}'s host replaced: its workers and files are gone"
                 ));
             }
+            Fault::LagNimbus(i, d) => {
+                let name = self.nimbuses[i].id.clone();
+                self.lag(name, d);
+            }
+            Fault::LagSupervisor(j, d) => {
+                let name = self.supervisors[j].id.clone();
+                self.lag(name, d);
+            }
             Fault::KillWorker(k) => {
                 let mut workers = lock(&self.workers);
                 let alive: Vec<usize> = workers
@@ -729,6 +747,14 @@ impl World {
                 drop(workers);
                 self.note(format!("kill -9 worker {pid}"));
             }
+        }
+    }
+
+    fn lag(&mut self, name: String, d: u64) {
+        if !self.lag_until.contains_key(&name) {
+            self.lag_until.insert(name.clone(), self.now() + d);
+            self.link_of(&name).set_lagging(true);
+            self.note(format!("{name} reads a lagging replica for {d} ms"));
         }
     }
 
@@ -818,6 +844,17 @@ impl World {
             self.net_lock().cut.remove(&p);
             self.note(format!("{} and {} reach each other again", p.0, p.1));
         }
+        let caught_up: Vec<String> = self
+            .lag_until
+            .iter()
+            .filter(|(_, t)| now >= **t)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in caught_up {
+            self.lag_until.remove(&name);
+            self.link_of(&name).set_lagging(false);
+            self.note(format!("{name} reads are current again"));
+        }
         let failing: Vec<String> = self
             .failing_until
             .iter()
@@ -868,6 +905,9 @@ impl World {
             *t = now;
         }
         for t in self.failing_until.values_mut() {
+            *t = now;
+        }
+        for t in self.lag_until.values_mut() {
             *t = now;
         }
         self.note("faults stop".into());

@@ -123,11 +123,29 @@ impl WorkerEnv {
         {
             let port = var(env::PORT)?;
             let session = number(env::ZOOKEEPER_SESSION_MS)?;
+            // The supervisor's daemon settings; defaults for any it did
+            // not pass (a worker started by hand).
+            let defaults = ClusterConfig::default();
+            let optional = |name: &str, default: u64| -> Result<u64, WorkerError> {
+                match get(name) {
+                    Some(_) => number(name),
+                    None => Ok(default),
+                }
+            };
             let mut cluster = ClusterConfig {
-                worker_heartbeat_frequency_secs: number(env::HEARTBEAT_SECS)?,
-                nimbus_max_frame_bytes: number(env::MAX_FRAME_BYTES)? as usize,
-                supervisor_worker_timeout_secs: number(env::WORKER_TIMEOUT_SECS)?,
-                local_dir: var(env::LOCAL_DIR)?,
+                worker_heartbeat_frequency_secs: optional(
+                    env::HEARTBEAT_SECS,
+                    defaults.worker_heartbeat_frequency_secs,
+                )?,
+                nimbus_max_frame_bytes: optional(
+                    env::MAX_FRAME_BYTES,
+                    defaults.nimbus_max_frame_bytes as u64,
+                )? as usize,
+                supervisor_worker_timeout_secs: optional(
+                    env::WORKER_TIMEOUT_SECS,
+                    defaults.supervisor_worker_timeout_secs,
+                )?,
+                local_dir: get(env::LOCAL_DIR).unwrap_or_else(|| defaults.local_dir.clone()),
                 zookeeper_root: var(env::ZOOKEEPER_ROOT)?,
                 zookeeper_session_timeout_ms: session,
                 ..ClusterConfig::default()
