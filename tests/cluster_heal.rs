@@ -8,9 +8,6 @@ mod cluster_support;
 mod corpus;
 
 use cluster_support::*;
-use squall::trident;
-use squall_cluster::{StorageStore, ZkStorage};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The session timeout the test clusters run with (`Cluster::conf`).
@@ -21,22 +18,6 @@ const SESSION: Duration = Duration::from_millis(4000);
 /// outcome: outcomes are awaited with `wait_until`.
 fn hold_fault(d: Duration) {
     std::thread::sleep(d);
-}
-
-/// Lines committed so far by Trident topology `name`.
-fn committed_lines(c: &Cluster, name: &str) -> u64 {
-    let Ok(zk) = ZkStorage::connect(&c.zk, &c.root, Duration::from_secs(10)) else {
-        return 0;
-    };
-    let store = StorageStore::shared(Arc::new(zk));
-    match trident::committed(&*store, name) {
-        Ok(Some((_, Some(meta)))) => meta
-            .as_list()
-            .and_then(|l| l.get(1))
-            .and_then(|v| v.as_i64())
-            .unwrap_or(0) as u64,
-        _ => 0,
-    }
 }
 
 fn corpus_lines(input: &std::path::Path) -> u64 {

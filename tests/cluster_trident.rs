@@ -6,26 +6,7 @@ mod cluster_support;
 mod corpus;
 
 use cluster_support::*;
-use squall::trident;
-use squall_cluster::{StorageStore, ZkStorage};
-use std::sync::Arc;
 use std::time::Duration;
-
-/// Records committed so far (the end of the last committed batch).
-fn committed_lines(c: &Cluster, name: &str) -> u64 {
-    let Ok(zk) = ZkStorage::connect(&zookeeper(), &c.root, Duration::from_secs(10)) else {
-        return 0;
-    };
-    let store = StorageStore::shared(Arc::new(zk));
-    match trident::committed(&*store, name) {
-        Ok(Some((_, Some(meta)))) => meta
-            .as_list()
-            .and_then(|l| l.get(1))
-            .and_then(|v| v.as_i64())
-            .unwrap_or(0) as u64,
-        _ => 0,
-    }
-}
 
 #[test]
 fn trident_word_count_with_a_worker_killed_is_exact() {

@@ -493,6 +493,24 @@ impl Drop for Cluster {
     }
 }
 
+/// Lines committed so far by Trident topology `name` of cluster `c` (the
+/// end of its last committed batch, from the coordination store).
+pub fn committed_lines(c: &Cluster, name: &str) -> u64 {
+    use squall_cluster::{StorageStore, ZkStorage};
+    let Ok(zk) = ZkStorage::connect(&c.zk, &c.root, Duration::from_secs(10)) else {
+        return 0;
+    };
+    let store = StorageStore::shared(std::sync::Arc::new(zk));
+    match squall::trident::committed(&*store, name) {
+        Ok(Some((_, Some(meta)))) => meta
+            .as_list()
+            .and_then(|l| l.get(1))
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0) as u64,
+        _ => 0,
+    }
+}
+
 /// Sends SIGKILL to `pid` (the shell's builtin `kill`).
 pub fn kill9(pid: u32) {
     let _ = Command::new("sh")
