@@ -63,10 +63,7 @@ fn finish_exact(c: &Cluster, name: &str, state: &std::path::Path) {
     wait_until("every line to commit", Duration::from_secs(300), || {
         committed_lines(c, name) >= lines
     });
-    c.squall_ok(&["kill", name, "-w", "0"]);
-    wait_until("workers to exit", Duration::from_secs(30), || {
-        c.worker_pids().is_empty()
-    });
+    c.kill_and_wait_workers(name);
     let counts = c.path().join(format!("{name}-counts.tsv"));
     let read = std::process::Command::new(corpus::example_named("trident_word_count"))
         .arg("--read")
@@ -296,10 +293,7 @@ fn a_worker_stopped_with_sigterm_cleans_up_and_is_replaced() {
     c.wait_word_count_done(&state, Duration::from_secs(300));
     // Fast acks keep the last counts in memory until a tick or cleanup:
     // killing the topology stops its worker gracefully, which writes them.
-    c.squall_ok(&["kill", "graceful", "-w", "0"]);
-    wait_until("workers to exit", Duration::from_secs(30), || {
-        c.worker_pids().is_empty()
-    });
+    c.kill_and_wait_workers("graceful");
     // Nothing acked is lost; replays may add.
     check_counts_at_least(&Cluster::merged_counts(&state), 1);
 }

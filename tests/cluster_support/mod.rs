@@ -447,6 +447,15 @@ impl Cluster {
         );
     }
 
+    /// Kills topology `name` at once (`kill -w 0`) and waits until its
+    /// workers have exited.
+    pub fn kill_and_wait_workers(&self, name: &str) {
+        self.squall_ok(&["kill", name, "-w", "0"]);
+        wait_until("workers to exit", Duration::from_secs(30), || {
+            self.worker_pids().is_empty()
+        });
+    }
+
     /// Prints the last lines of the daemons' and workers' logs (on test
     /// failure): 40 of each, or `SQUALL_TEST_LOG_LINES`.
     pub fn dump_logs(&self) {
