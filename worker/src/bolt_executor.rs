@@ -396,7 +396,8 @@ impl BoltExecutor {
     /// The executor loop: execute batches, flush when idle, run timers.
     pub fn run(mut self) {
         let flush_every = Duration::from_millis(self.shared.config.flush_tuple_freq_millis);
-        let mut last_flush = Instant::now();
+        // The flush period runs on the topology clock, as timers do.
+        let mut last_flush = self.shared.clock.now();
         let mut processed = 0i64;
         while !self.shared.stopping() {
             match self.inbound.recv_timeout(self.next_wait()) {
@@ -406,11 +407,11 @@ impl BoltExecutor {
                     for msg in batch {
                         self.execute(msg);
                     }
-                    let end = Instant::now();
-                    self.publisher.add_busy(end - start);
-                    if self.inbound.is_empty() || end - last_flush >= flush_every {
+                    self.publisher.add_busy(start.elapsed());
+                    let now = self.shared.clock.now();
+                    if self.inbound.is_empty() || now - last_flush >= flush_every {
                         self.out.outbox.flush();
-                        last_flush = end;
+                        last_flush = now;
                     }
                 }
                 Ok(Envelope::Wake) | Err(RecvTimeoutError::Timeout) => self.out.outbox.flush(),
