@@ -5,3 +5,5 @@
 //! partitions each task reads — as pure functions of their inputs.
 
 pub mod kafka;
+pub mod redis;
+mod sink;

@@ -108,8 +108,20 @@ pub trait StateProvider: Send + Sync {
     fn open(&self, topology: &str, namespace: &str) -> Result<Box<dyn Store>, StateError>;
 }
 
-fn registered() -> MutexGuard<'static, BTreeMap<String, Arc<dyn StateProvider>>> {
-    static PROVIDERS: OnceLock<Mutex<BTreeMap<String, Arc<dyn StateProvider>>>> = OnceLock::new();
+/// Makes a provider from the topology's configuration (its
+/// `topology.state.provider.config`).
+pub type ProviderFactory =
+    dyn Fn(&Config) -> Result<Arc<dyn StateProvider>, StateError> + Send + Sync;
+
+/// A registered provider: made once, or from each topology's configuration.
+#[derive(Clone)]
+enum Registered {
+    Provider(Arc<dyn StateProvider>),
+    Factory(Arc<ProviderFactory>),
+}
+
+fn registered() -> MutexGuard<'static, BTreeMap<String, Registered>> {
+    static PROVIDERS: OnceLock<Mutex<BTreeMap<String, Registered>>> = OnceLock::new();
     PROVIDERS
         .get_or_init(Default::default)
         .lock()
@@ -121,7 +133,15 @@ fn registered() -> MutexGuard<'static, BTreeMap<String, Arc<dyn StateProvider>>>
 /// provider). Register before submitting, in the topology's `main`, so
 /// that workers, which run the same `main`, register it too.
 pub fn register_provider(name: &str, provider: Arc<dyn StateProvider>) {
-    registered().insert(name.to_owned(), provider);
+    registered().insert(name.to_owned(), Registered::Provider(provider));
+}
+
+/// Makes providers named `name` with `factory`, from the configuration of
+/// the topology that asks for one (so `topology.state.provider.config` can
+/// say where the state lives, as in Storm). Register before submitting, as
+/// [`register_provider`].
+pub fn register_provider_factory(name: &str, factory: Arc<ProviderFactory>) {
+    registered().insert(name.to_owned(), Registered::Factory(factory));
 }
 
 struct Shared(Arc<dyn StateProvider>);
@@ -135,10 +155,10 @@ impl StateProvider for Shared {
 /// The provider `topology.state.provider` names: `memory`, `redb` (its
 /// files under `topology.state.provider.config`, else
 /// `<storm.local.dir>/state`), or one registered with
-/// [`register_provider`].
+/// [`register_provider`] or [`register_provider_factory`].
 ///
 /// # Errors
-/// [`StateError::UnknownProvider`] for any other name.
+/// [`StateError::UnknownProvider`] for any other name; a factory's error.
 pub fn provider_for(config: &Config) -> Result<Box<dyn StateProvider>, StateError> {
     match config.state_provider.as_str() {
         "memory" => Ok(Box::new(MemoryProvider)),
@@ -149,10 +169,14 @@ pub fn provider_for(config: &Config) -> Result<Box<dyn StateProvider>, StateErro
             );
             Ok(Box::new(RedbProvider::new(dir)))
         }
-        other => match registered().get(other) {
-            Some(p) => Ok(Box::new(Shared(p.clone()))),
-            None => Err(StateError::UnknownProvider(other.to_owned())),
-        },
+        other => {
+            let found = registered().get(other).cloned();
+            match found {
+                Some(Registered::Provider(p)) => Ok(Box::new(Shared(p))),
+                Some(Registered::Factory(f)) => Ok(Box::new(Shared(f(config)?))),
+                None => Err(StateError::UnknownProvider(other.to_owned())),
+            }
+        }
     }
 }
 

@@ -1,0 +1,16 @@
+//! Redis (Storm's `storm-redis`), on the `redis` crate: Trident map states
+//! ([`RedisMapState`]), a `KeyValueState` provider for stateful bolts
+//! ([`RedisStateProvider`]), a sink ([`RedisBolt`]) and a Redis Streams
+//! spout with a consumer group ([`RedisStreamSpout`]).
+
+mod bolt;
+mod config;
+mod kv;
+mod state;
+mod streams;
+
+pub use bolt::{RedisBolt, RedisCommand, RedisMapper};
+pub use config::RedisConfig;
+pub use kv::{RedisStateProvider, REDIS_PROVIDER};
+pub use state::{decode_key, encode_key, RedisBackingMap, RedisMapState};
+pub use streams::{RedisStreamConfig, RedisStreamSpout};
