@@ -13,6 +13,7 @@ mod count;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use count::{LineSpout, Lines, Progress, SplitBolt, WordCountBolt};
+use squall::connectors::redis::{RedisStateProvider, REDIS_PROVIDER};
 use squall::stateful::{MemoryProvider, RedbProvider};
 use squall::*;
 use std::collections::BTreeMap;
@@ -80,6 +81,7 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    RedisStateProvider::register();
     if let Some(dir) = &args.read {
         let state = RedbProvider::new(dir).read(&args.name)?;
         return report(&args, count::merge(state)?);
@@ -150,6 +152,12 @@ fn main() -> Result<()> {
             .clone()
             .context("-c topology.state.provider.config=DIR is needed to read redb state")?;
         count::merge(RedbProvider::new(dir).read(&args.name)?)?
+    } else if config.state_provider == REDIS_PROVIDER {
+        let url = config
+            .state_provider_config
+            .clone()
+            .context("-c topology.state.provider.config=redis://HOST:PORT/ is needed")?;
+        count::merge(RedisStateProvider::from_url(&url).read(&args.name)?)?
     } else {
         count::merge(MemoryProvider::read(&args.name))?
     };

@@ -3,7 +3,7 @@
 
 use super::RedisConfig;
 use squall_state::store::{
-    register_provider_factory, Entry, Prepared, StateError, StateProvider, Store,
+    register_provider_factory, Entry, Namespaces, Prepared, StateError, StateProvider, Store,
 };
 use squall_topology_api::Config;
 use std::sync::{Arc, Mutex};
@@ -25,13 +25,54 @@ pub struct RedisStateProvider {
 }
 
 impl RedisStateProvider {
-    /// State on `config`'s server, keys under `prefix` (`squall:state:` by
-    /// default through [`RedisStateProvider::register`]).
+    /// State on `config`'s server, keys under `prefix`.
     pub fn new(config: RedisConfig, prefix: &str) -> Self {
         Self {
             config,
             prefix: prefix.to_owned(),
         }
+    }
+
+    /// State on the server at `url` with keys under `squall:state:` (what
+    /// `topology.state.provider: redis` uses).
+    pub fn from_url(url: &str) -> Self {
+        Self::new(RedisConfig::new(url), "squall:state:")
+    }
+
+    /// Every committed entry of every task of `topology`, by namespace
+    /// (what a finished topology left; Storm's state is read the same way).
+    ///
+    /// # Errors
+    /// [`StateError::Backend`] naming the server and the cause.
+    pub fn read(&self, topology: &str) -> Result<Namespaces, StateError> {
+        let base = format!("{}{topology}:", self.prefix);
+        let mut con = self.config.connect().map_err(StateError::Backend)?;
+        let err = |e: redis::RedisError| StateError::Backend(self.config.error(&e));
+        let keys: Vec<String> = {
+            let iter: redis::Iter<String> = redis::cmd("SCAN")
+                .cursor_arg(0)
+                .arg("MATCH")
+                .arg(format!("{}*", super::state::glob_escape(&base)))
+                .arg("COUNT")
+                .arg(1000)
+                .clone()
+                .iter(&mut con)
+                .map_err(err)?;
+            iter.collect::<Result<_, _>>().map_err(err)?
+        };
+        let mut out = Namespaces::new();
+        for key in keys {
+            if key.ends_with("$prepared") || key.ends_with("$commit") {
+                continue;
+            }
+            let mut entries: Vec<Entry> = redis::cmd("HGETALL")
+                .arg(&key)
+                .query(&mut con)
+                .map_err(err)?;
+            entries.sort();
+            out.insert(key[base.len()..].to_owned(), entries);
+        }
+        Ok(out)
     }
 
     /// Makes `topology.state.provider: redis` available in this process:
@@ -52,10 +93,7 @@ impl RedisStateProvider {
                         "topology.state.provider.config {url:?} is not a redis:// URL"
                     )));
                 }
-                Ok(Arc::new(RedisStateProvider::new(
-                    RedisConfig::new(url),
-                    "squall:state:",
-                )) as Arc<dyn StateProvider>)
+                Ok(Arc::new(RedisStateProvider::from_url(url)) as Arc<dyn StateProvider>)
             }),
         );
     }
