@@ -59,8 +59,16 @@ fn map_states_follow_storms_three_semantics() {
     let tx = RedisMapState::new(cfg.clone(), "tx:");
     let mut s = tx.make_state(&partition()).unwrap();
     assert_eq!(add(&mut *s, 1, "a", 5).unwrap(), Value::Int(5));
-    assert_eq!(add(&mut *s, 1, "a", 5).unwrap(), Value::Int(5), "replay skipped");
-    assert_eq!(add(&mut *s, 2, "a", 1).unwrap(), Value::Int(6), "newer applied");
+    assert_eq!(
+        add(&mut *s, 1, "a", 5).unwrap(),
+        Value::Int(5),
+        "replay skipped"
+    );
+    assert_eq!(
+        add(&mut *s, 2, "a", 1).unwrap(),
+        Value::Int(6),
+        "newer applied"
+    );
 
     let op = RedisMapState::new(cfg.clone(), "op:").with_semantics(Semantics::Opaque);
     let mut s = op.make_state(&partition()).unwrap();
@@ -151,8 +159,8 @@ fn trident_word_count_into_redis_is_exact_through_failures_and_a_restart() {
     let expected = plain_counts(&files);
     for semantics in [Semantics::Transactional, Semantics::Opaque] {
         let prefix = format!("wc-{}:", semantics.name());
-        let state = RedisMapState::new(RedisConfig::new(&redis.url()), &prefix)
-            .with_semantics(semantics);
+        let state =
+            RedisMapState::new(RedisConfig::new(&redis.url()), &prefix).with_semantics(semantics);
         let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
         let failures = Arc::new(Mutex::new(0u64));
         let f = failures.clone();
@@ -194,7 +202,9 @@ fn trident_word_count_into_redis_is_exact_through_failures_and_a_restart() {
             done && got == expected,
             "{}: {} of {} words right",
             semantics.name(),
-            got.iter().filter(|(k, v)| expected.get(*k) == Some(*v)).count(),
+            got.iter()
+                .filter(|(k, v)| expected.get(*k) == Some(*v))
+                .count(),
             expected.len()
         );
         assert!(*failures.lock().unwrap() > 0);
@@ -225,7 +235,10 @@ fn the_key_value_provider_commits_only_what_was_prepared() {
     let store = provider.open("topo", "count-1").unwrap();
     assert_eq!(store.entries().unwrap(), vec![(kv("a"), kv("1"))]);
     assert_eq!(store.committed_txid().unwrap(), Some(1));
-    assert_eq!(store.committed_acks().unwrap(), Some((1, b"acks-1".to_vec())));
+    assert_eq!(
+        store.committed_acks().unwrap(),
+        Some((1, b"acks-1".to_vec()))
+    );
     let prepared: Prepared = store.prepared().unwrap().unwrap();
     assert_eq!(prepared.txid, 2);
     let mut s = squall::stateful::TxStore::new(store).unwrap();
@@ -250,7 +263,10 @@ fn the_key_value_provider_commits_only_what_was_prepared() {
     // An unreachable server is named at open.
     redis.stop();
     let err = provider.open("topo", "count-1").err().unwrap().to_string();
-    assert!(err.contains(&format!("Redis at 127.0.0.1:{}", redis.port)), "{err}");
+    assert!(
+        err.contains(&format!("Redis at 127.0.0.1:{}", redis.port)),
+        "{err}"
+    );
 }
 
 /// `topology.state.provider: redis`: the stateful word count with failures
@@ -371,7 +387,9 @@ fn the_bolt_acks_what_redis_took_and_fails_only_refused_writes() {
     assert!(ttl > 3000, "TTL {ttl}");
     let errors = errors_of(&cluster, "redis-sink", "write");
     assert!(
-        errors.iter().any(|e| e.contains("key taken") && e.contains("WRONGTYPE")),
+        errors
+            .iter()
+            .any(|e| e.contains("key taken") && e.contains("WRONGTYPE")),
         "{errors:?}"
     );
     assert!(
@@ -387,9 +405,13 @@ fn the_bolt_acks_what_redis_took_and_fails_only_refused_writes() {
         .failed()
         .iter()
         .any(|(id, _)| *id == during)));
-    assert!(wait_for(WAIT, || errors_of(&cluster, "redis-sink", "write")
-        .iter()
-        .any(|e| e.contains(&format!("Redis at 127.0.0.1:{}", redis.port)))));
+    assert!(wait_for(WAIT, || errors_of(
+        &cluster,
+        "redis-sink",
+        "write"
+    )
+    .iter()
+    .any(|e| e.contains(&format!("Redis at 127.0.0.1:{}", redis.port)))));
     redis.start_again();
     let after = loop {
         let id = feeder.feed(values!["later", 1]);
@@ -424,11 +446,7 @@ fn a_killed_consumers_pending_entries_are_claimed_and_acked() {
         let cfg = RedisStreamConfig::new(RedisConfig::new(&redis.url()), "events", "g", &["n"])
             .with_claim_idle(Duration::from_secs(1));
         let mut b = TopologyBuilder::new();
-        b.set_spout(
-            component,
-            move || RedisStreamSpout::new(cfg.clone()),
-            1,
-        );
+        b.set_spout(component, move || RedisStreamSpout::new(cfg.clone()), 1);
         b.set_bolt(
             "mark",
             move || HoldingBolt {
@@ -449,8 +467,11 @@ fn a_killed_consumers_pending_entries_are_claimed_and_acked() {
     let first = run("streams-a", "reader-a", true);
     assert!(wait_for(WAIT, || seen.lock().unwrap().len() == 1000));
     let pending = || -> usize {
-        let reply: redis::streams::StreamPendingReply =
-            redis::cmd("XPENDING").arg("events").arg("g").query(&mut redis.connection()).unwrap();
+        let reply: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
+            .arg("events")
+            .arg("g")
+            .query(&mut redis.connection())
+            .unwrap();
         reply.count()
     };
     assert!(wait_for(WAIT, || pending() == 400), "pending {}", pending());

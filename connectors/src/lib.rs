@@ -5,5 +5,6 @@
 //! partitions each task reads — as pure functions of their inputs.
 
 pub mod kafka;
+pub mod postgres;
 pub mod redis;
 mod sink;

@@ -96,7 +96,10 @@ impl<J: Send + 'static> Sink<J> {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let sent = self.jobs.as_ref().is_some_and(|j| j.send((id, job)).is_ok());
+        let sent = self
+            .jobs
+            .as_ref()
+            .is_some_and(|j| j.send((id, job)).is_ok());
         if sent {
             self.in_flight.insert(id, tuple.clone());
         } else {

@@ -96,7 +96,14 @@ impl Redis {
             .unwrap();
         let child = Command::new(installed("redis-server"))
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
             .arg("--dir")
             .arg(self.dir.path())
             .stdin(Stdio::null())
@@ -154,7 +161,11 @@ pub const PG_PASSWORD: &str = "squall-test";
 
 fn pg_bin(name: &str) -> PathBuf {
     let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| d.flatten().map(|e| e.path().join("bin").join(name)).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path().join("bin").join(name))
+                .collect()
+        })
         .unwrap_or_default();
     found.retain(|p| p.exists());
     found.sort();
@@ -238,7 +249,10 @@ impl Postgres {
             self.dir.path().display()
         );
         let mut c = pg_command(&pg_bin("pg_ctl"));
-        c.arg(action).arg("-D").arg(&self.data).args(["-w", "-m", "fast"]);
+        c.arg(action)
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-w", "-m", "fast"]);
         if action != "stop" {
             c.args(["-o", &opts]);
             c.arg("-l").arg(self.dir.path().join("server.log"));

@@ -163,7 +163,12 @@ impl Store for RedisStore {
     }
 
     fn committed_txid(&self) -> Result<Option<u64>, StateError> {
-        self.call(|c| redis::cmd("HGET").arg(&self.commit_key).arg("txid").query(c))
+        self.call(|c| {
+            redis::cmd("HGET")
+                .arg(&self.commit_key)
+                .arg("txid")
+                .query(c)
+        })
     }
 
     fn prepared(&self) -> Result<Option<Prepared>, StateError> {

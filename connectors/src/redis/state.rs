@@ -4,9 +4,9 @@
 //! applied once. Reads are one `MGET`, writes one `MULTI`/`EXEC` of `SET`s.
 
 use super::RedisConfig;
+use squall_topology_api::Value;
 use squall_trident::state::{SemanticMap, Stored};
 use squall_trident::{Key, MapState, Semantics, StateError, StateFactory};
-use squall_topology_api::Value;
 use std::collections::HashMap;
 
 /// The text of `key` under the prefix: a single text value as it is

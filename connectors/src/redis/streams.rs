@@ -300,7 +300,8 @@ impl Reader {
                 )
                 .map_err(|e| e.to_string())?;
             if reply.next_stream_id == "0-0" {
-                self.next_claim = Instant::now() + (self.config.claim_idle / 2).max(Duration::from_millis(100));
+                self.next_claim =
+                    Instant::now() + (self.config.claim_idle / 2).max(Duration::from_millis(100));
             }
             self.claim_cursor = reply.next_stream_id;
             for e in reply.claimed {
@@ -308,9 +309,20 @@ impl Reader {
             }
         }
         let (start, opts) = if self.own_pending_done {
-            (">", StreamReadOptions::default().group(&group, &consumer).count(batch).block(100))
+            (
+                ">",
+                StreamReadOptions::default()
+                    .group(&group, &consumer)
+                    .count(batch)
+                    .block(100),
+            )
         } else {
-            ("0", StreamReadOptions::default().group(&group, &consumer).count(batch))
+            (
+                "0",
+                StreamReadOptions::default()
+                    .group(&group, &consumer)
+                    .count(batch),
+            )
         };
         let reply: Option<StreamReadReply> = self
             .connection()?

@@ -1,0 +1,356 @@
+//! [`PostgresBolt`]: inserts or upserts tuples into a table (Storm's
+//! `JdbcInsertBolt`).
+
+use super::types::{param, table_columns, Column, Param};
+use super::PostgresConfig;
+use crate::sink::{Sink, Writer};
+use squall_topology_api::{
+    Bolt, OutputCollector, OutputFieldsDeclarer, TopologyContext, Tuple, Value,
+};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+type RowFn = dyn Fn(&Tuple) -> Result<Vec<Value>, String> + Send + Sync;
+
+/// A [`PostgresBolt`]'s settings.
+#[derive(Clone)]
+pub struct PostgresBoltConfig {
+    /// The database.
+    pub database: PostgresConfig,
+    /// The table (`name` or `schema.name`).
+    pub table: String,
+    /// The columns written, in order (default: every column of the table,
+    /// each from the tuple field of the same name, Storm's
+    /// `SimpleJdbcMapper`).
+    pub columns: Option<Vec<String>>,
+    /// Upsert on these key columns (`INSERT … ON CONFLICT (keys) DO UPDATE
+    /// SET` every other column); plain `INSERT` when empty.
+    pub upsert_keys: Vec<String>,
+    /// Tuples per statement (default 500; 1 writes one row per statement).
+    pub max_batch: usize,
+    row: Option<Arc<RowFn>>,
+}
+
+impl fmt::Debug for PostgresBoltConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresBoltConfig")
+            .field("database", &self.database)
+            .field("table", &self.table)
+            .field("columns", &self.columns)
+            .field("upsert_keys", &self.upsert_keys)
+            .field("max_batch", &self.max_batch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresBoltConfig {
+    /// Inserts into `table` of `database`.
+    pub fn new(database: PostgresConfig, table: &str) -> Self {
+        Self {
+            database,
+            table: table.to_owned(),
+            columns: None,
+            upsert_keys: Vec::new(),
+            max_batch: 500,
+            row: None,
+        }
+    }
+
+    /// Writes only `columns`, in this order.
+    pub fn with_columns(mut self, columns: &[&str]) -> Self {
+        self.columns = Some(columns.iter().map(|c| (*c).to_owned()).collect());
+        self
+    }
+
+    /// Upserts on the key columns `keys`.
+    pub fn with_upsert(mut self, keys: &[&str]) -> Self {
+        self.upsert_keys = keys.iter().map(|c| (*c).to_owned()).collect();
+        self
+    }
+
+    /// At most `n` tuples per statement.
+    pub fn with_max_batch(mut self, n: usize) -> Self {
+        self.max_batch = n.max(1);
+        self
+    }
+
+    /// Makes each tuple's row (the columns' values, in order) with `row`
+    /// instead of by field names; an error fails the tuple.
+    pub fn with_row_mapper(
+        mut self,
+        row: impl Fn(&Tuple) -> Result<Vec<Value>, String> + Send + Sync + 'static,
+    ) -> Self {
+        self.row = Some(Arc::new(row));
+        self
+    }
+}
+
+/// A bolt writing each tuple as a row of a PostgreSQL table (Storm's
+/// `JdbcInsertBolt` with a `SimpleJdbcMapper`).
+///
+/// The executor thread never waits for the database: rows go to the task's
+/// I/O thread, which holds one connection (made again after an error, with
+/// backoff; a failure to connect is reported naming the server and the
+/// cause), reads the table's columns and their types once per connection,
+/// and writes up to `max_batch` rows per multi-row `INSERT` (or upsert),
+/// statements prepared once per connection and batch size. A tuple is
+/// acked once its row's transaction committed. When a batch is refused
+/// (a constraint violation), it is rolled back and its rows are written
+/// one by one, so only the offending tuples fail, each reported with the
+/// database's reason (constraint, column, detail); a value that does not
+/// fit its column's type fails its tuple before anything is sent, the
+/// error naming the column. Tick tuples are acked and ignored. Declares no
+/// output.
+pub struct PostgresBolt {
+    config: PostgresBoltConfig,
+    sink: Option<Sink<Row>>,
+}
+
+impl fmt::Debug for PostgresBolt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresBolt")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresBolt {
+    /// A bolt writing as `config` says.
+    pub fn new(config: PostgresBoltConfig) -> Self {
+        Self { config, sink: None }
+    }
+}
+
+/// The prepared statements of one connection.
+struct Prepared {
+    columns: Vec<Column>,
+    by_size: HashMap<usize, postgres::Statement>,
+}
+
+struct PgWriter {
+    config: PostgresBoltConfig,
+    client: Option<postgres::Client>,
+    prepared: Option<Prepared>,
+}
+
+/// A tuple's row: the tuple itself (its fields by column name) or the
+/// values a row mapper made, in column order.
+enum Row {
+    Fields(Tuple),
+    Values(Vec<Value>),
+}
+
+impl PgWriter {
+    fn insert_sql(&self, columns: &[Column], rows: usize) -> String {
+        let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+        let mut sql = format!(
+            "INSERT INTO {} ({}) VALUES ",
+            self.config.table,
+            names.join(", ")
+        );
+        let n = columns.len();
+        for r in 0..rows {
+            if r > 0 {
+                sql.push_str(", ");
+            }
+            let row: Vec<String> = (1..=n).map(|i| format!("${}", r * n + i)).collect();
+            sql.push_str(&format!("({})", row.join(", ")));
+        }
+        if !self.config.upsert_keys.is_empty() {
+            let updates: Vec<String> = names
+                .iter()
+                .filter(|c| !self.config.upsert_keys.iter().any(|k| k == *c))
+                .map(|c| format!("{c} = EXCLUDED.{c}"))
+                .collect();
+            sql.push_str(&format!(
+                " ON CONFLICT ({}) ",
+                self.config.upsert_keys.join(", ")
+            ));
+            if updates.is_empty() {
+                sql.push_str("DO NOTHING");
+            } else {
+                sql.push_str(&format!("DO UPDATE SET {}", updates.join(", ")));
+            }
+        }
+        sql
+    }
+
+    fn statement(&mut self, rows: usize) -> Result<postgres::Statement, postgres::Error> {
+        let prepared = self.prepared.as_ref().expect("connected");
+        if let Some(s) = prepared.by_size.get(&rows) {
+            return Ok(s.clone());
+        }
+        let sql = self.insert_sql(&prepared.columns, rows);
+        let client = self.client.as_mut().expect("connected");
+        let stmt = client.prepare(&sql)?;
+        let prepared = self.prepared.as_mut().expect("connected");
+        prepared.by_size.insert(rows, stmt.clone());
+        Ok(stmt)
+    }
+
+    /// Writes `rows` in one statement and transaction.
+    fn insert(&mut self, rows: &[&Vec<Param>]) -> Result<(), postgres::Error> {
+        let stmt = self.statement(rows.len())?;
+        let params: Vec<&(dyn postgres::types::ToSql + Sync)> = rows
+            .iter()
+            .flat_map(|r| r.iter().map(|p| p as &(dyn postgres::types::ToSql + Sync)))
+            .collect();
+        let client = self.client.as_mut().expect("connected");
+        let mut tx = client.transaction()?;
+        tx.execute(&stmt, &params)?;
+        tx.commit()
+    }
+}
+
+impl Writer for PgWriter {
+    type Job = Row;
+
+    fn connect(&mut self) -> Result<(), String> {
+        self.client = None;
+        let mut client = self.config.database.connect()?;
+        let server = self.config.database.server();
+        let all = table_columns(&mut client, &self.config.table)
+            .map_err(|e| format!("{server}: table {}: {e}", self.config.table))?;
+        let columns = match &self.config.columns {
+            None => all,
+            Some(names) => names
+                .iter()
+                .map(|n| {
+                    all.iter().find(|c| &c.name == n).cloned().ok_or_else(|| {
+                        format!("{server}: table {} has no column {n}", self.config.table)
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        self.prepared = Some(Prepared {
+            columns,
+            by_size: HashMap::new(),
+        });
+        self.client = Some(client);
+        self.statement(1)
+            .map_err(|e| self.config.database.error(&e))?;
+        Ok(())
+    }
+
+    fn write(&mut self, jobs: &[Row]) -> Result<Vec<Result<(), String>>, String> {
+        let columns = self
+            .prepared
+            .as_ref()
+            .ok_or("not connected")?
+            .columns
+            .clone();
+        let table = self.config.table.clone();
+        let mut out: Vec<Result<(), String>> = Vec::with_capacity(jobs.len());
+        let mut rows: Vec<(usize, Vec<Param>)> = Vec::new();
+        for (i, row) in jobs.iter().enumerate() {
+            match row_params(row, &columns) {
+                Ok(params) => {
+                    rows.push((i, params));
+                    out.push(Ok(()));
+                }
+                Err(e) => out.push(Err(format!("table {table}: {e}"))),
+            }
+        }
+        if rows.is_empty() {
+            return Ok(out);
+        }
+        let all: Vec<&Vec<Param>> = rows.iter().map(|(_, p)| p).collect();
+        let whole = self.insert(&all);
+        let Err(e) = whole else { return Ok(out) };
+        if self.client.as_ref().is_none_or(|c| c.is_closed()) || e.as_db_error().is_none() {
+            return Err(self.config.database.error(&e));
+        }
+        // Refused: each row alone, so only the offending ones fail.
+        for (i, params) in &rows {
+            if let Err(e) = self.insert(&[params]) {
+                if self.client.as_ref().is_none_or(|c| c.is_closed()) {
+                    return Err(self.config.database.error(&e));
+                }
+                out[*i] = Err(format!("table {table}: {}", super::config::describe(&e)));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The parameters of `row` for `columns`.
+///
+/// # Errors
+/// A message naming the missing field or the column a value does not fit.
+fn row_params(row: &Row, columns: &[Column]) -> Result<Vec<Param>, String> {
+    match row {
+        Row::Values(values) if values.len() != columns.len() => Err(format!(
+            "the row has {} values for {} columns",
+            values.len(),
+            columns.len()
+        )),
+        Row::Values(values) => values
+            .iter()
+            .zip(columns)
+            .map(|(v, c)| param(v, c))
+            .collect(),
+        Row::Fields(tuple) => columns
+            .iter()
+            .map(|c| {
+                let v = tuple
+                    .value_by_field(&c.name)
+                    .map_err(|_| format!("the tuple has no field {0} for column {0}", c.name))?;
+                param(v, c)
+            })
+            .collect(),
+    }
+}
+
+impl Bolt for PostgresBolt {
+    fn prepare(&mut self, context: &TopologyContext) {
+        let writer = PgWriter {
+            config: self.config.clone(),
+            client: None,
+            prepared: None,
+        };
+        self.sink = Some(Sink::start(
+            &format!("postgres-bolt-{}", context.this_task_id()),
+            writer,
+            self.config.max_batch,
+            10_000,
+            context.waker().cloned(),
+        ));
+    }
+
+    fn execute(&mut self, tuple: &Tuple, collector: &mut OutputCollector<'_>) {
+        if tuple.is_tick() {
+            collector.ack(tuple);
+            return;
+        }
+        let Some(sink) = &mut self.sink else {
+            collector.fail(tuple);
+            return;
+        };
+        let row = match &self.config.row {
+            Some(f) => f(tuple).map(Row::Values),
+            None => Ok(Row::Fields(tuple.clone())),
+        };
+        match row {
+            Ok(row) => sink.send(tuple, row, collector),
+            Err(e) => {
+                collector.report_error(&format!("table {}: {e}", self.config.table));
+                collector.fail(tuple);
+            }
+        }
+    }
+
+    fn wake(&mut self, collector: &mut OutputCollector<'_>) {
+        if let Some(sink) = &mut self.sink {
+            sink.settle_ready(collector);
+        }
+    }
+
+    fn cleanup(&mut self) {
+        if let Some(mut sink) = self.sink.take() {
+            sink.stop();
+        }
+    }
+
+    fn declare_output_fields(&self, _declarer: &mut OutputFieldsDeclarer) {}
+}
