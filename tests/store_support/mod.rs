@@ -369,9 +369,19 @@ impl Mosquitto {
     /// Stops (SIGTERM: it saves its persistence file) and starts it again
     /// on the same port.
     pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Stops it (SIGTERM).
+    pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             stop(&mut c);
         }
+    }
+
+    /// Starts it again after [`Mosquitto::stop`], with its saved sessions.
+    pub fn start_again(&mut self) {
         self.spawn();
     }
 
