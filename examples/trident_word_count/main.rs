@@ -11,8 +11,11 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use squall::connectors::kafka::{self, KafkaSpoutConfig, KafkaTridentSpout};
+use squall::connectors::postgres::{PostgresConfig, PostgresMapState, SqlType};
+use squall::connectors::redis::{RedisConfig, RedisMapState};
 use squall::trident::*;
 use squall::*;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -39,6 +42,14 @@ struct Args {
     /// without it.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Keep counts in this Redis server (`redis://host:port/`), keys
+    /// `wc:<word>`.
+    #[arg(long, value_name = "URL", conflicts_with = "state_dir")]
+    redis: Option<String>,
+    /// Keep counts in this PostgreSQL database (a libpq connection
+    /// string), table `word_counts` (made afresh).
+    #[arg(long, value_name = "CONNECTION", conflicts_with_all = ["state_dir", "redis"])]
+    postgres: Option<String>,
     /// Read the lines from this Kafka cluster (`host:port`) instead of
     /// files: topic `--topic`, one record per line (`kafka_word_count
     /// --produce` writes them); each batch takes `--batch-lines` records
@@ -90,19 +101,68 @@ enum Source {
     Kafka(String, KafkaTridentSpout),
 }
 
-fn state_factory(args: &Args, dir: Option<&PathBuf>) -> MapStateFactory {
+/// Where the counts live.
+#[derive(Clone)]
+enum Counts {
+    Local(MapStateFactory),
+    Redis(RedisMapState),
+    Postgres(PostgresMapState),
+}
+
+impl Counts {
+    fn read_all(&self) -> Result<HashMap<Key, Value>, StateError> {
+        match self {
+            Counts::Local(s) => s.read_all(),
+            Counts::Redis(s) => s.read_all(),
+            Counts::Postgres(s) => s.read_all(),
+        }
+    }
+}
+
+impl StateFactory for Counts {
+    fn make_state(&self, p: &state::StatePartition) -> Result<Box<dyn MapState>, StateError> {
+        match self {
+            Counts::Local(s) => s.make_state(p),
+            Counts::Redis(s) => s.make_state(p),
+            Counts::Postgres(s) => s.make_state(p),
+        }
+    }
+}
+
+fn state_factory(args: &Args, dir: Option<&PathBuf>) -> Result<Counts> {
+    let semantics = if args.opaque {
+        Semantics::Opaque
+    } else {
+        Semantics::Transactional
+    };
+    if let (None, Some(url)) = (dir, &args.redis) {
+        let config = RedisConfig::new(url);
+        let mut con = config.connect().map_err(anyhow::Error::msg)?;
+        let keys: Vec<String> = redis::cmd("KEYS").arg("wc:*").query(&mut con)?;
+        for chunk in keys.chunks(1000) {
+            redis::cmd("DEL").arg(chunk).query::<()>(&mut con)?;
+        }
+        return Ok(Counts::Redis(
+            RedisMapState::new(config, "wc:").with_semantics(semantics),
+        ));
+    }
+    if let (None, Some(conn)) = (dir, &args.postgres) {
+        let config = PostgresConfig::new(conn);
+        let mut client = config.connect().map_err(anyhow::Error::msg)?;
+        client.batch_execute("DROP TABLE IF EXISTS word_counts")?;
+        let state = PostgresMapState::new(config, "word_counts", &["word"], &["count"])
+            .with_semantics(semantics);
+        state.create_table(&[SqlType::Text], &[SqlType::Int8])?;
+        return Ok(Counts::Postgres(state));
+    }
     let f = match dir {
         Some(d) => MapStateFactory::redb(d, "counts"),
         None => MapStateFactory::memory(&args.name),
     };
-    if args.opaque {
-        f.opaque()
-    } else {
-        f
-    }
+    Ok(Counts::Local(f.with_semantics(semantics)))
 }
 
-fn report(args: &Args, state: &MapStateFactory) -> Result<()> {
+fn report(args: &Args, state: &Counts) -> Result<()> {
     let mut counts: Vec<(String, i64)> = state
         .read_all()?
         .into_iter()
@@ -132,13 +192,13 @@ fn main() -> Result<()> {
         .init();
     let args = Args::parse();
     if let Some(dir) = &args.read {
-        return report(&args, &state_factory(&args, Some(dir)));
+        return report(&args, &state_factory(&args, Some(dir))?);
     }
     let cluster_run = is_cluster_run();
     if cluster_run && args.state_dir.is_none() {
         bail!("under squall jar, --state-dir is needed: memory state would not survive a worker");
     }
-    let state = state_factory(&args, args.state_dir.as_ref());
+    let state = state_factory(&args, args.state_dir.as_ref())?;
     let t = TridentTopology::new();
     let (stream, source) = match &args.kafka {
         Some(brokers) => {
