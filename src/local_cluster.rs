@@ -267,6 +267,7 @@ impl LocalCluster {
         let blobs = BlobStore::open(
             &dir.path().join("blobs"),
             Duration::from_secs(config.nimbus_file_copy_expiration_secs),
+            config.nimbus_upload_max_sessions,
         )
         .map_err(|e| start(&e))?;
         let nimbus = Arc::new(

@@ -157,6 +157,8 @@ pub enum ErrorKind {
     HashMismatch,
     /// Nimbus failed (cluster state unavailable, disk error).
     Internal,
+    /// A limit is reached (open uploads); try again later.
+    Busy,
 }
 
 /// A refusal, with a message naming what is wrong.

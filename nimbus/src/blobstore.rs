@@ -1,8 +1,10 @@
 //! Nimbus's blob store: topology binaries on local disk, named by their
 //! sha256, written through upload sessions that check size and hash.
+//! Sessions are capped in total and per client, and hold no open file
+//! between chunks; a download answers at most one chunk per request.
 
 use sha2::{Digest, Sha256};
-use squall_cluster::rpc::{hex, ErrorKind, RpcError};
+use squall_cluster::rpc::{hex, ErrorKind, RpcError, CHUNK_BYTES};
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -12,8 +14,14 @@ use std::time::{Duration, Instant};
 /// Largest binary accepted, in bytes.
 pub const MAX_BLOB_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
+/// Upload sessions one client (one connection) may hold at once.
+pub const MAX_SESSIONS_PER_CLIENT: usize = 8;
+
 struct Upload {
-    file: tempfile::NamedTempFile,
+    /// The partial file, removed when the session is dropped.
+    path: tempfile::TempPath,
+    /// The client that opened it (its address).
+    owner: String,
     hasher: Sha256,
     size: u64,
     received: u64,
@@ -26,6 +34,7 @@ pub struct BlobStore {
     dir: PathBuf,
     sessions: Mutex<HashMap<String, Upload>>,
     expiry: Duration,
+    max_sessions: usize,
 }
 
 fn internal(e: impl std::fmt::Display) -> RpcError {
@@ -41,13 +50,16 @@ pub fn is_sha256(s: &str) -> bool {
 
 impl BlobStore {
     /// A store in `dir` (created if missing) whose idle upload sessions
-    /// expire after `expiry` (`nimbus.file.copy.expiration.secs`).
-    pub fn open(dir: &Path, expiry: Duration) -> std::io::Result<Self> {
+    /// expire after `expiry` (`nimbus.file.copy.expiration.secs`), with at
+    /// most `max_sessions` open at once (`nimbus.upload.max.sessions`) and
+    /// [`MAX_SESSIONS_PER_CLIENT`] per client.
+    pub fn open(dir: &Path, expiry: Duration, max_sessions: usize) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir.join("tmp"))?;
         Ok(Self {
             dir: dir.to_owned(),
             sessions: Mutex::new(HashMap::new()),
             expiry,
+            max_sessions: max_sessions.max(1),
         })
     }
 
@@ -60,8 +72,12 @@ impl BlobStore {
         is_sha256(sha256) && self.dir.join(sha256).is_file()
     }
 
-    /// Opens an upload of `size` bytes hashing to `sha256`.
-    pub fn begin(&self, size: u64, sha256: &str) -> Result<String, RpcError> {
+    /// Opens an upload of `size` bytes hashing to `sha256` for `client`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Invalid`] for a bad hash or size; [`ErrorKind::Busy`]
+    /// when the store or this client holds as many sessions as allowed.
+    pub fn begin(&self, client: &str, size: u64, sha256: &str) -> Result<String, RpcError> {
         if !is_sha256(sha256) {
             return Err(RpcError::new(
                 ErrorKind::Invalid,
@@ -75,12 +91,32 @@ impl BlobStore {
             ));
         }
         self.expire();
-        let file = tempfile::NamedTempFile::new_in(self.dir.join("tmp")).map_err(internal)?;
+        let mut sessions = self.sessions();
+        if sessions.len() >= self.max_sessions {
+            return Err(RpcError::new(
+                ErrorKind::Busy,
+                format!(
+                    "{} uploads are open (nimbus.upload.max.sessions); try again later",
+                    sessions.len()
+                ),
+            ));
+        }
+        let mine = sessions.values().filter(|u| u.owner == client).count();
+        if mine >= MAX_SESSIONS_PER_CLIENT {
+            return Err(RpcError::new(
+                ErrorKind::Busy,
+                format!("{client} has {mine} uploads open, the most one client may hold"),
+            ));
+        }
+        let path = tempfile::NamedTempFile::new_in(self.dir.join("tmp"))
+            .map_err(internal)?
+            .into_temp_path();
         let session = hex(&rand::random::<[u8; 16]>());
-        self.sessions().insert(
+        sessions.insert(
             session.clone(),
             Upload {
-                file,
+                path,
+                owner: client.to_owned(),
                 hasher: Sha256::new(),
                 size,
                 received: 0,
@@ -104,7 +140,11 @@ impl BlobStore {
                 "upload is longer than announced; session closed",
             ));
         }
-        up.file.write_all(data).map_err(internal)?;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&up.path)
+            .map_err(internal)?;
+        f.write_all(data).map_err(internal)?;
         up.hasher.update(data);
         up.received += data.len() as u64;
         up.touched = Instant::now();
@@ -133,8 +173,10 @@ impl BlobStore {
                 ),
             ));
         }
-        up.file.as_file().sync_all().map_err(internal)?;
-        up.file
+        std::fs::File::open(&up.path)
+            .and_then(|f| f.sync_all())
+            .map_err(internal)?;
+        up.path
             .persist(self.dir.join(&got))
             .map_err(|e| internal(e.error))?;
         Ok(got)
@@ -146,14 +188,16 @@ impl BlobStore {
     /// # Errors
     /// As [`BlobStore::begin`] and [`BlobStore::finish`].
     pub fn put(&self, sha256: &str, data: &[u8]) -> Result<(), RpcError> {
-        let session = self.begin(data.len() as u64, sha256)?;
+        let session = self.begin("replication", data.len() as u64, sha256)?;
         self.chunk(&session, data)?;
         self.finish(&session).map(|_| ())
     }
 
-    /// Reads up to `len` bytes of blob `sha256` from `offset`, with the
-    /// blob's total size.
+    /// Reads up to `len` bytes (at most [`CHUNK_BYTES`]) of blob `sha256`
+    /// from `offset`, with the blob's total size: a request for more gets
+    /// one chunk, so no request makes Nimbus hold a whole binary.
     pub fn read(&self, sha256: &str, offset: u64, len: u32) -> Result<(Vec<u8>, u64), RpcError> {
+        let len = len.min(CHUNK_BYTES as u32);
         if !is_sha256(sha256) {
             return Err(RpcError::new(
                 ErrorKind::Invalid,
@@ -169,11 +213,16 @@ impl BlobStore {
         let total = f.metadata().map_err(internal)?.len();
         f.seek(SeekFrom::Start(offset.min(total)))
             .map_err(internal)?;
-        let mut data = Vec::with_capacity(len.min(4 << 20) as usize);
+        let mut data = Vec::with_capacity(len as usize);
         f.take(u64::from(len))
             .read_to_end(&mut data)
             .map_err(internal)?;
         Ok((data, total))
+    }
+
+    /// Drops the upload sessions `client` opened (its connection closed).
+    pub fn drop_sessions_of(&self, client: &str) {
+        self.sessions().retain(|_, up| up.owner != client);
     }
 
     /// Drops upload sessions idle for longer than the expiry.
@@ -204,17 +253,17 @@ mod tests {
     #[test]
     fn upload_round_trip_and_mismatch() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path(), Duration::from_secs(60)).unwrap();
+        let store = BlobStore::open(dir.path(), Duration::from_secs(60), 64).unwrap();
         let data = b"binary bytes".to_vec();
         let sha = sha256_hex(&data);
-        let s = store.begin(data.len() as u64, &sha).unwrap();
+        let s = store.begin("c", data.len() as u64, &sha).unwrap();
         store.chunk(&s, &data[..4]).unwrap();
         store.chunk(&s, &data[4..]).unwrap();
         assert_eq!(store.finish(&s).unwrap(), sha);
         assert_eq!(store.read(&sha, 2, 3).unwrap(), (b"nar".to_vec(), 12));
 
         let wrong = sha256_hex(b"other");
-        let s = store.begin(data.len() as u64, &wrong).unwrap();
+        let s = store.begin("c", data.len() as u64, &wrong).unwrap();
         store.chunk(&s, &data).unwrap();
         let e = store.finish(&s).unwrap_err();
         assert_eq!(e.kind, ErrorKind::HashMismatch);
@@ -225,12 +274,51 @@ mod tests {
     #[test]
     fn idle_sessions_expire() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path(), Duration::ZERO).unwrap();
-        let s = store.begin(3, &sha256_hex(b"abc")).unwrap();
+        let store = BlobStore::open(dir.path(), Duration::ZERO, 64).unwrap();
+        let s = store.begin("c", 3, &sha256_hex(b"abc")).unwrap();
         store.expire();
         assert_eq!(
             store.chunk(&s, b"abc").unwrap_err().kind,
             ErrorKind::NotFound
         );
+    }
+
+    #[test]
+    fn sessions_are_capped_in_total_and_per_client_and_hold_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path(), Duration::from_secs(60), 10).unwrap();
+        let sha = sha256_hex(b"abc");
+        let fds = || {
+            std::fs::read_dir("/proc/self/fd")
+                .map(|d| d.count())
+                .unwrap_or(0)
+        };
+        let before = fds();
+        for _ in 0..MAX_SESSIONS_PER_CLIENT {
+            store.begin("10.0.0.1:5000", 3, &sha).unwrap();
+        }
+        let e = store.begin("10.0.0.1:5000", 3, &sha).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Busy);
+        assert!(
+            e.message.contains("10.0.0.1:5000 has 8 uploads open"),
+            "{e}"
+        );
+        store.begin("10.0.0.2:5000", 3, &sha).unwrap();
+        store.begin("10.0.0.3:5000", 3, &sha).unwrap();
+        let e = store.begin("10.0.0.4:5000", 3, &sha).unwrap_err();
+        assert!(e.message.contains("10 uploads are open"), "{e}");
+        // Other threads of the test binary may open files: allow a few.
+        assert!(fds() < before + 5, "sessions keep files open");
+    }
+
+    #[test]
+    fn a_download_answers_one_chunk_at_most() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path(), Duration::from_secs(60), 4).unwrap();
+        let data = vec![7u8; CHUNK_BYTES * 3];
+        let sha = sha256_hex(&data);
+        store.put(&sha, &data).unwrap();
+        let (chunk, total) = store.read(&sha, 0, u32::MAX).unwrap();
+        assert_eq!((chunk.len(), total), (CHUNK_BYTES, data.len() as u64));
     }
 }

@@ -75,6 +75,7 @@ pub fn run(config: &ClusterConfig) -> Result<(), StartError> {
     let blobs = BlobStore::open(
         &dir,
         Duration::from_secs(config.nimbus_file_copy_expiration_secs),
+        config.nimbus_upload_max_sessions,
     )
     .map_err(|error| StartError::BlobStore {
         dir: dir.display().to_string(),

@@ -1,4 +1,8 @@
-//! The RPC server: one thread per client connection, frames in and out.
+//! The RPC server: one thread per client connection, frames in and out,
+//! with limits: at most `nimbus.thrift.threads` connections at once (more
+//! are closed at accept), an idle timeout, and accept errors (out of file
+//! descriptors) met with a growing pause instead of a spinning loop, each
+//! kind of trouble logged at most once per [`LOG_EVERY`].
 
 use crate::service::Nimbus;
 use squall_cluster::blocking::FramedStream;
@@ -6,11 +10,60 @@ use squall_cluster::frame::FrameError;
 use squall_cluster::rpc::{Request, Response};
 use squall_cluster::StateStorage;
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// How long a connection may stay silent before Nimbus closes it.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// A repeated warning is logged at most this often, with how many times
+/// it happened since the last line.
+pub const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The longest pause after failed accepts (it doubles from 10 ms).
+const MAX_ACCEPT_PAUSE: Duration = Duration::from_secs(1);
+
+/// Decides when a repeated event is worth a log line: the first one, then
+/// at most one per interval, carrying the count since the last line.
+#[derive(Debug)]
+pub struct LogLimiter {
+    every: Duration,
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
+impl LogLimiter {
+    /// A limiter allowing one line per `every`.
+    pub fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: None,
+            unlogged: 0,
+        }
+    }
+
+    /// The event happened at `now`: `Some(n)` when a line is due, `n`
+    /// being how many events it stands for.
+    pub fn note(&mut self, now: Instant) -> Option<u64> {
+        self.unlogged += 1;
+        let due = self
+            .last
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.every);
+        if due {
+            self.last = Some(now);
+            Some(std::mem::take(&mut self.unlogged))
+        } else {
+            None
+        }
+    }
+}
+
+/// Counts a connection while it lives.
+struct Open(Arc<AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// Accepts connections on `listener` until the process ends, serving each
 /// on its own thread. A bad frame closes only its own connection.
@@ -18,18 +71,44 @@ pub fn serve<S: StateStorage + Send + Sync + 'static>(
     listener: TcpListener,
     nimbus: Arc<Nimbus<S>>,
 ) {
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(s) => s,
+    let open = Arc::new(AtomicUsize::new(0));
+    let max = nimbus.config.nimbus_max_connections.max(1);
+    let mut accept_errors = LogLimiter::new(LOG_EVERY);
+    let mut refusals = LogLimiter::new(LOG_EVERY);
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let stream = match listener.accept() {
+            Ok((s, _)) => {
+                pause = Duration::from_millis(10);
+                s
+            }
             Err(e) => {
-                tracing::warn!("accept failed: {e}");
+                if let Some(n) = accept_errors.note(Instant::now()) {
+                    tracing::warn!("accept failed ({n} times since the last line): {e}; pausing");
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(MAX_ACCEPT_PAUSE);
                 continue;
             }
         };
+        if open.load(Ordering::Acquire) >= max {
+            if let Some(n) = refusals.note(Instant::now()) {
+                tracing::warn!(
+                    "{max} connections open (nimbus.thrift.threads): closed {n} more since the last line"
+                );
+            }
+            drop(stream);
+            continue;
+        }
+        open.fetch_add(1, Ordering::AcqRel);
+        let guard = Open(open.clone());
         let nimbus = nimbus.clone();
         let spawned = std::thread::Builder::new()
             .name("nimbus-conn".into())
-            .spawn(move || serve_connection(stream, &nimbus));
+            .spawn(move || {
+                let _guard = guard;
+                serve_connection(stream, &nimbus);
+            });
         if let Err(e) = spawned {
             tracing::error!("cannot start a connection thread: {e}");
         }
@@ -41,15 +120,26 @@ fn serve_connection<S: StateStorage>(stream: TcpStream, nimbus: &Nimbus<S>) {
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|_| "unknown peer".into());
-    if stream.set_read_timeout(Some(IDLE_TIMEOUT)).is_err() || stream.set_nodelay(true).is_err() {
+    let idle = Duration::from_secs(nimbus.config.nimbus_idle_timeout_secs.max(1));
+    if stream.set_read_timeout(Some(idle)).is_err() || stream.set_nodelay(true).is_err() {
         return;
     }
     let mut framed: FramedStream<TcpStream, Request, Response> =
         FramedStream::new(stream, nimbus.config.nimbus_max_frame_bytes);
+    serve_frames(&mut framed, &peer, nimbus);
+    // Uploads live as long as the connection that opened them.
+    nimbus.blobs.drop_sessions_of(&peer);
+}
+
+fn serve_frames<S: StateStorage>(
+    framed: &mut FramedStream<TcpStream, Request, Response>,
+    peer: &str,
+    nimbus: &Nimbus<S>,
+) {
     loop {
         match framed.recv() {
             Ok(Some(req)) => {
-                let resp = nimbus.handle(req);
+                let resp = nimbus.handle_from(peer, req);
                 if let Err(e) = framed.send(resp) {
                     tracing::warn!(%peer, "cannot answer: {e}; closing the connection");
                     return;
@@ -65,5 +155,22 @@ fn serve_connection<S: StateStorage>(stream: TcpStream, nimbus: &Nimbus<S>) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_event_is_logged_once_per_interval_with_its_count() {
+        let mut l = LogLimiter::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert_eq!(l.note(t0), Some(1));
+        for i in 1..1000 {
+            assert_eq!(l.note(t0 + Duration::from_millis(i)), None);
+        }
+        assert_eq!(l.note(t0 + Duration::from_secs(10)), Some(1000));
+        assert_eq!(l.note(t0 + Duration::from_secs(11)), None);
     }
 }

@@ -177,9 +177,15 @@ impl<S: StateStorage> Nimbus<S> {
         }
     }
 
-    /// Answers one request.
+    /// Answers one request from this process.
     pub fn handle(&self, req: Request) -> Response {
-        match self.dispatch(req) {
+        self.handle_from("local", req)
+    }
+
+    /// Answers one request from `client` (its connection's peer address:
+    /// per-client limits count by it).
+    pub fn handle_from(&self, client: &str, req: Request) -> Response {
+        match self.dispatch(client, req) {
             Ok(r) => r,
             Err(e) => {
                 tracing::info!(error = %e.message, kind = ?e.kind, "request refused");
@@ -188,11 +194,11 @@ impl<S: StateStorage> Nimbus<S> {
         }
     }
 
-    fn dispatch(&self, req: Request) -> Result<Response, RpcError> {
+    fn dispatch(&self, client: &str, req: Request) -> Result<Response, RpcError> {
         match req {
             Request::BeginUpload { size, sha256 } => {
                 self.require_leader()?;
-                let session = self.blobs.begin(size, &sha256)?;
+                let session = self.blobs.begin(client, size, &sha256)?;
                 Ok(Response::UploadSession { session })
             }
             Request::UploadChunk { session, data } => {

@@ -365,7 +365,7 @@ impl World {
         let net = self.net.clone();
         let n = &mut self.nimbuses[i];
         let config = daemon_config(&n.dir);
-        let blobs = BlobStore::open(&n.dir.join("blobs"), Duration::from_secs(600))
+        let blobs = BlobStore::open(&n.dir.join("blobs"), Duration::from_secs(600), 64)
             .expect("a blob directory");
         let nimbus = Nimbus::new(
             n.id.clone(),
@@ -457,7 +457,7 @@ impl World {
         let data = format!("the binary of topology {name}").into_bytes();
         let sha = sha256_hex(&data);
         let dir = self.nimbuses[leader].dir.join("blobs");
-        let uploaded = BlobStore::open(&dir, Duration::from_secs(600))
+        let uploaded = BlobStore::open(&dir, Duration::from_secs(600), 64)
             .map_err(|e| e.to_string())
             .and_then(|b| b.put(&sha, &data).map_err(|e| e.to_string()));
         if let Err(e) = uploaded {

@@ -45,6 +45,15 @@ pub struct ClusterConfig {
     /// `nimbus.file.copy.expiration.secs`: an idle upload session expires
     /// after this long (default 600).
     pub nimbus_file_copy_expiration_secs: u64,
+    /// `nimbus.upload.max.sessions`: upload sessions open at once, over all
+    /// clients (default 64; one client may hold 8).
+    pub nimbus_upload_max_sessions: usize,
+    /// `nimbus.thrift.threads`: RPC connections served at once (one thread
+    /// each); more are closed at accept (default 256).
+    pub nimbus_max_connections: usize,
+    /// `nimbus.thrift.idle.timeout.secs`: an RPC connection silent for this
+    /// long is closed (default 600).
+    pub nimbus_idle_timeout_secs: u64,
     /// `supervisor.slots.ports`: worker ports of a supervisor
     /// (default 6700-6703).
     pub supervisor_slots_ports: Vec<u16>,
@@ -88,6 +97,9 @@ impl Default for ClusterConfig {
             nimbus_task_launch_secs: 120,
             nimbus_monitor_freq_secs: 10,
             nimbus_file_copy_expiration_secs: 600,
+            nimbus_upload_max_sessions: 64,
+            nimbus_max_connections: 256,
+            nimbus_idle_timeout_secs: 600,
             supervisor_slots_ports: vec![6700, 6701, 6702, 6703],
             supervisor_worker_timeout_secs: 30,
             supervisor_worker_start_timeout_secs: 120,
@@ -194,6 +206,9 @@ impl ClusterConfig {
             "nimbus.task.launch.secs" => self.nimbus_task_launch_secs = secs()?,
             "nimbus.monitor.freq.secs" => self.nimbus_monitor_freq_secs = secs()?,
             "nimbus.file.copy.expiration.secs" => self.nimbus_file_copy_expiration_secs = secs()?,
+            "nimbus.upload.max.sessions" => self.nimbus_upload_max_sessions = secs()? as usize,
+            "nimbus.thrift.threads" => self.nimbus_max_connections = secs()? as usize,
+            "nimbus.thrift.idle.timeout.secs" => self.nimbus_idle_timeout_secs = secs()?,
             "supervisor.slots.ports" => {
                 self.supervisor_slots_ports = ports(value).ok_or_else(|| bad("a list of ports"))?
             }

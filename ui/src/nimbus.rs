@@ -41,7 +41,7 @@ impl From<ClientError> for ApiError {
             ClientError::Refused(r) => match r.kind {
                 ErrorKind::NotFound => 404,
                 ErrorKind::Invalid | ErrorKind::AlreadyExists => 400,
-                ErrorKind::NotLeader => 503,
+                ErrorKind::NotLeader | ErrorKind::Busy => 503,
                 ErrorKind::HashMismatch | ErrorKind::Internal => 500,
             },
             ClientError::Unreachable { .. } | ClientError::Closed | ClientError::Frame(_) => 503,

@@ -1,0 +1,219 @@
+//! Nimbus's listener limits on a real Nimbus process: huge download
+//! requests answer one chunk each (memory stays bounded), upload sessions
+//! are capped and hold no file (fds stay bounded, and leave with their
+//! connection), connections beyond `nimbus.thrift.threads` are closed at
+//! accept, and a Nimbus out of file descriptors pauses, logs a bounded
+//! number of lines and serves again once descriptors free up.
+
+mod cluster_support;
+mod corpus;
+
+use cluster_support::*;
+use squall_cluster::rpc::{
+    sha256_hex, ClientError, ErrorKind, NimbusClient, Request, Response, CHUNK_BYTES,
+};
+use std::io::Read;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+fn pid(c: &Cluster) -> u32 {
+    c.nimbus[0].as_ref().unwrap().child.id()
+}
+
+fn rss_mb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0)
+        / 1024
+}
+
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+fn leading(c: &Cluster) {
+    wait_until("a leader", Duration::from_secs(60), || {
+        c.cluster_info().is_some_and(|s| s.leader.is_some())
+    });
+}
+
+fn log_lines(c: &Cluster, needle: &str) -> usize {
+    std::fs::read_to_string(&c.nimbus[0].as_ref().unwrap().log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
+}
+
+#[test]
+fn huge_downloads_and_a_thousand_upload_sessions_stay_bounded() {
+    let mut c = Cluster::new(1);
+    c.start_nimbus(0);
+    leading(&c);
+    let pid = pid(&c);
+    // A 48 MiB binary.
+    let data: Vec<u8> = (0..48u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let sha = sha256_hex(&data);
+    c.client(0).upload(&data, &sha, |_| {}).unwrap();
+    let base_rss = rss_mb(pid);
+
+    // 8 clients ask for the whole binary in one chunk, 5 times each.
+    let addr = c.nimbus_addresses()[0].clone();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let watcher = {
+        let peak = peak.clone();
+        std::thread::spawn(move || {
+            let until = Instant::now() + Duration::from_secs(8);
+            while Instant::now() < until {
+                peak.fetch_max(rss_mb(pid), std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let (addr, sha) = (addr.clone(), sha.clone());
+            std::thread::spawn(move || {
+                let mut client = NimbusClient::connect(&[addr], 8 << 20).unwrap();
+                for _ in 0..5 {
+                    match client.call(Request::Download {
+                        sha256: sha.clone(),
+                        offset: 0,
+                        len: u32::MAX,
+                    }) {
+                        Ok(Response::Chunk { data, total }) => {
+                            assert_eq!(data.len(), CHUNK_BYTES);
+                            assert_eq!(total, 48 << 20);
+                        }
+                        other => panic!("{other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in clients {
+        t.join().unwrap();
+    }
+    watcher.join().unwrap();
+    let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        peak < base_rss + 64,
+        "RSS grew from {base_rss} MB to {peak} MB serving 40 huge downloads"
+    );
+
+    // 1,000 upload sessions asked over 10 connections: at most 64 open,
+    // 8 per connection, no file held; they leave with their connection.
+    let base_fds = fds(pid);
+    let mut conns: Vec<NimbusClient> = (0..10)
+        .map(|_| NimbusClient::connect(std::slice::from_ref(&addr), 4 << 20).unwrap())
+        .collect();
+    let (mut opened, mut busy) = (0, 0);
+    for i in 0..1000 {
+        let r = conns[i % 10].call(Request::BeginUpload {
+            size: 10,
+            sha256: sha256_hex(b"0123456789"),
+        });
+        match r {
+            Ok(Response::UploadSession { .. }) => opened += 1,
+            Err(ClientError::Refused(e)) if e.kind == ErrorKind::Busy => busy += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((opened, busy), (64, 936));
+    let held = fds(pid);
+    assert!(
+        held <= base_fds + 10 + 5,
+        "{held} fds with 10 connections and {opened} sessions (base {base_fds})"
+    );
+    conns.clear();
+    wait_until(
+        "sessions to leave with their connections",
+        Duration::from_secs(30),
+        || {
+            let mut fresh = NimbusClient::connect(std::slice::from_ref(&addr), 4 << 20).unwrap();
+            matches!(
+                fresh.call(Request::BeginUpload {
+                    size: 10,
+                    sha256: sha256_hex(b"0123456789"),
+                }),
+                Ok(Response::UploadSession { .. })
+            )
+        },
+    );
+}
+
+/// Whether the server closed `s` (EOF) within `wait`.
+fn closed(s: &mut TcpStream, wait: Duration) -> bool {
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut b = [0u8; 1];
+    matches!(s.read(&mut b), Ok(0))
+        || matches!(s.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+}
+
+#[test]
+fn connections_beyond_the_cap_are_closed_and_fd_exhaustion_recovers() {
+    let mut c = Cluster::new(1);
+    c.extra_conf.push("nimbus.thrift.threads=20".into());
+    c.start_nimbus(0);
+    leading(&c);
+    let addr = c.nimbus_addresses()[0].clone();
+    let mut idle: Vec<TcpStream> = (0..30)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let refused = idle
+        .iter_mut()
+        .map(|s| closed(s, Duration::from_millis(300)))
+        .filter(|c| *c)
+        .count();
+    assert_eq!(
+        refused, 10,
+        "connections beyond 20 should be closed at accept"
+    );
+    assert!(log_lines(&c, "connections open (nimbus.thrift.threads)") >= 1);
+    idle.clear();
+    wait_until("Nimbus to serve again", Duration::from_secs(30), || {
+        c.cluster_info().is_some()
+    });
+
+    // Out of file descriptors: a few more than it holds now.
+    let pid = pid(&c);
+    let limit = fds(pid) + 4;
+    let ok = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid.to_string(),
+            &format!("--nofile={limit}:{limit}"),
+        ])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "prlimit");
+    let started = Instant::now();
+    let mut held: Vec<TcpStream> = (0..15)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    wait_until("accept to fail", Duration::from_secs(30), || {
+        log_lines(&c, "accept failed") >= 1
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    let lines = log_lines(&c, "accept failed");
+    let secs = started.elapsed().as_secs();
+    assert!(
+        lines as u64 <= 1 + secs / 10 + 1,
+        "{lines} accept-failure lines in {secs} s"
+    );
+    held.clear();
+    wait_until(
+        "Nimbus to serve after fds free up",
+        Duration::from_secs(30),
+        || c.cluster_info().is_some(),
+    );
+}
