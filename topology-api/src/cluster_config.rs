@@ -79,6 +79,12 @@ pub struct ClusterConfig {
     pub ui_host: String,
     /// `ui.port`: the port `squall ui` serves on (default 8080, Storm's).
     pub ui_port: u16,
+    /// `ui.max.connections`: connections the UI serves at once (default
+    /// 256).
+    pub ui_max_connections: usize,
+    /// `ui.header.timeout.secs`: how long a client may take to send a
+    /// request head, or leave a kept-alive connection idle (default 10).
+    pub ui_header_timeout_secs: u64,
 }
 
 impl Default for ClusterConfig {
@@ -108,6 +114,8 @@ impl Default for ClusterConfig {
             worker_heartbeat_frequency_secs: 1,
             ui_host: "127.0.0.1".into(),
             ui_port: 8080,
+            ui_max_connections: 256,
+            ui_header_timeout_secs: 10,
         }
     }
 }
@@ -226,6 +234,8 @@ impl ClusterConfig {
             "worker.heartbeat.frequency.secs" => self.worker_heartbeat_frequency_secs = secs()?,
             "ui.host" => self.ui_host = text()?,
             "ui.port" => self.ui_port = port(value).ok_or_else(|| bad("a port number"))?,
+            "ui.max.connections" => self.ui_max_connections = secs()? as usize,
+            "ui.header.timeout.secs" => self.ui_header_timeout_secs = secs()?,
             _ => return Ok(false),
         }
         Ok(true)

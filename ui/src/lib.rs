@@ -9,6 +9,7 @@
 #![forbid(missing_docs)]
 
 pub mod lag;
+pub mod limits;
 pub mod nimbus;
 pub mod prometheus;
 mod routes;
@@ -48,7 +49,26 @@ pub fn run(config: &ClusterConfig) -> Result<(), UiError> {
         error,
     })?;
     tracing::info!(%address, "ui serving");
-    serve(listener, link(config))
+    serve(
+        listener,
+        link(config),
+        Limits {
+            max_connections: config.ui_max_connections,
+            header_timeout: std::time::Duration::from_secs(config.ui_header_timeout_secs),
+        },
+    )
+}
+
+/// The server's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once (`ui.max.connections`); more are closed
+    /// at accept.
+    pub max_connections: usize,
+    /// How long a client may take to send a request head, and how long a
+    /// kept-alive connection may wait for the next one
+    /// (`ui.header.timeout.secs`).
+    pub header_timeout: std::time::Duration,
 }
 
 /// The Nimbus seeds of `config` as a [`NimbusLink`].
@@ -59,11 +79,12 @@ pub fn link(config: &ClusterConfig) -> NimbusLink {
     }
 }
 
-/// Serves the UI on `listener` (blocking, on a private tokio runtime).
+/// Serves the UI on `listener` (blocking, on a private tokio runtime),
+/// HTTP/1.1 within `limits`; every request passes [`limits::guard`].
 ///
 /// # Errors
-/// [`UiError::Serve`] when the runtime cannot start or the server fails.
-pub fn serve(listener: TcpListener, link: NimbusLink) -> Result<(), UiError> {
+/// [`UiError::Serve`] when the runtime cannot start or the listener fails.
+pub fn serve(listener: TcpListener, link: NimbusLink, limits: Limits) -> Result<(), UiError> {
     listener.set_nonblocking(true).map_err(UiError::Serve)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -72,8 +93,39 @@ pub fn serve(listener: TcpListener, link: NimbusLink) -> Result<(), UiError> {
         .map_err(UiError::Serve)?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener).map_err(UiError::Serve)?;
-        axum::serve(listener, router(link))
-            .await
-            .map_err(UiError::Serve)
+        let app = router(link).layer(axum::middleware::from_fn(limits::guard));
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+        let mut refused = 0u64;
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}; pausing");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                refused += 1;
+                if refused.is_power_of_two() {
+                    tracing::warn!(
+                        "{} connections open (ui.max.connections): {refused} refused so far",
+                        limits.max_connections
+                    );
+                }
+                continue;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(limits.header_timeout)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                if let Err(e) = conn.await {
+                    tracing::debug!("connection ended: {e}");
+                }
+            });
+        }
     })
 }
