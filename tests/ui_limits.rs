@@ -33,7 +33,7 @@ fn start_ui() -> Ui {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_squall"))
         .args(["-c", &format!("ui.port={port}")])
-        .args(["-c", &format!("nimbus.seeds=[\"127.0.0.1\"]")])
+        .args(["-c", "nimbus.seeds=[\"127.0.0.1\"]"])
         .args(["-c", &format!("nimbus.thrift.port={}", free_port())])
         .args([
             "-c",
