@@ -90,6 +90,20 @@ impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
     type Error = FrameError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<In>, FrameError> {
+        // The inner codec reserves room for the whole announced frame as
+        // soon as it reads a length: hand it only whole frames, so a peer
+        // announcing a large frame and sending little costs what it sent.
+        if let Some(head) = src.get(..4) {
+            let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+            if len > self.max {
+                return Err(FrameError::TooLarge { len, max: self.max });
+            }
+            if src.len() < 4 + len {
+                return Ok(None);
+            }
+        } else {
+            return Ok(None);
+        }
         let Some(bytes) = self.inner.decode(src).map_err(|e| self.map_len_error(e))? else {
             return Ok(None);
         };
@@ -214,5 +228,42 @@ mod tests {
                 .starts_with("connection closed in the middle of a frame"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn an_announced_frame_costs_only_what_arrived() {
+        let mut c: FrameCodec<Msg, Msg> = FrameCodec::new(16 << 20);
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&(16u32 << 20).to_be_bytes());
+        buf.extend_from_slice(b"0123456789");
+        assert!(c.decode(&mut buf).unwrap().is_none());
+        assert!(
+            buf.capacity() < 1 << 20,
+            "reserved {} bytes",
+            buf.capacity()
+        );
+        let mut over = BytesMut::new();
+        over.extend_from_slice(&((16u32 << 20) + 1).to_be_bytes());
+        assert!(matches!(
+            c.decode(&mut over),
+            Err(FrameError::TooLarge { len, .. }) if len == (16 << 20) + 1
+        ));
+    }
+
+    #[test]
+    fn frames_split_anywhere_decode_whole() {
+        let mut c = codec();
+        let mut wire = BytesMut::new();
+        c.encode(Msg::Blob(vec![9; 300]), &mut wire).unwrap();
+        c.encode(Msg::Ping(7), &mut wire).unwrap();
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for b in wire.iter() {
+            buf.extend_from_slice(&[*b]);
+            while let Some(m) = c.decode(&mut buf).unwrap() {
+                got.push(m);
+            }
+        }
+        assert_eq!(got, vec![Msg::Blob(vec![9; 300]), Msg::Ping(7)]);
     }
 }

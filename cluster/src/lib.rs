@@ -11,6 +11,7 @@ pub mod blocking;
 mod clock;
 mod coordination;
 pub mod frame;
+mod log_limit;
 mod memory;
 pub mod rpc;
 pub mod schema;
@@ -22,6 +23,7 @@ mod zk;
 
 pub use clock::{system_clock, Clock, SharedClock, SimulatedClock, SkewedClock, SystemClock};
 pub use coordination::{memory_store, StorageStore, TRANSACTIONAL_ROOT};
+pub use log_limit::LogLimiter;
 pub use memory::{MemoryCluster, MemoryStorage};
 pub use state::ClusterState;
 pub use storage::{check_path, parent, NodeMode, StateError, StateStorage, Version};

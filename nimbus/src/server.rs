@@ -8,6 +8,7 @@ use crate::service::Nimbus;
 use squall_cluster::blocking::FramedStream;
 use squall_cluster::frame::FrameError;
 use squall_cluster::rpc::{Request, Response};
+use squall_cluster::LogLimiter;
 use squall_cluster::StateStorage;
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,41 +21,6 @@ pub const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// The longest pause after failed accepts (it doubles from 10 ms).
 const MAX_ACCEPT_PAUSE: Duration = Duration::from_secs(1);
-
-/// Decides when a repeated event is worth a log line: the first one, then
-/// at most one per interval, carrying the count since the last line.
-#[derive(Debug)]
-pub struct LogLimiter {
-    every: Duration,
-    last: Option<Instant>,
-    unlogged: u64,
-}
-
-impl LogLimiter {
-    /// A limiter allowing one line per `every`.
-    pub fn new(every: Duration) -> Self {
-        Self {
-            every,
-            last: None,
-            unlogged: 0,
-        }
-    }
-
-    /// The event happened at `now`: `Some(n)` when a line is due, `n`
-    /// being how many events it stands for.
-    pub fn note(&mut self, now: Instant) -> Option<u64> {
-        self.unlogged += 1;
-        let due = self
-            .last
-            .is_none_or(|t| now.saturating_duration_since(t) >= self.every);
-        if due {
-            self.last = Some(now);
-            Some(std::mem::take(&mut self.unlogged))
-        } else {
-            None
-        }
-    }
-}
 
 /// Counts a connection while it lives.
 struct Open(Arc<AtomicUsize>);
@@ -155,22 +121,5 @@ fn serve_frames<S: StateStorage>(
                 return;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_repeated_event_is_logged_once_per_interval_with_its_count() {
-        let mut l = LogLimiter::new(Duration::from_secs(10));
-        let t0 = Instant::now();
-        assert_eq!(l.note(t0), Some(1));
-        for i in 1..1000 {
-            assert_eq!(l.note(t0 + Duration::from_millis(i)), None);
-        }
-        assert_eq!(l.note(t0 + Duration::from_secs(10)), Some(1000));
-        assert_eq!(l.note(t0 + Duration::from_secs(11)), None);
     }
 }

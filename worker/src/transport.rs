@@ -15,9 +15,10 @@ use crate::wire::{decode_batch, encode_batch};
 use serde_bytes::ByteBuf;
 use squall_cluster::blocking::FramedStream;
 use squall_cluster::frame::FrameError;
+use squall_cluster::LogLimiter;
 use std::collections::{HashMap, VecDeque};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -190,14 +191,31 @@ fn connect(addr: &str) -> std::io::Result<TcpStream> {
     Ok(s)
 }
 
+/// Peer connections a worker serves at once; more are closed at accept.
+pub const MAX_PEER_CONNECTIONS: usize = 256;
+
+/// Counts a receiving connection while it lives.
+struct Open(Arc<AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Accepts peer connections on `listener` and delivers their batches to
-/// the local executors. Returns at once; threads end when the worker stops.
+/// the local executors, at most [`MAX_PEER_CONNECTIONS`] at once (more are
+/// closed, logged at most once per 10 s). Returns at once; threads end
+/// when the worker stops.
 pub fn start_server(
     listener: TcpListener,
     inbound: Inbound,
     max_frame_bytes: usize,
 ) -> std::io::Result<JoinHandle<()>> {
     listener.set_nonblocking(true)?;
+    let open = Arc::new(AtomicUsize::new(0));
+    let mut over_cap = LogLimiter::new(Duration::from_secs(10));
+    let mut accept_errors = LogLimiter::new(Duration::from_secs(10));
     std::thread::Builder::new()
         .name("worker-accept".into())
         .spawn(move || loop {
@@ -206,10 +224,23 @@ pub fn start_server(
             }
             match listener.accept() {
                 Ok((stream, peer)) => {
+                    if open.load(Ordering::Acquire) >= MAX_PEER_CONNECTIONS {
+                        if let Some(n) = over_cap.note(Instant::now()) {
+                            tracing::warn!(
+                                "{MAX_PEER_CONNECTIONS} peer connections open: closed {n} more since the last line"
+                            );
+                        }
+                        continue;
+                    }
+                    open.fetch_add(1, Ordering::AcqRel);
+                    let guard = Open(open.clone());
                     let inbound = inbound.clone();
                     let spawned = std::thread::Builder::new()
                         .name("worker-receive".into())
-                        .spawn(move || receive(stream, peer.to_string(), inbound, max_frame_bytes));
+                        .spawn(move || {
+                            let _guard = guard;
+                            receive(stream, peer.to_string(), inbound, max_frame_bytes)
+                        });
                     if let Err(e) = spawned {
                         tracing::error!("cannot start a receive thread: {e}");
                     }
@@ -218,8 +249,10 @@ pub fn start_server(
                     std::thread::sleep(Duration::from_millis(20))
                 }
                 Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    std::thread::sleep(Duration::from_millis(20))
+                    if let Some(n) = accept_errors.note(Instant::now()) {
+                        tracing::warn!("accept failed ({n} times since the last line): {e}");
+                    }
+                    std::thread::sleep(Duration::from_millis(100))
                 }
             }
         })
