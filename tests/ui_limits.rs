@@ -133,6 +133,26 @@ fn unfinished_heads_extra_connections_cross_site_posts_and_huge_bodies_are_refus
         "{answer}"
     );
 
+    // axum's own refusals come as JSON too: a wait that is not a number,
+    // a wrong method.
+    for (request, status) in [
+        (
+            "POST /api/v1/topology/wc/kill/soon HTTP/1.1",
+            "HTTP/1.1 400",
+        ),
+        ("GET /api/v1/topology/wc/kill/0 HTTP/1.1", "HTTP/1.1 405"),
+    ] {
+        let answer = exchange(
+            &ui.address,
+            &format!("{request}\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        );
+        assert!(answer.starts_with(status), "{answer}");
+        assert!(
+            answer.contains("application/json") && answer.contains("errorMessage"),
+            "{answer}"
+        );
+    }
+
     // A form posted from another site is refused.
     let host = ui.address.clone();
     let answer = exchange(

@@ -66,13 +66,39 @@ pub fn check(method: &Method, headers: &HeaderMap) -> Option<(StatusCode, String
     None
 }
 
-/// The middleware running [`check`] on every request.
+/// The middleware running [`check`] on every request, and making every
+/// error answer JSON (`{"error", "errorMessage"}`, as Storm's UI): axum's
+/// own refusals (a path that does not parse, a wrong method) come as text
+/// or empty.
 pub async fn guard(req: Request, next: Next) -> Response {
     if let Some((status, message)) = check(req.method(), req.headers()) {
         tracing::info!(%message, "request refused");
         return refuse(status, &message);
     }
-    next.run(req).await
+    let response = next.run(req).await;
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || json {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), MAX_BODY_BYTES as usize)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let body = json!({
+        "error": status.canonical_reason().unwrap_or("Error"),
+        "errorMessage": message,
+    });
+    (status, Json(body)).into_response()
 }
 
 #[cfg(test)]
