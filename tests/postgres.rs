@@ -12,10 +12,12 @@ use squall::testing::{wait_for, Feeder};
 use squall::trident::state::StatePartition;
 use squall::trident::*;
 use squall::*;
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use store_support::sinks::{errors_of, run_sink};
+use store_support::words::{count_words, macbeth, plain_counts};
 use store_support::{Postgres, PG_PASSWORD};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -154,66 +156,28 @@ fn map_states_follow_storms_three_semantics() {
     assert!(err.contains("relation \"missing\" does not exist"), "{err}");
 }
 
-fn words(line: &str) -> impl Iterator<Item = String> + '_ {
-    line.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-}
-
-fn split_words(t: &TridentTuple, out: &mut TridentCollector) -> Result<(), ExecuteError> {
-    for w in words(t.str(0)?) {
-        out.emit(values![w]);
-    }
-    Ok(())
-}
-
 /// Trident word count into PostgreSQL equals the plain count, transactional
 /// and opaque, with batches failing once and `pg_ctl restart` while
 /// batches commit; a query stream reads the counts back (`MapGet`).
 #[test]
 fn trident_word_count_into_postgres_is_exact_through_failures_and_a_restart() {
     let mut pg = Postgres::start();
-    let files =
-        vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/shakespeare/macbeth_gut.txt")];
-    let mut plain: HashMap<String, i64> = HashMap::new();
-    for line in std::fs::read_to_string(&files[0]).unwrap().lines() {
-        for w in words(line) {
-            *plain.entry(w).or_insert(0) += 1;
-        }
-    }
-    let expected: HashMap<Key, Value> = plain
-        .iter()
-        .map(|(w, n)| (key(w), Value::Int(*n)))
-        .collect();
+    let files = macbeth();
+    let expected = plain_counts(&files);
     for semantics in [Semantics::Transactional, Semantics::Opaque] {
         let state = counts_state(
             &pg,
             &format!("wc_{}", semantics.name().replace('-', "_")),
             semantics,
         );
-        let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
-        let failures = Arc::new(Mutex::new(0u64));
-        let f = failures.clone();
+        let failures = Arc::new(AtomicU64::new(0));
         let t = TridentTopology::new();
-        let counts = t
-            .new_stream("lines", RecordSpout::lines(&files, 200).unwrap())
-            .each(
-                ["line"],
-                move |t: &TridentTuple, out: &mut TridentCollector| -> Result<(), ExecuteError> {
-                    let line = t.str(0)?.to_owned();
-                    if line.len() % 10 == 3 && seen.lock().unwrap().insert(line) {
-                        *f.lock().unwrap() += 1;
-                        return Err("injected failure".into());
-                    }
-                    out.emit(Values::new());
-                    Ok(())
-                },
-                Fields::default(),
-            )
-            .each(["line"], split_words, ["word"])
-            .group_by(["word"])
-            .persistent_aggregate(state.clone(), Fields::default(), Count, ["count"])
-            .parallelism_hint(2);
+        let counts = count_words(
+            t.new_stream("lines", RecordSpout::lines(&files, 200).unwrap()),
+            state.clone(),
+            (10, 3),
+            failures.clone(),
+        );
         let requests = FeederSpout::new(["word"]);
         let answers: Arc<Mutex<BTreeMap<String, Value>>> = Arc::default();
         let sink = answers.clone();
@@ -251,37 +215,14 @@ fn trident_word_count_into_postgres_is_exact_through_failures_and_a_restart() {
                 .count(),
             expected.len()
         );
-        assert!(*failures.lock().unwrap() > 0);
+        assert!(failures.load(Ordering::Relaxed) > 0);
         requests.feed(vec![values!["macbeth"], values!["zebra"]]);
         assert!(requests.wait_committed(WAIT));
         let answers = answers.lock().unwrap().clone();
-        assert_eq!(answers["macbeth"], Value::Int(plain["macbeth"]));
+        assert_eq!(answers["macbeth"], expected[&key("macbeth")]);
         assert_eq!(answers["zebra"], Value::Null);
         cluster.kill_topology(&name).unwrap();
     }
-}
-
-fn errors_of(cluster: &LocalCluster, name: &str) -> Vec<String> {
-    let Ok(m) = cluster.metrics(name) else {
-        return Vec::new();
-    };
-    m.tasks
-        .values()
-        .filter(|t| t.component.0 == "write")
-        .flat_map(|t| t.errors.clone())
-        .collect()
-}
-
-fn run_sink(name: &str, feeder: &Feeder, bolt: PostgresBoltConfig) -> LocalCluster {
-    let mut b = TopologyBuilder::new();
-    b.set_spout("in", feeder.spout(), 1);
-    b.set_bolt("write", move || PostgresBolt::new(bolt.clone()), 1)
-        .shuffle_grouping("in");
-    let cluster = LocalCluster::new();
-    cluster
-        .submit_topology(name, &config(), b.create_topology().unwrap())
-        .unwrap();
-    cluster
 }
 
 fn failed_ids(feeder: &Feeder) -> HashSet<i64> {
@@ -306,11 +247,8 @@ fn the_bolt_writes_acked_rows_and_fails_only_the_offending_tuples() {
         )
         .unwrap();
     let feeder = Feeder::new(["id", "carrier", "delay"]);
-    let cluster = run_sink(
-        "pg-sink",
-        &feeder,
-        PostgresBoltConfig::new(PostgresConfig::new(&pg.url()), "flights"),
-    );
+    let bolt = PostgresBoltConfig::new(PostgresConfig::new(&pg.url()), "flights");
+    let cluster = run_sink("pg-sink", &feeder, move || PostgresBolt::new(bolt.clone()));
     let mut bad = HashSet::new();
     for i in 0..1000i64 {
         feeder.feed(values![i, "AA", i % 300]);
@@ -328,7 +266,7 @@ fn the_bolt_writes_acked_rows_and_fails_only_the_offending_tuples() {
         "acked {}, failed {:?}; errors {:?}",
         feeder.acked().len(),
         feeder.failed(),
-        errors_of(&cluster, "pg-sink")
+        errors_of(&cluster, "pg-sink", "write")
     );
     assert_eq!(failed_ids(&feeder), bad);
     let n: i64 = pg
@@ -337,7 +275,7 @@ fn the_bolt_writes_acked_rows_and_fails_only_the_offending_tuples() {
         .unwrap()
         .get(0);
     assert_eq!(n, 1100);
-    let errors = errors_of(&cluster, "pg-sink");
+    let errors = errors_of(&cluster, "pg-sink", "write");
     for expected in [
         "duplicate key value violates unique constraint \"flights_pkey\"",
         "constraint flights_delay_check",
@@ -353,11 +291,11 @@ fn the_bolt_writes_acked_rows_and_fails_only_the_offending_tuples() {
 
     // Upserts: the latest delay per origin.
     let feeder = Feeder::new(["origin", "delay"]);
-    let cluster = run_sink(
-        "pg-upsert",
-        &feeder,
-        PostgresBoltConfig::new(PostgresConfig::new(&pg.url()), "latest").with_upsert(&["origin"]),
-    );
+    let bolt =
+        PostgresBoltConfig::new(PostgresConfig::new(&pg.url()), "latest").with_upsert(&["origin"]);
+    let cluster = run_sink("pg-upsert", &feeder, move || {
+        PostgresBolt::new(bolt.clone())
+    });
     for d in 0..50 {
         feeder.feed(values!["JFK", d]);
     }
@@ -382,17 +320,14 @@ fn a_missing_database_is_reported_and_retried() {
     let pg = Postgres::start();
     let url = pg.url().replace("dbname=postgres", "dbname=later");
     let feeder = Feeder::new(["k"]);
-    let cluster = run_sink(
-        "pg-later",
-        &feeder,
-        PostgresBoltConfig::new(PostgresConfig::new(&url), "t"),
-    );
+    let bolt = PostgresBoltConfig::new(PostgresConfig::new(&url), "t");
+    let cluster = run_sink("pg-later", &feeder, move || PostgresBolt::new(bolt.clone()));
     let first = feeder.feed(values![1]);
     assert!(wait_for(WAIT, || feeder
         .failed()
         .iter()
         .any(|(id, _)| *id == first)));
-    assert!(wait_for(WAIT, || errors_of(&cluster, "pg-later")
+    assert!(wait_for(WAIT, || errors_of(&cluster, "pg-later", "write")
         .iter()
         .any(|e| e.contains(&format!(
             "PostgreSQL at 127.0.0.1:{}/later",
@@ -406,6 +341,10 @@ fn a_missing_database_is_reported_and_retried() {
         let id = feeder.feed(values![2]);
         wait_for(Duration::from_secs(2), || feeder.acked().contains(&id))
     });
-    assert!(acked, "errors {:?}", errors_of(&cluster, "pg-later"));
+    assert!(
+        acked,
+        "errors {:?}",
+        errors_of(&cluster, "pg-later", "write")
+    );
     cluster.kill_topology("pg-later").unwrap();
 }

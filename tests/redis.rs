@@ -14,11 +14,13 @@ use squall::testing::{wait_for, Feeder};
 use squall::trident::state::StatePartition;
 use squall::trident::*;
 use squall::*;
-use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::collections::HashSet;
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use store_support::sinks::{errors_of, run_sink};
+use store_support::words::{count_words, macbeth, plain_counts};
 use store_support::Redis;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -116,73 +118,26 @@ fn map_states_follow_storms_three_semantics() {
     );
 }
 
-fn words(line: &str) -> impl Iterator<Item = String> + '_ {
-    line.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-}
-
-fn split_words(t: &TridentTuple, out: &mut TridentCollector) -> Result<(), ExecuteError> {
-    for w in words(t.str(0)?) {
-        out.emit(values![w]);
-    }
-    Ok(())
-}
-
-fn small_files() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/shakespeare");
-    vec![dir.join("macbeth_gut.txt")]
-}
-
-fn plain_counts(files: &[PathBuf]) -> HashMap<Key, Value> {
-    let mut counts: HashMap<String, i64> = HashMap::new();
-    for f in files {
-        for line in std::fs::read_to_string(f).unwrap().lines() {
-            for w in words(line) {
-                *counts.entry(w).or_insert(0) += 1;
-            }
-        }
-    }
-    counts
-        .into_iter()
-        .map(|(w, n)| (key(&w), Value::Int(n)))
-        .collect()
-}
-
 /// Trident word count into Redis equals the plain count, for each
 /// semantics that promises it, with one batch in ten failing once and the
 /// server restarted while batches commit.
 #[test]
 fn trident_word_count_into_redis_is_exact_through_failures_and_a_restart() {
     let mut redis = Redis::start();
-    let files = small_files();
+    let files = macbeth();
     let expected = plain_counts(&files);
     for semantics in [Semantics::Transactional, Semantics::Opaque] {
         let prefix = format!("wc-{}:", semantics.name());
         let state =
             RedisMapState::new(RedisConfig::new(&redis.url()), &prefix).with_semantics(semantics);
-        let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
-        let failures = Arc::new(Mutex::new(0u64));
-        let f = failures.clone();
+        let failures = Arc::new(AtomicU64::new(0));
         let t = TridentTopology::new();
-        t.new_stream("lines", RecordSpout::lines(&files, 200).unwrap())
-            .each(
-                ["line"],
-                move |t: &TridentTuple, out: &mut TridentCollector| -> Result<(), ExecuteError> {
-                    let line = t.str(0)?.to_owned();
-                    if line.len() % 10 == 3 && seen.lock().unwrap().insert(line) {
-                        *f.lock().unwrap() += 1;
-                        return Err("injected failure".into());
-                    }
-                    out.emit(Values::new());
-                    Ok(())
-                },
-                Fields::default(),
-            )
-            .each(["line"], split_words, ["word"])
-            .group_by(["word"])
-            .persistent_aggregate(state.clone(), Fields::default(), Count, ["count"])
-            .parallelism_hint(2);
+        count_words(
+            t.new_stream("lines", RecordSpout::lines(&files, 200).unwrap()),
+            state.clone(),
+            (10, 3),
+            failures.clone(),
+        );
         let cluster = LocalCluster::new();
         let mut c = config();
         c.max_spout_pending = Some(2);
@@ -207,7 +162,7 @@ fn trident_word_count_into_redis_is_exact_through_failures_and_a_restart() {
                 .count(),
             expected.len()
         );
-        assert!(*failures.lock().unwrap() > 0);
+        assert!(failures.load(Ordering::Relaxed) > 0);
     }
 }
 
@@ -301,33 +256,6 @@ fn stateful_word_count_in_redis_equals_a_plain_count() {
         .query(&mut con)
         .unwrap();
     assert!(keys.len() >= 2, "{keys:?}");
-}
-
-fn errors_of(cluster: &LocalCluster, name: &str, component: &str) -> Vec<String> {
-    let Ok(m) = cluster.metrics(name) else {
-        return Vec::new();
-    };
-    m.tasks
-        .values()
-        .filter(|t| t.component.0 == component)
-        .flat_map(|t| t.errors.clone())
-        .collect()
-}
-
-/// Runs `feeder` into the bolt `bolt` makes.
-fn run_sink<B: Bolt + 'static>(
-    name: &str,
-    feeder: &Feeder,
-    bolt: impl Fn() -> B + Send + Sync + 'static,
-) -> LocalCluster {
-    let mut b = TopologyBuilder::new();
-    b.set_spout("in", feeder.spout(), 1);
-    b.set_bolt("write", bolt, 1).shuffle_grouping("in");
-    let cluster = LocalCluster::new();
-    cluster
-        .submit_topology(name, &config(), b.create_topology().unwrap())
-        .unwrap();
-    cluster
 }
 
 fn hash_mapper(t: &Tuple) -> Result<Vec<RedisCommand>, String> {
@@ -512,7 +440,7 @@ impl Bolt for HoldingBolt {
 #[test]
 fn trident_over_a_redis_stream_replays_the_same_entries() {
     let redis = Redis::start();
-    let files = small_files();
+    let files = macbeth();
     let text = std::fs::read_to_string(&files[0]).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let add_lines = |lines: &[&str]| {
@@ -533,30 +461,15 @@ fn trident_over_a_redis_stream_replays_the_same_entries() {
     let half = lines.len() / 2;
     add_lines(&lines[..half]);
     let state = RedisMapState::new(RedisConfig::new(&redis.url()), "swc:");
-    let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
     let t = TridentTopology::new();
-    t.new_stream(
-        "stream",
-        RedisStreamTridentSpout::new(RedisConfig::new(&redis.url()), "lines", &["line"])
-            .with_batch_size(300),
-    )
-    .parallelism_hint(2)
-    .each(
-        ["line"],
-        move |t: &TridentTuple, out: &mut TridentCollector| -> Result<(), ExecuteError> {
-            let line = t.str(0)?.to_owned();
-            if line.len() % 7 == 2 && seen.lock().unwrap().insert(line) {
-                return Err("injected failure".into());
-            }
-            out.emit(Values::new());
-            Ok(())
-        },
-        Fields::default(),
-    )
-    .each(["line"], split_words, ["word"])
-    .group_by(["word"])
-    .persistent_aggregate(state.clone(), Fields::default(), Count, ["count"])
-    .parallelism_hint(2);
+    let stream = t
+        .new_stream(
+            "stream",
+            RedisStreamTridentSpout::new(RedisConfig::new(&redis.url()), "lines", &["line"])
+                .with_batch_size(300),
+        )
+        .parallelism_hint(2);
+    count_words(stream, state.clone(), (7, 2), Arc::default());
     let cluster = LocalCluster::new();
     let mut c = config();
     c.max_spout_pending = Some(3);

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 /// The first and the longest wait between connection attempts.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 
-/// How long `cleanup` waits for writes in flight.
+/// How long dropping a sink waits for the writes handed to its thread;
+/// tuples still in flight then time out and replay.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Writes one kind of job to one server, on the I/O thread.
@@ -137,19 +138,49 @@ impl<J: Send + 'static> Sink<J> {
             }
         }
     }
+}
 
-    /// Stops the thread once the writes handed to it are done (at most
-    /// 10 s); tuples still in flight then time out and replay.
-    pub(crate) fn stop(&mut self) {
-        self.jobs = None;
-        if let Some(t) = self.thread.take() {
-            let deadline = Instant::now() + DRAIN_TIMEOUT;
-            while !t.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
+impl<J> Drop for Sink<J> {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.jobs = None;
+            if let Some(t) = self.thread.take() {
+                let deadline = Instant::now() + DRAIN_TIMEOUT;
+                while !t.is_finished() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                if t.is_finished() {
+                    let _ = t.join();
+                }
             }
-            if t.is_finished() {
-                let _ = t.join();
-            }
+        }
+    }
+}
+
+/// A store bolt's `execute`: a tick tuple is acked; otherwise `job` makes
+/// the tuple's write (`Ok(None)`: nothing to write, acked; an error fails
+/// the tuple, reported as `describe` words it) and `sink` takes it.
+pub(crate) fn execute<J: Send + 'static>(
+    sink: Option<&mut Sink<J>>,
+    tuple: &Tuple,
+    collector: &mut OutputCollector<'_>,
+    job: impl FnOnce(&Tuple) -> Result<Option<J>, String>,
+    describe: impl FnOnce(&str) -> String,
+) {
+    if tuple.is_tick() {
+        collector.ack(tuple);
+        return;
+    }
+    let Some(sink) = sink else {
+        collector.fail(tuple);
+        return;
+    };
+    match job(tuple) {
+        Ok(Some(j)) => sink.send(tuple, j, collector),
+        Ok(None) => collector.ack(tuple),
+        Err(e) => {
+            collector.report_error(&describe(&e));
+            collector.fail(tuple);
         }
     }
 }

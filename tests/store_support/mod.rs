@@ -398,3 +398,117 @@ impl Drop for Mosquitto {
         }
     }
 }
+
+/// Word count through Trident into a store, with batches failing once.
+pub mod words {
+    use squall::trident::*;
+    use squall::*;
+    use std::collections::{HashMap, HashSet};
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    /// Lower-cased runs of alphanumeric characters.
+    pub fn words(line: &str) -> impl Iterator<Item = String> + '_ {
+        line.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+    }
+
+    /// The Trident function emitting the words of field 0.
+    pub fn split_words(t: &TridentTuple, out: &mut TridentCollector) -> Result<(), ExecuteError> {
+        for w in words(t.str(0)?) {
+            out.emit(values![w]);
+        }
+        Ok(())
+    }
+
+    /// The test corpus: Macbeth.
+    pub fn macbeth() -> Vec<PathBuf> {
+        vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/shakespeare/macbeth_gut.txt")]
+    }
+
+    /// Every word's count in `files`, as a map state holds it.
+    pub fn plain_counts(files: &[PathBuf]) -> HashMap<Key, Value> {
+        let mut counts: HashMap<String, i64> = HashMap::new();
+        for f in files {
+            for line in std::fs::read_to_string(f).unwrap().lines() {
+                for w in words(line) {
+                    *counts.entry(w).or_insert(0) += 1;
+                }
+            }
+        }
+        counts
+            .into_iter()
+            .map(|(w, n)| (Key(values![w]), Value::Int(n)))
+            .collect()
+    }
+
+    /// Counts the words of the `line` field of `stream` into `state`; the
+    /// first sight of each line whose length is `rem` modulo `modulus`
+    /// fails its batch (counted in `failures`).
+    pub fn count_words(
+        stream: Stream,
+        state: impl StateFactory + 'static,
+        (modulus, rem): (usize, usize),
+        failures: Arc<AtomicU64>,
+    ) -> TridentState {
+        let seen: Mutex<HashSet<String>> = Mutex::default();
+        stream
+            .each(
+                ["line"],
+                move |t: &TridentTuple, out: &mut TridentCollector| -> Result<(), ExecuteError> {
+                    let line = t.str(0)?.to_owned();
+                    if line.len() % modulus == rem && seen.lock().unwrap().insert(line) {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                        return Err("injected failure".into());
+                    }
+                    out.emit(Values::new());
+                    Ok(())
+                },
+                Fields::default(),
+            )
+            .each(["line"], split_words, ["word"])
+            .group_by(["word"])
+            .persistent_aggregate(state, Fields::default(), Count, ["count"])
+            .parallelism_hint(2)
+    }
+}
+
+/// A sink bolt fed by a [`squall::testing::Feeder`] in LocalCluster.
+pub mod sinks {
+    use squall::testing::Feeder;
+    use squall::*;
+
+    /// Runs `feeder` into the bolt `bolt` makes (component `write`) as
+    /// topology `name` (acking on, message timeout 30 s).
+    pub fn run_sink<B: Bolt + 'static>(
+        name: &str,
+        feeder: &Feeder,
+        bolt: impl Fn() -> B + Send + Sync + 'static,
+    ) -> LocalCluster {
+        let mut b = TopologyBuilder::new();
+        b.set_spout("in", feeder.spout(), 1);
+        b.set_bolt("write", bolt, 1).shuffle_grouping("in");
+        let mut config = Config::new();
+        config.acker_executors = Some(1);
+        config.message_timeout_secs = 30;
+        let cluster = LocalCluster::new();
+        cluster
+            .submit_topology(name, &config, b.create_topology().unwrap())
+            .unwrap();
+        cluster
+    }
+
+    /// The errors reported by `component`'s tasks in topology `name`.
+    pub fn errors_of(cluster: &LocalCluster, name: &str, component: &str) -> Vec<String> {
+        let Ok(m) = cluster.metrics(name) else {
+            return Vec::new();
+        };
+        m.tasks
+            .values()
+            .filter(|t| t.component.0 == component)
+            .flat_map(|t| t.errors.clone())
+            .collect()
+    }
+}

@@ -191,24 +191,14 @@ impl Bolt for MqttBolt {
     }
 
     fn execute(&mut self, tuple: &Tuple, collector: &mut OutputCollector<'_>) {
-        if tuple.is_tick() {
-            collector.ack(tuple);
-            return;
-        }
-        let Some(sink) = &mut self.sink else {
-            collector.fail(tuple);
-            return;
-        };
-        match (self.config.mapper)(tuple) {
-            Ok(m) => sink.send(tuple, m, collector),
-            Err(e) => {
-                collector.report_error(&format!(
-                    "cannot publish a tuple to the {}: {e}",
-                    self.config.broker.name()
-                ));
-                collector.fail(tuple);
-            }
-        }
+        let broker = &self.config.broker;
+        crate::sink::execute(
+            self.sink.as_mut(),
+            tuple,
+            collector,
+            |t| (self.config.mapper)(t).map(Some),
+            |e| format!("cannot publish a tuple to the {}: {e}", broker.name()),
+        );
     }
 
     fn wake(&mut self, collector: &mut OutputCollector<'_>) {
@@ -218,9 +208,7 @@ impl Bolt for MqttBolt {
     }
 
     fn cleanup(&mut self) {
-        if let Some(mut sink) = self.sink.take() {
-            sink.stop();
-        }
+        self.sink = None;
     }
 
     fn declare_output_fields(&self, _declarer: &mut OutputFieldsDeclarer) {}

@@ -319,25 +319,17 @@ impl Bolt for PostgresBolt {
     }
 
     fn execute(&mut self, tuple: &Tuple, collector: &mut OutputCollector<'_>) {
-        if tuple.is_tick() {
-            collector.ack(tuple);
-            return;
-        }
-        let Some(sink) = &mut self.sink else {
-            collector.fail(tuple);
-            return;
-        };
-        let row = match &self.config.row {
-            Some(f) => f(tuple).map(Row::Values),
-            None => Ok(Row::Fields(tuple.clone())),
-        };
-        match row {
-            Ok(row) => sink.send(tuple, row, collector),
-            Err(e) => {
-                collector.report_error(&format!("table {}: {e}", self.config.table));
-                collector.fail(tuple);
-            }
-        }
+        let (row, table) = (&self.config.row, &self.config.table);
+        crate::sink::execute(
+            self.sink.as_mut(),
+            tuple,
+            collector,
+            |t| match row {
+                Some(f) => f(t).map(|v| Some(Row::Values(v))),
+                None => Ok(Some(Row::Fields(t.clone()))),
+            },
+            |e| format!("table {table}: {e}"),
+        );
     }
 
     fn wake(&mut self, collector: &mut OutputCollector<'_>) {
@@ -347,9 +339,7 @@ impl Bolt for PostgresBolt {
     }
 
     fn cleanup(&mut self) {
-        if let Some(mut sink) = self.sink.take() {
-            sink.stop();
-        }
+        self.sink = None;
     }
 
     fn declare_output_fields(&self, _declarer: &mut OutputFieldsDeclarer) {}

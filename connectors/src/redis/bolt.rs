@@ -208,25 +208,14 @@ impl Bolt for RedisBolt {
     }
 
     fn execute(&mut self, tuple: &Tuple, collector: &mut OutputCollector<'_>) {
-        if tuple.is_tick() {
-            collector.ack(tuple);
-            return;
-        }
-        let Some(sink) = &mut self.sink else {
-            collector.fail(tuple);
-            return;
-        };
-        match (self.mapper)(tuple) {
-            Ok(cmds) if cmds.is_empty() => collector.ack(tuple),
-            Ok(cmds) => sink.send(tuple, cmds, collector),
-            Err(e) => {
-                collector.report_error(&format!(
-                    "cannot write a tuple to {}: {e}",
-                    self.config.server()
-                ));
-                collector.fail(tuple);
-            }
-        }
+        let server = || self.config.server();
+        crate::sink::execute(
+            self.sink.as_mut(),
+            tuple,
+            collector,
+            |t| (self.mapper)(t).map(|c| (!c.is_empty()).then_some(c)),
+            |e| format!("cannot write a tuple to {}: {e}", server()),
+        );
     }
 
     fn wake(&mut self, collector: &mut OutputCollector<'_>) {
@@ -236,9 +225,7 @@ impl Bolt for RedisBolt {
     }
 
     fn cleanup(&mut self) {
-        if let Some(mut sink) = self.sink.take() {
-            sink.stop();
-        }
+        self.sink = None;
     }
 
     fn declare_output_fields(&self, _declarer: &mut OutputFieldsDeclarer) {}
