@@ -157,3 +157,58 @@ fn nimbus_and_the_ui_survive_hostile_bytes_and_idle_connections() {
     no_panic(&c.nimbus[0].as_ref().unwrap().log);
     no_panic(&c.path().join("ui.log"));
 }
+
+/// Worker ports get the same hostile bytes while a word count runs on two
+/// workers: the workers drop the bad connections, keep exchanging
+/// batches, and the counts stay exact.
+#[test]
+fn workers_survive_hostile_bytes_and_word_count_stays_exact() {
+    let mut c = Cluster::new(1);
+    c.start_nimbus(0);
+    c.start_supervisor(2);
+    c.wait_supervisors(1);
+    let state = c.submit_word_count(
+        "wc-fuzz",
+        &["--workers", "2", "--max-spout-pending", "5000"],
+    );
+    let info = c.info("wc-fuzz").expect("topology is listed");
+    let mut slots: Vec<String> = info
+        .executors
+        .iter()
+        .map(|e| format!("{}:{}", e.3.host, e.3.port))
+        .collect();
+    slots.sort();
+    slots.dedup();
+    assert_eq!(slots.len(), 2, "{slots:?}");
+    for s in &slots {
+        wait_until("the worker to listen", Duration::from_secs(120), || {
+            TcpStream::connect(s).is_ok()
+        });
+    }
+    let valid = valid_frame();
+    let mut rng = SmallRng::seed_from_u64(0x5eed_1000);
+    for i in 0..400u32 {
+        let bytes = hostile(&mut rng, i % 5, &valid);
+        send_and_close(&slots[i as usize % 2], &bytes);
+    }
+    c.wait_word_count_done(&state, Duration::from_secs(300));
+    assert_eq!(
+        Cluster::merged_counts(&state),
+        corpus::plain_count(&corpus::corpus()),
+        "counts differ from a plain count"
+    );
+    let (acked, _) = Cluster::spout_progress(&state).unwrap();
+    assert_eq!(acked, 187_182, "every line acked once");
+    let mut logs = Vec::new();
+    collect_logs(c.path(), &mut logs);
+    logs.retain(|l| {
+        l.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("worker-"))
+    });
+    assert!(!logs.is_empty());
+    for l in logs {
+        no_panic(&l);
+    }
+    c.squall_ok(&["kill", "wc-fuzz", "-w", "0"]);
+}

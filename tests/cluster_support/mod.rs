@@ -474,7 +474,8 @@ impl Cluster {
     }
 }
 
-fn collect_logs(dir: &Path, out: &mut Vec<PathBuf>) {
+/// Every `.log` file under `dir`.
+pub fn collect_logs(dir: &Path, out: &mut Vec<PathBuf>) {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             let p = e.path();
