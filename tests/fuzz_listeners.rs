@@ -17,15 +17,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-fn status_field(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// The bytes of one valid `Request::ClusterInfo` frame.
 fn valid_frame() -> Vec<u8> {
     let mut framed: FramedStream<std::io::Cursor<Vec<u8>>, Response, Request> =
@@ -105,7 +96,7 @@ fn nimbus_and_the_ui_survive_hostile_bytes_and_idle_connections() {
     let nimbus = c.nimbus_addresses()[0].clone();
     let ui_addr = ui.trim_start_matches("http://").to_owned();
     let pid = c.nimbus[0].as_ref().unwrap().child.id();
-    let (base_threads, base_rss) = (status_field(pid, "Threads:"), status_field(pid, "VmRSS:"));
+    let (base_threads, base_rss) = (proc_status(pid, "Threads:"), proc_status(pid, "VmRSS:"));
     let valid = valid_frame();
 
     // 200 idle connections to each, held through the fuzzing.
@@ -143,8 +134,8 @@ fn nimbus_and_the_ui_survive_hostile_bytes_and_idle_connections() {
         .call()
         .expect("the UI answers");
     assert_eq!(answer.status(), 200);
-    let threads = status_field(pid, "Threads:");
-    let rss = status_field(pid, "VmRSS:");
+    let threads = proc_status(pid, "Threads:");
+    let rss = proc_status(pid, "VmRSS:");
     // One thread per connection, never more than the connection cap.
     assert!(
         threads <= base_threads + 256,

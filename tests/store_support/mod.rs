@@ -19,13 +19,13 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Waits until `what` holds, up to `limit`; panics naming `what` otherwise.
-pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Waits until `what` holds, up to `limit` (`squall::testing::wait_for`);
+/// panics naming `what` otherwise.
+pub fn wait_until(what: &str, limit: Duration, cond: impl FnMut() -> bool) {
+    assert!(
+        squall::testing::wait_for(limit, cond),
+        "timed out waiting for {what}"
+    );
 }
 
 fn wait_port(port: u16, what: &str) {
@@ -136,15 +136,7 @@ impl Redis {
         self.spawn();
     }
 
-    /// Kills it with SIGKILL: what the append-only file holds survives.
-    pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Starts it again after [`Redis::stop`] or [`Redis::kill9`].
+    /// Starts it again after [`Redis::stop`].
     pub fn start_again(&mut self) {
         self.spawn();
     }
@@ -201,7 +193,6 @@ pub struct Postgres {
     pub port: u16,
     data: PathBuf,
     dir: tempfile::TempDir,
-    running: bool,
 }
 
 impl Postgres {
@@ -236,12 +227,12 @@ impl Postgres {
             port: free_port(),
             data,
             dir,
-            running: false,
         };
         pg.ctl("start");
         pg
     }
 
+    /// `pg_ctl start` or `restart` on this cluster's port.
     fn ctl(&mut self, action: &str) {
         let opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
@@ -264,27 +255,12 @@ impl Postgres {
             String::from_utf8_lossy(&out.stderr),
             self.log()
         );
-        self.running = action != "stop";
-        if self.running {
-            wait_port(self.port, "PostgreSQL to listen");
-        }
+        wait_port(self.port, "PostgreSQL to listen");
     }
 
     /// `pg_ctl restart -m fast`: every connection is dropped.
     pub fn restart(&mut self) {
         self.ctl("restart");
-    }
-
-    /// `pg_ctl stop -m fast`.
-    pub fn stop(&mut self) {
-        if self.running {
-            self.ctl("stop");
-        }
-    }
-
-    /// Starts it again after [`Postgres::stop`].
-    pub fn start_again(&mut self) {
-        self.ctl("start");
     }
 
     /// The libpq connection string of database `postgres`.
@@ -308,14 +284,12 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        if self.running {
-            let _ = pg_command(&pg_bin("pg_ctl"))
-                .arg("stop")
-                .arg("-D")
-                .arg(&self.data)
-                .args(["-w", "-m", "immediate"])
-                .output();
-        }
+        let _ = pg_command(&pg_bin("pg_ctl"))
+            .arg("stop")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-w", "-m", "immediate"])
+            .output();
     }
 }
 

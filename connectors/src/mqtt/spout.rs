@@ -39,14 +39,15 @@ impl MqttSpoutConfig {
     }
 }
 
-enum Event2 {
+/// What the connection thread hands the task.
+enum FromBroker {
     Message(Publish),
     Error(String),
 }
 
 struct Running {
     client: Client,
-    messages: Receiver<Event2>,
+    messages: Receiver<FromBroker>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     /// Messages emitted and not yet acked, by message id.
@@ -104,7 +105,7 @@ fn drive(
     client: Client,
     topics: Vec<String>,
     broker: String,
-    out: Sender<Event2>,
+    out: Sender<FromBroker>,
     stop: Arc<AtomicBool>,
 ) {
     let mut backoff = Duration::from_millis(100);
@@ -115,19 +116,21 @@ fn drive(
                 backoff = Duration::from_millis(100);
                 for t in &topics {
                     if let Err(e) = client.try_subscribe(t.clone(), QoS::AtLeastOnce) {
-                        let _ = out.send(Event2::Error(format!("{broker}: subscribe to {t}: {e}")));
+                        let _ = out.send(FromBroker::Error(format!(
+                            "{broker}: subscribe to {t}: {e}"
+                        )));
                     }
                 }
             }
             Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
-                if out.send(Event2::Message(p)).is_err() {
+                if out.send(FromBroker::Message(p)).is_err() {
                     return;
                 }
             }
             Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))) => return,
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
-                let _ = out.try_send(Event2::Error(format!("{broker}: {e}")));
+                let _ = out.try_send(FromBroker::Error(format!("{broker}: {e}")));
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
@@ -176,7 +179,7 @@ impl Spout for MqttSpout {
         }
         for _ in 0..self.config.buffer {
             match run.messages.try_recv() {
-                Ok(Event2::Message(p)) => {
+                Ok(FromBroker::Message(p)) => {
                     let id = run.next_id;
                     run.next_id += 1;
                     collector.emit_with_id(
@@ -185,7 +188,7 @@ impl Spout for MqttSpout {
                     );
                     run.pending.insert(id, p);
                 }
-                Ok(Event2::Error(e)) => collector.report_error(&e),
+                Ok(FromBroker::Error(e)) => collector.report_error(&e),
                 Err(_) => break,
             }
         }

@@ -210,9 +210,8 @@ impl PostgresBackingMap {
         let mut selected: Vec<String> = vec!["u.ord".to_owned()];
         selected.extend(values.iter().map(|v| format!("t.{}", v.name)));
         selected.push("t.txid".to_owned());
-        selected.extend(values.iter().map(|v| format!("t.prev_{}", v.name)));
-        if self.state.semantics != Semantics::Opaque {
-            selected.truncate(values.len() + 2);
+        if self.state.semantics == Semantics::Opaque {
+            selected.extend(values.iter().map(|v| format!("t.prev_{}", v.name)));
         }
         let select = format!(
             "SELECT {} FROM unnest({}) WITH ORDINALITY AS u({}, ord) JOIN {t} t ON {}",
