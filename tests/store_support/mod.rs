@@ -112,7 +112,19 @@ impl Redis {
             .spawn()
             .expect("start redis-server");
         self.child = Some(child);
-        wait_port(self.port, "redis-server to listen");
+        // Listening is not enough: while it loads its append-only file it
+        // answers LOADING.
+        let url = self.url();
+        wait_until(
+            "redis-server to answer PING",
+            Duration::from_secs(30),
+            || {
+                redis::Client::open(url.as_str())
+                    .and_then(|c| c.get_connection())
+                    .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                    .is_ok_and(|p| p == "PONG")
+            },
+        );
     }
 
     /// A connection to it.
