@@ -1,13 +1,13 @@
 //! The I/O thread behind the store bolts ([`RedisBolt`](crate::redis::RedisBolt),
-//! [`PostgresBolt`](crate::postgres::PostgresBolt)): the executor thread
-//! hands each tuple's write to it and never waits for a server; the thread
+//! [`PostgresBolt`](crate::postgres::PostgresBolt),
+//! [`MqttBolt`](crate::mqtt::MqttBolt)): the executor thread hands each
+//! tuple with its write to it and never waits for a server; the thread
 //! writes in batches, connects (and reconnects with backoff) on its own,
-//! and sends each write's outcome back, waking the task, which acks or
-//! fails the tuple.
+//! and hands each tuple back with its write's outcome, waking the task,
+//! which acks or fails it.
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use squall_topology_api::{OutputCollector, TaskWaker, Tuple};
-use std::collections::HashMap;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Writes one kind of job to one server, on the I/O thread.
 pub(crate) trait Writer: Send + 'static {
-    /// One tuple's write.
+    /// One tuple's write (what the writer needs beyond the tuple itself).
     type Job: Send + 'static;
 
     /// Connects.
@@ -29,30 +29,30 @@ pub(crate) trait Writer: Send + 'static {
     /// A message naming the server and the cause.
     fn connect(&mut self) -> Result<(), String>;
 
-    /// Writes `jobs`, giving each one's outcome in order (`Err`: why that
-    /// job failed, naming the key or column).
+    /// Writes `jobs` (each tuple with its job), giving each one's outcome
+    /// in order (`Err`: why that job failed, naming the key or column).
     ///
     /// # Errors
     /// When the connection failed: every job of the batch fails with it,
     /// and the writer connects again before the next batch.
-    fn write(&mut self, jobs: &[Self::Job]) -> Result<Vec<Result<(), String>>, String>;
+    fn write(&mut self, jobs: &[(Tuple, Self::Job)]) -> Result<Vec<Result<(), String>>, String>;
 }
 
 enum Outcome {
-    /// A job's write is done: acked, or failed with its reason.
-    Done(u64, Result<(), String>),
-    /// A job failed with its batch, whose error was reported once.
-    Failed(u64),
+    /// A tuple's write is done: acked, or failed with its reason.
+    Done(Tuple, Result<(), String>),
+    /// A tuple failed with its batch, whose error was reported once.
+    Failed(Tuple),
     /// An error to report (a failed connection or batch).
     Error(String),
 }
 
-/// The executor's side of a sink: the tuples awaiting their write.
+/// The executor's side of a sink.
 pub(crate) struct Sink<J> {
-    jobs: Option<Sender<(u64, J)>>,
+    jobs: Option<Sender<(Tuple, J)>>,
     outcomes: Receiver<Outcome>,
-    in_flight: HashMap<u64, Tuple>,
-    next_id: u64,
+    /// Tuples handed to the thread and not yet settled.
+    in_flight: usize,
     max_in_flight: usize,
     thread: Option<JoinHandle<()>>,
 }
@@ -77,32 +77,29 @@ impl<J: Send + 'static> Sink<J> {
         Self {
             jobs: Some(jobs),
             outcomes,
-            in_flight: HashMap::new(),
-            next_id: 1,
+            in_flight: 0,
             max_in_flight: max_in_flight.max(1),
             thread: Some(thread),
         }
     }
 
-    /// Hands `job`, the write of `tuple`, to the I/O thread; first settles
+    /// Hands `tuple` and its write `job` to the I/O thread; first settles
     /// what is done, waiting while `max_in_flight` writes are out.
     pub(crate) fn send(&mut self, tuple: &Tuple, job: J, collector: &mut OutputCollector<'_>) {
         self.settle_ready(collector);
-        while self.in_flight.len() >= self.max_in_flight {
+        while self.in_flight >= self.max_in_flight {
             match self.outcomes.recv_timeout(Duration::from_millis(100)) {
                 Ok(o) => self.settle(o, collector),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        let id = self.next_id;
-        self.next_id += 1;
         let sent = self
             .jobs
             .as_ref()
-            .is_some_and(|j| j.send((id, job)).is_ok());
+            .is_some_and(|j| j.send((tuple.clone(), job)).is_ok());
         if sent {
-            self.in_flight.insert(id, tuple.clone());
+            self.in_flight += 1;
         } else {
             collector.report_error(&"the writer thread has stopped");
             collector.fail(tuple);
@@ -119,15 +116,12 @@ impl<J: Send + 'static> Sink<J> {
     fn settle(&mut self, outcome: Outcome, collector: &mut OutputCollector<'_>) {
         match outcome {
             Outcome::Error(e) => collector.report_error(&e),
-            Outcome::Failed(id) => {
-                if let Some(tuple) = self.in_flight.remove(&id) {
-                    collector.fail(&tuple);
-                }
+            Outcome::Failed(tuple) => {
+                self.in_flight -= 1;
+                collector.fail(&tuple);
             }
-            Outcome::Done(id, result) => {
-                let Some(tuple) = self.in_flight.remove(&id) else {
-                    return;
-                };
+            Outcome::Done(tuple, result) => {
+                self.in_flight -= 1;
                 match result {
                     Ok(()) => collector.ack(&tuple),
                     Err(e) => {
@@ -142,16 +136,14 @@ impl<J: Send + 'static> Sink<J> {
 
 impl<J> Drop for Sink<J> {
     fn drop(&mut self) {
-        if self.thread.is_some() {
-            self.jobs = None;
-            if let Some(t) = self.thread.take() {
-                let deadline = Instant::now() + DRAIN_TIMEOUT;
-                while !t.is_finished() && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                if t.is_finished() {
-                    let _ = t.join();
-                }
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let deadline = Instant::now() + DRAIN_TIMEOUT;
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if t.is_finished() {
+                let _ = t.join();
             }
         }
     }
@@ -185,9 +177,42 @@ pub(crate) fn execute<J: Send + 'static>(
     }
 }
 
+/// The I/O thread's connection state: connected, or when to try again.
+struct Link<W> {
+    writer: W,
+    connected: bool,
+    backoff: Duration,
+    next_attempt: Instant,
+}
+
+impl<W: Writer> Link<W> {
+    /// Connects if not connected and an attempt is due; a failure is
+    /// logged, reported (`true`: the task is to be woken) and makes the
+    /// next wait longer.
+    fn ensure(&mut self, out: &Sender<Outcome>) -> bool {
+        if self.connected || Instant::now() < self.next_attempt {
+            return false;
+        }
+        match self.writer.connect() {
+            Ok(()) => {
+                self.connected = true;
+                self.backoff = BACKOFF.0;
+                false
+            }
+            Err(e) => {
+                tracing::warn!(target: "squall::connectors", "{e}");
+                let _ = out.send(Outcome::Error(e));
+                self.next_attempt = Instant::now() + self.backoff;
+                self.backoff = (self.backoff * 2).min(BACKOFF.1);
+                true
+            }
+        }
+    }
+}
+
 fn run<W: Writer>(
-    mut writer: W,
-    jobs: Receiver<(u64, W::Job)>,
+    writer: W,
+    jobs: Receiver<(Tuple, W::Job)>,
     out: Sender<Outcome>,
     waker: Option<TaskWaker>,
     max_batch: usize,
@@ -197,29 +222,20 @@ fn run<W: Writer>(
             w.wake();
         }
     };
-    let mut connected = false;
-    let mut backoff = BACKOFF.0;
-    let mut next_attempt = Instant::now();
+    let mut link = Link {
+        writer,
+        connected: false,
+        backoff: BACKOFF.0,
+        next_attempt: Instant::now(),
+    };
     loop {
-        if !connected && Instant::now() >= next_attempt {
-            match writer.connect() {
-                Ok(()) => {
-                    connected = true;
-                    backoff = BACKOFF.0;
-                }
-                Err(e) => {
-                    tracing::warn!(target: "squall::connectors", "{e}");
-                    let _ = out.send(Outcome::Error(e));
-                    wake();
-                    next_attempt = Instant::now() + backoff;
-                    backoff = (backoff * 2).min(BACKOFF.1);
-                }
-            }
+        if link.ensure(&out) {
+            wake();
         }
-        let wait = if connected {
+        let wait = if link.connected {
             Duration::from_secs(3600)
         } else {
-            next_attempt.saturating_duration_since(Instant::now())
+            link.next_attempt.saturating_duration_since(Instant::now())
         };
         let first = match jobs.recv_timeout(wait) {
             Ok(j) => j,
@@ -233,36 +249,26 @@ fn run<W: Writer>(
                 Err(_) => break,
             }
         }
-        if !connected && Instant::now() >= next_attempt {
-            match writer.connect() {
-                Ok(()) => connected = true,
-                Err(e) => {
-                    next_attempt = Instant::now() + backoff;
-                    backoff = (backoff * 2).min(BACKOFF.1);
-                    let _ = out.send(Outcome::Error(e));
-                }
-            }
-        }
-        let (ids, batch): (Vec<u64>, Vec<W::Job>) = batch.into_iter().unzip();
-        let results = if connected {
-            writer.write(&batch).map_err(Some)
+        link.ensure(&out);
+        let results = if link.connected {
+            link.writer.write(&batch).map_err(Some)
         } else {
             Err(None)
         };
         match results {
             Ok(results) => {
-                for (id, r) in ids.into_iter().zip(results) {
-                    let _ = out.send(Outcome::Done(id, r));
+                for ((tuple, _), r) in batch.into_iter().zip(results) {
+                    let _ = out.send(Outcome::Done(tuple, r));
                 }
             }
             Err(e) => {
                 if let Some(e) = e {
-                    connected = false;
+                    link.connected = false;
                     tracing::warn!(target: "squall::connectors", "{e}");
                     let _ = out.send(Outcome::Error(e));
                 }
-                for id in ids {
-                    let _ = out.send(Outcome::Failed(id));
+                for (tuple, _) in batch {
+                    let _ = out.send(Outcome::Failed(tuple));
                 }
             }
         }

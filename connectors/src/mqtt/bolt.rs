@@ -132,13 +132,13 @@ impl Writer for Publisher {
         Ok(())
     }
 
-    fn write(&mut self, jobs: &[MqttMessage]) -> Result<Vec<Result<(), String>>, String> {
+    fn write(&mut self, jobs: &[(Tuple, MqttMessage)]) -> Result<Vec<Result<(), String>>, String> {
         let Some((client, conn)) = &mut self.conn else {
             return Err("not connected".into());
         };
         let mut out = vec![Err("no PUBACK".to_owned()); jobs.len()];
         let mut valid = Vec::new();
-        for (i, (topic, payload, retain)) in jobs.iter().enumerate() {
+        for (i, (_, (topic, payload, retain))) in jobs.iter().enumerate() {
             match client.try_publish(topic.clone(), QoS::AtLeastOnce, *retain, payload.clone()) {
                 Ok(()) => valid.push(i),
                 Err(e) => out[i] = Err(format!("topic {topic}: {e}")),

@@ -134,12 +134,10 @@ struct PgWriter {
     prepared: Option<Prepared>,
 }
 
-/// A tuple's row: the tuple itself (its fields by column name) or the
-/// values a row mapper made, in column order.
-enum Row {
-    Fields(Tuple),
-    Values(Vec<Value>),
-}
+/// A tuple's row beyond the tuple itself: `None` takes the tuple's fields
+/// by column name, `Some` holds the values a row mapper made, in column
+/// order.
+type Row = Option<Vec<Value>>;
 
 impl PgWriter {
     fn insert_sql(&self, columns: &[Column], rows: usize) -> String {
@@ -233,7 +231,7 @@ impl Writer for PgWriter {
         Ok(())
     }
 
-    fn write(&mut self, jobs: &[Row]) -> Result<Vec<Result<(), String>>, String> {
+    fn write(&mut self, jobs: &[(Tuple, Row)]) -> Result<Vec<Result<(), String>>, String> {
         let columns = self
             .prepared
             .as_ref()
@@ -243,8 +241,8 @@ impl Writer for PgWriter {
         let table = self.config.table.clone();
         let mut out: Vec<Result<(), String>> = Vec::with_capacity(jobs.len());
         let mut rows: Vec<(usize, Vec<Param>)> = Vec::new();
-        for (i, row) in jobs.iter().enumerate() {
-            match row_params(row, &columns) {
+        for (i, (tuple, row)) in jobs.iter().enumerate() {
+            match row_params(tuple, row.as_deref(), &columns) {
                 Ok(params) => {
                     rows.push((i, params));
                     out.push(Ok(()));
@@ -274,23 +272,28 @@ impl Writer for PgWriter {
     }
 }
 
-/// The parameters of `row` for `columns`.
+/// The parameters for `columns` of the mapped `values`, or of `tuple`'s
+/// fields when there are none.
 ///
 /// # Errors
 /// A message naming the missing field or the column a value does not fit.
-fn row_params(row: &Row, columns: &[Column]) -> Result<Vec<Param>, String> {
-    match row {
-        Row::Values(values) if values.len() != columns.len() => Err(format!(
+fn row_params(
+    tuple: &Tuple,
+    values: Option<&[Value]>,
+    columns: &[Column],
+) -> Result<Vec<Param>, String> {
+    match values {
+        Some(values) if values.len() != columns.len() => Err(format!(
             "the row has {} values for {} columns",
             values.len(),
             columns.len()
         )),
-        Row::Values(values) => values
+        Some(values) => values
             .iter()
             .zip(columns)
             .map(|(v, c)| param(v, c))
             .collect(),
-        Row::Fields(tuple) => columns
+        None => columns
             .iter()
             .map(|c| {
                 let v = tuple
@@ -325,8 +328,8 @@ impl Bolt for PostgresBolt {
             tuple,
             collector,
             |t| match row {
-                Some(f) => f(t).map(|v| Some(Row::Values(v))),
-                None => Ok(Some(Row::Fields(t.clone()))),
+                Some(f) => f(t).map(|v| Some(Some(v))),
+                None => Ok(Some(None)),
             },
             |e| format!("table {table}: {e}"),
         );

@@ -160,11 +160,14 @@ impl Writer for RedisWriter {
         Ok(())
     }
 
-    fn write(&mut self, jobs: &[Vec<RedisCommand>]) -> Result<Vec<Result<(), String>>, String> {
+    fn write(
+        &mut self,
+        jobs: &[(Tuple, Vec<RedisCommand>)],
+    ) -> Result<Vec<Result<(), String>>, String> {
         let con = self.con.as_mut().ok_or("not connected")?;
         let mut pipe = redis::pipe();
         let mut owners = Vec::new();
-        for (i, cmds) in jobs.iter().enumerate() {
+        for (i, (_, cmds)) in jobs.iter().enumerate() {
             for c in cmds {
                 c.add_to(&mut pipe);
                 owners.push((i, c.key()));
