@@ -14,7 +14,7 @@ use squall::testing::{wait_for, Feeder};
 use squall::trident::state::StatePartition;
 use squall::trident::*;
 use squall::*;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -489,4 +489,138 @@ fn trident_over_a_redis_stream_replays_the_same_entries() {
             .count(),
         expected.len()
     );
+}
+
+/// `SET`, `LPUSH` and `XADD` through the bolt: each acked tuple's writes
+/// are in Redis, in order, and a `LPUSH` onto a string fails only its
+/// tuple, naming the key.
+#[test]
+fn set_lpush_and_xadd_write_what_was_acked() {
+    let redis = Redis::start();
+    let mut con = redis.connection();
+    let _: () = redis::cmd("SET")
+        .arg("log:bad")
+        .arg("a string")
+        .query(&mut con)
+        .unwrap();
+    let feeder = Feeder::new(["device", "reading"]);
+    let url = redis.url();
+    let cluster = run_sink("redis-commands", &feeder, move || {
+        RedisBolt::new(RedisConfig::new(&url), |t: &Tuple| {
+            let device = t.get_str(0).map_err(|e| e.to_string())?.to_owned();
+            let reading = t.get_str(1).map_err(|e| e.to_string())?.to_owned();
+            Ok(vec![
+                RedisCommand::Set {
+                    key: format!("last:{device}"),
+                    value: reading.clone(),
+                },
+                RedisCommand::LPush {
+                    key: format!("log:{device}"),
+                    value: reading.clone(),
+                },
+                RedisCommand::XAdd {
+                    key: "readings".into(),
+                    fields: vec![("device".into(), device), ("reading".into(), reading)],
+                },
+            ])
+        })
+    });
+    for i in 0..100 {
+        feeder.feed(values![format!("d{}", i % 4), format!("r{i}")]);
+    }
+    let bad = feeder.feed(values!["bad", "r100"]);
+    assert!(wait_for(WAIT, || feeder.acked().len() == 100
+        && !feeder.failed().is_empty()));
+    let failed: Vec<Value> = feeder.failed().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(failed, vec![bad]);
+    for d in 0..4 {
+        let last: String = redis::cmd("GET")
+            .arg(format!("last:d{d}"))
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(last, format!("r{}", 96 + d));
+        let log: Vec<String> = redis::cmd("LRANGE")
+            .arg(format!("log:d{d}"))
+            .arg(0)
+            .arg(-1)
+            .query(&mut con)
+            .unwrap();
+        let expected: Vec<String> = (0..25).rev().map(|k| format!("r{}", k * 4 + d)).collect();
+        assert_eq!(log, expected);
+    }
+    let entries: usize = redis::cmd("XLEN").arg("readings").query(&mut con).unwrap();
+    // The refused tuple's XADD after its failed LPUSH still ran: Redis
+    // pipelines are not transactions.
+    assert_eq!(entries, 101);
+    let errors = errors_of(&cluster, "redis-commands", "write");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("key log:bad") && e.contains("WRONGTYPE")),
+        "{errors:?}"
+    );
+    cluster.kill_topology("redis-commands").unwrap();
+}
+
+/// Entries whose tuples fail are emitted again, still pending in the
+/// group, until they are acked; none is left pending.
+#[test]
+fn failed_stream_entries_are_emitted_again_until_acked() {
+    let redis = Redis::start();
+    let mut con = redis.connection();
+    for i in 0..300 {
+        let _: String = redis::cmd("XADD")
+            .arg("events")
+            .arg("*")
+            .arg("n")
+            .arg(i)
+            .query(&mut con)
+            .unwrap();
+    }
+    let seen: Arc<Mutex<HashMap<i64, u32>>> = Arc::default();
+    let s = seen.clone();
+    let cfg = RedisStreamConfig::new(RedisConfig::new(&redis.url()), "events", "g", &["n"]);
+    let mut b = TopologyBuilder::new();
+    b.set_spout("reader", move || RedisStreamSpout::new(cfg.clone()), 1);
+    b.set_bolt("first-fails", move || FailFirst { seen: s.clone() }, 1)
+        .shuffle_grouping("reader");
+    let cluster = LocalCluster::new();
+    cluster
+        .submit_topology("streams-fail", &config(), b.create_topology().unwrap())
+        .unwrap();
+    let pending = || -> usize {
+        let reply: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
+            .arg("events")
+            .arg("g")
+            .query(&mut redis.connection())
+            .unwrap();
+        reply.count()
+    };
+    assert!(wait_for(WAIT, || seen.lock().unwrap().len() == 300 && pending() == 0));
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.values().all(|&times| times >= 2),
+        "a failed entry was not emitted again"
+    );
+    cluster.kill_topology("streams-fail").unwrap();
+}
+
+/// Fails the first sight of every entry, acks the next.
+struct FailFirst {
+    seen: Arc<Mutex<HashMap<i64, u32>>>,
+}
+
+impl Bolt for FailFirst {
+    fn execute(&mut self, t: &Tuple, out: &mut OutputCollector<'_>) {
+        let n: i64 = t.get_str(1).unwrap().parse().unwrap();
+        let mut seen = self.seen.lock().unwrap();
+        let times = seen.entry(n).or_insert(0);
+        *times += 1;
+        if *times == 1 {
+            out.fail(t);
+        } else {
+            out.ack(t);
+        }
+    }
+    fn declare_output_fields(&self, _: &mut OutputFieldsDeclarer) {}
 }
