@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use store_support::sinks::{errors_of, run_sink};
+use store_support::sinks::{errors_of, run_sink, run_sink_tasks};
 use store_support::words::{count_words, macbeth, plain_counts};
 use store_support::{Postgres, PG_PASSWORD};
 
@@ -347,4 +347,86 @@ fn a_missing_database_is_reported_and_retried() {
         errors_of(&cluster, "pg-later", "write")
     );
     cluster.kill_topology("pg-later").unwrap();
+}
+
+/// Four tasks share a pool of two connections: the server never sees more
+/// than two of the bolt's connections, and every acked tuple is a row;
+/// after `pg_ctl restart` the pool drops the connections the server
+/// closed and the tasks write again, still through at most two.
+#[test]
+fn the_tasks_share_a_bounded_pool_that_outlives_a_restart() {
+    let mut pg = Postgres::start();
+    pg.client()
+        .batch_execute("CREATE TABLE events (id bigint PRIMARY KEY)")
+        .unwrap();
+    let url = format!("{} application_name=pooled", pg.url());
+    let feeder = Feeder::new(["id"]);
+    let bolt = PostgresBoltConfig::new(PostgresConfig::new(&url), "events")
+        .with_max_connections(2)
+        .with_max_batch(20);
+    let cluster = run_sink_tasks("pg-pool", &feeder, 4, move || {
+        PostgresBolt::new(bolt.clone())
+    });
+    let mut most = 0;
+    let mut next = 0i64;
+    for _ in 0..10 {
+        for _ in 0..300 {
+            feeder.feed_with_id(values![next], Value::from(next));
+            next += 1;
+        }
+        let done = wait_for(WAIT, || {
+            most = most.max(pooled_connections(&pg));
+            feeder.acked().len() == next as usize
+        });
+        assert!(done, "errors {:?}", errors_of(&cluster, "pg-pool", "write"));
+    }
+    assert!((1..=2).contains(&most), "{most} connections seen");
+
+    pg.restart();
+    let before = feeder.acked().len();
+    let written = wait_for(WAIT, || {
+        for _ in 0..40 {
+            feeder.feed_with_id(values![next], Value::from(next));
+            next += 1;
+        }
+        most = most.max(pooled_connections(&pg));
+        wait_for(Duration::from_secs(2), || {
+            feeder.acked().len() >= before + 40
+        })
+    });
+    assert!(
+        written,
+        "errors {:?}",
+        errors_of(&cluster, "pg-pool", "write")
+    );
+    assert!(most <= 2, "{most} connections seen");
+    let rows: HashSet<i64> = pg
+        .client()
+        .query("SELECT id FROM events", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let acked: HashSet<i64> = feeder
+        .acked()
+        .iter()
+        .map(|id| id.as_i64().unwrap())
+        .collect();
+    assert!(
+        acked.is_subset(&rows),
+        "{} acked ids not written",
+        acked.difference(&rows).count()
+    );
+    cluster.kill_topology("pg-pool").unwrap();
+}
+
+/// The server's connections with `application_name=pooled`.
+fn pooled_connections(pg: &Postgres) -> i64 {
+    pg.client()
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pooled'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
 }

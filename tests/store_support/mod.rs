@@ -473,9 +473,19 @@ pub mod sinks {
         feeder: &Feeder,
         bolt: impl Fn() -> B + Send + Sync + 'static,
     ) -> LocalCluster {
+        run_sink_tasks(name, feeder, 1, bolt)
+    }
+
+    /// [`run_sink`] with `tasks` tasks of the bolt.
+    pub fn run_sink_tasks<B: Bolt + 'static>(
+        name: &str,
+        feeder: &Feeder,
+        tasks: u32,
+        bolt: impl Fn() -> B + Send + Sync + 'static,
+    ) -> LocalCluster {
         let mut b = TopologyBuilder::new();
         b.set_spout("in", feeder.spout(), 1);
-        b.set_bolt("write", bolt, 1).shuffle_grouping("in");
+        b.set_bolt("write", bolt, tasks).shuffle_grouping("in");
         let mut config = Config::new();
         config.acker_executors = Some(1);
         config.message_timeout_secs = 30;

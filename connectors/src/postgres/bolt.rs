@@ -1,13 +1,14 @@
 //! [`PostgresBolt`]: inserts or upserts tuples into a table (Storm's
 //! `JdbcInsertBolt`).
 
+use super::pool::{self, Manager, Pool, PooledClient};
 use super::types::{param, table_columns, Column, Param};
 use super::PostgresConfig;
 use crate::sink::{Sink, Writer};
+use r2d2::PooledConnection;
 use squall_topology_api::{
     Bolt, OutputCollector, OutputFieldsDeclarer, TopologyContext, Tuple, Value,
 };
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -29,6 +30,10 @@ pub struct PostgresBoltConfig {
     pub upsert_keys: Vec<String>,
     /// Tuples per statement (default 500; 1 writes one row per statement).
     pub max_batch: usize,
+    /// At most this many connections in the pool the worker's tasks share
+    /// for this database (default 10, HikariCP's `maximumPoolSize`, the
+    /// pool behind Storm's `HikariCPConnectionProvider`).
+    pub max_connections: u32,
     row: Option<Arc<RowFn>>,
 }
 
@@ -40,6 +45,7 @@ impl fmt::Debug for PostgresBoltConfig {
             .field("columns", &self.columns)
             .field("upsert_keys", &self.upsert_keys)
             .field("max_batch", &self.max_batch)
+            .field("max_connections", &self.max_connections)
             .finish_non_exhaustive()
     }
 }
@@ -53,6 +59,7 @@ impl PostgresBoltConfig {
             columns: None,
             upsert_keys: Vec::new(),
             max_batch: 500,
+            max_connections: 10,
             row: None,
         }
     }
@@ -75,6 +82,12 @@ impl PostgresBoltConfig {
         self
     }
 
+    /// At most `n` pooled connections per worker (at least 1).
+    pub fn with_max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
     /// Makes each tuple's row (the columns' values, in order) with `row`
     /// instead of by field names; an error fails the tuple.
     pub fn with_row_mapper(
@@ -90,11 +103,14 @@ impl PostgresBoltConfig {
 /// `JdbcInsertBolt` with a `SimpleJdbcMapper`).
 ///
 /// The executor thread never waits for the database: rows go to the task's
-/// I/O thread, which holds one connection (made again after an error, with
-/// backoff; a failure to connect is reported naming the server and the
-/// cause), reads the table's columns and their types once per connection,
-/// and writes up to `max_batch` rows per multi-row `INSERT` (or upsert),
-/// statements prepared once per connection and batch size. A tuple is
+/// I/O thread, which reads the table's columns and their types on
+/// connecting (again after an error, with backoff; a failure to connect is
+/// reported naming the server and the cause) and writes up to `max_batch`
+/// rows per multi-row `INSERT` (or upsert). Each write borrows a
+/// connection from a pool the worker's tasks share for the database (at
+/// most `max_connections`; a connection the server closed is dropped on
+/// checkout), and statements are prepared once per pooled connection and
+/// batch size. A tuple is
 /// acked once its row's transaction committed. When a batch is refused
 /// (a constraint violation), it is rolled back and its rows are written
 /// one by one, so only the offending tuples fail, each reported with the
@@ -122,16 +138,11 @@ impl PostgresBolt {
     }
 }
 
-/// The prepared statements of one connection.
-struct Prepared {
-    columns: Vec<Column>,
-    by_size: HashMap<usize, postgres::Statement>,
-}
-
 struct PgWriter {
     config: PostgresBoltConfig,
-    client: Option<postgres::Client>,
-    prepared: Option<Prepared>,
+    pool: Option<Arc<Pool>>,
+    /// The columns written, read from the table on connecting.
+    columns: Vec<Column>,
 }
 
 /// A tuple's row beyond the tuple itself: `None` takes the tuple's fields
@@ -140,14 +151,14 @@ struct PgWriter {
 type Row = Option<Vec<Value>>;
 
 impl PgWriter {
-    fn insert_sql(&self, columns: &[Column], rows: usize) -> String {
-        let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+    fn insert_sql(&self, rows: usize) -> String {
+        let names: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
         let mut sql = format!(
             "INSERT INTO {} ({}) VALUES ",
             self.config.table,
             names.join(", ")
         );
-        let n = columns.len();
+        let n = names.len();
         for r in 0..rows {
             if r > 0 {
                 sql.push_str(", ");
@@ -174,28 +185,24 @@ impl PgWriter {
         sql
     }
 
-    fn statement(&mut self, rows: usize) -> Result<postgres::Statement, postgres::Error> {
-        let prepared = self.prepared.as_ref().expect("connected");
-        if let Some(s) = prepared.by_size.get(&rows) {
-            return Ok(s.clone());
-        }
-        let sql = self.insert_sql(&prepared.columns, rows);
-        let client = self.client.as_mut().expect("connected");
-        let stmt = client.prepare(&sql)?;
-        let prepared = self.prepared.as_mut().expect("connected");
-        prepared.by_size.insert(rows, stmt.clone());
-        Ok(stmt)
+    /// A connection from the pool.
+    ///
+    /// # Errors
+    /// None came free, or none could be made, in the connect timeout.
+    fn checkout(&self) -> Result<PooledConnection<Manager>, String> {
+        let pool = self.pool.as_ref().ok_or("not connected")?;
+        pool.get()
+            .map_err(|e| pool::checkout_error(&self.config.database, &e))
     }
 
-    /// Writes `rows` in one statement and transaction.
-    fn insert(&mut self, rows: &[&Vec<Param>]) -> Result<(), postgres::Error> {
-        let stmt = self.statement(rows.len())?;
+    /// Writes `rows` in one statement and transaction on `conn`.
+    fn insert(&self, conn: &mut PooledClient, rows: &[&Vec<Param>]) -> Result<(), postgres::Error> {
+        let stmt = conn.prepare_cached(&self.insert_sql(rows.len()))?;
         let params: Vec<&(dyn postgres::types::ToSql + Sync)> = rows
             .iter()
             .flat_map(|r| r.iter().map(|p| p as &(dyn postgres::types::ToSql + Sync)))
             .collect();
-        let client = self.client.as_mut().expect("connected");
-        let mut tx = client.transaction()?;
+        let mut tx = conn.client.transaction()?;
         tx.execute(&stmt, &params)?;
         tx.commit()
     }
@@ -205,44 +212,36 @@ impl Writer for PgWriter {
     type Job = Row;
 
     fn connect(&mut self) -> Result<(), String> {
-        self.client = None;
-        let mut client = self.config.database.connect()?;
+        let pool = pool::shared(&self.config.database, self.config.max_connections);
+        self.pool = Some(pool);
+        let mut conn = self.checkout()?;
         let server = self.config.database.server();
-        let all = table_columns(&mut client, &self.config.table)
-            .map_err(|e| format!("{server}: table {}: {e}", self.config.table))?;
-        let columns = match &self.config.columns {
+        let table = &self.config.table;
+        let all = table_columns(&mut conn.client, table)
+            .map_err(|e| format!("{server}: table {table}: {e}"))?;
+        self.columns = match &self.config.columns {
             None => all,
             Some(names) => names
                 .iter()
                 .map(|n| {
-                    all.iter().find(|c| &c.name == n).cloned().ok_or_else(|| {
-                        format!("{server}: table {} has no column {n}", self.config.table)
-                    })
+                    all.iter()
+                        .find(|c| &c.name == n)
+                        .cloned()
+                        .ok_or_else(|| format!("{server}: table {table} has no column {n}"))
                 })
                 .collect::<Result<_, _>>()?,
         };
-        self.prepared = Some(Prepared {
-            columns,
-            by_size: HashMap::new(),
-        });
-        self.client = Some(client);
-        self.statement(1)
+        conn.prepare_cached(&self.insert_sql(1))
             .map_err(|e| self.config.database.error(&e))?;
         Ok(())
     }
 
     fn write(&mut self, jobs: &[(Tuple, Row)]) -> Result<Vec<Result<(), String>>, String> {
-        let columns = self
-            .prepared
-            .as_ref()
-            .ok_or("not connected")?
-            .columns
-            .clone();
-        let table = self.config.table.clone();
+        let table = &self.config.table;
         let mut out: Vec<Result<(), String>> = Vec::with_capacity(jobs.len());
         let mut rows: Vec<(usize, Vec<Param>)> = Vec::new();
         for (i, (tuple, row)) in jobs.iter().enumerate() {
-            match row_params(tuple, row.as_deref(), &columns) {
+            match row_params(tuple, row.as_deref(), &self.columns) {
                 Ok(params) => {
                     rows.push((i, params));
                     out.push(Ok(()));
@@ -253,16 +252,17 @@ impl Writer for PgWriter {
         if rows.is_empty() {
             return Ok(out);
         }
+        let mut conn = self.checkout()?;
         let all: Vec<&Vec<Param>> = rows.iter().map(|(_, p)| p).collect();
-        let whole = self.insert(&all);
+        let whole = self.insert(&mut conn, &all);
         let Err(e) = whole else { return Ok(out) };
-        if self.client.as_ref().is_none_or(|c| c.is_closed()) || e.as_db_error().is_none() {
+        if conn.client.is_closed() || e.as_db_error().is_none() {
             return Err(self.config.database.error(&e));
         }
         // Refused: each row alone, so only the offending ones fail.
         for (i, params) in &rows {
-            if let Err(e) = self.insert(&[params]) {
-                if self.client.as_ref().is_none_or(|c| c.is_closed()) {
+            if let Err(e) = self.insert(&mut conn, &[params]) {
+                if conn.client.is_closed() {
                     return Err(self.config.database.error(&e));
                 }
                 out[*i] = Err(format!("table {table}: {}", super::config::describe(&e)));
@@ -309,8 +309,8 @@ impl Bolt for PostgresBolt {
     fn prepare(&mut self, context: &TopologyContext) {
         let writer = PgWriter {
             config: self.config.clone(),
-            client: None,
-            prepared: None,
+            pool: None,
+            columns: Vec::new(),
         };
         self.sink = Some(Sink::start(
             &format!("postgres-bolt-{}", context.this_task_id()),

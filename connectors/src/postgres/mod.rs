@@ -4,6 +4,7 @@
 
 mod bolt;
 mod config;
+mod pool;
 mod state;
 mod types;
 
