@@ -34,6 +34,7 @@
 
 mod config_file;
 mod local_cluster;
+pub mod secure_init;
 pub mod submitter;
 pub mod testing;
 

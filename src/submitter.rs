@@ -25,6 +25,9 @@ pub mod env {
     pub const JAR_CONF: &str = "SQUALL_JAR_CONF";
     /// Largest RPC frame, bytes.
     pub const JAR_MAX_FRAME: &str = "SQUALL_JAR_MAX_FRAME";
+    /// With security on: the CA, certificate and key PEM paths of the
+    /// user running `squall jar`, one per line.
+    pub const JAR_TLS: &str = "SQUALL_JAR_TLS";
     /// Seconds to run in a LocalCluster (`squall local --ttl`).
     pub const LOCAL_TTL: &str = "SQUALL_LOCAL_TTL";
 }
@@ -111,7 +114,23 @@ pub fn submit_topology(
         .unwrap_or(config.cluster.nimbus_max_frame_bytes);
     let config = with_overrides(config)?;
     let addresses: Vec<String> = nimbus.split(',').map(str::to_owned).collect();
-    let mut client = NimbusClient::connect_leader(&addresses, max_frame)?;
+    let tls = match std::env::var(env::JAR_TLS) {
+        Err(_) => None,
+        Ok(paths) => {
+            let p: Vec<&str> = paths.lines().collect();
+            let [ca, cert, key] = p[..] else {
+                return Err(SubmitError::Env(format!(
+                    "{} must hold three paths (CA, certificate, key), one per line",
+                    env::JAR_TLS
+                )));
+            };
+            Some(
+                squall_cluster::tls::Tls::from_files(ca.as_ref(), cert.as_ref(), key.as_ref())
+                    .map_err(|e| SubmitError::Env(e.to_string()))?,
+            )
+        }
+    };
+    let mut client = NimbusClient::connect_leader_with(&addresses, max_frame, tls.as_ref())?;
     let args = std::env::args().skip(1).collect();
     match client.call(Request::Submit {
         name: name.to_owned(),

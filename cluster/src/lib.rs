@@ -17,6 +17,7 @@ pub mod rpc;
 pub mod schema;
 mod state;
 mod storage;
+pub mod tls;
 pub mod window_stats;
 pub mod worker_env;
 mod zk;

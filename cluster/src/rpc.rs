@@ -4,6 +4,7 @@
 use crate::blocking::FramedStream;
 use crate::frame::FrameError;
 use crate::schema::{ErrorRecord, TopologyStatus, WorkerSlot};
+use crate::tls::{Stream, Tls};
 use crate::window_stats::WindowStats;
 use serde::{Deserialize, Serialize};
 use squall_topology_api::metrics::TopologyMetrics;
@@ -11,6 +12,7 @@ use squall_topology_api::spec::TopologySpec;
 use squall_topology_api::Config;
 use std::collections::BTreeMap;
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Bytes per upload or download chunk (well under the frame cap).
@@ -159,6 +161,8 @@ pub enum ErrorKind {
     Internal,
     /// A limit is reached (open uploads); try again later.
     Busy,
+    /// The caller's principal may not do this (security on).
+    Unauthorized,
 }
 
 /// A refusal, with a message naming what is wrong.
@@ -276,6 +280,15 @@ pub enum ClientError {
     /// The connection broke or carried a bad frame.
     #[error("Nimbus connection failed: {0}")]
     Frame(#[from] FrameError),
+    /// A plaintext client got an answer that is not a frame: the server
+    /// speaks TLS.
+    #[error("Nimbus at {address} answered with something that is not a Squall frame ({error}); it may require TLS: set squall.security.enable and the squall.tls.* paths")]
+    NotPlaintext {
+        /// The server.
+        address: String,
+        /// The frame error.
+        error: FrameError,
+    },
     /// Nimbus closed the connection without answering.
     #[error("Nimbus closed the connection without answering")]
     Closed,
@@ -289,26 +302,44 @@ pub enum ClientError {
 
 /// A blocking connection to one Nimbus.
 pub struct NimbusClient {
-    framed: FramedStream<TcpStream, Response, Request>,
+    framed: FramedStream<Stream, Response, Request>,
     address: String,
+    tls: bool,
 }
 
 /// How long a call may wait for its answer.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl NimbusClient {
-    /// Connects to the first of `addresses` (`host:port`) that accepts.
+    /// Connects to the first of `addresses` (`host:port`) that accepts, in
+    /// plaintext (security off).
     ///
     /// # Errors
     /// [`ClientError::Unreachable`] naming every address when none accepts.
     pub fn connect(addresses: &[String], max_frame_bytes: usize) -> Result<Self, ClientError> {
+        Self::connect_with(addresses, max_frame_bytes, None)
+    }
+
+    /// Connects to the first of `addresses` (`host:port`) that accepts,
+    /// over TLS as `tls` when given.
+    ///
+    /// # Errors
+    /// [`ClientError::Unreachable`] naming every address and why it failed
+    /// (refused, TLS handshake: certificate refused either way) when none
+    /// accepts.
+    pub fn connect_with(
+        addresses: &[String],
+        max_frame_bytes: usize,
+        tls: Option<&Tls>,
+    ) -> Result<Self, ClientError> {
         let mut reason = "no address given".to_owned();
         for a in addresses {
-            match connect_one(a) {
+            match connect_one(a, tls) {
                 Ok(s) => {
                     return Ok(Self {
                         framed: FramedStream::new(s, max_frame_bytes),
                         address: a.clone(),
+                        tls: tls.is_some(),
                     })
                 }
                 Err(e) => reason = format!("{a}: {e}"),
@@ -330,9 +361,21 @@ impl NimbusClient {
         addresses: &[String],
         max_frame_bytes: usize,
     ) -> Result<Self, ClientError> {
+        Self::connect_leader_with(addresses, max_frame_bytes, None)
+    }
+
+    /// [`NimbusClient::connect_leader`] over TLS as `tls` when given.
+    ///
+    /// # Errors
+    /// As [`NimbusClient::connect_leader`].
+    pub fn connect_leader_with(
+        addresses: &[String],
+        max_frame_bytes: usize,
+        tls: Option<&Tls>,
+    ) -> Result<Self, ClientError> {
         let mut last = None;
         for a in addresses {
-            let mut c = match Self::connect(std::slice::from_ref(a), max_frame_bytes) {
+            let mut c = match Self::connect_with(std::slice::from_ref(a), max_frame_bytes, tls) {
                 Ok(c) => c,
                 Err(e) => {
                     last = Some(e);
@@ -371,7 +414,15 @@ impl NimbusClient {
     /// becomes [`ClientError::Refused`].
     pub fn call(&mut self, req: Request) -> Result<Response, ClientError> {
         self.framed.send(req)?;
-        match self.framed.recv()? {
+        let got = self.framed.recv().map_err(|error| match error {
+            FrameError::Io(_) => ClientError::Frame(error),
+            error if !self.tls => ClientError::NotPlaintext {
+                address: self.address.clone(),
+                error,
+            },
+            error => ClientError::Frame(error),
+        })?;
+        match got {
             Some(Response::Error(e)) => Err(ClientError::Refused(e)),
             Some(r) => Ok(r),
             None => Err(ClientError::Closed),
@@ -452,11 +503,19 @@ pub struct SeedFetch {
     pub addresses: Vec<String>,
     /// The frame cap, bytes.
     pub max_frame_bytes: usize,
+    /// This daemon's TLS identity, when security is on.
+    pub tls: Option<Arc<Tls>>,
 }
 
 impl BlobFetch for SeedFetch {
     fn fetch(&self, sha256: &str) -> Result<Vec<u8>, String> {
-        download_from_any(&self.addresses, sha256, self.max_frame_bytes).map_err(|e| e.to_string())
+        download_from_any(
+            &self.addresses,
+            sha256,
+            self.max_frame_bytes,
+            self.tls.as_deref(),
+        )
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -471,10 +530,11 @@ pub fn download_from_any(
     addresses: &[String],
     sha256: &str,
     max_frame_bytes: usize,
+    tls: Option<&Tls>,
 ) -> Result<Vec<u8>, ClientError> {
     let mut reasons = Vec::new();
     for a in addresses {
-        let got = NimbusClient::connect(std::slice::from_ref(a), max_frame_bytes)
+        let got = NimbusClient::connect_with(std::slice::from_ref(a), max_frame_bytes, tls)
             .and_then(|mut c| c.download(sha256));
         match got {
             Ok(data) => {
@@ -493,20 +553,32 @@ pub fn download_from_any(
     })
 }
 
-fn connect_one(address: &str) -> std::io::Result<TcpStream> {
+fn connect_one(address: &str, tls: Option<&Tls>) -> Result<Stream, String> {
     use std::net::ToSocketAddrs;
-    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address resolved");
-    for sa in address.to_socket_addrs()? {
+    let mut last = "no address resolved".to_owned();
+    for sa in address.to_socket_addrs().map_err(|e| e.to_string())? {
         match TcpStream::connect_timeout(&sa, Duration::from_secs(5)) {
             Ok(s) => {
-                s.set_read_timeout(Some(CALL_TIMEOUT))?;
-                s.set_nodelay(true)?;
-                return Ok(s);
+                s.set_read_timeout(Some(CALL_TIMEOUT))
+                    .and_then(|()| s.set_nodelay(true))
+                    .map_err(|e| e.to_string())?;
+                return match tls {
+                    None => Ok(Stream::Plain(s)),
+                    Some(tls) => tls.connect(s, &host_of(address)).map_err(|e| e.to_string()),
+                };
             }
-            Err(e) => last = e,
+            Err(e) => last = e.to_string(),
         }
     }
     Err(last)
+}
+
+/// The host of `host:port` (an IPv6 address without its brackets).
+pub fn host_of(address: &str) -> String {
+    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned()
 }
 
 /// The content hash Squall uses for binaries: sha256, lower-case hex.

@@ -65,6 +65,9 @@ pub struct TopologyRecord {
     /// A kill or rebalance waiting for its time.
     #[serde(default)]
     pub pending: Option<PendingAction>,
+    /// The principal that submitted it (security on); `None` otherwise.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 /// A timed transition of a topology (Storm's kill and rebalance waits).

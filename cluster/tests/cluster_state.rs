@@ -44,6 +44,7 @@ fn topology(id: &str) -> TopologyRecord {
         submitted_at_ms: 1,
         args: Vec::new(),
         pending: None,
+        owner: None,
     }
 }
 

@@ -376,6 +376,7 @@ mod tests {
             submitted_at_ms: 0,
             args: Vec::new(),
             pending: None,
+            owner: None,
         }
     }
 

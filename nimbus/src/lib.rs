@@ -7,6 +7,7 @@
 //! worker engine.
 #![forbid(missing_docs)]
 
+pub mod authz;
 mod blobstore;
 pub mod decide;
 pub mod lifecycle;
@@ -24,6 +25,7 @@ pub use scheduler::{interleave_slots, schedule_even, ScheduleError};
 pub use server::serve;
 pub use service::{valid_name, Nimbus};
 
+use squall_cluster::tls::Tls;
 use squall_cluster::{ClusterState, StateStorage, ZkStorage};
 use squall_topology_api::ClusterConfig;
 use std::net::TcpListener;
@@ -45,6 +47,9 @@ pub enum StartError {
     /// ZooKeeper is unreachable.
     #[error(transparent)]
     State(#[from] squall_cluster::StateError),
+    /// Security is on and the TLS identity is missing or bad.
+    #[error(transparent)]
+    Security(#[from] squall_cluster::tls::SecurityError),
     /// The blob store directory is unusable.
     #[error("blob store at {dir}: {error}")]
     BlobStore {
@@ -61,6 +66,7 @@ pub enum StartError {
 /// `nimbus.monitor.freq.secs` while this Nimbus leads; a standby keeps
 /// trying to take the ephemeral leader node.
 pub fn run(config: &ClusterConfig) -> Result<(), StartError> {
+    let tls = Tls::from_config(config)?;
     let address = format!("{}:{}", config.local_hostname, config.nimbus_port);
     let listener = TcpListener::bind(&address).map_err(|error| StartError::Bind {
         address: address.clone(),
@@ -81,15 +87,22 @@ pub fn run(config: &ClusterConfig) -> Result<(), StartError> {
         dir: dir.display().to_string(),
         error,
     })?;
-    let nimbus = Arc::new(Nimbus::new(
+    let mut nimbus = Nimbus::new(
         address.clone(),
         ClusterState::new(storage),
         blobs,
         config.clone(),
-    ));
+    );
+    if let Some(tls) = &tls {
+        nimbus = nimbus.with_tls(tls.clone());
+    }
+    let nimbus = Arc::new(nimbus);
     start_monitor(nimbus.clone());
-    tracing::info!(%address, "nimbus serving");
-    serve(listener, nimbus);
+    match &tls {
+        Some(t) => tracing::info!(%address, principal = t.principal(), "nimbus serving over TLS"),
+        None => tracing::info!(%address, "nimbus serving (security off)"),
+    }
+    serve(listener, nimbus, tls);
     Ok(())
 }
 

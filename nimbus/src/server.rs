@@ -4,10 +4,12 @@
 //! descriptors) met with a growing pause instead of a spinning loop, each
 //! kind of trouble logged at most once per [`LOG_EVERY`].
 
+use crate::authz::Caller;
 use crate::service::Nimbus;
 use squall_cluster::blocking::FramedStream;
 use squall_cluster::frame::FrameError;
 use squall_cluster::rpc::{Request, Response};
+use squall_cluster::tls::{Stream, Tls};
 use squall_cluster::LogLimiter;
 use squall_cluster::StateStorage;
 use std::net::{TcpListener, TcpStream};
@@ -36,7 +38,9 @@ impl Drop for Open {
 pub fn serve<S: StateStorage + Send + Sync + 'static>(
     listener: TcpListener,
     nimbus: Arc<Nimbus<S>>,
+    tls: Option<Arc<Tls>>,
 ) {
+    let handshakes = Arc::new(std::sync::Mutex::new(LogLimiter::new(LOG_EVERY)));
     let open = Arc::new(AtomicUsize::new(0));
     let max = nimbus.config.nimbus_max_connections.max(1);
     let mut accept_errors = LogLimiter::new(LOG_EVERY);
@@ -69,11 +73,13 @@ pub fn serve<S: StateStorage + Send + Sync + 'static>(
         open.fetch_add(1, Ordering::AcqRel);
         let guard = Open(open.clone());
         let nimbus = nimbus.clone();
+        let tls = tls.clone();
+        let handshakes = handshakes.clone();
         let spawned = std::thread::Builder::new()
             .name("nimbus-conn".into())
             .spawn(move || {
                 let _guard = guard;
-                serve_connection(stream, &nimbus);
+                serve_connection(stream, &nimbus, tls.as_deref(), &handshakes);
             });
         if let Err(e) = spawned {
             tracing::error!("cannot start a connection thread: {e}");
@@ -81,7 +87,12 @@ pub fn serve<S: StateStorage + Send + Sync + 'static>(
     }
 }
 
-fn serve_connection<S: StateStorage>(stream: TcpStream, nimbus: &Nimbus<S>) {
+fn serve_connection<S: StateStorage>(
+    stream: TcpStream,
+    nimbus: &Nimbus<S>,
+    tls: Option<&Tls>,
+    handshakes: &std::sync::Mutex<LogLimiter>,
+) {
     let peer = stream
         .peer_addr()
         .map(|a| a.to_string())
@@ -90,22 +101,40 @@ fn serve_connection<S: StateStorage>(stream: TcpStream, nimbus: &Nimbus<S>) {
     if stream.set_read_timeout(Some(idle)).is_err() || stream.set_nodelay(true).is_err() {
         return;
     }
-    let mut framed: FramedStream<TcpStream, Request, Response> =
+    let (stream, principal) = match tls {
+        None => (Stream::Plain(stream), None),
+        Some(tls) => match tls.accept(stream) {
+            Ok((s, p)) => (s, Some(p)),
+            Err(e) => {
+                let mut limiter = handshakes.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(n) = limiter.note(Instant::now()) {
+                    tracing::warn!(%peer, "refused a client ({n} since the last line): {e}");
+                }
+                return;
+            }
+        },
+    };
+    let caller = Caller {
+        peer: &peer,
+        principal: principal.as_deref(),
+    };
+    let mut framed: FramedStream<Stream, Request, Response> =
         FramedStream::new(stream, nimbus.config.nimbus_max_frame_bytes);
-    serve_frames(&mut framed, &peer, nimbus);
+    serve_frames(&mut framed, caller, nimbus);
     // Uploads live as long as the connection that opened them.
     nimbus.blobs.drop_sessions_of(&peer);
 }
 
 fn serve_frames<S: StateStorage>(
-    framed: &mut FramedStream<TcpStream, Request, Response>,
-    peer: &str,
+    framed: &mut FramedStream<Stream, Request, Response>,
+    caller: Caller<'_>,
     nimbus: &Nimbus<S>,
 ) {
+    let peer = caller.peer;
     loop {
         match framed.recv() {
             Ok(Some(req)) => {
-                let resp = nimbus.handle_from(peer, req);
+                let resp = nimbus.handle_as(caller, req);
                 if let Err(e) = framed.send(resp) {
                     tracing::warn!(%peer, "cannot answer: {e}; closing the connection");
                     return;

@@ -1,5 +1,6 @@
 //! [`Nimbus`]: request handling over the cluster state and the blob store.
 
+use crate::authz::{self, Access, Caller};
 use crate::blobstore::BlobStore;
 use crate::lifecycle::{self, Event, Lifecycle};
 use crate::monitor::Monitor;
@@ -9,12 +10,13 @@ use squall_cluster::rpc::{
     SupervisorSummary, TopologyInfo, TopologySummary,
 };
 use squall_cluster::schema::{TopologyRecord, TopologyStatus, WorkerHeartbeat};
+use squall_cluster::tls::Tls;
 use squall_cluster::{system_clock, ClusterState, SharedClock, StateError, StateStorage};
 use squall_topology_api::spec::TopologySpec;
 use squall_topology_api::{ClusterConfig, Config, TaskLayout, SYSTEM_PREFIX};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 /// Whether `name` is a valid topology name: Storm's `^[^/.:\\]+$`.
@@ -60,6 +62,7 @@ impl<S: StateStorage> Nimbus<S> {
                 .filter(|a| *a != id)
                 .collect(),
             max_frame_bytes: config.nimbus_max_frame_bytes,
+            tls: None,
         });
         Self {
             id,
@@ -75,6 +78,22 @@ impl<S: StateStorage> Nimbus<S> {
             clock: system_clock(),
             in_process: false,
         }
+    }
+
+    /// This Nimbus copying missing binaries from the other Nimbuses in
+    /// `nimbus.seeds` over TLS as `tls`.
+    pub fn with_tls(mut self, tls: Arc<Tls>) -> Self {
+        self.peers = Box::new(SeedFetch {
+            addresses: self
+                .config
+                .nimbus_addresses()
+                .into_iter()
+                .filter(|a| *a != self.id)
+                .collect(),
+            max_frame_bytes: self.config.nimbus_max_frame_bytes,
+            tls: Some(tls),
+        });
+        self
     }
 
     /// This Nimbus reading the time from `clock` (a simulation's).
@@ -183,9 +202,39 @@ impl<S: StateStorage> Nimbus<S> {
     }
 
     /// Answers one request from `client` (its connection's peer address:
-    /// per-client limits count by it).
+    /// per-client limits count by it), with security off.
     pub fn handle_from(&self, client: &str, req: Request) -> Response {
-        match self.dispatch(client, req) {
+        self.handle_as(
+            Caller {
+                peer: client,
+                principal: None,
+            },
+            req,
+        )
+    }
+
+    /// Answers one request from `caller`, authorized by its principal
+    /// when it has one (see [`crate::authz`]). Every mutation, allowed or
+    /// not, is written to the audit log (target `squall::audit`): the
+    /// principal, the operation, the topology and the outcome.
+    pub fn handle_as(&self, caller: Caller<'_>, req: Request) -> Response {
+        let audit = audited(&req);
+        let result = self.dispatch(caller, req);
+        if let Some((op, topology)) = audit {
+            let outcome = match &result {
+                Ok(_) => "done".to_owned(),
+                Err(e) => format!("refused ({:?}): {}", e.kind, e.message),
+            };
+            tracing::info!(
+                target: "squall::audit",
+                principal = caller.name(),
+                peer = caller.peer,
+                op,
+                topology,
+                "audit: {outcome}"
+            );
+        }
+        match result {
             Ok(r) => r,
             Err(e) => {
                 tracing::info!(error = %e.message, kind = ?e.kind, "request refused");
@@ -194,7 +243,30 @@ impl<S: StateStorage> Nimbus<S> {
         }
     }
 
-    fn dispatch(&self, client: &str, req: Request) -> Result<Response, RpcError> {
+    /// The live topology `name`, when `caller` may `access` it as `op`.
+    fn authorized(
+        &self,
+        caller: Caller<'_>,
+        name: &str,
+        access: Access,
+        op: &str,
+    ) -> Result<(), RpcError> {
+        let Some(principal) = caller.principal else {
+            return Ok(());
+        };
+        let t = self.by_name(name)?;
+        if authz::may(&self.config, principal, &t, access) {
+            Ok(())
+        } else {
+            Err(authz::denied(principal, op, name))
+        }
+    }
+
+    fn dispatch(&self, caller: Caller<'_>, req: Request) -> Result<Response, RpcError> {
+        let client = caller.peer;
+        if let Some(p) = caller.principal {
+            authz::check_request(&self.config, p, &req)?;
+        }
         match req {
             Request::BeginUpload { size, sha256 } => {
                 self.require_leader()?;
@@ -214,6 +286,15 @@ impl<S: StateStorage> Nimbus<S> {
                 offset,
                 len,
             } => {
+                if let Some(p) = caller.principal {
+                    let live = self.state.topologies().map_err(state_error)?;
+                    if !authz::may_download(&self.config, p, &sha256, &live) {
+                        return Err(RpcError::new(
+                            ErrorKind::Unauthorized,
+                            format!("{p} may not download binary {sha256}: only daemons (nimbus.supervisor.users), admins and the users of a topology running it may"),
+                        ));
+                    }
+                }
                 let (data, total) = self.blobs.read(&sha256, offset, len)?;
                 Ok(Response::Chunk { data, total })
             }
@@ -224,21 +305,25 @@ impl<S: StateStorage> Nimbus<S> {
                 binary_sha256,
                 args,
             } => {
-                let id = self.submit(name, spec, config, binary_sha256, args)?;
+                let owner = caller.principal.map(str::to_owned);
+                let id = self.submit(name, spec, config, binary_sha256, args, owner)?;
                 Ok(Response::Submitted { id })
             }
             Request::Kill { name, wait_secs } => {
                 self.require_leader()?;
+                self.authorized(caller, &name, Access::Write, "kill")?;
                 self.kill(&name, wait_secs)?;
                 Ok(Response::Ok)
             }
             Request::Activate { name } => {
                 self.require_leader()?;
+                self.authorized(caller, &name, Access::Write, "activate")?;
                 self.transition(&name, Event::Activate)?;
                 Ok(Response::Ok)
             }
             Request::Deactivate { name } => {
                 self.require_leader()?;
+                self.authorized(caller, &name, Access::Write, "deactivate")?;
                 self.transition(&name, Event::Deactivate)?;
                 Ok(Response::Ok)
             }
@@ -248,11 +333,15 @@ impl<S: StateStorage> Nimbus<S> {
                 workers,
                 executors,
             } => {
+                self.authorized(caller, &name, Access::Write, "rebalance")?;
                 self.rebalance(&name, wait_secs, workers, executors)?;
                 Ok(Response::Ok)
             }
-            Request::List => Ok(Response::Topologies(self.list()?)),
-            Request::Info { name } => Ok(Response::Info(Box::new(self.info(&name)?))),
+            Request::List => Ok(Response::Topologies(self.list(caller.principal)?)),
+            Request::Info { name } => {
+                self.authorized(caller, &name, Access::Read, "read")?;
+                Ok(Response::Info(Box::new(self.info(&name)?)))
+            }
             Request::ClusterInfo => Ok(Response::Cluster(self.cluster_info()?)),
         }
     }
@@ -286,6 +375,7 @@ impl<S: StateStorage> Nimbus<S> {
         mut config: Config,
         binary: Option<String>,
         args: Vec<String>,
+        owner: Option<String>,
     ) -> Result<String, RpcError> {
         let invalid = |m: String| RpcError::new(ErrorKind::Invalid, m);
         if !valid_name(&name) {
@@ -351,6 +441,7 @@ impl<S: StateStorage> Nimbus<S> {
             submitted_at_ms: now,
             args,
             pending: None,
+            owner,
         };
         self.state.put_topology(&record).map_err(state_error)?;
         tracing::info!(topology = %id, "submitted");
@@ -459,10 +550,14 @@ impl<S: StateStorage> Nimbus<S> {
         })
     }
 
-    fn list(&self) -> Result<Vec<TopologySummary>, RpcError> {
+    /// The live topologies `principal` may see (all with security off).
+    fn list(&self, principal: Option<&str>) -> Result<Vec<TopologySummary>, RpcError> {
         let now = self.now_ms();
         let mut out = Vec::new();
         for t in self.state.topologies().map_err(state_error)? {
+            if principal.is_some_and(|p| !authz::may(&self.config, p, &t, Access::Read)) {
+                continue;
+            }
             out.push(self.summary(&t, now)?);
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -571,4 +666,17 @@ impl<S: StateStorage> Nimbus<S> {
             nimbus_uptime_secs: self.started.elapsed().as_secs(),
         })
     }
+}
+
+/// The audit entry of a mutation: its operation and topology (or blob).
+fn audited(req: &Request) -> Option<(&'static str, String)> {
+    Some(match req {
+        Request::BeginUpload { sha256, .. } => ("upload", sha256.clone()),
+        Request::Submit { name, .. } => ("submit", name.clone()),
+        Request::Kill { name, .. } => ("kill", name.clone()),
+        Request::Activate { name } => ("activate", name.clone()),
+        Request::Deactivate { name } => ("deactivate", name.clone()),
+        Request::Rebalance { name, .. } => ("rebalance", name.clone()),
+        _ => return None,
+    })
 }

@@ -21,6 +21,9 @@ pub enum SupervisorError {
     /// ZooKeeper is unreachable.
     #[error(transparent)]
     State(#[from] StateError),
+    /// Security is on and the TLS identity is missing or bad.
+    #[error(transparent)]
+    Security(#[from] squall_cluster::tls::SecurityError),
     /// The local directory is unusable.
     #[error("local directory {dir}: {error}")]
     LocalDir {
@@ -59,6 +62,7 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
         launcher: L,
         config: ClusterConfig,
     ) -> Result<Self, SupervisorError> {
+        let tls = squall_cluster::tls::Tls::from_config(&config)?;
         let dir = Path::new(&config.local_dir).join("supervisor");
         let local = |error| SupervisorError::LocalDir {
             dir: dir.display().to_string(),
@@ -102,6 +106,7 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
             Arc::new(SeedFetch {
                 addresses: config.nimbus_addresses(),
                 max_frame_bytes: config.nimbus_max_frame_bytes,
+                tls,
             }),
         );
         let mut sup = Self {

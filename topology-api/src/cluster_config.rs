@@ -85,6 +85,35 @@ pub struct ClusterConfig {
     /// `ui.header.timeout.secs`: how long a client may take to send a
     /// request head, or leave a kept-alive connection idle (default 10).
     pub ui_header_timeout_secs: u64,
+    /// `squall.security.enable`: mutual TLS on every Squall socket and
+    /// authorization of every Nimbus request (default false). With it on,
+    /// a missing or bad certificate stops the process at start.
+    #[serde(default)]
+    pub security_enable: bool,
+    /// `squall.tls.ca.path`: PEM file of the cluster's CA certificate,
+    /// which must have signed every peer's certificate.
+    #[serde(default)]
+    pub tls_ca_path: Option<String>,
+    /// `squall.tls.cert.path`: PEM file of this process's certificate; its
+    /// subject CN is the principal it acts as.
+    #[serde(default)]
+    pub tls_cert_path: Option<String>,
+    /// `squall.tls.key.path`: PEM file of that certificate's private key.
+    #[serde(default)]
+    pub tls_key_path: Option<String>,
+    /// `nimbus.admins`: principals allowed every operation on every
+    /// topology (Storm's key).
+    #[serde(default)]
+    pub nimbus_admins: Vec<String>,
+    /// `nimbus.users`: principals allowed to upload and submit (Storm's
+    /// key); empty: every authenticated principal.
+    #[serde(default)]
+    pub nimbus_users: Vec<String>,
+    /// `nimbus.supervisor.users`: the daemons' principals (supervisors,
+    /// Nimbuses, workers), allowed to download any binary and read the
+    /// cluster (Storm's key).
+    #[serde(default)]
+    pub nimbus_supervisor_users: Vec<String>,
 }
 
 impl Default for ClusterConfig {
@@ -116,6 +145,13 @@ impl Default for ClusterConfig {
             ui_port: 8080,
             ui_max_connections: 256,
             ui_header_timeout_secs: 10,
+            security_enable: false,
+            tls_ca_path: None,
+            tls_cert_path: None,
+            tls_key_path: None,
+            nimbus_admins: Vec::new(),
+            nimbus_users: Vec::new(),
+            nimbus_supervisor_users: Vec::new(),
         }
     }
 }
@@ -130,6 +166,25 @@ fn strings(v: &Value) -> Option<Vec<String>> {
         _ => None,
     }
     .filter(|v: &Vec<String>| !v.is_empty() && v.iter().all(|s| !s.is_empty()))
+}
+
+/// A list of principals (possibly empty): a YAML list, or one string
+/// split at commas.
+pub(crate) fn principals(v: &Value) -> Option<Vec<String>> {
+    match v {
+        Value::List(items) => items
+            .iter()
+            .map(|i| i.as_str().map(|s| s.trim().to_owned()))
+            .collect(),
+        Value::Str(s) => Some(
+            s.split(',')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect(),
+        ),
+        _ => None,
+    }
+    .filter(|v: &Vec<String>| v.iter().all(|s| !s.is_empty()))
 }
 
 fn ports(v: &Value) -> Option<Vec<u16>> {
@@ -236,6 +291,22 @@ impl ClusterConfig {
             "ui.port" => self.ui_port = port(value).ok_or_else(|| bad("a port number"))?,
             "ui.max.connections" => self.ui_max_connections = secs()? as usize,
             "ui.header.timeout.secs" => self.ui_header_timeout_secs = secs()?,
+            "squall.security.enable" => {
+                self.security_enable = value.as_bool().ok_or_else(|| bad("true or false"))?
+            }
+            "squall.tls.ca.path" => self.tls_ca_path = Some(text()?),
+            "squall.tls.cert.path" => self.tls_cert_path = Some(text()?),
+            "squall.tls.key.path" => self.tls_key_path = Some(text()?),
+            "nimbus.admins" => {
+                self.nimbus_admins = principals(value).ok_or_else(|| bad("a list of principals"))?
+            }
+            "nimbus.users" => {
+                self.nimbus_users = principals(value).ok_or_else(|| bad("a list of principals"))?
+            }
+            "nimbus.supervisor.users" => {
+                self.nimbus_supervisor_users =
+                    principals(value).ok_or_else(|| bad("a list of principals"))?
+            }
             _ => return Ok(false),
         }
         Ok(true)

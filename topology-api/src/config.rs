@@ -110,6 +110,14 @@ pub struct Config {
     /// checkpoint, in ms (default 1000, as Storm).
     #[serde(default = "default_checkpoint_interval_ms")]
     pub state_checkpoint_interval_ms: u64,
+    /// `topology.users`: principals besides its submitter allowed every
+    /// operation on this topology when security is on (Storm's key).
+    #[serde(default)]
+    pub topology_users: Vec<String>,
+    /// `topology.readonly.users`: principals allowed to see this topology
+    /// (list, info) but not change it (Storm's key).
+    #[serde(default)]
+    pub topology_readonly_users: Vec<String>,
     /// Daemon settings (`storm.zookeeper.*`, `nimbus.*`, `supervisor.*`,
     /// `worker.*`, `storm.local.*`) of this process. Never stored with a
     /// submitted topology: a worker fills them from its supervisor's, so
@@ -141,10 +149,16 @@ impl Default for Config {
             state_provider: default_state_provider(),
             state_provider_config: None,
             state_checkpoint_interval_ms: default_checkpoint_interval_ms(),
+            topology_users: Vec::new(),
+            topology_readonly_users: Vec::new(),
             cluster: ClusterConfig::default(),
             user: BTreeMap::new(),
         }
     }
+}
+
+fn list(items: &[String]) -> Value {
+    Value::List(items.iter().map(|s| Value::from(s.as_str())).collect())
 }
 
 fn default_shellbolt_max_pending() -> usize {
@@ -282,6 +296,11 @@ impl Config {
             (
                 "topology.state.checkpoint.interval.ms",
                 Value::Int(self.state_checkpoint_interval_ms as i64),
+            ),
+            ("topology.users", list(&self.topology_users)),
+            (
+                "topology.readonly.users",
+                list(&self.topology_readonly_users),
             ),
         ];
         for (k, v) in entries {
@@ -427,6 +446,14 @@ impl Config {
             "topology.state.checkpoint.interval.ms" => {
                 self.state_checkpoint_interval_ms =
                     positive(&value).ok_or_else(|| bad("a positive integer"))? as u64
+            }
+            "topology.users" => {
+                self.topology_users = crate::cluster_config::principals(&value)
+                    .ok_or_else(|| bad("a list of principals"))?
+            }
+            "topology.readonly.users" => {
+                self.topology_readonly_users = crate::cluster_config::principals(&value)
+                    .ok_or_else(|| bad("a list of principals"))?
             }
             k if self.cluster.set(k, &value)? => {}
             k if RESERVED.iter().any(|p| k.starts_with(p)) => {

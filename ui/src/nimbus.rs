@@ -43,8 +43,12 @@ impl From<ClientError> for ApiError {
                 ErrorKind::Invalid | ErrorKind::AlreadyExists => 400,
                 ErrorKind::NotLeader | ErrorKind::Busy => 503,
                 ErrorKind::HashMismatch | ErrorKind::Internal => 500,
+                ErrorKind::Unauthorized => 403,
             },
-            ClientError::Unreachable { .. } | ClientError::Closed | ClientError::Frame(_) => 503,
+            ClientError::Unreachable { .. }
+            | ClientError::Closed
+            | ClientError::Frame(_)
+            | ClientError::NotPlaintext { .. } => 503,
             ClientError::Unexpected(_) => 502,
         };
         Self {

@@ -2,21 +2,26 @@
 
 use anyhow::{anyhow, bail, Context};
 use squall_cluster::rpc::{sha256_hex, NimbusClient, Request, Response, TopologySummary};
+use squall_cluster::tls::Tls;
 use squall_topology_api::ClusterConfig;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-fn leader(c: &ClusterConfig) -> anyhow::Result<NimbusClient> {
-    Ok(NimbusClient::connect_leader(
+pub(crate) fn leader(c: &ClusterConfig) -> anyhow::Result<NimbusClient> {
+    let tls = Tls::from_config(c)?;
+    Ok(NimbusClient::connect_leader_with(
         &c.nimbus_addresses(),
         c.nimbus_max_frame_bytes,
+        tls.as_deref(),
     )?)
 }
 
 fn any(c: &ClusterConfig) -> anyhow::Result<NimbusClient> {
-    Ok(NimbusClient::connect(
+    let tls = Tls::from_config(c)?;
+    Ok(NimbusClient::connect_with(
         &c.nimbus_addresses(),
         c.nimbus_max_frame_bytes,
+        tls.as_deref(),
     )?)
 }
 
@@ -48,7 +53,13 @@ pub fn jar(
     );
     client.upload(&data, &sha, |sent| bar.set_position(sent))?;
     bar.finish();
-    let status = std::process::Command::new(binary)
+    let mut command = std::process::Command::new(binary);
+    if c.security_enable {
+        let paths = [&c.tls_ca_path, &c.tls_cert_path, &c.tls_key_path]
+            .map(|p| p.clone().unwrap_or_default());
+        command.env(squall::submitter::env::JAR_TLS, paths.join("\n"));
+    }
+    let status = command
         .args(args)
         .env(squall::submitter::env::JAR_NIMBUS, client.address())
         .env(squall::submitter::env::JAR_BINARY, &sha)

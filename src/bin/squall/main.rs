@@ -108,6 +108,20 @@ enum Command {
         #[arg(short = 'n', long = "count")]
         count: Option<u64>,
     },
+    /// Create a CA, daemon and user certificates and config files that turn
+    /// security on (mutual TLS, Nimbus authorization) in DIR.
+    SecureInit {
+        /// The folder (made if missing; refused if it holds a CA).
+        dir: PathBuf,
+        /// A user to make a certificate for (repeatable; default `admin`);
+        /// the first is a Nimbus admin.
+        #[arg(long = "user")]
+        users: Vec<String>,
+        /// A host name or IP address daemons serve at besides `localhost`
+        /// and `127.0.0.1` (repeatable).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
     /// Run a throwaway ZooKeeper (Debian's `zookeeper` package) on loopback.
     DevZookeeper {
         /// Client port (default `storm.zookeeper.port`).
@@ -195,6 +209,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             workers,
             executors,
         } => client::rebalance(c, &name, wait, workers, &executors),
+        Command::SecureInit { dir, users, hosts } => {
+            let files = squall::secure_init::secure_init(&dir, &users, &hosts)?;
+            for f in files {
+                println!("{}", f.display());
+            }
+            Ok(0)
+        }
         Command::DevZookeeper { port, dir } => {
             dev_zookeeper::run(port.unwrap_or(c.zookeeper_port), dir)
         }

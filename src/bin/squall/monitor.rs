@@ -2,7 +2,7 @@
 //! one stream, printed every interval.
 
 use anyhow::{bail, Context};
-use squall_cluster::rpc::{NimbusClient, Request, Response, TopologyInfo};
+use squall_cluster::rpc::{Request, Response, TopologyInfo};
 use squall_topology_api::ClusterConfig;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -33,7 +33,7 @@ pub struct Options {
 }
 
 fn info(c: &ClusterConfig, name: &str) -> anyhow::Result<TopologyInfo> {
-    let mut client = NimbusClient::connect_leader(&c.nimbus_addresses(), c.nimbus_max_frame_bytes)?;
+    let mut client = crate::client::leader(c)?;
     match client.call(Request::Info {
         name: name.to_owned(),
     })? {
