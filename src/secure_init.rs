@@ -201,7 +201,14 @@ pub fn secure_init(
         }
     }
     let (from, to) = default_validity();
-    let ca = Authority::new("Squall CA", from, to)?;
+    // A name of its own, so that another cluster's CA never looks like
+    // this one's issuer.
+    let serial: [u8; 6] = rand::random();
+    let ca = Authority::new(
+        &format!("Squall CA {}", squall_cluster::rpc::hex(&serial)),
+        from,
+        to,
+    )?;
     let mut written = Vec::new();
     let mut put = |name: String, text: &str, secret: bool| -> Result<PathBuf, SecureInitError> {
         let path = dir.join(name);

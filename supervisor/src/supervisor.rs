@@ -475,6 +475,8 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
 /// Runs a supervisor on `config` with worker processes, syncing every
 /// `supervisor.monitor.frequency.secs`, until the process ends.
 pub fn run(config: &ClusterConfig) -> Result<(), SupervisorError> {
+    // Fail closed before touching ZooKeeper.
+    squall_cluster::tls::Tls::from_config(config)?;
     let storage = ZkStorage::connect(
         &config.zookeeper_connect(),
         &config.zookeeper_root,

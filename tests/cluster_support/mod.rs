@@ -103,6 +103,11 @@ pub struct Cluster {
     pub nimbus: Vec<Option<Daemon>>,
     pub supervisors: Vec<Option<Daemon>>,
     pub extra_conf: Vec<String>,
+    /// Settings for the daemons only (Nimbus, supervisors, UI), after
+    /// `extra_conf`: their TLS identity when security is on.
+    pub daemon_conf: Vec<String>,
+    /// The identity the test's own RPC clients use when security is on.
+    pub tls: Option<std::sync::Arc<squall_cluster::tls::Tls>>,
     pub others: Vec<Daemon>,
     /// The ZooKeeper connect string.
     pub zk: String,
@@ -142,6 +147,8 @@ impl Cluster {
             nimbus: Vec::new(),
             supervisors: Vec::new(),
             extra_conf: Vec::new(),
+            daemon_conf: Vec::new(),
+            tls: None,
             others: Vec::new(),
             zk,
             host: "127.0.0.1".into(),
@@ -205,6 +212,7 @@ impl Cluster {
         };
         let child = cmd
             .args(self.conf_args())
+            .args(self.daemon_conf.iter().flat_map(|c| ["-c", c.as_str()]))
             .args(conf.iter().flat_map(|c| ["-c", c.as_str()]))
             .arg(command)
             .env(
@@ -316,12 +324,19 @@ impl Cluster {
 
     /// A client of Nimbus `i`.
     pub fn client(&self, i: usize) -> NimbusClient {
-        NimbusClient::connect(&self.nimbus_addresses()[i..=i], 4 << 20).unwrap()
+        NimbusClient::connect_with(
+            &self.nimbus_addresses()[i..=i],
+            4 << 20,
+            self.tls.as_deref(),
+        )
+        .unwrap()
     }
 
     /// The cluster as the first reachable Nimbus sees it.
     pub fn cluster_info(&self) -> Option<ClusterSummary> {
-        let mut c = NimbusClient::connect(&self.nimbus_addresses(), 4 << 20).ok()?;
+        let mut c =
+            NimbusClient::connect_with(&self.nimbus_addresses(), 4 << 20, self.tls.as_deref())
+                .ok()?;
         match c.call(Request::ClusterInfo).ok()? {
             Response::Cluster(s) => Some(s),
             _ => None,
@@ -338,7 +353,9 @@ impl Cluster {
 
     /// A topology's details, if it is live.
     pub fn info(&self, name: &str) -> Option<TopologyInfo> {
-        let mut c = NimbusClient::connect(&self.nimbus_addresses(), 4 << 20).ok()?;
+        let mut c =
+            NimbusClient::connect_with(&self.nimbus_addresses(), 4 << 20, self.tls.as_deref())
+                .ok()?;
         match c.call(Request::Info { name: name.into() }).ok()? {
             Response::Info(i) => Some(*i),
             _ => None,

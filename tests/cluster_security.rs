@@ -1,0 +1,410 @@
+//! A secured cluster (`squall secure-init`, `squall.security.enable`) of
+//! real processes: every RPC client is authenticated by its certificate
+//! (none, another CA's, an expired one and plaintext are refused, with the
+//! reason), Storm's roles decide what each principal may do (an admin
+//! everything, a submitter its topology, a read-only user list and info,
+//! a stranger nothing), binaries go only to daemons and the topology's
+//! users, every mutation is in the audit log, and word count is exact.
+//! Daemons with a missing, mismatched or expired identity exit at start
+//! naming the file.
+
+mod cluster_support;
+mod corpus;
+
+use cluster_support::*;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use squall::secure_init::Authority;
+use squall_cluster::blocking::FramedStream;
+use squall_cluster::rpc::{sha256_hex, ClientError, ErrorKind, NimbusClient, Request, Response};
+use squall_cluster::tls::{Stream, Tls};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `squall secure-init DIR --user …` in the cluster's folder.
+fn secure_init(c: &Cluster, dir: &str, users: &[&str]) -> PathBuf {
+    let mut args = vec!["secure-init", dir];
+    for u in users {
+        args.extend(["--user", u]);
+    }
+    c.squall_ok(&args);
+    c.path().join(dir)
+}
+
+/// `-c` arguments acting as `user` of the identities in `dir`.
+fn as_user(dir: &Path, user: &str) -> Vec<String> {
+    vec![
+        "-c".into(),
+        format!(
+            "squall.tls.cert.path={}",
+            dir.join(format!("{user}.pem")).display()
+        ),
+        "-c".into(),
+        format!(
+            "squall.tls.key.path={}",
+            dir.join(format!("{user}.key")).display()
+        ),
+    ]
+}
+
+/// Runs `squall` as `user` with `args`: (success, stdout + stderr).
+fn run_as(c: &Cluster, dir: &Path, user: &str, args: &[&str]) -> (bool, String) {
+    let mut all = as_user(dir, user);
+    all.extend(args.iter().map(|a| a.to_string()));
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let out = c.squall(&all);
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A TLS client trusting `ca` and presenting `cert` (none when `None`),
+/// built here so the test can offer what Squall's own client refuses to
+/// load (an expired certificate, another CA's).
+fn raw_client(ca: &Path, cert: Option<(&Path, &Path)>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    Arc::new(match cert {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            builder
+                .with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(key).unwrap())
+                .unwrap()
+        }
+    })
+}
+
+/// Sends `List` over TLS as `config` and returns why it failed.
+fn refused_reason(addr: &str, config: Arc<rustls::ClientConfig>) -> String {
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let conn = rustls::ClientConnection::new(config, "127.0.0.1".try_into().unwrap()).unwrap();
+    let stream = Stream::Client(Box::new(rustls::StreamOwned::new(conn, tcp)));
+    let mut framed: FramedStream<Stream, Response, Request> = FramedStream::new(stream, 4 << 20);
+    let sent = framed.send(Request::List);
+    match (sent, framed.recv()) {
+        (Err(e), _) | (Ok(()), Err(e)) => e.to_string(),
+        (Ok(()), Ok(r)) => panic!("served: {r:?}"),
+    }
+}
+
+#[test]
+fn a_secured_cluster_authenticates_and_authorizes_every_request() {
+    let mut c = Cluster::new(1);
+    let sec = secure_init(&c, "sec", &["admin", "alice", "reader", "mallory"]);
+    let other = secure_init(&c, "other", &["admin"]);
+    let p = |f: &str| sec.join(f).display().to_string();
+    c.extra_conf = vec![
+        "squall.security.enable=true".into(),
+        format!("squall.tls.ca.path={}", p("ca.pem")),
+        "nimbus.admins=[admin]".into(),
+        "nimbus.supervisor.users=[squall-daemon]".into(),
+        "nimbus.users=[admin,alice]".into(),
+        // The test's commands act as alice unless told otherwise.
+        format!("squall.tls.cert.path={}", p("alice.pem")),
+        format!("squall.tls.key.path={}", p("alice.key")),
+        "topology.readonly.users=[reader]".into(),
+    ];
+    c.daemon_conf = vec![
+        format!("squall.tls.cert.path={}", p("daemon.pem")),
+        format!("squall.tls.key.path={}", p("daemon.key")),
+    ];
+    c.tls = Some(Arc::new(
+        Tls::from_files(
+            &sec.join("ca.pem"),
+            &sec.join("admin.pem"),
+            &sec.join("admin.key"),
+        )
+        .unwrap(),
+    ));
+    c.start_nimbus(0);
+    c.start_supervisor(2);
+    c.wait_supervisors(1);
+    let addr = c.nimbus_addresses()[0].clone();
+
+    // Unauthenticated clients are refused, each with its reason.
+    let plain = c.squall(&["-c", "squall.security.enable=false", "list"]);
+    let plain_err = String::from_utf8_lossy(&plain.stderr);
+    assert!(!plain.status.success());
+    assert!(plain_err.contains("may require TLS"), "{plain_err}");
+    let no_cert = refused_reason(&addr, raw_client(&sec.join("ca.pem"), None));
+    assert!(no_cert.contains("CertificateRequired"), "{no_cert}");
+    let foreign = refused_reason(
+        &addr,
+        raw_client(
+            &sec.join("ca.pem"),
+            Some((&other.join("admin.pem"), &other.join("admin.key"))),
+        ),
+    );
+    assert!(
+        foreign.contains("UnknownCA") || foreign.contains("BadCertificate"),
+        "{foreign}"
+    );
+    let ca = Authority::load(
+        &std::fs::read_to_string(sec.join("ca.pem")).unwrap(),
+        &std::fs::read_to_string(sec.join("ca.key")).unwrap(),
+    )
+    .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let (cert, key) = ca
+        .issue(
+            "admin",
+            &["127.0.0.1".into()],
+            now - time::Duration::days(10),
+            now - time::Duration::days(1),
+        )
+        .unwrap();
+    std::fs::write(c.path().join("expired.pem"), cert).unwrap();
+    std::fs::write(c.path().join("expired.key"), key).unwrap();
+    let expired = refused_reason(
+        &addr,
+        raw_client(
+            &sec.join("ca.pem"),
+            Some((&c.path().join("expired.pem"), &c.path().join("expired.key"))),
+        ),
+    );
+    assert!(
+        expired.contains("CertificateExpired") || expired.contains("BadCertificate"),
+        "{expired}"
+    );
+    // Squall's own client will not even present it.
+    let out = c.squall(&[
+        "-c",
+        &format!(
+            "squall.tls.cert.path={}",
+            c.path().join("expired.pem").display()
+        ),
+        "-c",
+        &format!(
+            "squall.tls.key.path={}",
+            c.path().join("expired.key").display()
+        ),
+        "list",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("the certificate expired on"),
+        "{err}"
+    );
+    // A client that trusts another CA refuses Nimbus's certificate.
+    let (ok, out) = run_as(
+        &c,
+        &other,
+        "admin",
+        &[
+            "-c",
+            &format!("squall.tls.ca.path={}", other.join("ca.pem").display()),
+            "list",
+        ],
+    );
+    assert!(!ok && out.contains("UnknownIssuer"), "{out}");
+
+    // alice submits; supervisors download the binary over TLS.
+    let state = c.submit_word_count("wc", &[]);
+    let (ok, out) = run_as(&c, &sec, "reader", &["list"]);
+    assert!(ok && out.contains("wc"), "{out}");
+    let (ok, out) = run_as(&c, &sec, "reader", &["info", "wc"]);
+    assert!(ok, "{out}");
+    let (ok, out) = run_as(&c, &sec, "reader", &["kill", "wc"]);
+    assert!(
+        !ok && out.contains("reader may not kill topology \"wc\""),
+        "{out}"
+    );
+    let (ok, out) = run_as(&c, &sec, "mallory", &["list"]);
+    assert!(
+        ok && !out.contains("wc"),
+        "a stranger sees no topology: {out}"
+    );
+    let (ok, out) = run_as(&c, &sec, "mallory", &["info", "wc"]);
+    assert!(!ok && out.contains("mallory may not read"), "{out}");
+    let (ok, out) = run_as(&c, &sec, "mallory", &["deactivate", "wc"]);
+    assert!(!ok && out.contains("may not deactivate"), "{out}");
+    let example = corpus::example();
+    let (ok, out) = run_as(
+        &c,
+        &sec,
+        "mallory",
+        &["jar", &example.display().to_string()],
+    );
+    assert!(!ok && out.contains("mallory may not upload"), "{out}");
+
+    // Binaries: the topology's users and daemons, nobody else.
+    let sha = sha256_hex(&std::fs::read(&example).unwrap());
+    let download_as = |user: &str| {
+        let tls = Tls::from_files(
+            &sec.join("ca.pem"),
+            &sec.join(format!("{user}.pem")),
+            &sec.join(format!("{user}.key")),
+        )
+        .unwrap();
+        let mut client =
+            NimbusClient::connect_with(std::slice::from_ref(&addr), 4 << 20, Some(&tls)).unwrap();
+        client.call(Request::Download {
+            sha256: sha.clone(),
+            offset: 0,
+            len: 1024,
+        })
+    };
+    match download_as("reader") {
+        Err(ClientError::Refused(e)) => assert_eq!(e.kind, ErrorKind::Unauthorized, "{e}"),
+        other => panic!("reader downloaded the binary: {other:?}"),
+    }
+    assert!(matches!(download_as("daemon"), Ok(Response::Chunk { .. })));
+    assert!(matches!(download_as("alice"), Ok(Response::Chunk { .. })));
+
+    c.wait_word_count_done(&state, Duration::from_secs(240));
+    check_counts(&Cluster::merged_counts(&state));
+
+    // The submitter pauses and resumes it; an admin kills it.
+    let (ok, out) = run_as(&c, &sec, "alice", &["deactivate", "wc"]);
+    assert!(ok, "{out}");
+    let (ok, out) = run_as(&c, &sec, "alice", &["activate", "wc"]);
+    assert!(ok, "{out}");
+    let (ok, out) = run_as(&c, &sec, "admin", &["kill", "wc", "-w", "0"]);
+    assert!(ok, "{out}");
+
+    let log = std::fs::read_to_string(&c.nimbus[0].as_ref().unwrap().log).unwrap();
+    let audit: Vec<&str> = log.lines().filter(|l| l.contains("audit:")).collect();
+    for (principal, op, outcome) in [
+        ("alice", "submit", "done"),
+        ("reader", "kill", "refused (Unauthorized)"),
+        ("mallory", "deactivate", "refused (Unauthorized)"),
+        ("alice", "deactivate", "done"),
+        ("admin", "kill", "done"),
+    ] {
+        assert!(
+            audit
+                .iter()
+                .any(|l| l.contains(&format!("principal=\"{principal}\""))
+                    && l.contains(&format!("op=\"{op}\""))
+                    && l.contains(outcome)),
+            "no audit line for {principal} {op} {outcome}: {audit:#?}"
+        );
+    }
+    wait_until("workers to exit", Duration::from_secs(30), || {
+        c.worker_pids().is_empty()
+    });
+}
+
+/// Runs `squall <daemon>` with security on and `cert`/`key`; it must exit
+/// non-zero at once, its error naming `expect`.
+fn refuses_to_start(c: &Cluster, daemon: &str, dir: &Path, cert: &Path, key: &Path, expect: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_squall"))
+        .args(["-c", "squall.security.enable=true"])
+        .args([
+            "-c",
+            &format!("squall.tls.ca.path={}", dir.join("ca.pem").display()),
+        ])
+        .args(["-c", &format!("squall.tls.cert.path={}", cert.display())])
+        .args(["-c", &format!("squall.tls.key.path={}", key.display())])
+        .args(["-c", "storm.zookeeper.servers=[127.0.0.1:1]"])
+        .args([
+            "-c",
+            &format!("storm.local.dir={}", c.path().join("local").display()),
+        ])
+        .args(["-c", &format!("nimbus.thrift.port={}", free_port())])
+        .arg(daemon)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{daemon} started: {err}");
+    assert!(err.contains(expect), "{daemon}: {expect:?} not in {err}");
+}
+
+#[test]
+fn daemons_with_a_bad_identity_exit_naming_the_file() {
+    let c = Cluster::new(1);
+    let sec = secure_init(&c, "sec", &["admin"]);
+    let other = secure_init(&c, "other", &["admin"]);
+    let missing = c.path().join("missing.key");
+    let ca = Authority::load(
+        &std::fs::read_to_string(sec.join("ca.pem")).unwrap(),
+        &std::fs::read_to_string(sec.join("ca.key")).unwrap(),
+    )
+    .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let (cert, key) = ca
+        .issue(
+            "squall-daemon",
+            &["127.0.0.1".into()],
+            now - time::Duration::days(10),
+            now - time::Duration::days(1),
+        )
+        .unwrap();
+    let (old_cert, old_key) = (c.path().join("old.pem"), c.path().join("old.key"));
+    std::fs::write(&old_cert, cert).unwrap();
+    std::fs::write(&old_key, key).unwrap();
+    for daemon in ["nimbus", "supervisor"] {
+        let (cert, key) = (sec.join("daemon.pem"), sec.join("daemon.key"));
+        refuses_to_start(
+            &c,
+            daemon,
+            &sec,
+            &cert,
+            &missing,
+            &format!("cannot read {}", missing.display()),
+        );
+        refuses_to_start(
+            &c,
+            daemon,
+            &sec,
+            &cert,
+            &sec.join("admin.key"),
+            &format!("is not the key of the certificate in {}", cert.display()),
+        );
+        refuses_to_start(
+            &c,
+            daemon,
+            &sec,
+            &old_cert,
+            &old_key,
+            &format!("{}: the certificate expired on", old_cert.display()),
+        );
+        refuses_to_start(
+            &c,
+            daemon,
+            &sec,
+            &other.join("daemon.pem"),
+            &other.join("daemon.key"),
+            "not signed by the CA",
+        );
+        refuses_to_start(
+            &c,
+            daemon,
+            &sec,
+            &sec.join("ca.key"),
+            &key,
+            "no PEM certificate",
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_squall"))
+        .args(["-c", "squall.security.enable=true", "nimbus"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("squall.tls.ca.path is not set"),
+        "{err}"
+    );
+}
