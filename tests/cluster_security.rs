@@ -220,8 +220,10 @@ fn a_secured_cluster_authenticates_and_authorizes_every_request() {
     );
     assert!(!ok && out.contains("UnknownIssuer"), "{out}");
 
-    // alice submits; supervisors download the binary over TLS.
-    let state = c.submit_word_count("wc", &[]);
+    // alice submits; supervisors download the binary over TLS; two
+    // workers exchange tuples over TLS.
+    let state = c.submit_word_count("wc", &["--workers", "2", "--max-spout-pending", "2000"]);
+    strangers_cannot_reach_the_workers(&c, &sec);
     let (ok, out) = run_as(&c, &sec, "reader", &["list"]);
     assert!(ok && out.contains("wc"), "{out}");
     let (ok, out) = run_as(&c, &sec, "reader", &["info", "wc"]);
@@ -305,6 +307,62 @@ fn a_secured_cluster_authenticates_and_authorizes_every_request() {
     wait_until("workers to exit", Duration::from_secs(30), || {
         c.worker_pids().is_empty()
     });
+}
+
+/// A worker's port refuses a plaintext sender, and a sender with a
+/// certificate of the cluster's CA that does not know the topology's
+/// secret; the worker logs who it refused and why.
+fn strangers_cannot_reach_the_workers(c: &Cluster, sec: &Path) {
+    let mut info = None;
+    wait_until("the workers", Duration::from_secs(60), || {
+        info = c.info("wc").filter(|i| !i.executors.is_empty());
+        info.is_some()
+    });
+    let slot = slot_of(&info.unwrap(), "count");
+    let addr = format!("{}:{}", slot.host, slot.port);
+    let mut plain = None;
+    wait_until("the worker to listen", Duration::from_secs(60), || {
+        plain = std::net::TcpStream::connect(&addr).ok();
+        plain.is_some()
+    });
+    let mut plain = plain.unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // A well-formed frame header and junk: never read as a batch.
+    use std::io::{Read, Write};
+    let _ = plain.write_all(&[0, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]);
+    let mut buf = [0u8; 64];
+    let _ = plain.read(&mut buf);
+    let alice = Tls::from_files(
+        &sec.join("ca.pem"),
+        &sec.join("alice.pem"),
+        &sec.join("alice.key"),
+    )
+    .unwrap();
+    let tcp = std::net::TcpStream::connect(&addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let stream = alice.connect(tcp, &slot.host).unwrap();
+    let mut framed: FramedStream<Stream, Vec<u8>, Vec<u8>> = FramedStream::new(stream, 1 << 20);
+    framed.send(b"a guessed secret".to_vec()).unwrap();
+    assert!(
+        !matches!(framed.recv(), Ok(Some(_))),
+        "the worker answered a stranger"
+    );
+    wait_until(
+        "the worker's refusal lines",
+        Duration::from_secs(30),
+        || {
+            let mut logs = Vec::new();
+            collect_logs(c.path(), &mut logs);
+            let text: String = logs
+                .iter()
+                .filter_map(|l| std::fs::read_to_string(l).ok())
+                .collect();
+            text.contains("alice is not a worker of this topology (wrong topology secret)")
+                && text.contains("does not speak TLS")
+        },
+    );
 }
 
 /// Runs `squall <daemon>` with security on and `cert`/`key`; it must exit

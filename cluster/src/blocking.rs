@@ -52,6 +52,11 @@ impl<S: Read + Write, In: DeserializeOwned, Out: Serialize> FramedStream<S, In, 
         self.codec.encode(msg, &mut self.write_buf)
     }
 
+    /// The stream.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
     /// The stream, with any bytes read and not yet decoded dropped.
     pub fn into_inner(self) -> S {
         self.stream

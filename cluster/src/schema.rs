@@ -68,6 +68,11 @@ pub struct TopologyRecord {
     /// The principal that submitted it (security on); `None` otherwise.
     #[serde(default)]
     pub owner: Option<String>,
+    /// The secret its workers prove to each other (hex, 32 random bytes,
+    /// made by Nimbus at submit when security is on; Storm's worker
+    /// tokens).
+    #[serde(default)]
+    pub secret: Option<String>,
 }
 
 /// A timed transition of a topology (Storm's kill and rebalance waits).

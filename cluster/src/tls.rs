@@ -86,6 +86,11 @@ pub enum HandshakeError {
     /// did not sign, an expired one, or plaintext.
     #[error("TLS handshake failed: {0}")]
     Tls(String),
+    /// The peer closed the connection during the handshake: it refused
+    /// this side's certificate, does not speak TLS, or only probed the
+    /// port.
+    #[error("TLS handshake failed: the peer closed the connection (it refused this certificate, does not speak TLS, or only probed the port)")]
+    Closed,
     /// The socket failed or timed out.
     #[error("TLS handshake failed: {0}")]
     Io(#[from] io::Error),
@@ -289,17 +294,18 @@ where
                     Some(inner) => inner.to_string(),
                     None => "invalid TLS data".into(),
                 };
-                return Err(HandshakeError::Tls(if reason.contains("InvalidContentType") {
-                    format!("{reason}: the peer does not speak TLS (a plaintext client or server?)")
-                } else {
-                    reason
-                }));
+                return Err(HandshakeError::Tls(
+                    if reason.contains("InvalidContentType") {
+                        format!(
+                            "{reason}: the peer does not speak TLS (a plaintext client or server?)"
+                        )
+                    } else {
+                        reason
+                    },
+                ));
             }
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(HandshakeError::Tls(
-                    "the peer closed the connection (it refused this certificate, or does not speak TLS)"
-                        .into(),
-                ))
+                return Err(HandshakeError::Closed)
             }
             Err(e) => return Err(e.into()),
         }

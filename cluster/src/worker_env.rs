@@ -26,6 +26,9 @@ pub const MAX_FRAME_BYTES: &str = "SQUALL_WORKER_MAX_FRAME_BYTES";
 pub const WORKER_TIMEOUT_SECS: &str = "SQUALL_WORKER_TIMEOUT_SECS";
 /// `storm.local.dir` of the supervisor.
 pub const LOCAL_DIR: &str = "SQUALL_WORKER_LOCAL_DIR";
+/// With security on: the CA, certificate and key PEM paths of the
+/// supervisor's identity, one per line, for the worker's TLS.
+pub const TLS: &str = "SQUALL_WORKER_TLS";
 /// File name of the local heartbeat inside the worker directory: the time
 /// of the latest beat, ms since the Unix epoch, as text.
 pub const HEARTBEAT_FILE: &str = "heartbeat";

@@ -45,6 +45,7 @@ fn topology(id: &str) -> TopologyRecord {
         args: Vec::new(),
         pending: None,
         owner: None,
+        secret: None,
     }
 }
 

@@ -153,6 +153,7 @@ mod tests {
             args: Vec::new(),
             pending: None,
             owner: Some("alice".into()),
+            secret: None,
         }
     }
 

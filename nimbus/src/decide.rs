@@ -377,6 +377,7 @@ mod tests {
             args: Vec::new(),
             pending: None,
             owner: None,
+            secret: None,
         }
     }
 

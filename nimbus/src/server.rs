@@ -9,7 +9,7 @@ use crate::service::Nimbus;
 use squall_cluster::blocking::FramedStream;
 use squall_cluster::frame::FrameError;
 use squall_cluster::rpc::{Request, Response};
-use squall_cluster::tls::{Stream, Tls};
+use squall_cluster::tls::{HandshakeError, Stream, Tls};
 use squall_cluster::LogLimiter;
 use squall_cluster::StateStorage;
 use std::net::{TcpListener, TcpStream};
@@ -105,6 +105,10 @@ fn serve_connection<S: StateStorage>(
         None => (Stream::Plain(stream), None),
         Some(tls) => match tls.accept(stream) {
             Ok((s, p)) => (s, Some(p)),
+            Err(e @ HandshakeError::Closed) => {
+                tracing::debug!(%peer, "{e}");
+                return;
+            }
             Err(e) => {
                 let mut limiter = handshakes.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(n) = limiter.note(Instant::now()) {

@@ -441,6 +441,9 @@ impl<S: StateStorage> Nimbus<S> {
             submitted_at_ms: now,
             args,
             pending: None,
+            secret: owner
+                .is_some()
+                .then(|| squall_cluster::rpc::hex(&rand::random::<[u8; 32]>())),
             owner,
         };
         self.state.put_topology(&record).map_err(state_error)?;

@@ -437,6 +437,12 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
                 (env::LOCAL_DIR.into(), c.local_dir.clone()),
             ],
         };
+        let mut launch = launch;
+        if c.security_enable {
+            let paths = [&c.tls_ca_path, &c.tls_cert_path, &c.tls_key_path]
+                .map(|p| p.clone().unwrap_or_default());
+            launch.env.push((env::TLS.into(), paths.join("\n")));
+        }
         self.launcher.launch(&launch).map_err(|e| e.to_string())
     }
 

@@ -3,6 +3,12 @@
 //! connection per peer, reconnecting with backoff), and a server thread per
 //! inbound connection delivers batches to local executors.
 //!
+//! With security on ([`PeerAuth`]) every connection is mutual TLS between
+//! certificates of the cluster's CA, and its first frame is the
+//! topology's secret (issued by Nimbus at submit, Storm's worker tokens):
+//! a process that is not a worker of this topology is closed before any
+//! batch it sends is read.
+//!
 //! Batches for an unreachable peer are dropped; their tuple trees fail by
 //! timeout and spouts replay them. Receivers never block on a full local
 //! queue (they hold the overflow and keep reading), so two workers sending
@@ -15,11 +21,13 @@ use crate::wire::{decode_batch, encode_batch};
 use serde_bytes::ByteBuf;
 use squall_cluster::blocking::FramedStream;
 use squall_cluster::frame::FrameError;
+use squall_cluster::rpc::host_of;
+use squall_cluster::tls::{HandshakeError, Stream, Tls};
 use squall_cluster::LogLimiter;
 use std::collections::{HashMap, VecDeque};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -45,7 +53,32 @@ const FLUSH_BYTES: usize = 256 * 1024;
 
 /// Frames of tuples: one batch (all for one executor) per frame, its
 /// bytes written by [`crate::wire::encode_batch`].
-type DataStream<In, Out> = FramedStream<TcpStream, In, Out>;
+type DataStream<In, Out> = FramedStream<Stream, In, Out>;
+
+/// How workers of a topology know each other when security is on.
+#[derive(Clone)]
+pub struct PeerAuth {
+    /// The worker's TLS identity (its supervisor's).
+    pub tls: Arc<Tls>,
+    /// The topology's secret: a peer's first frame.
+    pub secret: Arc<[u8]>,
+}
+
+impl std::fmt::Debug for PeerAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerAuth")
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a peer may take to send the topology's secret.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether `a` and `b` are equal, in time independent of where they differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
 
 struct Peer {
     conn: Option<DataStream<(), ByteBuf>>,
@@ -63,6 +96,7 @@ pub fn start_transfer(
     peers: PeerMap,
     stats: Arc<TransportStats>,
     max_frame_bytes: usize,
+    auth: Option<PeerAuth>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("worker-transfer".into())
@@ -90,7 +124,14 @@ pub fn start_transfer(
                 let mut sent = 0;
                 for batch in round.drain(..) {
                     sent += batch.len() as u64;
-                    feed_batch(batch, &inbound, &peers, &mut conns, &stats, max_frame_bytes);
+                    let link = Link {
+                        inbound: &inbound,
+                        peers: &peers,
+                        stats: &stats,
+                        max_frame_bytes,
+                        auth: auth.as_ref(),
+                    };
+                    feed_batch(batch, &link, &mut conns);
                 }
                 for (addr, peer) in conns.iter_mut() {
                     flush_peer(addr, peer, &stats);
@@ -100,16 +141,25 @@ pub fn start_transfer(
         })
 }
 
+/// What the transfer thread sends by.
+struct Link<'a> {
+    inbound: &'a Inbound,
+    peers: &'a PeerMap,
+    stats: &'a TransportStats,
+    max_frame_bytes: usize,
+    auth: Option<&'a PeerAuth>,
+}
+
 /// Feeds `batch` to the connection of the worker holding its executor,
 /// connecting first if needed; counts it as dropped when that fails.
-fn feed_batch(
-    batch: Vec<TupleMsg>,
-    inbound: &Inbound,
-    peers: &PeerMap,
-    conns: &mut HashMap<String, Peer>,
-    stats: &TransportStats,
-    max_frame_bytes: usize,
-) {
+fn feed_batch(batch: Vec<TupleMsg>, link: &Link<'_>, conns: &mut HashMap<String, Peer>) {
+    let Link {
+        inbound,
+        peers,
+        stats,
+        max_frame_bytes,
+        auth,
+    } = *link;
     let Some(first) = batch.first() else {
         return;
     };
@@ -131,10 +181,10 @@ fn feed_batch(
     }
     let peer = conns.get_mut(&addr).expect("inserted above");
     if peer.conn.is_none() && Instant::now() >= peer.retry_at {
-        match connect(&addr) {
-            Ok(s) => {
+        match connect(&addr, auth, max_frame_bytes) {
+            Ok(conn) => {
                 tracing::info!(peer = %addr, "connected to peer worker");
-                peer.conn = Some(FramedStream::new(s, max_frame_bytes));
+                peer.conn = Some(conn);
                 peer.backoff = MIN_BACKOFF;
             }
             Err(err) => {
@@ -180,15 +230,33 @@ fn flush_peer(addr: &str, peer: &mut Peer, stats: &TransportStats) {
     peer.unwritten = 0;
 }
 
-fn connect(addr: &str) -> std::io::Result<TcpStream> {
+/// A connection to the peer worker at `addr`: over TLS, its first frame
+/// the topology's secret, when `auth` is given.
+fn connect(
+    addr: &str,
+    auth: Option<&PeerAuth>,
+    max_frame_bytes: usize,
+) -> Result<DataStream<(), ByteBuf>, String> {
     let sa = addr
-        .to_socket_addrs()?
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
         .next()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))?;
-    let s = TcpStream::connect_timeout(&sa, Duration::from_secs(1))?;
-    s.set_nodelay(true)?;
-    s.set_write_timeout(Some(Duration::from_secs(10)))?;
-    Ok(s)
+        .ok_or("no address")?;
+    let s = TcpStream::connect_timeout(&sa, Duration::from_secs(1)).map_err(|e| e.to_string())?;
+    s.set_nodelay(true)
+        .and_then(|()| s.set_write_timeout(Some(Duration::from_secs(10))))
+        .map_err(|e| e.to_string())?;
+    let Some(auth) = auth else {
+        return Ok(FramedStream::new(Stream::Plain(s), max_frame_bytes));
+    };
+    let stream = auth
+        .tls
+        .connect(s, &host_of(addr))
+        .map_err(|e| e.to_string())?;
+    let mut conn = FramedStream::new(stream, max_frame_bytes);
+    conn.send(ByteBuf::from(auth.secret.to_vec()))
+        .map_err(|e| e.to_string())?;
+    Ok(conn)
 }
 
 /// Peer connections a worker serves at once; more are closed at accept.
@@ -211,8 +279,15 @@ pub fn start_server(
     listener: TcpListener,
     inbound: Inbound,
     max_frame_bytes: usize,
+    auth: Option<PeerAuth>,
 ) -> std::io::Result<JoinHandle<()>> {
     listener.set_nonblocking(true)?;
+    // One limiter per kind of refusal, so a burst of one kind does not
+    // hide the other.
+    let refusals = Arc::new(Mutex::new([
+        LogLimiter::new(Duration::from_secs(10)),
+        LogLimiter::new(Duration::from_secs(10)),
+    ]));
     let open = Arc::new(AtomicUsize::new(0));
     let mut over_cap = LogLimiter::new(Duration::from_secs(10));
     let mut accept_errors = LogLimiter::new(Duration::from_secs(10));
@@ -235,11 +310,29 @@ pub fn start_server(
                     open.fetch_add(1, Ordering::AcqRel);
                     let guard = Open(open.clone());
                     let inbound = inbound.clone();
+                    let auth = auth.clone();
+                    let refusals = refusals.clone();
                     let spawned = std::thread::Builder::new()
                         .name("worker-receive".into())
                         .spawn(move || {
                             let _guard = guard;
-                            receive(stream, peer.to_string(), inbound, max_frame_bytes)
+                            let peer = peer.to_string();
+                            match accept(stream, auth.as_ref(), max_frame_bytes) {
+                                Ok(framed) => receive(framed, peer, inbound),
+                                Err(Refusal::Probe(e)) => tracing::debug!(%peer, "{e}"),
+                                Err(Refusal::Handshake(e)) => {
+                                    let mut l = refusals.lock().unwrap_or_else(|p| p.into_inner());
+                                    if let Some(n) = l[0].note(Instant::now()) {
+                                        tracing::warn!(%peer, "refused a connection ({n} since the last line): {e}");
+                                    }
+                                }
+                                Err(Refusal::Secret(e)) => {
+                                    let mut l = refusals.lock().unwrap_or_else(|p| p.into_inner());
+                                    if let Some(n) = l[1].note(Instant::now()) {
+                                        tracing::warn!(%peer, "refused a connection ({n} since the last line): {e}");
+                                    }
+                                }
+                            }
                         });
                     if let Err(e) = spawned {
                         tracing::error!("cannot start a receive thread: {e}");
@@ -258,15 +351,61 @@ pub fn start_server(
         })
 }
 
-fn receive(stream: TcpStream, peer: String, inbound: Inbound, max_frame_bytes: usize) {
-    if stream.set_nonblocking(false).is_err()
-        || stream
+/// Why a peer connection was refused.
+enum Refusal {
+    /// Closed during the handshake, or a socket error (a port probe).
+    Probe(String),
+    /// The TLS handshake failed (plaintext, a certificate not of the CA).
+    Handshake(String),
+    /// The peer did not prove the topology's secret.
+    Secret(String),
+}
+
+/// The receiving side of a peer connection: with `auth`, a TLS handshake
+/// and then the topology's secret as the first frame (within
+/// [`HELLO_TIMEOUT`]).
+///
+/// # Errors
+/// Why the connection is refused.
+fn accept(
+    stream: TcpStream,
+    auth: Option<&PeerAuth>,
+    max_frame_bytes: usize,
+) -> Result<DataStream<ByteBuf, ()>, Refusal> {
+    let probe = |e: std::io::Error| Refusal::Probe(e.to_string());
+    stream.set_nonblocking(false).map_err(probe)?;
+    let Some(auth) = auth else {
+        stream
             .set_read_timeout(Some(Duration::from_millis(5)))
-            .is_err()
-    {
-        return;
+            .map_err(probe)?;
+        return Ok(FramedStream::new(Stream::Plain(stream), max_frame_bytes));
+    };
+    let (stream, principal) = auth.tls.accept(stream).map_err(|e| match e {
+        HandshakeError::Closed | HandshakeError::Io(_) => Refusal::Probe(e.to_string()),
+        HandshakeError::Tls(_) => Refusal::Handshake(e.to_string()),
+    })?;
+    stream
+        .tcp()
+        .set_read_timeout(Some(HELLO_TIMEOUT))
+        .map_err(probe)?;
+    let mut framed = FramedStream::new(stream, max_frame_bytes);
+    let hello: Option<ByteBuf> = framed
+        .recv()
+        .map_err(|e| Refusal::Secret(format!("{principal} sent no topology secret: {e}")))?;
+    if !hello.is_some_and(|h| same_secret(&h, &auth.secret)) {
+        return Err(Refusal::Secret(format!(
+            "{principal} is not a worker of this topology (wrong topology secret)"
+        )));
     }
-    let mut framed: DataStream<ByteBuf, ()> = FramedStream::new(stream, max_frame_bytes);
+    framed
+        .get_ref()
+        .tcp()
+        .set_read_timeout(Some(Duration::from_millis(5)))
+        .map_err(probe)?;
+    Ok(framed)
+}
+
+fn receive(mut framed: DataStream<ByteBuf, ()>, peer: String, inbound: Inbound) {
     let mut overflow: HashMap<usize, VecDeque<Vec<TupleMsg>>> = HashMap::new();
     loop {
         if inbound.stop.load(Ordering::Relaxed) {

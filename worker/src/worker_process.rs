@@ -5,11 +5,12 @@
 
 use crate::launch::{launch, LaunchOptions, Partial, Probe, RunningTopology};
 use crate::shared::EmitTap;
-use crate::transport::{start_server, start_transfer, PeerMap, TransportStats};
+use crate::transport::{start_server, start_transfer, PeerAuth, PeerMap, TransportStats};
 use squall_cluster::rpc::spec_hash;
 use squall_cluster::schema::{
     Assignment, ErrorRecord, TopologyRecord, TopologyStatus, WorkerHeartbeat, WorkerSlot,
 };
+use squall_cluster::tls::Tls;
 use squall_cluster::worker_env as env;
 use squall_cluster::{now_ms, ClusterState, StateError, StateStorage, StorageStore, ZkStorage};
 use squall_topology_api::{
@@ -151,6 +152,19 @@ impl WorkerEnv {
                 ..ClusterConfig::default()
             };
             cluster.local_hostname = var(env::HOST)?;
+            if let Some(paths) = get(env::TLS) {
+                let p: Vec<&str> = paths.lines().collect();
+                let [ca, cert, key] = p[..] else {
+                    return Err(WorkerError::Env(format!(
+                        "{} must hold three paths (CA, certificate, key), one per line",
+                        env::TLS
+                    )));
+                };
+                cluster.security_enable = true;
+                cluster.tls_ca_path = Some(ca.to_owned());
+                cluster.tls_cert_path = Some(cert.to_owned());
+                cluster.tls_key_path = Some(key.to_owned());
+            }
             Ok(Self {
                 topology_id: var(env::TOPOLOGY)?,
                 slot: WorkerSlot {
@@ -350,10 +364,30 @@ pub struct WorkerOptions {
     pub clock: Option<TopologyClock>,
 }
 
+/// With security on, the worker's identity and its topology's secret;
+/// fails closed when either is missing or bad.
+fn peer_auth(env: &WorkerEnv, record: &TopologyRecord) -> Result<Option<PeerAuth>, WorkerError> {
+    let Some(tls) = Tls::from_config(&env.cluster).map_err(|e| WorkerError::Env(e.to_string()))?
+    else {
+        return Ok(None);
+    };
+    let secret = record.secret.as_ref().ok_or_else(|| {
+        WorkerError::Env(format!(
+            "security is on but topology {} has no secret (submitted with security off?)",
+            record.id
+        ))
+    })?;
+    Ok(Some(PeerAuth {
+        tls,
+        secret: secret.as_bytes().into(),
+    }))
+}
+
 /// Runs the worker described by `env` over `state` (ZooKeeper in a
 /// cluster, in memory for `LocalCluster`, whose workers are threads):
 /// checks the spec hash, runs the executors assigned to its slot, moves
-/// tuples to and from peer workers over TCP when the topology has more
+/// tuples to and from peer workers over TCP (mutual TLS and the topology's secret with security on)
+/// when the topology has more
 /// than one, beats, follows activate / deactivate, and returns when the
 /// topology is killed, the slot's executors change or `options.stop` is
 /// set.
@@ -380,6 +414,7 @@ pub fn run_worker_on<S: StateStorage>(
             submitted: record.spec_hash.clone(),
         });
     }
+    let auth = peer_auth(env, &record)?;
     let layout = TaskLayout::new(&record.spec, record.config.effective_ackers());
     let Some((assignment, _)) = state.assignment(&record.id)? else {
         return Ok(WorkerExit::TopologyGone);
@@ -430,13 +465,15 @@ pub fn run_worker_on<S: StateStorage>(
     let stats = Arc::new(TransportStats::default());
     if let Some(listener) = listener {
         let max_frame = env.cluster.nimbus_max_frame_bytes.max(16 << 20);
-        start_server(listener, running.inbound(), max_frame).map_err(WorkerError::Thread)?;
+        start_server(listener, running.inbound(), max_frame, auth.clone())
+            .map_err(WorkerError::Thread)?;
         start_transfer(
             transfer_rx,
             running.inbound(),
             peers.clone(),
             stats.clone(),
             max_frame,
+            auth,
         )
         .map_err(WorkerError::Thread)?;
     }
