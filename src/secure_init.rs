@@ -10,7 +10,9 @@
 //! - `<user>.pem`, `<user>.key` per user (CN the user's name); the first
 //!   user is a Nimbus admin (`nimbus.admins`);
 //! - `daemon.yaml` and `<user>.yaml`: `squall.security.enable: true`,
-//!   the paths, and the admin and daemon principals.
+//!   the paths, and the admin and daemon principals; `daemon.yaml` (readable
+//!   by its owner only) also holds the ZooKeeper credentials
+//!   (`storm.zookeeper.auth.payload`, a random password).
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -236,15 +238,22 @@ pub fn secure_init(
     };
     let mut identities = vec![("daemon".to_owned(), DAEMON_PRINCIPAL.to_owned())];
     identities.extend(users.iter().map(|u| (u.clone(), u.clone())));
+    // Only the daemons (and their workers) hold ZooKeeper's credentials.
+    let password: [u8; 24] = rand::random();
+    let zookeeper = format!(
+        "storm.zookeeper.auth.payload: \"squall:{}\"\n",
+        squall_cluster::rpc::hex(&password)
+    );
     for (file, cn) in identities {
         let (cert, key) = ca.issue(&cn, &all_hosts, from, to)?;
         let cert_path = put(format!("{file}.pem"), &cert, false)?;
         let key_path = put(format!("{file}.key"), &key, true)?;
-        put(
-            format!("{file}.yaml"),
-            &config(&cert_path, &key_path),
-            false,
-        )?;
+        let mut text = config(&cert_path, &key_path);
+        let daemon = cn == DAEMON_PRINCIPAL;
+        if daemon {
+            text.push_str(&zookeeper);
+        }
+        put(format!("{file}.yaml"), &text, daemon)?;
     }
     Ok(written)
 }

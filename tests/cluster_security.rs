@@ -129,6 +129,7 @@ fn a_secured_cluster_authenticates_and_authorizes_every_request() {
     c.daemon_conf = vec![
         format!("squall.tls.cert.path={}", p("daemon.pem")),
         format!("squall.tls.key.path={}", p("daemon.key")),
+        format!("storm.zookeeper.auth.payload={}", zookeeper_payload(&sec)),
     ];
     c.tls = Some(Arc::new(
         Tls::from_files(
@@ -142,6 +143,7 @@ fn a_secured_cluster_authenticates_and_authorizes_every_request() {
     c.start_supervisor(2);
     c.wait_supervisors(1);
     let addr = c.nimbus_addresses()[0].clone();
+    anonymous_zookeeper_clients_cannot_touch_the_root(&c);
 
     // Unauthenticated clients are refused, each with its reason.
     let plain = c.squall(&["-c", "squall.security.enable=false", "list"]);
@@ -309,6 +311,46 @@ fn a_secured_cluster_authenticates_and_authorizes_every_request() {
     });
 }
 
+/// The ZooKeeper password `secure-init` wrote into `daemon.yaml`.
+fn zookeeper_payload(sec: &Path) -> String {
+    let yaml = std::fs::read_to_string(sec.join("daemon.yaml")).unwrap();
+    let line = yaml
+        .lines()
+        .find(|l| l.starts_with("storm.zookeeper.auth.payload:"))
+        .expect("daemon.yaml holds the ZooKeeper credentials");
+    line.split_once(':')
+        .unwrap()
+        .1
+        .trim()
+        .trim_matches('"')
+        .to_owned()
+}
+
+/// A ZooKeeper client without the daemons' credentials (or with wrong
+/// ones) can neither read nor create nor delete under Squall's root.
+fn anonymous_zookeeper_clients_cannot_touch_the_root(c: &Cluster) {
+    use squall_cluster::{NodeMode, StateStorage, ZkStorage};
+    for auth in [None, Some("squall:wrong")] {
+        let zk = ZkStorage::connect_with(&c.zk, &c.root, Duration::from_secs(10), auth).unwrap();
+        let who = auth.unwrap_or("anonymous");
+        let read = zk.children("/");
+        assert!(read.is_err(), "{who} listed the root: {read:?}");
+        let made = zk.create("/intruder", b"x", NodeMode::Persistent);
+        assert!(made.is_err(), "{who} created a node");
+        let gone = zk.delete_all("/supervisors");
+        assert!(gone.is_err(), "{who} deleted the supervisors");
+        let err = made.unwrap_err().to_string();
+        assert!(
+            err.contains("NoAuth") || err.contains("not authenticated") || err.contains("auth"),
+            "{err}"
+        );
+    }
+    assert!(
+        c.cluster_info().is_some_and(|s| s.supervisors.len() == 1),
+        "the cluster is untouched"
+    );
+}
+
 /// A worker's port refuses a plaintext sender, and a sender with a
 /// certificate of the cluster's CA that does not know the topology's
 /// secret; the worker logs who it refused and why.
@@ -454,6 +496,42 @@ fn daemons_with_a_bad_identity_exit_naming_the_file() {
             &sec.join("ca.key"),
             &key,
             "no PEM certificate",
+        );
+    }
+    for daemon in ["nimbus", "supervisor"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_squall"))
+            .args(["--config", &sec.join("daemon.yaml").display().to_string()])
+            .args(["-c", "storm.zookeeper.servers=[127.0.0.1:1]"])
+            .args([
+                "-c",
+                &format!("storm.local.dir={}", c.path().join("local").display()),
+            ])
+            .arg(daemon)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains("storm.zookeeper.auth.payload"),
+            "daemon.yaml holds the ZooKeeper credentials: {err}"
+        );
+        let out = Command::new(env!("CARGO_BIN_EXE_squall"))
+            .args(["--config", &sec.join("admin.yaml").display().to_string()])
+            .args(["-c", "storm.zookeeper.servers=[127.0.0.1:1]"])
+            .args([
+                "-c",
+                &format!("storm.local.dir={}", c.path().join("local").display()),
+            ])
+            .arg(daemon)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && err.contains(
+                    "squall.security.enable is true but storm.zookeeper.auth.payload is not set"
+                ),
+            "{daemon}: {err}"
         );
     }
     let out = Command::new(env!("CARGO_BIN_EXE_squall"))

@@ -79,6 +79,20 @@ pub enum SecurityError {
     Setup(String),
 }
 
+/// The ZooKeeper credentials of a daemon (`storm.zookeeper.auth.payload`),
+/// required with security on.
+///
+/// # Errors
+/// [`SecurityError::Missing`] when security is on and they are not set.
+pub fn zookeeper_auth(config: &ClusterConfig) -> Result<Option<&str>, SecurityError> {
+    match (&config.zookeeper_auth_payload, config.security_enable) {
+        (None, true) => Err(SecurityError::Missing {
+            key: "storm.zookeeper.auth.payload",
+        }),
+        (auth, _) => Ok(auth.as_deref()),
+    }
+}
+
 /// Why a TLS connection could not be made or accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {

@@ -14,6 +14,8 @@ pub const HOST: &str = "SQUALL_WORKER_HOST";
 pub const DIR: &str = "SQUALL_WORKER_DIR";
 /// The ZooKeeper connect string.
 pub const ZOOKEEPER: &str = "SQUALL_WORKER_ZOOKEEPER";
+/// `storm.zookeeper.auth.payload` of the supervisor (`user:password`).
+pub const ZOOKEEPER_AUTH: &str = "SQUALL_WORKER_ZOOKEEPER_AUTH";
 /// The ZooKeeper root.
 pub const ZOOKEEPER_ROOT: &str = "SQUALL_WORKER_ZOOKEEPER_ROOT";
 /// The ZooKeeper session timeout, ms.

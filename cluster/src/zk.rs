@@ -29,6 +29,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// rather than wait for it.
 pub struct ZkStorage {
     servers: String,
+    /// `user:password` of the digest scheme, when nodes are protected.
+    auth: Option<String>,
     root: String,
     session_timeout: Duration,
     rt: tokio::runtime::Runtime,
@@ -64,6 +66,25 @@ impl ZkStorage {
         root: &str,
         session_timeout: Duration,
     ) -> Result<Self, StateError> {
+        Self::connect_with(servers, root, session_timeout, None)
+    }
+
+    /// [`ZkStorage::connect`] authenticating each session with `auth`
+    /// (`user:password`, ZooKeeper's `digest` scheme; Storm's
+    /// `storm.zookeeper.auth.payload`) when given. Nodes it creates then
+    /// carry ACL `auth::cdrwa` (only sessions with the same credentials may
+    /// read, write or delete them, and the root the same), instead of
+    /// `world:anyone:cdrwa`.
+    ///
+    /// # Errors
+    /// As [`ZkStorage::connect`]; [`StateError::Unavailable`] naming the
+    /// root when the credentials are refused there.
+    pub fn connect_with(
+        servers: &str,
+        root: &str,
+        session_timeout: Duration,
+        auth: Option<&str>,
+    ) -> Result<Self, StateError> {
         check_path(root)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -75,6 +96,7 @@ impl ZkStorage {
             })?;
         let storage = Self {
             servers: servers.to_owned(),
+            auth: auth.map(str::to_owned),
             root: root.to_owned(),
             session_timeout,
             rt,
@@ -84,6 +106,15 @@ impl ZkStorage {
         let session = storage.open_session()?;
         *storage.lock() = Some(session);
         Ok(storage)
+    }
+
+    /// The ACL of nodes this connection creates.
+    fn acls(&self) -> Acls<'static> {
+        if self.auth.is_some() {
+            Acls::creator_all()
+        } else {
+            Acls::anyone_all()
+        }
     }
 
     /// How many sessions this connection has opened (1 until the first
@@ -103,10 +134,13 @@ impl ZkStorage {
             |what: String| StateError::Unavailable(format!("ZooKeeper at {servers}: {what}"));
         let limit = CONNECT_TIMEOUT.min(self.session_timeout.max(Duration::from_secs(1)));
         let client = self.rt.block_on(async {
-            let connect = Client::connector()
+            let mut connector = Client::connector()
                 .with_session_timeout(self.session_timeout)
-                .with_connection_timeout(limit)
-                .connect(servers);
+                .with_connection_timeout(limit);
+            if let Some(auth) = &self.auth {
+                connector = connector.with_auth("digest", auth.as_bytes());
+            }
+            let connect = connector.connect(servers);
             match tokio::time::timeout(limit, connect).await {
                 Ok(Ok(c)) => Ok(c),
                 Ok(Err(e)) => Err(unavailable(e.to_string())),
@@ -115,7 +149,7 @@ impl ZkStorage {
         })?;
         let root = self.root.as_str();
         if root != "/" {
-            let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+            let options = CreateMode::Persistent.with_acls(self.acls());
             self.rt
                 .block_on(client.mkdir(root, &options))
                 .or_else(|e| {
@@ -222,12 +256,12 @@ impl StateStorage for ZkStorage {
             NodeMode::Persistent => CreateMode::Persistent,
             NodeMode::Ephemeral => CreateMode::Ephemeral,
         };
-        let options = zk_mode.with_acls(Acls::anyone_all());
+        let options = zk_mode.with_acls(self.acls());
         let client = self.session(path)?;
         match self.finish(&client, path, client.create(path, data, &options)) {
             Err(ZkFailure::Zk(ZkError::NoNode)) => {
                 if let Some(dir) = parent(path).filter(|d| *d != "/") {
-                    let dirs = CreateMode::Persistent.with_acls(Acls::anyone_all());
+                    let dirs = CreateMode::Persistent.with_acls(self.acls());
                     self.finish(&client, dir, client.mkdir(dir, &dirs))
                         .map_err(|e| e.into_state(dir))?;
                 }

@@ -72,10 +72,11 @@ pub fn run(config: &ClusterConfig) -> Result<(), StartError> {
         address: address.clone(),
         error,
     })?;
-    let storage = ZkStorage::connect(
+    let storage = ZkStorage::connect_with(
         &config.zookeeper_connect(),
         &config.zookeeper_root,
         Duration::from_millis(config.zookeeper_session_timeout_ms),
+        squall_cluster::tls::zookeeper_auth(config)?,
     )?;
     let dir = Path::new(&config.local_dir).join("nimbus").join("blobs");
     let blobs = BlobStore::open(

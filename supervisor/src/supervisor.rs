@@ -443,6 +443,9 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
                 .map(|p| p.clone().unwrap_or_default());
             launch.env.push((env::TLS.into(), paths.join("\n")));
         }
+        if let Some(auth) = &c.zookeeper_auth_payload {
+            launch.env.push((env::ZOOKEEPER_AUTH.into(), auth.clone()));
+        }
         self.launcher.launch(&launch).map_err(|e| e.to_string())
     }
 
@@ -483,10 +486,11 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
 pub fn run(config: &ClusterConfig) -> Result<(), SupervisorError> {
     // Fail closed before touching ZooKeeper.
     squall_cluster::tls::Tls::from_config(config)?;
-    let storage = ZkStorage::connect(
+    let storage = ZkStorage::connect_with(
         &config.zookeeper_connect(),
         &config.zookeeper_root,
         Duration::from_millis(config.zookeeper_session_timeout_ms),
+        squall_cluster::tls::zookeeper_auth(config)?,
     )?;
     let mut sup = Supervisor::new(
         ClusterState::new(storage),

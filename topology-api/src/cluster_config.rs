@@ -90,6 +90,12 @@ pub struct ClusterConfig {
     /// a missing or bad certificate stops the process at start.
     #[serde(default)]
     pub security_enable: bool,
+    /// `storm.zookeeper.auth.payload`: `user:password` every Squall
+    /// process authenticates to ZooKeeper with (the `digest` scheme), its
+    /// nodes then readable and writable by those credentials only;
+    /// required with security on.
+    #[serde(default)]
+    pub zookeeper_auth_payload: Option<String>,
     /// `squall.tls.ca.path`: PEM file of the cluster's CA certificate,
     /// which must have signed every peer's certificate.
     #[serde(default)]
@@ -146,6 +152,7 @@ impl Default for ClusterConfig {
             ui_max_connections: 256,
             ui_header_timeout_secs: 10,
             security_enable: false,
+            zookeeper_auth_payload: None,
             tls_ca_path: None,
             tls_cert_path: None,
             tls_key_path: None,
@@ -293,6 +300,13 @@ impl ClusterConfig {
             "ui.header.timeout.secs" => self.ui_header_timeout_secs = secs()?,
             "squall.security.enable" => {
                 self.security_enable = value.as_bool().ok_or_else(|| bad("true or false"))?
+            }
+            "storm.zookeeper.auth.payload" => {
+                let p = text()?;
+                if !p.contains(':') {
+                    return Err(bad("user:password"));
+                }
+                self.zookeeper_auth_payload = Some(p)
             }
             "squall.tls.ca.path" => self.tls_ca_path = Some(text()?),
             "squall.tls.cert.path" => self.tls_cert_path = Some(text()?),

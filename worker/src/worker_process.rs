@@ -152,6 +152,7 @@ impl WorkerEnv {
                 ..ClusterConfig::default()
             };
             cluster.local_hostname = var(env::HOST)?;
+            cluster.zookeeper_auth_payload = get(env::ZOOKEEPER_AUTH);
             if let Some(paths) = get(env::TLS) {
                 let p: Vec<&str> = paths.lines().collect();
                 let [ca, cert, key] = p[..] else {
@@ -321,10 +322,12 @@ impl<S: StateStorage> Beat<'_, S> {
 /// [`WorkerError::SpecMismatch`] when the binary builds another topology
 /// than the one submitted; the others as named.
 pub fn run_worker(topology: &Topology, env: &WorkerEnv) -> Result<WorkerExit, WorkerError> {
-    let storage = Arc::new(ZkStorage::connect(
+    let storage = Arc::new(ZkStorage::connect_with(
         &env.zookeeper,
         &env.zookeeper_root,
         env.session_timeout,
+        squall_cluster::tls::zookeeper_auth(&env.cluster)
+            .map_err(|e| WorkerError::Env(e.to_string()))?,
     )?);
     let state = ClusterState::new(storage.clone());
     // SIGTERM (the supervisor's graceful kill) stops the worker the way
