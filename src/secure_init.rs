@@ -9,6 +9,8 @@
 //!   given hosts;
 //! - `<user>.pem`, `<user>.key` per user (CN the user's name); the first
 //!   user is a Nimbus admin (`nimbus.admins`);
+//! - `token.key`: the key that signs bearer tokens, and `<user>.token`, a
+//!   token per user valid [`TOKEN_DAYS`] days (`squall token` issues more);
 //! - `daemon.yaml` and `<user>.yaml`: `squall.security.enable: true`,
 //!   the paths, and the admin and daemon principals; `daemon.yaml` (readable
 //!   by its owner only) also holds the ZooKeeper credentials
@@ -27,6 +29,9 @@ pub const DAEMON_PRINCIPAL: &str = "squall-daemon";
 /// How long certificates made by `secure-init` stay valid (825 days, the
 /// longest lifetime browsers accept for a server certificate).
 pub const VALIDITY_DAYS: i64 = 825;
+
+/// How long the bearer tokens `secure-init` writes stay valid, in days.
+pub const TOKEN_DAYS: u64 = 30;
 
 /// Why `secure-init` failed.
 #[derive(Debug, thiserror::Error)]
@@ -238,12 +243,21 @@ pub fn secure_init(
     };
     let mut identities = vec![("daemon".to_owned(), DAEMON_PRINCIPAL.to_owned())];
     identities.extend(users.iter().map(|u| (u.clone(), u.clone())));
-    // Only the daemons (and their workers) hold ZooKeeper's credentials.
+    // Only the daemons (and their workers) hold ZooKeeper's credentials
+    // and the key that signs the UI's bearer tokens.
     let password: [u8; 24] = rand::random();
+    let token_key: [u8; 32] = rand::random();
+    let token_key = squall_cluster::rpc::hex(&token_key);
+    let token_path = put("token.key".into(), &token_key, true)?;
     let zookeeper = format!(
-        "storm.zookeeper.auth.payload: \"squall:{}\"\n",
-        squall_cluster::rpc::hex(&password)
+        "storm.zookeeper.auth.payload: \"squall:{}\"\nsquall.token.key.path: {:?}\n",
+        squall_cluster::rpc::hex(&password),
+        abs(&token_path).display().to_string(),
     );
+    let tokens = squall_ui::token::TokenKey::new(token_key.into_bytes())
+        .map_err(SecureInitError::BadName)?;
+    let expires = (to.unix_timestamp().max(0) as u64)
+        .min(squall_cluster::now_ms() / 1000 + TOKEN_DAYS * 86_400);
     for (file, cn) in identities {
         let (cert, key) = ca.issue(&cn, &all_hosts, from, to)?;
         let cert_path = put(format!("{file}.pem"), &cert, false)?;
@@ -254,6 +268,9 @@ pub fn secure_init(
             text.push_str(&zookeeper);
         }
         put(format!("{file}.yaml"), &text, daemon)?;
+        if !daemon {
+            put(format!("{file}.token"), &tokens.issue(&cn, expires), true)?;
+        }
     }
     Ok(written)
 }

@@ -130,6 +130,7 @@ fn a_secured_cluster_authenticates_and_authorizes_every_request() {
         format!("squall.tls.cert.path={}", p("daemon.pem")),
         format!("squall.tls.key.path={}", p("daemon.key")),
         format!("storm.zookeeper.auth.payload={}", zookeeper_payload(&sec)),
+        format!("squall.token.key.path={}", p("token.key")),
     ];
     c.tls = Some(Arc::new(
         Tls::from_files(
@@ -280,6 +281,8 @@ fn a_secured_cluster_authenticates_and_authorizes_every_request() {
     c.wait_word_count_done(&state, Duration::from_secs(240));
     check_counts(&Cluster::merged_counts(&state));
 
+    the_rest_api_takes_bearer_tokens_over_https(&mut c, &sec);
+
     // The submitter pauses and resumes it; an admin kills it.
     let (ok, out) = run_as(&c, &sec, "alice", &["deactivate", "wc"]);
     assert!(ok, "{out}");
@@ -295,6 +298,12 @@ fn a_secured_cluster_authenticates_and_authorizes_every_request() {
         ("reader", "kill", "refused (Unauthorized)"),
         ("mallory", "deactivate", "refused (Unauthorized)"),
         ("alice", "deactivate", "done"),
+        ("alice (through squall-daemon)", "deactivate", "done"),
+        (
+            "reader (through squall-daemon)",
+            "kill",
+            "refused (Unauthorized)",
+        ),
         ("admin", "kill", "done"),
     ] {
         assert!(
@@ -309,6 +318,124 @@ fn a_secured_cluster_authenticates_and_authorizes_every_request() {
     wait_until("workers to exit", Duration::from_secs(30), || {
         c.worker_pids().is_empty()
     });
+}
+
+/// One HTTPS request to the UI at `addr` (trusting the CA of `sec`), with
+/// `token` as bearer: (status, body).
+fn https(sec: &Path, addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let conn = rustls::ClientConnection::new(
+        raw_client(&sec.join("ca.pem"), None),
+        "127.0.0.1".try_into().unwrap(),
+    )
+    .unwrap();
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n{auth}\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP answer: {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The UI serves HTTPS only; its API answers 401 without a valid token
+/// (none, forged, expired), runs each request as the token's principal
+/// (a read-only user sees the topology but gets 403 on a POST, a stranger
+/// sees nothing), and the page itself needs no token.
+fn the_rest_api_takes_bearer_tokens_over_https(c: &mut Cluster, sec: &Path) {
+    let base = c.start_ui();
+    let addr = base.trim_start_matches("http://").to_owned();
+    let token = |user: &str| std::fs::read_to_string(sec.join(format!("{user}.token"))).unwrap();
+    let key = squall_ui::token::TokenKey::load(&sec.join("token.key")).unwrap();
+    let summary = "/api/v1/topology/summary";
+
+    let (status, body) = https(sec, &addr, "GET", summary, None);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("bearer token"), "{body}");
+    let (status, body) = https(sec, &addr, "GET", summary, Some(&token("reader")));
+    assert_eq!(status, 200, "{body}");
+    let rows: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let id = rows["topologies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "wc")
+        .and_then(|t| t["id"].as_str())
+        .unwrap_or_else(|| panic!("reader sees wc: {body}"))
+        .to_owned();
+    let (status, body) = https(sec, &addr, "GET", summary, Some(&token("mallory")));
+    assert!(status == 200 && !body.contains("\"wc\""), "{status} {body}");
+
+    let deactivate = format!("/api/v1/topology/{id}/deactivate");
+    let (status, body) = https(sec, &addr, "POST", &deactivate, None);
+    assert_eq!(status, 401, "{body}");
+    let forged = token("reader").replace(":reader:", ":admin:");
+    let (status, body) = https(sec, &addr, "POST", &deactivate, Some(&forged));
+    assert!(
+        status == 401 && body.contains("signature"),
+        "{status} {body}"
+    );
+    let expired = key.issue("admin", 1);
+    let (status, body) = https(sec, &addr, "POST", &deactivate, Some(&expired));
+    assert!(status == 401 && body.contains("expired"), "{status} {body}");
+    let (status, body) = https(
+        sec,
+        &addr,
+        "POST",
+        &format!("/api/v1/topology/{id}/kill/0"),
+        Some(&token("reader")),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("reader may not kill"), "{body}");
+    let (status, body) = https(sec, &addr, "POST", &deactivate, Some(&token("alice")));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = https(
+        sec,
+        &addr,
+        "POST",
+        &format!("/api/v1/topology/{id}/activate"),
+        Some(&token("alice")),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = https(sec, &addr, "GET", "/", None);
+    assert!(status == 200 && body.contains("<html"), "{status}");
+    let (status, js) = https(sec, &addr, "GET", "/squall.js", None);
+    assert!(
+        status == 200 && js.contains("Bearer"),
+        "the page sends the token"
+    );
+
+    // Plaintext HTTP gets no HTTP answer.
+    use std::io::{Read, Write};
+    let mut plain = std::net::TcpStream::connect(&addr).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    plain
+        .write_all(format!("GET {summary} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("HTTP/1.1 200"),
+        "served over plaintext"
+    );
 }
 
 /// The ZooKeeper password `secure-init` wrote into `daemon.yaml`.

@@ -109,6 +109,16 @@ pub enum Request {
     },
     /// The cluster: supervisors, slots, Nimbus leader.
     ClusterInfo,
+    /// `request` made for `principal` by a daemon that authenticated that
+    /// user itself (the UI, by the user's bearer token); Nimbus accepts
+    /// it only from `nimbus.supervisor.users` and authorizes `request` as
+    /// `principal` (Storm's impersonation).
+    OnBehalfOf {
+        /// The user.
+        principal: String,
+        /// What the user asks.
+        request: Box<Request>,
+    },
 }
 
 /// Nimbus's answer.

@@ -119,6 +119,8 @@ pub struct Tls {
     principal: String,
     server: Arc<ServerConfig>,
     client: Arc<ClientConfig>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
 }
 
 impl std::fmt::Debug for Tls {
@@ -235,13 +237,32 @@ impl Tls {
             .with_safe_default_protocol_versions()
             .map_err(|e| SecurityError::Setup(e.to_string()))?
             .with_root_certificates(roots)
-            .with_client_auth_cert(chain, key_der)
+            .with_client_auth_cert(chain.clone(), key_der.clone_key())
             .map_err(mismatch)?;
         Ok(Tls {
             principal,
             server: Arc::new(server),
             client: Arc::new(client),
+            chain,
+            key: key_der,
         })
+    }
+
+    /// A server configuration for HTTPS with this identity: no client
+    /// certificate asked (browsers and HTTP clients authenticate with
+    /// bearer tokens), HTTP/1.1.
+    ///
+    /// # Errors
+    /// [`SecurityError::Setup`] when rustls refuses it.
+    pub fn https_config(&self) -> Result<Arc<ServerConfig>, SecurityError> {
+        let mut c = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| SecurityError::Setup(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(|e| SecurityError::Setup(e.to_string()))?;
+        c.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(c))
     }
 
     /// This process's principal: its certificate's CN.

@@ -75,6 +75,40 @@ pub fn denied(principal: &str, op: &str, name: &str) -> RpcError {
     )
 }
 
+/// The caller a daemon's [`Request::OnBehalfOf`] acts as: `principal`,
+/// when the daemon is in `nimbus.supervisor.users` (with security off,
+/// the request runs as sent).
+///
+/// # Errors
+/// [`ErrorKind::Unauthorized`] when the caller is not a daemon;
+/// [`ErrorKind::Invalid`] for a nested one.
+pub fn on_behalf_of<'a>(
+    config: &ClusterConfig,
+    caller: Caller<'a>,
+    principal: &'a str,
+    request: &Request,
+) -> Result<Caller<'a>, RpcError> {
+    if matches!(request, Request::OnBehalfOf { .. }) {
+        return Err(RpcError::new(
+            ErrorKind::Invalid,
+            "a request on behalf of a user cannot hold another",
+        ));
+    }
+    let Some(daemon) = caller.principal else {
+        return Ok(caller);
+    };
+    if !listed(&config.nimbus_supervisor_users, daemon) {
+        return Err(RpcError::new(
+            ErrorKind::Unauthorized,
+            format!("{daemon} may not act on behalf of {principal}: only daemons (nimbus.supervisor.users) may"),
+        ));
+    }
+    Ok(Caller {
+        peer: caller.peer,
+        principal: Some(principal),
+    })
+}
+
 /// What `req` needs that does not depend on a topology: upload and submit
 /// need `nimbus.users` (or admin); a download of another's binary is
 /// checked by the caller against the topologies using it.
@@ -187,6 +221,29 @@ mod tests {
             assert_eq!(may_download(&c, who, "abc", &ts), ok, "{who}");
         }
         assert!(!may_download(&c, "alice", "other", &ts));
+    }
+
+    #[test]
+    fn only_daemons_act_on_behalf_of_users() {
+        let c = config();
+        let list = Request::List;
+        let as_daemon = Caller {
+            peer: "p",
+            principal: Some("squall-daemon"),
+        };
+        let user = on_behalf_of(&c, as_daemon, "bob", &list).unwrap();
+        assert_eq!(user.principal, Some("bob"));
+        let as_user = Caller {
+            peer: "p",
+            principal: Some("mallory"),
+        };
+        let e = on_behalf_of(&c, as_user, "admin", &list).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unauthorized);
+        let nested = Request::OnBehalfOf {
+            principal: "admin".into(),
+            request: Box::new(Request::List),
+        };
+        assert!(on_behalf_of(&c, as_daemon, "bob", &nested).is_err());
     }
 
     #[test]

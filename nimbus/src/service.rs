@@ -219,6 +219,12 @@ impl<S: StateStorage> Nimbus<S> {
     /// principal, the operation, the topology and the outcome.
     pub fn handle_as(&self, caller: Caller<'_>, req: Request) -> Response {
         let audit = audited(&req);
+        let caller_name = match &req {
+            Request::OnBehalfOf { principal, .. } => {
+                format!("{principal} (through {})", caller.name())
+            }
+            _ => caller.name().to_owned(),
+        };
         let result = self.dispatch(caller, req);
         if let Some((op, topology)) = audit {
             let outcome = match &result {
@@ -227,7 +233,7 @@ impl<S: StateStorage> Nimbus<S> {
             };
             tracing::info!(
                 target: "squall::audit",
-                principal = caller.name(),
+                principal = caller_name,
                 peer = caller.peer,
                 op,
                 topology,
@@ -343,6 +349,10 @@ impl<S: StateStorage> Nimbus<S> {
                 Ok(Response::Info(Box::new(self.info(&name)?)))
             }
             Request::ClusterInfo => Ok(Response::Cluster(self.cluster_info()?)),
+            Request::OnBehalfOf { principal, request } => {
+                let user = authz::on_behalf_of(&self.config, caller, &principal, &request)?;
+                self.dispatch(user, *request)
+            }
         }
     }
 
@@ -674,6 +684,7 @@ impl<S: StateStorage> Nimbus<S> {
 /// The audit entry of a mutation: its operation and topology (or blob).
 fn audited(req: &Request) -> Option<(&'static str, String)> {
     Some(match req {
+        Request::OnBehalfOf { request, .. } => return audited(request),
         Request::BeginUpload { sha256, .. } => ("upload", sha256.clone()),
         Request::Submit { name, .. } => ("submit", name.clone()),
         Request::Kill { name, .. } => ("kill", name.clone()),

@@ -107,6 +107,11 @@ pub struct ClusterConfig {
     /// `squall.tls.key.path`: PEM file of that certificate's private key.
     #[serde(default)]
     pub tls_key_path: Option<String>,
+    /// `squall.token.key.path`: file of the key that signs bearer tokens
+    /// for the REST API and the UI (`squall token`); the UI requires it
+    /// with security on.
+    #[serde(default)]
+    pub token_key_path: Option<String>,
     /// `nimbus.admins`: principals allowed every operation on every
     /// topology (Storm's key).
     #[serde(default)]
@@ -156,6 +161,7 @@ impl Default for ClusterConfig {
             tls_ca_path: None,
             tls_cert_path: None,
             tls_key_path: None,
+            token_key_path: None,
             nimbus_admins: Vec::new(),
             nimbus_users: Vec::new(),
             nimbus_supervisor_users: Vec::new(),
@@ -311,6 +317,7 @@ impl ClusterConfig {
             "squall.tls.ca.path" => self.tls_ca_path = Some(text()?),
             "squall.tls.cert.path" => self.tls_cert_path = Some(text()?),
             "squall.tls.key.path" => self.tls_key_path = Some(text()?),
+            "squall.token.key.path" => self.token_key_path = Some(text()?),
             "nimbus.admins" => {
                 self.nimbus_admins = principals(value).ok_or_else(|| bad("a list of principals"))?
             }

@@ -7,11 +7,29 @@ const squall = (() => {
   const esc = (v) => String(v ?? "").replace(/[&<>"']/g,
     (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 
+  // With security on the API wants a bearer token (`squall token USER`):
+  // asked for once, kept for the browser tab, asked again when refused.
+  const TOKEN = "squall.token";
+  let declined = false;
   async function api(path, method) {
-    const r = await fetch("/api/v1/" + path, { method: method || "GET" });
-    const body = await r.json();
-    if (!r.ok) throw new Error(body.errorMessage || r.statusText);
-    return body;
+    for (;;) {
+      const headers = {};
+      const token = sessionStorage.getItem(TOKEN);
+      if (token) headers.Authorization = "Bearer " + token;
+      const r = await fetch("/api/v1/" + path, { method: method || "GET", headers });
+      const body = await r.json();
+      if (r.status === 401 && !declined) {
+        const entered = window.prompt(
+          "This cluster needs a token (`squall token USER` prints one).\n" + (body.errorMessage || ""));
+        if (entered && entered.trim()) {
+          sessionStorage.setItem(TOKEN, entered.trim());
+          continue;
+        }
+        declined = true;
+      }
+      if (!r.ok) throw new Error(body.errorMessage || r.statusText);
+      return body;
+    }
   }
 
   function message(text, isError) {

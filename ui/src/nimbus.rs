@@ -5,6 +5,8 @@ use squall_cluster::rpc::{
     ClientError, ClusterSummary, ErrorKind, NimbusClient, Request, Response, TopologyInfo,
     TopologySummary,
 };
+use squall_cluster::tls::Tls;
+use std::sync::Arc;
 
 /// A REST failure: the HTTP status and a message naming what is wrong.
 /// Answered as Storm's error body, `{"error": reason, "errorMessage": msg}`.
@@ -65,6 +67,11 @@ pub struct NimbusLink {
     pub addresses: Vec<String>,
     /// The RPC frame cap, bytes.
     pub max_frame_bytes: usize,
+    /// The UI's TLS identity (security on).
+    pub tls: Option<Arc<Tls>>,
+    /// The user requests are made for ([`Request::OnBehalfOf`]): the
+    /// principal of the request's bearer token.
+    pub on_behalf_of: Option<String>,
 }
 
 impl NimbusLink {
@@ -74,8 +81,23 @@ impl NimbusLink {
     /// [`ApiError`] with 503 when no Nimbus answers, 404 for unknown
     /// topologies, 400 for refused arguments.
     pub fn call(&self, req: Request) -> Result<Response, ApiError> {
-        let mut c = NimbusClient::connect_leader(&self.addresses, self.max_frame_bytes)?;
-        Ok(c.call(req)?)
+        let mut c = NimbusClient::connect_leader_with(
+            &self.addresses,
+            self.max_frame_bytes,
+            self.tls.as_deref(),
+        )?;
+        Ok(c.call(self.for_user(req))?)
+    }
+
+    /// `req`, made for the request's user when there is one.
+    fn for_user(&self, req: Request) -> Request {
+        match &self.on_behalf_of {
+            Some(p) => Request::OnBehalfOf {
+                principal: p.clone(),
+                request: Box::new(req),
+            },
+            None => req,
+        }
     }
 
     /// The cluster: supervisors and leader.
@@ -88,11 +110,12 @@ impl NimbusLink {
 
     /// Asks one Nimbus (not necessarily the leader) about the cluster.
     pub fn cluster_at(&self, address: &str) -> Result<ClusterSummary, ApiError> {
-        let mut c = NimbusClient::connect(
+        let mut c = NimbusClient::connect_with(
             std::slice::from_ref(&address.to_owned()),
             self.max_frame_bytes,
+            self.tls.as_deref(),
         )?;
-        match c.call(Request::ClusterInfo)? {
+        match c.call(self.for_user(Request::ClusterInfo))? {
             Response::Cluster(s) => Ok(s),
             other => Err(unexpected(other)),
         }

@@ -4,7 +4,7 @@
 use crate::nimbus::{ApiError, NimbusLink};
 use crate::{prometheus, views};
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,7 +16,28 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 type Params = Query<HashMap<String, String>>;
-type Link = State<Arc<NimbusLink>>;
+/// The link to Nimbus for this request: on behalf of the principal of its
+/// bearer token when [`crate::auth`] checked one.
+struct Link(Arc<NimbusLink>);
+
+impl axum::extract::FromRequestParts<Arc<NimbusLink>> for Link {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Arc<NimbusLink>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Link(
+            match parts.extensions.get::<crate::auth::Principal>() {
+                Some(p) => Arc::new(NimbusLink {
+                    on_behalf_of: Some(p.0.clone()),
+                    ..(**state).clone()
+                }),
+                None => state.clone(),
+            },
+        ))
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -99,7 +120,7 @@ async fn asset(body: &'static str, content_type: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
-async fn metrics(State(link): Link) -> Response {
+async fn metrics(Link(link): Link) -> Response {
     let text = tokio::task::spawn_blocking(move || prometheus::scrape(&link)).await;
     match text {
         Ok(Ok(body)) => ([(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)], body).into_response(),
@@ -112,14 +133,14 @@ async fn metrics(State(link): Link) -> Response {
     }
 }
 
-async fn cluster_summary(State(link): Link) -> Response {
+async fn cluster_summary(Link(link): Link) -> Response {
     blocking(link, |l| {
         Ok(views::cluster_summary(&l.cluster()?, &l.topologies()?))
     })
     .await
 }
 
-async fn nimbus_summary(State(link): Link) -> Response {
+async fn nimbus_summary(Link(link): Link) -> Response {
     blocking(link, |l| {
         let rows: Vec<Value> = l
             .addresses
@@ -149,11 +170,11 @@ async fn nimbus_summary(State(link): Link) -> Response {
     .await
 }
 
-async fn supervisor_summary(State(link): Link) -> Response {
+async fn supervisor_summary(Link(link): Link) -> Response {
     blocking(link, |l| Ok(views::supervisor_summary(&l.cluster()?))).await
 }
 
-async fn topology_summary(State(link): Link) -> Response {
+async fn topology_summary(Link(link): Link) -> Response {
     blocking(link, |l| {
         let rows: Vec<Value> = l.topologies()?.iter().map(views::topology_row).collect();
         Ok(json!({ "topologies": rows, "schedulerDisplayResource": false }))
@@ -161,7 +182,7 @@ async fn topology_summary(State(link): Link) -> Response {
     .await
 }
 
-async fn topology(State(link): Link, Path(id): Path<String>, Query(p): Params) -> Response {
+async fn topology(Link(link): Link, Path(id): Path<String>, Query(p): Params) -> Response {
     blocking(link, move |l| {
         let window = views::parse_window(p.get("window").map(String::as_str))?;
         let info = l.info_by_id(&id)?;
@@ -171,7 +192,7 @@ async fn topology(State(link): Link, Path(id): Path<String>, Query(p): Params) -
 }
 
 async fn component(
-    State(link): Link,
+    Link(link): Link,
     Path((id, component)): Path<(String, String)>,
     Query(p): Params,
 ) -> Response {
@@ -183,7 +204,7 @@ async fn component(
     .await
 }
 
-async fn visualization(State(link): Link, Path(id): Path<String>, Query(p): Params) -> Response {
+async fn visualization(Link(link): Link, Path(id): Path<String>, Query(p): Params) -> Response {
     blocking(link, move |l| {
         let window = views::parse_window(p.get("window").map(String::as_str))?;
         let info = l.info_by_id(&id)?;
@@ -192,14 +213,14 @@ async fn visualization(State(link): Link, Path(id): Path<String>, Query(p): Para
     .await
 }
 
-async fn lag(State(link): Link, Path(id): Path<String>) -> Response {
+async fn lag(Link(link): Link, Path(id): Path<String>) -> Response {
     blocking(link, move |l| {
         Ok(crate::lag::topology_lag(&l.info_by_id(&id)?))
     })
     .await
 }
 
-async fn topology_workers(State(link): Link, Path(id): Path<String>) -> Response {
+async fn topology_workers(Link(link): Link, Path(id): Path<String>) -> Response {
     blocking(link, move |l| {
         Ok(views::topology_workers(&l.info_by_id(&id)?))
     })
@@ -218,14 +239,14 @@ fn act(
     Ok(json!({ "topologyOperation": op, "topologyId": id, "status": "success" }))
 }
 
-async fn activate(State(link): Link, Path(id): Path<String>) -> Response {
+async fn activate(Link(link): Link, Path(id): Path<String>) -> Response {
     blocking(link, move |l| {
         act(l, &id, "activate", |name| Request::Activate { name })
     })
     .await
 }
 
-async fn deactivate(State(link): Link, Path(id): Path<String>) -> Response {
+async fn deactivate(Link(link): Link, Path(id): Path<String>) -> Response {
     blocking(link, move |l| {
         act(l, &id, "deactivate", |name| Request::Deactivate { name })
     })
@@ -271,7 +292,7 @@ fn rebalance_options(body: &[u8]) -> Result<(Option<u32>, BTreeMap<String, u32>)
 }
 
 async fn rebalance(
-    State(link): Link,
+    Link(link): Link,
     Path((id, wait)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
@@ -288,7 +309,7 @@ async fn rebalance(
     .await
 }
 
-async fn kill(State(link): Link, Path((id, wait)): Path<(String, String)>) -> Response {
+async fn kill(Link(link): Link, Path((id, wait)): Path<(String, String)>) -> Response {
     blocking(link, move |l| {
         let wait_secs = Some(parse_wait(&wait)?);
         act(l, &id, "kill", |name| Request::Kill { name, wait_secs })

@@ -122,6 +122,15 @@ enum Command {
         #[arg(long = "host")]
         hosts: Vec<String>,
     },
+    /// Print a bearer token for USER (the REST API and the UI with
+    /// security on), signed with the key in `squall.token.key.path`.
+    Token {
+        /// The principal the token names.
+        user: String,
+        /// Days it stays valid.
+        #[arg(long, default_value_t = 30)]
+        days: u64,
+    },
     /// Run a throwaway ZooKeeper (Debian's `zookeeper` package) on loopback.
     DevZookeeper {
         /// Client port (default `storm.zookeeper.port`).
@@ -214,6 +223,16 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             for f in files {
                 println!("{}", f.display());
             }
+            Ok(0)
+        }
+        Command::Token { user, days } => {
+            let path = c.token_key_path.as_deref().context(
+                "squall.token.key.path is not set (daemon.yaml of `squall secure-init` sets it)",
+            )?;
+            let key = squall_ui::token::TokenKey::load(std::path::Path::new(path))
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let expires = squall_cluster::now_ms() / 1000 + days.saturating_mul(86_400);
+            println!("{}", key.issue(&user, expires));
             Ok(0)
         }
         Command::DevZookeeper { port, dir } => {
