@@ -112,34 +112,13 @@ fn refused_reason(addr: &str, config: Arc<rustls::ClientConfig>) -> String {
 #[test]
 fn a_secured_cluster_authenticates_and_authorizes_every_request() {
     let mut c = Cluster::new(1);
-    let sec = secure_init(&c, "sec", &["admin", "alice", "reader", "mallory"]);
     let other = secure_init(&c, "other", &["admin"]);
-    let p = |f: &str| sec.join(f).display().to_string();
-    c.extra_conf = vec![
-        "squall.security.enable=true".into(),
-        format!("squall.tls.ca.path={}", p("ca.pem")),
-        "nimbus.admins=[admin]".into(),
-        "nimbus.supervisor.users=[squall-daemon]".into(),
-        "nimbus.users=[admin,alice]".into(),
-        // The test's commands act as alice unless told otherwise.
-        format!("squall.tls.cert.path={}", p("alice.pem")),
-        format!("squall.tls.key.path={}", p("alice.key")),
-        "topology.readonly.users=[reader]".into(),
-    ];
-    c.daemon_conf = vec![
-        format!("squall.tls.cert.path={}", p("daemon.pem")),
-        format!("squall.tls.key.path={}", p("daemon.key")),
-        format!("storm.zookeeper.auth.payload={}", zookeeper_payload(&sec)),
-        format!("squall.token.key.path={}", p("token.key")),
-    ];
-    c.tls = Some(Arc::new(
-        Tls::from_files(
-            &sec.join("ca.pem"),
-            &sec.join("admin.pem"),
-            &sec.join("admin.key"),
-        )
-        .unwrap(),
-    ));
+    let sec = c.secure(
+        &["admin", "alice", "reader", "mallory"],
+        &["admin", "alice"],
+    );
+    // The test's commands act as alice unless told otherwise.
+    c.extra_conf.push("topology.readonly.users=[reader]".into());
     c.start_nimbus(0);
     c.start_supervisor(2);
     c.wait_supervisors(1);
@@ -147,10 +126,23 @@ fn a_secured_cluster_authenticates_and_authorizes_every_request() {
     anonymous_zookeeper_clients_cannot_touch_the_root(&c);
 
     // Unauthenticated clients are refused, each with its reason.
-    let plain = c.squall(&["-c", "squall.security.enable=false", "list"]);
-    let plain_err = String::from_utf8_lossy(&plain.stderr);
-    assert!(!plain.status.success());
-    assert!(plain_err.contains("may require TLS"), "{plain_err}");
+    let example = corpus::example();
+    let example_arg = example.display().to_string();
+    for args in [
+        vec!["list"],
+        vec!["kill", "anything"],
+        vec!["jar", example_arg.as_str()],
+    ] {
+        let mut all = vec!["-c", "squall.security.enable=false"];
+        all.extend(args.iter().copied());
+        let plain = c.squall(&all);
+        let plain_err = String::from_utf8_lossy(&plain.stderr);
+        assert!(!plain.status.success(), "{args:?} served in plaintext");
+        assert!(
+            plain_err.contains("may require TLS"),
+            "{args:?}: {plain_err}"
+        );
+    }
     let no_cert = refused_reason(&addr, raw_client(&sec.join("ca.pem"), None));
     assert!(no_cert.contains("CertificateRequired"), "{no_cert}");
     let foreign = refused_reason(
@@ -403,6 +395,14 @@ fn the_rest_api_takes_bearer_tokens_over_https(c: &mut Cluster, sec: &Path) {
     );
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("reader may not kill"), "{body}");
+    let (status, body) = https(
+        sec,
+        &addr,
+        "POST",
+        &format!("/api/v1/topology/{id}/kill/18446744073709551615"),
+        Some(&token("alice")),
+    );
+    assert_eq!(status, 400, "a wait that overflows the clock: {body}");
     let (status, body) = https(sec, &addr, "POST", &deactivate, Some(&token("alice")));
     assert_eq!(status, 200, "{body}");
     let (status, body) = https(
@@ -436,21 +436,6 @@ fn the_rest_api_takes_bearer_tokens_over_https(c: &mut Cluster, sec: &Path) {
         !String::from_utf8_lossy(&answer).contains("HTTP/1.1 200"),
         "served over plaintext"
     );
-}
-
-/// The ZooKeeper password `secure-init` wrote into `daemon.yaml`.
-fn zookeeper_payload(sec: &Path) -> String {
-    let yaml = std::fs::read_to_string(sec.join("daemon.yaml")).unwrap();
-    let line = yaml
-        .lines()
-        .find(|l| l.starts_with("storm.zookeeper.auth.payload:"))
-        .expect("daemon.yaml holds the ZooKeeper credentials");
-    line.split_once(':')
-        .unwrap()
-        .1
-        .trim()
-        .trim_matches('"')
-        .to_owned()
 }
 
 /// A ZooKeeper client without the daemons' credentials (or with wrong

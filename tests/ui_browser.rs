@@ -3,7 +3,9 @@
 //! WebDriver: the topology page of a running word count renders its
 //! spouts and bolts tables and the DAG, and its Deactivate button
 //! deactivates the topology. A screenshot is saved to
-//! `target/test-artifacts/topology-page.png`.
+//! `target/test-artifacts/topology-page.png`. On a secured cluster the
+//! page (over HTTPS) asks for a bearer token and lists the topology once
+//! given one.
 
 mod cluster_support;
 mod corpus;
@@ -38,19 +40,31 @@ fn start_chromedriver() -> (Driver, u16) {
 }
 
 async fn browser(port: u16, profile: &std::path::Path) -> Client {
+    browser_with(port, profile, &[]).await
+}
+
+/// [`browser`] with more Chromium arguments.
+async fn browser_with(port: u16, profile: &std::path::Path, extra: &[&str]) -> Client {
+    let mut args: Vec<String> = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1200",
+    ]
+    .iter()
+    .chain(extra)
+    .map(|a| a.to_string())
+    .collect();
+    args.push(format!("--user-data-dir={}", profile.display()));
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-                "--window-size=1400,1200",
-                format!("--user-data-dir={}", profile.display()),
-            ],
-        }),
+        serde_json::json!({ "binary": "/usr/bin/chromium", "args": args }),
     );
     // chromedriver speaks plain HTTP on loopback: no TLS stack needed.
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
@@ -176,4 +190,40 @@ fn topology_page_renders_tables_and_dag_and_deactivates() {
     let info = c.info("wc-page").unwrap();
     assert_eq!(info.summary.status, squall::TopologyStatus::Inactive);
     eprintln!("screenshot saved to {}", shot.display());
+}
+
+#[test]
+fn a_secured_ui_asks_for_a_token_and_works_with_it() {
+    let mut c = Cluster::new(1);
+    let sec = c.secure(&["admin", "alice"], &["admin", "alice"]);
+    c.start_nimbus(0);
+    c.start_supervisor(2);
+    c.wait_supervisors(1);
+    let ui = c.start_ui().replace("http://", "https://");
+    let state = c.submit_word_count("wc-secure", &[]);
+    Cluster::wait_acked(&state, 100, Duration::from_secs(120));
+    let token = std::fs::read_to_string(sec.join("alice.token")).unwrap();
+    let (_driver, port) = start_chromedriver();
+    let profile = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // The CA is the test's own: Chromium is told to accept it.
+        let b = browser_with(port, profile.path(), &["--ignore-certificate-errors"]).await;
+        b.goto(&format!("{ui}/index.html")).await.unwrap();
+        let limit = Duration::from_secs(30);
+        let question = eventually("the token prompt", limit, || async {
+            b.get_alert_text().await.ok()
+        })
+        .await;
+        assert!(question.contains("needs a token"), "{question}");
+        b.send_alert_text(&token).await.unwrap();
+        b.accept_alert().await.unwrap();
+        eventually("the topology in the page", limit, || async {
+            text_of(&b, "body")
+                .await
+                .filter(|t| t.contains("wc-secure"))
+        })
+        .await;
+        b.close().await.unwrap();
+    });
 }

@@ -159,6 +159,55 @@ impl Cluster {
         self.dir.path()
     }
 
+    /// Turns security on for every process this cluster starts from now
+    /// on: `squall secure-init sec --user …` in its folder (the first user
+    /// an admin, `nimbus.users` = `submitters`), daemons with the daemon
+    /// identity, ZooKeeper password and token key, the test's commands as
+    /// `users[1]` (or the admin) and its own RPC clients as the admin.
+    /// Returns the folder of the identities.
+    pub fn secure(&mut self, users: &[&str], submitters: &[&str]) -> PathBuf {
+        let mut args = vec!["secure-init", "sec"];
+        for u in users {
+            args.extend(["--user", u]);
+        }
+        self.squall_ok(&args);
+        let sec = self.path().join("sec");
+        let p = |f: &str| sec.join(f).display().to_string();
+        let acting = users.get(1).unwrap_or(&users[0]);
+        self.extra_conf.extend([
+            "squall.security.enable=true".to_owned(),
+            format!("squall.tls.ca.path={}", p("ca.pem")),
+            format!("nimbus.admins=[{}]", users[0]),
+            "nimbus.supervisor.users=[squall-daemon]".into(),
+            format!("nimbus.users=[{}]", submitters.join(",")),
+            format!("squall.tls.cert.path={}", p(&format!("{acting}.pem"))),
+            format!("squall.tls.key.path={}", p(&format!("{acting}.key"))),
+        ]);
+        let yaml = std::fs::read_to_string(sec.join("daemon.yaml")).unwrap();
+        let payload = yaml
+            .lines()
+            .find_map(|l| l.strip_prefix("storm.zookeeper.auth.payload:"))
+            .expect("daemon.yaml holds the ZooKeeper credentials")
+            .trim()
+            .trim_matches('"')
+            .to_owned();
+        self.daemon_conf = vec![
+            format!("squall.tls.cert.path={}", p("daemon.pem")),
+            format!("squall.tls.key.path={}", p("daemon.key")),
+            format!("storm.zookeeper.auth.payload={payload}"),
+            format!("squall.token.key.path={}", p("token.key")),
+        ];
+        self.tls = Some(std::sync::Arc::new(
+            squall_cluster::tls::Tls::from_files(
+                &sec.join("ca.pem"),
+                &sec.join(format!("{}.pem", users[0])),
+                &sec.join(format!("{}.key", users[0])),
+            )
+            .unwrap(),
+        ));
+        sec
+    }
+
     pub fn nimbus_addresses(&self) -> Vec<String> {
         self.nimbus_ports
             .iter()
