@@ -95,6 +95,32 @@ fn raw_client(ca: &Path, cert: Option<(&Path, &Path)>) -> Arc<rustls::ClientConf
     })
 }
 
+/// A certificate for `cn` from the CA in `sec` that expired yesterday, and
+/// its key: (certificate file, key file) in the cluster's folder.
+fn expired_identity(c: &Cluster, sec: &Path, cn: &str) -> (PathBuf, PathBuf) {
+    let ca = Authority::load(
+        &std::fs::read_to_string(sec.join("ca.pem")).unwrap(),
+        &std::fs::read_to_string(sec.join("ca.key")).unwrap(),
+    )
+    .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let (cert, key) = ca
+        .issue(
+            cn,
+            &["127.0.0.1".into()],
+            now - time::Duration::days(10),
+            now - time::Duration::days(1),
+        )
+        .unwrap();
+    let files = (
+        c.path().join(format!("expired-{cn}.pem")),
+        c.path().join(format!("expired-{cn}.key")),
+    );
+    std::fs::write(&files.0, cert).unwrap();
+    std::fs::write(&files.1, key).unwrap();
+    files
+}
+
 /// Sends `List` over TLS as `config` and returns why it failed.
 fn refused_reason(addr: &str, config: Arc<rustls::ClientConfig>) -> String {
     let tcp = std::net::TcpStream::connect(addr).unwrap();
@@ -156,28 +182,10 @@ fn a_secured_cluster_authenticates_and_authorizes_every_request() {
         foreign.contains("UnknownCA") || foreign.contains("BadCertificate"),
         "{foreign}"
     );
-    let ca = Authority::load(
-        &std::fs::read_to_string(sec.join("ca.pem")).unwrap(),
-        &std::fs::read_to_string(sec.join("ca.key")).unwrap(),
-    )
-    .unwrap();
-    let now = time::OffsetDateTime::now_utc();
-    let (cert, key) = ca
-        .issue(
-            "admin",
-            &["127.0.0.1".into()],
-            now - time::Duration::days(10),
-            now - time::Duration::days(1),
-        )
-        .unwrap();
-    std::fs::write(c.path().join("expired.pem"), cert).unwrap();
-    std::fs::write(c.path().join("expired.key"), key).unwrap();
+    let (expired_cert, expired_key) = expired_identity(&c, &sec, "admin");
     let expired = refused_reason(
         &addr,
-        raw_client(
-            &sec.join("ca.pem"),
-            Some((&c.path().join("expired.pem"), &c.path().join("expired.key"))),
-        ),
+        raw_client(&sec.join("ca.pem"), Some((&expired_cert, &expired_key))),
     );
     assert!(
         expired.contains("CertificateExpired") || expired.contains("BadCertificate"),
@@ -186,15 +194,9 @@ fn a_secured_cluster_authenticates_and_authorizes_every_request() {
     // Squall's own client will not even present it.
     let out = c.squall(&[
         "-c",
-        &format!(
-            "squall.tls.cert.path={}",
-            c.path().join("expired.pem").display()
-        ),
+        &format!("squall.tls.cert.path={}", expired_cert.display()),
         "-c",
-        &format!(
-            "squall.tls.key.path={}",
-            c.path().join("expired.key").display()
-        ),
+        &format!("squall.tls.key.path={}", expired_key.display()),
         "list",
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -550,23 +552,7 @@ fn daemons_with_a_bad_identity_exit_naming_the_file() {
     let sec = secure_init(&c, "sec", &["admin"]);
     let other = secure_init(&c, "other", &["admin"]);
     let missing = c.path().join("missing.key");
-    let ca = Authority::load(
-        &std::fs::read_to_string(sec.join("ca.pem")).unwrap(),
-        &std::fs::read_to_string(sec.join("ca.key")).unwrap(),
-    )
-    .unwrap();
-    let now = time::OffsetDateTime::now_utc();
-    let (cert, key) = ca
-        .issue(
-            "squall-daemon",
-            &["127.0.0.1".into()],
-            now - time::Duration::days(10),
-            now - time::Duration::days(1),
-        )
-        .unwrap();
-    let (old_cert, old_key) = (c.path().join("old.pem"), c.path().join("old.key"));
-    std::fs::write(&old_cert, cert).unwrap();
-    std::fs::write(&old_key, key).unwrap();
+    let (old_cert, old_key) = expired_identity(&c, &sec, "squall-daemon");
     for daemon in ["nimbus", "supervisor"] {
         let (cert, key) = (sec.join("daemon.pem"), sec.join("daemon.key"));
         refuses_to_start(
