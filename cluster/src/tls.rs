@@ -89,7 +89,7 @@ pub fn zookeeper_auth(config: &ClusterConfig) -> Result<Option<&str>, SecurityEr
         (None, true) => Err(SecurityError::Missing {
             key: "storm.zookeeper.auth.payload",
         }),
-        (auth, _) => Ok(auth.as_deref()),
+        (auth, _) => Ok(auth.as_ref().map(|s| s.expose())),
     }
 }
 

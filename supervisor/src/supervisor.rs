@@ -444,7 +444,9 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
             launch.env.push((env::TLS.into(), paths.join("\n")));
         }
         if let Some(auth) = &c.zookeeper_auth_payload {
-            launch.env.push((env::ZOOKEEPER_AUTH.into(), auth.clone()));
+            launch
+                .env
+                .push((env::ZOOKEEPER_AUTH.into(), auth.expose().to_owned()));
         }
         self.launcher.launch(&launch).map_err(|e| e.to_string())
     }

@@ -5,6 +5,25 @@ use crate::config::ConfigError;
 use crate::Value;
 use serde::{Deserialize, Serialize};
 
+/// A setting that must not be printed (a password): `Debug` shows
+/// `Secret(..)`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    /// The value.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
 /// Settings of the cluster daemons, read from `squall.yaml` and `-c`
 /// overrides. Defaults follow Storm's `defaults.yaml` unless noted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,7 +114,7 @@ pub struct ClusterConfig {
     /// nodes then readable and writable by those credentials only;
     /// required with security on.
     #[serde(default)]
-    pub zookeeper_auth_payload: Option<String>,
+    pub zookeeper_auth_payload: Option<Secret>,
     /// `squall.tls.ca.path`: PEM file of the cluster's CA certificate,
     /// which must have signed every peer's certificate.
     #[serde(default)]
@@ -310,9 +329,13 @@ impl ClusterConfig {
             "storm.zookeeper.auth.payload" => {
                 let p = text()?;
                 if !p.contains(':') {
-                    return Err(bad("user:password"));
+                    return Err(ConfigError::BadValue {
+                        key: key.to_owned(),
+                        expected: "user:password",
+                        got: "a value without ':' (not shown)".to_owned(),
+                    });
                 }
-                self.zookeeper_auth_payload = Some(p)
+                self.zookeeper_auth_payload = Some(Secret(p))
             }
             "squall.tls.ca.path" => self.tls_ca_path = Some(text()?),
             "squall.tls.cert.path" => self.tls_cert_path = Some(text()?),
@@ -344,5 +367,29 @@ impl ClusterConfig {
     /// Nimbus RPC addresses, `host:port`, in `nimbus.seeds` order.
     pub fn nimbus_addresses(&self) -> Vec<String> {
         with_port(&self.nimbus_seeds, self.nimbus_port).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_is_never_printed() {
+        let mut c = ClusterConfig::default();
+        c.set(
+            "storm.zookeeper.auth.payload",
+            &Value::from("squall:hunter2"),
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let e = c
+            .set("storm.zookeeper.auth.payload", &Value::from("hunter2"))
+            .unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert_eq!(
+            c.zookeeper_auth_payload.as_ref().map(Secret::expose),
+            Some("squall:hunter2")
+        );
     }
 }

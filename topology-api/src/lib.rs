@@ -32,7 +32,7 @@ pub use builder::{
     BoltDeclarer, BoltFactory, Finisher, SpoutDeclarer, SpoutFactory, StreamSource, Topology,
     TopologyBuilder,
 };
-pub use cluster_config::ClusterConfig;
+pub use cluster_config::{ClusterConfig, Secret};
 pub use collector::{
     Anchors, BasicOutputCollector, BoltOutput, MetricUpdate, OutputCollector, SpoutOutput,
     SpoutOutputCollector,

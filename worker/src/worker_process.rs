@@ -152,7 +152,8 @@ impl WorkerEnv {
                 ..ClusterConfig::default()
             };
             cluster.local_hostname = var(env::HOST)?;
-            cluster.zookeeper_auth_payload = get(env::ZOOKEEPER_AUTH);
+            cluster.zookeeper_auth_payload =
+                get(env::ZOOKEEPER_AUTH).map(squall_topology_api::Secret);
             if let Some(paths) = get(env::TLS) {
                 let p: Vec<&str> = paths.lines().collect();
                 let [ca, cert, key] = p[..] else {
