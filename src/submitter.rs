@@ -117,20 +117,14 @@ pub fn submit_topology(
     let tls = match std::env::var(env::JAR_TLS) {
         Err(_) => None,
         Ok(paths) => {
-            let p: Vec<&str> = paths.lines().collect();
-            let [ca, cert, key] = p[..] else {
-                return Err(SubmitError::Env(format!(
-                    "{} must hold three paths (CA, certificate, key), one per line",
-                    env::JAR_TLS
-                )));
-            };
-            Some(
-                squall_cluster::tls::Tls::from_files(ca.as_ref(), cert.as_ref(), key.as_ref())
-                    .map_err(|e| SubmitError::Env(e.to_string()))?,
-            )
+            let mut c = config.cluster.clone();
+            squall_cluster::tls::apply_paths_env(&mut c, &paths)
+                .map_err(|e| SubmitError::Env(format!("{}: {e}", env::JAR_TLS)))?;
+            squall_cluster::tls::Tls::from_config(&c)
+                .map_err(|e| SubmitError::Env(e.to_string()))?
         }
     };
-    let mut client = NimbusClient::connect_leader_with(&addresses, max_frame, tls.as_ref())?;
+    let mut client = NimbusClient::connect_leader_with(&addresses, max_frame, tls.as_deref())?;
     let args = std::env::args().skip(1).collect();
     match client.call(Request::Submit {
         name: name.to_owned(),

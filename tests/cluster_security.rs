@@ -521,6 +521,21 @@ fn strangers_cannot_reach_the_workers(c: &Cluster, sec: &Path) {
     );
 }
 
+/// Runs `squall --config <config> <daemon>` with no ZooKeeper to reach;
+/// returns once it exited.
+fn start_with(c: &Cluster, config: &Path, daemon: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_squall"))
+        .args(["--config", &config.display().to_string()])
+        .args(["-c", "storm.zookeeper.servers=[127.0.0.1:1]"])
+        .args([
+            "-c",
+            &format!("storm.local.dir={}", c.path().join("local").display()),
+        ])
+        .arg(daemon)
+        .output()
+        .unwrap()
+}
+
 /// Runs `squall <daemon>` with security on and `cert`/`key`; it must exit
 /// non-zero at once, its error naming `expect`.
 fn refuses_to_start(c: &Cluster, daemon: &str, dir: &Path, cert: &Path, key: &Path, expect: &str) {
@@ -597,32 +612,14 @@ fn daemons_with_a_bad_identity_exit_naming_the_file() {
         );
     }
     for daemon in ["nimbus", "supervisor"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_squall"))
-            .args(["--config", &sec.join("daemon.yaml").display().to_string()])
-            .args(["-c", "storm.zookeeper.servers=[127.0.0.1:1]"])
-            .args([
-                "-c",
-                &format!("storm.local.dir={}", c.path().join("local").display()),
-            ])
-            .arg(daemon)
-            .output()
-            .unwrap();
+        let out = start_with(&c, &sec.join("daemon.yaml"), daemon);
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             !err.contains("storm.zookeeper.auth.payload"),
             "daemon.yaml holds the ZooKeeper credentials: {err}"
         );
-        let out = Command::new(env!("CARGO_BIN_EXE_squall"))
-            .args(["--config", &sec.join("admin.yaml").display().to_string()])
-            .args(["-c", "storm.zookeeper.servers=[127.0.0.1:1]"])
-            .args([
-                "-c",
-                &format!("storm.local.dir={}", c.path().join("local").display()),
-            ])
-            .arg(daemon)
-            .output()
-            .unwrap();
+        let out = start_with(&c, &sec.join("admin.yaml"), daemon);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             !out.status.success()

@@ -358,15 +358,7 @@ fn the_bolt_acks_what_redis_took_and_fails_only_refused_writes() {
 fn a_killed_consumers_pending_entries_are_claimed_and_acked() {
     let redis = Redis::start();
     let mut con = redis.connection();
-    for i in 0..1000 {
-        let _: String = redis::cmd("XADD")
-            .arg("events")
-            .arg("*")
-            .arg("n")
-            .arg(i)
-            .query(&mut con)
-            .unwrap();
-    }
+    add_events(&mut con, 1000);
     let seen: Arc<Mutex<HashSet<i64>>> = Arc::default();
     // The first topology acks entries below 600 and holds the rest.
     let run = |name: &str, component: &str, hold: bool| {
@@ -568,15 +560,7 @@ fn set_lpush_and_xadd_write_what_was_acked() {
 fn failed_stream_entries_are_emitted_again_until_acked() {
     let redis = Redis::start();
     let mut con = redis.connection();
-    for i in 0..300 {
-        let _: String = redis::cmd("XADD")
-            .arg("events")
-            .arg("*")
-            .arg("n")
-            .arg(i)
-            .query(&mut con)
-            .unwrap();
-    }
+    add_events(&mut con, 300);
     let seen: Arc<Mutex<HashMap<i64, u32>>> = Arc::default();
     let s = seen.clone();
     let cfg = RedisStreamConfig::new(RedisConfig::new(&redis.url()), "events", "g", &["n"]);
@@ -623,4 +607,17 @@ impl Bolt for FailFirst {
         }
     }
     fn declare_output_fields(&self, _: &mut OutputFieldsDeclarer) {}
+}
+
+/// Appends entries `n` = 0 … `count - 1` to stream `events`.
+fn add_events(con: &mut redis::Connection, count: i64) {
+    for i in 0..count {
+        let _: String = redis::cmd("XADD")
+            .arg("events")
+            .arg("*")
+            .arg("n")
+            .arg(i)
+            .query(con)
+            .unwrap();
+    }
 }

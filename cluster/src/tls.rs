@@ -79,6 +79,39 @@ pub enum SecurityError {
     Setup(String),
 }
 
+/// The identity paths of `config` as one environment value (CA,
+/// certificate and key, a line each) for a process Squall starts with the
+/// same identity (`squall jar`'s binary, a worker); `None` with security
+/// off.
+pub fn paths_env(config: &ClusterConfig) -> Option<String> {
+    config.security_enable.then(|| {
+        [
+            &config.tls_ca_path,
+            &config.tls_cert_path,
+            &config.tls_key_path,
+        ]
+        .map(|p| p.clone().unwrap_or_default())
+        .join("\n")
+    })
+}
+
+/// `config` with security on and the identity paths of a [`paths_env`]
+/// value.
+///
+/// # Errors
+/// A message when `value` does not hold three lines.
+pub fn apply_paths_env(config: &mut ClusterConfig, value: &str) -> Result<(), String> {
+    let lines: Vec<&str> = value.lines().collect();
+    let [ca, cert, key] = lines[..] else {
+        return Err("must hold three paths (CA, certificate, key), one per line".into());
+    };
+    config.security_enable = true;
+    config.tls_ca_path = Some(ca.to_owned());
+    config.tls_cert_path = Some(cert.to_owned());
+    config.tls_key_path = Some(key.to_owned());
+    Ok(())
+}
+
 /// The ZooKeeper credentials of a daemon (`storm.zookeeper.auth.payload`),
 /// required with security on.
 ///
@@ -373,7 +406,7 @@ fn check_validity(path: &Path, der: &CertificateDer<'_>) -> Result<String, Secur
             v.not_before
         )));
     }
-    common_name(der).map_err(bad)
+    subject_cn(&cert).map_err(bad)
 }
 
 /// The subject common name (CN) of `der`: the principal it names.
@@ -383,6 +416,10 @@ fn check_validity(path: &Path, der: &CertificateDer<'_>) -> Result<String, Secur
 pub fn common_name(der: &CertificateDer<'_>) -> Result<String, String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    subject_cn(&cert)
+}
+
+fn subject_cn(cert: &x509_parser::certificate::X509Certificate<'_>) -> Result<String, String> {
     let cn = cert
         .subject()
         .iter_common_name()
@@ -439,5 +476,24 @@ impl Write for Stream {
             Stream::Server(s) => s.flush(),
             Stream::Client(s) => s.flush(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_paths_survive_the_environment() {
+        let mut c = ClusterConfig::default();
+        assert_eq!(paths_env(&c), None);
+        c.security_enable = true;
+        c.tls_ca_path = Some("/s/ca.pem".into());
+        c.tls_cert_path = Some("/s/d.pem".into());
+        c.tls_key_path = Some("/s/d.key".into());
+        let mut back = ClusterConfig::default();
+        apply_paths_env(&mut back, &paths_env(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        assert!(apply_paths_env(&mut back, "/only/one").is_err());
     }
 }

@@ -55,15 +55,7 @@ impl<S: StateStorage> Nimbus<S> {
         blobs: BlobStore,
         config: ClusterConfig,
     ) -> Self {
-        let peers = Box::new(SeedFetch {
-            addresses: config
-                .nimbus_addresses()
-                .into_iter()
-                .filter(|a| *a != id)
-                .collect(),
-            max_frame_bytes: config.nimbus_max_frame_bytes,
-            tls: None,
-        });
+        let peers = seed_fetch(&config, &id, None);
         Self {
             id,
             state,
@@ -83,16 +75,7 @@ impl<S: StateStorage> Nimbus<S> {
     /// This Nimbus copying missing binaries from the other Nimbuses in
     /// `nimbus.seeds` over TLS as `tls`.
     pub fn with_tls(mut self, tls: Arc<Tls>) -> Self {
-        self.peers = Box::new(SeedFetch {
-            addresses: self
-                .config
-                .nimbus_addresses()
-                .into_iter()
-                .filter(|a| *a != self.id)
-                .collect(),
-            max_frame_bytes: self.config.nimbus_max_frame_bytes,
-            tls: Some(tls),
-        });
+        self.peers = seed_fetch(&self.config, &self.id, Some(tls));
         self
     }
 
@@ -679,6 +662,20 @@ impl<S: StateStorage> Nimbus<S> {
             nimbus_uptime_secs: self.started.elapsed().as_secs(),
         })
     }
+}
+
+/// The other Nimbuses of `config.nimbus_seeds` than `id`, to copy
+/// binaries from (over TLS as `tls`).
+fn seed_fetch(config: &ClusterConfig, id: &str, tls: Option<Arc<Tls>>) -> Box<dyn BlobFetch> {
+    Box::new(SeedFetch {
+        addresses: config
+            .nimbus_addresses()
+            .into_iter()
+            .filter(|a| a != id)
+            .collect(),
+        max_frame_bytes: config.nimbus_max_frame_bytes,
+        tls,
+    })
 }
 
 /// The audit entry of a mutation: its operation and topology (or blob).

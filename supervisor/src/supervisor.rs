@@ -438,10 +438,8 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
             ],
         };
         let mut launch = launch;
-        if c.security_enable {
-            let paths = [&c.tls_ca_path, &c.tls_cert_path, &c.tls_key_path]
-                .map(|p| p.clone().unwrap_or_default());
-            launch.env.push((env::TLS.into(), paths.join("\n")));
+        if let Some(paths) = squall_cluster::tls::paths_env(c) {
+            launch.env.push((env::TLS.into(), paths));
         }
         if let Some(auth) = &c.zookeeper_auth_payload {
             launch

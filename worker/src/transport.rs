@@ -103,6 +103,13 @@ pub fn start_transfer(
         .spawn(move || {
             let mut conns: HashMap<String, Peer> = HashMap::new();
             let mut round = Vec::with_capacity(MAX_ROUND_BATCHES);
+            let link = Link {
+                inbound: &inbound,
+                peers: &peers,
+                stats: &stats,
+                max_frame_bytes,
+                auth: auth.as_ref(),
+            };
             loop {
                 match queue.recv_timeout(Duration::from_millis(200)) {
                     Ok(Envelope::Tuples(b)) => round.push(b),
@@ -124,13 +131,6 @@ pub fn start_transfer(
                 let mut sent = 0;
                 for batch in round.drain(..) {
                     sent += batch.len() as u64;
-                    let link = Link {
-                        inbound: &inbound,
-                        peers: &peers,
-                        stats: &stats,
-                        max_frame_bytes,
-                        auth: auth.as_ref(),
-                    };
                     feed_batch(batch, &link, &mut conns);
                 }
                 for (addr, peer) in conns.iter_mut() {
@@ -319,19 +319,7 @@ pub fn start_server(
                             let peer = peer.to_string();
                             match accept(stream, auth.as_ref(), max_frame_bytes) {
                                 Ok(framed) => receive(framed, peer, inbound),
-                                Err(Refusal::Probe(e)) => tracing::debug!(%peer, "{e}"),
-                                Err(Refusal::Handshake(e)) => {
-                                    let mut l = refusals.lock().unwrap_or_else(|p| p.into_inner());
-                                    if let Some(n) = l[0].note(Instant::now()) {
-                                        tracing::warn!(%peer, "refused a connection ({n} since the last line): {e}");
-                                    }
-                                }
-                                Err(Refusal::Secret(e)) => {
-                                    let mut l = refusals.lock().unwrap_or_else(|p| p.into_inner());
-                                    if let Some(n) = l[1].note(Instant::now()) {
-                                        tracing::warn!(%peer, "refused a connection ({n} since the last line): {e}");
-                                    }
-                                }
+                                Err(r) => r.log(&peer, &refusals),
                             }
                         });
                     if let Err(e) = spawned {
@@ -361,6 +349,22 @@ enum Refusal {
     Secret(String),
 }
 
+impl Refusal {
+    /// Logs the refusal: a probe at debug, the others as warnings at most
+    /// once per interval for each kind (`limiters`: handshake, secret).
+    fn log(self, peer: &str, limiters: &Mutex<[LogLimiter; 2]>) {
+        let (kind, e) = match self {
+            Refusal::Probe(e) => return tracing::debug!(%peer, "{e}"),
+            Refusal::Handshake(e) => (0, e),
+            Refusal::Secret(e) => (1, e),
+        };
+        let mut l = limiters.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = l[kind].note(Instant::now()) {
+            tracing::warn!(%peer, "refused a connection ({n} since the last line): {e}");
+        }
+    }
+}
+
 /// The receiving side of a peer connection: with `auth`, a TLS handshake
 /// and then the topology's secret as the first frame (within
 /// [`HELLO_TIMEOUT`]).
@@ -374,29 +378,29 @@ fn accept(
 ) -> Result<DataStream<ByteBuf, ()>, Refusal> {
     let probe = |e: std::io::Error| Refusal::Probe(e.to_string());
     stream.set_nonblocking(false).map_err(probe)?;
-    let Some(auth) = auth else {
-        stream
-            .set_read_timeout(Some(Duration::from_millis(5)))
-            .map_err(probe)?;
-        return Ok(FramedStream::new(Stream::Plain(stream), max_frame_bytes));
+    let framed = match auth {
+        None => FramedStream::new(Stream::Plain(stream), max_frame_bytes),
+        Some(auth) => {
+            let (stream, principal) = auth.tls.accept(stream).map_err(|e| match e {
+                HandshakeError::Closed | HandshakeError::Io(_) => Refusal::Probe(e.to_string()),
+                HandshakeError::Tls(_) => Refusal::Handshake(e.to_string()),
+            })?;
+            stream
+                .tcp()
+                .set_read_timeout(Some(HELLO_TIMEOUT))
+                .map_err(probe)?;
+            let mut framed = FramedStream::new(stream, max_frame_bytes);
+            let hello: Option<ByteBuf> = framed.recv().map_err(|e| {
+                Refusal::Secret(format!("{principal} sent no topology secret: {e}"))
+            })?;
+            if !hello.is_some_and(|h| same_secret(&h, &auth.secret)) {
+                return Err(Refusal::Secret(format!(
+                    "{principal} is not a worker of this topology (wrong topology secret)"
+                )));
+            }
+            framed
+        }
     };
-    let (stream, principal) = auth.tls.accept(stream).map_err(|e| match e {
-        HandshakeError::Closed | HandshakeError::Io(_) => Refusal::Probe(e.to_string()),
-        HandshakeError::Tls(_) => Refusal::Handshake(e.to_string()),
-    })?;
-    stream
-        .tcp()
-        .set_read_timeout(Some(HELLO_TIMEOUT))
-        .map_err(probe)?;
-    let mut framed = FramedStream::new(stream, max_frame_bytes);
-    let hello: Option<ByteBuf> = framed
-        .recv()
-        .map_err(|e| Refusal::Secret(format!("{principal} sent no topology secret: {e}")))?;
-    if !hello.is_some_and(|h| same_secret(&h, &auth.secret)) {
-        return Err(Refusal::Secret(format!(
-            "{principal} is not a worker of this topology (wrong topology secret)"
-        )));
-    }
     framed
         .get_ref()
         .tcp()

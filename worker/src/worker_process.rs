@@ -155,17 +155,8 @@ impl WorkerEnv {
             cluster.zookeeper_auth_payload =
                 get(env::ZOOKEEPER_AUTH).map(squall_topology_api::Secret);
             if let Some(paths) = get(env::TLS) {
-                let p: Vec<&str> = paths.lines().collect();
-                let [ca, cert, key] = p[..] else {
-                    return Err(WorkerError::Env(format!(
-                        "{} must hold three paths (CA, certificate, key), one per line",
-                        env::TLS
-                    )));
-                };
-                cluster.security_enable = true;
-                cluster.tls_ca_path = Some(ca.to_owned());
-                cluster.tls_cert_path = Some(cert.to_owned());
-                cluster.tls_key_path = Some(key.to_owned());
+                squall_cluster::tls::apply_paths_env(&mut cluster, &paths)
+                    .map_err(|e| WorkerError::Env(format!("{}: {e}", env::TLS)))?;
             }
             Ok(Self {
                 topology_id: var(env::TOPOLOGY)?,

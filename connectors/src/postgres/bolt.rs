@@ -9,6 +9,7 @@ use r2d2::PooledConnection;
 use squall_topology_api::{
     Bolt, OutputCollector, OutputFieldsDeclarer, TopologyContext, Tuple, Value,
 };
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -143,6 +144,8 @@ struct PgWriter {
     pool: Option<Arc<Pool>>,
     /// The columns written, read from the table on connecting.
     columns: Vec<Column>,
+    /// The statement text for each batch size, made once per connect.
+    sql: HashMap<usize, Arc<str>>,
 }
 
 /// A tuple's row beyond the tuple itself: `None` takes the tuple's fields
@@ -150,39 +153,49 @@ struct PgWriter {
 /// order.
 type Row = Option<Vec<Value>>;
 
+/// The multi-row `INSERT` (or upsert) of `rows` rows into `columns`.
+fn insert_sql(config: &PostgresBoltConfig, columns: &[Column], rows: usize) -> String {
+    let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+    let mut sql = format!(
+        "INSERT INTO {} ({}) VALUES ",
+        config.table,
+        names.join(", ")
+    );
+    let n = names.len();
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        let row: Vec<String> = (1..=n).map(|i| format!("${}", r * n + i)).collect();
+        sql.push_str(&format!("({})", row.join(", ")));
+    }
+    if !config.upsert_keys.is_empty() {
+        let updates: Vec<String> = names
+            .iter()
+            .filter(|c| !config.upsert_keys.iter().any(|k| k == *c))
+            .map(|c| format!("{c} = EXCLUDED.{c}"))
+            .collect();
+        sql.push_str(&format!(
+            " ON CONFLICT ({}) ",
+            config.upsert_keys.join(", ")
+        ));
+        if updates.is_empty() {
+            sql.push_str("DO NOTHING");
+        } else {
+            sql.push_str(&format!("DO UPDATE SET {}", updates.join(", ")));
+        }
+    }
+    sql
+}
+
 impl PgWriter {
-    fn insert_sql(&self, rows: usize) -> String {
-        let names: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
-        let mut sql = format!(
-            "INSERT INTO {} ({}) VALUES ",
-            self.config.table,
-            names.join(", ")
-        );
-        let n = names.len();
-        for r in 0..rows {
-            if r > 0 {
-                sql.push_str(", ");
-            }
-            let row: Vec<String> = (1..=n).map(|i| format!("${}", r * n + i)).collect();
-            sql.push_str(&format!("({})", row.join(", ")));
-        }
-        if !self.config.upsert_keys.is_empty() {
-            let updates: Vec<String> = names
-                .iter()
-                .filter(|c| !self.config.upsert_keys.iter().any(|k| k == *c))
-                .map(|c| format!("{c} = EXCLUDED.{c}"))
-                .collect();
-            sql.push_str(&format!(
-                " ON CONFLICT ({}) ",
-                self.config.upsert_keys.join(", ")
-            ));
-            if updates.is_empty() {
-                sql.push_str("DO NOTHING");
-            } else {
-                sql.push_str(&format!("DO UPDATE SET {}", updates.join(", ")));
-            }
-        }
-        sql
+    /// The statement text for `rows` rows, made once per size.
+    fn sql(&mut self, rows: usize) -> Arc<str> {
+        let (config, columns) = (&self.config, &self.columns);
+        self.sql
+            .entry(rows)
+            .or_insert_with(|| insert_sql(config, columns, rows).into())
+            .clone()
     }
 
     /// A connection from the pool.
@@ -196,8 +209,12 @@ impl PgWriter {
     }
 
     /// Writes `rows` in one statement and transaction on `conn`.
-    fn insert(&self, conn: &mut PooledClient, rows: &[&Vec<Param>]) -> Result<(), postgres::Error> {
-        let stmt = conn.prepare_cached(&self.insert_sql(rows.len()))?;
+    fn insert(
+        &mut self,
+        conn: &mut PooledClient,
+        rows: &[&Vec<Param>],
+    ) -> Result<(), postgres::Error> {
+        let stmt = conn.prepare_cached(&self.sql(rows.len()))?;
         let params: Vec<&(dyn postgres::types::ToSql + Sync)> = rows
             .iter()
             .flat_map(|r| r.iter().map(|p| p as &(dyn postgres::types::ToSql + Sync)))
@@ -231,13 +248,15 @@ impl Writer for PgWriter {
                 })
                 .collect::<Result<_, _>>()?,
         };
-        conn.prepare_cached(&self.insert_sql(1))
+        self.sql.clear();
+        let one = self.sql(1);
+        conn.prepare_cached(&one)
             .map_err(|e| self.config.database.error(&e))?;
         Ok(())
     }
 
     fn write(&mut self, jobs: &[(Tuple, Row)]) -> Result<Vec<Result<(), String>>, String> {
-        let table = &self.config.table;
+        let table = self.config.table.clone();
         let mut out: Vec<Result<(), String>> = Vec::with_capacity(jobs.len());
         let mut rows: Vec<(usize, Vec<Param>)> = Vec::new();
         for (i, (tuple, row)) in jobs.iter().enumerate() {
@@ -311,6 +330,7 @@ impl Bolt for PostgresBolt {
             config: self.config.clone(),
             pool: None,
             columns: Vec::new(),
+            sql: HashMap::new(),
         };
         self.sink = Some(Sink::start(
             &format!("postgres-bolt-{}", context.this_task_id()),

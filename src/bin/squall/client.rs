@@ -54,10 +54,8 @@ pub fn jar(
     client.upload(&data, &sha, |sent| bar.set_position(sent))?;
     bar.finish();
     let mut command = std::process::Command::new(binary);
-    if c.security_enable {
-        let paths = [&c.tls_ca_path, &c.tls_cert_path, &c.tls_key_path]
-            .map(|p| p.clone().unwrap_or_default());
-        command.env(squall::submitter::env::JAR_TLS, paths.join("\n"));
+    if let Some(paths) = squall_cluster::tls::paths_env(c) {
+        command.env(squall::submitter::env::JAR_TLS, paths);
     }
     let status = command
         .args(args)
