@@ -5,6 +5,8 @@
 //! everything, a submitter its topology, a read-only user list and info,
 //! a stranger nothing), binaries go only to daemons and the topology's
 //! users, every mutation is in the audit log, and word count is exact.
+//! In ZooKeeper each topology's workers read their own record and write
+//! their own heartbeats only, and Trident commits through their identity.
 //! Daemons with a missing, mismatched or expired identity exit at start
 //! naming the file.
 
@@ -221,6 +223,7 @@ fn a_secured_cluster_authenticates_and_authorizes_every_request() {
     // workers exchange tuples over TLS.
     let state = c.submit_word_count("wc", &["--workers", "2", "--max-spout-pending", "2000"]);
     strangers_cannot_reach_the_workers(&c, &sec);
+    workers_reach_only_their_own_topology_in_zookeeper(&c);
     let (ok, out) = run_as(&c, &sec, "reader", &["list"]);
     assert!(ok && out.contains("wc"), "{out}");
     let (ok, out) = run_as(&c, &sec, "reader", &["info", "wc"]);
@@ -309,6 +312,144 @@ fn a_secured_cluster_authenticates_and_authorizes_every_request() {
             "no audit line for {principal} {op} {outcome}: {audit:#?}"
         );
     }
+    wait_until("workers to exit", Duration::from_secs(30), || {
+        c.worker_pids().is_empty()
+    });
+    trident_commits_through_the_workers_identity(&c);
+}
+
+/// A topology's workers authenticate to ZooKeeper as that topology (an
+/// identity their supervisor derives from the daemons' credentials): they
+/// read its record and assignment and write its heartbeats, and may
+/// neither change what Nimbus wrote, nor read, forge or delete anything of
+/// another topology, nor touch the daemons' nodes. Trident's coordination
+/// keys are open to every worker of the cluster.
+fn workers_reach_only_their_own_topology_in_zookeeper(c: &Cluster) {
+    use squall_cluster::zk_acl::WorkerIdentity;
+    use squall_cluster::{ClusterState, NodeMode, StateStorage, ZkCredentials, ZkStorage};
+    let daemon = ClusterState::new(c.zookeeper().unwrap());
+    let wc = daemon
+        .topologies()
+        .unwrap()
+        .into_iter()
+        .find(|t| t.name == "wc")
+        .unwrap()
+        .id;
+    let mut beat = None;
+    wait_until("wc's workers to beat", Duration::from_secs(60), || {
+        let beats = daemon.storage().children(&format!("/workerbeats/{wc}"));
+        beat = beats.ok().and_then(|b| b.first().cloned());
+        beat.is_some()
+    });
+    let beat = format!("/workerbeats/{wc}/{}", beat.unwrap());
+    let payload = c.zk_payload.as_deref().unwrap();
+    let worker_of = |id: &str| {
+        let identity = WorkerIdentity::derive(payload, id);
+        ZkStorage::connect_with(
+            &c.zk,
+            &c.root,
+            Duration::from_secs(10),
+            Some(ZkCredentials::Worker(identity)),
+        )
+        .unwrap()
+    };
+
+    let own = worker_of(&wc);
+    assert!(own.get(&format!("/topologies/{wc}")).unwrap().is_some());
+    assert!(own.get(&format!("/assignments/{wc}")).unwrap().is_some());
+    assert!(own.get(&beat).unwrap().is_some());
+    let probe = format!("/workerbeats/{wc}/probe:1");
+    own.create(&probe, b"beat", NodeMode::Persistent).unwrap();
+    own.delete_all(&probe).unwrap();
+    let refused = |what: &str, result: Result<(), squall_cluster::StateError>| {
+        let err = result.expect_err(what).to_string();
+        assert!(
+            err.contains("NoAuth") || err.contains("auth"),
+            "{what}: {err}"
+        );
+    };
+    refused(
+        "a worker rewrote its assignment",
+        own.set(&format!("/assignments/{wc}"), b"x", None).map(drop),
+    );
+    refused(
+        "a worker rewrote its topology record",
+        own.set(&format!("/topologies/{wc}"), b"x", None).map(drop),
+    );
+    refused(
+        "a worker listed the supervisors",
+        own.children("/supervisors").map(drop),
+    );
+    refused(
+        "a worker made a topology's heartbeat folder",
+        own.create("/workerbeats/other-9-9/h:1", b"x", NodeMode::Persistent),
+    );
+    refused(
+        "a worker created a node at the root",
+        own.create("/intruder", b"x", NodeMode::Persistent),
+    );
+
+    let stranger = worker_of("other-9-9");
+    refused(
+        "another topology's worker read wc's record (and its secret)",
+        stranger.get(&format!("/topologies/{wc}")).map(drop),
+    );
+    refused(
+        "another topology's worker read wc's assignment",
+        stranger.get(&format!("/assignments/{wc}")).map(drop),
+    );
+    refused(
+        "another topology's worker forged a heartbeat of wc",
+        stranger.set(&beat, b"forged", None).map(drop),
+    );
+    refused(
+        "another topology's worker added a heartbeat to wc",
+        stranger.create(
+            &format!("/workerbeats/{wc}/forged:1"),
+            b"x",
+            NodeMode::Persistent,
+        ),
+    );
+    refused(
+        "another topology's worker deleted a heartbeat of wc",
+        stranger.delete_all(&beat),
+    );
+    refused(
+        "another topology's worker reported an error for wc",
+        stranger.create(&format!("/errors/{wc}/count"), b"x", NodeMode::Persistent),
+    );
+    assert!(daemon.storage().get(&beat).unwrap().is_some());
+
+    stranger.put("/transactional/probe/x", b"1").unwrap();
+    assert_eq!(own.get("/transactional/probe/x").unwrap().unwrap().0, b"1");
+    own.delete_all("/transactional/probe").unwrap();
+}
+
+/// A Trident topology's coordinator and state commit batches in
+/// ZooKeeper through the workers' own identity.
+fn trident_commits_through_the_workers_identity(c: &Cluster) {
+    let example = corpus::example_named("trident_word_count");
+    let out = c.squall_ok(&[
+        "jar",
+        &example.display().to_string(),
+        "--name",
+        "tw",
+        "--input",
+        &corpus::corpus().display().to_string(),
+        "--state-dir",
+        &c.path().join("trident-state").display().to_string(),
+        "--workers",
+        "2",
+        "--batch-lines",
+        "500",
+    ]);
+    assert!(out.contains("submitted topology"), "{out}");
+    wait_until(
+        "Trident batches to commit",
+        Duration::from_secs(120),
+        || committed_lines(c, "tw") >= 2_000,
+    );
+    c.squall_ok(&["kill", "tw", "-w", "0"]);
     wait_until("workers to exit", Duration::from_secs(30), || {
         c.worker_pids().is_empty()
     });
@@ -445,7 +586,9 @@ fn the_rest_api_takes_bearer_tokens_over_https(c: &mut Cluster, sec: &Path) {
 fn anonymous_zookeeper_clients_cannot_touch_the_root(c: &Cluster) {
     use squall_cluster::{NodeMode, StateStorage, ZkStorage};
     for auth in [None, Some("squall:wrong")] {
-        let zk = ZkStorage::connect_with(&c.zk, &c.root, Duration::from_secs(10), auth).unwrap();
+        let credentials = auth.map(squall_cluster::ZkCredentials::daemon);
+        let zk =
+            ZkStorage::connect_with(&c.zk, &c.root, Duration::from_secs(10), credentials).unwrap();
         let who = auth.unwrap_or("anonymous");
         let read = zk.children("/");
         assert!(read.is_err(), "{who} listed the root: {read:?}");

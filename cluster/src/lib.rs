@@ -21,6 +21,7 @@ pub mod tls;
 pub mod window_stats;
 pub mod worker_env;
 mod zk;
+pub mod zk_acl;
 
 pub use clock::{system_clock, Clock, SharedClock, SimulatedClock, SkewedClock, SystemClock};
 pub use coordination::{memory_store, StorageStore, TRANSACTIONAL_ROOT};
@@ -29,6 +30,7 @@ pub use memory::{MemoryCluster, MemoryStorage};
 pub use state::ClusterState;
 pub use storage::{check_path, parent, NodeMode, StateError, StateStorage, Version};
 pub use zk::ZkStorage;
+pub use zk_acl::ZkCredentials;
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it): the
 /// time unit of every record in the cluster state.

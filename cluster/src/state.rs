@@ -95,6 +95,27 @@ impl<S: StateStorage> ClusterState<S> {
         }
     }
 
+    /// Creates the folders topology `id`'s workers write in
+    /// (`/workerbeats/<id>`, `/errors/<id>`) and the coordination root, so
+    /// that with security on they carry the ACLs that let those workers,
+    /// and no others, write there (see [`crate::zk_acl`]); what exists is
+    /// kept. Nimbus calls it at submit, before the record exists (Storm's
+    /// `setupHeatbeats` / `setupErrors`).
+    pub fn prepare_topology(&self, id: &str) -> Result<(), StateError> {
+        let dirs = [
+            crate::coordination::TRANSACTIONAL_ROOT.to_owned(),
+            format!("{WORKERBEATS}/{id}"),
+            format!("{ERRORS}/{id}"),
+        ];
+        for dir in dirs {
+            match self.storage.create(&dir, &[], NodeMode::Persistent) {
+                Ok(()) | Err(StateError::NodeExists(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// Removes everything stored for topology `id`.
     pub fn remove_topology(&self, id: &str) -> Result<(), StateError> {
         for dir in [ASSIGNMENTS, TOPOLOGIES, WORKERBEATS, ERRORS] {

@@ -117,12 +117,16 @@ pub fn apply_paths_env(config: &mut ClusterConfig, value: &str) -> Result<(), St
 ///
 /// # Errors
 /// [`SecurityError::Missing`] when security is on and they are not set.
-pub fn zookeeper_auth(config: &ClusterConfig) -> Result<Option<&str>, SecurityError> {
+pub fn zookeeper_auth(
+    config: &ClusterConfig,
+) -> Result<Option<crate::ZkCredentials>, SecurityError> {
     match (&config.zookeeper_auth_payload, config.security_enable) {
         (None, true) => Err(SecurityError::Missing {
             key: "storm.zookeeper.auth.payload",
         }),
-        (auth, _) => Ok(auth.as_ref().map(|s| s.expose())),
+        (auth, _) => Ok(auth
+            .as_ref()
+            .map(|s| crate::ZkCredentials::daemon(s.expose()))),
     }
 }
 

@@ -14,7 +14,9 @@ pub const HOST: &str = "SQUALL_WORKER_HOST";
 pub const DIR: &str = "SQUALL_WORKER_DIR";
 /// The ZooKeeper connect string.
 pub const ZOOKEEPER: &str = "SQUALL_WORKER_ZOOKEEPER";
-/// `storm.zookeeper.auth.payload` of the supervisor (`user:password`).
+/// With security on: the worker's own ZooKeeper identity, derived from the
+/// supervisor's `storm.zookeeper.auth.payload` for its topology
+/// ([`crate::zk_acl::WorkerIdentity::to_env`]); never the daemons' payload.
 pub const ZOOKEEPER_AUTH: &str = "SQUALL_WORKER_ZOOKEEPER_AUTH";
 /// The ZooKeeper root.
 pub const ZOOKEEPER_ROOT: &str = "SQUALL_WORKER_ZOOKEEPER_ROOT";

@@ -1,11 +1,14 @@
 //! The ZooKeeper [`StateStorage`], over the `zookeeper-client` crate.
 
 use crate::storage::{check_path, parent, NodeMode, StateError, StateStorage, Version};
+use crate::zk_acl::ZkCredentials;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
-use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, SessionState};
+use zookeeper_client::{
+    Acl, Acls, AuthId, Client, CreateMode, Error as ZkError, Permission, SessionState,
+};
 
 /// How long a connection attempt may take at most (less with a shorter
 /// session timeout, so a daemon retries soon after ZooKeeper returns).
@@ -29,8 +32,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// rather than wait for it.
 pub struct ZkStorage {
     servers: String,
-    /// `user:password` of the digest scheme, when nodes are protected.
-    auth: Option<String>,
+    /// Who the sessions authenticate as, when nodes are protected.
+    auth: Option<ZkCredentials>,
     root: String,
     session_timeout: Duration,
     rt: tokio::runtime::Runtime,
@@ -45,6 +48,21 @@ fn zk_error(path: &str, e: ZkError) -> StateError {
         ZkError::NodeExists => StateError::NodeExists(path.to_owned()),
         other => StateError::Unavailable(format!("{other} (at {path})")),
     }
+}
+
+/// ZooKeeper's permission with bits `bits` (see [`crate::zk_acl::Grant`]).
+fn permission(bits: i32) -> Permission {
+    [
+        Permission::READ,
+        Permission::WRITE,
+        Permission::CREATE,
+        Permission::DELETE,
+        Permission::ADMIN,
+    ]
+    .into_iter()
+    .enumerate()
+    .filter(|(i, _)| bits & (1 << i) != 0)
+    .fold(Permission::NONE, |all, (_, p)| all | p)
 }
 
 /// Whether `e` means the session is over (a new one is needed).
@@ -70,11 +88,10 @@ impl ZkStorage {
     }
 
     /// [`ZkStorage::connect`] authenticating each session with `auth`
-    /// (`user:password`, ZooKeeper's `digest` scheme; Storm's
-    /// `storm.zookeeper.auth.payload`) when given. Nodes it creates then
-    /// carry ACL `auth::cdrwa` (only sessions with the same credentials may
-    /// read, write or delete them, and the root the same), instead of
-    /// `world:anyone:cdrwa`.
+    /// (ZooKeeper's `digest` scheme) when given. Nodes it creates then
+    /// carry the ACL [`ZkCredentials::acl_for`] gives their path (the
+    /// daemons may do everything; a topology's workers read their record
+    /// and write their heartbeats), instead of `world:anyone:cdrwa`.
     ///
     /// # Errors
     /// As [`ZkStorage::connect`]; [`StateError::Unavailable`] naming the
@@ -83,7 +100,7 @@ impl ZkStorage {
         servers: &str,
         root: &str,
         session_timeout: Duration,
-        auth: Option<&str>,
+        auth: Option<ZkCredentials>,
     ) -> Result<Self, StateError> {
         check_path(root)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -96,7 +113,7 @@ impl ZkStorage {
             })?;
         let storage = Self {
             servers: servers.to_owned(),
-            auth: auth.map(str::to_owned),
+            auth,
             root: root.to_owned(),
             session_timeout,
             rt,
@@ -108,12 +125,15 @@ impl ZkStorage {
         Ok(storage)
     }
 
-    /// The ACL of nodes this connection creates.
-    fn acls(&self) -> Acls<'static> {
-        if self.auth.is_some() {
-            Acls::creator_all()
-        } else {
-            Acls::anyone_all()
+    /// The ACL of node `path` when this connection creates it.
+    fn acl(&self, path: &str) -> Vec<Acl> {
+        match &self.auth {
+            None => Acls::anyone_all().to_vec(),
+            Some(auth) => auth
+                .acl_for(path)
+                .into_iter()
+                .map(|g| Acl::new(permission(g.perms), AuthId::new("digest", &g.id)))
+                .collect(),
         }
     }
 
@@ -137,8 +157,8 @@ impl ZkStorage {
             let mut connector = Client::connector()
                 .with_session_timeout(self.session_timeout)
                 .with_connection_timeout(limit);
-            if let Some(auth) = &self.auth {
-                connector = connector.with_auth("digest", auth.as_bytes());
+            for payload in self.auth.iter().flat_map(ZkCredentials::payloads) {
+                connector = connector.with_auth("digest", payload.as_bytes());
             }
             let connect = connector.connect(servers);
             match tokio::time::timeout(limit, connect).await {
@@ -149,7 +169,8 @@ impl ZkStorage {
         })?;
         let root = self.root.as_str();
         if root != "/" {
-            let options = CreateMode::Persistent.with_acls(self.acls());
+            let acl = self.acl("/");
+            let options = CreateMode::Persistent.with_acls(Acls::new(&acl));
             self.rt
                 .block_on(client.mkdir(root, &options))
                 .or_else(|e| {
@@ -234,6 +255,30 @@ impl ZkStorage {
     }
 }
 
+impl ZkStorage {
+    /// Creates `dir` and its missing ancestors, each with its own ACL.
+    /// Ancestors that exist are not touched: creating one again would be
+    /// refused by its parent's ACL before it is found to exist.
+    fn make_dirs(&self, client: &Client, dir: &str) -> Result<(), StateError> {
+        if dir == "/" {
+            return Ok(());
+        }
+        let acl = self.acl(dir);
+        let options = CreateMode::Persistent.with_acls(Acls::new(&acl));
+        let mut tried_parent = false;
+        loop {
+            match self.finish(client, dir, client.create(dir, &[], &options)) {
+                Ok(_) | Err(ZkFailure::Zk(ZkError::NodeExists)) => return Ok(()),
+                Err(ZkFailure::Zk(ZkError::NoNode)) if !tried_parent => {
+                    tried_parent = true;
+                    self.make_dirs(client, parent(dir).unwrap_or("/"))?;
+                }
+                Err(e) => return Err(e.into_state(dir)),
+            }
+        }
+    }
+}
+
 /// A request's failure before mapping.
 enum ZkFailure {
     State(StateError),
@@ -256,14 +301,13 @@ impl StateStorage for ZkStorage {
             NodeMode::Persistent => CreateMode::Persistent,
             NodeMode::Ephemeral => CreateMode::Ephemeral,
         };
-        let options = zk_mode.with_acls(self.acls());
+        let acl = self.acl(path);
+        let options = zk_mode.with_acls(Acls::new(&acl));
         let client = self.session(path)?;
         match self.finish(&client, path, client.create(path, data, &options)) {
             Err(ZkFailure::Zk(ZkError::NoNode)) => {
-                if let Some(dir) = parent(path).filter(|d| *d != "/") {
-                    let dirs = CreateMode::Persistent.with_acls(self.acls());
-                    self.finish(&client, dir, client.mkdir(dir, &dirs))
-                        .map_err(|e| e.into_state(dir))?;
+                if let Some(dir) = parent(path) {
+                    self.make_dirs(&client, dir)?;
                 }
                 self.finish(&client, path, client.create(path, data, &options))
                     .map(|_| ())

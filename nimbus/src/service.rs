@@ -439,6 +439,7 @@ impl<S: StateStorage> Nimbus<S> {
                 .then(|| squall_cluster::rpc::hex(&rand::random::<[u8; 32]>())),
             owner,
         };
+        self.state.prepare_topology(&id).map_err(state_error)?;
         self.state.put_topology(&record).map_err(state_error)?;
         tracing::info!(topology = %id, "submitted");
         guard.schedule_all(self, now);

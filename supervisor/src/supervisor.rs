@@ -6,6 +6,7 @@ use crate::slot::{step, Action, LocalAssignment, Observation, SlotState, SlotTim
 use squall_cluster::rpc::{BlobFetch, SeedFetch};
 use squall_cluster::schema::{SupervisorInfo, TopologyRecord};
 use squall_cluster::worker_env as env;
+use squall_cluster::zk_acl::WorkerIdentity;
 use squall_cluster::{
     system_clock, ClusterState, SharedClock, StateError, StateStorage, ZkStorage,
 };
@@ -442,9 +443,10 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
             launch.env.push((env::TLS.into(), paths));
         }
         if let Some(auth) = &c.zookeeper_auth_payload {
+            let worker = WorkerIdentity::derive(auth.expose(), &a.topology_id);
             launch
                 .env
-                .push((env::ZOOKEEPER_AUTH.into(), auth.expose().to_owned()));
+                .push((env::ZOOKEEPER_AUTH.into(), worker.to_env()));
         }
         self.launcher.launch(&launch).map_err(|e| e.to_string())
     }

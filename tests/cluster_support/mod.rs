@@ -108,6 +108,8 @@ pub struct Cluster {
     pub daemon_conf: Vec<String>,
     /// The identity the test's own RPC clients use when security is on.
     pub tls: Option<std::sync::Arc<squall_cluster::tls::Tls>>,
+    /// The daemons' ZooKeeper credentials when security is on.
+    pub zk_payload: Option<String>,
     pub others: Vec<Daemon>,
     /// The ZooKeeper connect string.
     pub zk: String,
@@ -149,6 +151,7 @@ impl Cluster {
             extra_conf: Vec::new(),
             daemon_conf: Vec::new(),
             tls: None,
+            zk_payload: None,
             others: Vec::new(),
             zk,
             host: "127.0.0.1".into(),
@@ -197,6 +200,7 @@ impl Cluster {
             format!("storm.zookeeper.auth.payload={payload}"),
             format!("squall.token.key.path={}", p("token.key")),
         ];
+        self.zk_payload = Some(payload);
         self.tls = Some(std::sync::Arc::new(
             squall_cluster::tls::Tls::from_files(
                 &sec.join("ca.pem"),
@@ -206,6 +210,19 @@ impl Cluster {
             .unwrap(),
         ));
         sec
+    }
+
+    /// A ZooKeeper session on the cluster's root, as the daemons (with
+    /// their credentials when security is on).
+    pub fn zookeeper(&self) -> Result<squall_cluster::ZkStorage, squall_cluster::StateError> {
+        squall_cluster::ZkStorage::connect_with(
+            &self.zk,
+            &self.root,
+            Duration::from_secs(10),
+            self.zk_payload
+                .as_deref()
+                .map(squall_cluster::ZkCredentials::daemon),
+        )
     }
 
     pub fn nimbus_addresses(&self) -> Vec<String> {
@@ -590,8 +607,8 @@ impl Drop for Cluster {
 /// Lines committed so far by Trident topology `name` of cluster `c` (the
 /// end of its last committed batch, from the coordination store).
 pub fn committed_lines(c: &Cluster, name: &str) -> u64 {
-    use squall_cluster::{StorageStore, ZkStorage};
-    let Ok(zk) = ZkStorage::connect(&c.zk, &c.root, Duration::from_secs(10)) else {
+    use squall_cluster::StorageStore;
+    let Ok(zk) = c.zookeeper() else {
         return 0;
     };
     let store = StorageStore::shared(std::sync::Arc::new(zk));

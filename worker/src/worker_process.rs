@@ -12,7 +12,10 @@ use squall_cluster::schema::{
 };
 use squall_cluster::tls::Tls;
 use squall_cluster::worker_env as env;
-use squall_cluster::{now_ms, ClusterState, StateError, StateStorage, StorageStore, ZkStorage};
+use squall_cluster::zk_acl::WorkerIdentity;
+use squall_cluster::{
+    now_ms, ClusterState, StateError, StateStorage, StorageStore, ZkCredentials, ZkStorage,
+};
 use squall_topology_api::{
     ClusterConfig, ExecutorSpec, SharedStore, TaskLayout, Topology, TopologyClock,
 };
@@ -41,6 +44,9 @@ pub struct WorkerEnv {
     /// frequency, frame cap, worker timeout, local directory (the rest
     /// are defaults).
     pub cluster: ClusterConfig,
+    /// With security on: the worker's own ZooKeeper identity (its
+    /// topology's, never the daemons').
+    pub zookeeper_identity: Option<WorkerIdentity>,
 }
 
 /// Why a worker stopped with an error.
@@ -152,14 +158,23 @@ impl WorkerEnv {
                 ..ClusterConfig::default()
             };
             cluster.local_hostname = var(env::HOST)?;
-            cluster.zookeeper_auth_payload =
-                get(env::ZOOKEEPER_AUTH).map(squall_topology_api::Secret);
+            let topology_id = var(env::TOPOLOGY)?;
+            let zookeeper_identity = get(env::ZOOKEEPER_AUTH)
+                .map(|value| WorkerIdentity::from_env(&topology_id, &value))
+                .transpose()
+                .map_err(|e| WorkerError::Env(format!("{}: {e}", env::ZOOKEEPER_AUTH)))?;
             if let Some(paths) = get(env::TLS) {
                 squall_cluster::tls::apply_paths_env(&mut cluster, &paths)
                     .map_err(|e| WorkerError::Env(format!("{}: {e}", env::TLS)))?;
             }
+            if cluster.security_enable && zookeeper_identity.is_none() {
+                return Err(WorkerError::Env(format!(
+                    "security is on but {} is not set",
+                    env::ZOOKEEPER_AUTH
+                )));
+            }
             Ok(Self {
-                topology_id: var(env::TOPOLOGY)?,
+                topology_id,
                 slot: WorkerSlot {
                     supervisor: var(env::SUPERVISOR)?,
                     host: var(env::HOST)?,
@@ -172,6 +187,7 @@ impl WorkerEnv {
                 zookeeper_root: var(env::ZOOKEEPER_ROOT)?,
                 session_timeout: Duration::from_millis(session),
                 cluster,
+                zookeeper_identity,
             })
         }
     }
@@ -318,8 +334,7 @@ pub fn run_worker(topology: &Topology, env: &WorkerEnv) -> Result<WorkerExit, Wo
         &env.zookeeper,
         &env.zookeeper_root,
         env.session_timeout,
-        squall_cluster::tls::zookeeper_auth(&env.cluster)
-            .map_err(|e| WorkerError::Env(e.to_string()))?,
+        env.zookeeper_identity.clone().map(ZkCredentials::Worker),
     )?);
     let state = ClusterState::new(storage.clone());
     // SIGTERM (the supervisor's graceful kill) stops the worker the way
