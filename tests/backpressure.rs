@@ -79,3 +79,34 @@ fn blocked_fan_out_bolt_does_not_deadlock_acking() {
         b.set_bolt("slow", || Slow, 1).shuffle_grouping("fan");
     });
 }
+
+/// Sends each tuple round the cycle `ring -> back -> ring` until it has
+/// made `LAPS` laps, then acks it.
+const LAPS: i64 = 5;
+struct Ring;
+impl Bolt for Ring {
+    fn execute(&mut self, t: &Tuple, out: &mut OutputCollector<'_>) {
+        let n = t.get(0).cloned().unwrap_or(Value::Null);
+        let lap = t.get(1).and_then(Value::as_i64).unwrap_or(0);
+        if lap < LAPS {
+            out.emit_anchored(t, values![n, lap + 1]);
+        }
+        out.ack(t);
+    }
+    fn declare_output_fields(&self, d: &mut OutputFieldsDeclarer) {
+        d.declare(["n", "lap"]);
+    }
+}
+
+#[test]
+fn a_cycle_of_bolts_with_full_queues_does_not_deadlock() {
+    // spout -> ring <-> back: each tuple laps the cycle five times, so
+    // both bolts' queues fill with each other's tuples.
+    let stats = run_to_completion("bp-cycle", 20_000, |b| {
+        b.set_bolt("ring", || Ring, 1)
+            .shuffle_grouping("spout")
+            .shuffle_grouping("back");
+        b.set_bolt("back", || Ring, 1).shuffle_grouping("ring");
+    });
+    assert_eq!(stats.failed(), 0);
+}

@@ -155,6 +155,19 @@ pub struct DurableCountBolt {
     held: Vec<Tuple>,
     flushed: Instant,
     ack_first: bool,
+    delay: Duration,
+}
+
+/// Busy-waits `d` (a slow sink; sleeping would round up to the timer's
+/// resolution).
+pub fn spin(d: Duration) {
+    if d.is_zero() {
+        return;
+    }
+    let until = Instant::now() + d;
+    while Instant::now() < until {
+        std::hint::spin_loop();
+    }
 }
 
 /// Most tuples a count task holds before writing its counts.
@@ -175,7 +188,14 @@ impl DurableCountBolt {
             held: Vec::new(),
             flushed: Instant::now(),
             ack_first,
+            delay: Duration::ZERO,
         }
+    }
+
+    /// The bolt spending `delay` on each word.
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
     }
 
     /// Writes every count to the task's file.
@@ -224,6 +244,7 @@ impl Bolt for DurableCountBolt {
         if tuple.is_tick() {
             return self.flush(out);
         }
+        spin(self.delay);
         if let Some(Value::Str(w)) = tuple.get(0) {
             match self.counts.get_mut(w.as_str()) {
                 Some(c) => *c += 1,

@@ -85,6 +85,10 @@ struct Args {
     /// Count bolt executors.
     #[arg(long, default_value_t = 1)]
     count_parallelism: u32,
+    /// Microseconds the count bolt spends on each word (a slow sink, to
+    /// exercise backpressure).
+    #[arg(long, default_value_t = 0)]
+    count_delay_us: u64,
     /// Fraction of lines the split bolt fails on purpose (before emitting),
     /// to exercise replay.
     #[arg(long, default_value_t = 0.0)]
@@ -321,10 +325,12 @@ type Counts = FxHashMap<String, u64>;
 struct CountBolt {
     counts: FxHashMap<CompactString, u64>,
     sink: Arc<Mutex<Counts>>,
+    delay: Duration,
 }
 
 impl Bolt for CountBolt {
     fn execute(&mut self, tuple: &Tuple, out: &mut OutputCollector<'_>) {
+        durable::spin(self.delay);
         if let Some(Value::Str(w)) = tuple.get(0) {
             match self.counts.get_mut(w.as_str()) {
                 Some(c) => *c += 1,
@@ -484,10 +490,11 @@ fn main() -> Result<()> {
     }
     if let Some(dir) = args.state_dir.clone().filter(|_| cluster_run) {
         let fast_ack = args.fast_ack;
+        let delay = Duration::from_micros(args.count_delay_us);
         builder
             .set_bolt(
                 "count",
-                move || durable::DurableCountBolt::new(dir.clone(), fast_ack),
+                move || durable::DurableCountBolt::new(dir.clone(), fast_ack).with_delay(delay),
                 args.count_parallelism,
             )
             .set_num_tasks(args.count_parallelism.max(4))
@@ -499,12 +506,14 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let s = sink.clone();
+    let delay = Duration::from_micros(args.count_delay_us);
     builder
         .set_bolt(
             "count",
             move || CountBolt {
                 counts: FxHashMap::default(),
                 sink: s.clone(),
+                delay,
             },
             args.count_parallelism,
         )

@@ -2,7 +2,6 @@
 
 use crate::acking::AckVals;
 use crate::message::{Envelope, TupleMsg};
-use crate::outbox::FullQueue;
 use crate::routing::Router;
 use crate::shared::{task_context, value_for, AckStreams, Output, Shared};
 use crate::stats::{Publisher, Sampler, TaskStats};
@@ -231,7 +230,7 @@ impl BoltExecutor {
         router: Router,
     ) -> Self {
         let spec = &shared.spec.components[&component];
-        let out = Output::new(&shared, component.clone(), router, FullQueue::Wait);
+        let out = Output::new(&shared, component.clone(), router);
         let stream_names = out.stream_names();
         let streams = AckStreams::of(&shared, component.as_str());
         let now = shared.clock.now();
@@ -400,7 +399,13 @@ impl BoltExecutor {
         let mut last_flush = self.shared.clock.now();
         let mut processed = 0i64;
         while !self.shared.stopping() {
-            match self.inbound.recv_timeout(self.next_wait()) {
+            // Held output (a full receiver) is tried again soon.
+            let wait = if self.out.outbox.is_empty() {
+                self.next_wait()
+            } else {
+                self.next_wait().min(HELD_RETRY)
+            };
+            match self.inbound.recv_timeout(wait) {
                 Ok(Envelope::Tuples(batch)) => {
                     let start = Instant::now();
                     processed += batch.len() as i64;
@@ -433,6 +438,9 @@ impl BoltExecutor {
         self.publisher.maybe_publish(Instant::now(), true, tasks);
     }
 }
+
+/// How soon a bolt with held output tries to send it again.
+const HELD_RETRY: Duration = Duration::from_millis(1);
 
 /// The waker of task `task`: sets its flags and nudges the executor's queue
 /// (a full queue needs no nudge: the executor is about to look).

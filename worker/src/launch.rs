@@ -1,6 +1,7 @@
 //! Starting a topology's executors and controlling them.
 
 use crate::acking::Acker;
+use crate::backpressure::Backpressure;
 use crate::bolt_executor::BoltExecutor;
 use crate::message::{
     Envelope, StreamTable, ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_RESET_TIMEOUT_STREAM,
@@ -79,6 +80,10 @@ pub struct Inbound {
     pub stop: Arc<AtomicBool>,
     /// Whether each executor index runs here.
     pub local: Arc<Vec<bool>>,
+    /// Task and executor layout.
+    pub layout: Arc<TaskLayout>,
+    /// Which executors are backpressured, here and in peer workers.
+    pub backpressure: Arc<Backpressure>,
 }
 
 /// The spec plus the system component `__acker` (when tracking is on),
@@ -186,6 +191,7 @@ pub fn launch(
         stop: Arc::new(AtomicBool::new(false)),
         in_flight: Arc::new(AtomicI64::new(0)),
         board: Arc::new(Mutex::new(TopologyMetrics::default())),
+        backpressure: Arc::new(Backpressure::new(n, layout.num_tasks())),
         tap: options.tap,
         clock: options.clock.unwrap_or_default(),
     });
@@ -406,6 +412,8 @@ impl RunningTopology {
             in_flight: self.shared.in_flight.clone(),
             stop: self.shared.stop.clone(),
             local: self.local.clone(),
+            layout: self.shared.layout.clone(),
+            backpressure: self.shared.backpressure.clone(),
         }
     }
 

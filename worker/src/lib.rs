@@ -13,6 +13,7 @@
 #![forbid(missing_docs)]
 
 pub mod acking;
+pub mod backpressure;
 mod bolt_executor;
 mod launch;
 pub mod message;

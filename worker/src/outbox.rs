@@ -1,12 +1,15 @@
 //! An executor's output side: one buffer per receiving executor, flushed as
-//! a batch when full or when the executor goes idle.
+//! a batch when full or when the executor goes idle. An executor never
+//! waits for a full queue: the buffer holds on, the receiver is marked
+//! backpressured (see [`crate::backpressure`]) and the spouts upstream of
+//! it wait instead, so executors that feed each other cannot deadlock.
 
+use crate::backpressure::Backpressure;
 use crate::message::{Envelope, TupleMsg};
-use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Sender, TrySendError};
 use squall_topology_api::{MessageId, TaskId, Value, Values};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Where the tasks of a topology are: each task's executor and each
 /// executor's inbound queue. Shared by every executor of a worker.
@@ -18,24 +21,16 @@ pub struct Wiring {
     pub executor_of_task: Vec<u32>,
 }
 
-/// How an outbox behaves when a receiving queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FullQueue {
-    /// Keep the batch and report congestion (spouts: never block).
-    Hold,
-    /// Wait until there is room or the worker stops (bolts, ackers).
-    Wait,
-}
-
 /// Per-receiver output buffers of one executor.
 pub struct Outbox {
     wiring: Arc<Wiring>,
     bufs: Vec<Vec<TupleMsg>>,
     dirty: Vec<usize>,
     batch_size: usize,
-    mode: FullQueue,
     congested: bool,
-    stop: Arc<AtomicBool>,
+    /// Per executor index: whether its buffer is held (its queue was full).
+    held: Vec<bool>,
+    backpressure: Arc<Backpressure>,
     in_flight: Arc<AtomicI64>,
 }
 
@@ -47,8 +42,7 @@ impl Outbox {
     pub fn new(
         wiring: Arc<Wiring>,
         batch_size: usize,
-        mode: FullQueue,
-        stop: Arc<AtomicBool>,
+        backpressure: Arc<Backpressure>,
         in_flight: Arc<AtomicI64>,
     ) -> Self {
         let n = wiring.queues.len();
@@ -57,10 +51,18 @@ impl Outbox {
             bufs: (0..n).map(|_| Vec::new()).collect(),
             dirty: Vec::new(),
             batch_size: batch_size.max(1),
-            mode,
             congested: false,
-            stop,
+            held: vec![false; n],
+            backpressure,
             in_flight,
+        }
+    }
+
+    /// Records whether executor `e`'s buffer is held.
+    fn hold(&mut self, e: usize, held: bool) {
+        if self.held[e] != held {
+            self.held[e] = held;
+            self.backpressure.set_holding(e, held);
         }
     }
 
@@ -75,11 +77,13 @@ impl Outbox {
         e
     }
 
-    /// Queues a tuple for its task; sends the batch once it is full.
+    /// Queues a tuple for its task; sends the batch once it is full (unless
+    /// the receiver's queue was full: then at the next [`Outbox::flush`]).
     pub fn push(&mut self, msg: TupleMsg) {
         let e = self.buffer_for(msg.dest);
         self.bufs[e].push(msg);
-        if self.bufs[e].len() >= self.batch_size {
+        // A held buffer is tried again at the next flush.
+        if self.bufs[e].len() >= self.batch_size && !self.held[e] {
             self.flush_one(e);
         }
     }
@@ -131,44 +135,25 @@ impl Outbox {
         let queue = &self.wiring.queues[e];
         let n = batch.len() as i64;
         self.in_flight.fetch_add(n, Ordering::AcqRel);
-        match self.mode {
-            FullQueue::Hold => match queue.try_send(Envelope::Tuples(batch)) {
-                Ok(()) => {}
-                Err(TrySendError::Disconnected(_)) => {
-                    self.in_flight.fetch_sub(n, Ordering::AcqRel);
-                }
-                Err(TrySendError::Full(Envelope::Tuples(mut batch))) => {
-                    self.in_flight.fetch_sub(n, Ordering::AcqRel);
-                    batch.append(&mut self.bufs[e]);
-                    self.bufs[e] = batch;
-                    self.congested = true;
-                }
-                Err(TrySendError::Full(Envelope::Wake)) => {}
-            },
-            FullQueue::Wait => {
-                let mut env = Envelope::Tuples(batch);
-                loop {
-                    match queue.send_timeout(env, Duration::from_millis(50)) {
-                        Ok(()) => break,
-                        Err(SendTimeoutError::Disconnected(_)) => {
-                            self.in_flight.fetch_sub(n, Ordering::AcqRel);
-                            break;
-                        }
-                        Err(SendTimeoutError::Timeout(back)) => {
-                            if self.stop.load(Ordering::Relaxed) {
-                                self.in_flight.fetch_sub(n, Ordering::AcqRel);
-                                break;
-                            }
-                            env = back;
-                        }
-                    }
-                }
+        match queue.try_send(Envelope::Tuples(batch)) {
+            Ok(()) => self.hold(e, false),
+            Err(TrySendError::Disconnected(_)) => {
+                self.in_flight.fetch_sub(n, Ordering::AcqRel);
+                self.hold(e, false);
             }
+            Err(TrySendError::Full(Envelope::Tuples(mut batch))) => {
+                self.in_flight.fetch_sub(n, Ordering::AcqRel);
+                batch.append(&mut self.bufs[e]);
+                self.bufs[e] = batch;
+                self.congested = true;
+                self.hold(e, true);
+            }
+            Err(TrySendError::Full(Envelope::Wake)) => {}
         }
     }
 
-    /// Sends every non-empty buffer. In [`FullQueue::Hold`] mode, buffers
-    /// whose queue is full stay (see [`Outbox::is_congested`]).
+    /// Sends every non-empty buffer; buffers whose queue is full stay (see
+    /// [`Outbox::is_congested`]).
     pub fn flush(&mut self) {
         self.congested = false;
         let dirty = std::mem::take(&mut self.dirty);
@@ -181,7 +166,8 @@ impl Outbox {
     }
 
     /// Whether a receiving queue was full at the last flush, so the holder
-    /// should stop producing (a spout stops calling `next_tuple`).
+    /// should stop producing (a spout stops calling `next_tuple`) and
+    /// flush again soon.
     pub fn is_congested(&self) -> bool {
         self.congested
     }
@@ -189,5 +175,15 @@ impl Outbox {
     /// Whether every buffer is empty.
     pub fn is_empty(&self) -> bool {
         self.dirty.is_empty()
+    }
+}
+
+impl Drop for Outbox {
+    /// Releases what it held, so spouts of a topology still running (a
+    /// rebalance) do not wait on a buffer that is gone.
+    fn drop(&mut self) {
+        for e in 0..self.held.len() {
+            self.hold(e, false);
+        }
     }
 }

@@ -4,7 +4,7 @@
 use crate::message::{
     StreamTable, ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_ONCE_STREAM, ACK_RESET_TIMEOUT_STREAM,
 };
-use crate::outbox::{FullQueue, Outbox, Wiring};
+use crate::outbox::{Outbox, Wiring};
 use crate::routing::{Router, Targets};
 use crate::stats::{MetricsBoard, TaskStats};
 use rand::rngs::SmallRng;
@@ -52,6 +52,8 @@ pub struct Shared {
     pub in_flight: Arc<AtomicI64>,
     /// Published metrics.
     pub board: MetricsBoard,
+    /// Which executors are backpressured, here and in peer workers.
+    pub backpressure: Arc<crate::backpressure::Backpressure>,
     /// Optional emit observer.
     pub tap: Option<EmitTap>,
     /// The time executors judge timeouts and ticks by.
@@ -107,7 +109,7 @@ pub struct Output {
 
 impl Output {
     /// The output side of an executor of `component`.
-    pub fn new(shared: &Shared, component: ComponentId, router: Router, mode: FullQueue) -> Self {
+    pub fn new(shared: &Shared, component: ComponentId, router: Router) -> Self {
         let debug = shared
             .spec
             .components
@@ -119,8 +121,7 @@ impl Output {
             outbox: Outbox::new(
                 shared.wiring.clone(),
                 shared.config.producer_batch_size,
-                mode,
-                shared.stop.clone(),
+                shared.backpressure.clone(),
                 shared.in_flight.clone(),
             ),
             rng: SmallRng::from_os_rng(),

@@ -5,8 +5,8 @@
 //! drains, while acks and fails keep being processed (no deadlock, bounded
 //! memory). `topology.max.spout.pending` bounds tracked tuples per task.
 
+use crate::backpressure::{downstream_of, Downstream};
 use crate::message::{Envelope, TupleMsg, ACK_INIT_STREAM};
-use crate::outbox::FullQueue;
 use crate::rotating::RotatingMap;
 use crate::routing::Router;
 use crate::shared::{task_context, value_for, AckStreams, Output, Shared};
@@ -151,6 +151,9 @@ pub struct SpoutExecutor {
     ack_init: u32,
     acker_streams: AckStreams,
     max_pending: Option<usize>,
+    /// What this spout's tuples can reach: it waits while some of it is
+    /// backpressured.
+    downstream: Downstream,
     active: bool,
     rotate_every: Duration,
     next_rotate: Instant,
@@ -168,7 +171,7 @@ impl SpoutExecutor {
         router: Router,
     ) -> Self {
         let spec = &shared.spec.components[&component];
-        let out = Output::new(&shared, component.clone(), router, FullQueue::Hold);
+        let out = Output::new(&shared, component.clone(), router);
         let stream_names = out.stream_names();
         let acker_streams = AckStreams::of(&shared, ACKER_COMPONENT);
         let tasks: Vec<SpoutTask> = tasks
@@ -202,6 +205,7 @@ impl SpoutExecutor {
                 .max_spout_pending
                 .or(shared.config.max_spout_pending),
             first_task: tasks.first().map_or(0, |t| t.state.id.0),
+            downstream: downstream_of(&shared.spec, &shared.layout, component.as_str()),
             active: false,
             next_rotate: shared.clock.now() + rotate_every,
             rotate_every,
@@ -290,6 +294,7 @@ impl SpoutExecutor {
             for _ in 0..BURST {
                 if self.out.outbox.is_congested()
                     || self.max_pending.is_some_and(|m| state.pending.len() >= m)
+                    || self.shared.backpressure.blocks(&self.downstream)
                 {
                     break;
                 }

@@ -12,19 +12,21 @@
 //! Batches for an unreachable peer are dropped; their tuple trees fail by
 //! timeout and spouts replay them. Receivers never block on a full local
 //! queue (they hold the overflow and keep reading), so two workers sending
-//! to each other cannot deadlock on their connections; flow control across
-//! workers rests on `topology.max.spout.pending`.
+//! to each other cannot deadlock on their connections. While a receiver
+//! holds batches for an executor, its worker tells every peer (a
+//! backpressure frame on its own connection to each) which tasks are
+//! backpressured, and their spouts wait (see [`crate::backpressure`]).
 
 use crate::launch::Inbound;
 use crate::message::{Envelope, TupleMsg};
-use crate::wire::{decode_batch, encode_batch};
+use crate::wire::{decode_frame, encode_backpressure, encode_batch, Frame};
 use serde_bytes::ByteBuf;
 use squall_cluster::blocking::FramedStream;
 use squall_cluster::frame::FrameError;
 use squall_cluster::rpc::host_of;
 use squall_cluster::tls::{HandshakeError, Stream, Tls};
 use squall_cluster::LogLimiter;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -86,6 +88,39 @@ struct Peer {
     unwritten: u64,
     retry_at: Instant,
     backoff: Duration,
+    /// The backpressured tasks last reported on `conn` (none for a new
+    /// connection: its receiver knows of none); `None`: to be told again.
+    reported: Option<Vec<u32>>,
+}
+
+impl Peer {
+    fn new() -> Self {
+        Self {
+            conn: None,
+            unwritten: 0,
+            retry_at: Instant::now(),
+            backoff: MIN_BACKOFF,
+            reported: Some(Vec::new()),
+        }
+    }
+}
+
+/// The connection id under which a worker records its own backpressured
+/// tasks (peers' connections count from 1).
+const SELF_REPORT: u64 = 0;
+/// How often an idle transfer thread looks for a change of backpressure
+/// (Storm's `topology.backpressure.check.millis` is 50).
+const BACKPRESSURE_CHECK: Duration = Duration::from_millis(20);
+/// How often a worker with backpressured tasks tells every peer again (a
+/// peer that restarted learns it).
+const BACKPRESSURE_REPEAT: Duration = Duration::from_secs(1);
+
+/// What the transfer thread last told its peers about backpressure.
+struct Reporting {
+    /// This worker's backpressured tasks.
+    tasks: Vec<u32>,
+    /// When every peer in the peer map was last told.
+    broadcast_at: Option<Instant>,
 }
 
 /// Starts the transfer thread: takes batches from `queue` and sends each
@@ -103,6 +138,10 @@ pub fn start_transfer(
         .spawn(move || {
             let mut conns: HashMap<String, Peer> = HashMap::new();
             let mut round = Vec::with_capacity(MAX_ROUND_BATCHES);
+            let mut reporting = Reporting {
+                tasks: Vec::new(),
+                broadcast_at: None,
+            };
             let link = Link {
                 inbound: &inbound,
                 peers: &peers,
@@ -111,7 +150,8 @@ pub fn start_transfer(
                 auth: auth.as_ref(),
             };
             loop {
-                match queue.recv_timeout(Duration::from_millis(200)) {
+                report_backpressure(&link, &mut conns, &mut reporting);
+                match queue.recv_timeout(BACKPRESSURE_CHECK) {
                     Ok(Envelope::Tuples(b)) => round.push(b),
                     Ok(Envelope::Wake) | Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                         if inbound.stop.load(Ordering::Relaxed) {
@@ -157,8 +197,7 @@ fn feed_batch(batch: Vec<TupleMsg>, link: &Link<'_>, conns: &mut HashMap<String,
         inbound,
         peers,
         stats,
-        max_frame_bytes,
-        auth,
+        ..
     } = *link;
     let Some(first) = batch.first() else {
         return;
@@ -170,30 +209,7 @@ fn feed_batch(batch: Vec<TupleMsg>, link: &Link<'_>, conns: &mut HashMap<String,
         stats.dropped.fetch_add(n, Ordering::Relaxed);
         return;
     };
-    if !conns.contains_key(&addr) {
-        let peer = Peer {
-            conn: None,
-            unwritten: 0,
-            retry_at: Instant::now(),
-            backoff: MIN_BACKOFF,
-        };
-        conns.insert(addr.clone(), peer);
-    }
-    let peer = conns.get_mut(&addr).expect("inserted above");
-    if peer.conn.is_none() && Instant::now() >= peer.retry_at {
-        match connect(&addr, auth, max_frame_bytes) {
-            Ok(conn) => {
-                tracing::info!(peer = %addr, "connected to peer worker");
-                peer.conn = Some(conn);
-                peer.backoff = MIN_BACKOFF;
-            }
-            Err(err) => {
-                tracing::warn!(peer = %addr, "cannot reach peer worker: {err}; retry in {:?}", peer.backoff);
-                peer.retry_at = Instant::now() + peer.backoff;
-                peer.backoff = (peer.backoff * 2).min(MAX_BACKOFF);
-            }
-        }
-    }
+    let peer = connected(&addr, link, conns);
     let Some(conn) = peer.conn.as_mut() else {
         stats.dropped.fetch_add(n, Ordering::Relaxed);
         return;
@@ -209,6 +225,86 @@ fn feed_batch(batch: Vec<TupleMsg>, link: &Link<'_>, conns: &mut HashMap<String,
     }
     if conn.pending_bytes() >= FLUSH_BYTES {
         flush_peer(&addr, peer, stats);
+    }
+}
+
+/// The peer at `addr`, connected if it was not and its retry is due.
+fn connected<'c>(
+    addr: &str,
+    link: &Link<'_>,
+    conns: &'c mut HashMap<String, Peer>,
+) -> &'c mut Peer {
+    let peer = conns.entry(addr.to_owned()).or_insert_with(Peer::new);
+    if peer.conn.is_none() && Instant::now() >= peer.retry_at {
+        match connect(addr, link.auth, link.max_frame_bytes) {
+            Ok(conn) => {
+                tracing::info!(peer = %addr, "connected to peer worker");
+                peer.conn = Some(conn);
+                peer.backoff = MIN_BACKOFF;
+                peer.reported = Some(Vec::new());
+            }
+            Err(err) => {
+                tracing::warn!(peer = %addr, "cannot reach peer worker: {err}; retry in {:?}", peer.backoff);
+                peer.retry_at = Instant::now() + peer.backoff;
+                peer.backoff = (peer.backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+    peer
+}
+
+/// Tells peers which of this worker's tasks are backpressured: every peer
+/// in the peer map when that changed (and again every
+/// [`BACKPRESSURE_REPEAT`] while some are), and any connection made since
+/// that was not told.
+fn report_backpressure(
+    link: &Link<'_>,
+    conns: &mut HashMap<String, Peer>,
+    reporting: &mut Reporting,
+) {
+    let bp = &link.inbound.backpressure;
+    let changed = match bp.take_local_change(&link.inbound.layout) {
+        Some(tasks) => {
+            bp.report(SELF_REPORT, tasks.clone());
+            let changed = tasks != reporting.tasks;
+            reporting.tasks = tasks;
+            changed
+        }
+        None => false,
+    };
+    let repeat = !reporting.tasks.is_empty()
+        && reporting
+            .broadcast_at
+            .is_none_or(|at| at.elapsed() >= BACKPRESSURE_REPEAT);
+    if changed || repeat {
+        reporting.broadcast_at = Some(Instant::now());
+        let addrs: BTreeSet<String> = link
+            .peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .flatten()
+            .cloned()
+            .collect();
+        for addr in addrs {
+            let peer = connected(&addr, link, conns);
+            if repeat {
+                peer.reported = None;
+            }
+        }
+    }
+    for (addr, peer) in conns.iter_mut() {
+        if peer.conn.is_none() || peer.reported.as_ref() == Some(&reporting.tasks) {
+            continue;
+        }
+        let mut bytes = Vec::with_capacity(16 + 4 * reporting.tasks.len());
+        encode_backpressure(&reporting.tasks, &mut bytes);
+        if let Some(conn) = peer.conn.as_mut() {
+            if conn.feed(ByteBuf::from(bytes)).is_ok() {
+                peer.reported = Some(reporting.tasks.clone());
+            }
+        }
+        flush_peer(addr, peer, link.stats);
     }
 }
 
@@ -409,16 +505,64 @@ fn accept(
     Ok(framed)
 }
 
+/// Clears what a connection held and reported once it ends.
+struct Held<'a> {
+    inbound: &'a Inbound,
+    connection: u64,
+    /// Executors this connection holds batches for.
+    executors: Vec<usize>,
+}
+
+impl Held<'_> {
+    /// Tells the worker's [`crate::backpressure::Backpressure`] which executors this connection
+    /// now holds batches for.
+    fn update(&mut self, overflow: &HashMap<usize, VecDeque<Vec<TupleMsg>>>) {
+        let bp = &self.inbound.backpressure;
+        self.executors.retain(|e| {
+            let still = overflow.contains_key(e);
+            if !still {
+                bp.set_holding(*e, false);
+            }
+            still
+        });
+        for &e in overflow.keys() {
+            if !self.executors.contains(&e) {
+                bp.set_holding(e, true);
+                self.executors.push(e);
+            }
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        for &e in &self.executors {
+            self.inbound.backpressure.set_holding(e, false);
+        }
+        self.inbound
+            .backpressure
+            .report(self.connection, Vec::new());
+    }
+}
+
 fn receive(mut framed: DataStream<ByteBuf, ()>, peer: String, inbound: Inbound) {
     let mut overflow: HashMap<usize, VecDeque<Vec<TupleMsg>>> = HashMap::new();
+    let mut held = Held {
+        connection: inbound.backpressure.connection_id(),
+        inbound: &inbound,
+        executors: Vec::new(),
+    };
     loop {
         if inbound.stop.load(Ordering::Relaxed) {
             return;
         }
         drain(&mut overflow, &inbound);
         match framed.recv() {
-            Ok(Some(bytes)) => match decode_batch(&bytes) {
-                Ok(batch) => deliver(batch, &inbound, &mut overflow),
+            Ok(Some(bytes)) => match decode_frame(&bytes) {
+                Ok(Frame::Batch(batch)) => deliver(batch, &inbound, &mut overflow),
+                Ok(Frame::Backpressure(tasks)) => {
+                    inbound.backpressure.report(held.connection, tasks)
+                }
                 Err(e) => {
                     tracing::warn!(%peer, "{e}; closing its connection");
                     return;
@@ -434,6 +578,11 @@ fn receive(mut framed: DataStream<ByteBuf, ()>, peer: String, inbound: Inbound) 
                 tracing::warn!(%peer, "bad frame from peer worker: {e}; closing its connection");
                 return;
             }
+        }
+        if held.executors.len() != overflow.len()
+            || held.executors.iter().any(|e| !overflow.contains_key(e))
+        {
+            held.update(&overflow);
         }
     }
 }

@@ -121,6 +121,60 @@ pub fn decode_batch(mut rd: &[u8]) -> Result<Vec<TupleMsg>, WireError> {
     Ok(batch)
 }
 
+/// What one frame from a peer worker holds.
+#[derive(Debug, Clone)]
+pub enum Frame {
+    /// Tuples (see [`encode_batch`]).
+    Batch(Vec<TupleMsg>),
+    /// The sender's backpressured tasks, sorted (empty: none); replaces
+    /// what it reported before (see [`crate::backpressure`]).
+    Backpressure(Vec<u32>),
+}
+
+/// The key of a backpressure frame: the map `{"backpressure": [task…]}`,
+/// which no batch (an array) starts like.
+const BACKPRESSURE_KEY: &str = "backpressure";
+
+/// Appends a backpressure frame naming `tasks` to `out`.
+pub fn encode_backpressure(tasks: &[u32], out: &mut Vec<u8>) {
+    let _ = encode::write_map_len(out, 1);
+    let _ = encode::write_str(out, BACKPRESSURE_KEY);
+    let _ = encode::write_array_len(out, tasks.len() as u32);
+    for &t in tasks {
+        let _ = encode::write_uint(out, u64::from(t));
+    }
+}
+
+/// Reads a frame: a batch ([`decode_batch`]) or a backpressure status
+/// ([`encode_backpressure`]).
+///
+/// # Errors
+/// As [`decode_batch`]; for a map, a key other than `backpressure` or a
+/// task that is not an integer.
+pub fn decode_frame(bytes: &[u8]) -> Result<Frame, WireError> {
+    let is_map = matches!(
+        bytes.first().map(|&b| Marker::from_u8(b)),
+        Some(Marker::FixMap(_) | Marker::Map16 | Marker::Map32)
+    );
+    if !is_map {
+        return decode_batch(bytes).map(Frame::Batch);
+    }
+    let rd = &mut &bytes[..];
+    let m = marker(rd, "frame")?;
+    if container_len(rd, m, "frame")? != 1 || string(rd, "frame key")? != BACKPRESSURE_KEY {
+        return Err(bad("a map frame is not {\"backpressure\": [task, …]}"));
+    }
+    let n = array_len(rd, "backpressured tasks")?;
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        tasks.push(uint(rd, "backpressured task")?);
+    }
+    if !rd.is_empty() {
+        return Err(bad(format!("{} bytes after the frame", rd.len())));
+    }
+    Ok(Frame::Backpressure(tasks))
+}
+
 fn marker(rd: &mut &[u8], what: &str) -> Result<Marker, WireError> {
     read_marker(rd).map_err(|_| bad(format!("{what}: cut short")))
 }
@@ -186,6 +240,15 @@ fn take<'a>(rd: &mut &'a [u8], len: usize, what: &str) -> Result<&'a [u8], WireE
 
 fn text<'a>(rd: &mut &'a [u8], len: usize, what: &str) -> Result<&'a str, WireError> {
     std::str::from_utf8(take(rd, len, what)?).map_err(|e| bad(format!("{what}: {e}")))
+}
+
+fn string<'a>(rd: &mut &'a [u8], what: &str) -> Result<&'a str, WireError> {
+    let len = match marker(rd, what)? {
+        Marker::FixStr(n) => usize::from(n),
+        Marker::Str8 => usize::from(rd.read_data_u8().map_err(cut(what))?),
+        m => return Err(bad(format!("{what}: expected a short string, found {m:?}"))),
+    };
+    text(rd, len, what)
 }
 
 fn value(rd: &mut &[u8], depth: usize) -> Result<Value, WireError> {
@@ -385,5 +448,27 @@ mod tests {
             "{}",
             err(&ext)
         );
+    }
+
+    #[test]
+    fn backpressure_frames_round_trip_and_batches_stay_batches() {
+        let mut bytes = Vec::new();
+        encode_backpressure(&[3, 4, 70_000], &mut bytes);
+        let tasks = |b: &[u8]| match decode_frame(b).unwrap() {
+            Frame::Backpressure(t) => t,
+            Frame::Batch(_) => panic!("a batch"),
+        };
+        assert_eq!(tasks(&bytes), [3, 4, 70_000]);
+        let mut none = Vec::new();
+        encode_backpressure(&[], &mut none);
+        assert!(tasks(&none).is_empty());
+        let mut batch = Vec::new();
+        encode_batch(&[], &mut batch);
+        assert!(matches!(decode_frame(&batch).unwrap(), Frame::Batch(b) if b.is_empty()));
+        let err = |b: &[u8]| decode_frame(b).unwrap_err().to_string();
+        assert!(err(&[0x81, 0xa1, b'x', 0x90]).contains("not {\"backpressure\""));
+        assert!(err(&[0x81]).contains("cut short") || err(&[0x81]).contains("over the"));
+        bytes.push(0);
+        assert!(err(&bytes).contains("1 bytes after the frame"));
     }
 }

@@ -1,0 +1,187 @@
+//! Backpressure across workers (Storm 2's `BackPressureStatus`): a worker
+//! whose executor's receive queue is full holds the batches that keep
+//! arriving for it in its transport and tells every peer worker which of
+//! its tasks are backpressured; spouts whose tuples can reach a
+//! backpressured task stop calling `next_tuple` until it drains.
+//!
+//! The policy, as in Storm 2: only spouts wait. Bolts and the transport
+//! never block on a remote peer (a receiver keeps reading and holds the
+//! overflow), so workers that send to each other, or a topology with a
+//! cycle, cannot deadlock; what a receiver holds is bounded by what was in
+//! flight when the spouts paused, not by `topology.max.spout.pending`.
+
+use squall_topology_api::spec::TopologySpec;
+use squall_topology_api::{TaskLayout, ACKER_COMPONENT};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock};
+
+/// A worker's view of backpressure: its own executors' (held batches in
+/// its transport) and the tasks peer workers reported.
+#[derive(Debug)]
+pub struct Backpressure {
+    /// Per executor index: how many inbound connections hold batches for
+    /// it because its queue is full.
+    holding: Vec<AtomicUsize>,
+    /// How many executors are held for (`holding` above zero).
+    held: AtomicUsize,
+    /// Set when an executor started or stopped being held for: the
+    /// transfer thread reports the new status to the peers.
+    changed: AtomicBool,
+    /// Tasks each inbound connection's peer reported backpressured.
+    reported: Mutex<HashMap<u64, Vec<u32>>>,
+    /// The union of `reported`, by task id; read only when `any_remote`.
+    remote: RwLock<Vec<bool>>,
+    any_remote: AtomicBool,
+    next_connection: AtomicU64,
+}
+
+impl Backpressure {
+    /// No backpressure, for `executors` executors and task ids up to
+    /// `max_task`.
+    pub fn new(executors: usize, max_task: usize) -> Self {
+        Self {
+            holding: (0..executors).map(|_| AtomicUsize::new(0)).collect(),
+            held: AtomicUsize::new(0),
+            changed: AtomicBool::new(false),
+            reported: Mutex::new(HashMap::new()),
+            remote: RwLock::new(vec![false; max_task + 1]),
+            any_remote: AtomicBool::new(false),
+            next_connection: AtomicU64::new(1),
+        }
+    }
+
+    /// A holder (an inbound connection, or an executor's outbox) started
+    /// or stopped holding batches for executor `e` because its queue is
+    /// full. Returns whether that changed the executor's status.
+    pub fn set_holding(&self, e: usize, holding: bool) -> bool {
+        let before = if holding {
+            self.holding[e].fetch_add(1, Ordering::AcqRel)
+        } else {
+            self.holding[e].fetch_sub(1, Ordering::AcqRel)
+        };
+        let flipped = (holding && before == 0) || (!holding && before == 1);
+        if flipped {
+            if holding {
+                self.held.fetch_add(1, Ordering::AcqRel);
+            } else {
+                self.held.fetch_sub(1, Ordering::AcqRel);
+            }
+            self.changed.store(true, Ordering::Release);
+        }
+        flipped
+    }
+
+    /// If the local status changed since the last call, the tasks of this
+    /// worker's backpressured executors, sorted.
+    pub fn take_local_change(&self, layout: &TaskLayout) -> Option<Vec<u32>> {
+        if !self.changed.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        Some(self.local_tasks(layout))
+    }
+
+    /// The tasks of this worker's backpressured executors, sorted.
+    pub fn local_tasks(&self, layout: &TaskLayout) -> Vec<u32> {
+        let mut tasks = Vec::new();
+        for (e, spec) in layout.executors().iter().enumerate() {
+            if self
+                .holding
+                .get(e)
+                .is_some_and(|h| h.load(Ordering::Acquire) > 0)
+            {
+                tasks.extend(spec.tasks.clone());
+            }
+        }
+        tasks
+    }
+
+    /// A new id for an inbound connection's reports.
+    pub fn connection_id(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Records the tasks connection `connection`'s peer reports
+    /// backpressured (empty: none, or the connection closed). Task ids out
+    /// of range are ignored.
+    pub fn report(&self, connection: u64, tasks: Vec<u32>) {
+        let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        if tasks.is_empty() {
+            if reported.remove(&connection).is_none() {
+                return;
+            }
+        } else {
+            reported.insert(connection, tasks);
+        }
+        let mut remote = self.remote.write().unwrap_or_else(|p| p.into_inner());
+        remote.iter_mut().for_each(|b| *b = false);
+        let mut any = false;
+        for &t in reported.values().flatten() {
+            if let Some(slot) = remote.get_mut(t as usize) {
+                *slot = true;
+                any = true;
+            }
+        }
+        self.any_remote.store(any, Ordering::Release);
+    }
+
+    /// Whether a task or executor downstream of a spout is backpressured:
+    /// an executor of `downstream.executors` held for here, or a task of
+    /// `downstream.tasks` reported by a peer worker.
+    pub fn blocks(&self, downstream: &Downstream) -> bool {
+        if self.held.load(Ordering::Acquire) > 0
+            && downstream
+                .executors
+                .iter()
+                .any(|&e| self.holding[e].load(Ordering::Acquire) > 0)
+        {
+            return true;
+        }
+        if !self.any_remote.load(Ordering::Acquire) {
+            return false;
+        }
+        let remote = self.remote.read().unwrap_or_else(|p| p.into_inner());
+        remote
+            .iter()
+            .zip(&downstream.tasks)
+            .any(|(&congested, &reachable)| congested && reachable)
+    }
+}
+
+/// What tuples of a spout can reach: every component downstream of it,
+/// transitively (cycles included), and the ackers.
+#[derive(Debug, Clone, Default)]
+pub struct Downstream {
+    /// Marks by task id.
+    pub tasks: Vec<bool>,
+    /// Executor indexes.
+    pub executors: Vec<usize>,
+}
+
+/// What tuples of `spout` can reach (see [`Downstream`]).
+pub fn downstream_of(spec: &TopologySpec, layout: &TaskLayout, spout: &str) -> Downstream {
+    let mut reached: BTreeSet<&str> = BTreeSet::new();
+    let mut frontier = vec![spout];
+    while let Some(from) = frontier.pop() {
+        for (id, c) in &spec.components {
+            let fed = c.inputs.iter().any(|i| i.component.as_str() == from);
+            if fed && reached.insert(id.as_str()) {
+                frontier.push(id.as_str());
+            }
+        }
+    }
+    let reaches = |c: &str| reached.contains(c) || c == ACKER_COMPONENT;
+    let mut tasks = vec![false; layout.num_tasks() + 1];
+    for (id, ids) in layout.components() {
+        if reaches(id.as_str()) {
+            for t in ids {
+                tasks[t.0 as usize] = true;
+            }
+        }
+    }
+    let executors = (layout.executors().iter().enumerate())
+        .filter(|(_, e)| reaches(e.component.as_str()))
+        .map(|(i, _)| i)
+        .collect();
+    Downstream { tasks, executors }
+}
