@@ -38,6 +38,17 @@ use std::time::{Duration, Instant};
 /// when the assignment changes.
 pub type PeerMap = Arc<RwLock<Vec<Option<String>>>>;
 
+/// The distinct addresses of the peer workers in `peers`, sorted.
+pub fn distinct_peers(peers: &PeerMap) -> BTreeSet<String> {
+    peers
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .flatten()
+        .cloned()
+        .collect()
+}
+
 /// Counters of the transport, for the worker's log.
 #[derive(Debug, Default)]
 pub struct TransportStats {
@@ -278,15 +289,7 @@ fn report_backpressure(
             .is_none_or(|at| at.elapsed() >= BACKPRESSURE_REPEAT);
     if changed || repeat {
         reporting.broadcast_at = Some(Instant::now());
-        let addrs: BTreeSet<String> = link
-            .peers
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .flatten()
-            .cloned()
-            .collect();
-        for addr in addrs {
+        for addr in distinct_peers(link.peers) {
             let peer = connected(&addr, link, conns);
             if repeat {
                 peer.reported = None;

@@ -5,7 +5,9 @@
 
 use crate::launch::{launch, LaunchOptions, Partial, Probe, RunningTopology};
 use crate::shared::EmitTap;
-use crate::transport::{start_server, start_transfer, PeerAuth, PeerMap, TransportStats};
+use crate::transport::{
+    distinct_peers, start_server, start_transfer, PeerAuth, PeerMap, TransportStats,
+};
 use squall_cluster::rpc::spec_hash;
 use squall_cluster::schema::{
     Assignment, ErrorRecord, TopologyRecord, TopologyStatus, WorkerHeartbeat, WorkerSlot,
@@ -570,15 +572,7 @@ pub fn run_worker_on<S: StateStorage>(
 /// Waits (at most `limit`) until every peer worker accepts a connection,
 /// so spouts do not start while their tuples would be dropped.
 fn peers_reachable(peers: &PeerMap, limit: Duration) -> bool {
-    let mut addrs: Vec<String> = peers
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .flatten()
-        .cloned()
-        .collect();
-    addrs.sort();
-    addrs.dedup();
+    let addrs = distinct_peers(peers);
     let deadline = Instant::now() + limit;
     addrs.iter().all(|a| loop {
         if std::net::TcpStream::connect(a.as_str()).is_ok() {
