@@ -185,3 +185,80 @@ pub fn downstream_of(spec: &TopologySpec, layout: &TaskLayout, spout: &str) -> D
         .collect();
     Downstream { tasks, executors }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use squall_topology_api::spec::{ComponentKind, ComponentSpec, InputSpec};
+    use squall_topology_api::GroupingSpec;
+
+    fn component(kind: ComponentKind, inputs: &[&str]) -> ComponentSpec {
+        ComponentSpec {
+            kind,
+            parallelism: 1,
+            num_tasks: 1,
+            inputs: inputs
+                .iter()
+                .map(|c| InputSpec {
+                    component: (*c).into(),
+                    stream: "default".into(),
+                    grouping: GroupingSpec::Shuffle,
+                })
+                .collect(),
+            streams: Default::default(),
+            config: Default::default(),
+        }
+    }
+
+    /// `s1 -> ring <-> back`, `s2 -> other`.
+    fn spec() -> TopologySpec {
+        let mut spec = TopologySpec::default();
+        for (id, kind, inputs) in [
+            ("s1", ComponentKind::Spout, &[][..]),
+            ("s2", ComponentKind::Spout, &[][..]),
+            ("ring", ComponentKind::Bolt, &["s1", "back"][..]),
+            ("back", ComponentKind::Bolt, &["ring"][..]),
+            ("other", ComponentKind::Bolt, &["s2"][..]),
+        ] {
+            spec.components.insert(id.into(), component(kind, inputs));
+        }
+        spec
+    }
+
+    #[test]
+    fn a_spout_waits_only_for_what_it_reaches() {
+        let spec = spec();
+        let layout = TaskLayout::new(&spec, 0);
+        let executor = |c: &str| {
+            (layout.executors().iter())
+                .position(|e| e.component.as_str() == c)
+                .unwrap()
+        };
+        let task = |c: &str| layout.component_tasks(c)[0].0;
+        let s1 = downstream_of(&spec, &layout, "s1");
+        let s2 = downstream_of(&spec, &layout, "s2");
+        let bp = Backpressure::new(layout.executors().len(), layout.num_tasks());
+        assert!(!bp.blocks(&s1) && !bp.blocks(&s2));
+
+        // Held here: the cycle's far side blocks s1 only.
+        assert!(bp.set_holding(executor("back"), true));
+        assert!(!bp.set_holding(executor("back"), true), "a second holder");
+        assert!(bp.blocks(&s1) && !bp.blocks(&s2));
+        assert_eq!(bp.take_local_change(&layout), Some(vec![task("back")]));
+        assert_eq!(bp.take_local_change(&layout), None);
+        assert!(!bp.set_holding(executor("back"), false));
+        assert!(bp.set_holding(executor("back"), false));
+        assert!(!bp.blocks(&s1));
+        assert_eq!(bp.take_local_change(&layout), Some(vec![]));
+
+        // Reported by peers: until the connection reports none or closes.
+        let (a, b) = (bp.connection_id(), bp.connection_id());
+        bp.report(a, vec![task("other"), 9_999]);
+        assert!(bp.blocks(&s2) && !bp.blocks(&s1));
+        bp.report(b, vec![task("ring")]);
+        bp.report(a, Vec::new());
+        assert!(bp.blocks(&s1) && !bp.blocks(&s2));
+        bp.report(b, Vec::new());
+        assert!(!bp.blocks(&s1) && !bp.blocks(&s2));
+    }
+}

@@ -116,9 +116,6 @@ impl Peer {
     }
 }
 
-/// The connection id under which a worker records its own backpressured
-/// tasks (peers' connections count from 1).
-const SELF_REPORT: u64 = 0;
 /// How often an idle transfer thread looks for a change of backpressure
 /// (Storm's `topology.backpressure.check.millis` is 50).
 const BACKPRESSURE_CHECK: Duration = Duration::from_millis(20);
@@ -276,7 +273,6 @@ fn report_backpressure(
     let bp = &link.inbound.backpressure;
     let changed = match bp.take_local_change(&link.inbound.layout) {
         Some(tasks) => {
-            bp.report(SELF_REPORT, tasks.clone());
             let changed = tasks != reporting.tasks;
             reporting.tasks = tasks;
             changed
