@@ -275,7 +275,12 @@ fn the_bolt_writes_acked_rows_and_fails_only_the_offending_tuples() {
         .unwrap()
         .get(0);
     assert_eq!(n, 1100);
-    let errors = errors_of(&cluster, "pg-sink", "write");
+    // Task errors reach the metrics when the bolt next publishes them.
+    let mut errors = Vec::new();
+    wait_for(WAIT, || {
+        errors = errors_of(&cluster, "pg-sink", "write");
+        errors.len() >= 4
+    });
     for expected in [
         "duplicate key value violates unique constraint \"flights_pkey\"",
         "constraint flights_delay_check",

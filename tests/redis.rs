@@ -313,7 +313,12 @@ fn the_bolt_acks_what_redis_took_and_fails_only_refused_writes() {
     assert_eq!(total, 300);
     let ttl: i64 = redis::cmd("TTL").arg("h0").query(&mut con).unwrap();
     assert!(ttl > 3000, "TTL {ttl}");
-    let errors = errors_of(&cluster, "redis-sink", "write");
+    // Task errors reach the metrics when the bolt next publishes them.
+    let mut errors = Vec::new();
+    wait_for(WAIT, || {
+        errors = errors_of(&cluster, "redis-sink", "write");
+        errors.len() >= 2
+    });
     assert!(
         errors
             .iter()
@@ -544,7 +549,11 @@ fn set_lpush_and_xadd_write_what_was_acked() {
     // The refused tuple's XADD after its failed LPUSH still ran: Redis
     // pipelines are not transactions.
     assert_eq!(entries, 101);
-    let errors = errors_of(&cluster, "redis-commands", "write");
+    let mut errors = Vec::new();
+    wait_for(WAIT, || {
+        errors = errors_of(&cluster, "redis-commands", "write");
+        !errors.is_empty()
+    });
     assert!(
         errors
             .iter()
