@@ -165,12 +165,14 @@ fn metrics_cover_emits_transfers_acks_latencies_and_capacity() {
         feeder.feed(values![i]);
     }
     assert!(wait_for(DEADLINE, || feeder.acked().len() == 100));
-    assert!(wait_for(DEADLINE, || cluster
-        .metrics("metrics")
-        .unwrap()
-        .component("sink")
-        .executed
-        == 600));
+    // Each executor publishes its metrics every 100 ms on its own: wait
+    // until all three have published their last figures.
+    assert!(wait_for(DEADLINE, || {
+        let m = cluster.metrics("metrics").unwrap();
+        m.component("sink").executed == 600
+            && m.component("fan").executed == 100
+            && m.component("spout").complete_latency.count == 100
+    }));
     let m = cluster.metrics("metrics").unwrap();
     let (spout, fan, sink) = (
         m.component("spout"),
