@@ -4,7 +4,10 @@
 //! supervisor syncs its assignment and starts its worker through a
 //! [`Launcher`] that runs the worker loop on a thread instead of a process.
 
-use squall_cluster::rpc::{ClusterSummary, ErrorKind, Request, Response, RpcError, TopologyInfo};
+use squall_cluster::rpc::{
+    ClusterSummary, ErrorKind, HeartbeatReport, Request, Response, RpcError, TopologyInfo,
+};
+use squall_cluster::schema::WorkerHeartbeat;
 use squall_cluster::{ClusterState, MemoryCluster, MemoryStorage, StorageStore};
 use squall_nimbus::{BlobStore, Nimbus};
 use squall_supervisor::{Launcher, Supervisor, WorkerHandle, WorkerLaunch};
@@ -53,6 +56,23 @@ const SYNC_PERIOD: Duration = Duration::from_millis(10);
 const MONITOR_PERIOD: Duration = Duration::from_millis(100);
 /// Slots of the in-process supervisor: each topology takes one.
 const SLOTS: u16 = 64;
+
+/// The local supervisor's heartbeat report: straight to the in-process
+/// Nimbus, as a request (the cluster's goes over RPC).
+struct InProcessReport(Arc<Nimbus<MemoryStorage>>);
+
+impl HeartbeatReport for InProcessReport {
+    fn report(&self, supervisor_id: &str, beats: Vec<WorkerHeartbeat>) -> Result<(), String> {
+        let req = Request::SupervisorHeartbeats {
+            supervisor_id: supervisor_id.to_owned(),
+            beats,
+        };
+        match self.0.handle(req) {
+            Response::Error(e) => Err(e.message),
+            _ => Ok(()),
+        }
+    }
+}
 
 /// What the thread launcher knows of the topologies submitted here.
 #[derive(Default)]
@@ -288,9 +308,14 @@ impl LocalCluster {
             next_id: AtomicU32::new(0),
             clock: clock.clone(),
         };
-        let mut supervisor =
-            Supervisor::new(ClusterState::new(cluster.connect()), launcher, config)
-                .map_err(|e| start(&e))?;
+        let report = Arc::new(InProcessReport(nimbus.clone()));
+        let mut supervisor = Supervisor::new(
+            ClusterState::new(cluster.connect()),
+            launcher,
+            config,
+            report,
+        )
+        .map_err(|e| start(&e))?;
         // Registered before the first submit can count its slots.
         supervisor.sync().map_err(|e| start(&e))?;
         let stop = Arc::new(AtomicBool::new(false));

@@ -181,6 +181,7 @@ fn standby_nimbus_takes_over_and_workers_keep_running() {
     assert!(msg.contains("is not the leader"), "{msg}");
 
     Cluster::wait_acked(&state, 10_000, Duration::from_secs(60));
+    let workers = c.worker_pids();
     c.nimbus[0].take().unwrap().kill9();
     let (before, _) = Cluster::spout_progress(&state).unwrap();
     wait_until(
@@ -194,6 +195,19 @@ fn standby_nimbus_takes_over_and_workers_keep_running() {
     });
     let list = c.squall_ok(&["list"]);
     assert!(list.contains("ha"), "{list}");
+    // The supervisor's heartbeat reports find the new leader, which
+    // starts with none: the metrics come back, and no worker is taken
+    // for dead.
+    let acked = |c: &Cluster| {
+        c.info("ha")
+            .map(|i| i.metrics.components().get("lines").map_or(0, |m| m.acked))
+            .unwrap_or(0)
+    };
+    wait_until(
+        "the new leader to hear the workers",
+        Duration::from_secs(30),
+        || acked(&c) > 0,
+    );
     // The restarted old leader stands by and refuses kill.
     c.start_nimbus(0);
     let (kind, _) = refusal(c.client(0).call(Request::Kill {
@@ -202,6 +216,9 @@ fn standby_nimbus_takes_over_and_workers_keep_running() {
     }));
     assert_eq!(kind, ErrorKind::NotLeader);
     c.wait_word_count_done(&state, Duration::from_secs(300));
+    assert_eq!(c.worker_pids(), workers, "the workers kept running");
+    let log = std::fs::read_to_string(&c.nimbus[1].as_ref().unwrap().log).unwrap();
+    assert!(!log.contains("stopped heartbeating"), "{log}");
     c.squall_ok(&["kill", "ha", "-w", "0"]);
     wait_until("the topology to go", Duration::from_secs(30), || {
         c.info("ha").is_none()

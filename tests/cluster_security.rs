@@ -228,6 +228,17 @@ fn a_secured_cluster_authenticates_and_authorizes_every_request() {
     assert!(ok && out.contains("wc"), "{out}");
     let (ok, out) = run_as(&c, &sec, "reader", &["info", "wc"]);
     assert!(ok, "{out}");
+    // The supervisors forward the workers' heartbeats to Nimbus over TLS
+    // as daemons: the metrics show.
+    wait_until(
+        "metrics through the heartbeat reports",
+        Duration::from_secs(60),
+        || {
+            let (ok, out) = run_as(&c, &sec, "reader", &["info", "wc", "--json"]);
+            ok && serde_json::from_str::<serde_json::Value>(&out)
+                .is_ok_and(|v| v["components"]["count"]["executed"].as_u64() > Some(0))
+        },
+    );
     let (ok, out) = run_as(&c, &sec, "reader", &["kill", "wc"]);
     assert!(
         !ok && out.contains("reader may not kill topology \"wc\""),
@@ -320,8 +331,9 @@ fn a_secured_cluster_authenticates_and_authorizes_every_request() {
 
 /// A topology's workers authenticate to ZooKeeper as that topology, with
 /// the identity their supervisor derives: they read its record and write
-/// its heartbeats, and another topology's workers can do neither
-/// (`cluster/tests/zookeeper_acl.rs` checks every node kind).
+/// its errors, and another topology's workers can do neither
+/// (`cluster/tests/zookeeper_acl.rs` checks every node kind). Their
+/// heartbeats go through the supervisor to Nimbus, never to ZooKeeper.
 fn workers_reach_only_their_own_topology_in_zookeeper(c: &Cluster) {
     use squall_cluster::zk_acl::WorkerIdentity;
     use squall_cluster::{ClusterState, NodeMode, StateStorage, ZkCredentials, ZkStorage};
@@ -333,13 +345,10 @@ fn workers_reach_only_their_own_topology_in_zookeeper(c: &Cluster) {
         .find(|t| t.name == "wc")
         .unwrap()
         .id;
-    let mut beat = None;
-    wait_until("wc's workers to beat", Duration::from_secs(60), || {
-        let beats = daemon.storage().children(&format!("/workerbeats/{wc}"));
-        beat = beats.ok().and_then(|b| b.first().cloned());
-        beat.is_some()
-    });
-    let beat = format!("/workerbeats/{wc}/{}", beat.unwrap());
+    assert!(
+        daemon.storage().get("/workerbeats").unwrap().is_none(),
+        "no heartbeat is written to ZooKeeper"
+    );
     let payload = c.zk_payload.as_deref().unwrap();
     let worker_of = |id: &str| {
         let identity = WorkerIdentity::derive(payload, id);
@@ -353,10 +362,8 @@ fn workers_reach_only_their_own_topology_in_zookeeper(c: &Cluster) {
     };
     let own = worker_of(&wc);
     assert!(own.get(&format!("/topologies/{wc}")).unwrap().is_some());
-    assert!(own.get(&beat).unwrap().is_some());
-    let probe = format!("/workerbeats/{wc}/probe:1");
-    own.create(&probe, b"beat", NodeMode::Persistent).unwrap();
-    own.delete_all(&probe).unwrap();
+    let error = format!("/errors/{wc}/probe");
+    own.create(&error, b"error", NodeMode::Persistent).unwrap();
 
     let stranger = worker_of("other-9-9");
     for (what, refused) in [
@@ -365,14 +372,15 @@ fn workers_reach_only_their_own_topology_in_zookeeper(c: &Cluster) {
             stranger.get(&format!("/topologies/{wc}")).map(drop),
         ),
         (
-            "forge wc's heartbeat",
-            stranger.set(&beat, b"forged", None).map(drop),
+            "forge wc's errors",
+            stranger.set(&error, b"forged", None).map(drop),
         ),
-        ("delete wc's heartbeat", stranger.delete_all(&beat)),
+        ("delete wc's errors", stranger.delete_all(&error)),
     ] {
         let err = refused.expect_err(what).to_string();
         assert!(err.contains("not authorized"), "{what}: {err}");
     }
+    own.delete_all(&error).unwrap();
 }
 
 /// A Trident topology's coordinator and state commit batches in

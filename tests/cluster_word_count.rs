@@ -1,6 +1,6 @@
 //! Word count on a real cluster (ZooKeeper, Nimbus, two supervisors,
 //! worker processes over TCP), with faults: a worker killed with `kill -9`,
-//! and a supervisor killed.
+//! a worker frozen, and a supervisor killed.
 
 mod cluster_support;
 mod corpus;
@@ -113,4 +113,77 @@ fn executors_of_a_killed_supervisor_move_to_the_other_one() {
     c.wait_word_count_done(&state, Duration::from_secs(300));
     let got = Cluster::merged_counts(&state);
     check_counts_at_least(&got, 2);
+}
+
+/// Heartbeats go from the workers through their supervisors to Nimbus,
+/// never to ZooKeeper: a frozen worker (SIGSTOP) whose supervisor would
+/// wait longer than Nimbus is noticed by Nimbus within
+/// `nimbus.task.timeout.secs` (8 s here) and its executors move; metrics
+/// reach `squall info` the same way.
+#[test]
+fn a_frozen_worker_is_noticed_by_nimbus_and_no_heartbeat_is_written_to_zookeeper() {
+    let mut c = Cluster::new(1);
+    // The supervisor would restart the frozen worker after 5 s.
+    c.extra_conf
+        .push("supervisor.worker.timeout.secs=600".into());
+    c.start_nimbus(0);
+    c.start_supervisor(2);
+    c.start_supervisor(2);
+    c.wait_supervisors(2);
+    let name = "wc-frozen";
+    let state = c.submit_word_count(
+        name,
+        &[
+            "--workers",
+            "2",
+            "--max-spout-pending",
+            "2000",
+            "--repeat",
+            "2",
+        ],
+    );
+    Cluster::wait_acked(&state, 20_000, Duration::from_secs(60));
+    wait_until("metrics in squall info", Duration::from_secs(30), || {
+        c.info(name).is_some_and(|i| {
+            i.metrics
+                .components()
+                .get("count")
+                .is_some_and(|m| m.executed > 0)
+        })
+    });
+    let zk = c.zookeeper().unwrap();
+    use squall_cluster::StateStorage;
+    assert_eq!(zk.get("/workerbeats").unwrap(), None, "no heartbeat znode");
+
+    let info = c.info(name).unwrap();
+    let spout_slot = slot_of(&info, "lines");
+    let victim = info
+        .executors
+        .iter()
+        .map(|e| e.3.clone())
+        .find(|s| *s != spout_slot)
+        .unwrap();
+    let pid = c.worker_pid_on(victim.port).unwrap();
+    signal(pid, "STOP");
+    let frozen = std::time::Instant::now();
+    wait_until(
+        "Nimbus to move the frozen worker's executors",
+        Duration::from_secs(60),
+        || {
+            c.info(name).is_some_and(|i| {
+                !i.executors.is_empty() && i.executors.iter().all(|e| e.3 != victim)
+            })
+        },
+    );
+    eprintln!(
+        "Nimbus moved the executors {:?} after the freeze",
+        frozen.elapsed()
+    );
+    let log = std::fs::read_to_string(&c.nimbus[0].as_ref().unwrap().log).unwrap();
+    assert!(log.contains("worker stopped heartbeating"), "{log}");
+    // Its supervisor stops it (SIGKILL reaches a stopped process).
+    signal(pid, "CONT");
+    c.wait_word_count_done(&state, Duration::from_secs(300));
+    check_counts_at_least(&Cluster::merged_counts(&state), 2);
+    assert_eq!(zk.get("/workerbeats").unwrap(), None, "no heartbeat znode");
 }

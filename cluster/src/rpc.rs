@@ -109,6 +109,17 @@ pub enum Request {
     },
     /// The cluster: supervisors, slots, Nimbus leader.
     ClusterInfo,
+    /// A supervisor's report of its running workers' latest heartbeats
+    /// (Storm 2's `sendSupervisorWorkerHeartbeats`), sent to the leader
+    /// every `supervisor.monitor.frequency.secs`; only from daemons
+    /// (`nimbus.supervisor.users`) with security on. Answered by
+    /// [`Response::Ok`]; [`ErrorKind::NotLeader`] from a standby.
+    SupervisorHeartbeats {
+        /// The reporting supervisor's id.
+        supervisor_id: String,
+        /// One heartbeat per running worker, as the worker wrote it.
+        beats: Vec<crate::schema::WorkerHeartbeat>,
+    },
     /// `request` made for `principal` by a daemon that authenticated that
     /// user itself (the UI, by the user's bearer token); Nimbus accepts
     /// it only from `nimbus.supervisor.users` and authorizes `request` as
@@ -493,6 +504,21 @@ impl NimbusClient {
             }
         }
     }
+}
+
+/// Where a supervisor sends its workers' heartbeats: the leading Nimbus
+/// over RPC in a cluster, the in-process Nimbus in `LocalCluster`, the
+/// simulation's network in a simulation.
+pub trait HeartbeatReport: Send + Sync {
+    /// Delivers `beats` from supervisor `supervisor_id`.
+    ///
+    /// # Errors
+    /// Why they were not delivered (the next round sends newer ones).
+    fn report(
+        &self,
+        supervisor_id: &str,
+        beats: Vec<crate::schema::WorkerHeartbeat>,
+    ) -> Result<(), String>;
 }
 
 /// Where a daemon gets a topology binary it lacks: the Nimbuses over RPC

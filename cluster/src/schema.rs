@@ -12,8 +12,6 @@ pub const TOPOLOGIES: &str = "/topologies";
 pub const ASSIGNMENTS: &str = "/assignments";
 /// `/supervisors/<id>`: live supervisors (ephemeral).
 pub const SUPERVISORS: &str = "/supervisors";
-/// `/workerbeats/<id>/<host>:<port>`: worker heartbeats with metrics.
-pub const WORKERBEATS: &str = "/workerbeats";
 /// `/errors/<id>/<component>`: a component's last errors.
 pub const ERRORS: &str = "/errors";
 /// `/blobstore/<sha256>/<nimbus id>`: which Nimbuses hold a binary
@@ -170,7 +168,10 @@ pub struct SupervisorInfo {
     pub started_at_ms: u64,
 }
 
-/// A worker's heartbeat.
+/// A worker's heartbeat: written by the worker to its directory
+/// ([`crate::worker_env::WORKER_BEAT_FILE`]), forwarded by its supervisor
+/// to the leading Nimbus ([`crate::rpc::Request::SupervisorHeartbeats`]),
+/// which keeps it in memory; never stored in ZooKeeper.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerHeartbeat {
     /// The topology.

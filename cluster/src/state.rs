@@ -95,16 +95,15 @@ impl<S: StateStorage> ClusterState<S> {
         }
     }
 
-    /// Creates the folders topology `id`'s workers write in
-    /// (`/workerbeats/<id>`, `/errors/<id>`) and the coordination root, so
+    /// Creates the folder topology `id`'s workers write in
+    /// (`/errors/<id>`) and the coordination root, so
     /// that with security on they carry the ACLs that let those workers,
     /// and no others, write there (see [`crate::zk_acl`]); what exists is
     /// kept. Nimbus calls it at submit, before the record exists (Storm's
-    /// `setupHeatbeats` / `setupErrors`).
+    /// `setupErrors`).
     pub fn prepare_topology(&self, id: &str) -> Result<(), StateError> {
         let dirs = [
             crate::coordination::TRANSACTIONAL_ROOT.to_owned(),
-            format!("{WORKERBEATS}/{id}"),
             format!("{ERRORS}/{id}"),
         ];
         for dir in dirs {
@@ -118,7 +117,7 @@ impl<S: StateStorage> ClusterState<S> {
 
     /// Removes everything stored for topology `id`.
     pub fn remove_topology(&self, id: &str) -> Result<(), StateError> {
-        for dir in [ASSIGNMENTS, TOPOLOGIES, WORKERBEATS, ERRORS] {
+        for dir in [ASSIGNMENTS, TOPOLOGIES, ERRORS] {
             self.storage.delete_all(&format!("{dir}/{id}"))?;
         }
         Ok(())
@@ -138,20 +137,6 @@ impl<S: StateStorage> ClusterState<S> {
     /// The live supervisors.
     pub fn supervisors(&self) -> Result<Vec<SupervisorInfo>, StateError> {
         self.read_all(SUPERVISORS)
-    }
-
-    /// Records a worker heartbeat.
-    pub fn worker_heartbeat(&self, hb: &WorkerHeartbeat) -> Result<(), StateError> {
-        let path = format!(
-            "{WORKERBEATS}/{}/{}:{}",
-            hb.topology_id, hb.slot.host, hb.slot.port
-        );
-        self.storage.put(&path, &encode(&path, hb)?).map(|_| ())
-    }
-
-    /// The heartbeats of a topology's workers.
-    pub fn worker_heartbeats(&self, topology_id: &str) -> Result<Vec<WorkerHeartbeat>, StateError> {
-        self.read_all(&format!("{WORKERBEATS}/{topology_id}"))
     }
 
     /// Appends an error to its component's list, keeping the last

@@ -1,6 +1,6 @@
 //! The environment a supervisor sets to start a topology binary in worker
-//! mode, and the worker's local heartbeat file: the contract between
-//! `squall-supervisor` (writer) and `squall-worker` (reader).
+//! mode, and the worker's local heartbeat files: the contract between
+//! `squall-supervisor` and `squall-worker`.
 
 /// The topology id; its presence means worker mode.
 pub const TOPOLOGY: &str = "SQUALL_WORKER_TOPOLOGY";
@@ -36,3 +36,32 @@ pub const TLS: &str = "SQUALL_WORKER_TLS";
 /// File name of the local heartbeat inside the worker directory: the time
 /// of the latest beat, ms since the Unix epoch, as text.
 pub const HEARTBEAT_FILE: &str = "heartbeat";
+/// File name of the worker's full heartbeat inside the worker directory:
+/// a [`crate::schema::WorkerHeartbeat`] (its executors and metrics),
+/// rmp-serde encoded, written every `worker.heartbeat.frequency.secs`;
+/// the supervisor forwards it to the leading Nimbus (Storm 2's
+/// `sendSupervisorWorkerHeartbeat`).
+pub const WORKER_BEAT_FILE: &str = "heartbeat.rmp";
+
+/// Writes `beat` to `<dir>/`[`WORKER_BEAT_FILE`] atomically (a temporary
+/// file renamed over it), so a reader never sees half a beat.
+///
+/// # Errors
+/// The I/O error, or an encoding error as [`std::io::ErrorKind::InvalidData`].
+pub fn write_worker_beat(
+    dir: &std::path::Path,
+    beat: &crate::schema::WorkerHeartbeat,
+) -> std::io::Result<()> {
+    let bytes = rmp_serde::to_vec_named(beat)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let tmp = dir.join(format!("{WORKER_BEAT_FILE}.tmp"));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(tmp, dir.join(WORKER_BEAT_FILE))
+}
+
+/// The beat in `<dir>/`[`WORKER_BEAT_FILE`]; `None` when there is none or
+/// it does not decode (a worker of another version).
+pub fn read_worker_beat(dir: &std::path::Path) -> Option<crate::schema::WorkerHeartbeat> {
+    let bytes = std::fs::read(dir.join(WORKER_BEAT_FILE)).ok()?;
+    rmp_serde::from_slice(&bytes).ok()
+}

@@ -6,8 +6,8 @@
 //! `mkTopoReadWriteAcls`): the daemons share one identity
 //! (`storm.zookeeper.auth.payload`) with every right on every node; each
 //! topology's workers have their own identity, which may read their
-//! topology's record and assignment and write their own heartbeats and
-//! errors, and nothing of another topology. Unlike Storm, a worker's
+//! topology's record and assignment and write their own errors, and
+//! nothing of another topology (heartbeats do not go through ZooKeeper). Unlike Storm, a worker's
 //! password is not stored anywhere: it is an HMAC of the daemons' payload
 //! over the topology id, so any daemon can name it and no worker can
 //! derive another's. Trident's coordination keys (`/transactional`) are
@@ -16,7 +16,7 @@
 //! cluster (a second, shared identity), never to outsiders.
 
 use crate::coordination::TRANSACTIONAL_ROOT;
-use crate::schema::{ASSIGNMENTS, ERRORS, TOPOLOGIES, WORKERBEATS};
+use crate::schema::{ASSIGNMENTS, ERRORS, TOPOLOGIES};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha1::{Digest, Sha1};
@@ -231,7 +231,7 @@ impl WorkerIdentity {
 enum Area {
     /// `/topologies/<id>`, `/assignments/<id>`: the workers read.
     ReadOnly,
-    /// `/workerbeats/<id>`, `/errors/<id>` and below: the workers write.
+    /// `/errors/<id>` and below: the workers write.
     Owned,
     /// `/transactional` and below: every worker writes.
     Shared,
@@ -247,7 +247,7 @@ fn area_of(path: &str) -> Area {
     let (dir, id, rest) = (parts.next(), parts.next(), parts.next());
     match (dir.map(|d| format!("/{d}")).as_deref(), id, rest) {
         (Some(TOPOLOGIES | ASSIGNMENTS), Some(_), None) => Area::ReadOnly,
-        (Some(WORKERBEATS | ERRORS), Some(_), _) => Area::Owned,
+        (Some(ERRORS), Some(_), _) => Area::Owned,
         _ => Area::Daemons,
     }
 }
@@ -294,11 +294,7 @@ mod tests {
             ids(&daemon.acl_for("/assignments/wc-1-7")),
             [(ALL, d.as_str()), (READ, &w)]
         );
-        for owned in [
-            "/workerbeats/wc-1-7",
-            "/errors/wc-1-7",
-            "/errors/wc-1-7/count",
-        ] {
+        for owned in ["/errors/wc-1-7", "/errors/wc-1-7/count"] {
             assert_eq!(
                 ids(&daemon.acl_for(owned)),
                 [(ALL, d.as_str()), (READ_WRITE, &w)],
@@ -307,7 +303,7 @@ mod tests {
         }
         for daemons_only in [
             "/topologies",
-            "/workerbeats",
+            "/workerbeats/wc-1-7",
             "/supervisors/s1",
             "/nimbus/leader",
         ] {
@@ -321,7 +317,7 @@ mod tests {
         }
         let worker = ZkCredentials::Worker(wc.clone());
         assert_eq!(
-            ids(&worker.acl_for("/workerbeats/wc-1-7/h:6700")),
+            ids(&worker.acl_for("/errors/wc-1-7/split")),
             [(ALL, d.as_str()), (READ_WRITE, &w)]
         );
         assert_eq!(

@@ -6,7 +6,6 @@ mod common;
 use common::{memory_sessions, wait_for, zookeeper_sessions, Sessions};
 use squall_cluster::schema::*;
 use squall_cluster::{ClusterState, StateError, StateStorage};
-use squall_topology_api::metrics::TopologyMetrics;
 use squall_topology_api::spec::TopologySpec;
 use squall_topology_api::{Config, ExecutorSpec};
 
@@ -70,20 +69,18 @@ fn records_round_trip(connect: Connect) {
     assert_eq!(s.topology("wc-1-1").unwrap(), Some(topology("wc-1-1")));
     assert_eq!(s.topology("nope").unwrap(), None);
     assert_eq!(s.topologies().unwrap().len(), 1);
-    let hb = WorkerHeartbeat {
-        topology_id: "wc-1-1".into(),
-        slot: slot(6700),
+    let error = ErrorRecord {
+        component: "count".into(),
+        task: 3,
+        slot: Some(slot(6700)),
         time_ms: 3,
-        executors: vec![],
-        metrics: TopologyMetrics::default(),
-        started_at_ms: 1,
+        message: "boom".into(),
     };
-    s.worker_heartbeat(&hb).unwrap();
-    s.worker_heartbeat(&hb).unwrap();
-    assert_eq!(s.worker_heartbeats("wc-1-1").unwrap(), vec![hb]);
+    s.report_error("wc-1-1", &error).unwrap();
+    assert_eq!(s.errors("wc-1-1", "count").unwrap(), vec![error]);
     s.remove_topology("wc-1-1").unwrap();
     assert_eq!(s.topologies().unwrap(), vec![]);
-    assert_eq!(s.worker_heartbeats("wc-1-1").unwrap(), vec![]);
+    assert_eq!(s.errors("wc-1-1", "count").unwrap(), vec![]);
 }
 
 fn a_stale_nimbus_cannot_overwrite_a_newer_assignment(connect: Connect) {

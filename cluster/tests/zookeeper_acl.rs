@@ -1,6 +1,6 @@
 //! The ACLs of a secured cluster on a real ZooKeeper (`SQUALL_TEST_ZK`):
 //! daemons may do everything; a topology's workers read their record and
-//! assignment and write their heartbeats, errors and Trident's
+//! assignment and write their errors and Trident's
 //! coordination keys; another topology's workers and anonymous clients may
 //! not touch any of it.
 
@@ -56,10 +56,9 @@ fn each_topology_s_workers_reach_only_their_own_nodes() {
     let wc = worker_of("wc-1-1");
     assert_eq!(wc.get("/topologies/wc-1-1").unwrap().unwrap().0, b"record");
     assert!(wc.get("/assignments/wc-1-1").unwrap().is_some());
-    wc.put("/workerbeats/wc-1-1/h:1", b"beat").unwrap();
-    wc.put("/workerbeats/wc-1-1/h:1", b"beat again").unwrap();
     wc.create("/errors/wc-1-1/count", b"e", NodeMode::Persistent)
         .unwrap();
+    wc.set("/errors/wc-1-1/count", b"e again", None).unwrap();
     let store = StorageStore::shared(std::sync::Arc::new(worker_of("wc-1-1")));
     store.put("tw/epoch", b"1").unwrap();
     store.put("tw/meta/1", b"m").unwrap();
@@ -68,11 +67,11 @@ fn each_topology_s_workers_reach_only_their_own_nodes() {
     assert_eq!(
         daemon
             .storage()
-            .get("/workerbeats/wc-1-1/h:1")
+            .get("/errors/wc-1-1/count")
             .unwrap()
             .unwrap()
             .0,
-        b"beat again"
+        b"e again"
     );
     assert_eq!(
         daemon.storage().children("/transactional/tw").unwrap(),
@@ -86,8 +85,12 @@ fn each_topology_s_workers_reach_only_their_own_nodes() {
     refused("set its record", wc.set("/topologies/wc-1-1", b"x", None));
     refused("list the supervisors", wc.children("/supervisors"));
     refused(
-        "make a heartbeat folder",
-        wc.create("/workerbeats/new-3-3/h:1", b"x", NodeMode::Persistent),
+        "make an errors folder",
+        wc.create("/errors/new-3-3/count", b"x", NodeMode::Persistent),
+    );
+    refused(
+        "write a heartbeat node",
+        wc.create("/workerbeats/wc-1-1", b"x", NodeMode::Persistent),
     );
     refused(
         "create at the root",
@@ -95,20 +98,16 @@ fn each_topology_s_workers_reach_only_their_own_nodes() {
     );
 
     let other = worker_of("other-2-2");
-    other.put("/workerbeats/other-2-2/h:2", b"own").unwrap();
+    other.put("/errors/other-2-2/count", b"own").unwrap();
     refused("read wc's record", other.get("/topologies/wc-1-1"));
     refused("read wc's assignment", other.get("/assignments/wc-1-1"));
     refused(
-        "forge wc's heartbeat",
-        other.set("/workerbeats/wc-1-1/h:1", b"forged", None),
+        "forge wc's errors",
+        other.set("/errors/wc-1-1/count", b"forged", None),
     );
     refused(
-        "add a heartbeat to wc",
-        other.create("/workerbeats/wc-1-1/h:9", b"x", NodeMode::Persistent),
-    );
-    refused(
-        "delete wc's heartbeat",
-        other.delete_all("/workerbeats/wc-1-1/h:1"),
+        "delete wc's errors",
+        other.delete_all("/errors/wc-1-1/count"),
     );
     refused(
         "report an error for wc",

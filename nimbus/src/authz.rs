@@ -110,7 +110,8 @@ pub fn on_behalf_of<'a>(
 }
 
 /// What `req` needs that does not depend on a topology: upload and submit
-/// need `nimbus.users` (or admin); a download of another's binary is
+/// need `nimbus.users` (or admin); workers' heartbeats come only from
+/// daemons (`nimbus.supervisor.users`); a download of another's binary is
 /// checked by the caller against the topologies using it.
 ///
 /// # Errors
@@ -134,6 +135,14 @@ pub fn check_request(
             Err(RpcError::new(
                 ErrorKind::Unauthorized,
                 format!("{principal} may not upload or submit topologies: not in nimbus.users or nimbus.admins"),
+            ))
+        }
+        Request::SupervisorHeartbeats { .. }
+            if !listed(&config.nimbus_supervisor_users, principal) =>
+        {
+            Err(RpcError::new(
+                ErrorKind::Unauthorized,
+                format!("{principal} may not report workers' heartbeats: only daemons (nimbus.supervisor.users) may"),
             ))
         }
         _ => Ok(()),
@@ -260,5 +269,19 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::Unauthorized);
         assert!(e.message.contains("mallory"), "{}", e.message);
         assert!(check_request(&c, "mallory", &Request::List).is_ok());
+    }
+
+    #[test]
+    fn only_daemons_report_heartbeats() {
+        let c = config();
+        let beats = Request::SupervisorHeartbeats {
+            supervisor_id: "s1".into(),
+            beats: vec![],
+        };
+        assert!(check_request(&c, "squall-daemon", &beats).is_ok());
+        for who in ["admin", "alice", "mallory"] {
+            let e = check_request(&c, who, &beats).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Unauthorized, "{who}");
+        }
     }
 }

@@ -31,6 +31,13 @@ pub struct Snapshot {
     /// Each topology's workers' latest heartbeat times (as the workers
     /// wrote them, ms since the Unix epoch).
     pub heartbeats: BTreeMap<String, BTreeMap<WorkerSlot, u64>>,
+    /// Since when (Nimbus's clock, ms) this Nimbus has been hearing the
+    /// workers' beats, which it keeps in memory only: since it began to
+    /// lead. A slot not heard from yet is alive until this plus
+    /// `nimbus.task.timeout.secs`, so a new leader does not reschedule
+    /// workers it has not heard from yet (Storm 2's heartbeat recovery
+    /// after failover). 0 for none.
+    pub heartbeats_since_ms: u64,
 }
 
 /// What Nimbus remembers between rounds: for each worker, its last
@@ -184,7 +191,7 @@ pub fn decide(snap: &Snapshot, memory: &Memory, now_ms: u64, t: &Timeouts) -> De
                     next_memory.seen.insert(key, (b, seen_at));
                     now_ms.saturating_sub(seen_at) < t.task_ms
                 }
-                None => false,
+                None => now_ms.saturating_sub(snap.heartbeats_since_ms) < t.task_ms,
             };
             if !registered.contains(&slot) {
                 notes.push(Note::SupervisorGone(topo.id.clone(), slot));
@@ -511,6 +518,23 @@ mod tests {
             let d = run(&snap, &seen, now);
             assert_eq!(short(&d.writes), want, "{name}");
         }
+    }
+
+    #[test]
+    fn a_new_leader_waits_the_task_timeout_for_workers_it_has_not_heard() {
+        let t = topology("t", 2);
+        let (a1, b1) = (slot("a", 1), slot("b", 1));
+        let a = assigned(&t, &[a1.clone(), b1.clone()], 0);
+        let mut snap = snapshot(&["a", "b"], &t, Some(&a));
+        // Leading since 900 s, long after the launch grace: a has been
+        // heard from, b not yet.
+        snap.heartbeats_since_ms = 900_000;
+        beats(&mut snap, "t", &[(a1.clone(), 900_500)]);
+        assert_eq!(short(&run(&snap, &[], 929_000).writes), Vec::<&str>::new());
+        // Still not heard from after the task timeout: b's executors move.
+        let d = run(&snap, &[(a1.clone(), 900_500, 929_000)], 930_000);
+        assert_eq!(short(&d.writes), ["assign t@Some(7) a:1,b:2"]);
+        assert_eq!(d.notes[0], Note::WorkerSilent("t".into(), b1));
     }
 
     #[test]

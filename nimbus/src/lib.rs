@@ -10,6 +10,7 @@
 pub mod authz;
 mod blobstore;
 pub mod decide;
+pub mod heartbeats;
 pub mod lifecycle;
 mod monitor;
 mod replication;

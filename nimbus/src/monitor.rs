@@ -9,6 +9,9 @@ use squall_cluster::{ClusterState, StateError, StateStorage};
 #[derive(Default)]
 pub struct Monitor {
     memory: Memory,
+    /// Since when this Nimbus leads (its clock, ms): its heartbeat cache
+    /// holds beats from then on.
+    leading_since: Option<u64>,
 }
 
 /// Reads everything a round decides on.
@@ -76,10 +79,23 @@ impl Monitor {
     /// One round over every topology at `now_ms`; errors are logged, not
     /// fatal. The caller holds the Nimbus lock and has confirmed it leads.
     pub fn schedule_all<S: StateStorage>(&mut self, nimbus: &Nimbus<S>, now_ms: u64) {
+        if self.leading_since.is_none() {
+            // What a standby heard is stale: start afresh, with a grace
+            // period for every worker (see `Snapshot::heartbeats_since_ms`).
+            self.leading_since = Some(now_ms);
+            self.memory = Memory::default();
+            nimbus.heartbeats().clear();
+        }
         if let Err(e) = self.round(nimbus, now_ms) {
             tracing::warn!("monitor round failed: {e}");
         }
         nimbus.blobs.expire();
+    }
+
+    /// This Nimbus does not lead (or cannot confirm it does): the next
+    /// round that leads starts afresh.
+    pub fn stand_by(&mut self) {
+        self.leading_since = None;
     }
 
     fn round<S: StateStorage>(
@@ -89,10 +105,17 @@ impl Monitor {
     ) -> Result<(), StateError> {
         let state = &nimbus.state;
         let mut snap = observe(state)?;
+        snap.heartbeats_since_ms = self.leading_since.unwrap_or(now_ms);
         let ids: Vec<&str> = snap.topologies.iter().map(|t| t.id.as_str()).collect();
         nimbus.stats().retain(&ids);
+        let assigned = snap
+            .assignments
+            .iter()
+            .map(|(id, (a, _))| (id.as_str(), a.slots().into_iter().collect()))
+            .collect();
+        nimbus.heartbeats().retain(&assigned);
         for t in &snap.topologies {
-            let beats = state.worker_heartbeats(&t.id)?;
+            let beats = nimbus.heartbeats().of(&t.id);
             nimbus.observe(&t.id, &beats, now_ms);
             snap.heartbeats.insert(
                 t.id.clone(),

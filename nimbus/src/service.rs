@@ -2,6 +2,7 @@
 
 use crate::authz::{self, Access, Caller};
 use crate::blobstore::BlobStore;
+use crate::heartbeats::HeartbeatCache;
 use crate::lifecycle::{self, Event, Lifecycle};
 use crate::monitor::Monitor;
 use crate::stats::StatsWindows;
@@ -15,7 +16,7 @@ use squall_cluster::{system_clock, ClusterState, SharedClock, StateError, StateS
 use squall_topology_api::spec::TopologySpec;
 use squall_topology_api::{ClusterConfig, Config, TaskLayout, SYSTEM_PREFIX};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -38,6 +39,10 @@ pub struct Nimbus<S> {
     pub(crate) config: ClusterConfig,
     pub(crate) lock: Mutex<Monitor>,
     stats: Mutex<StatsWindows>,
+    heartbeats: Mutex<HeartbeatCache>,
+    /// Whether the last monitor round found this Nimbus leading (it
+    /// accepts heartbeats only then).
+    leads: AtomicBool,
     started: Instant,
     counter: AtomicU64,
     /// Since when no leader was seen, ms since the Unix epoch.
@@ -63,6 +68,8 @@ impl<S: StateStorage> Nimbus<S> {
             config,
             lock: Mutex::new(Monitor::default()),
             stats: Mutex::new(StatsWindows::default()),
+            heartbeats: Mutex::new(HeartbeatCache::default()),
+            leads: AtomicBool::new(false),
             started: Instant::now(),
             counter: AtomicU64::new(0),
             leaderless_since: Mutex::new(None),
@@ -108,13 +115,21 @@ impl<S: StateStorage> Nimbus<S> {
     /// [`Nimbus::campaign_round`]), then, while leading, timed kills and
     /// rebalances, liveness and scheduling (see [`Monitor`]).
     pub fn monitor_round(&self) {
-        if self.campaign_round() {
-            let mut guard = self.locked();
+        let mut guard = if self.campaign_round() {
+            let guard = self.locked();
             // Confirmed again under the lock the round mutates under.
             if self.is_leader() {
+                let mut guard = guard;
                 guard.schedule_all(self, self.now_ms());
+                self.leads.store(true, Ordering::Release);
+                return;
             }
-        }
+            guard
+        } else {
+            self.locked()
+        };
+        self.leads.store(false, Ordering::Release);
+        guard.stand_by();
     }
 
     /// This Nimbus's id, `host:port`.
@@ -134,6 +149,11 @@ impl<S: StateStorage> Nimbus<S> {
     /// Folds a topology's heartbeats into its windowed statistics.
     pub(crate) fn observe(&self, topology_id: &str, beats: &[WorkerHeartbeat], now_ms: u64) {
         self.stats().observe(topology_id, beats, now_ms)
+    }
+
+    /// The workers' heartbeats this Nimbus holds.
+    pub(crate) fn heartbeats(&self) -> MutexGuard<'_, HeartbeatCache> {
+        self.heartbeats.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn leaderless_since(&self) -> MutexGuard<'_, Option<u64>> {
@@ -332,6 +352,22 @@ impl<S: StateStorage> Nimbus<S> {
                 Ok(Response::Info(Box::new(self.info(&name)?)))
             }
             Request::ClusterInfo => Ok(Response::Cluster(self.cluster_info()?)),
+            Request::SupervisorHeartbeats {
+                supervisor_id,
+                beats,
+            } => {
+                if !self.leads.load(Ordering::Acquire) {
+                    return Err(RpcError::new(
+                        ErrorKind::NotLeader,
+                        format!(
+                            "Nimbus {} is not the leader; send heartbeats to the leader",
+                            self.id
+                        ),
+                    ));
+                }
+                self.heartbeats().record(&supervisor_id, beats)?;
+                Ok(Response::Ok)
+            }
             Request::OnBehalfOf { principal, request } => {
                 let user = authz::on_behalf_of(&self.config, caller, &principal, &request)?;
                 self.dispatch(user, *request)
@@ -582,7 +618,7 @@ impl<S: StateStorage> Nimbus<S> {
                     .collect()
             })
             .unwrap_or_default();
-        let beats = self.state.worker_heartbeats(&t.id).map_err(state_error)?;
+        let beats = self.heartbeats().of(&t.id);
         self.observe(&t.id, &beats, now);
         let workers = assignment
             .map(|(a, _)| {

@@ -1,7 +1,7 @@
 //! Simulated workers: the control loop of `run_worker_on` without the
 //! executors (read the topology and assignment, exit when unassigned,
-//! beat to the store and to the local heartbeat file), started by a
-//! supervisor through the [`SimLauncher`].
+//! beat to the local heartbeat files, which the supervisor forwards to
+//! Nimbus), started by a supervisor through the [`SimLauncher`].
 
 use crate::store::{Link, Role};
 use squall_cluster::schema::{WorkerHeartbeat, WorkerSlot};
@@ -100,14 +100,15 @@ impl SimWorker {
         let _ = std::fs::create_dir_all(&self.dir);
         let _ = std::fs::write(self.dir.join(env::HEARTBEAT_FILE), now.to_string());
         if let Some(executors) = &self.executors {
-            let _ = state.worker_heartbeat(&WorkerHeartbeat {
+            let beat = WorkerHeartbeat {
                 topology_id: self.topology_id.clone(),
                 slot: self.slot.clone(),
                 time_ms: now,
                 executors: executors.clone(),
                 metrics: TopologyMetrics::default(),
                 started_at_ms: now,
-            });
+            };
+            let _ = env::write_worker_beat(&self.dir, &beat);
         }
         None
     }

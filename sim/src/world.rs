@@ -8,9 +8,9 @@ use crate::store::{Link, Role};
 use crate::worker::{lock, Life, SimLauncher, Workers};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use squall_cluster::rpc::{sha256_hex, BlobFetch};
+use squall_cluster::rpc::{sha256_hex, BlobFetch, HeartbeatReport};
 use squall_cluster::rpc::{Request, Response};
-use squall_cluster::schema::TopologyStatus;
+use squall_cluster::schema::{TopologyStatus, WorkerHeartbeat};
 use squall_cluster::{
     Clock, ClusterState, MemoryCluster, SharedClock, SimulatedClock, SkewedClock,
 };
@@ -157,9 +157,12 @@ fn daemon_config(dir: &std::path::Path) -> ClusterConfig {
     }
 }
 
-/// Who can reach whom for blob downloads (besides ZooKeeper).
+/// Who can reach whom for blob downloads and heartbeat reports (besides
+/// ZooKeeper).
 #[derive(Debug, Default)]
 struct Net {
+    /// Heartbeat reports sent by supervisors, delivered after each round.
+    reports: Vec<(String, Vec<WorkerHeartbeat>)>,
     /// Running Nimbuses: id → blob folder.
     nimbus_blobs: BTreeMap<String, PathBuf>,
     /// Pairs that cannot reach each other (sorted).
@@ -199,6 +202,23 @@ impl BlobFetch for SimFetch {
             .filter(|(id, _)| **id != self.me && !net.cut.contains(&pair(&self.me, id)))
             .find_map(|(_, dir)| std::fs::read(dir.join(sha256)).ok())
             .ok_or_else(|| format!("no reachable Nimbus has binary {sha256}"))
+    }
+}
+
+/// A supervisor's heartbeat report: onto the network, delivered to the
+/// leader by [`World::deliver_reports`] (what `NimbusReport` does over RPC).
+struct SimReport {
+    net: Arc<Mutex<Net>>,
+}
+
+impl HeartbeatReport for SimReport {
+    fn report(&self, supervisor_id: &str, beats: Vec<WorkerHeartbeat>) -> Result<(), String> {
+        self.net
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reports
+            .push((supervisor_id.to_owned(), beats));
+        Ok(())
     }
 }
 
@@ -415,7 +435,8 @@ impl World {
         let id_dir = s.dir.join("supervisor");
         std::fs::create_dir_all(&id_dir).expect("a supervisor directory");
         std::fs::write(id_dir.join("id"), &s.id).expect("the supervisor id");
-        let sup = Supervisor::new(ClusterState::new(s.link.clone()), launcher, config)
+        let report = Arc::new(SimReport { net: net.clone() });
+        let sup = Supervisor::new(ClusterState::new(s.link.clone()), launcher, config, report)
             .expect("a supervisor")
             .with_clock(s.clock.clone())
             .with_inline_downloads(Arc::new(SimFetch {
@@ -968,6 +989,7 @@ impl World {
                             tracing::debug!(target: "sim", supervisor = %s.id, "sync failed: {e}");
                         }
                     }
+                    self.deliver_reports();
                 }
             } else if now >= self.next_worker_round {
                 self.next_worker_round = now + 1_000;
@@ -977,6 +999,33 @@ impl World {
                     .collect();
                 for l in lines {
                     self.note(l);
+                }
+            }
+        }
+    }
+
+    /// Hands the supervisors' heartbeat reports to the Nimbus the sender
+    /// finds leading (the leader node, read as `NimbusReport` would),
+    /// unless the two cannot reach each other or it is down.
+    fn deliver_reports(&mut self) {
+        let reports = std::mem::take(&mut self.net_lock().reports);
+        if reports.is_empty() {
+            return;
+        }
+        let leader = self.leader();
+        for (from, beats) in reports {
+            let Some(i) = leader else { continue };
+            let n = &self.nimbuses[i];
+            if self.net_lock().cut.contains(&pair(&from, &n.id)) {
+                continue;
+            }
+            if let Some(nimbus) = &n.nimbus {
+                let req = Request::SupervisorHeartbeats {
+                    supervisor_id: from,
+                    beats,
+                };
+                if let Response::Error(e) = nimbus.handle(req) {
+                    tracing::debug!(target: "sim", "heartbeats refused: {}", e.message);
                 }
             }
         }

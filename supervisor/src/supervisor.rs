@@ -3,8 +3,8 @@
 use crate::binaries::Binaries;
 use crate::launcher::{Launcher, WorkerHandle, WorkerLaunch};
 use crate::slot::{step, Action, LocalAssignment, Observation, SlotState, SlotTimeouts};
-use squall_cluster::rpc::{BlobFetch, SeedFetch};
-use squall_cluster::schema::{SupervisorInfo, TopologyRecord};
+use squall_cluster::rpc::{BlobFetch, HeartbeatReport, SeedFetch};
+use squall_cluster::schema::{SupervisorInfo, TopologyRecord, WorkerHeartbeat};
 use squall_cluster::worker_env as env;
 use squall_cluster::zk_acl::WorkerIdentity;
 use squall_cluster::{
@@ -25,6 +25,9 @@ pub enum SupervisorError {
     /// Security is on and the TLS identity is missing or bad.
     #[error(transparent)]
     Security(#[from] squall_cluster::tls::SecurityError),
+    /// A thread could not start.
+    #[error("cannot start the heartbeat report thread: {0}")]
+    Thread(std::io::Error),
     /// The local directory is unusable.
     #[error("local directory {dir}: {error}")]
     LocalDir {
@@ -38,6 +41,10 @@ pub enum SupervisorError {
 struct Slot {
     state: SlotState,
     worker: Option<Box<dyn WorkerHandle>>,
+    /// When the worker's full heartbeat was last read (this supervisor's
+    /// clock, ms) and the time of the last one forwarded.
+    beat_read_ms: u64,
+    beat_sent_ms: u64,
 }
 
 /// One supervisor: its identity, slots and workers.
@@ -53,15 +60,24 @@ pub struct Supervisor<S, L> {
     /// reach so workers are still watched and restarted.
     desired: BTreeMap<u16, (LocalAssignment, TopologyRecord)>,
     clock: SharedClock,
+    /// Where the workers' heartbeats go (the leading Nimbus).
+    report: Arc<dyn HeartbeatReport>,
+    /// The beats read this round, sent at its end.
+    beats: Vec<WorkerHeartbeat>,
 }
 
 impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
     /// A supervisor keeping its files under `<storm.local.dir>/supervisor`
-    /// (its id persists there across restarts).
+    /// (its id persists there across restarts), sending its workers'
+    /// heartbeats to `report` every round.
+    ///
+    /// # Errors
+    /// A bad TLS identity or an unusable local directory.
     pub fn new(
         state: ClusterState<S>,
         launcher: L,
         config: ClusterConfig,
+        report: Arc<dyn HeartbeatReport>,
     ) -> Result<Self, SupervisorError> {
         let tls = squall_cluster::tls::Tls::from_config(&config)?;
         let dir = Path::new(&config.local_dir).join("supervisor");
@@ -98,6 +114,8 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
                     Slot {
                         state: SlotState::Empty,
                         worker: None,
+                        beat_read_ms: 0,
+                        beat_sent_ms: 0,
                     },
                 )
             })
@@ -120,6 +138,8 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
             binaries,
             desired: BTreeMap::new(),
             clock: system_clock(),
+            report,
+            beats: Vec::new(),
         };
         sup.adopt_workers();
         Ok(sup)
@@ -249,9 +269,48 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
         let ports: Vec<u16> = self.slots.keys().copied().collect();
         for port in ports {
             self.step_slot(port, &timeouts);
+            self.read_beat(port);
+        }
+        if !self.beats.is_empty() {
+            let beats = std::mem::take(&mut self.beats);
+            if let Err(e) = self.report.report(&self.info.id, beats) {
+                tracing::warn!("cannot report workers' heartbeats: {e}");
+            }
         }
         self.clean_up();
         outcome
+    }
+
+    /// Collects the full heartbeat of the worker running on `port`, read
+    /// at most twice per `worker.heartbeat.frequency.secs` (how often the
+    /// worker writes it; twice so a round's jitter never skips a beat),
+    /// when it is newer than the last one forwarded.
+    fn read_beat(&mut self, port: u16) {
+        let now = self.clock.now_ms();
+        let period = self.config.worker_heartbeat_frequency_secs * 1000 / 2;
+        let slot = &self.slots[&port];
+        let SlotState::Running { assignment } = &slot.state else {
+            return;
+        };
+        if now.saturating_sub(slot.beat_read_ms) < period {
+            return;
+        }
+        let dir = self.worker_dir(&assignment.topology_id, port);
+        let topology = assignment.topology_id.clone();
+        let beat = env::read_worker_beat(&dir);
+        let slot = self.slots.get_mut(&port).expect("known port");
+        slot.beat_read_ms = now;
+        let Some(beat) = beat else {
+            return;
+        };
+        if beat.topology_id == topology
+            && beat.slot.port == port
+            && beat.slot.supervisor == self.info.id
+            && beat.time_ms != slot.beat_sent_ms
+        {
+            slot.beat_sent_ms = beat.time_ms;
+            self.beats.push(beat);
+        }
     }
 
     /// What each of this supervisor's slots should run.
@@ -395,6 +454,7 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
         let binary = record.binary_hash.as_deref().map(|h| self.binaries.path(h));
         let worker_dir = self.worker_dir(&a.topology_id, port);
         let _ = std::fs::remove_file(worker_dir.join(env::HEARTBEAT_FILE));
+        let _ = std::fs::remove_file(worker_dir.join(env::WORKER_BEAT_FILE));
         let c = &self.config;
         let launch = WorkerLaunch {
             topology_id: a.topology_id.clone(),
@@ -487,7 +547,13 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
 /// `supervisor.monitor.frequency.secs`, until the process ends.
 pub fn run(config: &ClusterConfig) -> Result<(), SupervisorError> {
     // Fail closed before touching ZooKeeper.
-    squall_cluster::tls::Tls::from_config(config)?;
+    let tls = squall_cluster::tls::Tls::from_config(config)?;
+    let report = crate::report::NimbusReport::start(
+        config.nimbus_addresses(),
+        config.nimbus_max_frame_bytes,
+        tls,
+    )
+    .map_err(SupervisorError::Thread)?;
     let storage = ZkStorage::connect_with(
         &config.zookeeper_connect(),
         &config.zookeeper_root,
@@ -498,6 +564,7 @@ pub fn run(config: &ClusterConfig) -> Result<(), SupervisorError> {
         ClusterState::new(storage),
         crate::launcher::ProcessLauncher,
         config.clone(),
+        Arc::new(report),
     )?;
     tracing::info!(id = %sup.id(), ports = ?config.supervisor_slots_ports, "supervisor started");
     loop {

@@ -1,7 +1,9 @@
 //! Worker mode: a topology binary started by a supervisor runs the
 //! executors assigned to its slot, talks to peer workers over TCP, beats to
-//! its supervisor (a local file) and to the cluster state (with metrics),
-//! follows activate / deactivate, and exits when unassigned.
+//! its supervisor (local files: the time, and the full heartbeat with
+//! metrics that the supervisor forwards to Nimbus), reports task errors to
+//! the cluster state, follows activate / deactivate, and exits when
+//! unassigned. Nothing is written to ZooKeeper in steady state.
 
 use crate::launch::{launch, LaunchOptions, Partial, Probe, RunningTopology};
 use crate::shared::EmitTap;
@@ -277,7 +279,9 @@ struct Beat<'a, S> {
 }
 
 impl<S: StateStorage> Beat<'_, S> {
-    fn cluster(&mut self, running: &RunningTopology) {
+    /// Writes the full heartbeat for the supervisor to forward to Nimbus
+    /// (Storm 2's worker-to-supervisor heartbeat) and reports new errors.
+    fn beat(&mut self, running: &RunningTopology) {
         let hb = WorkerHeartbeat {
             topology_id: self.env.topology_id.clone(),
             slot: self.env.slot.clone(),
@@ -286,8 +290,8 @@ impl<S: StateStorage> Beat<'_, S> {
             metrics: running.metrics(),
             started_at_ms: self.started_at_ms,
         };
-        if let Err(e) = self.state.worker_heartbeat(&hb) {
-            tracing::warn!("cannot write heartbeat: {e}");
+        if let Err(e) = env::write_worker_beat(&self.env.dir, &hb) {
+            tracing::warn!(dir = %self.env.dir.display(), "cannot write the heartbeat: {e}");
         }
         self.report_errors(&hb);
     }
@@ -514,7 +518,7 @@ pub fn run_worker_on<S: StateStorage>(
             ready = peers_reachable(&peers, Duration::from_secs(10));
         }
         if last_beat.is_none_or(|t| t.elapsed() >= beat_period) {
-            beat.cluster(&running);
+            beat.beat(&running);
             last_beat = Some(round);
         }
         if running.has_dead_executor() && !options.survive_dead_executors {
