@@ -124,13 +124,19 @@ impl<S: StateStorage> ClusterState<S> {
     }
 
     /// Registers this session's supervisor (an ephemeral node: it vanishes
-    /// with the session).
+    /// with the session). Called every round; writes only when the node
+    /// is missing or differs, so a registered supervisor costs ZooKeeper
+    /// one read a round.
     pub fn register_supervisor(&self, s: &SupervisorInfo) -> Result<(), StateError> {
         let path = format!("{SUPERVISORS}/{}", s.id);
         let bytes = encode(&path, s)?;
-        match self.storage.create(&path, &bytes, NodeMode::Ephemeral) {
-            Err(StateError::NodeExists(_)) => self.storage.set(&path, &bytes, None).map(|_| ()),
-            other => other,
+        match self.storage.get(&path)? {
+            Some((current, _)) if current == bytes => Ok(()),
+            Some(_) => self.storage.set(&path, &bytes, None).map(|_| ()),
+            None => match self.storage.create(&path, &bytes, NodeMode::Ephemeral) {
+                Err(StateError::NodeExists(_)) => self.storage.set(&path, &bytes, None).map(|_| ()),
+                other => other,
+            },
         }
     }
 
@@ -182,6 +188,10 @@ impl<S: StateStorage> ClusterState<S> {
     /// node: it goes with the session; call again after a new session).
     pub fn announce_blob(&self, sha256: &str, nimbus_id: &str) -> Result<(), StateError> {
         let path = format!("{BLOBSTORE}/{sha256}/{nimbus_id}");
+        // Read first: a refused create is a write to ZooKeeper too.
+        if self.storage.get(&path)?.is_some() {
+            return Ok(());
+        }
         match self.storage.create(&path, &[], NodeMode::Ephemeral) {
             Err(StateError::NodeExists(_)) => Ok(()),
             other => other,
