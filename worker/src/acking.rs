@@ -14,12 +14,189 @@
 //! restarted after a checkpoint committed can re-send that checkpoint's
 //! acks without knowing whether its first send arrived.
 
-use crate::message::{
-    ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_INIT_STREAM, ACK_ONCE_STREAM, ACK_RESET_TIMEOUT_STREAM,
-};
+use crate::message::StreamTable;
 use crate::rotating::RotatingMap;
 use smallvec::SmallVec;
-use squall_topology_api::{values, Bolt, OutputCollector, OutputFieldsDeclarer, TaskId, Tuple};
+use squall_topology_api::{
+    values, Bolt, OutputCollector, OutputFieldsDeclarer, TaskId, Tuple, Value, Values,
+};
+
+/// Stream on which a spout task tells an acker about a new tuple tree:
+/// `[root, xor of edge ids, spout task]`.
+pub const ACK_INIT_STREAM: &str = "__ack_init";
+/// Stream on which a bolt acks (`[root, xor]`), and on which an acker tells
+/// a spout that a tree completed (`[root]`).
+pub const ACK_ACK_STREAM: &str = "__ack_ack";
+/// Stream on which a bolt acks idempotently (`[root, xor]`): the acker
+/// applies each value once per tree, so an ack re-sent after a restart
+/// (a stateful bolt's, which cannot know whether its first send arrived)
+/// does not undo the first.
+pub const ACK_ONCE_STREAM: &str = "__ack_once";
+/// Stream on which a bolt fails a tree (`[root]`), and on which an acker
+/// tells the spout (`[root]`).
+pub const ACK_FAIL_STREAM: &str = "__ack_fail";
+/// Stream on which a bolt restarts a tree's timeout (`[root]`), forwarded by
+/// the acker to the spout.
+pub const ACK_RESET_TIMEOUT_STREAM: &str = "__ack_reset_timeout";
+
+/// One message of the ack protocol. Its stream and values are encoded and
+/// decoded here only; the acking streams are ordinary system streams, so
+/// acks travel in the same batches and over the same wire as tuples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckMsg {
+    /// Spout → acker: a new tree `root` whose first edges XOR to `val`.
+    Init {
+        /// The tree.
+        root: u64,
+        /// XOR of the edge ids of the tuples the spout emitted.
+        val: u64,
+        /// The spout task to tell when the tree completes or fails.
+        spout_task: TaskId,
+    },
+    /// Bolt → acker: XOR `val` into the tree (an input acked, with the
+    /// edges of the tuples anchored to it).
+    Ack {
+        /// The tree.
+        root: u64,
+        /// The value to XOR in.
+        val: u64,
+    },
+    /// Bolt → acker: as [`AckMsg::Ack`], applied once per tree and value.
+    Once {
+        /// The tree.
+        root: u64,
+        /// The value to XOR in, once.
+        val: u64,
+    },
+    /// Bolt → acker → spout: the tree failed.
+    Fail {
+        /// The tree.
+        root: u64,
+    },
+    /// Bolt → acker → spout: the tree's timeout starts again.
+    ResetTimeout {
+        /// The tree.
+        root: u64,
+    },
+    /// Acker → spout: the tree completed.
+    Complete {
+        /// The tree.
+        root: u64,
+    },
+}
+
+impl AckMsg {
+    /// The stream it travels on.
+    pub fn stream(&self) -> &'static str {
+        match self {
+            Self::Init { .. } => ACK_INIT_STREAM,
+            Self::Ack { .. } | Self::Complete { .. } => ACK_ACK_STREAM,
+            Self::Once { .. } => ACK_ONCE_STREAM,
+            Self::Fail { .. } => ACK_FAIL_STREAM,
+            Self::ResetTimeout { .. } => ACK_RESET_TIMEOUT_STREAM,
+        }
+    }
+
+    /// Its values.
+    pub fn values(&self) -> Values {
+        match *self {
+            Self::Init {
+                root,
+                val,
+                spout_task,
+            } => values![root, val, spout_task.0],
+            Self::Ack { root, val } | Self::Once { root, val } => values![root, val],
+            Self::Fail { root } | Self::ResetTimeout { root } | Self::Complete { root } => {
+                values![root]
+            }
+        }
+    }
+
+    /// A message an acker received on `stream`; `None` when the stream is
+    /// not an acking stream or the values are malformed.
+    pub fn at_acker(stream: &str, values: &Values) -> Option<Self> {
+        let int = |i: usize| values.get(i).and_then(Value::as_i64).map(|v| v as u64);
+        let root = int(0)?;
+        Some(match stream {
+            ACK_INIT_STREAM => Self::Init {
+                root,
+                val: int(1)?,
+                spout_task: TaskId(int(2)? as u32),
+            },
+            ACK_ACK_STREAM => Self::Ack { root, val: int(1)? },
+            ACK_ONCE_STREAM => Self::Once { root, val: int(1)? },
+            ACK_FAIL_STREAM => Self::Fail { root },
+            ACK_RESET_TIMEOUT_STREAM => Self::ResetTimeout { root },
+            _ => return None,
+        })
+    }
+
+    /// XORs an [`AckMsg::Ack`] of `root` into `values`, the values of the
+    /// previous ack of a batch, when that ack is for the same root (the XOR
+    /// algorithm allows merging; an idempotent ack's value must stay as
+    /// sent, so only plain acks merge). Returns whether it merged.
+    pub fn merge_ack(values: &mut Values, root: u64, val: u64) -> bool {
+        match &mut values[..] {
+            [Value::Int(r), Value::Int(v)] if *r as u64 == root => {
+                *v = (*v as u64 ^ val) as i64;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The stream indices of a component's acking streams: bolts send on
+/// their own, spouts receive on the acker's (`u32::MAX` where it has
+/// none).
+#[derive(Debug, Clone, Copy)]
+pub struct AckStreams {
+    init: u32,
+    ack: u32,
+    once: u32,
+    fail: u32,
+    reset: u32,
+}
+
+impl AckStreams {
+    /// The acking streams `component` emits on.
+    pub fn of(streams: &StreamTable, component: &str) -> Self {
+        let index = |s: &str| streams.index(component, s).unwrap_or(u32::MAX);
+        Self {
+            init: index(ACK_INIT_STREAM),
+            ack: index(ACK_ACK_STREAM),
+            once: index(ACK_ONCE_STREAM),
+            fail: index(ACK_FAIL_STREAM),
+            reset: index(ACK_RESET_TIMEOUT_STREAM),
+        }
+    }
+
+    /// The index of the stream `msg` travels on from this component.
+    pub fn index(&self, msg: &AckMsg) -> u32 {
+        match msg {
+            AckMsg::Init { .. } => self.init,
+            AckMsg::Ack { .. } | AckMsg::Complete { .. } => self.ack,
+            AckMsg::Once { .. } => self.once,
+            AckMsg::Fail { .. } => self.fail,
+            AckMsg::ResetTimeout { .. } => self.reset,
+        }
+    }
+
+    /// What a spout received from an acker (these being the acker's
+    /// streams) on stream index `stream`; `None` for anything else.
+    pub fn at_spout(&self, stream: u32, values: &Values) -> Option<AckMsg> {
+        let root = values.first().and_then(Value::as_i64)? as u64;
+        if stream == self.ack {
+            Some(AckMsg::Complete { root })
+        } else if stream == self.fail {
+            Some(AckMsg::Fail { root })
+        } else if stream == self.reset {
+            Some(AckMsg::ResetTimeout { root })
+        } else {
+            None
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 struct AckEntry {
@@ -53,56 +230,63 @@ impl Acker {
     }
 }
 
-fn root_of(t: &Tuple) -> Option<u64> {
-    t.get_i64(0).ok().map(|r| r as u64)
-}
-
 impl Bolt for Acker {
     fn execute(&mut self, tuple: &Tuple, out: &mut OutputCollector<'_>) {
         if tuple.is_tick() {
             self.pending.rotate();
             return;
         }
-        let Some(root) = root_of(tuple) else {
-            out.report_error(&format!("acker got a malformed tuple {}", tuple.values()));
+        let stream = tuple.source_stream().as_str();
+        let Some(msg) = AckMsg::at_acker(stream, tuple.values()) else {
+            out.report_error(&format!(
+                "acker got a malformed tuple {} on stream {stream:?}",
+                tuple.values()
+            ));
             return;
         };
-        let stream = tuple.source_stream().as_str();
-        if stream == ACK_RESET_TIMEOUT_STREAM {
-            if self.pending.touch(root) {
-                if let Some(task) = self.pending.get_mut(&root).and_then(|e| e.spout_task) {
-                    out.emit_direct(task, ACK_RESET_TIMEOUT_STREAM, &[], values![root]);
+        let tell = |out: &mut OutputCollector<'_>, task: TaskId, msg: AckMsg| {
+            out.emit_direct(task, msg.stream(), &[], msg.values());
+        };
+        let root = match msg {
+            AckMsg::ResetTimeout { root } => {
+                if self.pending.touch(root) {
+                    if let Some(task) = self.pending.get_mut(&root).and_then(|e| e.spout_task) {
+                        tell(out, task, msg);
+                    }
                 }
+                return;
             }
-            return;
-        }
+            AckMsg::Init { root, .. }
+            | AckMsg::Ack { root, .. }
+            | AckMsg::Once { root, .. }
+            | AckMsg::Fail { root }
+            | AckMsg::Complete { root } => root,
+        };
         let entry = self.pending.get_or_insert_with(root, AckEntry::default);
-        match stream {
-            ACK_INIT_STREAM => {
-                entry.val ^= tuple.get_i64(1).unwrap_or(0) as u64;
-                entry.spout_task = tuple.get_i64(2).ok().map(|t| TaskId(t as u32));
+        match msg {
+            AckMsg::Init {
+                val, spout_task, ..
+            } => {
+                entry.val ^= val;
+                entry.spout_task = Some(spout_task);
             }
-            ACK_ACK_STREAM => entry.val ^= tuple.get_i64(1).unwrap_or(0) as u64,
-            ACK_ONCE_STREAM => {
-                let val = tuple.get_i64(1).unwrap_or(0) as u64;
+            AckMsg::Ack { val, .. } => entry.val ^= val,
+            AckMsg::Once { val, .. } => {
                 if !entry.once.contains(&val) {
                     entry.once.push(val);
                     entry.val ^= val;
                 }
             }
-            ACK_FAIL_STREAM => entry.failed = true,
-            other => {
-                out.report_error(&format!("acker got a tuple on unexpected stream {other:?}"));
-                return;
-            }
+            AckMsg::Fail { .. } => entry.failed = true,
+            AckMsg::ResetTimeout { .. } | AckMsg::Complete { .. } => {}
         }
         if let Some(task) = entry.spout_task {
             if entry.failed {
                 self.pending.remove(&root);
-                out.emit_direct(task, ACK_FAIL_STREAM, &[], values![root]);
+                tell(out, task, AckMsg::Fail { root });
             } else if entry.val == 0 {
                 self.pending.remove(&root);
-                out.emit_direct(task, ACK_ACK_STREAM, &[], values![root]);
+                tell(out, task, AckMsg::Complete { root });
             }
         }
     }
@@ -180,6 +364,36 @@ impl AckVals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ack_messages_round_trip_through_their_streams() {
+        let t = TaskId(7);
+        for msg in [
+            AckMsg::Init {
+                root: u64::MAX,
+                val: 3,
+                spout_task: t,
+            },
+            AckMsg::Ack { root: 1, val: 2 },
+            AckMsg::Once { root: 1, val: 2 },
+            AckMsg::Fail { root: 9 },
+            AckMsg::ResetTimeout { root: 9 },
+        ] {
+            assert_eq!(AckMsg::at_acker(msg.stream(), &msg.values()), Some(msg));
+        }
+        assert_eq!(AckMsg::at_acker("default", &values![1u64, 2u64]), None);
+        assert_eq!(AckMsg::at_acker(ACK_ACK_STREAM, &values![1u64]), None);
+
+        let mut acked = AckMsg::Ack { root: 5, val: 0b01 }.values();
+        assert!(AckMsg::merge_ack(&mut acked, 5, 0b11));
+        assert_eq!(
+            AckMsg::at_acker(ACK_ACK_STREAM, &acked),
+            Some(AckMsg::Ack { root: 5, val: 0b10 })
+        );
+        assert!(!AckMsg::merge_ack(&mut acked, 6, 1), "another root");
+        let mut failed = AckMsg::Fail { root: 5 }.values();
+        assert!(!AckMsg::merge_ack(&mut failed, 5, 1), "not an ack");
+    }
     use squall_topology_api::{
         BoltOutput, ComponentId, Fields, MessageId, MetricUpdate, StreamMeta, TaskId, Values,
     };

@@ -1,9 +1,10 @@
 //! A bolt executor: one thread running one or more tasks of a bolt.
 
 use crate::acking::AckVals;
+use crate::acking::{AckMsg, AckStreams};
 use crate::message::{Envelope, TupleMsg};
 use crate::routing::Router;
-use crate::shared::{task_context, value_for, AckStreams, Output, Shared};
+use crate::shared::{task_context, value_for, Output, Shared};
 use crate::stats::{Publisher, Sampler, TaskStats};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rand::Rng;
@@ -91,11 +92,11 @@ impl BoltOutput for Emitter<'_> {
         if let Some(start) = tuple.started() {
             self.task.stats.process.record(start.elapsed());
         }
-        self.send_ack(tuple, self.streams.ack, true);
+        self.send_ack(tuple, false);
     }
 
     fn ack_once(&mut self, tuple: &Tuple) {
-        self.send_ack(tuple, self.streams.once, false);
+        self.send_ack(tuple, true);
     }
 
     fn take_ack_id(&mut self, tuple: &Tuple) -> MessageId {
@@ -114,7 +115,7 @@ impl BoltOutput for Emitter<'_> {
             return;
         }
         self.task.ack_vals.take(ids[0].1);
-        self.send_to_ackers(ids, self.streams.fail);
+        self.send_to_ackers(ids, |root| AckMsg::Fail { root });
     }
 
     fn reset_timeout(&mut self, tuple: &Tuple) {
@@ -123,7 +124,7 @@ impl BoltOutput for Emitter<'_> {
             return;
         }
         self.task.ack_vals.touch(ids[0].1);
-        self.send_to_ackers(ids, self.streams.reset);
+        self.send_to_ackers(ids, |root| AckMsg::ResetTimeout { root });
     }
 
     fn report_error(&mut self, error: &str) {
@@ -143,7 +144,10 @@ impl Emitter<'_> {
     /// Acks `tuple` on acking stream `stream`: per tree, its edge XOR the
     /// edges anchored to it, `combine`d with the batch's previous ack of
     /// that tree when allowed.
-    fn send_ack(&mut self, tuple: &Tuple, stream: u32, combine: bool) {
+    /// Acks `tuple` in each of its trees: plain acks merge with the
+    /// previous one of the batch for the same root, idempotent ones
+    /// (`once`) never do.
+    fn send_ack(&mut self, tuple: &Tuple, once: bool) {
         self.task.stats.acked += 1;
         let ids = tuple.message_id().anchors();
         if self.shared.ackers.is_empty() || ids.is_empty() {
@@ -151,22 +155,31 @@ impl Emitter<'_> {
         }
         let val = self.task.ack_vals.take(ids[0].1);
         for &(root, edge) in ids {
+            let val = edge ^ val;
+            let msg = if once {
+                AckMsg::Once { root, val }
+            } else {
+                AckMsg::Ack { root, val }
+            };
             let acker = self.shared.acker_for(root);
+            let stream = self.streams.index(&msg);
             self.out
                 .outbox
-                .push_ack(acker, self.task.id, stream, root, edge ^ val, combine);
+                .push_ack(acker, self.task.id, stream, msg, !once);
         }
     }
 
-    fn send_to_ackers(&mut self, ids: &[(u64, u64)], stream: u32) {
+    fn send_to_ackers(&mut self, ids: &[(u64, u64)], msg: impl Fn(u64) -> AckMsg) {
         for &(root, _) in ids {
-            self.out.outbox.push(TupleMsg {
-                dest: self.shared.acker_for(root),
-                source: self.task.id,
+            let msg = msg(root);
+            let stream = self.streams.index(&msg);
+            self.out.outbox.push_ack(
+                self.shared.acker_for(root),
+                self.task.id,
                 stream,
-                values: values![root],
-                message_id: MessageId::untracked(),
-            });
+                msg,
+                false,
+            );
         }
     }
 }
@@ -211,6 +224,8 @@ pub struct BoltExecutor {
     inbound: Receiver<Envelope>,
     publisher: Publisher,
     streams: AckStreams,
+    /// This executor's own copy of the stream table's descriptions.
+    metas: Vec<Arc<StreamMeta>>,
     tick: Option<(Duration, Instant, Arc<StreamMeta>)>,
     rotate_every: Duration,
     next_rotate: Instant,
@@ -232,7 +247,7 @@ impl BoltExecutor {
         let spec = &shared.spec.components[&component];
         let out = Output::new(&shared, component.clone(), router);
         let stream_names = out.stream_names();
-        let streams = AckStreams::of(&shared, component.as_str());
+        let streams = AckStreams::of(&shared.streams, component.as_str());
         let now = shared.clock.now();
         let tick_every = if component.as_str() == squall_topology_api::ACKER_COMPONENT {
             Some(Duration::from_secs(shared.config.message_timeout_secs))
@@ -275,6 +290,7 @@ impl BoltExecutor {
             .collect();
         let rotate_every = Duration::from_secs(shared.config.message_timeout_secs);
         Self {
+            metas: shared.streams.private_metas(),
             publisher: Publisher::new(shared.board.clone()),
             sampler: Sampler::new(shared.config.stats_sample_rate),
             first_task: tasks_start(&tasks),
@@ -311,7 +327,7 @@ impl BoltExecutor {
     }
 
     fn execute(&mut self, msg: TupleMsg) {
-        let Some(meta) = self.shared.streams.meta(msg.stream).cloned() else {
+        let Some(meta) = self.metas.get(msg.stream as usize).cloned() else {
             return;
         };
         let index = msg.dest.0.wrapping_sub(self.first_task) as usize;

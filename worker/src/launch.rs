@@ -1,11 +1,9 @@
 //! Starting a topology's executors and controlling them.
 
-use crate::acking::Acker;
+use crate::acking::{Acker, ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_RESET_TIMEOUT_STREAM};
 use crate::backpressure::Backpressure;
 use crate::bolt_executor::BoltExecutor;
-use crate::message::{
-    Envelope, StreamTable, ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_RESET_TIMEOUT_STREAM,
-};
+use crate::message::{Envelope, StreamTable};
 use crate::outbox::Wiring;
 use crate::routing::{Locality, Router};
 use crate::shared::{EmitTap, Shared};

@@ -9,23 +9,9 @@ use squall_topology_api::{
 };
 use std::sync::Arc;
 
-/// Stream on which a spout task tells an acker about a new tuple tree:
-/// `[root, xor of edge ids, spout task]`.
-pub const ACK_INIT_STREAM: &str = "__ack_init";
-/// Stream on which a bolt acks (`[root, xor]`), and on which an acker tells
-/// a spout that a tree completed (`[root]`).
-pub const ACK_ACK_STREAM: &str = "__ack_ack";
-/// Stream on which a bolt acks idempotently (`[root, xor]`): the acker
-/// applies each value once per tree, so an ack re-sent after a restart
-/// (a stateful bolt's, which cannot know whether its first send arrived)
-/// does not undo the first.
-pub const ACK_ONCE_STREAM: &str = "__ack_once";
-/// Stream on which a bolt fails a tree (`[root]`), and on which an acker
-/// tells the spout (`[root]`).
-pub const ACK_FAIL_STREAM: &str = "__ack_fail";
-/// Stream on which a bolt restarts a tree's timeout (`[root]`), forwarded by
-/// the acker to the spout.
-pub const ACK_RESET_TIMEOUT_STREAM: &str = "__ack_reset_timeout";
+use crate::acking::{
+    ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_INIT_STREAM, ACK_ONCE_STREAM, ACK_RESET_TIMEOUT_STREAM,
+};
 
 /// One tuple addressed to one task: the unit executors exchange.
 #[derive(Debug, Clone)]
@@ -117,6 +103,14 @@ impl StreamTable {
     /// The stream with index `i`.
     pub fn meta(&self, i: u32) -> Option<&Arc<StreamMeta>> {
         self.metas.get(i as usize)
+    }
+
+    /// Every stream's description in fresh `Arc`s, indexed as the table,
+    /// for one executor: each received tuple holds its stream's `Arc`, and
+    /// counting references on one shared by every executor's thread would
+    /// bounce its cache line between cores on every tuple.
+    pub fn private_metas(&self) -> Vec<Arc<StreamMeta>> {
+        self.metas.iter().map(|m| Arc::new((**m).clone())).collect()
     }
 
     /// The number of streams.

@@ -4,10 +4,11 @@
 //! backpressured (see [`crate::backpressure`]) and the spouts upstream of
 //! it wait instead, so executors that feed each other cannot deadlock.
 
+use crate::acking::AckMsg;
 use crate::backpressure::Backpressure;
 use crate::message::{Envelope, TupleMsg};
 use crossbeam_channel::{Sender, TrySendError};
-use squall_topology_api::{MessageId, TaskId, Value, Values};
+use squall_topology_api::{MessageId, TaskId};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -88,41 +89,34 @@ impl Outbox {
         }
     }
 
-    /// Queues an ack `[root, val]` on acking stream `stream` for `dest`.
-    /// With `combine`, it is XOR-combined into the previous message of the
-    /// same batch when that is an ack for the same root on the same stream
-    /// (the XOR algorithm allows it; an idempotent ack's value must stay
-    /// as sent, so it is never combined).
+    /// Queues ack-protocol message `msg` on stream index `stream` for
+    /// `dest`. With `combine`, an [`AckMsg::Ack`] is XOR-merged into the
+    /// previous message of the same batch when that is an ack for the same
+    /// root on the same stream (see [`AckMsg::merge_ack`]).
     pub fn push_ack(
         &mut self,
         dest: TaskId,
         source: TaskId,
         stream: u32,
-        root: u64,
-        val: u64,
+        msg: AckMsg,
         combine: bool,
     ) {
         let e = self.buffer_for(dest);
-        if combine {
+        if let (true, AckMsg::Ack { root, val }) = (combine, msg) {
             if let Some(last) = self.bufs[e].last_mut() {
-                if last.stream == stream && last.dest == dest {
-                    if let [Value::Int(r), Value::Int(v)] = &mut last.values[..] {
-                        if *r as u64 == root {
-                            *v = (*v as u64 ^ val) as i64;
-                            return;
-                        }
-                    }
+                if last.stream == stream
+                    && last.dest == dest
+                    && AckMsg::merge_ack(&mut last.values, root, val)
+                {
+                    return;
                 }
             }
         }
-        let mut values = Values::new();
-        values.push(root);
-        values.push(val);
         self.push(TupleMsg {
             dest,
             source,
             stream,
-            values,
+            values: msg.values(),
             message_id: MessageId::untracked(),
         });
     }

@@ -1,9 +1,7 @@
 //! What every executor of a running topology shares, and the routing step
 //! common to spout and bolt emits.
 
-use crate::message::{
-    StreamTable, ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_ONCE_STREAM, ACK_RESET_TIMEOUT_STREAM,
-};
+use crate::message::StreamTable;
 use crate::outbox::{Outbox, Wiring};
 use crate::routing::{Router, Targets};
 use crate::stats::{MetricsBoard, TaskStats};
@@ -174,33 +172,6 @@ impl Output {
                 stats.report_error(e.to_string());
                 None
             }
-        }
-    }
-}
-
-/// Indices of a component's acking streams: bolts send on their own, spouts
-/// receive on the acker's.
-#[derive(Debug, Clone, Copy)]
-pub struct AckStreams {
-    /// `__ack_ack`.
-    pub ack: u32,
-    /// `__ack_once`.
-    pub once: u32,
-    /// `__ack_fail`.
-    pub fail: u32,
-    /// `__ack_reset_timeout`.
-    pub reset: u32,
-}
-
-impl AckStreams {
-    /// The acking streams of `component` (`u32::MAX` where it has none).
-    pub fn of(shared: &Shared, component: &str) -> Self {
-        let index = |s: &str| shared.streams.index(component, s).unwrap_or(u32::MAX);
-        Self {
-            ack: index(ACK_ACK_STREAM),
-            once: index(ACK_ONCE_STREAM),
-            fail: index(ACK_FAIL_STREAM),
-            reset: index(ACK_RESET_TIMEOUT_STREAM),
         }
     }
 }

@@ -5,17 +5,18 @@
 //! drains, while acks and fails keep being processed (no deadlock, bounded
 //! memory). `topology.max.spout.pending` bounds tracked tuples per task.
 
+use crate::acking::{AckMsg, AckStreams};
 use crate::backpressure::{downstream_of, Downstream};
-use crate::message::{Envelope, TupleMsg, ACK_INIT_STREAM};
+use crate::message::{Envelope, TupleMsg};
 use crate::rotating::RotatingMap;
 use crate::routing::Router;
-use crate::shared::{task_context, value_for, AckStreams, Output, Shared};
+use crate::shared::{task_context, value_for, Output, Shared};
 use crate::stats::{Publisher, TaskStats};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use rand::Rng;
 use squall_topology_api::{
-    values, ComponentId, FailReason, MessageId, MetricUpdate, Spout, SpoutOutput,
-    SpoutOutputCollector, TaskId, Value, Values, ACKER_COMPONENT,
+    ComponentId, FailReason, MessageId, MetricUpdate, Spout, SpoutOutput, SpoutOutputCollector,
+    TaskId, Value, Values, ACKER_COMPONENT,
 };
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -53,7 +54,8 @@ struct Emitter<'a> {
     shared: &'a Shared,
     out: &'a mut Output,
     task: &'a mut TaskState,
-    ack_init: u32,
+    /// This spout's acking streams.
+    streams: AckStreams,
 }
 
 impl SpoutOutput for Emitter<'_> {
@@ -118,13 +120,19 @@ impl SpoutOutput for Emitter<'_> {
                 emitted: self.shared.clock.now(),
             },
         );
-        self.out.outbox.push(TupleMsg {
-            dest: self.shared.acker_for(root),
-            source: self.task.id,
-            stream: self.ack_init,
-            values: values![root, xor, self.task.id.0],
-            message_id: MessageId::untracked(),
-        });
+        let init = AckMsg::Init {
+            root,
+            val: xor,
+            spout_task: self.task.id,
+        };
+        let stream = self.streams.index(&init);
+        self.out.outbox.push_ack(
+            self.shared.acker_for(root),
+            self.task.id,
+            stream,
+            init,
+            false,
+        );
     }
 
     fn report_error(&mut self, error: &str) {
@@ -148,7 +156,9 @@ pub struct SpoutExecutor {
     out: Output,
     inbound: Receiver<Envelope>,
     publisher: Publisher,
-    ack_init: u32,
+    /// This spout's acking streams (`__ack_init`).
+    streams: AckStreams,
+    /// The acker's, which it receives on.
     acker_streams: AckStreams,
     max_pending: Option<usize>,
     /// What this spout's tuples can reach: it waits while some of it is
@@ -173,7 +183,7 @@ impl SpoutExecutor {
         let spec = &shared.spec.components[&component];
         let out = Output::new(&shared, component.clone(), router);
         let stream_names = out.stream_names();
-        let acker_streams = AckStreams::of(&shared, ACKER_COMPONENT);
+        let acker_streams = AckStreams::of(&shared.streams, ACKER_COMPONENT);
         let tasks: Vec<SpoutTask> = tasks
             .map(|t| {
                 let mut spout = factory();
@@ -195,10 +205,7 @@ impl SpoutExecutor {
         let rotate_every =
             Duration::from_secs(shared.config.message_timeout_secs) / (PENDING_BUCKETS as u32 - 1);
         Self {
-            ack_init: shared
-                .streams
-                .index(component.as_str(), ACK_INIT_STREAM)
-                .unwrap_or(u32::MAX),
+            streams: AckStreams::of(&shared.streams, component.as_str()),
             publisher: Publisher::new(shared.board.clone()),
             max_pending: spec
                 .config
@@ -229,24 +236,28 @@ impl SpoutExecutor {
             let Some(task) = self.tasks.get_mut(index) else {
                 continue;
             };
-            let Some(root) = msg.values.first().and_then(Value::as_i64).map(|r| r as u64) else {
+            let Some(ack) = self.acker_streams.at_spout(msg.stream, &msg.values) else {
                 continue;
             };
             let st = &mut task.state;
-            if msg.stream == self.acker_streams.reset {
-                st.pending.touch(root);
-                continue;
-            }
-            let Some(p) = st.pending.remove(&root) else {
-                continue;
-            };
-            if msg.stream == self.acker_streams.ack {
-                st.stats.acked += 1;
-                st.stats.complete.record(now - p.emitted);
-                task.spout.ack(p.msg_id);
-            } else if msg.stream == self.acker_streams.fail {
-                st.stats.failed_explicit += 1;
-                task.spout.fail(p.msg_id, FailReason::Failed);
+            match ack {
+                AckMsg::ResetTimeout { root } => {
+                    st.pending.touch(root);
+                }
+                AckMsg::Complete { root } => {
+                    if let Some(p) = st.pending.remove(&root) {
+                        st.stats.acked += 1;
+                        st.stats.complete.record(now - p.emitted);
+                        task.spout.ack(p.msg_id);
+                    }
+                }
+                AckMsg::Fail { root } => {
+                    if let Some(p) = st.pending.remove(&root) {
+                        st.stats.failed_explicit += 1;
+                        task.spout.fail(p.msg_id, FailReason::Failed);
+                    }
+                }
+                AckMsg::Init { .. } | AckMsg::Ack { .. } | AckMsg::Once { .. } => {}
             }
         }
         n
@@ -303,7 +314,7 @@ impl SpoutExecutor {
                     shared: &self.shared,
                     out: &mut self.out,
                     task: state,
-                    ack_init: self.ack_init,
+                    streams: self.streams,
                 };
                 spout.next_tuple(&mut SpoutOutputCollector::new(&mut emitter));
                 if state.emits == before {

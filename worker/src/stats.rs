@@ -16,51 +16,71 @@ const MAX_ERRORS: usize = 10;
 /// Where executors publish their tasks' metrics.
 pub type MetricsBoard = Arc<Mutex<TopologyMetrics>>;
 
-/// A latency histogram in microseconds, 1 µs to 1 h, 2 significant digits.
-pub struct Latency(Histogram<u64>);
+/// A latency histogram in microseconds, 1 µs to 1 h, 2 significant
+/// digits, with the fixed buckets it is exported in counted as samples
+/// arrive; a summary is computed only when samples arrived since the last
+/// one (walking a histogram costs the same however few samples it holds).
+pub struct Latency {
+    histogram: Histogram<u64>,
+    /// Samples per [`LATENCY_BUCKETS_MS`] bucket (not cumulative).
+    buckets: [u64; LATENCY_BUCKETS_MS.len()],
+    last: std::cell::RefCell<Option<LatencySummary>>,
+}
 
 impl Default for Latency {
     fn default() -> Self {
-        Self(Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds"))
+        Self {
+            histogram: Histogram::new_with_bounds(1, 3_600_000_000, 2)
+                .expect("valid histogram bounds"),
+            buckets: [0; LATENCY_BUCKETS_MS.len()],
+            last: std::cell::RefCell::new(None),
+        }
     }
 }
 
 impl Latency {
     /// Records one sample.
     pub fn record(&mut self, d: Duration) {
-        self.0.saturating_record(d.as_micros().max(1) as u64)
+        let us = d.as_micros().max(1) as u64;
+        self.histogram.saturating_record(us);
+        let at_ms = us as f64 / 1000.0;
+        if let Some(c) = self
+            .buckets
+            .get_mut(LATENCY_BUCKETS_MS.partition_point(|b| *b < at_ms))
+        {
+            *c += 1;
+        }
     }
 
     fn summary(&self) -> LatencySummary {
-        let h = &self.0;
+        let h = &self.histogram;
+        let mut last = self.last.borrow_mut();
+        if let Some(s) = last.as_ref().filter(|s| s.count == h.len()) {
+            return s.clone();
+        }
         let ms = |us: u64| us as f64 / 1000.0;
         let buckets = if h.is_empty() {
             Vec::new()
         } else {
-            // One pass over the recorded values, then a running sum.
-            let mut counts = vec![0u64; LATENCY_BUCKETS_MS.len()];
-            for v in h.iter_recorded() {
-                let at_ms = v.value_iterated_to() as f64 / 1000.0;
-                let i = LATENCY_BUCKETS_MS.partition_point(|b| *b < at_ms);
-                if let Some(c) = counts.get_mut(i) {
-                    *c += v.count_at_value();
-                }
-            }
             let mut total = 0;
-            for c in &mut counts {
-                total += *c;
-                *c = total;
-            }
-            counts
+            self.buckets
+                .iter()
+                .map(|c| {
+                    total += c;
+                    total
+                })
+                .collect()
         };
-        LatencySummary {
+        let summary = LatencySummary {
             buckets,
             count: h.len(),
             mean_ms: if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
             p50_ms: ms(h.value_at_quantile(0.5)),
             p99_ms: ms(h.value_at_quantile(0.99)),
             max_ms: ms(h.max()),
-        }
+        };
+        *last = Some(summary.clone());
+        summary
     }
 }
 
@@ -276,5 +296,28 @@ impl Publisher {
             .collect();
         let mut board = self.board.lock().unwrap_or_else(|p| p.into_inner());
         board.tasks.extend(snaps);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_buckets_are_cumulative_and_follow_new_samples() {
+        let mut l = Latency::default();
+        assert_eq!(l.summary().buckets, Vec::<u64>::new());
+        for us in [50, 200, 200, 3_000, 90_000_000] {
+            l.record(Duration::from_micros(us));
+        }
+        let s = l.summary();
+        assert_eq!(s.count, 5);
+        // ≤0.1 ms: 1; ≤0.25: 3; ≤5 ms: 4; the 90 s sample is past the last bound.
+        assert_eq!(&s.buckets[..6], &[1, 3, 3, 3, 3, 4]);
+        assert_eq!(*s.buckets.last().unwrap(), 4);
+        assert_eq!(l.summary(), s, "unchanged without new samples");
+        l.record(Duration::from_micros(40));
+        let s = l.summary();
+        assert_eq!((s.count, s.buckets[0]), (6, 2));
     }
 }
