@@ -14,14 +14,11 @@
 //! Each mode prints one line: `<mode> <records> records in <s> s:
 //! <records/s>`.
 //!
-//! The binary allocates with mimalloc: with glibc's malloc, tuples
+//! The binary allocates with mimalloc (Squall's default allocator): with glibc's malloc, tuples
 //! allocated on the spout's thread and freed on the bolt's and acker's
 //! threads contend on malloc's arena locks, and the spout runs at about
 //! half the rate. Both sides run in this one binary, so their ratio
 //! compares like with like.
-
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::{bail, Result};
 use clap::Parser;
