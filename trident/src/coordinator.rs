@@ -15,7 +15,9 @@
 //! restarts resumes after the last commit and replays open txids with the
 //! same metadata.
 
-use crate::plan::{pack_batch, BATCH_FIELD, BATCH_STREAM, COMMIT_STREAM};
+use crate::protocol::{
+    pack_batch, unpack_batch, BatchMsg, BATCH_FIELD, BATCH_STREAM, COMMIT_STREAM,
+};
 use crate::spout::{BatchCoordinator, SpoutKind, TransactionalSpout};
 use crate::tuple::BatchId;
 use squall_topology_api::{
@@ -218,13 +220,8 @@ impl MasterCoordinator {
         let attempt = self.active.get(&txid).map_or(0, |t| t.attempt);
         let metas = self.metas_for(txid, new_attempt)?;
         let id = BatchId { txid, attempt };
-        out.emit_stream(
-            BATCH_STREAM,
-            [Value::Int(pack_batch(id)), Value::List(metas)]
-                .into_iter()
-                .collect(),
-            Some(msg_id(0, id)),
-        );
+        let start = BatchMsg::Start { id, metas };
+        out.emit_stream(start.stream(), start.into_values(), Some(msg_id(0, id)));
         Ok(())
     }
 
@@ -257,11 +254,8 @@ impl MasterCoordinator {
                     txid,
                     attempt: tx.attempt,
                 };
-                out.emit_stream(
-                    COMMIT_STREAM,
-                    std::iter::once(Value::Int(pack_batch(id))).collect(),
-                    Some(msg_id(1, id)),
-                );
+                let commit = BatchMsg::Commit { id };
+                out.emit_stream(commit.stream(), commit.into_values(), Some(msg_id(1, id)));
             }
         }
         // Re-emit failed txids, in order.
@@ -329,7 +323,7 @@ fn msg_id(kind: i64, id: BatchId) -> Value {
 
 fn parse_msg_id(v: &Value) -> Option<(i64, BatchId)> {
     match v.as_list()? {
-        [k, b] => Some((k.as_i64()?, crate::plan::unpack_batch(b.as_i64()?))),
+        [k, b] => Some((k.as_i64()?, unpack_batch(b.as_i64()?))),
         _ => None,
     }
 }

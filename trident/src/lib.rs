@@ -24,6 +24,7 @@ mod graph;
 pub mod operation;
 mod pipeline;
 mod plan;
+mod protocol;
 mod query;
 pub mod spout;
 mod stage;
@@ -37,8 +38,9 @@ pub use operation::{
     Aggregator, CombinerAggregator, Count, Filter, FlatMapFunction, Function, MapFunction,
     ReducerAggregator, Sum,
 };
-pub use plan::{
-    pack_batch, unpack_batch, BATCH_FIELD, BATCH_STREAM, COMMIT_STREAM, COORDINATOR, COORD_STREAM,
+pub use protocol::{
+    pack_batch, unpack_batch, BatchMsg, BATCH_FIELD, BATCH_STREAM, COMMIT_STREAM, COORDINATOR,
+    COORD_STREAM,
 };
 pub use query::{MapGet, QueryFunction};
 pub use spout::{

@@ -11,37 +11,13 @@
 use crate::coordinator::MasterCoordinator;
 use crate::graph::{Graph, NodeKind, Partitioning};
 use crate::pipeline::{liveness, Op, OpKind, Pipeline};
+use crate::protocol::{BATCH_FIELD, BATCH_STREAM, COMMIT_STREAM, COORDINATOR, COORD_STREAM};
 use crate::spout::TransactionalSpout;
 use crate::stage::StageBolt;
 use crate::state::StateFactory;
 use crate::topology::BuildError;
 use squall_topology_api::{Fields, GroupingSpec, Topology, TopologyBuilder};
 use std::sync::Arc;
-
-/// The master batch coordinator's component id.
-pub const COORDINATOR: &str = "$mbc";
-/// The coordinator's stream of batch starts: `[$batch, metas]`.
-pub const BATCH_STREAM: &str = "$batch";
-/// The coordinator's stream of commits: `[$batch]`.
-pub const COMMIT_STREAM: &str = "$commit";
-/// Each stage's direct stream of per-task tuple counts: `[$batch, count]`.
-pub const COORD_STREAM: &str = "$coord";
-/// The first field of every Trident tuple: the batch, packed by
-/// [`pack_batch`].
-pub const BATCH_FIELD: &str = "$batch";
-
-/// A batch id as one int: txid in the high 40 bits, attempt in the low 24.
-pub fn pack_batch(b: crate::tuple::BatchId) -> i64 {
-    ((b.txid << 24) | (b.attempt as u64 & 0xff_ffff)) as i64
-}
-
-/// The batch id of [`pack_batch`].
-pub fn unpack_batch(v: i64) -> crate::tuple::BatchId {
-    crate::tuple::BatchId {
-        txid: (v as u64) >> 24,
-        attempt: (v as u64 & 0xff_ffff) as u32,
-    }
-}
 
 /// One stage's plan, shared by its tasks.
 pub(crate) struct StagePlan {

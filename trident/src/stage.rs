@@ -13,10 +13,8 @@
 //! tuple leaves the count short, so the batch times out and is replayed.
 
 use crate::pipeline::OpBatch;
-use crate::plan::{
-    pack_batch, unpack_batch, StagePlan, BATCH_FIELD, BATCH_STREAM, COMMIT_STREAM, COORDINATOR,
-    COORD_STREAM,
-};
+use crate::plan::StagePlan;
+use crate::protocol::{batch_of, data_values, BatchMsg, BATCH_FIELD, COORDINATOR, COORD_STREAM};
 use crate::spout::Emitter;
 use crate::state::{MapState, StatePartition};
 use crate::tuple::{BatchId, TridentCollector};
@@ -150,8 +148,7 @@ impl StageBolt {
         self.check(id, out);
     }
 
-    fn on_coord(&mut self, tuple: &Tuple, id: BatchId, out: &mut OutputCollector<'_>) {
-        let count = tuple.get(1).and_then(Value::as_i64).unwrap_or(0).max(0) as u64;
+    fn on_coord(&mut self, tuple: &Tuple, id: BatchId, count: u64, out: &mut OutputCollector<'_>) {
         match self.run(id) {
             Some(run) => {
                 run.coords += 1;
@@ -166,16 +163,18 @@ impl StageBolt {
         self.check(id, out);
     }
 
-    fn on_batch(&mut self, tuple: &Tuple, id: BatchId, out: &mut OutputCollector<'_>) {
+    fn on_batch(
+        &mut self,
+        tuple: &Tuple,
+        id: BatchId,
+        metas: &[Value],
+        out: &mut OutputCollector<'_>,
+    ) {
         let plan = self.plan.clone();
         let Some((pipe, spout, _)) = plan.spout.clone() else {
             return;
         };
-        let meta = tuple
-            .get(1)
-            .and_then(Value::as_list)
-            .and_then(|m| m.get(spout).cloned())
-            .unwrap_or(Value::Null);
+        let meta = metas.get(spout).cloned().unwrap_or(Value::Null);
         let (task_index, tasks) = (self.task_index, self.tasks);
         let mut emitter = self.emitter.take();
         let Some(run) = self.run(id) else {
@@ -282,17 +281,10 @@ impl StageBolt {
             return;
         }
         let anchors: Vec<&Tuple> = held.iter().collect();
-        let packed = Value::Int(pack_batch(id));
         for &task in &self.downstream {
             let count = run.sent.get(task.0 as usize).copied().unwrap_or(0);
-            out.emit_direct(
-                task,
-                COORD_STREAM,
-                &anchors,
-                [packed.clone(), Value::Int(count as i64)]
-                    .into_iter()
-                    .collect(),
-            );
+            let msg = BatchMsg::Count { id, count };
+            out.emit_direct(task, msg.stream(), &anchors, msg.into_values());
         }
         for t in &held {
             out.ack(t);
@@ -330,11 +322,7 @@ fn emit(
     let Some((stream, _)) = &plan.outputs[p] else {
         return;
     };
-    let mut values = Values::new();
-    values.0.reserve(row.len() + 1);
-    values.push(Value::Int(pack_batch(id)));
-    values.0.extend(row);
-    out.emit_stream(stream, values);
+    out.emit_stream(stream, data_values(id, row));
     for t in out.last_targets() {
         if let Some(c) = sent.get_mut(t.0 as usize) {
             *c += 1;
@@ -370,7 +358,7 @@ impl Bolt for StageBolt {
     }
 
     fn execute(&mut self, tuple: &Tuple, out: &mut OutputCollector<'_>) {
-        let Some(id) = tuple.get(0).and_then(Value::as_i64).map(unpack_batch) else {
+        let Some(id) = batch_of(tuple.values()) else {
             out.report_error(&format!(
                 "tuple without a {BATCH_FIELD} field from {}",
                 tuple.source_component()
@@ -382,14 +370,19 @@ impl Bolt for StageBolt {
             tuple.source_component().as_str(),
             tuple.source_stream().as_str(),
         );
-        if source == COORDINATOR {
-            match stream {
-                BATCH_STREAM => self.on_batch(tuple, id, out),
-                COMMIT_STREAM => self.on_commit(tuple, id, out),
-                _ => out.ack(tuple),
+        if source == COORDINATOR || stream == COORD_STREAM {
+            match BatchMsg::decode(source, stream, tuple.values()) {
+                Some(BatchMsg::Start { metas, .. }) => self.on_batch(tuple, id, &metas, out),
+                Some(BatchMsg::Commit { .. }) => self.on_commit(tuple, id, out),
+                Some(BatchMsg::Count { count, .. }) => self.on_coord(tuple, id, count, out),
+                None => {
+                    out.report_error(&format!(
+                        "malformed batch control tuple {} on {source}/{stream}",
+                        tuple.values()
+                    ));
+                    out.ack(tuple);
+                }
             }
-        } else if stream == COORD_STREAM {
-            self.on_coord(tuple, id, out)
         } else {
             let plan = self.plan.clone();
             match plan

@@ -22,7 +22,8 @@ use squall_topology_api::{
 };
 
 /// Stream on which a spout task tells an acker about a new tuple tree:
-/// `[root, xor of edge ids, spout task]`.
+/// `[root, xor of edge ids]`; the spout task is the tuple's source (two
+/// values fit a tuple's inline storage, three would allocate per tree).
 pub const ACK_INIT_STREAM: &str = "__ack_init";
 /// Stream on which a bolt acks (`[root, xor]`), and on which an acker tells
 /// a spout that a tree completed (`[root]`).
@@ -100,28 +101,26 @@ impl AckMsg {
     /// Its values.
     pub fn values(&self) -> Values {
         match *self {
-            Self::Init {
-                root,
-                val,
-                spout_task,
-            } => values![root, val, spout_task.0],
-            Self::Ack { root, val } | Self::Once { root, val } => values![root, val],
+            Self::Init { root, val, .. } | Self::Ack { root, val } | Self::Once { root, val } => {
+                values![root, val]
+            }
             Self::Fail { root } | Self::ResetTimeout { root } | Self::Complete { root } => {
                 values![root]
             }
         }
     }
 
-    /// A message an acker received on `stream`; `None` when the stream is
-    /// not an acking stream or the values are malformed.
-    pub fn at_acker(stream: &str, values: &Values) -> Option<Self> {
+    /// A message an acker received from task `source` on `stream`; `None`
+    /// when the stream is not an acking stream or the values are
+    /// malformed.
+    pub fn at_acker(stream: &str, values: &Values, source: TaskId) -> Option<Self> {
         let int = |i: usize| values.get(i).and_then(Value::as_i64).map(|v| v as u64);
         let root = int(0)?;
         Some(match stream {
             ACK_INIT_STREAM => Self::Init {
                 root,
                 val: int(1)?,
-                spout_task: TaskId(int(2)? as u32),
+                spout_task: source,
             },
             ACK_ACK_STREAM => Self::Ack { root, val: int(1)? },
             ACK_ONCE_STREAM => Self::Once { root, val: int(1)? },
@@ -223,13 +222,6 @@ impl Default for Acker {
     }
 }
 
-impl Acker {
-    /// Tree entries held now.
-    pub fn pending(&self) -> usize {
-        self.pending.len()
-    }
-}
-
 impl Bolt for Acker {
     fn execute(&mut self, tuple: &Tuple, out: &mut OutputCollector<'_>) {
         if tuple.is_tick() {
@@ -237,7 +229,7 @@ impl Bolt for Acker {
             return;
         }
         let stream = tuple.source_stream().as_str();
-        let Some(msg) = AckMsg::at_acker(stream, tuple.values()) else {
+        let Some(msg) = AckMsg::at_acker(stream, tuple.values(), tuple.source_task()) else {
             out.report_error(&format!(
                 "acker got a malformed tuple {} on stream {stream:?}",
                 tuple.values()
@@ -379,15 +371,15 @@ mod tests {
             AckMsg::Fail { root: 9 },
             AckMsg::ResetTimeout { root: 9 },
         ] {
-            assert_eq!(AckMsg::at_acker(msg.stream(), &msg.values()), Some(msg));
+            assert_eq!(AckMsg::at_acker(msg.stream(), &msg.values(), t), Some(msg));
         }
-        assert_eq!(AckMsg::at_acker("default", &values![1u64, 2u64]), None);
-        assert_eq!(AckMsg::at_acker(ACK_ACK_STREAM, &values![1u64]), None);
+        assert_eq!(AckMsg::at_acker("default", &values![1u64, 2u64], t), None);
+        assert_eq!(AckMsg::at_acker(ACK_ACK_STREAM, &values![1u64], t), None);
 
         let mut acked = AckMsg::Ack { root: 5, val: 0b01 }.values();
         assert!(AckMsg::merge_ack(&mut acked, 5, 0b11));
         assert_eq!(
-            AckMsg::at_acker(ACK_ACK_STREAM, &acked),
+            AckMsg::at_acker(ACK_ACK_STREAM, &acked, t),
             Some(AckMsg::Ack { root: 5, val: 0b10 })
         );
         assert!(!AckMsg::merge_ack(&mut acked, 6, 1), "another root");

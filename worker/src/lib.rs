@@ -2,29 +2,31 @@
 //!
 //! An executor owns one or more tasks of one component and a bounded
 //! inbound queue of tuple batches. Emits go through grouping dispatch
-//! ([`routing`]) into per-receiver buffers ([`outbox`]) that are sent as a
+//! (`routing`) into per-receiver buffers (`outbox`) that are sent as a
 //! batch when full, when the executor runs out of input, or every
 //! `topology.flush.tuple.freq.millis`. Tuple trees are tracked by Storm's XOR
-//! acker ([`acking`]), a bolt on the `__acker` component.
+//! acker (`acking`), a bolt on the `__acker` component.
 //!
 //! In a cluster, [`run_worker`] runs the executors of one slot, moving
-//! tuples between workers over TCP ([`transport`], encoded by [`wire`]) and beating to the
-//! cluster state. Depends on `squall-topology-api` and `squall-cluster`.
+//! tuples between workers over TCP (`transport`, encoded by `wire`) and
+//! beating to its supervisor. Depends on `squall-topology-api` and
+//! `squall-cluster`. Only [`launch`], the worker loop and their types are
+//! public; the engine's modules are its own.
 #![forbid(missing_docs)]
 
-pub mod acking;
-pub mod backpressure;
+mod acking;
+mod backpressure;
 mod bolt_executor;
 mod launch;
-pub mod message;
-pub mod outbox;
-pub mod rotating;
-pub mod routing;
+mod message;
+mod outbox;
+mod rotating;
+mod routing;
 mod shared;
 mod spout_executor;
-pub mod stats;
-pub mod transport;
-pub mod wire;
+mod stats;
+mod transport;
+mod wire;
 mod worker_process;
 
 pub use launch::{

@@ -59,7 +59,7 @@ impl StreamTable {
             index: FxHashMap::default(),
         };
         let system_out = [
-            (ACK_INIT_STREAM, id_fields(&["id", "val", "task"])),
+            (ACK_INIT_STREAM, id_fields(&["id", "val"])),
             (ACK_ACK_STREAM, id_fields(&["id", "val"])),
             (ACK_ONCE_STREAM, id_fields(&["id", "val"])),
             (ACK_FAIL_STREAM, id_fields(&["id"])),
@@ -111,15 +111,5 @@ impl StreamTable {
     /// bounce its cache line between cores on every tuple.
     pub fn private_metas(&self) -> Vec<Arc<StreamMeta>> {
         self.metas.iter().map(|m| Arc::new((**m).clone())).collect()
-    }
-
-    /// The number of streams.
-    pub fn len(&self) -> usize {
-        self.metas.len()
-    }
-
-    /// Whether there are no streams.
-    pub fn is_empty(&self) -> bool {
-        self.metas.is_empty()
     }
 }

@@ -8,15 +8,8 @@ use std::hash::Hash;
 /// drops the oldest bucket and returns its entries. Rotating every `t / (n -
 /// 1)` expires an entry between `t` and `t * n / (n - 1)` after it was last
 /// put or touched, with no timer per entry (Storm's `RotatingMap`, used by
-/// its acker and spout executors).
-///
-/// ```
-/// use squall_worker::rotating::RotatingMap;
-/// let mut pending = RotatingMap::new(2);
-/// pending.insert(7u64, "tuple");
-/// assert!(pending.rotate().is_empty()); // one rotation: still young
-/// assert_eq!(pending.rotate().get(&7), Some(&"tuple")); // two: expired
-/// ```
+/// its acker and spout executors): with two buckets, an entry survives
+/// one rotation and comes back from the second.
 #[derive(Debug)]
 pub struct RotatingMap<K, V> {
     buckets: VecDeque<FxHashMap<K, V>>,
@@ -80,6 +73,7 @@ impl<K: Hash + Eq, V> RotatingMap<K, V> {
     }
 
     /// Whether there are no entries.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.buckets.iter().all(|b| b.is_empty())
     }
@@ -88,6 +82,14 @@ impl<K: Hash + Eq, V> RotatingMap<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_entry_expires_at_the_second_rotation_of_two_buckets() {
+        let mut pending = RotatingMap::new(2);
+        pending.insert(7u64, "tuple");
+        assert!(pending.rotate().is_empty(), "one rotation: still young");
+        assert_eq!(pending.rotate().get(&7), Some(&"tuple"), "two: expired");
+    }
 
     #[test]
     fn entries_expire_after_n_rotations_unless_touched() {
