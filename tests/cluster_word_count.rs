@@ -9,7 +9,13 @@ use cluster_support::*;
 use std::time::Duration;
 
 fn two_supervisors() -> Cluster {
+    two_supervisors_with(&[])
+}
+
+/// One Nimbus and two supervisors of two slots, with settings `conf`.
+fn two_supervisors_with(conf: &[&str]) -> Cluster {
     let mut c = Cluster::new(1);
+    c.extra_conf.extend(conf.iter().map(|s| s.to_string()));
     c.start_nimbus(0);
     c.start_supervisor(2);
     c.start_supervisor(2);

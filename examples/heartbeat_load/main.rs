@@ -12,16 +12,16 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use squall::*;
+use squall::TaskId;
+use squall_cluster::now_ms;
 use squall_cluster::rpc::{NimbusClient, Request, Response};
-use squall_cluster::schema::{SupervisorInfo, WorkerHeartbeat};
-use squall_cluster::{now_ms, ClusterState, MemoryCluster};
-use squall_nimbus::{BlobStore, Nimbus};
+use squall_cluster::schema::WorkerHeartbeat;
 use squall_topology_api::metrics::{LatencySummary, TaskMetrics, LATENCY_BUCKETS_MS};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+#[path = "../common/nimbus_load.rs"]
+mod nimbus_load;
 
 #[derive(Parser)]
 #[command(about = "Nimbus receiving many workers' heartbeats")]
@@ -43,34 +43,8 @@ struct Args {
     generate: Option<Vec<String>>,
 }
 
-/// Never run: Nimbus only schedules the topology.
-struct Source;
-impl Spout for Source {
-    fn next_tuple(&mut self, _: &mut SpoutOutputCollector<'_>) {}
-    fn declare_output_fields(&self, d: &mut OutputFieldsDeclarer) {
-        d.declare(["n"]);
-    }
-}
-struct Stage;
-impl Bolt for Stage {
-    fn execute(&mut self, _: &Tuple, _: &mut OutputCollector<'_>) {}
-    fn declare_output_fields(&self, d: &mut OutputFieldsDeclarer) {
-        d.declare(["n"]);
-    }
-}
-
 /// One supervisor's report: its id and its workers' beats.
 type Report = (String, Vec<WorkerHeartbeat>);
-
-/// This process's resident memory, MB.
-fn rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
 
 /// This process's CPU time (user + system), s, from `/proc/self/stat` in
 /// clock ticks of 1/100 s (Linux's `USER_HZ`).
@@ -172,63 +146,10 @@ fn main() -> Result<()> {
         return generate(&g[0], &g[1], args.seconds + 5);
     }
     let workers = u32::from(args.supervisors) * u32::from(args.slots);
+    let scheduled = nimbus_load::schedule("load", args.supervisors, args.slots, args.executors)?;
+    let (nimbus, state, id) = (&scheduled.nimbus, &scheduled.state, &scheduled.id);
+    let assignment = &scheduled.assignment;
     let dir = tempfile::tempdir()?;
-    let cluster = MemoryCluster::new();
-    let config = ClusterConfig {
-        local_dir: dir.path().display().to_string(),
-        ..ClusterConfig::default()
-    };
-    let state = ClusterState::new(cluster.connect());
-    for s in 0..args.supervisors {
-        state.register_supervisor(&SupervisorInfo {
-            id: format!("host-{s}-sup"),
-            host: format!("host-{s}"),
-            ports: (6700..6700 + args.slots).collect(),
-            started_at_ms: now_ms(),
-        })?;
-    }
-    let blobs = BlobStore::open(&dir.path().join("blobs"), Duration::from_secs(600), 8)?;
-    let nimbus = Arc::new(
-        Nimbus::new(
-            "nimbus:6627".into(),
-            ClusterState::new(cluster.connect()),
-            blobs,
-            config,
-        )
-        .in_process(),
-    );
-    nimbus.monitor_round();
-
-    let third = args.executors / 3;
-    let mut b = TopologyBuilder::new();
-    b.set_spout("spout", || Source, third);
-    b.set_bolt("a", || Stage, third).shuffle_grouping("spout");
-    b.set_bolt("b", || Stage, args.executors - 2 * third)
-        .fields_grouping("a", ["n"]);
-    let spec = b.create_topology()?.spec().clone();
-    let mut topology_config = Config::new();
-    topology_config.workers = workers;
-    let submitted = nimbus.handle(Request::Submit {
-        name: "load".into(),
-        spec,
-        config: topology_config,
-        binary_sha256: None,
-        args: Vec::new(),
-    });
-    let Response::Submitted { id } = submitted else {
-        bail!("submit refused: {submitted:?}");
-    };
-    let mut assigned = None;
-    let started = Instant::now();
-    while assigned.is_none() && started.elapsed() < Duration::from_secs(60) {
-        assigned = state.assignment(&id)?;
-        if assigned.is_none() {
-            nimbus.monitor_round();
-        }
-    }
-    let Some((assignment, _)) = assigned else {
-        bail!("no assignment after 60 s");
-    };
 
     // Each supervisor's report: a beat per slot with its tasks' metrics.
     let mut reports: BTreeMap<String, Vec<WorkerHeartbeat>> = BTreeMap::new();
@@ -256,7 +177,7 @@ fn main() -> Result<()> {
                 started_at_ms: now_ms(),
             });
     }
-    let file = PathBuf::from(dir.path()).join("reports.json");
+    let file = dir.path().join("reports.json");
     let reports: Vec<Report> = reports.into_iter().collect();
     let bytes = serde_json::to_vec(&reports)?;
     std::fs::write(&file, &bytes)?;
@@ -275,9 +196,13 @@ fn main() -> Result<()> {
         .spawn()
         .context("start the generator")?;
     std::thread::sleep(Duration::from_secs(5));
-    let (cpu0, rss0, t0) = (cpu_secs(), rss_mb(), Instant::now());
+    let (cpu0, rss0, t0) = (cpu_secs(), nimbus_load::rss_mb(), Instant::now());
     std::thread::sleep(Duration::from_secs(args.seconds));
-    let (cpu1, rss1, secs) = (cpu_secs(), rss_mb(), t0.elapsed().as_secs_f64());
+    let (cpu1, rss1, secs) = (
+        cpu_secs(),
+        nimbus_load::rss_mb(),
+        t0.elapsed().as_secs_f64(),
+    );
     let status = generator.wait()?;
     if !status.success() {
         bail!("the generator failed: {status}");
@@ -288,11 +213,12 @@ fn main() -> Result<()> {
     let Response::Info(info) = info else {
         bail!("info refused: {info:?}");
     };
-    let (now, _) = state.assignment(&id)?.context("the assignment")?;
+    let (now, _) = state.assignment(id)?.context("the assignment")?;
     println!(
-        "heartbeats: {workers} workers on {} supervisors, {} executors, {tasks} tasks; one report per supervisor a second ({} KB each)",
+        "heartbeats: {workers} workers on {} supervisors, {} executors (scheduled in {:.1} ms), {tasks} tasks; one report per supervisor a second ({} KB each)",
         args.supervisors,
         assignment.executors.len(),
+        scheduled.to_assignment.as_secs_f64() * 1e3,
         bytes.len() / 1024 / reports.len().max(1),
     );
     println!(
@@ -302,7 +228,7 @@ fn main() -> Result<()> {
     println!(
         "heartbeats: Info sees {} tasks' metrics; assignment {}",
         info.metrics.tasks.len(),
-        if now == assignment {
+        if now == *assignment {
             "unchanged (no worker taken for dead)"
         } else {
             "CHANGED (a worker was taken for dead)"

@@ -8,12 +8,11 @@
 
 use anyhow::{bail, Result};
 use clap::Parser;
-use squall::*;
 use squall_cluster::rpc::{Request, Response};
-use squall_cluster::schema::SupervisorInfo;
-use squall_cluster::{ClusterState, MemoryCluster};
-use squall_nimbus::{BlobStore, Nimbus};
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+#[path = "../common/nimbus_load.rs"]
+mod nimbus_load;
 
 #[derive(Parser)]
 #[command(about = "Nimbus scheduling a large topology")]
@@ -30,99 +29,24 @@ struct Args {
     executors: u32,
 }
 
-/// Never run: Nimbus only schedules the topology.
-struct Source;
-impl Spout for Source {
-    fn next_tuple(&mut self, _: &mut SpoutOutputCollector<'_>) {}
-    fn declare_output_fields(&self, d: &mut OutputFieldsDeclarer) {
-        d.declare(["n"]);
-    }
-}
-struct Stage;
-impl Bolt for Stage {
-    fn execute(&mut self, _: &Tuple, _: &mut OutputCollector<'_>) {}
-    fn declare_output_fields(&self, d: &mut OutputFieldsDeclarer) {
-        d.declare(["n"]);
-    }
-}
-
-/// This process's resident memory, MB.
-fn rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn main() -> Result<()> {
     let args = Args::parse();
     let slots = u32::from(args.supervisors) * u32::from(args.slots);
-    let dir = tempfile::tempdir()?;
-    let before = rss_mb();
-    let cluster = MemoryCluster::new();
-    let config = ClusterConfig {
-        local_dir: dir.path().display().to_string(),
-        ..ClusterConfig::default()
-    };
-    let state = ClusterState::new(cluster.connect());
-    for s in 0..args.supervisors {
-        state.register_supervisor(&SupervisorInfo {
-            id: format!("host-{s}-sup"),
-            host: format!("host-{s}"),
-            ports: (6700..6700 + args.slots).collect(),
-            started_at_ms: squall_cluster::now_ms(),
-        })?;
-    }
-    let blobs = BlobStore::open(&dir.path().join("blobs"), Duration::from_secs(600), 8)?;
-    let nimbus = Nimbus::new(
-        "nimbus:6627".into(),
-        ClusterState::new(cluster.connect()),
-        blobs,
-        config,
-    )
-    .in_process();
-    nimbus.monitor_round();
-
-    // A chain spout -> a -> b sharing the executors.
-    let third = args.executors / 3;
-    let mut b = TopologyBuilder::new();
-    b.set_spout("spout", || Source, third);
-    b.set_bolt("a", || Stage, third).shuffle_grouping("spout");
-    b.set_bolt("b", || Stage, args.executors - 2 * third)
-        .fields_grouping("a", ["n"]);
-    let spec = b.create_topology()?.spec().clone();
-    let mut topology_config = Config::new();
-    topology_config.workers = slots;
-    let started = Instant::now();
-    let submitted = nimbus.handle(Request::Submit {
-        name: "scale".into(),
-        spec,
-        config: topology_config,
-        binary_sha256: None,
-        args: Vec::new(),
-    });
-    let Response::Submitted { id } = submitted else {
-        bail!("submit refused: {submitted:?}");
-    };
-    let mut assigned = None;
-    while assigned.is_none() && started.elapsed() < Duration::from_secs(60) {
-        assigned = state.assignment(&id)?;
-        if assigned.is_none() {
-            nimbus.monitor_round();
-        }
-    }
-    let to_assignment = started.elapsed();
-    let Some((assignment, _)) = assigned else {
-        bail!("no assignment after 60 s");
-    };
+    let before = nimbus_load::rss_mb();
+    let scheduled = nimbus_load::schedule("scale", args.supervisors, args.slots, args.executors)?;
+    let (nimbus, assignment) = (&scheduled.nimbus, &scheduled.assignment);
+    let to_assignment = scheduled.to_assignment;
     let executors = assignment.executors.len();
     let used: std::collections::BTreeSet<_> = assignment.slots().into_iter().collect();
 
     let round = Instant::now();
     nimbus.monitor_round();
     let round = round.elapsed();
+    // No worker runs, but none is due to beat yet: the round keeps it.
+    let kept = scheduled.state.assignment(&scheduled.id)?.map(|(a, _)| a);
+    if kept.as_ref() != Some(assignment) {
+        bail!("the monitor round changed the assignment");
+    }
     let info = Instant::now();
     let answer = nimbus.handle(Request::Info {
         name: "scale".into(),
@@ -131,7 +55,7 @@ fn main() -> Result<()> {
     let Response::Info(details) = answer else {
         bail!("info refused: {answer:?}");
     };
-    let after = rss_mb();
+    let after = nimbus_load::rss_mb();
     println!(
         "scale: {executors} executors ({} in components, the rest ackers) over {} of {slots} slots on {} supervisors",
         args.executors,
