@@ -11,7 +11,7 @@ use crate::message::{Envelope, TupleMsg};
 use crate::rotating::RotatingMap;
 use crate::routing::Router;
 use crate::shared::{task_context, value_for, Output, Shared};
-use crate::stats::{Publisher, Sampler, TaskStats};
+use crate::stats::{Publisher, TaskStats};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use rand::Rng;
 use squall_topology_api::{
@@ -33,10 +33,9 @@ const IDLE_WAIT: Duration = Duration::from_millis(1);
 
 struct Pending {
     msg_id: Value,
-    /// When it was emitted (the topology clock), for the tuples whose
-    /// complete latency is sampled (`topology.stats.sample.rate`, as
-    /// Storm's spout executor samples it): no clock read per tuple.
-    emitted: Option<Instant>,
+    /// When its burst of `next_tuple` calls began (the topology clock):
+    /// one clock read per burst, not per tuple.
+    emitted: Instant,
 }
 
 struct TaskState {
@@ -46,8 +45,6 @@ struct TaskState {
     /// Tuples acked without tracking (no ackers, or no receiving task).
     acked_untracked: Vec<Value>,
     emits: u64,
-    /// Picks the trees whose complete latency is timed.
-    sampler: Sampler,
 }
 
 struct SpoutTask {
@@ -61,6 +58,8 @@ struct Emitter<'a> {
     task: &'a mut TaskState,
     /// This spout's acking streams.
     streams: AckStreams,
+    /// When this burst of `next_tuple` calls began (the topology clock).
+    now: Instant,
 }
 
 impl SpoutOutput for Emitter<'_> {
@@ -122,7 +121,7 @@ impl SpoutOutput for Emitter<'_> {
             root,
             Pending {
                 msg_id,
-                emitted: self.task.sampler.hit().then(|| self.shared.clock.now()),
+                emitted: self.now,
             },
         );
         let init = AckMsg::Init {
@@ -203,7 +202,6 @@ impl SpoutExecutor {
                         pending: RotatingMap::new(PENDING_BUCKETS),
                         acked_untracked: Vec::new(),
                         emits: 0,
-                        sampler: Sampler::new(shared.config.stats_sample_rate),
                     },
                 }
             })
@@ -253,9 +251,7 @@ impl SpoutExecutor {
                 AckMsg::Complete { root } => {
                     if let Some(p) = st.pending.remove(&root) {
                         st.stats.acked += 1;
-                        if let Some(emitted) = p.emitted {
-                            st.stats.complete.record(now - emitted);
-                        }
+                        st.stats.complete.record(now - p.emitted);
                         task.spout.ack(p.msg_id);
                     }
                 }
@@ -305,6 +301,7 @@ impl SpoutExecutor {
     /// task emitted.
     fn emit_round(&mut self) -> bool {
         let mut emitted = false;
+        let now = self.shared.clock.now();
         for SpoutTask { spout, state } in &mut self.tasks {
             for id in std::mem::take(&mut state.acked_untracked) {
                 state.stats.acked += 1;
@@ -323,6 +320,7 @@ impl SpoutExecutor {
                     out: &mut self.out,
                     task: state,
                     streams: self.streams,
+                    now,
                 };
                 spout.next_tuple(&mut SpoutOutputCollector::new(&mut emitter));
                 if state.emits == before {
