@@ -23,6 +23,18 @@ fn two_supervisors_with(conf: &[&str]) -> Cluster {
     c
 }
 
+/// A worker of the word count that does not run the spout.
+fn slot_without_the_spout(
+    info: &squall_cluster::rpc::TopologyInfo,
+) -> squall_cluster::schema::WorkerSlot {
+    let spout_slot = slot_of(info, "lines");
+    info.executors
+        .iter()
+        .map(|e| e.3.clone())
+        .find(|s| *s != spout_slot)
+        .expect("a worker without the spout")
+}
+
 #[test]
 fn word_count_across_three_workers_on_two_supervisors_is_exact() {
     let c = two_supervisors();
@@ -64,14 +76,7 @@ fn a_worker_killed_with_kill_9_is_restarted_and_no_line_is_lost() {
     Cluster::wait_acked(&state, 20_000, Duration::from_secs(60));
     // A worker without the spout: its counts and in-flight tuples are lost
     // and must be replayed.
-    let info = c.info("wc-kill").unwrap();
-    let spout_slot = slot_of(&info, "lines");
-    let victim_slot = info
-        .executors
-        .iter()
-        .map(|e| e.3.clone())
-        .find(|s| *s != spout_slot)
-        .unwrap();
+    let victim_slot = slot_without_the_spout(&c.info("wc-kill").unwrap());
     c.kill9_worker_and_wait_restart(victim_slot.port);
     c.wait_word_count_done(&state, Duration::from_secs(300));
     let got = Cluster::merged_counts(&state);
@@ -128,14 +133,8 @@ fn executors_of_a_killed_supervisor_move_to_the_other_one() {
 /// reach `squall info` the same way.
 #[test]
 fn a_frozen_worker_is_noticed_by_nimbus_and_no_heartbeat_is_written_to_zookeeper() {
-    let mut c = Cluster::new(1);
     // The supervisor would restart the frozen worker after 5 s.
-    c.extra_conf
-        .push("supervisor.worker.timeout.secs=600".into());
-    c.start_nimbus(0);
-    c.start_supervisor(2);
-    c.start_supervisor(2);
-    c.wait_supervisors(2);
+    let c = two_supervisors_with(&["supervisor.worker.timeout.secs=600"]);
     let name = "wc-frozen";
     let state = c.submit_word_count(
         name,
@@ -161,14 +160,7 @@ fn a_frozen_worker_is_noticed_by_nimbus_and_no_heartbeat_is_written_to_zookeeper
     use squall_cluster::StateStorage;
     assert_eq!(zk.get("/workerbeats").unwrap(), None, "no heartbeat znode");
 
-    let info = c.info(name).unwrap();
-    let spout_slot = slot_of(&info, "lines");
-    let victim = info
-        .executors
-        .iter()
-        .map(|e| e.3.clone())
-        .find(|s| *s != spout_slot)
-        .unwrap();
+    let victim = slot_without_the_spout(&c.info(name).unwrap());
     let pid = c.worker_pid_on(victim.port).unwrap();
     signal(pid, "STOP");
     let frozen = std::time::Instant::now();

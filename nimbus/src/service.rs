@@ -115,21 +115,16 @@ impl<S: StateStorage> Nimbus<S> {
     /// [`Nimbus::campaign_round`]), then, while leading, timed kills and
     /// rebalances, liveness and scheduling (see [`Monitor`]).
     pub fn monitor_round(&self) {
-        let mut guard = if self.campaign_round() {
-            let guard = self.locked();
-            // Confirmed again under the lock the round mutates under.
-            if self.is_leader() {
-                let mut guard = guard;
-                guard.schedule_all(self, self.now_ms());
-                self.leads.store(true, Ordering::Release);
-                return;
-            }
-            guard
+        let campaigned = self.campaign_round();
+        let mut guard = self.locked();
+        // Confirmed again under the lock the round mutates under.
+        let leads = campaigned && self.is_leader();
+        if leads {
+            guard.schedule_all(self, self.now_ms());
         } else {
-            self.locked()
-        };
-        self.leads.store(false, Ordering::Release);
-        guard.stand_by();
+            guard.stand_by();
+        }
+        self.leads.store(leads, Ordering::Release);
     }
 
     /// This Nimbus's id, `host:port`.

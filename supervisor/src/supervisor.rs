@@ -62,8 +62,6 @@ pub struct Supervisor<S, L> {
     clock: SharedClock,
     /// Where the workers' heartbeats go (the leading Nimbus).
     report: Arc<dyn HeartbeatReport>,
-    /// The beats read this round, sent at its end.
-    beats: Vec<WorkerHeartbeat>,
 }
 
 impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
@@ -139,7 +137,6 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
             desired: BTreeMap::new(),
             clock: system_clock(),
             report,
-            beats: Vec::new(),
         };
         sup.adopt_workers();
         Ok(sup)
@@ -267,12 +264,12 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
             shutdown_ms: self.config.supervisor_worker_shutdown_sleep_secs * 1000,
         };
         let ports: Vec<u16> = self.slots.keys().copied().collect();
+        let mut beats = Vec::new();
         for port in ports {
             self.step_slot(port, &timeouts);
-            self.read_beat(port);
+            beats.extend(self.read_beat(port));
         }
-        if !self.beats.is_empty() {
-            let beats = std::mem::take(&mut self.beats);
+        if !beats.is_empty() {
             if let Err(e) = self.report.report(&self.info.id, beats) {
                 tracing::warn!("cannot report workers' heartbeats: {e}");
             }
@@ -285,32 +282,29 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
     /// at most twice per `worker.heartbeat.frequency.secs` (how often the
     /// worker writes it; twice so a round's jitter never skips a beat),
     /// when it is newer than the last one forwarded.
-    fn read_beat(&mut self, port: u16) {
+    fn read_beat(&mut self, port: u16) -> Option<WorkerHeartbeat> {
         let now = self.clock.now_ms();
         let period = self.config.worker_heartbeat_frequency_secs * 1000 / 2;
         let slot = &self.slots[&port];
         let SlotState::Running { assignment } = &slot.state else {
-            return;
+            return None;
         };
         if now.saturating_sub(slot.beat_read_ms) < period {
-            return;
+            return None;
         }
-        let dir = self.worker_dir(&assignment.topology_id, port);
-        let topology = assignment.topology_id.clone();
-        let beat = env::read_worker_beat(&dir);
+        let beat =
+            env::read_worker_beat(&self.worker_dir(&assignment.topology_id, port)).filter(|b| {
+                b.topology_id == assignment.topology_id
+                    && b.slot.port == port
+                    && b.slot.supervisor == self.info.id
+                    && b.time_ms != slot.beat_sent_ms
+            });
         let slot = self.slots.get_mut(&port).expect("known port");
         slot.beat_read_ms = now;
-        let Some(beat) = beat else {
-            return;
-        };
-        if beat.topology_id == topology
-            && beat.slot.port == port
-            && beat.slot.supervisor == self.info.id
-            && beat.time_ms != slot.beat_sent_ms
-        {
-            slot.beat_sent_ms = beat.time_ms;
-            self.beats.push(beat);
+        if let Some(b) = &beat {
+            slot.beat_sent_ms = b.time_ms;
         }
+        beat
     }
 
     /// What each of this supervisor's slots should run.

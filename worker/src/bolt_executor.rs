@@ -141,12 +141,9 @@ impl BoltOutput for Emitter<'_> {
 }
 
 impl Emitter<'_> {
-    /// Acks `tuple` on acking stream `stream`: per tree, its edge XOR the
-    /// edges anchored to it, `combine`d with the batch's previous ack of
-    /// that tree when allowed.
-    /// Acks `tuple` in each of its trees: plain acks merge with the
-    /// previous one of the batch for the same root, idempotent ones
-    /// (`once`) never do.
+    /// Acks `tuple` in each of its trees (its edge XOR the edges anchored
+    /// to it): plain acks merge with the previous one of the batch for the
+    /// same root, idempotent ones (`once`) never do.
     fn send_ack(&mut self, tuple: &Tuple, once: bool) {
         self.task.stats.acked += 1;
         let ids = tuple.message_id().anchors();
@@ -163,9 +160,7 @@ impl Emitter<'_> {
             };
             let acker = self.shared.acker_for(root);
             let stream = self.streams.index(&msg);
-            self.out
-                .outbox
-                .push_ack(acker, self.task.id, stream, msg, !once);
+            self.out.outbox.push_ack(acker, self.task.id, stream, msg);
         }
     }
 
@@ -173,13 +168,9 @@ impl Emitter<'_> {
         for &(root, _) in ids {
             let msg = msg(root);
             let stream = self.streams.index(&msg);
-            self.out.outbox.push_ack(
-                self.shared.acker_for(root),
-                self.task.id,
-                stream,
-                msg,
-                false,
-            );
+            self.out
+                .outbox
+                .push_ack(self.shared.acker_for(root), self.task.id, stream, msg);
         }
     }
 }

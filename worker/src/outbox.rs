@@ -90,19 +90,12 @@ impl Outbox {
     }
 
     /// Queues ack-protocol message `msg` on stream index `stream` for
-    /// `dest`. With `combine`, an [`AckMsg::Ack`] is XOR-merged into the
-    /// previous message of the same batch when that is an ack for the same
-    /// root on the same stream (see [`AckMsg::merge_ack`]).
-    pub fn push_ack(
-        &mut self,
-        dest: TaskId,
-        source: TaskId,
-        stream: u32,
-        msg: AckMsg,
-        combine: bool,
-    ) {
+    /// `dest`. An [`AckMsg::Ack`] is XOR-merged into the previous message
+    /// of the same batch when that is an ack for the same root on the same
+    /// stream (see [`AckMsg::merge_ack`]).
+    pub fn push_ack(&mut self, dest: TaskId, source: TaskId, stream: u32, msg: AckMsg) {
         let e = self.buffer_for(dest);
-        if let (true, AckMsg::Ack { root, val }) = (combine, msg) {
+        if let AckMsg::Ack { root, val } = msg {
             if let Some(last) = self.bufs[e].last_mut() {
                 if last.stream == stream
                     && last.dest == dest

@@ -130,13 +130,9 @@ impl SpoutOutput for Emitter<'_> {
             spout_task: self.task.id,
         };
         let stream = self.streams.index(&init);
-        self.out.outbox.push_ack(
-            self.shared.acker_for(root),
-            self.task.id,
-            stream,
-            init,
-            false,
-        );
+        self.out
+            .outbox
+            .push_ack(self.shared.acker_for(root), self.task.id, stream, init);
     }
 
     fn report_error(&mut self, error: &str) {
