@@ -118,7 +118,14 @@ impl Outbox {
         if self.bufs[e].is_empty() {
             return;
         }
-        let batch = std::mem::replace(&mut self.bufs[e], Vec::with_capacity(self.batch_size));
+        // A full buffer travels as it is; a partial one (an idle flush)
+        // travels as an exact-size copy and the buffer is kept, so a queue
+        // holds memory for the tuples it carries, not for whole batches.
+        let batch = if self.bufs[e].len() * 2 >= self.batch_size {
+            std::mem::replace(&mut self.bufs[e], Vec::with_capacity(self.batch_size))
+        } else {
+            self.bufs[e].drain(..).collect()
+        };
         let queue = &self.wiring.queues[e];
         let n = batch.len() as i64;
         self.in_flight.fetch_add(n, Ordering::AcqRel);
