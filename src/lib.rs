@@ -61,7 +61,7 @@ pub use squall_state::{
 };
 pub use squall_topology_api::*;
 pub use squall_trident as trident;
-pub use submitter::{is_cluster_run, submit_topology, SubmitError};
+pub use submitter::{init_logging, is_cluster_run, submit_topology, SubmitError};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -172,6 +172,8 @@ impl Launcher for ThreadLauncher {
             })),
             store: Some(StorageStore::shared(storage)),
             clock: Some(self.clock.clone()),
+            // The process that runs a LocalCluster owns its logging.
+            log_control: None,
         };
         let thread = std::thread::Builder::new()
             .name(format!("worker-{}", l.port))

@@ -70,6 +70,24 @@ pub fn is_cluster_run() -> bool {
     .any(|v| std::env::var_os(v).is_some())
 }
 
+/// Installs the process's logger (`tracing`, lines on stderr filtered by
+/// `RUST_LOG`): a topology binary calls it first thing in `main`, instead
+/// of installing its own. Started by a supervisor, the binary gets the
+/// worker's logger (`RUST_LOG`, default `info`), whose levels `squall
+/// set_log_level` changes while it runs; otherwise a plain one
+/// (`RUST_LOG`, default `error`). Calling it twice does nothing.
+pub fn init_logging() {
+    if std::env::var_os(squall_cluster::worker_env::TOPOLOGY).is_some() {
+        squall_worker::logging::init();
+    } else {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+}
+
 /// Submits `topology` as `name` with `config` (see the module docs for
 /// what that means for each caller). In worker mode and under `squall
 /// local` it does not return: the process exits when the worker or the
@@ -149,15 +167,9 @@ fn with_overrides(config: &Config) -> Result<Config, SubmitError> {
 }
 
 fn run_as_worker(topology: &Topology, worker: Result<WorkerEnv, WorkerError>) -> ! {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(false)
-        .with_writer(std::io::stderr)
-        .try_init();
-    let result = worker.and_then(|w| run_worker(topology, &w));
+    squall_worker::logging::init();
+    let log_control = squall_worker::logging::take_control();
+    let result = worker.and_then(|w| run_worker(topology, &w, log_control));
     match result {
         Ok(_) => std::process::exit(0),
         Err(e @ WorkerError::SpecMismatch { .. }) => {

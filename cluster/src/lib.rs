@@ -11,6 +11,7 @@ pub mod blocking;
 mod clock;
 mod coordination;
 pub mod frame;
+pub mod log_config;
 mod log_limit;
 mod memory;
 pub mod rpc;

@@ -120,6 +120,21 @@ pub enum Request {
         /// One heartbeat per running worker, as the worker wrote it.
         beats: Vec<crate::schema::WorkerHeartbeat>,
     },
+    /// Changes a topology's log level overrides (Storm's `setLogConfig`);
+    /// its workers apply them within a heartbeat period. Answered by
+    /// [`Response::LogConfig`] with the result.
+    SetLogConfig {
+        /// The topology's name.
+        name: String,
+        /// What to set or remove, in order.
+        changes: Vec<crate::log_config::LogChange>,
+    },
+    /// A topology's log level overrides (Storm's `getLogConfig`).
+    /// Answered by [`Response::LogConfig`].
+    GetLogConfig {
+        /// The topology's name.
+        name: String,
+    },
     /// `request` made for `principal` by a daemon that authenticated that
     /// user itself (the UI, by the user's bearer token); Nimbus accepts
     /// it only from `nimbus.supervisor.users` and authorizes `request` as
@@ -161,6 +176,8 @@ pub enum Response {
     Info(Box<TopologyInfo>),
     /// The cluster.
     Cluster(ClusterSummary),
+    /// A topology's log level overrides.
+    LogConfig(crate::log_config::LogConfig),
     /// The request was refused.
     Error(RpcError),
 }

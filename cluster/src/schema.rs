@@ -71,6 +71,9 @@ pub struct TopologyRecord {
     /// tokens).
     #[serde(default)]
     pub secret: Option<String>,
+    /// Log level overrides its workers apply (`squall set_log_level`).
+    #[serde(default)]
+    pub log_config: crate::log_config::LogConfig,
 }
 
 /// A timed transition of a topology (Storm's kill and rebalance waits).

@@ -45,6 +45,7 @@ fn topology(id: &str) -> TopologyRecord {
         pending: None,
         owner: None,
         secret: None,
+        log_config: Default::default(),
     }
 }
 

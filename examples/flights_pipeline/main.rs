@@ -224,10 +224,7 @@ fn plain(rows: &[Row]) -> (Stats, BTreeMap<String, i64>) {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    squall::init_logging();
     let args = Args::parse();
     let (lines, rows) = read_rows(&args)?;
     let broker = broker(&args)?;

@@ -34,10 +34,7 @@ struct Args {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    squall::init_logging();
     let args = Args::parse();
     let rows = windows::arrival_order(windows::load(&args.input).map_err(anyhow::Error::msg)?);
     let run = Run::new(rows);

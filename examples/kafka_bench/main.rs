@@ -223,10 +223,7 @@ fn wait(count: &AtomicU64, n: u64, started: Instant) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    squall::init_logging();
     let args = Args::parse();
     let Some(brokers) = args
         .brokers

@@ -76,10 +76,7 @@ struct Args {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    squall::init_logging();
     let args = Args::parse();
     RedisStateProvider::register();
     if let Some(dir) = &args.read {

@@ -27,10 +27,7 @@ struct Args {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    squall::init_logging();
     let args = Args::parse();
     let spout = RecordSpout::csv(&args.input, &["carrier", "arr_delay"], args.batch_rows)
         .map_err(anyhow::Error::msg)?;

@@ -186,10 +186,7 @@ fn report(args: &Args, state: &Counts) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    squall::init_logging();
     let args = Args::parse();
     if let Some(dir) = &args.read {
         return report(&args, &state_factory(&args, Some(dir))?);

@@ -318,7 +318,13 @@ struct SplitBolt {
     /// User metrics: lines split, and words per line.
     lines: Option<squall::Counter>,
     words_per_line: Option<squall::Histogram>,
+    /// Lines split by this task.
+    split: u64,
 }
+
+/// The split bolt logs its progress at DEBUG every this many lines
+/// (`squall set_log_level NAME -l word_count=DEBUG:60` shows it).
+const PROGRESS_EVERY: u64 = 10_000;
 
 impl BasicBolt for SplitBolt {
     fn prepare(&mut self, context: &TopologyContext) {
@@ -346,6 +352,10 @@ impl BasicBolt for SplitBolt {
         if let (Some(lines), Some(h)) = (&self.lines, &self.words_per_line) {
             lines.inc();
             h.update(f64::from(words));
+        }
+        self.split += 1;
+        if self.split.is_multiple_of(PROGRESS_EVERY) {
+            tracing::debug!(lines = self.split, "split progress");
         }
         Ok(())
     }
@@ -400,11 +410,7 @@ fn write_counts(path: &Path, sorted: &[(String, u64)]) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    squall::init_logging();
     let args = Args::parse();
     if let Some(dir) = &args.merge {
         let counts = durable::merge_counts(dir)?;
@@ -519,6 +525,7 @@ fn main() -> Result<()> {
                     rng: rand::SeedableRng::from_os_rng(),
                     lines: None,
                     words_per_line: None,
+                    split: 0,
                 },
                 args.split_parallelism,
             )

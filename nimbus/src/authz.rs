@@ -197,6 +197,7 @@ mod tests {
             pending: None,
             owner: Some("alice".into()),
             secret: None,
+            log_config: Default::default(),
         }
     }
 

@@ -385,6 +385,7 @@ mod tests {
             pending: None,
             owner: None,
             secret: None,
+            log_config: Default::default(),
         }
     }
 

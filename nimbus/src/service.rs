@@ -6,6 +6,7 @@ use crate::heartbeats::HeartbeatCache;
 use crate::lifecycle::{self, Event, Lifecycle};
 use crate::monitor::Monitor;
 use crate::stats::StatsWindows;
+use squall_cluster::log_config::{LogChange, LogConfig};
 use squall_cluster::rpc::{
     spec_hash, BlobFetch, ClusterSummary, ErrorKind, Request, Response, RpcError, SeedFetch,
     SupervisorSummary, TopologyInfo, TopologySummary,
@@ -341,6 +342,15 @@ impl<S: StateStorage> Nimbus<S> {
                 self.rebalance(&name, wait_secs, workers, executors)?;
                 Ok(Response::Ok)
             }
+            Request::SetLogConfig { name, changes } => {
+                self.authorized(caller, &name, Access::Write, "set the log levels of")?;
+                Ok(Response::LogConfig(self.set_log_config(&name, &changes)?))
+            }
+            Request::GetLogConfig { name } => {
+                self.authorized(caller, &name, Access::Read, "read")?;
+                let t = self.by_name(&name)?;
+                Ok(Response::LogConfig(t.log_config))
+            }
             Request::List => Ok(Response::Topologies(self.list(caller.principal)?)),
             Request::Info { name } => {
                 self.authorized(caller, &name, Access::Read, "read")?;
@@ -469,6 +479,7 @@ impl<S: StateStorage> Nimbus<S> {
                 .is_some()
                 .then(|| squall_cluster::rpc::hex(&rand::random::<[u8; 32]>())),
             owner,
+            log_config: Default::default(),
         };
         self.state.prepare_topology(&id).map_err(state_error)?;
         self.state.put_topology(&record).map_err(state_error)?;
@@ -507,6 +518,20 @@ impl<S: StateStorage> Nimbus<S> {
             guard.schedule_all(self, now);
         }
         Ok(())
+    }
+
+    /// Applies `changes` to topology `name`'s log level overrides (Storm's
+    /// `setLogConfig`); its workers read them with its record.
+    fn set_log_config(&self, name: &str, changes: &[LogChange]) -> Result<LogConfig, RpcError> {
+        let _guard = self.leading()?;
+        let mut t = self.by_name(name)?;
+        t.log_config = t
+            .log_config
+            .with_changes(changes, self.now_ms())
+            .map_err(|e| RpcError::new(ErrorKind::Invalid, format!("topology {name:?}: {e}")))?;
+        self.state.put_topology(&t).map_err(state_error)?;
+        tracing::info!(topology = %t.id, loggers = ?t.log_config.loggers, "log levels set");
+        Ok(t.log_config)
     }
 
     fn kill(&self, name: &str, wait_secs: Option<u64>) -> Result<(), RpcError> {
@@ -720,6 +745,7 @@ fn audited(req: &Request) -> Option<(&'static str, String)> {
         Request::Activate { name } => ("activate", name.clone()),
         Request::Deactivate { name } => ("deactivate", name.clone()),
         Request::Rebalance { name, .. } => ("rebalance", name.clone()),
+        Request::SetLogConfig { name, .. } => ("set_log_level", name.clone()),
         _ => return None,
     })
 }

@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod lag;
 pub mod limits;
+pub mod logconfig;
 pub mod nimbus;
 pub mod prometheus;
 mod routes;

@@ -2,7 +2,7 @@
 //! blocking Nimbus calls on tokio's blocking pool.
 
 use crate::nimbus::{ApiError, NimbusLink};
-use crate::{prometheus, views};
+use crate::{logconfig, prometheus, views};
 use axum::body::Bytes;
 use axum::extract::{Path, Query};
 use axum::http::{header, StatusCode};
@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use squall_cluster::now_ms;
-use squall_cluster::rpc::Request;
+use squall_cluster::rpc::{Request, Response as NimbusResponse};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -102,6 +102,10 @@ pub fn router(link: NimbusLink) -> Router {
         .route("/api/v1/topology/{id}/deactivate", post(deactivate))
         .route("/api/v1/topology/{id}/rebalance/{wait}", post(rebalance))
         .route("/api/v1/topology/{id}/kill/{wait}", post(kill))
+        .route(
+            "/api/v1/topology/{id}/logconfig",
+            get(log_config).post(set_log_config),
+        )
         .fallback(|| async { ApiError::not_found("no such page or API endpoint") })
         .with_state(Arc::new(link))
 }
@@ -315,6 +319,36 @@ async fn kill(Link(link): Link, Path((id, wait)): Path<(String, String)>) -> Res
         act(l, &id, "kill", |name| Request::Kill { name, wait_secs })
     })
     .await
+}
+
+async fn log_config(Link(link): Link, Path(id): Path<String>) -> Response {
+    blocking(link, move |l| {
+        let name = l.by_id(&id)?.name;
+        match l.call(Request::GetLogConfig { name })? {
+            NimbusResponse::LogConfig(c) => Ok(logconfig::to_json(&c)),
+            other => Err(unexpected(&other)),
+        }
+    })
+    .await
+}
+
+async fn set_log_config(Link(link): Link, Path(id): Path<String>, body: Bytes) -> Response {
+    blocking(link, move |l| {
+        let changes = logconfig::changes_from_body(&body)?;
+        let name = l.by_id(&id)?.name;
+        match l.call(Request::SetLogConfig { name, changes })? {
+            NimbusResponse::LogConfig(c) => Ok(logconfig::to_json(&c)),
+            other => Err(unexpected(&other)),
+        }
+    })
+    .await
+}
+
+fn unexpected(r: &NimbusResponse) -> ApiError {
+    ApiError {
+        status: 502,
+        message: format!("unexpected answer from Nimbus: {r:?}"),
+    }
 }
 
 #[cfg(test)]

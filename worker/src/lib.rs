@@ -18,6 +18,7 @@ mod acking;
 mod backpressure;
 mod bolt_executor;
 mod launch;
+pub mod logging;
 mod message;
 mod outbox;
 mod rotating;

@@ -335,7 +335,11 @@ impl<S: StateStorage> Beat<'_, S> {
 /// # Errors
 /// [`WorkerError::SpecMismatch`] when the binary builds another topology
 /// than the one submitted; the others as named.
-pub fn run_worker(topology: &Topology, env: &WorkerEnv) -> Result<WorkerExit, WorkerError> {
+pub fn run_worker(
+    topology: &Topology,
+    env: &WorkerEnv,
+    log_control: Option<crate::logging::LogControl>,
+) -> Result<WorkerExit, WorkerError> {
     let storage = Arc::new(ZkStorage::connect_with(
         &env.zookeeper,
         &env.zookeeper_root,
@@ -352,6 +356,7 @@ pub fn run_worker(topology: &Topology, env: &WorkerEnv) -> Result<WorkerExit, Wo
     let options = WorkerOptions {
         store: Some(StorageStore::shared(storage)),
         stop: Some(stop),
+        log_control,
         ..WorkerOptions::default()
     };
     run_worker_on(topology, &state, env, options)
@@ -378,6 +383,9 @@ pub struct WorkerOptions {
     pub store: Option<SharedStore>,
     /// The time executors run on; `None`: the system's.
     pub clock: Option<TopologyClock>,
+    /// The process's log filter, which the topology's log level overrides
+    /// change; `None`: they are not applied (the process owns its logging).
+    pub log_control: Option<crate::logging::LogControl>,
 }
 
 /// With security on, the worker's identity and its topology's secret;
@@ -414,7 +422,7 @@ pub fn run_worker_on<S: StateStorage>(
     topology: &Topology,
     state: &ClusterState<S>,
     env: &WorkerEnv,
-    options: WorkerOptions,
+    mut options: WorkerOptions,
 ) -> Result<WorkerExit, WorkerError> {
     std::fs::create_dir_all(&env.dir)
         .map_err(|e| WorkerError::Env(format!("worker directory {}: {e}", env.dir.display())))?;
@@ -537,6 +545,9 @@ pub fn run_worker_on<S: StateStorage>(
                 return Ok(WorkerExit::TopologyGone);
             }
             Ok(Some(t)) => {
+                if let Some(control) = &mut options.log_control {
+                    control.apply(&t.log_config, now_ms());
+                }
                 if t.status == TopologyStatus::Active && ready {
                     running.activate();
                 } else {

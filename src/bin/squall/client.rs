@@ -1,6 +1,7 @@
 //! Commands that talk to Nimbus.
 
 use anyhow::{anyhow, bail, Context};
+use squall_cluster::log_config;
 use squall_cluster::rpc::{sha256_hex, NimbusClient, Request, Response, TopologySummary};
 use squall_cluster::tls::Tls;
 use squall_topology_api::ClusterConfig;
@@ -240,6 +241,53 @@ pub fn info(c: &ClusterConfig, name: &str, json: bool) -> anyhow::Result<i32> {
         for e in errors {
             println!("error in {comp}: {e}");
         }
+    }
+    Ok(0)
+}
+
+/// `squall set_log_level`: sends the changes, prints the overrides in force.
+pub fn set_log_level(
+    c: &ClusterConfig,
+    name: &str,
+    set: &[String],
+    remove: &[String],
+    json: bool,
+) -> anyhow::Result<i32> {
+    let mut changes = Vec::new();
+    for arg in set {
+        changes.push(log_config::parse_change(arg).map_err(|e| anyhow!("-l {e}"))?);
+    }
+    for logger in remove {
+        changes.push(log_config::LogChange {
+            logger: logger.trim().to_owned(),
+            level: None,
+            timeout_secs: 0,
+        });
+    }
+    let request = if changes.is_empty() {
+        Request::GetLogConfig {
+            name: name.to_owned(),
+        }
+    } else {
+        Request::SetLogConfig {
+            name: name.to_owned(),
+            changes,
+        }
+    };
+    let Response::LogConfig(config) = leader(c)?.call(request)? else {
+        bail!("unexpected answer from Nimbus");
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&config.loggers)?);
+        return Ok(0);
+    }
+    if config.loggers.is_empty() {
+        println!("No log level overrides on topology {name}.");
+        return Ok(0);
+    }
+    println!("{:<40} {:<6} {:>12}", "Logger", "Level", "Timeout_secs");
+    for (logger, l) in &config.loggers {
+        println!("{logger:<40} {:<6} {:>12}", l.level, l.timeout_secs);
     }
     Ok(0)
 }

@@ -84,6 +84,25 @@ enum Command {
         #[arg(short = 'e', long = "executor", value_name = "COMPONENT=N")]
         executors: Vec<String>,
     },
+    /// Change a running topology's log levels for a while, without a
+    /// restart (Storm's `set_log_level`); prints the overrides in force.
+    #[command(name = "set_log_level", alias = "set-log-level")]
+    SetLogLevel {
+        /// The topology's name.
+        name: String,
+        /// Set a logger: `-l LOGGER=LEVEL[:TIMEOUT_SECS]` (repeatable).
+        /// LOGGER is `ROOT` or a target such as `my_crate::module`; LEVEL
+        /// TRACE, DEBUG, INFO, WARN, ERROR or OFF; without a timeout the
+        /// level stays until removed.
+        #[arg(short = 'l', value_name = "LOGGER=LEVEL[:TIMEOUT_SECS]")]
+        set: Vec<String>,
+        /// Remove a logger's override (repeatable).
+        #[arg(short = 'r', value_name = "LOGGER")]
+        remove: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve the web UI, Storm's REST API and Prometheus `/metrics` on
     /// `ui.host`:`ui.port` (default 127.0.0.1:8080).
     Ui,
@@ -210,6 +229,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Kill { name, wait } => client::kill(c, &name, wait),
         Command::List { json } => client::list(c, json),
         Command::Info { name, json } => client::info(c, &name, json),
+        Command::SetLogLevel {
+            name,
+            set,
+            remove,
+            json,
+        } => client::set_log_level(c, &name, &set, &remove, json),
         Command::Activate { name } => client::activate(c, &name, true),
         Command::Deactivate { name } => client::activate(c, &name, false),
         Command::Rebalance {
