@@ -135,6 +135,14 @@ pub enum Request {
         /// The topology's name.
         name: String,
     },
+    /// The workers' latest heartbeats the leader holds (Storm's `storm
+    /// heartbeats list`), of the topologies the caller may read. Answered
+    /// by [`Response::Heartbeats`].
+    ListHeartbeats,
+    /// The topology binaries in the blob store (Storm's `storm blobstore
+    /// list`): every one for admins and daemons, otherwise those of
+    /// topologies the caller may change. Answered by [`Response::Blobs`].
+    ListBlobs,
     /// `request` made for `principal` by a daemon that authenticated that
     /// user itself (the UI, by the user's bearer token); Nimbus accepts
     /// it only from `nimbus.supervisor.users` and authorizes `request` as
@@ -178,6 +186,10 @@ pub enum Response {
     Cluster(ClusterSummary),
     /// A topology's log level overrides.
     LogConfig(crate::log_config::LogConfig),
+    /// Workers' latest heartbeats.
+    Heartbeats(Vec<HeartbeatSummary>),
+    /// Blobs in the blob store.
+    Blobs(Vec<BlobSummary>),
     /// The request was refused.
     Error(RpcError),
 }
@@ -275,6 +287,34 @@ pub struct TopologyInfo {
     /// time, in that order), from the heartbeats Nimbus has seen.
     #[serde(default)]
     pub windows: Vec<WindowStats>,
+}
+
+/// One worker's latest heartbeat, as Nimbus holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatSummary {
+    /// The topology.
+    pub topology_id: String,
+    /// The worker's slot.
+    pub slot: WorkerSlot,
+    /// When it beat, ms since the Unix epoch (the worker's clock).
+    pub time_ms: u64,
+    /// When the worker started, ms since the Unix epoch.
+    pub started_at_ms: u64,
+    /// How many executors it runs.
+    pub executors: usize,
+}
+
+/// One blob of Nimbus's blob store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobSummary {
+    /// Its key: the content's sha256, lower-case hex.
+    pub sha256: String,
+    /// Its size, bytes.
+    pub size: u64,
+    /// Modified, ms since the Unix epoch.
+    pub modified_ms: u64,
+    /// The names of the live topologies that run it.
+    pub topologies: Vec<String>,
 }
 
 /// A live supervisor.

@@ -72,6 +72,31 @@ impl BlobStore {
         is_sha256(sha256) && self.dir.join(sha256).is_file()
     }
 
+    /// Every stored blob: (sha256, size in bytes, modified in ms since
+    /// the Unix epoch), by hash.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Internal`] when the folder cannot be read.
+    pub fn list(&self) -> Result<Vec<(String, u64, u64)>, RpcError> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&self.dir).map_err(internal)? {
+            let e = e.map_err(internal)?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Ok(meta) = e.metadata() else { continue };
+            if !is_sha256(&name) || !meta.is_file() {
+                continue;
+            }
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_millis() as u64);
+            out.push((name, meta.len(), modified));
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Opens an upload of `size` bytes hashing to `sha256` for `client`.
     ///
     /// # Errors

@@ -71,6 +71,11 @@ impl HeartbeatCache {
             });
     }
 
+    /// Every kept beat, by topology and slot.
+    pub fn all(&self) -> impl Iterator<Item = &WorkerHeartbeat> {
+        self.beats.values().flat_map(|m| m.values())
+    }
+
     /// Forgets everything (a Nimbus that starts to lead).
     pub fn clear(&mut self) {
         self.beats.clear();

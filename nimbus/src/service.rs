@@ -8,8 +8,8 @@ use crate::monitor::Monitor;
 use crate::stats::StatsWindows;
 use squall_cluster::log_config::{LogChange, LogConfig};
 use squall_cluster::rpc::{
-    spec_hash, BlobFetch, ClusterSummary, ErrorKind, Request, Response, RpcError, SeedFetch,
-    SupervisorSummary, TopologyInfo, TopologySummary,
+    spec_hash, BlobFetch, BlobSummary, ClusterSummary, ErrorKind, HeartbeatSummary, Request,
+    Response, RpcError, SeedFetch, SupervisorSummary, TopologyInfo, TopologySummary,
 };
 use squall_cluster::schema::{TopologyRecord, TopologyStatus, WorkerHeartbeat};
 use squall_cluster::tls::Tls;
@@ -351,6 +351,8 @@ impl<S: StateStorage> Nimbus<S> {
                 let t = self.by_name(&name)?;
                 Ok(Response::LogConfig(t.log_config))
             }
+            Request::ListHeartbeats => Ok(Response::Heartbeats(self.heartbeat_list(caller)?)),
+            Request::ListBlobs => Ok(Response::Blobs(self.blob_list(caller)?)),
             Request::List => Ok(Response::Topologies(self.list(caller.principal)?)),
             Request::Info { name } => {
                 self.authorized(caller, &name, Access::Read, "read")?;
@@ -532,6 +534,66 @@ impl<S: StateStorage> Nimbus<S> {
         self.state.put_topology(&t).map_err(state_error)?;
         tracing::info!(topology = %t.id, loggers = ?t.log_config.loggers, "log levels set");
         Ok(t.log_config)
+    }
+
+    /// The leader's kept heartbeats of the topologies `caller` may read.
+    fn heartbeat_list(&self, caller: Caller<'_>) -> Result<Vec<HeartbeatSummary>, RpcError> {
+        self.require_leader()?;
+        let readable = self.visible(caller, Access::Read)?;
+        let beats = self.heartbeats();
+        Ok(beats
+            .all()
+            .filter(|b| readable.contains(&b.topology_id))
+            .map(|b| HeartbeatSummary {
+                topology_id: b.topology_id.clone(),
+                slot: b.slot.clone(),
+                time_ms: b.time_ms,
+                started_at_ms: b.started_at_ms,
+                executors: b.executors.len(),
+            })
+            .collect())
+    }
+
+    /// The stored binaries: all for admins and daemons (and with security
+    /// off), otherwise those of topologies `caller` may change.
+    fn blob_list(&self, caller: Caller<'_>) -> Result<Vec<BlobSummary>, RpcError> {
+        let live = self.state.topologies().map_err(state_error)?;
+        let everything = caller.principal.is_none_or(|p| {
+            authz::is_admin(&self.config, p)
+                || self.config.nimbus_supervisor_users.iter().any(|u| u == p)
+        });
+        let writable = self.visible(caller, Access::Write)?;
+        let mut out = Vec::new();
+        for (sha256, size, modified_ms) in self.blobs.list()? {
+            let users: Vec<&TopologyRecord> = live
+                .iter()
+                .filter(|t| t.binary_hash.as_deref() == Some(sha256.as_str()))
+                .collect();
+            if !everything && !users.iter().any(|t| writable.contains(&t.id)) {
+                continue;
+            }
+            out.push(BlobSummary {
+                sha256,
+                size,
+                modified_ms,
+                topologies: users.iter().map(|t| t.name.clone()).collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Ids of the live topologies `caller` may `access`.
+    fn visible(&self, caller: Caller<'_>, access: Access) -> Result<BTreeSet<String>, RpcError> {
+        let live = self.state.topologies().map_err(state_error)?;
+        Ok(live
+            .into_iter()
+            .filter(|t| {
+                caller
+                    .principal
+                    .is_none_or(|p| authz::may(&self.config, p, t, access))
+            })
+            .map(|t| t.id)
+            .collect())
     }
 
     fn kill(&self, name: &str, wait_secs: Option<u64>) -> Result<(), RpcError> {

@@ -9,11 +9,13 @@
 #![forbid(missing_docs)]
 
 mod binaries;
+mod kill_workers;
 mod launcher;
 mod report;
 pub mod slot;
 mod supervisor;
 
+pub use kill_workers::{kill_workers, KilledWorker};
 pub use launcher::{Launcher, ProcessLauncher, WorkerHandle, WorkerLaunch};
 pub use report::NimbusReport;
 pub use supervisor::{run, Supervisor, SupervisorError};

@@ -172,29 +172,7 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
     }
 
     fn read_slot_record(&self, port: u16) -> Option<(u32, LocalAssignment)> {
-        let text = std::fs::read_to_string(self.slot_record(port)).ok()?;
-        let mut lines = text.lines();
-        let pid = lines.next()?.parse().ok()?;
-        let topology_id = lines.next()?.to_owned();
-        let executors = lines
-            .map(|l| {
-                let mut f = l.split(' ');
-                let component = f.next()?.into();
-                let start = f.next()?.parse().ok()?;
-                let end = f.next()?.parse().ok()?;
-                Some(squall_topology_api::ExecutorSpec {
-                    component,
-                    tasks: start..end,
-                })
-            })
-            .collect::<Option<Vec<_>>>()?;
-        Some((
-            pid,
-            LocalAssignment {
-                topology_id,
-                executors,
-            },
-        ))
+        read_slot_record_at(&self.slot_record(port))
     }
 
     /// Takes over the workers an earlier run of this supervisor left
@@ -569,4 +547,32 @@ pub fn run(config: &ClusterConfig) -> Result<(), SupervisorError> {
             config.supervisor_monitor_frequency_secs,
         ));
     }
+}
+
+/// The worker a slot record names: its pid and assignment (see
+/// [`Supervisor::write_slot_record`]).
+pub(crate) fn read_slot_record_at(path: &Path) -> Option<(u32, LocalAssignment)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut lines = text.lines();
+    let pid = lines.next()?.parse().ok()?;
+    let topology_id = lines.next()?.to_owned();
+    let executors = lines
+        .map(|l| {
+            let mut f = l.split(' ');
+            let component = f.next()?.into();
+            let start = f.next()?.parse().ok()?;
+            let end = f.next()?.parse().ok()?;
+            Some(squall_topology_api::ExecutorSpec {
+                component,
+                tasks: start..end,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((
+        pid,
+        LocalAssignment {
+            topology_id,
+            executors,
+        },
+    ))
 }

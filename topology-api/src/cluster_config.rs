@@ -4,6 +4,7 @@
 use crate::config::ConfigError;
 use crate::Value;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// A setting that must not be printed (a password): `Debug` shows
 /// `Secret(..)`.
@@ -356,6 +357,117 @@ impl ClusterConfig {
         Ok(true)
     }
 
+    /// The daemon settings under their Storm key names (`squall getconf`,
+    /// the REST API's `/cluster/configuration`). Unset paths are `Null`;
+    /// `storm.zookeeper.auth.payload` is never shown: `"(set)"` or `Null`.
+    pub fn to_storm_map(&self) -> BTreeMap<String, Value> {
+        let int = |v: u64| Value::Int(i64::try_from(v).unwrap_or(i64::MAX));
+        let list = |v: &[String]| Value::List(v.iter().map(|s| Value::from(s.as_str())).collect());
+        let path = |p: &Option<String>| p.as_deref().map_or(Value::Null, Value::from);
+        let entries = [
+            ("storm.zookeeper.servers", list(&self.zookeeper_servers)),
+            ("storm.zookeeper.port", int(self.zookeeper_port.into())),
+            (
+                "storm.zookeeper.root",
+                Value::from(self.zookeeper_root.as_str()),
+            ),
+            (
+                "storm.zookeeper.session.timeout",
+                int(self.zookeeper_session_timeout_ms),
+            ),
+            ("storm.local.dir", Value::from(self.local_dir.as_str())),
+            (
+                "storm.local.hostname",
+                Value::from(self.local_hostname.as_str()),
+            ),
+            ("nimbus.seeds", list(&self.nimbus_seeds)),
+            ("nimbus.thrift.port", int(self.nimbus_port.into())),
+            (
+                "nimbus.thrift.max_buffer_size",
+                int(self.nimbus_max_frame_bytes as u64),
+            ),
+            (
+                "nimbus.task.timeout.secs",
+                int(self.nimbus_task_timeout_secs),
+            ),
+            ("nimbus.task.launch.secs", int(self.nimbus_task_launch_secs)),
+            (
+                "nimbus.monitor.freq.secs",
+                int(self.nimbus_monitor_freq_secs),
+            ),
+            (
+                "nimbus.file.copy.expiration.secs",
+                int(self.nimbus_file_copy_expiration_secs),
+            ),
+            (
+                "nimbus.upload.max.sessions",
+                int(self.nimbus_upload_max_sessions as u64),
+            ),
+            (
+                "nimbus.thrift.threads",
+                int(self.nimbus_max_connections as u64),
+            ),
+            (
+                "nimbus.thrift.idle.timeout.secs",
+                int(self.nimbus_idle_timeout_secs),
+            ),
+            (
+                "supervisor.slots.ports",
+                Value::List(
+                    self.supervisor_slots_ports
+                        .iter()
+                        .map(|p| int((*p).into()))
+                        .collect(),
+                ),
+            ),
+            (
+                "supervisor.worker.timeout.secs",
+                int(self.supervisor_worker_timeout_secs),
+            ),
+            (
+                "supervisor.worker.start.timeout.secs",
+                int(self.supervisor_worker_start_timeout_secs),
+            ),
+            (
+                "supervisor.worker.shutdown.sleep.secs",
+                int(self.supervisor_worker_shutdown_sleep_secs),
+            ),
+            (
+                "supervisor.monitor.frequency.secs",
+                int(self.supervisor_monitor_frequency_secs),
+            ),
+            (
+                "worker.heartbeat.frequency.secs",
+                int(self.worker_heartbeat_frequency_secs),
+            ),
+            ("ui.host", Value::from(self.ui_host.as_str())),
+            ("ui.port", int(self.ui_port.into())),
+            ("ui.max.connections", int(self.ui_max_connections as u64)),
+            ("ui.header.timeout.secs", int(self.ui_header_timeout_secs)),
+            ("squall.security.enable", Value::Bool(self.security_enable)),
+            (
+                "storm.zookeeper.auth.payload",
+                self.zookeeper_auth_payload
+                    .as_ref()
+                    .map_or(Value::Null, |_| Value::from("(set)")),
+            ),
+            ("squall.tls.ca.path", path(&self.tls_ca_path)),
+            ("squall.tls.cert.path", path(&self.tls_cert_path)),
+            ("squall.tls.key.path", path(&self.tls_key_path)),
+            ("squall.token.key.path", path(&self.token_key_path)),
+            ("nimbus.admins", list(&self.nimbus_admins)),
+            ("nimbus.users", list(&self.nimbus_users)),
+            (
+                "nimbus.supervisor.users",
+                list(&self.nimbus_supervisor_users),
+            ),
+        ];
+        entries
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect()
+    }
+
     /// The ZooKeeper connect string, `host:port,host:port` (a server given
     /// with its own port keeps it).
     pub fn zookeeper_connect(&self) -> String {
@@ -391,5 +503,30 @@ mod tests {
             c.zookeeper_auth_payload.as_ref().map(Secret::expose),
             Some("squall:hunter2")
         );
+        let map = c.to_storm_map();
+        assert_eq!(map["storm.zookeeper.auth.payload"], Value::from("(set)"));
+    }
+
+    #[test]
+    fn every_key_read_back_sets_the_same_config() {
+        let mut c = ClusterConfig::default();
+        c.set("nimbus.seeds", &Value::from("h1")).unwrap();
+        c.set(
+            "supervisor.slots.ports",
+            &Value::List(vec![Value::Int(7000)]),
+        )
+        .unwrap();
+        c.set("squall.tls.ca.path", &Value::from("/ca.pem"))
+            .unwrap();
+        let map = c.to_storm_map();
+        let mut back = ClusterConfig::default();
+        for (k, v) in &map {
+            if matches!(v, Value::Null) || k == "storm.zookeeper.auth.payload" {
+                continue;
+            }
+            assert!(back.set(k, v).unwrap(), "{k} is not a daemon key");
+        }
+        assert_eq!(format!("{back:?}"), format!("{c:?}"));
+        assert_eq!(map["nimbus.seeds"], Value::List(vec![Value::from("h1")]));
     }
 }

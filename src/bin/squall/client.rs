@@ -291,3 +291,147 @@ pub fn set_log_level(
     }
     Ok(0)
 }
+
+/// `squall getconf`: one setting, or all, from what this command loaded.
+pub fn getconf(
+    config: &squall_topology_api::Config,
+    key: Option<&str>,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let mut all = config.to_storm_map();
+    all.extend(config.cluster.to_storm_map());
+    let shown = |v: &squall_topology_api::Value| -> anyhow::Result<String> {
+        Ok(match v {
+            squall_topology_api::Value::Str(s) if !json => s.to_string(),
+            v => serde_json::to_string(v)?,
+        })
+    };
+    match key {
+        Some(k) => {
+            let Some(v) = all.get(k) else {
+                bail!("{k:?} is not a setting Squall knows (see `squall getconf` for them all)");
+            };
+            println!("{}", shown(v)?);
+        }
+        None if json => println!("{}", serde_json::to_string_pretty(&all)?),
+        None => {
+            for (k, v) in &all {
+                println!("{k}: {}", shown(v)?);
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn ago_secs(ms: u64) -> u64 {
+    squall_cluster::now_ms().saturating_sub(ms) / 1000
+}
+
+/// `squall heartbeats list`.
+pub fn heartbeats(c: &ClusterConfig, json: bool) -> anyhow::Result<i32> {
+    let Response::Heartbeats(rows) = leader(c)?.call(Request::ListHeartbeats)? else {
+        bail!("unexpected answer from Nimbus");
+    };
+    if json {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|h| {
+                serde_json::json!({
+                    "topology_id": h.topology_id, "supervisor_id": h.slot.supervisor,
+                    "host": h.slot.host, "port": h.slot.port, "time_ms": h.time_ms,
+                    "uptime_secs": ago_secs(h.started_at_ms), "executors": h.executors,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(0);
+    }
+    if rows.is_empty() {
+        println!("No worker heartbeats.");
+        return Ok(0);
+    }
+    println!(
+        "{:<32} {:<28} {:>10} {:>12} {:>10}",
+        "Topology_id", "Worker", "Beat_secs", "Uptime_secs", "Executors"
+    );
+    for h in &rows {
+        println!(
+            "{:<32} {:<28} {:>10} {:>12} {:>10}",
+            h.topology_id,
+            format!("{}:{}", h.slot.host, h.slot.port),
+            ago_secs(h.time_ms),
+            ago_secs(h.started_at_ms),
+            h.executors
+        );
+    }
+    Ok(0)
+}
+
+/// `squall blobstore list`.
+pub fn blobs(c: &ClusterConfig, json: bool) -> anyhow::Result<i32> {
+    let Response::Blobs(rows) = any(c)?.call(Request::ListBlobs)? else {
+        bail!("unexpected answer from Nimbus");
+    };
+    if json {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|b| {
+                serde_json::json!({
+                    "key": b.sha256, "size": b.size, "modified_ms": b.modified_ms,
+                    "topologies": b.topologies,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(0);
+    }
+    if rows.is_empty() {
+        println!("No blobs.");
+        return Ok(0);
+    }
+    println!("{:<64} {:>12}  Topologies", "Key", "Size");
+    for b in &rows {
+        println!(
+            "{:<64} {:>12}  {}",
+            b.sha256,
+            b.size,
+            b.topologies.join(",")
+        );
+    }
+    Ok(0)
+}
+
+/// `squall kill_workers`.
+pub fn kill_workers(c: &ClusterConfig, json: bool) -> anyhow::Result<i32> {
+    let killed = squall_supervisor::kill_workers(c)?;
+    if json {
+        let rows: Vec<_> = killed
+            .iter()
+            .map(|k| {
+                serde_json::json!({
+                    "port": k.port, "pid": k.pid, "topology_id": k.topology_id,
+                    "forced": k.forced,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(0);
+    }
+    if killed.is_empty() {
+        println!("No workers running on this supervisor.");
+    }
+    for k in &killed {
+        println!(
+            "Stopped worker {} of {} on port {}{}",
+            k.pid,
+            k.topology_id,
+            k.port,
+            if k.forced {
+                " (killed after the shutdown wait)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(0)
+}

@@ -103,6 +103,35 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print Squall's version and its RPC protocol version.
+    Version,
+    /// Print a setting as this command sees it (defaults, the config file,
+    /// then `-c`); without KEY, every setting (Storm's `getconf`).
+    Getconf {
+        /// The Storm key name, e.g. `nimbus.seeds`.
+        key: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The workers' latest heartbeats, as the leading Nimbus holds them.
+    Heartbeats {
+        #[command(subcommand)]
+        command: HeartbeatsCommand,
+    },
+    /// The topology binaries in Nimbus's blob store.
+    Blobstore {
+        #[command(subcommand)]
+        command: BlobstoreCommand,
+    },
+    /// Stop every worker this host's supervisor runs (its supervisor
+    /// starts them again); run on the supervisor's host with its config.
+    #[command(name = "kill_workers", alias = "kill-workers")]
+    KillWorkers {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve the web UI, Storm's REST API and Prometheus `/metrics` on
     /// `ui.host`:`ui.port` (default 127.0.0.1:8080).
     Ui,
@@ -172,6 +201,28 @@ enum Command {
     },
 }
 
+/// `squall heartbeats ...`.
+#[derive(Subcommand)]
+enum HeartbeatsCommand {
+    /// One row per worker: topology, slot, last beat, uptime, executors.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `squall blobstore ...`.
+#[derive(Subcommand)]
+enum BlobstoreCommand {
+    /// One row per binary: key (sha256), size, the topologies running it.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -229,6 +280,19 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Kill { name, wait } => client::kill(c, &name, wait),
         Command::List { json } => client::list(c, json),
         Command::Info { name, json } => client::info(c, &name, json),
+        Command::Version => {
+            println!("Squall {}", env!("CARGO_PKG_VERSION"));
+            println!("RPC protocol {}", squall_cluster::frame::PROTOCOL_VERSION);
+            Ok(0)
+        }
+        Command::Getconf { key, json } => client::getconf(&config, key.as_deref(), json),
+        Command::Heartbeats {
+            command: HeartbeatsCommand::List { json },
+        } => client::heartbeats(c, json),
+        Command::Blobstore {
+            command: BlobstoreCommand::List { json },
+        } => client::blobs(c, json),
+        Command::KillWorkers { json } => client::kill_workers(c, json),
         Command::SetLogLevel {
             name,
             set,

@@ -1,0 +1,140 @@
+//! The rest of Storm's command line on a real cluster: `version`,
+//! `getconf`, `heartbeats list`, `blobstore list`, `kill_workers`, `--json`
+//! on listings, and `-c` after the subcommand.
+
+mod cluster_support;
+mod corpus;
+
+use cluster_support::*;
+use serde_json::Value;
+use std::time::Duration;
+
+fn json(c: &Cluster, args: &[&str]) -> Value {
+    let out = c.squall_ok(args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("squall {args:?}: {e}: {out}"))
+}
+
+fn failure(c: &Cluster, args: &[&str]) -> String {
+    let out = c.squall(args);
+    assert!(!out.status.success(), "squall {args:?} must fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn count_executed(c: &Cluster, name: &str) -> u64 {
+    c.info(name)
+        .map(|i| i.metrics.component("count").executed)
+        .unwrap_or(0)
+}
+
+#[test]
+fn storms_cli_commands_answer_from_a_running_cluster() {
+    let mut c = Cluster::new(1);
+    c.start_nimbus(0);
+    c.start_supervisor(2);
+    c.wait_supervisors(1);
+
+    let version = c.squall_ok(&["version"]);
+    assert!(
+        version.starts_with(&format!("Squall {}", env!("CARGO_PKG_VERSION"))),
+        "{version}"
+    );
+
+    // getconf: one key, every key, an unknown key, and -c after the
+    // subcommand.
+    assert_eq!(
+        c.squall_ok(&["getconf", "nimbus.task.timeout.secs"]).trim(),
+        "8"
+    );
+    assert_eq!(
+        json(&c, &["getconf", "nimbus.seeds", "--json"]),
+        serde_json::json!(c.nimbus_addresses())
+    );
+    assert_eq!(
+        c.squall_ok(&["getconf", "ui.port", "-c", "ui.port=9123"])
+            .trim(),
+        "9123"
+    );
+    let all = json(&c, &["getconf", "--json"]);
+    assert_eq!(all["nimbus.task.timeout.secs"], 8, "{all}");
+    assert!(all["topology.message.timeout.secs"].is_number(), "{all}");
+    let err = failure(&c, &["getconf", "nimbus.no.such.key"]);
+    assert!(err.contains("nimbus.no.such.key"), "{err}");
+
+    // Nothing running yet.
+    assert_eq!(json(&c, &["list", "--json"]), serde_json::json!([]));
+    assert!(c
+        .squall_ok(&["heartbeats", "list"])
+        .contains("No worker heartbeats"));
+    assert_eq!(
+        json(&c, &["blobstore", "list", "--json"]),
+        serde_json::json!([])
+    );
+
+    let state = c.submit_word_count("cli", &["--workers", "2", "--repeat", "1000"]);
+    let id = c.info("cli").unwrap().summary.id;
+    wait_until("both workers' heartbeats", Duration::from_secs(90), || {
+        let beats = json(&c, &["heartbeats", "list", "--json"]);
+        beats.as_array().unwrap().len() == 2
+    });
+    let beats = json(&c, &["heartbeats", "list", "--json"]);
+    for b in beats.as_array().unwrap() {
+        assert_eq!(b["topology_id"], id.as_str(), "{beats}");
+        assert!(b["executors"].as_u64().unwrap() > 0, "{beats}");
+        assert!(b["time_ms"].as_u64().unwrap() > 0, "{beats}");
+    }
+    let text = c.squall_ok(&["heartbeats", "list"]);
+    assert!(text.contains(&id), "{text}");
+
+    let blobs = json(&c, &["blobstore", "list", "--json"]);
+    let size = std::fs::metadata(corpus::example()).unwrap().len();
+    assert_eq!(blobs.as_array().unwrap().len(), 1, "{blobs}");
+    assert_eq!(blobs[0]["size"], size, "{blobs}");
+    assert_eq!(
+        blobs[0]["topologies"],
+        serde_json::json!(["cli"]),
+        "{blobs}"
+    );
+    assert_eq!(blobs[0]["key"].as_str().unwrap().len(), 64, "{blobs}");
+    let listed = json(&c, &["list", "--json"]);
+    assert_eq!(listed[0]["name"], "cli", "{listed}");
+
+    // kill_workers on the supervisor's host (its storm.local.dir): both
+    // workers stop and the supervisor starts new ones, which count on.
+    wait_until("words counted", Duration::from_secs(60), || {
+        count_executed(&c, "cli") > 10_000
+    });
+    let old = c.worker_pids();
+    assert_eq!(old.len(), 2);
+    let local_dir = format!(
+        "storm.local.dir={}",
+        c.path().join("supervisor-0").display()
+    );
+    let killed = json(&c, &["kill_workers", "--json", "-c", &local_dir]);
+    let mut pids: Vec<u64> = killed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["pid"].as_u64().unwrap())
+        .collect();
+    pids.sort();
+    let mut expected: Vec<u64> = old.iter().map(|&p| u64::from(p)).collect();
+    expected.sort();
+    assert_eq!(pids, expected, "{killed}");
+    wait_until("new workers", Duration::from_secs(90), || {
+        let now = c.worker_pids();
+        now.len() == 2 && now.iter().all(|p| !old.contains(p))
+    });
+    let acked = Cluster::spout_progress(&state).map_or(0, |p| p.0);
+    wait_until(
+        "lines acked after the restart",
+        Duration::from_secs(90),
+        || Cluster::spout_progress(&state).is_some_and(|p| p.0 > acked),
+    );
+    let err = failure(
+        &c,
+        &["kill_workers", "-c", "storm.local.dir=/nonexistent-squall"],
+    );
+    assert!(err.contains("/nonexistent-squall"), "{err}");
+
+    c.kill_and_wait_workers("cli");
+}
