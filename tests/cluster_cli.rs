@@ -60,6 +60,46 @@ fn storms_cli_commands_answer_from_a_running_cluster() {
     let err = failure(&c, &["getconf", "nimbus.no.such.key"]);
     assert!(err.contains("nimbus.no.such.key"), "{err}");
 
+    // The REST API's copy of Nimbus's settings, and Storm's JSONP.
+    let ui = c.start_ui();
+    let conf: Value = ureq::get(&format!("{ui}/api/v1/cluster/configuration"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(conf["nimbus.task.timeout.secs"], 8, "{conf}");
+    assert_eq!(conf["topology.message.timeout.secs"], 30, "{conf}");
+    assert_eq!(
+        conf["nimbus.seeds"],
+        serde_json::json!(c.nimbus_addresses())
+    );
+    assert!(conf["storm.zookeeper.auth.payload"].is_null(), "{conf}");
+    let r = ureq::get(&format!("{ui}/api/v1/cluster/summary?callback=jQuery_1.cb"))
+        .call()
+        .unwrap();
+    assert!(
+        r.content_type().contains("javascript"),
+        "{}",
+        r.content_type()
+    );
+    let text = r.into_string().unwrap();
+    assert!(
+        text.starts_with("jQuery_1.cb({") && text.ends_with("});"),
+        "{text}"
+    );
+    let inner: Value = serde_json::from_str(&text["jQuery_1.cb(".len()..text.len() - 2]).unwrap();
+    assert!(inner["supervisors"].is_number(), "{inner}");
+    match ureq::get(&format!("{ui}/api/v1/cluster/summary?callback=alert(1)")).call() {
+        Err(ureq::Error::Status(400, r)) => {
+            let v: Value = r.into_json().unwrap();
+            assert!(
+                v["errorMessage"].as_str().unwrap().contains("alert(1)"),
+                "{v}"
+            );
+        }
+        other => panic!("a callback that is not a name must be refused: {other:?}"),
+    }
+
     // Nothing running yet.
     assert_eq!(json(&c, &["list", "--json"]), serde_json::json!([]));
     assert!(c

@@ -135,6 +135,10 @@ pub enum Request {
         /// The topology's name.
         name: String,
     },
+    /// The answering Nimbus's settings under Storm's key names, topology
+    /// defaults included (Storm's `getNimbusConf`). Answered by
+    /// [`Response::Configuration`].
+    Configuration,
     /// The workers' latest heartbeats the leader holds (Storm's `storm
     /// heartbeats list`), of the topologies the caller may read. Answered
     /// by [`Response::Heartbeats`].
@@ -186,6 +190,8 @@ pub enum Response {
     Cluster(ClusterSummary),
     /// A topology's log level overrides.
     LogConfig(crate::log_config::LogConfig),
+    /// Settings by Storm key name.
+    Configuration(BTreeMap<String, squall_topology_api::Value>),
     /// Workers' latest heartbeats.
     Heartbeats(Vec<HeartbeatSummary>),
     /// Blobs in the blob store.

@@ -351,6 +351,11 @@ impl<S: StateStorage> Nimbus<S> {
                 let t = self.by_name(&name)?;
                 Ok(Response::LogConfig(t.log_config))
             }
+            Request::Configuration => {
+                let mut conf = Config::default().to_storm_map();
+                conf.extend(self.config.to_storm_map());
+                Ok(Response::Configuration(conf))
+            }
             Request::ListHeartbeats => Ok(Response::Heartbeats(self.heartbeat_list(caller)?)),
             Request::ListBlobs => Ok(Response::Blobs(self.blob_list(caller)?)),
             Request::List => Ok(Response::Topologies(self.list(caller.principal)?)),

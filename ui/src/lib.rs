@@ -9,6 +9,7 @@
 #![forbid(missing_docs)]
 
 pub mod auth;
+pub mod jsonp;
 pub mod lag;
 pub mod limits;
 pub mod logconfig;
@@ -165,7 +166,9 @@ pub fn serve(
                 auth::require_token,
             ));
         }
-        let app = app.layer(axum::middleware::from_fn(limits::guard));
+        let app = app
+            .layer(axum::middleware::from_fn(jsonp::wrap))
+            .layer(axum::middleware::from_fn(limits::guard));
         let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
         let mut refused = 0u64;
         loop {

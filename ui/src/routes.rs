@@ -87,6 +87,7 @@ pub fn router(link: NimbusLink) -> Router {
         )
         .route("/metrics", get(metrics))
         .route("/api/v1/cluster/summary", get(cluster_summary))
+        .route("/api/v1/cluster/configuration", get(cluster_configuration))
         .route("/api/v1/nimbus/summary", get(nimbus_summary))
         .route("/api/v1/supervisor/summary", get(supervisor_summary))
         .route("/api/v1/topology/summary", get(topology_summary))
@@ -140,6 +141,18 @@ async fn metrics(Link(link): Link) -> Response {
 async fn cluster_summary(Link(link): Link) -> Response {
     blocking(link, |l| {
         Ok(views::cluster_summary(&l.cluster()?, &l.topologies()?))
+    })
+    .await
+}
+
+/// Nimbus's settings, Storm's key names (`/api/v1/cluster/configuration`).
+async fn cluster_configuration(Link(link): Link) -> Response {
+    blocking(link, |l| match l.call(Request::Configuration)? {
+        NimbusResponse::Configuration(conf) => serde_json::to_value(conf).map_err(|e| ApiError {
+            status: 500,
+            message: format!("cannot encode the configuration: {e}"),
+        }),
+        other => Err(unexpected(&other)),
     })
     .await
 }
