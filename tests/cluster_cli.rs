@@ -143,6 +143,32 @@ fn storms_cli_commands_answer_from_a_running_cluster() {
     wait_until("words counted", Duration::from_secs(60), || {
         count_executed(&c, "cli") > 10_000
     });
+    // A bolt's inputStats rows carry Storm's per-input-stream fields,
+    // consistent with its own totals in the same answer.
+    for (bolt, input) in [("split", "lines"), ("count", "split")] {
+        let url = format!("{ui}/api/v1/topology/{id}/component/{bolt}?window=:all-time");
+        let page: Value = ureq::get(&url).call().unwrap().into_json().unwrap();
+        let rows = page["inputStats"].as_array().unwrap();
+        assert_eq!(rows.len(), 1, "{page}");
+        let row = &rows[0];
+        assert_eq!(row["component"], input, "{row}");
+        assert_eq!(row["stream"], "default", "{row}");
+        let total = page["boltStats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["window"] == ":all-time")
+            .unwrap();
+        for field in ["executed", "acked", "failed"] {
+            assert_eq!(row[field], total[field], "{field}: {row} vs {total}");
+        }
+        assert!(row["executed"].as_u64().unwrap() > 0, "{row}");
+        for field in ["executeLatency", "processLatency"] {
+            let ms: f64 = row[field].as_str().unwrap().parse().unwrap();
+            assert!(ms >= 0.0, "{field}: {row}");
+        }
+    }
+
     let old = c.worker_pids();
     assert_eq!(old.len(), 2);
     let local_dir = format!(

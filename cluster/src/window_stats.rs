@@ -36,6 +36,73 @@ pub struct Counters {
     pub process_ms: f64,
     /// Process latency samples.
     pub process_count: u64,
+    /// Bolts: per input stream, by (component, stream).
+    #[serde(default)]
+    pub inputs: BTreeMap<(String, String), InputCounters>,
+}
+
+/// A bolt's counts for one input stream within a window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InputCounters {
+    /// Tuples executed.
+    pub executed: u64,
+    /// Tuples acked.
+    pub acked: u64,
+    /// Tuples failed.
+    pub failed: u64,
+    /// Sum of sampled execute latencies, ms.
+    pub execute_ms: f64,
+    /// Execute latency samples.
+    pub execute_count: u64,
+    /// Sum of sampled process latencies, ms.
+    pub process_ms: f64,
+    /// Process latency samples.
+    pub process_count: u64,
+}
+
+impl InputCounters {
+    /// `self - earlier`, `None` when a count went down.
+    fn since(&self, earlier: &InputCounters) -> Option<InputCounters> {
+        let counts = [
+            (self.executed, earlier.executed),
+            (self.acked, earlier.acked),
+            (self.failed, earlier.failed),
+            (self.execute_count, earlier.execute_count),
+            (self.process_count, earlier.process_count),
+        ];
+        if counts.iter().any(|(now, then)| now < then) {
+            return None;
+        }
+        Some(InputCounters {
+            executed: self.executed - earlier.executed,
+            acked: self.acked - earlier.acked,
+            failed: self.failed - earlier.failed,
+            execute_ms: (self.execute_ms - earlier.execute_ms).max(0.0),
+            execute_count: self.execute_count - earlier.execute_count,
+            process_ms: (self.process_ms - earlier.process_ms).max(0.0),
+            process_count: self.process_count - earlier.process_count,
+        })
+    }
+
+    fn add(&mut self, other: &InputCounters) {
+        self.executed += other.executed;
+        self.acked += other.acked;
+        self.failed += other.failed;
+        self.execute_ms += other.execute_ms;
+        self.execute_count += other.execute_count;
+        self.process_ms += other.process_ms;
+        self.process_count += other.process_count;
+    }
+
+    /// Mean sampled execute latency, ms (0 without samples).
+    pub fn execute_latency_ms(&self) -> f64 {
+        mean(self.execute_ms, self.execute_count)
+    }
+
+    /// Mean sampled process latency, ms (0 without samples).
+    pub fn process_latency_ms(&self) -> f64 {
+        mean(self.process_ms, self.process_count)
+    }
 }
 
 fn mean(sum: f64, n: u64) -> f64 {
@@ -62,6 +129,24 @@ impl Counters {
             execute_count: m.execute_latency.count,
             process_ms: m.process_latency.sum_ms(),
             process_count: m.process_latency.count,
+            inputs: m
+                .inputs
+                .iter()
+                .map(|i| {
+                    (
+                        (i.component.clone(), i.stream.clone()),
+                        InputCounters {
+                            executed: i.executed,
+                            acked: i.acked,
+                            failed: i.failed,
+                            execute_ms: i.execute_ms,
+                            execute_count: i.execute_count,
+                            process_ms: i.process_ms,
+                            process_count: i.process_count,
+                        },
+                    )
+                })
+                .collect(),
         }
     }
 
@@ -96,6 +181,19 @@ impl Counters {
         if scalars.iter().any(|(now, then)| now < then) {
             return None;
         }
+        if earlier.inputs.keys().any(|k| !self.inputs.contains_key(k)) {
+            return None;
+        }
+        let mut inputs = BTreeMap::new();
+        for (k, now) in &self.inputs {
+            let delta = match earlier.inputs.get(k) {
+                Some(then) => now.since(then)?,
+                None => now.clone(),
+            };
+            if delta != InputCounters::default() {
+                inputs.insert(k.clone(), delta);
+            }
+        }
         Some(Counters {
             emitted: map_since(&self.emitted, &earlier.emitted)?,
             transferred: map_since(&self.transferred, &earlier.transferred)?,
@@ -108,6 +206,7 @@ impl Counters {
             execute_count: self.execute_count - earlier.execute_count,
             process_ms: (self.process_ms - earlier.process_ms).max(0.0),
             process_count: self.process_count - earlier.process_count,
+            inputs,
         })
     }
 
@@ -128,6 +227,9 @@ impl Counters {
         self.execute_count += other.execute_count;
         self.process_ms += other.process_ms;
         self.process_count += other.process_count;
+        for (k, v) in &other.inputs {
+            self.inputs.entry(k.clone()).or_default().add(v);
+        }
     }
 
     /// Emits over all streams, or over streams not starting with `__`

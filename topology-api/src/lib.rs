@@ -52,6 +52,8 @@ pub use ids::{
 };
 pub use spec::{TopologyError, TopologySpec};
 pub use time::TopologyClock;
-pub use tuple::{MessageId, StreamMeta, Tuple, TupleError, SYSTEM_COMPONENT, TICK_STREAM};
+pub use tuple::{
+    MessageId, StreamMeta, Tuple, TupleError, NO_INPUT, SYSTEM_COMPONENT, TICK_STREAM,
+};
 pub use user_metrics::{Counter, Histogram, MetricRegistry};
 pub use value::{Value, Values};

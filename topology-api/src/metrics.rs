@@ -97,6 +97,33 @@ pub struct TaskMetrics {
     /// User histograms by name (`TopologyContext::register_histogram`).
     #[serde(default)]
     pub histograms: BTreeMap<String, HistogramSnapshot>,
+    /// Bolt: counters per input stream that delivered tuples.
+    #[serde(default)]
+    pub inputs: Vec<InputMetrics>,
+}
+
+/// A bolt task's counters for one input stream (Storm's per
+/// `GlobalStreamId` executor stats), since the task started.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InputMetrics {
+    /// The emitting component.
+    pub component: String,
+    /// The stream.
+    pub stream: String,
+    /// Tuples executed.
+    pub executed: u64,
+    /// Tuples acked.
+    pub acked: u64,
+    /// Tuples failed.
+    pub failed: u64,
+    /// Sum of sampled execute latencies, ms.
+    pub execute_ms: f64,
+    /// Execute latency samples.
+    pub execute_count: u64,
+    /// Sum of sampled process latencies, ms.
+    pub process_ms: f64,
+    /// Process latency samples.
+    pub process_count: u64,
 }
 
 /// A component's totals over its tasks.

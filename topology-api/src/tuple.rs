@@ -116,7 +116,11 @@ pub struct Tuple {
     values: Values,
     message_id: MessageId,
     started: Option<Instant>,
+    input: u32,
 }
+
+/// [`Tuple::input`] of a tuple the engine did not deliver.
+pub const NO_INPUT: u32 = u32::MAX;
 
 macro_rules! typed_getters {
     ($($get:ident, $by_field:ident, $as:ident, $t:ty, $name:literal;)*) => {$(
@@ -149,7 +153,27 @@ impl Tuple {
             values,
             message_id,
             started,
+            input: NO_INPUT,
         }
+    }
+
+    /// This tuple as delivered on the engine's input stream number `input`
+    /// (what its per-input-stream statistics are kept under).
+    pub fn with_input(mut self, input: u32) -> Self {
+        self.input = input;
+        self
+    }
+
+    /// Where the tuple comes from: emitting component, stream, fields.
+    pub fn meta(&self) -> &StreamMeta {
+        &self.meta
+    }
+
+    /// The engine's number for the stream this tuple arrived on;
+    /// [`NO_INPUT`] for a tuple the engine did not deliver (one made for
+    /// acking, or by a test).
+    pub fn input(&self) -> u32 {
+        self.input
     }
 
     /// A tuple that stands for another in acking: no values, identity

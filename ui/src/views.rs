@@ -447,11 +447,18 @@ pub fn component_page(
             cs.inputs
                 .iter()
                 .map(|i| {
+                    let key = (i.component.0.to_string(), i.stream.0.to_string());
+                    let n = c.inputs.get(&key).cloned().unwrap_or_default();
                     json!({
                         "component": i.component.0,
                         "encodedComponentId": i.component.0,
                         "stream": i.stream.0,
                         "grouping": i.grouping.name(),
+                        "executed": n.executed,
+                        "executeLatency": fixed3(n.execute_latency_ms()),
+                        "processLatency": fixed3(n.process_latency_ms()),
+                        "acked": n.acked,
+                        "failed": n.failed,
                     })
                 })
                 .collect()

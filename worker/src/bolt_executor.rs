@@ -89,8 +89,16 @@ impl BoltOutput for Emitter<'_> {
     }
 
     fn ack(&mut self, tuple: &Tuple) {
-        if let Some(start) = tuple.started() {
-            self.task.stats.process.record(start.elapsed());
+        let process = tuple.started().map(|start| start.elapsed());
+        if let Some(d) = process {
+            self.task.stats.process.record(d);
+        }
+        if let Some(input) = self.task.stats.input(tuple.input(), tuple.meta()) {
+            input.acked += 1;
+            if let Some(d) = process {
+                input.process_ms += d.as_secs_f64() * 1000.0;
+                input.process_count += 1;
+            }
         }
         self.send_ack(tuple, false);
     }
@@ -110,6 +118,9 @@ impl BoltOutput for Emitter<'_> {
 
     fn fail(&mut self, tuple: &Tuple) {
         self.task.stats.failed_explicit += 1;
+        if let Some(input) = self.task.stats.input(tuple.input(), tuple.meta()) {
+            input.failed += 1;
+        }
         let ids = tuple.message_id().anchors();
         if self.shared.ackers.is_empty() || ids.is_empty() {
             return;
@@ -326,7 +337,8 @@ impl BoltExecutor {
             return;
         }
         let started = self.sampler.hit().then(Instant::now);
-        let tuple = Tuple::new(meta, msg.source, msg.values, msg.message_id, started);
+        let tuple = Tuple::new(meta, msg.source, msg.values, msg.message_id, started)
+            .with_input(msg.stream);
         self.execute_tuple(index, &tuple);
     }
 
@@ -341,8 +353,16 @@ impl BoltExecutor {
         bolt.execute(tuple, &mut OutputCollector::new(&mut emitter));
         let stats = &mut self.tasks[index].state.stats;
         stats.executed += 1;
-        if let Some(start) = tuple.started() {
-            stats.execute.record(start.elapsed());
+        let execute = tuple.started().map(|start| start.elapsed());
+        if let Some(d) = execute {
+            stats.execute.record(d);
+        }
+        if let Some(input) = stats.input(tuple.input(), tuple.meta()) {
+            input.executed += 1;
+            if let Some(d) = execute {
+                input.execute_ms += d.as_secs_f64() * 1000.0;
+                input.execute_count += 1;
+            }
         }
     }
 

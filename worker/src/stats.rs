@@ -3,9 +3,9 @@
 
 use hdrhistogram::Histogram;
 use squall_topology_api::metrics::{
-    LatencySummary, TaskMetrics, TopologyMetrics, LATENCY_BUCKETS_MS,
+    InputMetrics, LatencySummary, TaskMetrics, TopologyMetrics, LATENCY_BUCKETS_MS,
 };
-use squall_topology_api::{ComponentId, MetricRegistry, MetricUpdate};
+use squall_topology_api::{ComponentId, MetricRegistry, MetricUpdate, StreamMeta};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -145,6 +145,8 @@ pub struct TaskStats {
     /// User metrics by name.
     pub user: BTreeMap<String, f64>,
     registry: Option<MetricRegistry>,
+    /// Per input stream number: counters, once a tuple arrived on it.
+    inputs: Vec<Option<InputMetrics>>,
 }
 
 impl TaskStats {
@@ -168,7 +170,25 @@ impl TaskStats {
             errors_total: 0,
             user: BTreeMap::new(),
             registry: None,
+            inputs: Vec::new(),
         }
+    }
+
+    /// The counters of input stream number `input` (`meta` names it),
+    /// `None` for [`squall_topology_api::NO_INPUT`].
+    pub fn input(&mut self, input: u32, meta: &StreamMeta) -> Option<&mut InputMetrics> {
+        if input == squall_topology_api::NO_INPUT {
+            return None;
+        }
+        let i = input as usize;
+        if i >= self.inputs.len() {
+            self.inputs.resize_with(i + 1, || None);
+        }
+        Some(self.inputs[i].get_or_insert_with(|| InputMetrics {
+            component: meta.component.to_string(),
+            stream: meta.stream.to_string(),
+            ..InputMetrics::default()
+        }))
     }
 
     /// These counters, also publishing the metrics registered in
@@ -231,6 +251,7 @@ impl TaskStats {
             errors_total: self.errors_total,
             user,
             histograms,
+            inputs: self.inputs.iter().flatten().cloned().collect(),
         }
     }
 }
