@@ -359,6 +359,36 @@ mod tests {
     }
 
     #[test]
+    fn input_streams_are_differenced_and_summed_per_stream() {
+        let key = |c: &str| (c.to_owned(), "default".to_owned());
+        let input = |executed, execute_ms| InputCounters {
+            executed,
+            acked: executed,
+            execute_ms,
+            execute_count: 1,
+            ..InputCounters::default()
+        };
+        let mut then = Counters::default();
+        then.inputs.insert(key("a"), input(5, 1.0));
+        let mut now = then.clone();
+        now.inputs.insert(key("a"), input(8, 3.0));
+        now.inputs.insert(key("b"), input(2, 1.0));
+        let d = now.since(&then).unwrap();
+        assert_eq!(d.inputs[&key("a")].executed, 3);
+        assert_eq!(d.inputs[&key("a")].execute_count, 0);
+        assert_eq!(d.inputs[&key("b")].acked, 2);
+        let mut sum = d.clone();
+        sum.add(&d);
+        assert_eq!(sum.inputs[&key("b")].executed, 4);
+        assert_eq!(now.inputs[&key("a")].execute_latency_ms(), 3.0);
+        // A count that went down, or a stream that vanished: a restart.
+        assert!(then.since(&now).is_none());
+        let mut restarted = Counters::default();
+        restarted.inputs.insert(key("b"), input(1, 0.5));
+        assert!(restarted.since(&now).is_none());
+    }
+
+    #[test]
     fn pretty_forms_match_storm() {
         assert_eq!(window_pretty(Some(600)), "10m 0s");
         assert_eq!(window_pretty(Some(10_800)), "3h 0m 0s");
