@@ -169,6 +169,52 @@ fn storms_cli_commands_answer_from_a_running_cluster() {
         }
     }
 
+    // Storm's per-stream metrics and supervisor detail.
+    let url = format!("{ui}/api/v1/topology/{id}/metrics?window=:all-time");
+    let m: Value = ureq::get(&url).call().unwrap().into_json().unwrap();
+    assert_eq!(m["window"], ":all-time", "{m}");
+    assert_eq!(m["spouts"][0]["id"], "lines", "{m}");
+    assert_eq!(m["spouts"][0]["emitted"][0]["stream_id"], "default", "{m}");
+    assert!(
+        m["spouts"][0]["emitted"][0]["value"].as_u64().unwrap() > 0,
+        "{m}"
+    );
+    assert_eq!(m["spouts"][0]["acked"][0]["stream_id"], "default", "{m}");
+    let count = m["bolts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["id"] == "count")
+        .unwrap_or_else(|| panic!("no count bolt: {m}"));
+    let executed = &count["executed"][0];
+    assert_eq!(executed["component_id"], "split", "{m}");
+    assert_eq!(executed["stream_id"], "default", "{m}");
+    assert!(executed["value"].as_u64().unwrap() > 0, "{m}");
+    assert!(count["executed_ms_avg"][0]["value"].is_string(), "{m}");
+
+    let sup = c.cluster_info().unwrap().supervisors[0].clone();
+    for query in [format!("id={}", sup.id), format!("host={}", sup.host)] {
+        let v: Value = ureq::get(&format!("{ui}/api/v1/supervisor?{query}"))
+            .call()
+            .unwrap()
+            .into_json()
+            .unwrap();
+        assert_eq!(v["supervisors"][0]["id"], sup.id.as_str(), "{v}");
+        assert_eq!(v["supervisors"][0]["slotsUsed"], 2, "{v}");
+        let workers = v["workers"].as_array().unwrap();
+        assert_eq!(workers.len(), 2, "{v}");
+        assert!(
+            workers.iter().all(|w| w["topologyId"] == id.as_str()),
+            "{v}"
+        );
+    }
+    for (query, status) in [("", 400), ("id=nobody", 404)] {
+        match ureq::get(&format!("{ui}/api/v1/supervisor?{query}")).call() {
+            Err(ureq::Error::Status(code, _)) => assert_eq!(code, status, "{query}"),
+            other => panic!("supervisor?{query}: {other:?}"),
+        }
+    }
+
     let old = c.worker_pids();
     assert_eq!(old.len(), 2);
     let local_dir = format!(

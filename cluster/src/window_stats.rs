@@ -232,6 +232,21 @@ impl Counters {
         }
     }
 
+    /// Executions over all input streams, or without system streams
+    /// (`__tick`, the `__ack_*` streams), as Storm counts them.
+    pub fn executed_total(&self, system: bool) -> u64 {
+        if system {
+            return self.executed;
+        }
+        let hidden: u64 = self
+            .inputs
+            .iter()
+            .filter(|((_, stream), _)| stream.starts_with("__"))
+            .map(|(_, n)| n.executed)
+            .sum();
+        self.executed.saturating_sub(hidden)
+    }
+
     /// Emits over all streams, or over streams not starting with `__`
     /// (Storm hides system streams unless asked).
     pub fn emitted_total(&self, system: bool) -> u64 {

@@ -2,7 +2,7 @@
 //! blocking Nimbus calls on tokio's blocking pool.
 
 use crate::nimbus::{ApiError, NimbusLink};
-use crate::{logconfig, prometheus, views};
+use crate::{details, logconfig, prometheus, views};
 use axum::body::Bytes;
 use axum::extract::{Path, Query};
 use axum::http::{header, StatusCode};
@@ -98,6 +98,8 @@ pub fn router(link: NimbusLink) -> Router {
         )
         .route("/api/v1/topology/{id}/visualization", get(visualization))
         .route("/api/v1/topology/{id}/lag", get(lag))
+        .route("/api/v1/topology/{id}/metrics", get(topology_metrics))
+        .route("/api/v1/supervisor", get(supervisor))
         .route("/api/v1/topology-workers/{id}", get(topology_workers))
         .route("/api/v1/topology/{id}/activate", post(activate))
         .route("/api/v1/topology/{id}/deactivate", post(deactivate))
@@ -226,6 +228,36 @@ async fn visualization(Link(link): Link, Path(id): Path<String>, Query(p): Param
         let window = views::parse_window(p.get("window").map(String::as_str))?;
         let info = l.info_by_id(&id)?;
         Ok(views::visualization(&info, window, sys(&p), now_ms()))
+    })
+    .await
+}
+
+async fn topology_metrics(Link(link): Link, Path(id): Path<String>, Query(p): Params) -> Response {
+    blocking(link, move |l| {
+        let window = views::parse_window(p.get("window").map(String::as_str))?;
+        let info = l.info_by_id(&id)?;
+        Ok(details::topology_metrics(&info, window, sys(&p)))
+    })
+    .await
+}
+
+async fn supervisor(Link(link): Link, Query(p): Params) -> Response {
+    blocking(link, move |l| {
+        let cluster = l.cluster()?;
+        let mut infos = Vec::new();
+        for t in l.topologies()? {
+            // A topology killed meanwhile is skipped.
+            if let Ok(i) = l.info(&t.name) {
+                infos.push(i);
+            }
+        }
+        details::supervisor(
+            &cluster,
+            &infos,
+            p.get("id").map(String::as_str),
+            p.get("host").map(String::as_str),
+            now_ms(),
+        )
     })
     .await
 }

@@ -46,7 +46,7 @@ pub fn status_word(s: TopologyStatus) -> &'static str {
     }
 }
 
-fn fixed3(v: f64) -> String {
+pub(crate) fn fixed3(v: f64) -> String {
     format!("{v:.3}")
 }
 
@@ -195,7 +195,7 @@ fn spec_of(info: &TopologyInfo) -> TopologySpec {
     info.spec.clone().unwrap_or_default()
 }
 
-fn window_stats(info: &TopologyInfo, i: usize) -> WindowStats {
+pub(crate) fn window_stats(info: &TopologyInfo, i: usize) -> WindowStats {
     info.windows.get(i).cloned().unwrap_or_else(|| WindowStats {
         window_secs: WINDOWS[i],
         tasks: BTreeMap::new(),
@@ -207,7 +207,7 @@ fn kind_of(spec: &TopologySpec, component: &str) -> Option<ComponentKind> {
 }
 
 /// The components shown: the spec's, plus `__acker` with `sys`.
-fn components(info: &TopologyInfo, sys: bool) -> Vec<(String, ComponentKind)> {
+pub(crate) fn components(info: &TopologyInfo, sys: bool) -> Vec<(String, ComponentKind)> {
     let spec = spec_of(info);
     let mut v: Vec<(String, ComponentKind)> = spec
         .components
@@ -249,7 +249,7 @@ fn bolt_figures(c: &Counters, sys: bool) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("emitted".into(), json!(c.emitted_total(sys)));
     m.insert("transferred".into(), json!(c.transferred_total(sys)));
-    m.insert("executed".into(), json!(c.executed));
+    m.insert("executed".into(), json!(c.executed_total(sys)));
     m.insert(
         "executeLatency".into(),
         json!(fixed3(c.execute_latency_ms())),
@@ -288,7 +288,7 @@ fn slot_uptime_secs(info: &TopologyInfo, slot: &WorkerSlot, now_ms: u64) -> u64 
     uptime_secs(started, now_ms)
 }
 
-fn workers(info: &TopologyInfo, now_ms: u64) -> Vec<Value> {
+pub(crate) fn workers(info: &TopologyInfo, now_ms: u64) -> Vec<Value> {
     info.workers
         .iter()
         .map(|(slot, started)| {

@@ -228,7 +228,8 @@ pub struct BoltExecutor {
     streams: AckStreams,
     /// This executor's own copy of the stream table's descriptions.
     metas: Vec<Arc<StreamMeta>>,
-    tick: Option<(Duration, Instant, Arc<StreamMeta>)>,
+    /// Tick period, next tick, the tick stream and its number.
+    tick: Option<(Duration, Instant, Arc<StreamMeta>, u32)>,
     rotate_every: Duration,
     next_rotate: Instant,
     /// Set by any task's waker: some task's `woken` flag may be set.
@@ -262,13 +263,16 @@ impl BoltExecutor {
                 .map(Duration::from_secs)
         };
         let tick = tick_every.map(|every| {
-            let meta = shared
+            let index = shared
                 .streams
                 .index(SYSTEM_COMPONENT, TICK_STREAM)
-                .and_then(|i| shared.streams.meta(i))
+                .expect("stream table has the tick stream");
+            let meta = shared
+                .streams
+                .meta(index)
                 .cloned()
                 .expect("stream table has the tick stream");
-            (every, now + every, meta)
+            (every, now + every, meta, index)
         });
         let any_woken = Arc::new(AtomicBool::new(false));
         let tasks: Vec<BoltTask> = tasks
@@ -369,10 +373,10 @@ impl BoltExecutor {
     /// Runs due timers at `now` (the topology clock): tick tuples and the
     /// acker's rotation; and publishes metrics (real time).
     fn on_timers(&mut self, now: Instant) {
-        if let Some((every, next, meta)) = &mut self.tick {
+        if let Some((every, next, meta, index)) = &mut self.tick {
             if now >= *next {
                 *next = now + *every;
-                let meta = meta.clone();
+                let (meta, index) = (meta.clone(), *index);
                 let secs = every.as_secs();
                 for i in 0..self.tasks.len() {
                     let tuple = Tuple::new(
@@ -381,7 +385,8 @@ impl BoltExecutor {
                         values![secs],
                         MessageId::untracked(),
                         None,
-                    );
+                    )
+                    .with_input(index);
                     self.execute_tuple(i, &tuple);
                 }
             }
@@ -409,7 +414,7 @@ impl BoltExecutor {
     fn next_wait(&self) -> std::time::Duration {
         let clock = &self.shared.clock;
         let mut timer = self.next_rotate;
-        if let Some((_, next, _)) = &self.tick {
+        if let Some((_, next, _, _)) = &self.tick {
             timer = timer.min(*next);
         }
         let publish = self
