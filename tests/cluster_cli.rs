@@ -192,6 +192,13 @@ fn storms_cli_commands_answer_from_a_running_cluster() {
     assert!(executed["value"].as_u64().unwrap() > 0, "{m}");
     assert!(count["executed_ms_avg"][0]["value"].is_string(), "{m}");
 
+    let history: Value = ureq::get(&format!("{ui}/api/v1/history/summary"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(history, serde_json::json!({ "topo-history": [id] }));
+
     let sup = c.cluster_info().unwrap().supervisors[0].clone();
     for query in [format!("id={}", sup.id), format!("host={}", sup.host)] {
         let v: Value = ureq::get(&format!("{ui}/api/v1/supervisor?{query}"))

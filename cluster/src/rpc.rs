@@ -262,6 +262,9 @@ pub struct TopologySummary {
     /// `replicationCount`; 1 for a topology without one).
     #[serde(default)]
     pub replication_count: u32,
+    /// The principal that submitted it (security on); `None` otherwise.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 /// `squall` topology details.

@@ -667,6 +667,7 @@ impl<S: StateStorage> Nimbus<S> {
                 Some(h) => self.state.blob_holders(h).map_err(state_error)?.len() as u32,
                 None => 1,
             },
+            owner: t.owner.clone(),
         })
     }
 

@@ -100,6 +100,7 @@ pub fn router(link: NimbusLink) -> Router {
         .route("/api/v1/topology/{id}/lag", get(lag))
         .route("/api/v1/topology/{id}/metrics", get(topology_metrics))
         .route("/api/v1/supervisor", get(supervisor))
+        .route("/api/v1/history/summary", get(history_summary))
         .route("/api/v1/topology-workers/{id}", get(topology_workers))
         .route("/api/v1/topology/{id}/activate", post(activate))
         .route("/api/v1/topology/{id}/deactivate", post(deactivate))
@@ -237,6 +238,22 @@ async fn topology_metrics(Link(link): Link, Path(id): Path<String>, Query(p): Pa
         let window = views::parse_window(p.get("window").map(String::as_str))?;
         let info = l.info_by_id(&id)?;
         Ok(details::topology_metrics(&info, window, sys(&p)))
+    })
+    .await
+}
+
+/// Storm's `/api/v1/history/summary`: the ids of the live topologies the
+/// caller submitted (with security off, every live topology).
+async fn history_summary(Link(link): Link) -> Response {
+    blocking(link, |l| {
+        let user = l.on_behalf_of.clone();
+        let ids: Vec<String> = l
+            .topologies()?
+            .into_iter()
+            .filter(|t| user.is_none() || t.owner == user)
+            .map(|t| t.id)
+            .collect();
+        Ok(json!({ "topo-history": ids }))
     })
     .await
 }
