@@ -5,7 +5,7 @@
 //! read them through [`TopologyInfo`](crate::rpc::TopologyInfo).
 
 use serde::{Deserialize, Serialize};
-use squall_topology_api::metrics::TaskMetrics;
+use squall_topology_api::metrics::{InputCounts, TaskMetrics};
 use std::collections::BTreeMap;
 
 /// Storm's UI windows in seconds; `None` is all time.
@@ -38,71 +38,7 @@ pub struct Counters {
     pub process_count: u64,
     /// Bolts: per input stream, by (component, stream).
     #[serde(default)]
-    pub inputs: BTreeMap<(String, String), InputCounters>,
-}
-
-/// A bolt's counts for one input stream within a window.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct InputCounters {
-    /// Tuples executed.
-    pub executed: u64,
-    /// Tuples acked.
-    pub acked: u64,
-    /// Tuples failed.
-    pub failed: u64,
-    /// Sum of sampled execute latencies, ms.
-    pub execute_ms: f64,
-    /// Execute latency samples.
-    pub execute_count: u64,
-    /// Sum of sampled process latencies, ms.
-    pub process_ms: f64,
-    /// Process latency samples.
-    pub process_count: u64,
-}
-
-impl InputCounters {
-    /// `self - earlier`, `None` when a count went down.
-    fn since(&self, earlier: &InputCounters) -> Option<InputCounters> {
-        let counts = [
-            (self.executed, earlier.executed),
-            (self.acked, earlier.acked),
-            (self.failed, earlier.failed),
-            (self.execute_count, earlier.execute_count),
-            (self.process_count, earlier.process_count),
-        ];
-        if counts.iter().any(|(now, then)| now < then) {
-            return None;
-        }
-        Some(InputCounters {
-            executed: self.executed - earlier.executed,
-            acked: self.acked - earlier.acked,
-            failed: self.failed - earlier.failed,
-            execute_ms: (self.execute_ms - earlier.execute_ms).max(0.0),
-            execute_count: self.execute_count - earlier.execute_count,
-            process_ms: (self.process_ms - earlier.process_ms).max(0.0),
-            process_count: self.process_count - earlier.process_count,
-        })
-    }
-
-    fn add(&mut self, other: &InputCounters) {
-        self.executed += other.executed;
-        self.acked += other.acked;
-        self.failed += other.failed;
-        self.execute_ms += other.execute_ms;
-        self.execute_count += other.execute_count;
-        self.process_ms += other.process_ms;
-        self.process_count += other.process_count;
-    }
-
-    /// Mean sampled execute latency, ms (0 without samples).
-    pub fn execute_latency_ms(&self) -> f64 {
-        mean(self.execute_ms, self.execute_count)
-    }
-
-    /// Mean sampled process latency, ms (0 without samples).
-    pub fn process_latency_ms(&self) -> f64 {
-        mean(self.process_ms, self.process_count)
-    }
+    pub inputs: BTreeMap<(String, String), InputCounts>,
 }
 
 fn mean(sum: f64, n: u64) -> f64 {
@@ -132,20 +68,7 @@ impl Counters {
             inputs: m
                 .inputs
                 .iter()
-                .map(|i| {
-                    (
-                        (i.component.clone(), i.stream.clone()),
-                        InputCounters {
-                            executed: i.executed,
-                            acked: i.acked,
-                            failed: i.failed,
-                            execute_ms: i.execute_ms,
-                            execute_count: i.execute_count,
-                            process_ms: i.process_ms,
-                            process_count: i.process_count,
-                        },
-                    )
-                })
+                .map(|i| ((i.component.clone(), i.stream.clone()), i.counts.clone()))
                 .collect(),
         }
     }
@@ -190,7 +113,7 @@ impl Counters {
                 Some(then) => now.since(then)?,
                 None => now.clone(),
             };
-            if delta != InputCounters::default() {
+            if delta != InputCounts::default() {
                 inputs.insert(k.clone(), delta);
             }
         }
@@ -376,12 +299,12 @@ mod tests {
     #[test]
     fn input_streams_are_differenced_and_summed_per_stream() {
         let key = |c: &str| (c.to_owned(), "default".to_owned());
-        let input = |executed, execute_ms| InputCounters {
+        let input = |executed, execute_ms| InputCounts {
             executed,
             acked: executed,
             execute_ms,
             execute_count: 1,
-            ..InputCounters::default()
+            ..InputCounts::default()
         };
         let mut then = Counters::default();
         then.inputs.insert(key("a"), input(5, 1.0));

@@ -110,6 +110,14 @@ pub struct InputMetrics {
     pub component: String,
     /// The stream.
     pub stream: String,
+    /// The counts.
+    pub counts: InputCounts,
+}
+
+/// Counts for one input stream of a bolt: since its task started (in
+/// [`InputMetrics`]) or within a window (Nimbus's windows).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InputCounts {
     /// Tuples executed.
     pub executed: u64,
     /// Tuples acked.
@@ -124,6 +132,61 @@ pub struct InputMetrics {
     pub process_ms: f64,
     /// Process latency samples.
     pub process_count: u64,
+}
+
+fn mean(sum: f64, n: u64) -> f64 {
+    if n == 0 {
+        0.0
+    } else {
+        sum / n as f64
+    }
+}
+
+impl InputCounts {
+    /// `self - earlier`, `None` when a count went down (the task
+    /// restarted).
+    pub fn since(&self, earlier: &InputCounts) -> Option<InputCounts> {
+        let counts = [
+            (self.executed, earlier.executed),
+            (self.acked, earlier.acked),
+            (self.failed, earlier.failed),
+            (self.execute_count, earlier.execute_count),
+            (self.process_count, earlier.process_count),
+        ];
+        if counts.iter().any(|(now, then)| now < then) {
+            return None;
+        }
+        Some(InputCounts {
+            executed: self.executed - earlier.executed,
+            acked: self.acked - earlier.acked,
+            failed: self.failed - earlier.failed,
+            execute_ms: (self.execute_ms - earlier.execute_ms).max(0.0),
+            execute_count: self.execute_count - earlier.execute_count,
+            process_ms: (self.process_ms - earlier.process_ms).max(0.0),
+            process_count: self.process_count - earlier.process_count,
+        })
+    }
+
+    /// Adds `other` into these counts.
+    pub fn add(&mut self, other: &InputCounts) {
+        self.executed += other.executed;
+        self.acked += other.acked;
+        self.failed += other.failed;
+        self.execute_ms += other.execute_ms;
+        self.execute_count += other.execute_count;
+        self.process_ms += other.process_ms;
+        self.process_count += other.process_count;
+    }
+
+    /// Mean sampled execute latency, ms (0 without samples).
+    pub fn execute_latency_ms(&self) -> f64 {
+        mean(self.execute_ms, self.execute_count)
+    }
+
+    /// Mean sampled process latency, ms (0 without samples).
+    pub fn process_latency_ms(&self) -> f64 {
+        mean(self.process_ms, self.process_count)
+    }
 }
 
 /// A component's totals over its tasks.

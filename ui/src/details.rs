@@ -3,10 +3,10 @@
 //! `/api/v1/supervisor?id=|host=` (a supervisor and the workers on it).
 
 use crate::nimbus::ApiError;
-use crate::views::{components, fixed3, window_stats, workers, VERSION};
+use crate::views::{components, fixed3, supervisor_row, window_stats, workers};
 use serde_json::{json, Value};
 use squall_cluster::rpc::{ClusterSummary, TopologyInfo};
-use squall_cluster::window_stats::{pretty_duration, window_name, window_pretty, WINDOWS};
+use squall_cluster::window_stats::{window_name, window_pretty, WINDOWS};
 use squall_topology_api::spec::ComponentKind;
 
 fn by_stream<'a>(rows: impl Iterator<Item = (&'a String, Value)>, sys: bool) -> Vec<Value> {
@@ -49,7 +49,7 @@ pub fn topology_metrics(info: &TopologyInfo, window: usize, sys: bool) -> Value 
             }
             ComponentKind::Bolt => {
                 let per_input =
-                    |f: &dyn Fn(&squall_cluster::window_stats::InputCounters) -> Value| {
+                    |f: &dyn Fn(&squall_topology_api::metrics::InputCounts) -> Value| {
                         c.inputs
                         .iter()
                         .filter(|((_, s), _)| sys || !s.starts_with("__"))
@@ -102,18 +102,7 @@ pub fn supervisor(
         .supervisors
         .iter()
         .filter(|s| matches(&s.id, &s.host))
-        .map(|s| {
-            json!({
-                "id": s.id,
-                "host": s.host,
-                "uptime": pretty_duration(s.uptime_secs),
-                "uptimeSeconds": s.uptime_secs,
-                "slotsTotal": s.slots,
-                "slotsUsed": s.used_slots,
-                "slotsFree": s.slots.saturating_sub(s.used_slots),
-                "version": VERSION,
-            })
-        })
+        .map(supervisor_row)
         .collect();
     if rows.is_empty() {
         return Err(ApiError::not_found(format!(

@@ -6,7 +6,7 @@
 
 use crate::nimbus::ApiError;
 use serde_json::{json, Map, Value};
-use squall_cluster::rpc::{ClusterSummary, TopologyInfo, TopologySummary};
+use squall_cluster::rpc::{ClusterSummary, SupervisorSummary, TopologyInfo, TopologySummary};
 use squall_cluster::schema::{TopologyStatus, WorkerSlot};
 use squall_cluster::window_stats::{
     pretty_duration, window_name, window_pretty, Counters, TaskWindow, WindowStats, WINDOWS,
@@ -74,24 +74,23 @@ pub fn cluster_summary(c: &ClusterSummary, topologies: &[TopologySummary]) -> Va
     })
 }
 
-/// One row of `/api/v1/supervisor/summary`.
+/// One supervisor's row, Storm's fields.
+pub fn supervisor_row(s: &SupervisorSummary) -> Value {
+    json!({
+        "id": s.id,
+        "host": s.host,
+        "uptime": pretty_duration(s.uptime_secs),
+        "uptimeSeconds": s.uptime_secs,
+        "slotsTotal": s.slots,
+        "slotsUsed": s.used_slots,
+        "slotsFree": s.slots.saturating_sub(s.used_slots),
+        "version": VERSION,
+    })
+}
+
+/// `/api/v1/supervisor/summary`.
 pub fn supervisor_summary(c: &ClusterSummary) -> Value {
-    let rows: Vec<Value> = c
-        .supervisors
-        .iter()
-        .map(|s| {
-            json!({
-                "id": s.id,
-                "host": s.host,
-                "uptime": pretty_duration(s.uptime_secs),
-                "uptimeSeconds": s.uptime_secs,
-                "slotsTotal": s.slots,
-                "slotsUsed": s.used_slots,
-                "slotsFree": s.slots.saturating_sub(s.used_slots),
-                "version": VERSION,
-            })
-        })
-        .collect();
+    let rows: Vec<Value> = c.supervisors.iter().map(supervisor_row).collect();
     json!({ "supervisors": rows, "schedulerDisplayResource": false })
 }
 

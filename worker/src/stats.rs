@@ -3,7 +3,7 @@
 
 use hdrhistogram::Histogram;
 use squall_topology_api::metrics::{
-    InputMetrics, LatencySummary, TaskMetrics, TopologyMetrics, LATENCY_BUCKETS_MS,
+    InputCounts, InputMetrics, LatencySummary, TaskMetrics, TopologyMetrics, LATENCY_BUCKETS_MS,
 };
 use squall_topology_api::{ComponentId, MetricRegistry, MetricUpdate, StreamMeta};
 use std::collections::{BTreeMap, VecDeque};
@@ -176,7 +176,7 @@ impl TaskStats {
 
     /// The counters of input stream number `input` (`meta` names it),
     /// `None` for [`squall_topology_api::NO_INPUT`].
-    pub fn input(&mut self, input: u32, meta: &StreamMeta) -> Option<&mut InputMetrics> {
+    pub fn input(&mut self, input: u32, meta: &StreamMeta) -> Option<&mut InputCounts> {
         if input == squall_topology_api::NO_INPUT {
             return None;
         }
@@ -184,11 +184,12 @@ impl TaskStats {
         if i >= self.inputs.len() {
             self.inputs.resize_with(i + 1, || None);
         }
-        Some(self.inputs[i].get_or_insert_with(|| InputMetrics {
+        let entry = self.inputs[i].get_or_insert_with(|| InputMetrics {
             component: meta.component.to_string(),
             stream: meta.stream.to_string(),
-            ..InputMetrics::default()
-        }))
+            counts: InputCounts::default(),
+        });
+        Some(&mut entry.counts)
     }
 
     /// These counters, also publishing the metrics registered in
