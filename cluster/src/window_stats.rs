@@ -5,7 +5,7 @@
 //! read them through [`TopologyInfo`](crate::rpc::TopologyInfo).
 
 use serde::{Deserialize, Serialize};
-use squall_topology_api::metrics::{InputCounts, TaskMetrics};
+use squall_topology_api::metrics::{mean, InputCounts, TaskMetrics};
 use std::collections::BTreeMap;
 
 /// Storm's UI windows in seconds; `None` is all time.
@@ -39,14 +39,6 @@ pub struct Counters {
     /// Bolts: per input stream, by (component, stream).
     #[serde(default)]
     pub inputs: BTreeMap<(String, String), InputCounts>,
-}
-
-fn mean(sum: f64, n: u64) -> f64 {
-    if n == 0 {
-        0.0
-    } else {
-        sum / n as f64
-    }
 }
 
 impl Counters {

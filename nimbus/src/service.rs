@@ -544,7 +544,8 @@ impl<S: StateStorage> Nimbus<S> {
     /// The leader's kept heartbeats of the topologies `caller` may read.
     fn heartbeat_list(&self, caller: Caller<'_>) -> Result<Vec<HeartbeatSummary>, RpcError> {
         self.require_leader()?;
-        let readable = self.visible(caller, Access::Read)?;
+        let live = self.state.topologies().map_err(state_error)?;
+        let readable = self.visible(caller, &live, Access::Read);
         let beats = self.heartbeats();
         Ok(beats
             .all()
@@ -567,7 +568,7 @@ impl<S: StateStorage> Nimbus<S> {
             authz::is_admin(&self.config, p)
                 || self.config.nimbus_supervisor_users.iter().any(|u| u == p)
         });
-        let writable = self.visible(caller, Access::Write)?;
+        let writable = self.visible(caller, &live, Access::Write);
         let mut out = Vec::new();
         for (sha256, size, modified_ms) in self.blobs.list()? {
             let users: Vec<&TopologyRecord> = live
@@ -587,18 +588,21 @@ impl<S: StateStorage> Nimbus<S> {
         Ok(out)
     }
 
-    /// Ids of the live topologies `caller` may `access`.
-    fn visible(&self, caller: Caller<'_>, access: Access) -> Result<BTreeSet<String>, RpcError> {
-        let live = self.state.topologies().map_err(state_error)?;
-        Ok(live
-            .into_iter()
+    /// Ids of the topologies of `live` that `caller` may `access`.
+    fn visible(
+        &self,
+        caller: Caller<'_>,
+        live: &[TopologyRecord],
+        access: Access,
+    ) -> BTreeSet<String> {
+        live.iter()
             .filter(|t| {
                 caller
                     .principal
                     .is_none_or(|p| authz::may(&self.config, p, t, access))
             })
-            .map(|t| t.id)
-            .collect())
+            .map(|t| t.id.clone())
+            .collect()
     }
 
     fn kill(&self, name: &str, wait_secs: Option<u64>) -> Result<(), RpcError> {

@@ -134,7 +134,8 @@ pub struct InputCounts {
     pub process_count: u64,
 }
 
-fn mean(sum: f64, n: u64) -> f64 {
+/// `sum / n`, or 0 when `n` is 0: the mean of sampled latencies.
+pub fn mean(sum: f64, n: u64) -> f64 {
     if n == 0 {
         0.0
     } else {

@@ -127,6 +127,12 @@ pub fn rebalance(
     Ok(0)
 }
 
+/// Prints `value` as pretty JSON (every listing's `--json`).
+fn print_json(value: &serde_json::Value) -> anyhow::Result<i32> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(0)
+}
+
 fn status_name(s: &TopologySummary) -> String {
     format!("{:?}", s.status).to_uppercase()
 }
@@ -147,8 +153,7 @@ pub fn list(c: &ClusterConfig, json: bool) -> anyhow::Result<i32> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(0);
+        return print_json(&serde_json::Value::Array(rows));
     }
     if list.is_empty() {
         println!("No topologies running.");
@@ -278,8 +283,7 @@ pub fn set_log_level(
         bail!("unexpected answer from Nimbus");
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&config.loggers)?);
-        return Ok(0);
+        return print_json(&serde_json::to_value(&config.loggers)?);
     }
     if config.loggers.is_empty() {
         println!("No log level overrides on topology {name}.");
@@ -343,8 +347,7 @@ pub fn heartbeats(c: &ClusterConfig, json: bool) -> anyhow::Result<i32> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(0);
+        return print_json(&serde_json::Value::Array(rows));
     }
     if rows.is_empty() {
         println!("No worker heartbeats.");
@@ -382,8 +385,7 @@ pub fn blobs(c: &ClusterConfig, json: bool) -> anyhow::Result<i32> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(0);
+        return print_json(&serde_json::Value::Array(rows));
     }
     if rows.is_empty() {
         println!("No blobs.");
@@ -414,8 +416,7 @@ pub fn kill_workers(c: &ClusterConfig, json: bool) -> anyhow::Result<i32> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(0);
+        return print_json(&serde_json::Value::Array(rows));
     }
     if killed.is_empty() {
         println!("No workers running on this supervisor.");
