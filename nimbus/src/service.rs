@@ -560,24 +560,21 @@ impl<S: StateStorage> Nimbus<S> {
             .collect())
     }
 
-    /// The stored binaries: all for admins and daemons (and with security
-    /// off), otherwise those of topologies `caller` may change.
+    /// The stored binaries `caller` may download (see
+    /// [`authz::may_download`]; all with security off).
     fn blob_list(&self, caller: Caller<'_>) -> Result<Vec<BlobSummary>, RpcError> {
         let live = self.state.topologies().map_err(state_error)?;
-        let everything = caller.principal.is_none_or(|p| {
-            authz::is_admin(&self.config, p)
-                || self.config.nimbus_supervisor_users.iter().any(|u| u == p)
-        });
-        let writable = self.visible(caller, &live, Access::Write);
         let mut out = Vec::new();
         for (sha256, size, modified_ms) in self.blobs.list()? {
+            if let Some(p) = caller.principal {
+                if !authz::may_download(&self.config, p, &sha256, &live) {
+                    continue;
+                }
+            }
             let users: Vec<&TopologyRecord> = live
                 .iter()
                 .filter(|t| t.binary_hash.as_deref() == Some(sha256.as_str()))
                 .collect();
-            if !everything && !users.iter().any(|t| writable.contains(&t.id)) {
-                continue;
-            }
             out.push(BlobSummary {
                 sha256,
                 size,
