@@ -296,6 +296,11 @@ pub struct TopologyInfo {
     /// time, in that order), from the heartbeats Nimbus has seen.
     #[serde(default)]
     pub windows: Vec<WindowStats>,
+    /// The log viewer of each supervisor running one of its workers:
+    /// `http[s]://host:port` by supervisor id (none for a supervisor
+    /// serving no log viewer).
+    #[serde(default)]
+    pub logviewers: BTreeMap<String, String>,
 }
 
 /// One worker's latest heartbeat, as Nimbus holds it.
@@ -339,6 +344,9 @@ pub struct SupervisorSummary {
     pub used_slots: u32,
     /// Seconds since it started.
     pub uptime_secs: u64,
+    /// Its log viewer's port at `host`, when it serves one.
+    #[serde(default)]
+    pub logviewer_port: Option<u16>,
 }
 
 /// The cluster as Nimbus sees it.

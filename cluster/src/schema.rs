@@ -169,6 +169,10 @@ pub struct SupervisorInfo {
     pub ports: Vec<u16>,
     /// Start time, ms since the Unix epoch.
     pub started_at_ms: u64,
+    /// The port its log viewer serves on at `host` (`logviewer.port`, or
+    /// the one taken for 0); `None` when it serves none.
+    #[serde(default)]
+    pub logviewer_port: Option<u16>,
 }
 
 /// A worker's heartbeat: written by the worker to its directory

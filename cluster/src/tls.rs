@@ -285,6 +285,13 @@ impl Tls {
         })
     }
 
+    /// The client configuration of this identity: the cluster's CA as the
+    /// only root, this certificate offered (for HTTPS clients of Squall's
+    /// servers, such as `squall logs`).
+    pub fn client_config(&self) -> Arc<ClientConfig> {
+        self.client.clone()
+    }
+
     /// A server configuration for HTTPS with this identity: no client
     /// certificate asked (browsers and HTTP clients authenticate with
     /// bearer tokens), HTTP/1.1.

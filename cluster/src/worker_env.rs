@@ -30,6 +30,13 @@ pub const MAX_FRAME_BYTES: &str = "SQUALL_WORKER_MAX_FRAME_BYTES";
 pub const WORKER_TIMEOUT_SECS: &str = "SQUALL_WORKER_TIMEOUT_SECS";
 /// `storm.local.dir` of the supervisor.
 pub const LOCAL_DIR: &str = "SQUALL_WORKER_LOCAL_DIR";
+/// The worker's log file: its `tracing` lines go there, rotated by size
+/// (`worker.log.max.file.bytes`, `worker.log.max.files`).
+pub const LOG_FILE: &str = "SQUALL_WORKER_LOG_FILE";
+/// `worker.log.max.file.bytes` of the supervisor.
+pub const LOG_MAX_FILE_BYTES: &str = "SQUALL_WORKER_LOG_MAX_FILE_BYTES";
+/// `worker.log.max.files` of the supervisor.
+pub const LOG_MAX_FILES: &str = "SQUALL_WORKER_LOG_MAX_FILES";
 /// With security on: the CA, certificate and key PEM paths of the
 /// supervisor's identity, one per line, for the worker's TLS.
 pub const TLS: &str = "SQUALL_WORKER_TLS";
@@ -64,4 +71,12 @@ pub fn write_worker_beat(
 pub fn read_worker_beat(dir: &std::path::Path) -> Option<crate::schema::WorkerHeartbeat> {
     let bytes = std::fs::read(dir.join(WORKER_BEAT_FILE)).ok()?;
     rmp_serde::from_slice(&bytes).ok()
+}
+
+/// A worker's log file, relative to the supervisor's log directory
+/// (`<storm.local.dir>/logs`): `<topology id>/worker-<port>.log`. Rotated
+/// files add `.1` (newest) to `.<worker.log.max.files>`; the process's
+/// own stdout and stderr go to `<topology id>/worker-<port>.out`.
+pub fn log_file_name(topology_id: &str, port: u16) -> String {
+    format!("{topology_id}/worker-{port}.log")
 }

@@ -112,6 +112,7 @@ fn supervisors_vanish_with_their_session(connect: Connect) {
         host: "127.0.0.1".into(),
         ports: vec![6700, 6701],
         started_at_ms: 5,
+        logviewer_port: None,
     };
     sup.register_supervisor(&info).unwrap();
     sup.register_supervisor(&info).unwrap();

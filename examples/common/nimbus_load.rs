@@ -63,6 +63,7 @@ pub fn schedule(name: &str, supervisors: u16, slots: u16, executors: u32) -> Res
             host: format!("host-{s}"),
             ports: (6700..6700 + slots).collect(),
             started_at_ms: now_ms(),
+            logviewer_port: None,
         })?;
     }
     let blobs = BlobStore::open(&dir.path().join("blobs"), Duration::from_secs(600), 8)?;

@@ -364,6 +364,7 @@ mod tests {
             host: format!("{id}.host"),
             ports: vec![1, 2],
             started_at_ms: 0,
+            logviewer_port: None,
         }
     }
 

@@ -691,7 +691,7 @@ impl<S: StateStorage> Nimbus<S> {
         let now = self.now_ms();
         let summary = self.summary(&t, now)?;
         let assignment = self.state.assignment(&t.id).map_err(state_error)?;
-        let executors = assignment
+        let executors: Vec<(String, u32, u32, squall_cluster::schema::WorkerSlot)> = assignment
             .as_ref()
             .map(|(a, _)| {
                 a.executors
@@ -744,6 +744,20 @@ impl<S: StateStorage> Nimbus<S> {
         }
         error_records.sort_by_key(|e| e.time_ms);
         let windows = self.stats().windows(&t.id, now);
+        let scheme = if self.config.security_enable {
+            "https"
+        } else {
+            "http"
+        };
+        let running: BTreeSet<&str> = executors.iter().map(|e| e.3.supervisor.as_str()).collect();
+        let logviewers = self
+            .state
+            .supervisors()
+            .map_err(state_error)?
+            .into_iter()
+            .filter(|s| running.contains(s.id.as_str()))
+            .filter_map(|s| Some((s.id, format!("{scheme}://{}:{}", s.host, s.logviewer_port?))))
+            .collect();
         Ok(TopologyInfo {
             summary,
             executors,
@@ -754,6 +768,7 @@ impl<S: StateStorage> Nimbus<S> {
             workers,
             error_records,
             windows,
+            logviewers,
         })
     }
 
@@ -780,6 +795,7 @@ impl<S: StateStorage> Nimbus<S> {
                 uptime_secs: now.saturating_sub(s.started_at_ms) / 1000,
                 id: s.id,
                 host: s.host,
+                logviewer_port: s.logviewer_port,
             })
             .collect();
         Ok(ClusterSummary {

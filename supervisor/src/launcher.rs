@@ -20,8 +20,9 @@ pub struct WorkerLaunch {
     pub args: Vec<String>,
     /// The worker's directory (local heartbeat file).
     pub worker_dir: PathBuf,
-    /// Where its output goes.
-    pub log_file: PathBuf,
+    /// Where its stdout and stderr go (its `tracing` lines go to the log
+    /// file its environment names, [`squall_cluster::worker_env::LOG_FILE`]).
+    pub output_file: PathBuf,
     /// Environment telling the binary to run in worker mode.
     pub env: Vec<(String, String)>,
 }
@@ -170,13 +171,13 @@ impl Launcher for ProcessLauncher {
 
     fn launch(&mut self, l: &WorkerLaunch) -> std::io::Result<Box<dyn WorkerHandle>> {
         std::fs::create_dir_all(&l.worker_dir)?;
-        if let Some(dir) = l.log_file.parent() {
+        if let Some(dir) = l.output_file.parent() {
             std::fs::create_dir_all(dir)?;
         }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&l.log_file)?;
+            .open(&l.output_file)?;
         let binary = l.binary.as_ref().ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,

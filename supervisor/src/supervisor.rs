@@ -102,6 +102,7 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
             host: config.local_hostname.clone(),
             ports: config.supervisor_slots_ports.clone(),
             started_at_ms: squall_cluster::now_ms(),
+            logviewer_port: None,
         };
         let slots = info
             .ports
@@ -217,6 +218,12 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
     /// This supervisor's id.
     pub fn id(&self) -> &str {
         &self.info.id
+    }
+
+    /// Publishes `port` as this host's log viewer with the supervisor's
+    /// record, from the next round.
+    pub fn set_logviewer_port(&mut self, port: Option<u16>) {
+        self.info.logviewer_port = port;
     }
 
     /// One round: (re-)register, read assignments, step every slot. Slots
@@ -428,16 +435,16 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
         let _ = std::fs::remove_file(worker_dir.join(env::HEARTBEAT_FILE));
         let _ = std::fs::remove_file(worker_dir.join(env::WORKER_BEAT_FILE));
         let c = &self.config;
+        let log_file = Path::new(&c.local_dir)
+            .join("logs")
+            .join(env::log_file_name(&a.topology_id, port));
         let launch = WorkerLaunch {
             topology_id: a.topology_id.clone(),
             port,
             binary,
             args: record.args.clone(),
             worker_dir: worker_dir.clone(),
-            log_file: Path::new(&c.local_dir)
-                .join("logs")
-                .join(&a.topology_id)
-                .join(format!("worker-{port}.log")),
+            output_file: log_file.with_extension("out"),
             env: vec![
                 (
                     "RUST_LOG".into(),
@@ -468,6 +475,15 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
                     c.supervisor_worker_timeout_secs.to_string(),
                 ),
                 (env::LOCAL_DIR.into(), c.local_dir.clone()),
+                (env::LOG_FILE.into(), log_file.display().to_string()),
+                (
+                    env::LOG_MAX_FILE_BYTES.into(),
+                    c.worker_log_max_file_bytes.to_string(),
+                ),
+                (
+                    env::LOG_MAX_FILES.into(),
+                    c.worker_log_max_files.to_string(),
+                ),
             ],
         };
         let mut launch = launch;
@@ -516,8 +532,13 @@ impl<S: StateStorage, L: Launcher> Supervisor<S, L> {
 }
 
 /// Runs a supervisor on `config` with worker processes, syncing every
-/// `supervisor.monitor.frequency.secs`, until the process ends.
-pub fn run(config: &ClusterConfig) -> Result<(), SupervisorError> {
+/// `supervisor.monitor.frequency.secs`, until the process ends; it
+/// publishes `logviewer_port` as its host's log viewer.
+///
+/// # Errors
+/// A [`SupervisorError`] when its identity, ZooKeeper or local directory
+/// cannot be had at start.
+pub fn run(config: &ClusterConfig, logviewer_port: Option<u16>) -> Result<(), SupervisorError> {
     // Fail closed before touching ZooKeeper.
     let tls = squall_cluster::tls::Tls::from_config(config)?;
     let report = crate::report::NimbusReport::start(
@@ -538,6 +559,7 @@ pub fn run(config: &ClusterConfig) -> Result<(), SupervisorError> {
         config.clone(),
         Arc::new(report),
     )?;
+    sup.set_logviewer_port(logviewer_port);
     tracing::info!(id = %sup.id(), ports = ?config.supervisor_slots_ports, "supervisor started");
     loop {
         if let Err(e) = sup.sync() {

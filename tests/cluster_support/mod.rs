@@ -359,6 +359,7 @@ impl Cluster {
                 self.path().join(format!("supervisor-{i}")).display()
             ),
             format!("storm.local.hostname={host}"),
+            "logviewer.port=0".to_owned(),
         ];
         let d = self.spawn_in(netns, &format!("supervisor-{i}"), "supervisor", &conf);
         self.supervisors.push(Some(d));
@@ -575,14 +576,15 @@ impl Cluster {
     }
 }
 
-/// Every `.log` file under `dir`.
+/// Every `.log` file (logs) and `.out` file (workers' stdout and stderr)
+/// under `dir`.
 pub fn collect_logs(dir: &Path, out: &mut Vec<PathBuf>) {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
                 collect_logs(&p, out);
-            } else if p.extension().is_some_and(|x| x == "log") {
+            } else if p.extension().is_some_and(|x| x == "log" || x == "out") {
                 out.push(p);
             }
         }

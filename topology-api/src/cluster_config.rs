@@ -105,6 +105,19 @@ pub struct ClusterConfig {
     /// `ui.header.timeout.secs`: how long a client may take to send a
     /// request head, or leave a kept-alive connection idle (default 10).
     pub ui_header_timeout_secs: u64,
+    /// `logviewer.port`: the port each supervisor's log viewer serves on
+    /// (default 8000, Storm's; 0 takes any free port, which the supervisor
+    /// publishes with its record). It listens on `ui.host`, with the UI's
+    /// connection limits.
+    pub logviewer_port: u16,
+    /// `worker.log.max.file.bytes`: a worker's log file is rotated once it
+    /// passes this size, in bytes (default 100 MiB, the size of Storm's
+    /// `worker.xml` policy).
+    pub worker_log_max_file_bytes: u64,
+    /// `worker.log.max.files`: rotated log files kept per worker beside
+    /// the live one; older ones are deleted (default 9, Storm's
+    /// `worker.xml` rollover maximum).
+    pub worker_log_max_files: usize,
     /// `squall.security.enable`: mutual TLS on every Squall socket and
     /// authorization of every Nimbus request (default false). With it on,
     /// a missing or bad certificate stops the process at start.
@@ -176,6 +189,9 @@ impl Default for ClusterConfig {
             ui_port: 8080,
             ui_max_connections: 256,
             ui_header_timeout_secs: 10,
+            logviewer_port: 8000,
+            worker_log_max_file_bytes: 100 * 1024 * 1024,
+            worker_log_max_files: 9,
             security_enable: false,
             zookeeper_auth_payload: None,
             tls_ca_path: None,
@@ -324,6 +340,20 @@ impl ClusterConfig {
             "ui.port" => self.ui_port = port(value).ok_or_else(|| bad("a port number"))?,
             "ui.max.connections" => self.ui_max_connections = secs()? as usize,
             "ui.header.timeout.secs" => self.ui_header_timeout_secs = secs()?,
+            "logviewer.port" => {
+                self.logviewer_port = value
+                    .as_i64()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .ok_or_else(|| bad("a port number, or 0 for any free port"))?
+            }
+            "worker.log.max.file.bytes" => {
+                self.worker_log_max_file_bytes = value
+                    .as_i64()
+                    .filter(|i| *i >= 1024)
+                    .ok_or_else(|| bad("a byte count >= 1024"))?
+                    as u64
+            }
+            "worker.log.max.files" => self.worker_log_max_files = secs()? as usize,
             "squall.security.enable" => {
                 self.security_enable = value.as_bool().ok_or_else(|| bad("true or false"))?
             }
@@ -444,6 +474,15 @@ impl ClusterConfig {
             ("ui.port", int(self.ui_port.into())),
             ("ui.max.connections", int(self.ui_max_connections as u64)),
             ("ui.header.timeout.secs", int(self.ui_header_timeout_secs)),
+            ("logviewer.port", int(self.logviewer_port.into())),
+            (
+                "worker.log.max.file.bytes",
+                int(self.worker_log_max_file_bytes),
+            ),
+            (
+                "worker.log.max.files",
+                int(self.worker_log_max_files as u64),
+            ),
             ("squall.security.enable", Value::Bool(self.security_enable)),
             (
                 "storm.zookeeper.auth.payload",

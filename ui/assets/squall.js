@@ -54,7 +54,12 @@ const squall = (() => {
   function errorCell(r) {
     if (!r.lastError) return "";
     const where = r.errorHost ? ` <span class="muted">(${esc(r.errorHost)}:${esc(r.errorPort)}, ${esc(r.errorLapsedSecs)} s ago)</span>` : "";
-    return `<span class="error">${esc(r.lastError)}</span>${where}`;
+    return `<span class="error">${esc(r.lastError)}</span>${where}${logLink(r.errorWorkerLogLink, "error-log-link")}`;
+  }
+
+  // A link to a worker's log on its supervisor's log viewer, if it serves one.
+  function logLink(href, cls) {
+    return href ? ` <a class="${cls}" href="${esc(href)}">log</a>` : "";
   }
 
   function live(load) {
@@ -126,7 +131,7 @@ const squall = (() => {
         ["Execute latency (ms)", "executeLatency"], ["Executed", "executed"],
         ["Process latency (ms)", "processLatency"], ["Acked", "acked"], ["Failed", "failed"],
         ["Last error", errorCell]], t.bolts);
-      $("workers").innerHTML = table("workers-table", [["Host", "host"], ["Port", "port"], ["Uptime", "uptime"],
+      $("workers").innerHTML = table("workers-table", [["Host", "host"], ["Port", (r) => esc(r.port) + logLink(r.workerLogLink, "worker-log-link")], ["Uptime", "uptime"],
         ["Executors", "executorsTotal"],
         ["Tasks", (r) => esc(Object.entries(r.componentNumTasks).map(([c, n]) => `${c}: ${n}`).join(", "))]], t.workers);
       $("dag").innerHTML = drawDag(v, id);
@@ -215,17 +220,73 @@ const squall = (() => {
         ["Grouping", "grouping"]], c.inputStats);
       $("outputs").innerHTML = table("outputs-table", [["Stream", "stream"], ["Emitted", "emitted"],
         ["Transferred", "transferred"]], c.outputStats);
-      const cols = [["Id", "id"], ["Uptime", "uptime"], ["Host", "host"], ["Port", "port"], ["Emitted", "emitted"],
+      const cols = [["Id", "id"], ["Uptime", "uptime"], ["Host", "host"],
+        ["Port", (r) => esc(r.port) + logLink(r.workerLogLink, "worker-log-link")], ["Emitted", "emitted"],
         ["Transferred", "transferred"]];
       $("executors").innerHTML = table("executors-table", spout
         ? cols.concat([["Complete latency (ms)", "completeLatency"], ["Acked", "acked"], ["Failed", "failed"]])
         : cols.concat([["Capacity", "capacity"], ["Execute latency (ms)", "executeLatency"], ["Executed", "executed"],
           ["Process latency (ms)", "processLatency"], ["Acked", "acked"], ["Failed", "failed"]]), c.executorStats);
       $("errors").innerHTML = table("errors-table", [["Time", (r) => esc(new Date(r.errorTime).toISOString())],
-        ["Worker", (r) => esc(`${r.errorHost}:${r.errorPort}`)], ["Task", "task"],
-        ["Error", (r) => `<span class="error">${esc(r.error)}</span>`]], c.componentErrors);
+        ["Worker", (r) => esc(`${r.errorHost}:${r.errorPort}`) + logLink(r.errorWorkerLogLink, "error-log-link")],
+        ["Task", "task"], ["Error", (r) => `<span class="error">${esc(r.error)}</span>`]], c.componentErrors);
     });
   }
 
-  return { indexPage, topologyPage, componentPage, drawDag };
+  // A worker's log on its supervisor's log viewer: the tail, followed
+  // every REFRESH_MS (from the start again when the file was rotated), and
+  // a search whose matches open the log at their offset.
+  async function logPage() {
+    const file = params.get("file") || "";
+    const PAGE = 51200, KEEP = 1 << 20;
+    const q = (more) => `file=${encodeURIComponent(file)}${more}`;
+    $("title").textContent = `Worker log ${file}`;
+    document.title = `Squall log ${file}`;
+    $("download").href = `/api/v1/download?${q("")}`;
+    const pre = $("log-text");
+    let next = null;
+    const show = (c, append) => {
+      pre.textContent = (append ? pre.textContent : "") + c.data;
+      if (pre.textContent.length > KEEP) pre.textContent = pre.textContent.slice(-KEEP);
+      next = c.start + c.length;
+      $("size").textContent = `${c.size} bytes`;
+    };
+    const at = params.get("start");
+    show(await api(`log?${q(at === null ? `&length=${PAGE}` : `&start=${at}&length=${PAGE}`)}`).catch((e) => {
+      message(e.message, true);
+      return { data: "", start: 0, length: 0, size: 0 };
+    }), false);
+    if (at !== null) $("follow").checked = false;
+    setInterval(async () => {
+      if (!$("follow").checked) return;
+      try {
+        const c = await api(`log?${q(`&start=${next}&length=${PAGE}`)}`);
+        if (c.size < next) {
+          show(await api(`log?${q(`&length=${PAGE}`)}`), false);
+        } else if (c.length > 0) {
+          show(c, true);
+        }
+        message("");
+      } catch (e) { message(e.message, true); }
+    }, REFRESH_MS);
+    const search = async (text) => {
+      const r = await api(`search?${q(`&search-string=${encodeURIComponent(text)}&num-matches=100`)}`);
+      $("matches").innerHTML = r.matches.length === 0 ? `<p class="muted">No match for ${esc(text)}.</p>`
+        : table("matches-table", [["Offset", (m) =>
+          `<a href="/log?${q(`&start=${Math.max(0, m.byteOffset - 1024)}`)}">${esc(m.byteOffset)}</a>`],
+        ["Match", (m) => `${esc(m.beforeString)}<mark>${esc(m.matchString)}</mark>${esc(m.afterString)}`]], r.matches);
+    };
+    $("search-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const text = $("search").value;
+      if (text) search(text).catch((err) => message(err.message, true));
+    });
+    const wanted = params.get("search");
+    if (wanted) {
+      $("search").value = wanted;
+      search(wanted).catch((err) => message(err.message, true));
+    }
+  }
+
+  return { indexPage, topologyPage, componentPage, logPage, drawDag };
 })();

@@ -14,6 +14,7 @@ pub mod jsonp;
 pub mod lag;
 pub mod limits;
 pub mod logconfig;
+pub mod logviewer;
 pub mod nimbus;
 pub mod prometheus;
 mod routes;
@@ -144,6 +145,21 @@ pub fn serve(
     limits: Limits,
     security: Option<Security>,
 ) -> Result<(), UiError> {
+    serve_app(listener, router(link), limits, security)
+}
+
+/// Serves `app` on `listener` as [`serve`] does: within `limits`, every
+/// request through [`limits::guard`] and [`jsonp::wrap`]; with `security`,
+/// HTTPS only and bearer tokens on the API ([`auth::require_token`]).
+///
+/// # Errors
+/// [`UiError::Serve`] when the runtime cannot start or the listener fails.
+pub(crate) fn serve_app(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: Limits,
+    security: Option<Security>,
+) -> Result<(), UiError> {
     let acceptor = match &security {
         Some(s) => Some(tokio_rustls::TlsAcceptor::from(
             s.tls
@@ -160,7 +176,7 @@ pub fn serve(
         .map_err(UiError::Serve)?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener).map_err(UiError::Serve)?;
-        let mut app = router(link);
+        let mut app = app;
         if let Some(s) = &security {
             app = app.layer(axum::middleware::from_fn_with_state(
                 std::sync::Arc::new(s.tokens.clone()),

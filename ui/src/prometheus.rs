@@ -319,6 +319,7 @@ mod tests {
                 slots: 4,
                 used_slots: 1,
                 uptime_secs: 3,
+                logviewer_port: None,
             }],
             nimbus_uptime_secs: 1,
         };

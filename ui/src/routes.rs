@@ -117,8 +117,8 @@ pub fn router(link: NimbusLink) -> Router {
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const TOPOLOGY_HTML: &str = include_str!("../assets/topology.html");
 const COMPONENT_HTML: &str = include_str!("../assets/component.html");
-const SQUALL_JS: &str = include_str!("../assets/squall.js");
-const SQUALL_CSS: &str = include_str!("../assets/squall.css");
+pub(crate) const SQUALL_JS: &str = include_str!("../assets/squall.js");
+pub(crate) const SQUALL_CSS: &str = include_str!("../assets/squall.css");
 
 async fn page(html: &'static str) -> Response {
     asset(html, "text/html; charset=utf-8").await

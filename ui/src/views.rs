@@ -160,6 +160,9 @@ fn last_error(info: &TopologyInfo, component: &str, now_ms: u64) -> Map<String, 
         .iter()
         .rev()
         .find(|e| e.component.as_str() == component);
+    let link = record
+        .and_then(|e| Some(log_link(info, e.slot.as_ref()?, Some(&e.message))))
+        .unwrap_or_default();
     let (error, host, port, time) = match record {
         Some(e) => (
             e.message.clone(),
@@ -175,7 +178,7 @@ fn last_error(info: &TopologyInfo, component: &str, now_ms: u64) -> Map<String, 
     m.insert("lastError".into(), json!(error));
     m.insert("errorHost".into(), json!(host));
     m.insert("errorPort".into(), json!(port));
-    m.insert("errorWorkerLogLink".into(), json!(""));
+    m.insert("errorWorkerLogLink".into(), json!(link));
     m.insert("errorTime".into(), json!(time.map(|t| t / 1000)));
     m.insert(
         "errorLapsedSecs".into(),
@@ -287,6 +290,33 @@ fn slot_uptime_secs(info: &TopologyInfo, slot: &WorkerSlot, now_ms: u64) -> u64 
     uptime_secs(started, now_ms)
 }
 
+/// The link to the log of `slot`'s worker on its supervisor's log viewer
+/// (`""` when that supervisor serves none); with `error`, the page opens
+/// searching for the error's first line (its first 100 characters).
+pub fn log_link(info: &TopologyInfo, slot: &WorkerSlot, error: Option<&str>) -> String {
+    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+    /// Everything but RFC 3986's unreserved characters.
+    const QUERY: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    let Some(base) = info.logviewers.get(&slot.supervisor) else {
+        return String::new();
+    };
+    let file = squall_cluster::worker_env::log_file_name(&info.summary.id, slot.port);
+    let mut link = format!("{base}/log?file={}", utf8_percent_encode(&file, QUERY));
+    if let Some(line) = error
+        .and_then(|e| e.lines().next())
+        .filter(|l| !l.is_empty())
+    {
+        let head: String = line.chars().take(100).collect();
+        link.push_str("&search=");
+        link.extend(utf8_percent_encode(&head, QUERY));
+    }
+    link
+}
+
 pub(crate) fn workers(info: &TopologyInfo, now_ms: u64) -> Vec<Value> {
     info.workers
         .iter()
@@ -310,7 +340,7 @@ pub(crate) fn workers(info: &TopologyInfo, now_ms: u64) -> Vec<Value> {
                 "componentNumTasks": tasks,
                 "uptime": pretty_duration(uptime),
                 "uptimeSeconds": uptime,
-                "workerLogLink": "",
+                "workerLogLink": log_link(info, slot, None),
             })
         })
         .collect()
@@ -475,7 +505,7 @@ pub fn component_page(
             m.insert("port".into(), json!(slot.port));
             m.insert("uptime".into(), json!(pretty_duration(uptime)));
             m.insert("uptimeSeconds".into(), json!(uptime));
-            m.insert("workerLogLink".into(), json!(""));
+            m.insert("workerLogLink".into(), json!(log_link(info, slot, None)));
             if kind == ComponentKind::Bolt {
                 let cap = TaskWindow {
                     component: component.to_owned(),
@@ -498,7 +528,7 @@ pub fn component_page(
                 "errorTime": e.time_ms,
                 "errorHost": e.slot.as_ref().map(|s| s.host.clone()).unwrap_or_default(),
                 "errorPort": e.slot.as_ref().map(|s| s.port.to_string()).unwrap_or_default(),
-                "errorWorkerLogLink": "",
+                "errorWorkerLogLink": e.slot.as_ref().map(|s| log_link(info, s, Some(&e.message))).unwrap_or_default(),
                 "errorLapsedSecs": now_ms.saturating_sub(e.time_ms) / 1000,
                 "error": e.message,
                 "task": e.task,

@@ -2,8 +2,14 @@
 //! topology's log level overrides change while it runs (Storm's
 //! `set_log_level`; see `squall_cluster::log_config`).
 
+use file_rotate::compression::Compression;
+use file_rotate::suffix::AppendCount;
+use file_rotate::{ContentLimit, FileRotate};
 use squall_cluster::log_config::LogConfig;
+use squall_cluster::worker_env as env;
+use std::path::PathBuf;
 use std::sync::Mutex;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::EnvFilter;
 
 type SetFilter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
@@ -60,10 +66,12 @@ impl LogControl {
 /// The control [`init`] made, until the worker loop takes it.
 static CONTROL: Mutex<Option<LogControl>> = Mutex::new(None);
 
-/// Installs the worker process's subscriber once: plain lines on stderr
-/// (its supervisor writes them to the worker's log file), filtered by
-/// `RUST_LOG` (default `info`) until overrides change it. Later calls do
-/// nothing.
+/// Installs the worker process's subscriber once: plain lines filtered by
+/// `RUST_LOG` (default `info`) until overrides change it. A worker its
+/// supervisor started writes them to the log file its environment names
+/// ([`squall_cluster::worker_env::LOG_FILE`]), rotated by size; any other
+/// process (or a worker whose file cannot be opened) writes them to
+/// stderr. Later calls do nothing.
 pub fn init() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -71,10 +79,17 @@ pub fn init() {
             .ok()
             .filter(|v| EnvFilter::try_new(v).is_ok())
             .unwrap_or_else(|| "info".to_owned());
+        let (writer, refused) = match LogFile::from_env() {
+            Some(file) => match file.open() {
+                Ok(w) => (BoxMakeWriter::new(w), None),
+                Err(e) => (BoxMakeWriter::new(std::io::stderr), Some(e)),
+            },
+            None => (BoxMakeWriter::new(std::io::stderr), None),
+        };
         let builder = tracing_subscriber::fmt()
             .with_env_filter(EnvFilter::new(&base))
             .with_ansi(false)
-            .with_writer(std::io::stderr)
+            .with_writer(writer)
             .with_filter_reloading();
         let handle = builder.reload_handle();
         let installed = builder.try_init().is_ok();
@@ -88,7 +103,68 @@ pub fn init() {
             handle.reload(filter).map_err(|e| e.to_string())
         });
         *CONTROL.lock().unwrap_or_else(|p| p.into_inner()) = Some(control);
+        if let Some(e) = refused {
+            tracing::warn!("logging to stderr: {e}");
+        }
     });
+}
+
+/// A worker's size-rotated log file, as its supervisor set it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFile {
+    /// The live file; rotated ones add `.1` (newest) to `.<max_files>`.
+    pub path: PathBuf,
+    /// Size past which the live file is rotated, bytes.
+    pub max_file_bytes: u64,
+    /// Rotated files kept; older ones are deleted.
+    pub max_files: usize,
+}
+
+impl LogFile {
+    /// The file the worker environment names, with its limits (Storm's
+    /// `worker.xml` ones, 100 MiB and 9, when unset or unreadable);
+    /// `None` outside a worker its supervisor started.
+    pub fn from_env() -> Option<Self> {
+        let path = std::env::var_os(env::LOG_FILE)?;
+        let number = |key: &str| std::env::var(key).ok().and_then(|v| v.parse::<u64>().ok());
+        Some(Self {
+            path: PathBuf::from(path),
+            max_file_bytes: number(env::LOG_MAX_FILE_BYTES)
+                .filter(|b| *b > 0)
+                .unwrap_or(100 * 1024 * 1024),
+            max_files: number(env::LOG_MAX_FILES)
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(9),
+        })
+    }
+
+    /// The file opened for appending (created with its directory when
+    /// missing), rotated once it passes `max_file_bytes` at the end of a
+    /// line, by `file-rotate`.
+    ///
+    /// # Errors
+    /// A message naming the file when it cannot be created or opened.
+    pub fn open(&self) -> Result<Mutex<FileRotate<AppendCount>>, String> {
+        let named =
+            |e: std::io::Error| format!("cannot open log file {}: {e}", self.path.display());
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(named)?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(named)?;
+        let limit = usize::try_from(self.max_file_bytes).unwrap_or(usize::MAX);
+        Ok(Mutex::new(FileRotate::new(
+            &self.path,
+            AppendCount::new(self.max_files),
+            ContentLimit::BytesSurpassed(limit),
+            Compression::None,
+            None,
+        )))
+    }
 }
 
 /// The control over the subscriber [`init`] installed, once (`None` before
@@ -123,5 +199,56 @@ mod tests {
             *seen.lock().unwrap(),
             vec!["info,word_count=debug".to_owned(), "info".to_owned()]
         );
+    }
+
+    #[test]
+    fn the_log_file_rotates_by_size_and_keeps_at_most_max_files() {
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!("squall-log-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let file = LogFile {
+            path: dir.join("topo/worker-6700.log"),
+            max_file_bytes: 1024,
+            max_files: 3,
+        };
+        let w = file.open().unwrap();
+        for i in 0..1000 {
+            writeln!(w.lock().unwrap(), "line {i:04} {}", "x".repeat(40)).unwrap();
+        }
+        let mut names: Vec<String> = std::fs::read_dir(dir.join("topo"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "worker-6700.log",
+                "worker-6700.log.1",
+                "worker-6700.log.2",
+                "worker-6700.log.3"
+            ]
+        );
+        let live = std::fs::read_to_string(&file.path).unwrap();
+        assert!(
+            live.ends_with(&format!("line 0999 {}\n", "x".repeat(40))),
+            "{live}"
+        );
+        let newest_rotated = std::fs::read_to_string(dir.join("topo/worker-6700.log.1")).unwrap();
+        assert!(newest_rotated.len() >= 1024 && newest_rotated.len() < 1024 + 60);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_unwritable_log_file_is_named_in_the_error() {
+        let file = LogFile {
+            path: PathBuf::from("/proc/squall-no/worker-1.log"),
+            max_file_bytes: 1024,
+            max_files: 1,
+        };
+        let Err(e) = file.open() else {
+            panic!("opened a file under /proc")
+        };
+        assert!(e.contains("/proc/squall-no/worker-1.log"), "{e}");
     }
 }

@@ -3,10 +3,11 @@
 
 mod client;
 mod dev_zookeeper;
+mod logs;
 mod monitor;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Arg, ArgAction, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 
 /// Squall: a Storm-model stream processor.
@@ -16,8 +17,9 @@ struct Cli {
     /// Config file (Storm key names); default `squall.yaml` when present.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
-    /// Override a config key: `-c key=value` (repeatable).
-    #[arg(short = 'c', global = true, value_name = "KEY=VALUE")]
+    /// Override a config key: `-c key=value` (repeatable; before or
+    /// after the subcommand, see [`parse_cli`]).
+    #[arg(short = 'c', value_name = "KEY=VALUE")]
     conf: Vec<String>,
     #[command(subcommand)]
     command: Command,
@@ -102,6 +104,26 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Print a topology's worker logs through its supervisors' log
+    /// viewers: the last bytes of each, then (with -f) what they write.
+    Logs {
+        /// The topology's name.
+        name: String,
+        /// Only the workers running this component (`-c COMPONENT` works
+        /// too: a `-c` without `=` names the component).
+        #[arg(long = "component")]
+        component: Option<String>,
+        /// Keep printing new lines until interrupted.
+        #[arg(short = 'f', long = "follow")]
+        follow: bool,
+        /// Bytes of each log's tail printed first.
+        #[arg(long, default_value_t = 10_000)]
+        bytes: u64,
+        /// A bearer token for log viewers with security on (default:
+        /// $SQUALL_TOKEN).
+        #[arg(long)]
+        token: Option<String>,
     },
     /// Print Squall's version and its RPC protocol version.
     Version,
@@ -234,7 +256,18 @@ fn init_logging() {
         .try_init();
 }
 
-fn run(cli: Cli) -> anyhow::Result<i32> {
+fn run(mut cli: Cli) -> anyhow::Result<i32> {
+    if let Command::Logs { component, .. } = &mut cli.command {
+        // `squall logs NAME -c COMPONENT`: the global `-c` takes KEY=VALUE.
+        let (named, conf): (Vec<String>, Vec<String>) =
+            cli.conf.drain(..).partition(|c| !c.contains('='));
+        cli.conf = conf;
+        match (named.as_slice(), &component) {
+            ([], _) => {}
+            ([one], None) => *component = Some(one.clone()),
+            _ => anyhow::bail!("squall logs follows one component at most, not {named:?}"),
+        }
+    }
     let default = PathBuf::from("squall.yaml");
     let path = cli
         .config
@@ -250,7 +283,16 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Supervisor => {
             init_logging();
-            squall_supervisor::run(c)?;
+            // The log viewer is Storm's separate daemon; a supervisor runs
+            // it, and without one still runs its workers.
+            let logviewer = match squall_ui::logviewer::start(c) {
+                Ok(port) => Some(port),
+                Err(e) => {
+                    tracing::error!("log viewer not serving (logviewer.port): {e}");
+                    None
+                }
+            };
+            squall_supervisor::run(c, logviewer)?;
             Ok(0)
         }
         Command::Ui => {
@@ -293,6 +335,22 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             command: BlobstoreCommand::List { json },
         } => client::blobs(c, json),
         Command::KillWorkers { json } => client::kill_workers(c, json),
+        Command::Logs {
+            name,
+            component,
+            follow,
+            bytes,
+            token,
+        } => logs::logs(
+            c,
+            &logs::LogsArgs {
+                name: &name,
+                component: component.as_deref(),
+                bytes,
+                follow,
+                token: token.as_deref(),
+            },
+        ),
         Command::SetLogLevel {
             name,
             set,
@@ -339,8 +397,40 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
+/// The id of the `-c` every subcommand takes.
+const CONF_AFTER: &str = "conf_after";
+
+/// Gives `cmd` and its subcommands, at every depth, a `-c KEY=VALUE`.
+fn with_conf_after(cmd: clap::Command) -> clap::Command {
+    cmd.mut_subcommands(|s| {
+        with_conf_after(s).arg(
+            Arg::new(CONF_AFTER)
+                .short('c')
+                .value_name("KEY=VALUE")
+                .action(ArgAction::Append)
+                .help("Override a config key (repeatable)"),
+        )
+    })
+}
+
+/// The command line, with every `-c` kept: those before the subcommand
+/// first, then those after it, in order. (A clap global argument given on
+/// both sides keeps only the subcommand's.)
+fn parse_cli() -> Cli {
+    let matches = with_conf_after(Cli::command()).get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let mut level = matches.subcommand();
+    while let Some((_, m)) = level {
+        if let Some(values) = m.get_many::<String>(CONF_AFTER) {
+            cli.conf.extend(values.cloned());
+        }
+        level = m.subcommand();
+    }
+    cli
+}
+
 fn main() {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     match run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
