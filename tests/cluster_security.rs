@@ -290,6 +290,7 @@ fn a_secured_cluster_authenticates_and_authorizes_every_request() {
     check_counts(&Cluster::merged_counts(&state));
 
     the_rest_api_takes_bearer_tokens_over_https(&mut c, &sec);
+    the_log_viewer_takes_bearer_tokens_over_https(&c, &sec);
 
     // The submitter pauses and resumes it; an admin kills it.
     let (ok, out) = run_as(&c, &sec, "alice", &["deactivate", "wc"]);
@@ -445,6 +446,46 @@ fn https(sec: &Path, addr: &str, method: &str, path: &str, token: Option<&str>) 
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// The supervisor's log viewer serves HTTPS with the UI's tokens: 401
+/// without one, 403 for a principal that may not read the topology, the
+/// log for its submitter; `squall logs` reads it over HTTPS with a token.
+fn the_log_viewer_takes_bearer_tokens_over_https(c: &Cluster, sec: &Path) {
+    let token = |user: &str| std::fs::read_to_string(sec.join(format!("{user}.token"))).unwrap();
+    let info = c.info("wc").unwrap();
+    let base = info
+        .logviewers
+        .values()
+        .next()
+        .expect("the supervisor's log viewer")
+        .clone();
+    let addr = base
+        .strip_prefix("https://")
+        .unwrap_or_else(|| panic!("the log viewer serves HTTPS: {base}"))
+        .to_owned();
+    let port = slot_of(&info, "count").port;
+    let path = format!(
+        "/api/v1/log?file={}%2Fworker-{port}.log&length=2000",
+        info.summary.id
+    );
+    let (status, body) = https(sec, &addr, "GET", &path, None);
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = https(sec, &addr, "GET", &path, Some(&token("mallory")));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("mallory may not read the logs"), "{body}");
+    let (status, body) = https(sec, &addr, "GET", &path, Some(&token("alice")));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"data\""), "{body}");
+    let (ok, out) = run_as(
+        c,
+        sec,
+        "alice",
+        &["logs", "wc", "--bytes", "2000", "--token", token("alice").trim()],
+    );
+    assert!(ok && out.contains("INFO"), "{out}");
+    let (ok, out) = run_as(c, sec, "alice", &["logs", "wc", "--bytes", "2000"]);
+    assert!(!ok && out.contains("401") && out.contains("--token"), "{out}");
 }
 
 /// The UI serves HTTPS only; its API answers 401 without a valid token
