@@ -481,11 +481,21 @@ fn the_log_viewer_takes_bearer_tokens_over_https(c: &Cluster, sec: &Path) {
         c,
         sec,
         "alice",
-        &["logs", "wc", "--bytes", "2000", "--token", token("alice").trim()],
+        &[
+            "logs",
+            "wc",
+            "--bytes",
+            "2000",
+            "--token",
+            token("alice").trim(),
+        ],
     );
     assert!(ok && out.contains("INFO"), "{out}");
     let (ok, out) = run_as(c, sec, "alice", &["logs", "wc", "--bytes", "2000"]);
-    assert!(!ok && out.contains("401") && out.contains("--token"), "{out}");
+    assert!(
+        !ok && out.contains("401") && out.contains("--token"),
+        "{out}"
+    );
 }
 
 /// The UI serves HTTPS only; its API answers 401 without a valid token

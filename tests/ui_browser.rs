@@ -5,7 +5,7 @@
 //! deactivates the topology. A screenshot is saved to
 //! `target/test-artifacts/topology-page.png`. On a secured cluster the
 //! page (over HTTPS) asks for a bearer token and lists the topology once
-//! given one.
+//! given one. A bolt's error links to its worker's log on the log viewer.
 
 mod cluster_support;
 mod corpus;
@@ -226,4 +226,60 @@ fn a_secured_ui_asks_for_a_token_and_works_with_it() {
         .await;
         b.close().await.unwrap();
     });
+}
+
+/// From a bolt's last error on the topology page, the log link opens the
+/// worker's log on its supervisor's log viewer: the page tails the log,
+/// keeps following it, and lists the error's lines found by its search.
+#[test]
+fn an_errors_log_link_opens_the_worker_log_at_the_error() {
+    let mut c = Cluster::new(1);
+    c.start_nimbus(0);
+    c.start_supervisor(1);
+    c.wait_supervisors(1);
+    let ui = c.start_ui();
+    let state = c.submit_word_count("wc-errors", &["--workers", "1", "--fail-rate", "0.01"]);
+    Cluster::wait_acked(&state, 1000, Duration::from_secs(120));
+    let id = c.info("wc-errors").unwrap().summary.id;
+    let (_driver, port) = start_chromedriver();
+    let profile = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let b = browser(port, profile.path()).await;
+        b.goto(&format!("{ui}/topology.html?id={id}"))
+            .await
+            .unwrap();
+        let limit = Duration::from_secs(60);
+        let link = eventually("the split bolt's error log link", limit, || async {
+            b.find(Locator::Css("#bolts-table a.error-log-link"))
+                .await
+                .ok()
+        })
+        .await;
+        link.click().await.unwrap();
+        let url = b.current_url().await.unwrap();
+        assert_eq!(url.path(), "/log", "{url}");
+        assert!(
+            !url.as_str().starts_with(&ui),
+            "the supervisor's log viewer: {url}"
+        );
+        let matches = eventually("the error's lines", limit, || async {
+            text_of(&b, "#matches-table")
+                .await
+                .filter(|t| t.contains("injected failure (--fail-rate)"))
+        })
+        .await;
+        assert!(matches.contains("WARN"), "{matches}");
+        let first = eventually("the log's tail", limit, || async {
+            text_of(&b, "#log-text").await.filter(|t| !t.is_empty())
+        })
+        .await;
+        assert!(first.contains("injected failure"), "{first}");
+        eventually("the page to follow the log", limit, || async {
+            text_of(&b, "#log-text").await.filter(|t| *t != first)
+        })
+        .await;
+        b.close().await.unwrap();
+    });
+    c.kill_and_wait_workers("wc-errors");
 }
