@@ -174,6 +174,8 @@ impl Launcher for ThreadLauncher {
             clock: Some(self.clock.clone()),
             // The process that runs a LocalCluster owns its logging.
             log_control: None,
+            // Sampled events go to the process's log.
+            events: None,
         };
         let thread = std::thread::Builder::new()
             .name(format!("worker-{}", l.port))

@@ -4,7 +4,8 @@
 //! which rotates by size and keeps at most `worker.log.max.files` old
 //! files; the REST JSON links to the log viewer; the log viewer serves
 //! byte ranges, search, downloads and lists with Storm's field names, and
-//! refuses bad names; `squall logs -f` follows the worker's log.
+//! refuses bad names; `squall logs -f` follows the worker's log. Event
+//! sampling (`squall debug`, REST) writes sampled tuples beside the log.
 
 mod cluster_support;
 mod corpus;
@@ -279,4 +280,145 @@ fn worker_logs_rotate_and_are_served_searched_and_followed() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("\"nope\""), "{err}");
     c.kill_and_wait_workers("wc-logs");
+}
+
+fn post(url: &str) -> (u16, Value) {
+    match ureq::post(url).call() {
+        Ok(r) => (r.status(), r.into_json().expect("JSON body")),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_json().expect("JSON error body")),
+        Err(e) => panic!("{url}: {e}"),
+    }
+}
+
+/// The events file's size and its last sampled events (JSON lines; the
+/// first, cut line left out) as the log viewer serves them.
+fn events(base: &str, file: &str) -> (u64, Vec<Value>) {
+    let (status, chunk) = get(&format!(
+        "{base}/api/v1/log?file={}&length=262144",
+        enc(file)
+    ));
+    if status != 200 {
+        return (0, Vec::new());
+    }
+    let lines = chunk["data"]
+        .as_str()
+        .unwrap_or("")
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    (chunk["size"].as_u64().unwrap_or(0), lines)
+}
+
+/// Event sampling (Storm's event logger): turned on for one bolt
+/// through REST, the spout through `squall debug`, the sampled tuples are
+/// written beside the worker's log with their component, stream, task and
+/// values, and stop when sampling is turned off; bad requests are named.
+#[test]
+fn sampled_tuples_are_written_beside_the_log_until_sampling_is_off() {
+    let mut c = Cluster::new(1);
+    c.start_nimbus(0);
+    c.start_supervisor(1);
+    c.wait_supervisors(1);
+    let ui = c.start_ui();
+    let state = c.submit_word_count("wc-debug", &["--workers", "1"]);
+    Cluster::wait_acked(&state, 1000, Duration::from_secs(120));
+    let info = c.info("wc-debug").unwrap();
+    let id = info.summary.id.clone();
+    let port = slot_of(&info, "split").port;
+    let base = info.logviewers.values().next().cloned().unwrap();
+    let file = format!("{id}/events-{port}.log");
+    let api = format!("{ui}/api/v1/topology/{id}");
+
+    // Off by default: nothing sampled.
+    let (_, split) = get(&format!("{api}/component/split"));
+    assert_eq!(split["debug"], false);
+    assert_eq!(split["samplingPct"], 0.0);
+    assert_eq!(
+        split["eventLogLink"],
+        format!("{base}/log?file={}", enc(&file))
+    );
+    assert!(events(&base, &file).1.is_empty());
+
+    let (status, body) = post(&format!("{api}/component/split/debug/enable/100"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["debug"].as_bool(), body["samplingPct"].as_f64()),
+        (Some(true), Some(100.0))
+    );
+    let (_, split) = get(&format!("{api}/component/split"));
+    assert_eq!(
+        (split["debug"].as_bool(), split["samplingPct"].as_f64()),
+        (Some(true), Some(100.0))
+    );
+    let (_, topo) = get(&api);
+    assert_eq!(topo["debug"], false, "only split samples");
+    wait_until("split's sampled tuples", Duration::from_secs(60), || {
+        events(&base, &file).1.len() >= 100
+    });
+    for e in events(&base, &file).1 {
+        assert_eq!(e["component"], "split", "{e}");
+        assert_eq!(e["stream"], "default", "{e}");
+        assert!(
+            e["task"].as_u64().is_some() && e["ts"].as_u64().is_some(),
+            "{e}"
+        );
+        let word = e["values"][0].as_str().unwrap_or_else(|| panic!("{e}"));
+        assert!(
+            !word.is_empty() && e["values"].as_array().unwrap().len() == 1,
+            "{e}"
+        );
+    }
+
+    // The CLI turns it on for the spout at 50 %.
+    let out = c.squall_ok(&["debug", "wc-debug", "--component", "lines", "--pct", "50"]);
+    assert!(
+        out.contains("sampling 50% of the tuples component lines"),
+        "{out}"
+    );
+    wait_until(
+        "the spout's sampled tuples",
+        Duration::from_secs(60),
+        || {
+            events(&base, &file)
+                .1
+                .iter()
+                .any(|e| e["component"] == "lines" && e["values"][0].is_string())
+        },
+    );
+
+    // Off for the whole topology: every component stops sampling.
+    let out = c.squall_ok(&["debug", "wc-debug", "--off"]);
+    assert!(out.contains("sampling off for topology wc-debug"), "{out}");
+    let mut last = (0, Instant::now());
+    wait_until("no more sampled tuples", Duration::from_secs(60), || {
+        let n = events(&base, &file).0;
+        if n != last.0 {
+            last = (n, Instant::now());
+        }
+        last.1.elapsed() > Duration::from_secs(4)
+    });
+    let (_, split) = get(&format!("{api}/component/split"));
+    assert_eq!(split["debug"], false);
+    assert!(
+        c.info("wc-debug").unwrap().summary.status == squall::TopologyStatus::Active,
+        "still running"
+    );
+
+    // Bad requests are named.
+    for (path, named) in [
+        (format!("{api}/debug/enable/0"), "(0, 100]"),
+        (format!("{api}/debug/enable/ten"), "\"ten\""),
+        (format!("{api}/debug/on/10"), "\"on\""),
+        (format!("{api}/component/nope/debug/enable/10"), "\"nope\""),
+    ] {
+        let (status, body) = post(&path);
+        assert_eq!(status, 400, "{path}: {body}");
+        let message = body["errorMessage"].as_str().unwrap();
+        assert!(message.contains(named), "{path}: {message}");
+    }
+    let out = c.squall(&["debug", "wc-debug", "--pct", "101"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("101") && err.contains("(0, 100]"), "{err}");
+    c.kill_and_wait_workers("wc-debug");
 }

@@ -10,6 +10,7 @@
 pub mod blocking;
 mod clock;
 mod coordination;
+pub mod debug;
 pub mod frame;
 pub mod log_config;
 mod log_limit;

@@ -129,6 +129,20 @@ pub enum Request {
         /// What to set or remove, in order.
         changes: Vec<crate::log_config::LogChange>,
     },
+    /// Turns event sampling of a topology's emitted tuples on or off, for
+    /// one component or the whole topology (Storm's `debug`); its workers
+    /// apply it within a heartbeat period. Answered by
+    /// [`Response::Debug`] with the result.
+    Debug {
+        /// The topology's name.
+        name: String,
+        /// The component; `None`: the whole topology.
+        component: Option<String>,
+        /// On or off.
+        enable: bool,
+        /// Percentage of emitted tuples sampled, in (0, 100] when on.
+        sampling_pct: f64,
+    },
     /// A topology's log level overrides (Storm's `getLogConfig`).
     /// Answered by [`Response::LogConfig`].
     GetLogConfig {
@@ -190,6 +204,8 @@ pub enum Response {
     Cluster(ClusterSummary),
     /// A topology's log level overrides.
     LogConfig(crate::log_config::LogConfig),
+    /// A topology's event sampling.
+    Debug(crate::debug::TopologyDebug),
     /// Settings by Storm key name.
     Configuration(BTreeMap<String, squall_topology_api::Value>),
     /// Workers' latest heartbeats.
@@ -301,6 +317,9 @@ pub struct TopologyInfo {
     /// serving no log viewer).
     #[serde(default)]
     pub logviewers: BTreeMap<String, String>,
+    /// Its event sampling.
+    #[serde(default)]
+    pub debug: crate::debug::TopologyDebug,
 }
 
 /// One worker's latest heartbeat, as Nimbus holds it.

@@ -74,6 +74,9 @@ pub struct TopologyRecord {
     /// Log level overrides its workers apply (`squall set_log_level`).
     #[serde(default)]
     pub log_config: crate::log_config::LogConfig,
+    /// Event sampling its workers apply (`squall debug`).
+    #[serde(default)]
+    pub debug: crate::debug::TopologyDebug,
 }
 
 /// A timed transition of a topology (Storm's kill and rebalance waits).

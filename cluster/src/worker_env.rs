@@ -80,3 +80,10 @@ pub fn read_worker_beat(dir: &std::path::Path) -> Option<crate::schema::WorkerHe
 pub fn log_file_name(topology_id: &str, port: u16) -> String {
     format!("{topology_id}/worker-{port}.log")
 }
+
+/// A worker's sampled events file (`squall debug`), relative to the
+/// supervisor's log directory: `<topology id>/events-<port>.log`, beside
+/// its log and rotated the same way.
+pub fn events_file_name(topology_id: &str, port: u16) -> String {
+    format!("{topology_id}/events-{port}.log")
+}

@@ -46,6 +46,7 @@ fn topology(id: &str) -> TopologyRecord {
         owner: None,
         secret: None,
         log_config: Default::default(),
+        debug: Default::default(),
     }
 }
 

@@ -198,6 +198,7 @@ mod tests {
             owner: Some("alice".into()),
             secret: None,
             log_config: Default::default(),
+            debug: Default::default(),
         }
     }
 

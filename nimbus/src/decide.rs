@@ -387,6 +387,7 @@ mod tests {
             owner: None,
             secret: None,
             log_config: Default::default(),
+            debug: Default::default(),
         }
     }
 

@@ -6,6 +6,7 @@ use crate::heartbeats::HeartbeatCache;
 use crate::lifecycle::{self, Event, Lifecycle};
 use crate::monitor::Monitor;
 use crate::stats::StatsWindows;
+use squall_cluster::debug::TopologyDebug;
 use squall_cluster::log_config::{LogChange, LogConfig};
 use squall_cluster::rpc::{
     spec_hash, BlobFetch, BlobSummary, ClusterSummary, ErrorKind, HeartbeatSummary, Request,
@@ -346,6 +347,20 @@ impl<S: StateStorage> Nimbus<S> {
                 self.authorized(caller, &name, Access::Write, "set the log levels of")?;
                 Ok(Response::LogConfig(self.set_log_config(&name, &changes)?))
             }
+            Request::Debug {
+                name,
+                component,
+                enable,
+                sampling_pct,
+            } => {
+                self.authorized(caller, &name, Access::Write, "debug")?;
+                Ok(Response::Debug(self.debug(
+                    &name,
+                    component.as_deref(),
+                    enable,
+                    sampling_pct,
+                )?))
+            }
             Request::GetLogConfig { name } => {
                 self.authorized(caller, &name, Access::Read, "read")?;
                 let t = self.by_name(&name)?;
@@ -487,6 +502,7 @@ impl<S: StateStorage> Nimbus<S> {
                 .then(|| squall_cluster::rpc::hex(&rand::random::<[u8; 32]>())),
             owner,
             log_config: Default::default(),
+            debug: Default::default(),
         };
         self.state.prepare_topology(&id).map_err(state_error)?;
         self.state.put_topology(&record).map_err(state_error)?;
@@ -539,6 +555,32 @@ impl<S: StateStorage> Nimbus<S> {
         self.state.put_topology(&t).map_err(state_error)?;
         tracing::info!(topology = %t.id, loggers = ?t.log_config.loggers, "log levels set");
         Ok(t.log_config)
+    }
+
+    fn debug(
+        &self,
+        name: &str,
+        component: Option<&str>,
+        enable: bool,
+        pct: f64,
+    ) -> Result<TopologyDebug, RpcError> {
+        let _guard = self.leading()?;
+        let mut t = self.by_name(name)?;
+        if let Some(c) = component {
+            if !t.spec.components.contains_key(c) {
+                return Err(RpcError::new(
+                    ErrorKind::Invalid,
+                    format!("topology {name:?} has no component {c:?}"),
+                ));
+            }
+        }
+        t.debug = t
+            .debug
+            .with(component, enable, pct)
+            .map_err(|e| RpcError::new(ErrorKind::Invalid, format!("topology {name:?}: {e}")))?;
+        self.state.put_topology(&t).map_err(state_error)?;
+        tracing::info!(topology = %t.id, component = component.unwrap_or("(all)"), enable, pct, "event sampling set");
+        Ok(t.debug)
     }
 
     /// The leader's kept heartbeats of the topologies `caller` may read.
@@ -769,6 +811,7 @@ impl<S: StateStorage> Nimbus<S> {
             error_records,
             windows,
             logviewers,
+            debug: t.debug,
         })
     }
 
@@ -831,6 +874,7 @@ fn audited(req: &Request) -> Option<(&'static str, String)> {
         Request::Deactivate { name } => ("deactivate", name.clone()),
         Request::Rebalance { name, .. } => ("rebalance", name.clone()),
         Request::SetLogConfig { name, .. } => ("set_log_level", name.clone()),
+        Request::Debug { name, .. } => ("debug", name.clone()),
         _ => return None,
     })
 }

@@ -62,6 +62,30 @@ const squall = (() => {
     return href ? ` <a class="${cls}" href="${esc(href)}">log</a>` : "";
   }
 
+  // The Debug button (Storm's event sampling) of a topology or component
+  // at API path `base`: asks for a sampling percentage to turn it on,
+  // turns it off when on. `state()` is the page's latest {debug, samplingPct}.
+  function debugButton(base, state) {
+    const show = (s) => {
+      $("btn-debug").textContent = s.debug ? "Stop debug" : "Debug";
+      $("debug-state").textContent = s.debug ? `sampling ${s.samplingPct}% of emitted tuples` : "";
+    };
+    $("btn-debug").onclick = async () => {
+      const now = state();
+      let path = `${base}/debug/disable/0`;
+      if (!now.debug) {
+        const pct = window.prompt("Percentage of emitted tuples to sample (0-100]", "10");
+        if (pct === null) return;
+        path = `${base}/debug/enable/${encodeURIComponent(pct.trim())}`;
+      }
+      try {
+        show(await api(path, "POST"));
+        message("debug: done");
+      } catch (e) { message(`debug failed: ${e.message}`, true); }
+    };
+    return show;
+  }
+
   function live(load) {
     const run = () => load().then(() => {}, (e) => message(e.message, true));
     run();
@@ -105,11 +129,15 @@ const squall = (() => {
     $("btn-deactivate").onclick = act("deactivate", "deactivate", "deactivate");
     $("btn-rebalance").onclick = act("rebalance", "rebalance/0", "rebalance");
     $("btn-kill").onclick = act("kill", "kill/0", "kill");
+    let debugState = { debug: false, samplingPct: 0 };
+    const showDebug = debugButton(`topology/${encodeURIComponent(id)}`, () => debugState);
     live(async () => {
       const [t, v, lag] = await Promise.all([api(`topology/${encodeURIComponent(id)}${q}`),
         api(`topology/${encodeURIComponent(id)}/visualization?window=600`),
         api(`topology/${encodeURIComponent(id)}/lag`)]);
       name = t.name;
+      debugState = t;
+      showDebug(t);
       document.title = `${t.name} - Squall`;
       $("title").textContent = `Topology ${t.name}`;
       $("summary").innerHTML = table("summary-table", [["Name", "name"], ["Id", "id"],
@@ -204,8 +232,16 @@ const squall = (() => {
     const id = params.get("id"), topo = params.get("topology_id");
     const win = params.get("window") || ":all-time";
     $("topology-link").href = `/topology.html?id=${encodeURIComponent(topo)}`;
+    const base = `topology/${encodeURIComponent(topo)}/component/${encodeURIComponent(id)}`;
+    let debugState = { debug: false, samplingPct: 0 };
+    const showDebug = debugButton(base, () => debugState);
     live(async () => {
-      const c = await api(`topology/${encodeURIComponent(topo)}/component/${encodeURIComponent(id)}?window=${encodeURIComponent(win)}`);
+      const c = await api(`${base}?window=${encodeURIComponent(win)}`);
+      debugState = c;
+      showDebug(c);
+      const events = $("event-log-link");
+      events.hidden = !(c.debug && c.eventLogLink);
+      if (c.eventLogLink) events.href = c.eventLogLink;
       $("title").textContent = `Component ${c.id} of ${c.name}`;
       $("summary").innerHTML = table("component-summary", [["Id", "id"], ["Topology", "name"],
         ["Type", "componentType"], ["Executors", "executors"], ["Tasks", "tasks"]], [c]);
@@ -226,7 +262,8 @@ const squall = (() => {
       $("executors").innerHTML = table("executors-table", spout
         ? cols.concat([["Complete latency (ms)", "completeLatency"], ["Acked", "acked"], ["Failed", "failed"]])
         : cols.concat([["Capacity", "capacity"], ["Execute latency (ms)", "executeLatency"], ["Executed", "executed"],
-          ["Process latency (ms)", "processLatency"], ["Acked", "acked"], ["Failed", "failed"]]), c.executorStats);
+          ["Process latency (ms)", "processLatency"], ["Acked", "acked"], ["Failed", "failed"]]).concat(
+          c.debug ? [["Sampled tuples", (r) => logLink(r.eventLogLink, "event-log-link")]] : []), c.executorStats);
       $("errors").innerHTML = table("errors-table", [["Time", (r) => esc(new Date(r.errorTime).toISOString())],
         ["Worker", (r) => esc(`${r.errorHost}:${r.errorPort}`) + logLink(r.errorWorkerLogLink, "error-log-link")],
         ["Task", "task"], ["Error", (r) => `<span class="error">${esc(r.error)}</span>`]], c.componentErrors);

@@ -18,7 +18,7 @@ use std::sync::Arc;
 type Params = Query<HashMap<String, String>>;
 /// The link to Nimbus for this request: on behalf of the principal of its
 /// bearer token when [`crate::auth`] checked one.
-struct Link(Arc<NimbusLink>);
+pub(crate) struct Link(pub(crate) Arc<NimbusLink>);
 
 impl axum::extract::FromRequestParts<Arc<NimbusLink>> for Link {
     type Rejection = std::convert::Infallible;
@@ -51,7 +51,7 @@ impl IntoResponse for ApiError {
 }
 
 /// Runs `f` on the blocking pool and answers its JSON or its error.
-async fn blocking(
+pub(crate) async fn blocking(
     link: Arc<NimbusLink>,
     f: impl FnOnce(&NimbusLink) -> Result<Value, ApiError> + Send + 'static,
 ) -> Response {
@@ -106,6 +106,14 @@ pub fn router(link: NimbusLink) -> Router {
         .route("/api/v1/topology/{id}/deactivate", post(deactivate))
         .route("/api/v1/topology/{id}/rebalance/{wait}", post(rebalance))
         .route("/api/v1/topology/{id}/kill/{wait}", post(kill))
+        .route(
+            "/api/v1/topology/{id}/debug/{action}/{spct}",
+            post(crate::debug::topology),
+        )
+        .route(
+            "/api/v1/topology/{id}/component/{component}/debug/{action}/{spct}",
+            post(crate::debug::component),
+        )
         .route(
             "/api/v1/topology/{id}/logconfig",
             get(log_config).post(set_log_config),
@@ -406,7 +414,7 @@ async fn set_log_config(Link(link): Link, Path(id): Path<String>, body: Bytes) -
     .await
 }
 
-fn unexpected(r: &NimbusResponse) -> ApiError {
+pub(crate) fn unexpected(r: &NimbusResponse) -> ApiError {
     ApiError {
         status: 502,
         message: format!("unexpected answer from Nimbus: {r:?}"),

@@ -5,6 +5,7 @@
 //! clients written for Storm read Squall.
 
 use crate::nimbus::ApiError;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Map, Value};
 use squall_cluster::rpc::{ClusterSummary, SupervisorSummary, TopologyInfo, TopologySummary};
 use squall_cluster::schema::{TopologyStatus, WorkerSlot};
@@ -294,18 +295,11 @@ fn slot_uptime_secs(info: &TopologyInfo, slot: &WorkerSlot, now_ms: u64) -> u64 
 /// (`""` when that supervisor serves none); with `error`, the page opens
 /// searching for the error's first line (its first 100 characters).
 pub fn log_link(info: &TopologyInfo, slot: &WorkerSlot, error: Option<&str>) -> String {
-    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-    /// Everything but RFC 3986's unreserved characters.
-    const QUERY: &AsciiSet = &NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~');
-    let Some(base) = info.logviewers.get(&slot.supervisor) else {
-        return String::new();
-    };
     let file = squall_cluster::worker_env::log_file_name(&info.summary.id, slot.port);
-    let mut link = format!("{base}/log?file={}", utf8_percent_encode(&file, QUERY));
+    let mut link = viewer_link(info, slot, &file);
+    if link.is_empty() {
+        return link;
+    }
     if let Some(line) = error
         .and_then(|e| e.lines().next())
         .filter(|l| !l.is_empty())
@@ -315,6 +309,30 @@ pub fn log_link(info: &TopologyInfo, slot: &WorkerSlot, error: Option<&str>) -> 
         link.extend(utf8_percent_encode(&head, QUERY));
     }
     link
+}
+
+/// Everything but RFC 3986's unreserved characters.
+const QUERY: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// The log viewer page of `file` on `slot`'s supervisor (`""` when it
+/// serves none).
+fn viewer_link(info: &TopologyInfo, slot: &WorkerSlot, file: &str) -> String {
+    match info.logviewers.get(&slot.supervisor) {
+        Some(base) => format!("{base}/log?file={}", utf8_percent_encode(file, QUERY)),
+        None => String::new(),
+    }
+}
+
+/// The link to the sampled events of `slot`'s worker (`squall debug`) on
+/// its supervisor's log viewer (`""` when it serves none): Storm's
+/// `eventLogLink`.
+pub fn events_link(info: &TopologyInfo, slot: &WorkerSlot) -> String {
+    let file = squall_cluster::worker_env::events_file_name(&info.summary.id, slot.port);
+    viewer_link(info, slot, &file)
 }
 
 pub(crate) fn workers(info: &TopologyInfo, now_ms: u64) -> Vec<Value> {
@@ -410,8 +428,9 @@ pub fn topology_page(info: &TopologyInfo, window: usize, sys: bool, now_ms: u64)
         "windowHint": window_pretty(WINDOWS[window]),
         "schedulerDisplayResource": false,
         "replicationCount": s.replication_count,
-        "debug": config.debug,
-        "samplingPct": config.stats_sample_rate * 100.0,
+        // Storm's event sampling of the whole topology (`squall debug`).
+        "debug": info.debug.topology.is_some_and(|o| o.enable),
+        "samplingPct": info.debug.topology.map_or(0.0, |o| o.sampling_pct),
         "topologyStats": totals,
         "workers": workers(info, now_ms),
         "spouts": spouts,
@@ -506,6 +525,7 @@ pub fn component_page(
             m.insert("uptime".into(), json!(pretty_duration(uptime)));
             m.insert("uptimeSeconds".into(), json!(uptime));
             m.insert("workerLogLink".into(), json!(log_link(info, slot, None)));
+            m.insert("eventLogLink".into(), json!(events_link(info, slot)));
             if kind == ComponentKind::Bolt {
                 let cap = TaskWindow {
                     component: component.to_owned(),
@@ -535,6 +555,7 @@ pub fn component_page(
             })
         })
         .collect();
+    let sampling = info.debug.of(component);
     let mut page = json!({
         "id": component,
         "encodedId": component,
@@ -549,7 +570,12 @@ pub fn component_page(
         "windowHint": window_pretty(WINDOWS[window]),
         "schedulerDisplayResource": false,
         "profilingAndDebuggingCapable": false,
-        "debug": info.config.as_ref().is_some_and(|c| c.debug),
+        "debug": sampling.is_some_and(|o| o.enable),
+        "samplingPct": sampling.map_or(0.0, |o| o.sampling_pct),
+        "eventLogLink": executors_of(info, component)
+            .next()
+            .map(|(_, _, slot)| events_link(info, slot))
+            .unwrap_or_default(),
         "componentErrors": errors,
         "outputStats": output,
         "executorStats": executors,

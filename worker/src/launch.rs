@@ -55,6 +55,8 @@ pub struct LaunchOptions {
     pub store: Option<SharedStore>,
     /// The time executors and tasks run on; `None`: the system's.
     pub clock: Option<TopologyClock>,
+    /// Where sampled events go (`squall debug`); `None`: the log.
+    pub events: Option<crossbeam_channel::Sender<crate::sampling::SampledEvent>>,
 }
 
 /// Which executors a worker runs, and where batches for the rest go.
@@ -192,6 +194,10 @@ pub fn launch(
         backpressure: Arc::new(Backpressure::new(n, layout.num_tasks())),
         tap: options.tap,
         clock: options.clock.unwrap_or_default(),
+        sampler: Arc::new(crate::sampling::Sampler::new(
+            user_spec.components.keys().cloned(),
+            options.events,
+        )),
     });
     let mut running = RunningTopology {
         shared: shared.clone(),
@@ -361,6 +367,11 @@ impl RunningTopology {
     /// Lets spouts call `next_tuple` (calls `Spout::activate`).
     pub fn activate(&self) {
         self.shared.active.store(true, Ordering::Release);
+    }
+
+    /// Samples emitted tuples as `debug` says (Storm's event logger).
+    pub fn set_debug(&self, debug: &squall_cluster::debug::TopologyDebug) {
+        self.shared.sampler.apply(debug);
     }
 
     /// Stops `next_tuple` calls (calls `Spout::deactivate`); acks, fails and

@@ -23,6 +23,7 @@ mod message;
 mod outbox;
 mod rotating;
 mod routing;
+pub mod sampling;
 mod shared;
 mod spout_executor;
 mod stats;

@@ -6,13 +6,14 @@ use crate::outbox::{Outbox, Wiring};
 use crate::routing::{Router, Targets};
 use crate::stats::{MetricsBoard, TaskStats};
 use rand::rngs::SmallRng;
+use rand::Rng;
 use rand::SeedableRng;
 use squall_topology_api::spec::TopologySpec;
 use squall_topology_api::{
     ComponentId, Config, SharedStore, StreamId, TaskId, TaskLayout, Topology, TopologyClock,
     TopologyContext, Values,
 };
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::Arc;
 
 /// Sees every emit of a topology: `(component, task, stream, values)`.
@@ -56,6 +57,8 @@ pub struct Shared {
     pub tap: Option<EmitTap>,
     /// The time executors judge timeouts and ticks by.
     pub clock: TopologyClock,
+    /// Event sampling (`squall debug`).
+    pub sampler: Arc<crate::sampling::Sampler>,
 }
 
 impl Shared {
@@ -103,6 +106,8 @@ pub struct Output {
     pub targets: Targets,
     component: ComponentId,
     debug: bool,
+    /// The component's sampling rate (hundredths of a percent; 0: off).
+    sample_rate: Arc<AtomicU32>,
 }
 
 impl Output {
@@ -124,6 +129,7 @@ impl Output {
             ),
             rng: SmallRng::from_os_rng(),
             targets: Targets::new(),
+            sample_rate: shared.sampler.rate_of(&component),
             component,
             debug,
         }
@@ -165,6 +171,15 @@ impl Output {
                 }
                 if let Some(tap) = &shared.tap {
                     tap(&self.component, task, sid, values);
+                }
+                let rate = self.sample_rate.load(Ordering::Relaxed);
+                if rate != 0
+                    && crate::sampling::sampled(
+                        rate,
+                        self.rng.random_range(0..squall_cluster::debug::RATE_SCALE),
+                    )
+                {
+                    shared.sampler.offer(&self.component, task, sid, values);
                 }
                 Some(index)
             }

@@ -353,10 +353,23 @@ pub fn run_worker(
     if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone()) {
         tracing::warn!("cannot handle SIGTERM: {e}");
     }
+    // Sampled events go to `events-<port>.log` beside the worker's log.
+    let events = crate::logging::LogFile::from_env().and_then(|log| {
+        let file = crate::logging::LogFile {
+            path: log
+                .path
+                .with_file_name(format!("events-{}.log", env.slot.port)),
+            ..log
+        };
+        crate::sampling::start_writer(&file)
+            .map_err(|e| tracing::warn!("sampled events go to the log: {e}"))
+            .ok()
+    });
     let options = WorkerOptions {
         store: Some(StorageStore::shared(storage)),
         stop: Some(stop),
         log_control,
+        events,
         ..WorkerOptions::default()
     };
     run_worker_on(topology, &state, env, options)
@@ -386,6 +399,8 @@ pub struct WorkerOptions {
     /// The process's log filter, which the topology's log level overrides
     /// change; `None`: they are not applied (the process owns its logging).
     pub log_control: Option<crate::logging::LogControl>,
+    /// Where sampled events go (`squall debug`); `None`: the log.
+    pub events: Option<crossbeam_channel::Sender<crate::sampling::SampledEvent>>,
 }
 
 /// With security on, the worker's identity and its topology's secret;
@@ -483,6 +498,7 @@ pub fn run_worker_on<S: StateStorage>(
             tap: options.tap.clone(),
             store: options.store.clone(),
             clock: options.clock.clone(),
+            events: options.events.clone(),
         },
     )?;
     let peers: PeerMap = Arc::new(RwLock::new(peer_addresses(&layout, &assignment, &env.slot)));
@@ -548,6 +564,7 @@ pub fn run_worker_on<S: StateStorage>(
                 if let Some(control) = &mut options.log_control {
                     control.apply(&t.log_config, now_ms());
                 }
+                running.set_debug(&t.debug);
                 if t.status == TopologyStatus::Active && ready {
                     running.activate();
                 } else {

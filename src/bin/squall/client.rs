@@ -296,6 +296,39 @@ pub fn set_log_level(
     Ok(0)
 }
 
+/// `squall debug`: turns event sampling on or off; prints what is in
+/// force for the topology or the component.
+pub fn debug(
+    c: &ClusterConfig,
+    name: &str,
+    component: Option<&str>,
+    enable: bool,
+    pct: f64,
+) -> anyhow::Result<i32> {
+    let Response::Debug(d) = leader(c)?.call(Request::Debug {
+        name: name.to_owned(),
+        component: component.map(str::to_owned),
+        enable,
+        sampling_pct: pct,
+    })?
+    else {
+        bail!("unexpected answer from Nimbus");
+    };
+    let what = component.map_or_else(
+        || format!("topology {name}"),
+        |c| format!("component {c} of {name}"),
+    );
+    let now = match component {
+        Some(c) => d.of(c),
+        None => d.topology,
+    };
+    match now.filter(|o| o.enable) {
+        Some(o) => println!("sampling {}% of the tuples {what} emits", o.sampling_pct),
+        None => println!("sampling off for {what}"),
+    }
+    Ok(0)
+}
+
 /// `squall getconf`: one setting, or all, from what this command loaded.
 pub fn getconf(
     config: &squall_topology_api::Config,

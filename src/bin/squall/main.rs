@@ -125,6 +125,23 @@ enum Command {
         #[arg(long)]
         token: Option<String>,
     },
+    /// Sample a running topology's emitted tuples (Storm's event logger):
+    /// on for the topology or one component at a percentage, or off. The
+    /// samples are written beside each worker's log (`events-<port>.log`);
+    /// the UI's component page links to them.
+    Debug {
+        /// The topology's name.
+        name: String,
+        /// Only this component (default: the whole topology).
+        #[arg(long)]
+        component: Option<String>,
+        /// Percentage of emitted tuples sampled, in (0, 100].
+        #[arg(long, default_value_t = 10.0)]
+        pct: f64,
+        /// Turn sampling off.
+        #[arg(long)]
+        off: bool,
+    },
     /// Print Squall's version and its RPC protocol version.
     Version,
     /// Print a setting as this command sees it (defaults, the config file,
@@ -335,6 +352,12 @@ fn run(mut cli: Cli) -> anyhow::Result<i32> {
             command: BlobstoreCommand::List { json },
         } => client::blobs(c, json),
         Command::KillWorkers { json } => client::kill_workers(c, json),
+        Command::Debug {
+            name,
+            component,
+            pct,
+            off,
+        } => client::debug(c, &name, component.as_deref(), !off, pct),
         Command::Logs {
             name,
             component,

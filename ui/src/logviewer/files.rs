@@ -43,8 +43,9 @@ pub enum FileError {
 
 /// A worker log's name as requests give it (Storm's `file` parameter):
 /// `<topology id>/<file>`, where the file is `worker-<port>.log`, one of
-/// its rotated files `worker-<port>.log.<n>`, or the process's output
-/// `worker-<port>.out`.
+/// its rotated files `worker-<port>.log.<n>`, the process's output
+/// `worker-<port>.out`, or its sampled events `events-<port>.log` (and
+/// their rotated files).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogName {
     topology: String,
@@ -79,6 +80,7 @@ impl LogName {
         }
         let rest = file
             .strip_prefix("worker-")
+            .or_else(|| file.strip_prefix("events-"))
             .ok_or_else(|| bad("not a worker's log (worker-<port>.log)"))?;
         let (port, kind) = rest
             .split_once('.')
@@ -86,7 +88,8 @@ impl LogName {
         let rotated = kind
             .strip_prefix("log.")
             .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-        if port.parse::<u16>().is_err() || !(kind == "log" || kind == "out" || rotated) {
+        let out = kind == "out" && file.starts_with("worker-");
+        if port.parse::<u16>().is_err() || !(kind == "log" || out || rotated) {
             return Err(bad(
                 "not a worker's log (worker-<port>.log, .log.<n> or .out)",
             ));
@@ -297,7 +300,10 @@ pub fn list(root: &Path, topology: Option<&str>, port: Option<u16>) -> Vec<Strin
             let Ok(parsed) = LogName::parse(&name) else {
                 continue;
             };
-            let of_port = port.is_none_or(|p| parsed.file.starts_with(&format!("worker-{p}.")));
+            let of_port = port.is_none_or(|p| {
+                parsed.file.starts_with(&format!("worker-{p}."))
+                    || parsed.file.starts_with(&format!("events-{p}."))
+            });
             if of_port {
                 names.push(name);
             }
@@ -325,6 +331,8 @@ mod tests {
             "wc-1-17/worker-6700.log",
             "wc-1-17/worker-6700.log.3",
             "wc-1-17/worker-6700.out",
+            "wc-1-17/events-6700.log",
+            "wc-1-17/events-6700.log.1",
         ] {
             assert_eq!(LogName::parse(good).unwrap().as_string(), good);
         }
@@ -337,6 +345,7 @@ mod tests {
             "wc/worker-x.log",
             "wc/worker-1.log.",
             "wc/worker-1.logs",
+            "wc/events-1.out",
             "..",
             "wc/worker 1.log",
             "",
