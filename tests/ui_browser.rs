@@ -231,8 +231,10 @@ fn a_secured_ui_asks_for_a_token_and_works_with_it() {
 /// From a bolt's last error on the topology page, the log link opens the
 /// worker's log on its supervisor's log viewer: the page tails the log,
 /// keeps following it, and lists the error's lines found by its search.
+/// The component page's Debug toggle turns on event sampling, and its link
+/// shows the sampled tuples.
 #[test]
-fn an_errors_log_link_opens_the_worker_log_at_the_error() {
+fn an_errors_log_link_opens_the_worker_log_and_debug_shows_sampled_tuples() {
     let mut c = Cluster::new(1);
     c.start_nimbus(0);
     c.start_supervisor(1);
@@ -279,6 +281,46 @@ fn an_errors_log_link_opens_the_worker_log_at_the_error() {
             text_of(&b, "#log-text").await.filter(|t| *t != first)
         })
         .await;
+
+        // The component page's Debug button samples the bolt's tuples,
+        // which its link shows on the log viewer.
+        b.goto(&format!("{ui}/component.html?id=split&topology_id={id}"))
+            .await
+            .unwrap();
+        let button = eventually("the Debug button", limit, || async {
+            b.find(Locator::Css("#btn-debug")).await.ok()
+        })
+        .await;
+        eventually("the page's first answer", limit, || async {
+            text_of(&b, "#summary")
+                .await
+                .filter(|t| t.contains("split"))
+        })
+        .await;
+        button.click().await.unwrap();
+        let question = b.get_alert_text().await.unwrap();
+        assert!(question.contains("Percentage"), "{question}");
+        b.send_alert_text("100").await.unwrap();
+        b.accept_alert().await.unwrap();
+        eventually("the sampling state", limit, || async {
+            text_of(&b, "#debug-state")
+                .await
+                .filter(|t| t.contains("sampling 100%"))
+        })
+        .await;
+        let events = eventually("the sampled tuples link", limit, || async {
+            let a = b.find(Locator::Css("a#event-log-link")).await.ok()?;
+            a.is_displayed().await.ok()?.then_some(a)
+        })
+        .await;
+        events.click().await.unwrap();
+        let sampled = eventually("sampled tuples on the log viewer", limit, || async {
+            text_of(&b, "#log-text")
+                .await
+                .filter(|t| t.contains("\"component\":\"split\""))
+        })
+        .await;
+        assert!(sampled.contains("\"values\":["), "{sampled}");
         b.close().await.unwrap();
     });
     c.kill_and_wait_workers("wc-errors");
