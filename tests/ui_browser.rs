@@ -163,6 +163,24 @@ fn topology_page_renders_tables_and_dag_and_deactivates() {
             text_of(&b, "#topology-status").await.as_deref(),
             Some("ACTIVE")
         );
+        // The charts draw the last 10 minutes with non-zero series.
+        let max_of = |css: &'static str| {
+            let b = &b;
+            async move {
+                let e = b.find(Locator::Css(css)).await.ok()?;
+                let v: f64 = e.attr("data-max").await.ok()??.parse().ok()?;
+                (v > 0.0).then_some(v)
+            }
+        };
+        for series in [
+            "#chart-throughput path.series[data-name='emitted']",
+            "#chart-throughput path.series[data-name='acked']",
+            "#chart-latency path.series[data-name='p99']",
+            "#chart-capacity path.series[data-name='count']",
+        ] {
+            eventually(series, Duration::from_secs(60), || max_of(series)).await;
+        }
+        assert_eq!(count(&b, "svg.chart").await, 3);
         let png = b.screenshot().await.unwrap();
         std::fs::write(&shot, png).unwrap();
 

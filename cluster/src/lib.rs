@@ -17,6 +17,7 @@ mod log_limit;
 mod memory;
 pub mod rpc;
 pub mod schema;
+pub mod series;
 mod state;
 mod storage;
 pub mod tls;

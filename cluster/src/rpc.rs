@@ -320,6 +320,10 @@ pub struct TopologyInfo {
     /// Its event sampling.
     #[serde(default)]
     pub debug: crate::debug::TopologyDebug,
+    /// Each component over the last 10 minutes, in 30 s points, oldest
+    /// first (the UI's charts).
+    #[serde(default)]
+    pub series: BTreeMap<String, Vec<crate::series::SeriesPoint>>,
 }
 
 /// One worker's latest heartbeat, as Nimbus holds it.

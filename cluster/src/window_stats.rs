@@ -39,6 +39,42 @@ pub struct Counters {
     /// Bolts: per input stream, by (component, stream).
     #[serde(default)]
     pub inputs: BTreeMap<(String, String), InputCounts>,
+    /// Complete latency samples at most each of
+    /// [`squall_topology_api::metrics::LATENCY_BUCKETS_MS`] (cumulative
+    /// over the buckets; empty without samples).
+    #[serde(default)]
+    pub complete_buckets: Vec<u64>,
+    /// Execute latency samples, bucketed the same way.
+    #[serde(default)]
+    pub execute_buckets: Vec<u64>,
+    /// Time under backpressure, ms.
+    #[serde(default)]
+    pub backpressured_ms: u64,
+}
+
+/// `now - then` bucket by bucket (`now` when `then` is empty), or `None`
+/// when a bucket went down.
+fn buckets_since(now: &[u64], then: &[u64]) -> Option<Vec<u64>> {
+    if then.is_empty() {
+        return Some(now.to_vec());
+    }
+    if now.is_empty() {
+        return None;
+    }
+    now.iter()
+        .zip(then)
+        .map(|(n, t)| n.checked_sub(*t))
+        .collect()
+}
+
+/// Adds bucket counts `other` into `into`.
+fn buckets_add(into: &mut Vec<u64>, other: &[u64]) {
+    if into.len() < other.len() {
+        into.resize(other.len(), 0);
+    }
+    for (a, b) in into.iter_mut().zip(other) {
+        *a += b;
+    }
 }
 
 impl Counters {
@@ -62,6 +98,9 @@ impl Counters {
                 .iter()
                 .map(|i| ((i.component.clone(), i.stream.clone()), i.counts.clone()))
                 .collect(),
+            complete_buckets: m.complete_latency.buckets.clone(),
+            execute_buckets: m.execute_latency.buckets.clone(),
+            backpressured_ms: m.backpressured_ms,
         }
     }
 
@@ -92,6 +131,7 @@ impl Counters {
             (self.complete_count, earlier.complete_count),
             (self.execute_count, earlier.execute_count),
             (self.process_count, earlier.process_count),
+            (self.backpressured_ms, earlier.backpressured_ms),
         ];
         if scalars.iter().any(|(now, then)| now < then) {
             return None;
@@ -122,6 +162,9 @@ impl Counters {
             process_ms: (self.process_ms - earlier.process_ms).max(0.0),
             process_count: self.process_count - earlier.process_count,
             inputs,
+            complete_buckets: buckets_since(&self.complete_buckets, &earlier.complete_buckets)?,
+            execute_buckets: buckets_since(&self.execute_buckets, &earlier.execute_buckets)?,
+            backpressured_ms: self.backpressured_ms - earlier.backpressured_ms,
         })
     }
 
@@ -145,6 +188,9 @@ impl Counters {
         for (k, v) in &other.inputs {
             self.inputs.entry(k.clone()).or_default().add(v);
         }
+        buckets_add(&mut self.complete_buckets, &other.complete_buckets);
+        buckets_add(&mut self.execute_buckets, &other.execute_buckets);
+        self.backpressured_ms += other.backpressured_ms;
     }
 
     /// Executions over all input streams, or without system streams

@@ -786,6 +786,7 @@ impl<S: StateStorage> Nimbus<S> {
         }
         error_records.sort_by_key(|e| e.time_ms);
         let windows = self.stats().windows(&t.id, now);
+        let series = self.stats().series(&t.id, now);
         let scheme = if self.config.security_enable {
             "https"
         } else {
@@ -812,6 +813,7 @@ impl<S: StateStorage> Nimbus<S> {
             windows,
             logviewers,
             debug: t.debug,
+            series,
         })
     }
 

@@ -6,6 +6,7 @@
 //! Nimbus still reports what running tasks have done.
 
 use squall_cluster::schema::WorkerHeartbeat;
+use squall_cluster::series::SeriesPoint;
 use squall_cluster::window_stats::{Counters, TaskWindow, WindowStats, WINDOWS};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -122,6 +123,21 @@ impl StatsWindows {
     /// Forgets topologies not in `live`.
     pub fn retain(&mut self, live: &[&str]) {
         self.topologies.retain(|id, _| live.contains(&id.as_str()));
+    }
+
+    /// The topology's components over the last 10 minutes in 30 s points
+    /// at `now_ms` (see [`squall_cluster::series`]).
+    pub fn series(&self, topology_id: &str, now_ms: u64) -> BTreeMap<String, Vec<SeriesPoint>> {
+        let tasks = self.topologies.get(topology_id);
+        squall_cluster::series::series(
+            tasks.into_iter().flatten().flat_map(|(_, e)| {
+                e.windows[0]
+                    .buckets
+                    .iter()
+                    .map(|(start, c)| (e.component.as_str(), *start, c))
+            }),
+            now_ms,
+        )
     }
 
     /// The topology's four windows at `now_ms`, in [`WINDOWS`] order

@@ -85,6 +85,11 @@ pub struct TaskMetrics {
     /// Bolt: fraction of the last metrics window spent executing (1.0 =
     /// busy all the time: add executors).
     pub capacity: f64,
+    /// Time the task's executor spent under backpressure (its queue full,
+    /// so senders held batches for it) since it started, ms, as seen at
+    /// each metrics publication.
+    #[serde(default)]
+    pub backpressured_ms: u64,
     /// The last errors reported (newest last, at most 10).
     pub errors: Vec<String>,
     /// Errors reported since the task started (the list keeps the last).

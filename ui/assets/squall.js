@@ -86,6 +86,82 @@ const squall = (() => {
     return show;
   }
 
+  // A line chart in plain SVG: `lines` are {name, values: [[ms, v]]} over
+  // the last `spanMs`; `marks` are [startMs, endMs] periods shaded as under
+  // backpressure. Each line's path carries its largest value (data-max).
+  const COLOURS = ["#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#ff7f0e", "#17becf", "#8c564b"];
+  function lineChart(id, title, unit, lines, marks, now, spanMs) {
+    const W = 460, H = 170, L = 48, R = 8, T = 22, B = 34;
+    const max = Math.max(0, ...lines.flatMap((l) => l.values.map(([, v]) => v)));
+    const top = max > 0 ? max * 1.1 : 1;
+    const x = (t) => L + (W - L - R) * Math.max(0, Math.min(1, (t - (now - spanMs)) / spanMs));
+    const y = (v) => T + (H - T - B) * (1 - v / top);
+    const shaded = marks.map(([a, b]) =>
+      `<rect class="backpressure" x="${x(a).toFixed(1)}" y="${T}" width="${Math.max(1, x(b) - x(a)).toFixed(1)}" height="${H - T - B}"><title>backpressure</title></rect>`).join("");
+    const paths = lines.map((l, i) => {
+      const d = l.values.map(([t, v], j) => `${j ? "L" : "M"}${x(t).toFixed(1)},${y(v).toFixed(1)}`).join("");
+      const lineMax = Math.max(0, ...l.values.map(([, v]) => v));
+      return `<path class="series" data-name="${esc(l.name)}" data-max="${lineMax}" d="${d}" stroke="${COLOURS[i % COLOURS.length]}"></path>`;
+    }).join("");
+    const legend = lines.map((l, i) =>
+      `<tspan fill="${COLOURS[i % COLOURS.length]}">\u25A0 ${esc(l.name)}</tspan>`).join(" ");
+    const ticks = [0, 0.5, 1].map((f) =>
+      `<text class="tick" x="${L - 4}" y="${(y(top * f / 1.1) + 4).toFixed(1)}" text-anchor="end">${esc(+(top * f / 1.1).toPrecision(3))}</text>`).join("");
+    return `<svg class="chart" id="${id}" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}">
+      <text class="chart-title" x="${L}" y="14">${esc(title)} <tspan class="muted">(${esc(unit)})</tspan></text>
+      ${shaded}<line class="axis" x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}"></line>
+      <line class="axis" x1="${L}" y1="${T}" x2="${L}" y2="${H - B}"></line>${ticks}
+      <text class="tick" x="${L}" y="${H - B + 14}">-10 min</text><text class="tick" x="${W - R}" y="${H - B + 14}" text-anchor="end">now</text>
+      ${paths}<text class="legend" x="${L}" y="${H - 4}">${legend}</text></svg>`;
+  }
+
+  // The points of one component's series as [[ms, value]] for `key`.
+  const pointsOf = (points, key) => points.map((p) => [p.time + p.spanMs / 2, p[key]]);
+  // The periods any of `components` was under backpressure.
+  const backpressureOf = (components) => components.flatMap((c) =>
+    c.points.filter((p) => p.backpressure).map((p) => [p.time, p.time + p.spanMs]));
+  // Pointwise sum (or max) of several series of the same times.
+  const combine = (series, f) => series.length === 0 ? [] :
+    series[0].map(([t], i) => [t, f(series.map((s) => s[i][1]))]);
+  const sum = (vs) => vs.reduce((a, b) => a + b, 0);
+  const most = (vs) => Math.max(...vs);
+
+  // The topology page's charts: tuples per second, complete latency, and
+  // each bolt's capacity with backpressure shaded.
+  function topologyCharts(ts) {
+    const now = Date.now(), span = ts.windowSecs * 1000;
+    const all = Object.entries(ts.components);
+    const spouts = all.filter(([, c]) => c.type === "spout").map(([, c]) => c.points);
+    const bolts = all.filter(([, c]) => c.type === "bolt");
+    return lineChart("chart-throughput", "Tuples per second", "tuples/s", [
+      { name: "emitted", values: combine(all.map(([, c]) => pointsOf(c.points, "emittedPerSec")), sum) },
+      { name: "acked", values: combine(spouts.map((p) => pointsOf(p, "ackedPerSec")), sum) },
+      { name: "failed", values: combine(spouts.map((p) => pointsOf(p, "failedPerSec")), sum) }], [], now, span)
+      + lineChart("chart-latency", "Complete latency", "ms", [
+        { name: "p50", values: combine(spouts.map((p) => pointsOf(p, "completeLatencyP50")), most) },
+        { name: "p99", values: combine(spouts.map((p) => pointsOf(p, "completeLatencyP99")), most) }], [], now, span)
+      + lineChart("chart-capacity", "Capacity", "busy fraction; shaded: backpressure",
+        bolts.map(([id, c]) => ({ name: id, values: pointsOf(c.points, "capacity") })),
+        backpressureOf(all.map(([, c]) => c)), now, span);
+  }
+
+  // A component page's charts.
+  function componentCharts(ts, id) {
+    const c = ts.components[id];
+    if (!c) return "";
+    const now = Date.now(), span = ts.windowSecs * 1000;
+    const spout = c.type === "spout";
+    const rates = [["emitted", "emittedPerSec"], ["acked", "ackedPerSec"], ["failed", "failedPerSec"]]
+      .concat(spout ? [] : [["executed", "executedPerSec"]])
+      .map(([name, key]) => ({ name, values: pointsOf(c.points, key) }));
+    const lat = spout ? ["completeLatencyP50", "completeLatencyP99"] : ["executeLatencyP50", "executeLatencyP99"];
+    return lineChart("chart-throughput", "Tuples per second", "tuples/s", rates, [], now, span)
+      + lineChart("chart-latency", spout ? "Complete latency" : "Execute latency", "ms",
+        [{ name: "p50", values: pointsOf(c.points, lat[0]) }, { name: "p99", values: pointsOf(c.points, lat[1]) }], [], now, span)
+      + (spout ? "" : lineChart("chart-capacity", "Capacity", "busy fraction; shaded: backpressure",
+        [{ name: "capacity", values: pointsOf(c.points, "capacity") }], backpressureOf([c]), now, span));
+  }
+
   function live(load) {
     const run = () => load().then(() => {}, (e) => message(e.message, true));
     run();
@@ -132,9 +208,10 @@ const squall = (() => {
     let debugState = { debug: false, samplingPct: 0 };
     const showDebug = debugButton(`topology/${encodeURIComponent(id)}`, () => debugState);
     live(async () => {
-      const [t, v, lag] = await Promise.all([api(`topology/${encodeURIComponent(id)}${q}`),
+      const [t, v, lag, ts] = await Promise.all([api(`topology/${encodeURIComponent(id)}${q}`),
         api(`topology/${encodeURIComponent(id)}/visualization?window=600`),
-        api(`topology/${encodeURIComponent(id)}/lag`)]);
+        api(`topology/${encodeURIComponent(id)}/lag`), api(`topology/${encodeURIComponent(id)}/timeseries`)]);
+      $("charts").innerHTML = topologyCharts(ts);
       name = t.name;
       debugState = t;
       showDebug(t);
@@ -236,7 +313,9 @@ const squall = (() => {
     let debugState = { debug: false, samplingPct: 0 };
     const showDebug = debugButton(base, () => debugState);
     live(async () => {
-      const c = await api(`${base}?window=${encodeURIComponent(win)}`);
+      const [c, ts] = await Promise.all([api(`${base}?window=${encodeURIComponent(win)}`),
+        api(`topology/${encodeURIComponent(topo)}/timeseries`)]);
+      $("charts").innerHTML = componentCharts(ts, id);
       debugState = c;
       showDebug(c);
       const events = $("event-log-link");

@@ -9,6 +9,7 @@
 #![forbid(missing_docs)]
 
 pub mod auth;
+pub mod charts;
 pub mod debug;
 pub mod details;
 pub mod jsonp;

@@ -99,6 +99,7 @@ pub fn router(link: NimbusLink) -> Router {
         .route("/api/v1/topology/{id}/visualization", get(visualization))
         .route("/api/v1/topology/{id}/lag", get(lag))
         .route("/api/v1/topology/{id}/metrics", get(topology_metrics))
+        .route("/api/v1/topology/{id}/timeseries", get(timeseries))
         .route("/api/v1/supervisor", get(supervisor))
         .route("/api/v1/history/summary", get(history_summary))
         .route("/api/v1/topology-workers/{id}", get(topology_workers))
@@ -237,6 +238,14 @@ async fn visualization(Link(link): Link, Path(id): Path<String>, Query(p): Param
         let window = views::parse_window(p.get("window").map(String::as_str))?;
         let info = l.info_by_id(&id)?;
         Ok(views::visualization(&info, window, sys(&p), now_ms()))
+    })
+    .await
+}
+
+async fn timeseries(Link(link): Link, Path(id): Path<String>, Query(p): Params) -> Response {
+    blocking(link, move |l| {
+        let info = l.info_by_id(&id)?;
+        Ok(crate::charts::timeseries(&info, sys(&p)))
     })
     .await
 }

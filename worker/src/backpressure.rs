@@ -51,6 +51,12 @@ impl Backpressure {
         }
     }
 
+    /// Whether executor `e`'s queue is full now (some holder holds batches
+    /// for it).
+    pub fn is_held(&self, e: usize) -> bool {
+        self.holding[e].load(Ordering::Acquire) > 0
+    }
+
     /// A holder (an inbound connection, or an executor's outbox) started
     /// or stopped holding batches for executor `e` because its queue is
     /// full. Returns whether that changed the executor's status.

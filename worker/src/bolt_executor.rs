@@ -295,9 +295,11 @@ impl BoltExecutor {
             })
             .collect();
         let rotate_every = Duration::from_secs(shared.config.message_timeout_secs);
+        let executor = shared.wiring.executor_of_task[tasks_start(&tasks) as usize] as usize;
         Self {
             metas: shared.streams.private_metas(),
-            publisher: Publisher::new(shared.board.clone()),
+            publisher: Publisher::new(shared.board.clone())
+                .with_backpressure(shared.backpressure.clone(), executor),
             sampler: Sampler::new(shared.config.stats_sample_rate),
             first_task: tasks_start(&tasks),
             shared,

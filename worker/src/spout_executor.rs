@@ -204,9 +204,13 @@ impl SpoutExecutor {
             .collect();
         let rotate_every =
             Duration::from_secs(shared.config.message_timeout_secs) / (PENDING_BUCKETS as u32 - 1);
+        let executor = tasks.first().map_or(0, |t| {
+            shared.wiring.executor_of_task[t.state.id.0 as usize] as usize
+        });
         Self {
             streams: AckStreams::of(&shared.streams, component.as_str()),
-            publisher: Publisher::new(shared.board.clone()),
+            publisher: Publisher::new(shared.board.clone())
+                .with_backpressure(shared.backpressure.clone(), executor),
             max_pending: spec
                 .config
                 .max_spout_pending

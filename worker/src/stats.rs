@@ -140,6 +140,8 @@ pub struct TaskStats {
     pub pending: u64,
     /// Busy fraction of the last window (bolts).
     pub capacity: f64,
+    /// Time under backpressure, ms.
+    pub backpressured_ms: u64,
     errors: VecDeque<String>,
     errors_total: u64,
     /// User metrics by name.
@@ -166,6 +168,7 @@ impl TaskStats {
             complete: Latency::default(),
             pending: 0,
             capacity: 0.0,
+            backpressured_ms: 0,
             errors: VecDeque::new(),
             errors_total: 0,
             user: BTreeMap::new(),
@@ -248,6 +251,7 @@ impl TaskStats {
             complete_latency: self.complete.summary(),
             pending: self.pending,
             capacity: self.capacity,
+            backpressured_ms: self.backpressured_ms,
             errors: self.errors.iter().cloned().collect(),
             errors_total: self.errors_total,
             user,
@@ -260,6 +264,8 @@ impl TaskStats {
 /// Tracks busy time for capacity and when to publish next.
 pub struct Publisher {
     board: MetricsBoard,
+    /// The executor's backpressure status, and its index.
+    backpressure: Option<(Arc<crate::backpressure::Backpressure>, usize)>,
     window_start: Instant,
     busy: Duration,
     next: Instant,
@@ -274,10 +280,22 @@ impl Publisher {
         let now = Instant::now();
         Self {
             board,
+            backpressure: None,
             window_start: now,
             busy: Duration::ZERO,
             next: now,
         }
+    }
+
+    /// Also counts the time executor `executor` is under backpressure
+    /// (held at a publication: the window before it counts).
+    pub fn with_backpressure(
+        mut self,
+        backpressure: Arc<crate::backpressure::Backpressure>,
+        executor: usize,
+    ) -> Self {
+        self.backpressure = Some((backpressure, executor));
+        self
     }
 
     /// Adds time spent executing.
@@ -307,12 +325,17 @@ impl Publisher {
         } else {
             (self.busy.as_secs_f64() / window.as_secs_f64()).min(1.0)
         };
+        let held_ms = match &self.backpressure {
+            Some((bp, e)) if bp.is_held(*e) => window.as_millis() as u64,
+            _ => 0,
+        };
         self.busy = Duration::ZERO;
         self.window_start = now;
         self.next = now + PUBLISH_EVERY;
         let snaps: Vec<_> = tasks
             .map(|(id, s)| {
                 s.capacity = capacity;
+                s.backpressured_ms += held_ms;
                 (id, s.snapshot())
             })
             .collect();
