@@ -209,6 +209,27 @@ fn worker_logs_rotate_and_are_served_searched_and_followed() {
         assert!(names.contains(&want.as_str()), "{want} in {names:?}");
     }
 
+    // The supervisor's own log, beside the workers'.
+    let (status, daemon) = get(&format!(
+        "{base}/api/v1/daemonlog?file=supervisor.log&start=0&length=1000000"
+    ));
+    assert_eq!(status, 200, "{daemon}");
+    assert!(
+        daemon["data"]
+            .as_str()
+            .unwrap()
+            .contains("log viewer serving"),
+        "{daemon}"
+    );
+    let (_, all) = get(&format!("{base}/api/v1/listLogs"));
+    assert!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "supervisor.log"),
+        "{all}"
+    );
+
     // Bad requests are refused with the problem named.
     for (query, status, named) in [
         (

@@ -491,6 +491,17 @@ fn the_log_viewer_takes_bearer_tokens_over_https(c: &Cluster, sec: &Path) {
         ],
     );
     assert!(ok && out.contains("INFO"), "{out}");
+    let daemon = "/api/v1/daemonlog?file=supervisor.log";
+    let (status, body) = https(sec, &addr, "GET", daemon, Some(&token("alice")));
+    assert!(
+        status == 403 && body.contains("only nimbus.admins"),
+        "{status} {body}"
+    );
+    let (status, body) = https(sec, &addr, "GET", daemon, Some(&token("admin")));
+    assert!(
+        status == 200 && body.contains("supervisor started"),
+        "{status} {body}"
+    );
     let (ok, out) = run_as(c, sec, "alice", &["logs", "wc", "--bytes", "2000"]);
     assert!(
         !ok && out.contains("401") && out.contains("--token"),

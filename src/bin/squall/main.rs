@@ -273,6 +273,35 @@ fn init_logging() {
         .try_init();
 }
 
+/// A daemon's logging: stderr, and `<storm.local.dir>/logs/<daemon>.log`
+/// rotated like a worker's log (`worker.log.max.file.bytes`,
+/// `worker.log.max.files`), which its host's log viewer serves.
+fn init_daemon_logging(c: &squall::ClusterConfig, daemon: &str) {
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
+    let file = squall_worker::logging::LogFile {
+        path: PathBuf::from(&c.local_dir)
+            .join("logs")
+            .join(format!("{daemon}.log")),
+        max_file_bytes: c.worker_log_max_file_bytes,
+        max_files: c.worker_log_max_files,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    match file.open() {
+        Ok(out) => {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(false)
+                .with_writer(std::io::stderr.and(out))
+                .try_init();
+        }
+        Err(e) => {
+            init_logging();
+            tracing::warn!("logging to stderr only: {e}");
+        }
+    }
+}
+
 fn run(mut cli: Cli) -> anyhow::Result<i32> {
     if let Command::Logs { component, .. } = &mut cli.command {
         // `squall logs NAME -c COMPONENT`: the global `-c` takes KEY=VALUE.
@@ -294,12 +323,12 @@ fn run(mut cli: Cli) -> anyhow::Result<i32> {
     let c = &config.cluster;
     match cli.command {
         Command::Nimbus => {
-            init_logging();
+            init_daemon_logging(c, "nimbus");
             squall_nimbus::run(c)?;
             Ok(0)
         }
         Command::Supervisor => {
-            init_logging();
+            init_daemon_logging(c, "supervisor");
             // The log viewer is Storm's separate daemon; a supervisor runs
             // it, and without one still runs its workers.
             let logviewer = match squall_ui::logviewer::start(c) {
@@ -313,7 +342,7 @@ fn run(mut cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Ui => {
-            init_logging();
+            init_daemon_logging(c, "ui");
             squall_ui::run(c)?;
             Ok(0)
         }

@@ -7,6 +7,10 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+/// The daemons whose logs (`<daemon>.log`, rotated `.log.<n>`) a log
+/// directory holds beside the topologies' folders.
+pub const DAEMONS: [&str; 3] = ["nimbus", "supervisor", "ui"];
+
 /// Bytes a page shows when the request names no `length` (Storm's
 /// logviewer default).
 pub const DEFAULT_LENGTH: u64 = 51_200;
@@ -41,11 +45,12 @@ pub enum FileError {
     },
 }
 
-/// A worker log's name as requests give it (Storm's `file` parameter):
-/// `<topology id>/<file>`, where the file is `worker-<port>.log`, one of
-/// its rotated files `worker-<port>.log.<n>`, the process's output
+/// A log's name as requests give it (Storm's `file` parameter): a
+/// worker's `<topology id>/<file>`, where the file is `worker-<port>.log`,
+/// one of its rotated files `worker-<port>.log.<n>`, the process's output
 /// `worker-<port>.out`, or its sampled events `events-<port>.log` (and
-/// their rotated files).
+/// their rotated files); or a daemon's `<daemon>.log[.<n>]` (see
+/// [`DAEMONS`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogName {
     topology: String,
@@ -70,9 +75,23 @@ impl LogName {
     /// file that is not a worker's.
     pub fn parse(name: &str) -> Result<Self, FileError> {
         let bad = |why: &str| FileError::Invalid(format!("file {name:?}: {why}"));
-        let (topology, file) = name
-            .split_once('/')
-            .ok_or_else(|| bad("expected <topology id>/worker-<port>.log"))?;
+        let daemon = DAEMONS.iter().any(|d| {
+            name.strip_prefix(*d).is_some_and(|rest| {
+                rest == ".log"
+                    || rest
+                        .strip_prefix(".log.")
+                        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            })
+        });
+        if daemon {
+            return Ok(Self {
+                topology: String::new(),
+                file: name.to_owned(),
+            });
+        }
+        let (topology, file) = name.split_once('/').ok_or_else(|| {
+            bad("expected <topology id>/worker-<port>.log, or a daemon's log (supervisor.log)")
+        })?;
         if !plain(topology) || !plain(file) {
             return Err(bad(
                 "each part must be letters, digits, '.', '_' or '-', and not '.' or '..'",
@@ -100,9 +119,9 @@ impl LogName {
         })
     }
 
-    /// The topology id whose log this is.
-    pub fn topology(&self) -> &str {
-        &self.topology
+    /// The topology id whose log this is; `None` for a daemon's.
+    pub fn topology(&self) -> Option<&str> {
+        (!self.topology.is_empty()).then_some(self.topology.as_str())
     }
 
     /// The file's path under the log directory `root`.
@@ -112,7 +131,10 @@ impl LogName {
 
     /// The name as requests give it.
     pub fn as_string(&self) -> String {
-        format!("{}/{}", self.topology, self.file)
+        match self.topology() {
+            Some(t) => format!("{t}/{}", self.file),
+            None => self.file.clone(),
+        }
     }
 }
 
@@ -282,9 +304,9 @@ pub fn search(
     }
 }
 
-/// The worker log files under `root` (names as requests give them,
-/// sorted), of `topology` only and of port `port` only when given
-/// (Storm's `listLogs`).
+/// The log files under `root` (names as requests give them, sorted):
+/// the workers' (of `topology` only and of port `port` only when given),
+/// and the daemons' when neither is given (Storm's `listLogs`).
 pub fn list(root: &Path, topology: Option<&str>, port: Option<u16>) -> Vec<String> {
     let mut names = Vec::new();
     let Ok(topologies) = std::fs::read_dir(root) else {
@@ -292,6 +314,13 @@ pub fn list(root: &Path, topology: Option<&str>, port: Option<u16>) -> Vec<Strin
     };
     for t in topologies.flatten() {
         let id = t.file_name().to_string_lossy().into_owned();
+        if !t.path().is_dir() {
+            let daemon = LogName::parse(&id).is_ok_and(|n| n.topology().is_none());
+            if daemon && topology.is_none() && port.is_none() {
+                names.push(id);
+            }
+            continue;
+        }
         if topology.is_some_and(|want| want != id) {
             continue;
         }
@@ -333,6 +362,8 @@ mod tests {
             "wc-1-17/worker-6700.out",
             "wc-1-17/events-6700.log",
             "wc-1-17/events-6700.log.1",
+            "supervisor.log",
+            "nimbus.log.2",
         ] {
             assert_eq!(LogName::parse(good).unwrap().as_string(), good);
         }
@@ -346,6 +377,9 @@ mod tests {
             "wc/worker-1.log.",
             "wc/worker-1.logs",
             "wc/events-1.out",
+            "supervisor.out",
+            "supervisor.log.x",
+            "zookeeper.log",
             "..",
             "wc/worker 1.log",
             "",
@@ -421,6 +455,8 @@ mod tests {
             "t/worker-2.log",
             "t/stray",
             "u/worker-1.log",
+            "supervisor.log",
+            "stray.log",
         ] {
             std::fs::create_dir_all(d.path().join(f).parent().unwrap()).unwrap();
             std::fs::write(d.path().join(f), "b").unwrap();
@@ -433,6 +469,7 @@ mod tests {
             list(d.path(), Some("t"), Some(1)),
             ["t/worker-1.log", "t/worker-1.log.1"]
         );
-        assert_eq!(list(d.path(), None, None).len(), 4);
+        assert_eq!(list(d.path(), None, None).len(), 5);
+        assert!(list(d.path(), None, None).contains(&"supervisor.log".to_owned()));
     }
 }

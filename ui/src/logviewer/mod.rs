@@ -10,6 +10,9 @@
 //! - `GET /api/v1/search?file=&search-string=&num-matches=&start-byte-offset=`:
 //!   Storm's search answer (`matches` with `byteOffset`, `beforeString`,
 //!   `matchString`, `afterString`; `nextByteOffset` when there are more).
+//! - `GET /api/v1/daemonlog?file=supervisor.log&start=&length=`: the
+//!   same for a daemon's log in the same directory (`nimbus.log`,
+//!   `supervisor.log`, `ui.log`; `/api/v1/log` takes these names too).
 //! - `GET /api/v1/download?file=`: the whole file, as an attachment.
 //! - `GET /api/v1/listLogs?topoId=&port=`: the worker log files.
 //!
@@ -17,7 +20,7 @@
 //! limits. With security on it serves HTTPS with the supervisor's identity,
 //! takes the UI's bearer tokens, and lets a principal read a topology's
 //! logs when Nimbus lets it read the topology (asked on its behalf), or
-//! when it is in `nimbus.admins`.
+//! when it is in `nimbus.admins`; daemon logs only to `nimbus.admins`.
 
 pub mod files;
 
@@ -129,6 +132,7 @@ fn router(viewer: Viewer) -> Router {
             }),
         )
         .route("/api/v1/log", get(log))
+        .route("/api/v1/daemonlog", get(log))
         .route("/api/v1/search", get(search))
         .route("/api/v1/download", get(download))
         .route("/api/v1/listLogs", get(list_logs))
@@ -159,15 +163,28 @@ fn file_param(p: &HashMap<String, String>) -> Result<LogName, ApiError> {
     Ok(LogName::parse(file)?)
 }
 
-/// Checks that `principal` may read `topology`'s logs, on the blocking
-/// pool (it may ask Nimbus).
-async fn authorize(v: &Arc<Viewer>, principal: Principal, topology: &str) -> Result<(), ApiError> {
+/// Checks that `principal` may read `topology`'s logs (a daemon's with
+/// `None`: admins only), on the blocking pool (it may ask Nimbus).
+async fn authorize(
+    v: &Arc<Viewer>,
+    principal: Principal,
+    topology: Option<&str>,
+) -> Result<(), ApiError> {
     let (Some(link), Some(axum::Extension(principal))) = (&v.link, principal) else {
         return Ok(());
     };
     if v.admins.contains(&principal.0) {
         return Ok(());
     }
+    let Some(topology) = topology else {
+        return Err(ApiError {
+            status: 403,
+            message: format!(
+                "{} may not read daemon logs: only nimbus.admins may",
+                principal.0
+            ),
+        });
+    };
     let link = NimbusLink {
         on_behalf_of: Some(principal.0.clone()),
         ..link.clone()
@@ -269,7 +286,7 @@ async fn list_logs(s: State, principal: Principal, Query(p): Params) -> Result<R
         })
         .transpose()?;
     match &topology {
-        Some(t) => authorize(&s.0, principal, t).await?,
+        Some(t) => authorize(&s.0, principal, Some(t)).await?,
         None if s.0.link.is_some() => {
             let admin = principal.is_some_and(|p| s.0.admins.contains(&p.0 .0));
             if !admin {
