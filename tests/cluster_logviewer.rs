@@ -69,7 +69,10 @@ fn worker_logs_rotate_and_are_served_searched_and_followed() {
     c.start_supervisor(1);
     c.wait_supervisors(1);
     let ui = c.start_ui();
-    let state = c.submit_word_count("wc-logs", &["--workers", "1", "--fail-rate", "0.01"]);
+    let state = c.submit_word_count(
+        "wc-logs",
+        &["--workers", "1", "--fail-rate", "0.01", "--repeat", "5"],
+    );
     Cluster::wait_acked(&state, 1000, Duration::from_secs(120));
     let info = c.info("wc-logs").unwrap();
     let id = info.summary.id.clone();
@@ -341,7 +344,7 @@ fn sampled_tuples_are_written_beside_the_log_until_sampling_is_off() {
     c.start_supervisor(1);
     c.wait_supervisors(1);
     let ui = c.start_ui();
-    let state = c.submit_word_count("wc-debug", &["--workers", "1"]);
+    let state = c.submit_word_count("wc-debug", &["--workers", "1", "--repeat", "5"]);
     Cluster::wait_acked(&state, 1000, Duration::from_secs(120));
     let info = c.info("wc-debug").unwrap();
     let id = info.summary.id.clone();

@@ -258,7 +258,10 @@ fn an_errors_log_link_opens_the_worker_log_and_debug_shows_sampled_tuples() {
     c.start_supervisor(1);
     c.wait_supervisors(1);
     let ui = c.start_ui();
-    let state = c.submit_word_count("wc-errors", &["--workers", "1", "--fail-rate", "0.01"]);
+    let state = c.submit_word_count(
+        "wc-errors",
+        &["--workers", "1", "--fail-rate", "0.01", "--repeat", "5"],
+    );
     Cluster::wait_acked(&state, 1000, Duration::from_secs(120));
     let id = c.info("wc-errors").unwrap().summary.id;
     let (_driver, port) = start_chromedriver();
