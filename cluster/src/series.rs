@@ -157,11 +157,11 @@ mod tests {
             backpressured_ms: bp,
             ..Counters::default()
         };
-        let a = vec![
+        let a = [
             (current - POINT_MS, c(10, 100, 1500.0, 0)),
             (current, c(5, 0, 0.0, 700)),
         ];
-        let b = vec![
+        let b = [
             (current - POINT_MS, c(20, 100, 3000.0, 0)),
             (current - SERIES_MS, c(99, 0, 0.0, 0)),
         ];
