@@ -267,19 +267,19 @@ impl Bolt for DurableCountBolt {
     /// held tuples stay unwritten: those tuples were not acked and replay.
     fn cleanup(&mut self) {
         if !self.held.is_empty() {
-            return eprintln!(
+            return tracing::info!(
                 "count task {} closed: {} held tuples replay",
                 self.path.display(),
                 self.held.len()
             );
         }
         match self.write() {
-            Ok(()) => eprintln!(
+            Ok(()) => tracing::info!(
                 "count task {} closed: {} words written",
                 self.path.display(),
                 self.counts.len()
             ),
-            Err(e) => eprintln!("cannot write {}: {e}", self.path.display()),
+            Err(e) => tracing::warn!("cannot write {}: {e}", self.path.display()),
         }
     }
 
