@@ -794,6 +794,7 @@ fn daemons_with_a_bad_identity_exit_naming_the_file() {
     }
     let out = Command::new(env!("CARGO_BIN_EXE_squall"))
         .args(["-c", "squall.security.enable=true", "nimbus"])
+        .current_dir(c.path())
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

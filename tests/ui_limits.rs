@@ -15,6 +15,8 @@ use store_support::{free_port, wait_until};
 struct Ui {
     child: Child,
     address: String,
+    /// Its `storm.local.dir` (its log file), removed with it.
+    _dir: tempfile::TempDir,
 }
 
 impl Drop for Ui {
@@ -26,7 +28,9 @@ impl Drop for Ui {
 
 fn start_ui() -> Ui {
     let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_squall"))
+        .args(["-c", &format!("storm.local.dir={}", dir.path().display())])
         .args(["-c", &format!("ui.port={port}")])
         .args(["-c", "nimbus.seeds=[\"127.0.0.1\"]"])
         .args(["-c", &format!("nimbus.thrift.port={}", free_port())])
@@ -44,6 +48,7 @@ fn start_ui() -> Ui {
     let ui = Ui {
         child,
         address: format!("127.0.0.1:{port}"),
+        _dir: dir,
     };
     wait_until("the UI to listen", Duration::from_secs(30), || {
         TcpStream::connect(&ui.address).is_ok()
