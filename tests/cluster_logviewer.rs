@@ -413,14 +413,34 @@ fn sampled_tuples_are_written_beside_the_log_until_sampling_is_off() {
     // Off for the whole topology: every component stops sampling.
     let out = c.squall_ok(&["debug", "wc-debug", "--off"]);
     assert!(out.contains("sampling off for topology wc-debug"), "{out}");
-    let mut last = (0, Instant::now());
-    wait_until("no more sampled tuples", Duration::from_secs(60), || {
-        let n = events(&base, &file).0;
-        if n != last.0 {
-            last = (n, Instant::now());
-        }
-        last.1.elapsed() > Duration::from_secs(4)
-    });
+    // The worker logs each component it stops sampling; from then on
+    // the events file stays as it is while thousands more lines are split.
+    let log = enc(&format!("{id}/worker-{port}.log"));
+    wait_until(
+        "the worker to stop sampling",
+        Duration::from_secs(60),
+        || {
+            let (_, found) = get(&format!(
+                "{base}/api/v1/search?file={log}&search-string={}&num-matches=10",
+                enc("event sampling off")
+            ));
+            found["matches"].as_array().is_some_and(|m| m.len() >= 2)
+        },
+    );
+    let executed = || {
+        c.info("wc-debug")
+            .map(|i| i.metrics.component("split").executed)
+            .unwrap_or(0)
+    };
+    let more_split = |from: u64| {
+        wait_until("more lines split", Duration::from_secs(60), || {
+            executed() >= from + 2_000
+        })
+    };
+    more_split(executed());
+    let size = events(&base, &file).0;
+    more_split(executed());
+    assert_eq!(events(&base, &file).0, size, "no more sampled tuples");
     let (_, split) = get(&format!("{api}/component/split"));
     assert_eq!(split["debug"], false);
     assert!(

@@ -85,5 +85,11 @@ pub fn log_file_name(topology_id: &str, port: u16) -> String {
 /// supervisor's log directory: `<topology id>/events-<port>.log`, beside
 /// its log and rotated the same way.
 pub fn events_file_name(topology_id: &str, port: u16) -> String {
-    format!("{topology_id}/events-{port}.log")
+    format!("{topology_id}/{}", events_file(port))
+}
+
+/// The events file's own name, `events-<port>.log` (see
+/// [`events_file_name`]).
+pub fn events_file(port: u16) -> String {
+    format!("events-{port}.log")
 }

@@ -358,7 +358,7 @@ pub fn run_worker(
         let file = crate::logging::LogFile {
             path: log
                 .path
-                .with_file_name(format!("events-{}.log", env.slot.port)),
+                .with_file_name(squall_cluster::worker_env::events_file(env.slot.port)),
             ..log
         };
         crate::sampling::start_writer(&file)
