@@ -222,31 +222,17 @@ impl Default for Acker {
     }
 }
 
-impl Bolt for Acker {
-    fn execute(&mut self, tuple: &Tuple, out: &mut OutputCollector<'_>) {
-        if tuple.is_tick() {
-            self.pending.rotate();
-            return;
-        }
-        let stream = tuple.source_stream().as_str();
-        let Some(msg) = AckMsg::at_acker(stream, tuple.values(), tuple.source_task()) else {
-            out.report_error(&format!(
-                "acker got a malformed tuple {} on stream {stream:?}",
-                tuple.values()
-            ));
-            return;
-        };
-        let tell = |out: &mut OutputCollector<'_>, task: TaskId, msg: AckMsg| {
-            out.emit_direct(task, msg.stream(), &[], msg.values());
-        };
+impl Acker {
+    /// Applies `msg` to its tree. Returns whom to tell what: the spout task
+    /// of a tree that completed, failed or had its timeout reset.
+    pub fn apply(&mut self, msg: AckMsg) -> Option<(TaskId, AckMsg)> {
         let root = match msg {
             AckMsg::ResetTimeout { root } => {
-                if self.pending.touch(root) {
-                    if let Some(task) = self.pending.get_mut(&root).and_then(|e| e.spout_task) {
-                        tell(out, task, msg);
-                    }
+                if !self.pending.touch(root) {
+                    return None;
                 }
-                return;
+                let task = self.pending.get_mut(&root)?.spout_task?;
+                return Some((task, msg));
             }
             AckMsg::Init { root, .. }
             | AckMsg::Ack { root, .. }
@@ -272,14 +258,41 @@ impl Bolt for Acker {
             AckMsg::Fail { .. } => entry.failed = true,
             AckMsg::ResetTimeout { .. } | AckMsg::Complete { .. } => {}
         }
-        if let Some(task) = entry.spout_task {
-            if entry.failed {
-                self.pending.remove(&root);
-                tell(out, task, AckMsg::Fail { root });
-            } else if entry.val == 0 {
-                self.pending.remove(&root);
-                tell(out, task, AckMsg::Complete { root });
-            }
+        let task = entry.spout_task?;
+        let told = if entry.failed {
+            AckMsg::Fail { root }
+        } else if entry.val == 0 {
+            AckMsg::Complete { root }
+        } else {
+            return None;
+        };
+        self.pending.remove(&root);
+        Some((task, told))
+    }
+
+    /// Expires the trees not heard of for two rotations (called once per
+    /// message timeout, on the acker's tick).
+    pub fn rotate(&mut self) {
+        self.pending.rotate();
+    }
+}
+
+/// The acker as a bolt: executors run it through [`Acker::apply`] without
+/// building a `Tuple` per message; this is the same logic for tick tuples
+/// and for tests.
+impl Bolt for Acker {
+    fn execute(&mut self, tuple: &Tuple, out: &mut OutputCollector<'_>) {
+        if tuple.is_tick() {
+            self.rotate();
+            return;
+        }
+        let stream = tuple.source_stream().as_str();
+        let Some(msg) = AckMsg::at_acker(stream, tuple.values(), tuple.source_task()) else {
+            out.report_error(&malformed(stream, tuple.values()));
+            return;
+        };
+        if let Some((task, told)) = self.apply(msg) {
+            out.emit_direct(task, told.stream(), &[], told.values());
         }
     }
 
@@ -288,6 +301,11 @@ impl Bolt for Acker {
         d.declare_direct_stream(ACK_FAIL_STREAM, ["id"]);
         d.declare_direct_stream(ACK_RESET_TIMEOUT_STREAM, ["id"]);
     }
+}
+
+/// The error an acker reports for a tuple that is not an ack message.
+pub fn malformed(stream: &str, values: &Values) -> String {
+    format!("acker got a malformed tuple {values} on stream {stream:?}")
 }
 
 /// A bolt task's XOR of the edge ids anchored to each input tuple not yet

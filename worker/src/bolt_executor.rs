@@ -1,7 +1,6 @@
 //! A bolt executor: one thread running one or more tasks of a bolt.
 
-use crate::acking::AckVals;
-use crate::acking::{AckMsg, AckStreams};
+use crate::acking::{malformed, AckMsg, AckStreams, AckVals, Acker};
 use crate::message::{Envelope, TupleMsg};
 use crate::routing::Router;
 use crate::shared::{task_context, value_for, Output, Shared};
@@ -24,8 +23,25 @@ struct TaskState {
     ack_vals: AckVals,
 }
 
+/// What a task runs: a user's bolt, or the engine's acker, which the
+/// executor feeds ack messages without building a `Tuple` for each (see
+/// [`BoltExecutor::execute_ack`]).
+enum TaskBolt {
+    User(Box<dyn Bolt>),
+    Acker(Acker),
+}
+
+impl TaskBolt {
+    fn get(&mut self) -> &mut dyn Bolt {
+        match self {
+            Self::User(b) => b.as_mut(),
+            Self::Acker(a) => a,
+        }
+    }
+}
+
 struct BoltTask {
-    bolt: Box<dyn Bolt>,
+    bolt: TaskBolt,
     state: TaskState,
     /// Set by the task's [`TaskWaker`]; cleared when `Bolt::wake` runs.
     woken: Arc<AtomicBool>,
@@ -238,12 +254,13 @@ pub struct BoltExecutor {
 
 impl BoltExecutor {
     /// Makes the executor for tasks `tasks` of `component`, creating each
-    /// task's bolt with `factory` and calling `prepare`.
+    /// task's bolt with `factory` (none: the component is the acker) and
+    /// calling `prepare`.
     pub fn new(
         shared: Arc<Shared>,
         component: ComponentId,
         tasks: std::ops::Range<u32>,
-        factory: &(dyn Fn() -> Box<dyn Bolt> + Send + Sync),
+        factory: Option<&(dyn Fn() -> Box<dyn Bolt> + Send + Sync)>,
         inbound: Receiver<Envelope>,
         router: Router,
     ) -> Self {
@@ -279,9 +296,12 @@ impl BoltExecutor {
             .map(|t| {
                 let woken = Arc::new(AtomicBool::new(false));
                 let waker = task_waker(&shared, t, woken.clone(), any_woken.clone());
-                let mut bolt = factory();
+                let mut bolt = match factory {
+                    Some(f) => TaskBolt::User(f()),
+                    None => TaskBolt::Acker(Acker::default()),
+                };
                 let context = task_context(&shared, t).with_waker(waker);
-                bolt.prepare(&context);
+                bolt.get().prepare(&context);
                 BoltTask {
                     bolt,
                     state: TaskState {
@@ -329,23 +349,55 @@ impl BoltExecutor {
                     task: state,
                     streams: self.streams,
                 };
-                bolt.wake(&mut OutputCollector::new(&mut emitter));
+                bolt.get().wake(&mut OutputCollector::new(&mut emitter));
             }
         }
     }
 
     fn execute(&mut self, msg: TupleMsg) {
-        let Some(meta) = self.metas.get(msg.stream as usize).cloned() else {
-            return;
-        };
         let index = msg.dest.0.wrapping_sub(self.first_task) as usize;
         if index >= self.tasks.len() {
             return;
         }
+        if matches!(self.tasks[index].bolt, TaskBolt::Acker(_)) {
+            return self.execute_ack(index, msg);
+        }
+        let Some(meta) = self.metas.get(msg.stream as usize).cloned() else {
+            return;
+        };
         let started = self.sampler.hit().then(Instant::now);
         let tuple = Tuple::new(meta, msg.source, msg.values, msg.message_id, started)
             .with_input(msg.stream);
         self.execute_tuple(index, &tuple);
+    }
+
+    /// Runs ack message `msg` through acker task `index` as its `Bolt`
+    /// implementation would, counting it the same way.
+    fn execute_ack(&mut self, index: usize, msg: TupleMsg) {
+        let Some(meta) = self.metas.get(msg.stream as usize) else {
+            return;
+        };
+        let started = self.sampler.hit().then(Instant::now);
+        let BoltTask { bolt, state, .. } = &mut self.tasks[index];
+        let TaskBolt::Acker(acker) = bolt else {
+            return;
+        };
+        let stream = meta.stream.as_str();
+        match AckMsg::at_acker(stream, &msg.values, msg.source) {
+            Some(ack) => {
+                if let Some((task, told)) = acker.apply(ack) {
+                    let mut emitter = Emitter {
+                        shared: &self.shared,
+                        out: &mut self.out,
+                        task: state,
+                        streams: self.streams,
+                    };
+                    emitter.emit(told.stream(), &[], told.values(), Some(task));
+                }
+            }
+            None => state.stats.report_error(malformed(stream, &msg.values)),
+        }
+        count_executed(&mut state.stats, msg.stream, meta, started);
     }
 
     fn execute_tuple(&mut self, index: usize, tuple: &Tuple) {
@@ -356,20 +408,10 @@ impl BoltExecutor {
             task: state,
             streams: self.streams,
         };
-        bolt.execute(tuple, &mut OutputCollector::new(&mut emitter));
+        bolt.get()
+            .execute(tuple, &mut OutputCollector::new(&mut emitter));
         let stats = &mut self.tasks[index].state.stats;
-        stats.executed += 1;
-        let execute = tuple.started().map(|start| start.elapsed());
-        if let Some(d) = execute {
-            stats.execute.record(d);
-        }
-        if let Some(input) = stats.input(tuple.input(), tuple.meta()) {
-            input.executed += 1;
-            if let Some(d) = execute {
-                input.execute_ms += d.as_secs_f64() * 1000.0;
-                input.execute_count += 1;
-            }
-        }
+        count_executed(stats, tuple.input(), tuple.meta(), tuple.started());
     }
 
     /// Runs due timers at `now` (the topology clock): tick tuples and the
@@ -463,13 +505,35 @@ impl BoltExecutor {
             }
         }
         for t in &mut self.tasks {
-            t.bolt.cleanup();
+            t.bolt.get().cleanup();
         }
         let tasks = self
             .tasks
             .iter_mut()
             .map(|t| (t.state.id, &mut t.state.stats));
         self.publisher.maybe_publish(Instant::now(), true, tasks);
+    }
+}
+
+/// Counts one execution of a tuple that arrived on input stream `input`
+/// (`meta`), with its execute latency when it was sampled (`started`).
+fn count_executed(
+    stats: &mut TaskStats,
+    input: u32,
+    meta: &StreamMeta,
+    started: Option<Instant>,
+) {
+    stats.executed += 1;
+    let execute = started.map(|start| start.elapsed());
+    if let Some(d) = execute {
+        stats.execute.record(d);
+    }
+    if let Some(input) = stats.input(input, meta) {
+        input.executed += 1;
+        if let Some(d) = execute {
+            input.execute_ms += d.as_secs_f64() * 1000.0;
+            input.execute_count += 1;
+        }
     }
 }
 

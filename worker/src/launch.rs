@@ -318,16 +318,23 @@ fn run_executor(
             }
         }
         ComponentKind::Bolt => {
-            let factory: BoltFactory = if component.as_str() == ACKER_COMPONENT {
-                Arc::new(|| Box::new(Acker::default()) as Box<dyn Bolt>)
+            // The acker is the engine's own: no factory.
+            let factory: Option<BoltFactory> = if component.as_str() == ACKER_COMPONENT {
+                None
             } else {
                 match shared.topology.bolt_factory(component.as_str()) {
-                    Some(f) => f.clone(),
+                    Some(f) => Some(f.clone()),
                     None => return,
                 }
             };
-            let executor =
-                BoltExecutor::new(shared.clone(), component, tasks, &*factory, inbound, router);
+            let executor = BoltExecutor::new(
+                shared.clone(),
+                component,
+                tasks,
+                factory.as_deref(),
+                inbound,
+                router,
+            );
             let _ = built.send(());
             executor.run()
         }

@@ -1,7 +1,6 @@
 //! A map whose entries expire in bulk: Storm's `RotatingMap`.
 
 use rustc_hash::FxHashMap;
-use std::collections::VecDeque;
 use std::hash::Hash;
 
 /// Entries live in the newest of `n` buckets; each [`rotate`](Self::rotate)
@@ -10,50 +9,59 @@ use std::hash::Hash;
 /// put or touched, with no timer per entry (Storm's `RotatingMap`, used by
 /// its acker and spout executors): with two buckets, an entry survives
 /// one rotation and comes back from the second.
+///
+/// The buckets are generations in one hash map rather than `n` maps (as
+/// Storm has them), so a lookup hashes once whatever bucket holds the
+/// entry; a rotation scans the map once (once per message timeout).
 #[derive(Debug)]
 pub struct RotatingMap<K, V> {
-    buckets: VecDeque<FxHashMap<K, V>>,
+    /// Each entry with the generation of the bucket it is in.
+    map: FxHashMap<K, (u64, V)>,
+    /// The newest bucket's generation.
+    generation: u64,
+    buckets: u64,
 }
 
 impl<K: Hash + Eq, V> RotatingMap<K, V> {
     /// A map with `n` buckets (at least 2).
     pub fn new(n: usize) -> Self {
         Self {
-            buckets: (0..n.max(2)).map(|_| FxHashMap::default()).collect(),
+            map: FxHashMap::default(),
+            generation: 0,
+            buckets: n.max(2) as u64,
         }
     }
 
     /// Inserts into the newest bucket, replacing any older entry.
     pub fn insert(&mut self, k: K, v: V) {
-        for b in self.buckets.iter_mut().skip(1) {
-            b.remove(&k);
-        }
-        self.buckets[0].insert(k, v);
+        self.map.insert(k, (self.generation, v));
     }
 
     /// The entry for `k`, if present.
     pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
-        self.buckets.iter_mut().find_map(|b| b.get_mut(k))
+        self.map.get_mut(k).map(|(_, v)| v)
     }
 
     /// The entry for `k`, created with `make` in the newest bucket if absent.
     pub fn get_or_insert_with(&mut self, k: K, make: impl FnOnce() -> V) -> &mut V {
-        let pos = self.buckets.iter().position(|b| b.contains_key(&k));
-        let bucket = pos.unwrap_or(0);
-        self.buckets[bucket].entry(k).or_insert_with(make)
+        let generation = self.generation;
+        &mut self.map.entry(k).or_insert_with(|| (generation, make())).1
     }
 
     /// Removes and returns the entry for `k`.
     pub fn remove(&mut self, k: &K) -> Option<V> {
-        self.buckets.iter_mut().find_map(|b| b.remove(k))
+        if self.map.is_empty() {
+            return None;
+        }
+        self.map.remove(k).map(|(_, v)| v)
     }
 
     /// Moves the entry for `k` to the newest bucket (restarting its
     /// expiry). Returns whether it was present.
     pub fn touch(&mut self, k: K) -> bool {
-        match self.remove(&k) {
-            Some(v) => {
-                self.buckets[0].insert(k, v);
+        match self.map.get_mut(&k) {
+            Some((generation, _)) => {
+                *generation = self.generation;
                 true
             }
             None => false,
@@ -62,20 +70,26 @@ impl<K: Hash + Eq, V> RotatingMap<K, V> {
 
     /// Drops the oldest bucket, returning its entries, and opens a new one.
     pub fn rotate(&mut self) -> FxHashMap<K, V> {
-        let dead = self.buckets.pop_back().unwrap_or_default();
-        self.buckets.push_front(FxHashMap::default());
-        dead
+        self.generation += 1;
+        // The oldest bucket kept after this rotation.
+        let Some(oldest) = (self.generation + 1).checked_sub(self.buckets) else {
+            return FxHashMap::default();
+        };
+        self.map
+            .extract_if(|_, (generation, _)| *generation < oldest)
+            .map(|(k, (_, v))| (k, v))
+            .collect()
     }
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.buckets.iter().map(|b| b.len()).sum()
+        self.map.len()
     }
 
     /// Whether there are no entries.
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
-        self.buckets.iter().all(|b| b.is_empty())
+        self.map.is_empty()
     }
 }
 
