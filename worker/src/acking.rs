@@ -456,6 +456,47 @@ mod tests {
     }
 
     #[test]
+    fn apply_says_whom_to_tell_what() {
+        let mut acker = Acker::default();
+        let spout = TaskId(3);
+        let init = |root, val| AckMsg::Init {
+            root,
+            val,
+            spout_task: spout,
+        };
+        // An ack may arrive before its tree's init.
+        assert_eq!(acker.apply(AckMsg::Ack { root: 1, val: 5 }), None);
+        assert_eq!(
+            acker.apply(init(1, 5)),
+            Some((spout, AckMsg::Complete { root: 1 }))
+        );
+        assert_eq!(acker.apply(init(2, 6)), None);
+        assert_eq!(
+            acker.apply(AckMsg::ResetTimeout { root: 2 }),
+            Some((spout, AckMsg::ResetTimeout { root: 2 }))
+        );
+        assert_eq!(acker.apply(AckMsg::ResetTimeout { root: 9 }), None);
+        assert_eq!(
+            acker.apply(AckMsg::Fail { root: 2 }),
+            Some((spout, AckMsg::Fail { root: 2 }))
+        );
+        // A failed tree is forgotten; a later ack starts an entry that
+        // expires unless its init comes.
+        assert_eq!(acker.apply(AckMsg::Ack { root: 2, val: 6 }), None);
+        acker.rotate();
+        acker.rotate();
+        assert_eq!(acker.apply(init(2, 6)), None, "the ack expired");
+    }
+
+    #[test]
+    fn an_acker_reports_a_malformed_tuple_by_stream_and_values() {
+        assert_eq!(
+            malformed(ACK_ACK_STREAM, &values!["x"]),
+            r#"acker got a malformed tuple ["x"] on stream "__ack_ack""#
+        );
+    }
+
+    #[test]
     fn a_plain_ack_sent_twice_undoes_itself() {
         let (mut acker, mut told) = (Acker::default(), Told::default());
         send(&mut acker, &mut told, ACK_INIT_STREAM, values![7, 0b11, 1]);
