@@ -18,7 +18,7 @@ use crate::message::StreamTable;
 use crate::rotating::RotatingMap;
 use smallvec::SmallVec;
 use squall_topology_api::{
-    values, Bolt, OutputCollector, OutputFieldsDeclarer, TaskId, Tuple, Value, Values,
+    Bolt, OutputCollector, OutputFieldsDeclarer, TaskId, Tuple, Value, Values,
 };
 
 /// Stream on which a spout task tells an acker about a new tuple tree:
@@ -98,14 +98,17 @@ impl AckMsg {
         }
     }
 
-    /// Its values.
+    /// Its values: `[root, val]` or `[root]`, as [`Value::Int`]s holding
+    /// the ids' bits, built directly in the inline storage of [`Values`]
+    /// (no push, no capacity check: this runs for every ack message).
     pub fn values(&self) -> Values {
+        let int = |v: u64| Value::Int(v as i64);
         match *self {
             Self::Init { root, val, .. } | Self::Ack { root, val } | Self::Once { root, val } => {
-                values![root, val]
+                Values(SmallVec::from_buf([int(root), int(val)]))
             }
             Self::Fail { root } | Self::ResetTimeout { root } | Self::Complete { root } => {
-                values![root]
+                Values(SmallVec::from_buf_and_len([int(root), Value::Null], 1))
             }
         }
     }
@@ -374,6 +377,7 @@ impl AckVals {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use squall_topology_api::values;
 
     #[test]
     fn ack_messages_round_trip_through_their_streams() {

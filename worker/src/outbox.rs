@@ -82,6 +82,11 @@ impl Outbox {
     /// the receiver's queue was full: then at the next [`Outbox::flush`]).
     pub fn push(&mut self, msg: TupleMsg) {
         let e = self.buffer_for(msg.dest);
+        self.push_to(e, msg);
+    }
+
+    /// Appends `msg` to executor `e`'s buffer (already marked dirty).
+    fn push_to(&mut self, e: usize, msg: TupleMsg) {
         self.bufs[e].push(msg);
         // A held buffer is tried again at the next flush.
         if self.bufs[e].len() >= self.batch_size && !self.held[e] {
@@ -105,13 +110,16 @@ impl Outbox {
                 }
             }
         }
-        self.push(TupleMsg {
-            dest,
-            source,
-            stream,
-            values: msg.values(),
-            message_id: MessageId::untracked(),
-        });
+        self.push_to(
+            e,
+            TupleMsg {
+                dest,
+                source,
+                stream,
+                values: msg.values(),
+                message_id: MessageId::untracked(),
+            },
+        );
     }
 
     fn flush_one(&mut self, e: usize) {
