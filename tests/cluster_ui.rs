@@ -368,9 +368,12 @@ fn rest_api_metrics_and_monitor_report_a_word_count_run() {
             _ => 0.0,
         })
         .sum();
-    assert_eq!(
-        complete, LINES as f64,
-        "every tree's complete latency is counted"
+    // The spout measures one tree in 20 (topology.stats.sample.rate 0.05,
+    // as Storm samples it); a replayed line would add one emit.
+    let sampled = (LINES / 20) as f64;
+    assert!(
+        (sampled..=sampled + 2.0).contains(&complete),
+        "complete latency sampled for {complete} trees, not one in 20 of {LINES}"
     );
 
     // Every series the sample Grafana dashboard queries is scraped.

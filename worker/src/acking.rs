@@ -200,14 +200,18 @@ impl AckStreams {
     }
 }
 
+/// One tree's entry in the acker: 24 bytes, so that a table of a few
+/// thousand trees stays in the core's cache.
 #[derive(Debug, Default)]
 struct AckEntry {
     val: u64,
-    spout_task: Option<TaskId>,
+    /// Values applied from `__ack_once` (each applied once): a stateful
+    /// task sends one per tree and checkpoint; most trees have none.
+    once: Option<Box<Vec<u64>>>,
+    /// The spout task to tell, once the init arrived (task ids start at
+    /// 1; 0 means not yet known).
+    spout_task: u32,
     failed: bool,
-    /// Values applied from `__ack_once` (each applied once); a stateful
-    /// task sends one per tree and checkpoint, so a few inline.
-    once: SmallVec<[u64; 2]>,
 }
 
 /// The acker bolt (component `__acker`). Its pending entries rotate on tick
@@ -234,8 +238,8 @@ impl Acker {
                 if !self.pending.touch(root) {
                     return None;
                 }
-                let task = self.pending.get_mut(&root)?.spout_task?;
-                return Some((task, msg));
+                let task = self.pending.get_mut(&root)?.spout_task;
+                return (task != 0).then_some((TaskId(task), msg));
             }
             AckMsg::Init { root, .. }
             | AckMsg::Ack { root, .. }
@@ -249,19 +253,23 @@ impl Acker {
                 val, spout_task, ..
             } => {
                 entry.val ^= val;
-                entry.spout_task = Some(spout_task);
+                entry.spout_task = spout_task.0;
             }
             AckMsg::Ack { val, .. } => entry.val ^= val,
             AckMsg::Once { val, .. } => {
-                if !entry.once.contains(&val) {
-                    entry.once.push(val);
+                let once = entry.once.get_or_insert_default();
+                if !once.contains(&val) {
+                    once.push(val);
                     entry.val ^= val;
                 }
             }
             AckMsg::Fail { .. } => entry.failed = true,
             AckMsg::ResetTimeout { .. } | AckMsg::Complete { .. } => {}
         }
-        let task = entry.spout_task?;
+        if entry.spout_task == 0 {
+            return None;
+        }
+        let task = TaskId(entry.spout_task);
         let told = if entry.failed {
             AckMsg::Fail { root }
         } else if entry.val == 0 {

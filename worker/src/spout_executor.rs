@@ -11,7 +11,7 @@ use crate::message::{Envelope, TupleMsg};
 use crate::rotating::RotatingMap;
 use crate::routing::Router;
 use crate::shared::{task_context, value_for, Output, Shared};
-use crate::stats::{Publisher, TaskStats};
+use crate::stats::{Publisher, Sampler, TaskStats};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use rand::Rng;
 use squall_topology_api::{
@@ -33,15 +33,19 @@ const IDLE_WAIT: Duration = Duration::from_millis(1);
 
 struct Pending {
     msg_id: Value,
-    /// When its burst of `next_tuple` calls began (the topology clock):
-    /// one clock read per burst, not per tuple.
-    emitted: Instant,
+    /// For a tuple sampled for the complete latency (one in
+    /// `topology.stats.sample.rate`, as Storm's spout executor samples it):
+    /// when its burst of `next_tuple` calls began (the topology clock, one
+    /// read per burst, not per tuple).
+    emitted: Option<Instant>,
 }
 
 struct TaskState {
     id: TaskId,
     stats: TaskStats,
     pending: RotatingMap<u64, Pending>,
+    /// Picks the tuples whose complete latency is measured.
+    sampler: Sampler,
     /// Tuples acked without tracking (no ackers, or no receiving task).
     acked_untracked: Vec<Value>,
     emits: u64,
@@ -121,7 +125,7 @@ impl SpoutOutput for Emitter<'_> {
             root,
             Pending {
                 msg_id,
-                emitted: self.now,
+                emitted: self.task.sampler.hit().then_some(self.now),
             },
         );
         let init = AckMsg::Init {
@@ -196,6 +200,7 @@ impl SpoutExecutor {
                         stats: TaskStats::new(component.clone(), stream_names.clone())
                             .with_registry(context.metric_registry().clone()),
                         pending: RotatingMap::new(PENDING_BUCKETS),
+                        sampler: Sampler::new(shared.config.stats_sample_rate),
                         acked_untracked: Vec::new(),
                         emits: 0,
                     },
@@ -251,7 +256,9 @@ impl SpoutExecutor {
                 AckMsg::Complete { root } => {
                     if let Some(p) = st.pending.remove(&root) {
                         st.stats.acked += 1;
-                        st.stats.complete.record(now - p.emitted);
+                        if let Some(emitted) = p.emitted {
+                            st.stats.complete.record(now - emitted);
+                        }
                         task.spout.ack(p.msg_id);
                     }
                 }
