@@ -14,11 +14,11 @@
 //! restarted after a checkpoint committed can re-send that checkpoint's
 //! acks without knowing whether its first send arrived.
 
-use crate::message::StreamTable;
+use crate::message::{StreamTable, TupleMsg};
 use crate::rotating::RotatingMap;
 use smallvec::SmallVec;
 use squall_topology_api::{
-    Bolt, OutputCollector, OutputFieldsDeclarer, TaskId, Tuple, Value, Values,
+    Bolt, MessageId, OutputCollector, OutputFieldsDeclarer, TaskId, Tuple, Value, Values,
 };
 
 /// Stream on which a spout task tells an acker about a new tuple tree:
@@ -133,17 +133,48 @@ impl AckMsg {
         })
     }
 
-    /// XORs an [`AckMsg::Ack`] of `root` into `values`, the values of the
-    /// previous ack of a batch, when that ack is for the same root (the XOR
-    /// algorithm allows merging; an idempotent ack's value must stay as
-    /// sent, so only plain acks merge). Returns whether it merged.
-    pub fn merge_ack(values: &mut Values, root: u64, val: u64) -> bool {
-        match &mut values[..] {
-            [Value::Int(r), Value::Int(v)] if *r as u64 == root => {
-                *v = (*v as u64 ^ val) as i64;
+    /// XORs an [`AckMsg::Ack`] of `root` into this message when it is an
+    /// ack of the same root (the XOR algorithm allows merging; an
+    /// idempotent ack's value must stay as sent, so only plain acks merge).
+    /// Returns whether it merged.
+    pub fn merge_ack(&mut self, root: u64, val: u64) -> bool {
+        match self {
+            Self::Ack { root: r, val: v } if *r == root => {
+                *v ^= val;
                 true
             }
             _ => false,
+        }
+    }
+}
+
+/// One ack-protocol message addressed to one task: how acks travel between
+/// the executors of a worker (40 bytes, where a [`TupleMsg`] takes 112 and
+/// its values must be built and parsed). Between workers they travel as
+/// tuples on the acking streams ([`AckTo::into_tuple`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckTo {
+    /// The receiving task (an acker, or a spout told by one).
+    pub dest: TaskId,
+    /// The sending task.
+    pub source: TaskId,
+    /// The index of the acking stream of `source`'s component it travels
+    /// on (the receiver's input metrics count it there).
+    pub stream: u32,
+    /// The message.
+    pub msg: AckMsg,
+}
+
+impl AckTo {
+    /// The same message as a tuple on its acking stream, as it crosses
+    /// to another worker.
+    pub fn into_tuple(self) -> TupleMsg {
+        TupleMsg {
+            dest: self.dest,
+            source: self.source,
+            stream: self.stream,
+            values: self.msg.values(),
+            message_id: MessageId::untracked(),
         }
     }
 }
@@ -207,7 +238,7 @@ struct AckEntry {
     val: u64,
     /// Values applied from `__ack_once` (each applied once): a stateful
     /// task sends one per tree and checkpoint; most trees have none.
-    once: Option<Box<Vec<u64>>>,
+    once: Option<Box<SmallVec<[u64; 2]>>>,
     /// The spout task to tell, once the init arrived (task ids start at
     /// 1; 0 means not yet known).
     spout_task: u32,
@@ -406,15 +437,29 @@ mod tests {
         assert_eq!(AckMsg::at_acker("default", &values![1u64, 2u64], t), None);
         assert_eq!(AckMsg::at_acker(ACK_ACK_STREAM, &values![1u64], t), None);
 
-        let mut acked = AckMsg::Ack { root: 5, val: 0b01 }.values();
-        assert!(AckMsg::merge_ack(&mut acked, 5, 0b11));
+        let mut acked = AckMsg::Ack { root: 5, val: 0b01 };
+        assert!(acked.merge_ack(5, 0b11));
+        assert_eq!(acked, AckMsg::Ack { root: 5, val: 0b10 });
+        assert!(!acked.merge_ack(6, 1), "another root");
+        let mut once = AckMsg::Once { root: 5, val: 1 };
+        assert!(!once.merge_ack(5, 1), "an idempotent ack stays as sent");
+        let mut failed = AckMsg::Fail { root: 5 };
+        assert!(!failed.merge_ack(5, 1), "not an ack");
+
+        // Between workers, the tuple on the sender's acking stream.
+        let to = AckTo {
+            dest: TaskId(3),
+            source: t,
+            stream: 7,
+            msg: AckMsg::Ack { root: 5, val: 9 },
+        };
+        let tuple = to.into_tuple();
+        assert_eq!((tuple.dest, tuple.source, tuple.stream), (TaskId(3), t, 7));
         assert_eq!(
-            AckMsg::at_acker(ACK_ACK_STREAM, &acked, t),
-            Some(AckMsg::Ack { root: 5, val: 0b10 })
+            AckMsg::at_acker(ACK_ACK_STREAM, &tuple.values, t),
+            Some(to.msg)
         );
-        assert!(!AckMsg::merge_ack(&mut acked, 6, 1), "another root");
-        let mut failed = AckMsg::Fail { root: 5 }.values();
-        assert!(!AckMsg::merge_ack(&mut failed, 5, 1), "not an ack");
+        assert!(!tuple.message_id.is_tracked());
     }
     use squall_topology_api::{
         BoltOutput, ComponentId, Fields, MessageId, MetricUpdate, StreamMeta, TaskId, Values,

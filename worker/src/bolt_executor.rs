@@ -1,6 +1,6 @@
 //! A bolt executor: one thread running one or more tasks of a bolt.
 
-use crate::acking::{malformed, AckMsg, AckStreams, AckVals, Acker};
+use crate::acking::{malformed, AckMsg, AckStreams, AckTo, AckVals, Acker};
 use crate::message::{Envelope, TupleMsg};
 use crate::routing::Router;
 use crate::shared::{task_context, value_for, Output, Shared};
@@ -371,10 +371,40 @@ impl BoltExecutor {
         self.execute_tuple(index, &tuple);
     }
 
-    /// Runs ack message `msg` through acker task `index` as its `Bolt`
-    /// implementation would, counting it the same way.
+    /// Runs an ack message that arrived as a tuple (from another worker)
+    /// through acker task `index`.
     fn execute_ack(&mut self, index: usize, msg: TupleMsg) {
         let Some(meta) = self.metas.get(msg.stream as usize) else {
+            return;
+        };
+        let stream = meta.stream.as_str();
+        match AckMsg::at_acker(stream, &msg.values, msg.source) {
+            Some(ack) => self.apply_ack(index, msg.stream, ack),
+            None => {
+                let stats = &mut self.tasks[index].state.stats;
+                stats.report_error(malformed(stream, &msg.values));
+                count_executed(stats, msg.stream, meta, None);
+            }
+        }
+    }
+
+    /// Runs a compact ack message; one for a task that is not an acker
+    /// runs as the tuple it stands for.
+    fn execute_compact(&mut self, a: AckTo) {
+        let index = a.dest.0.wrapping_sub(self.first_task) as usize;
+        match self.tasks.get(index).map(|t| &t.bolt) {
+            Some(TaskBolt::Acker(_)) => self.apply_ack(index, a.stream, a.msg),
+            Some(TaskBolt::User(_)) => self.execute(a.into_tuple()),
+            None => {}
+        }
+    }
+
+    /// Applies `ack`, received on input stream `input`, in acker task
+    /// `index`, counting it as its `Bolt` implementation's execute would be
+    /// counted. What it tells a spout goes through the output's routing
+    /// (metrics, tap, sampling) and leaves in the compact form.
+    fn apply_ack(&mut self, index: usize, input: u32, ack: AckMsg) {
+        let Some(meta) = self.metas.get(input as usize) else {
             return;
         };
         let started = self.sampler.hit().then(Instant::now);
@@ -382,22 +412,24 @@ impl BoltExecutor {
         let TaskBolt::Acker(acker) = bolt else {
             return;
         };
-        let stream = meta.stream.as_str();
-        match AckMsg::at_acker(stream, &msg.values, msg.source) {
-            Some(ack) => {
-                if let Some((task, told)) = acker.apply(ack) {
-                    let mut emitter = Emitter {
-                        shared: &self.shared,
-                        out: &mut self.out,
-                        task: state,
-                        streams: self.streams,
-                    };
-                    emitter.emit(told.stream(), &[], told.values(), Some(task));
+        if let Some((task, told)) = acker.apply(ack) {
+            let values = told.values();
+            let out = &mut self.out;
+            let routed = out.route(
+                &self.shared,
+                state.id,
+                &mut state.stats,
+                told.stream(),
+                &values,
+                Some(task),
+            );
+            if let Some(stream) = routed {
+                for &dest in &out.targets {
+                    out.outbox.push_ack(dest, state.id, stream, told);
                 }
             }
-            None => state.stats.report_error(malformed(stream, &msg.values)),
         }
-        count_executed(&mut state.stats, msg.stream, meta, started);
+        count_executed(&mut state.stats, input, meta, started);
     }
 
     fn execute_tuple(&mut self, index: usize, tuple: &Tuple) {
@@ -482,11 +514,18 @@ impl BoltExecutor {
                 self.next_wait().min(HELD_RETRY)
             };
             match self.inbound.recv_timeout(wait) {
-                Ok(Envelope::Tuples(batch)) => {
+                Ok(env @ (Envelope::Tuples(_) | Envelope::Acks(_))) => {
                     let start = Instant::now();
-                    processed += batch.len() as i64;
-                    for msg in batch {
-                        self.execute(msg);
+                    match env {
+                        Envelope::Tuples(batch) => {
+                            processed += batch.len() as i64;
+                            batch.into_iter().for_each(|msg| self.execute(msg));
+                        }
+                        Envelope::Acks(batch) => {
+                            processed += batch.len() as i64;
+                            batch.into_iter().for_each(|a| self.execute_compact(a));
+                        }
+                        Envelope::Wake => {}
                     }
                     self.publisher.add_busy(start.elapsed());
                     let now = self.shared.clock.now();

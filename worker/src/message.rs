@@ -10,7 +10,8 @@ use squall_topology_api::{
 use std::sync::Arc;
 
 use crate::acking::{
-    ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_INIT_STREAM, ACK_ONCE_STREAM, ACK_RESET_TIMEOUT_STREAM,
+    AckTo, ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_INIT_STREAM, ACK_ONCE_STREAM,
+    ACK_RESET_TIMEOUT_STREAM,
 };
 
 /// One tuple addressed to one task: the unit executors exchange.
@@ -33,6 +34,10 @@ pub struct TupleMsg {
 pub enum Envelope {
     /// A batch of tuples, each for a task of the receiving executor.
     Tuples(Vec<TupleMsg>),
+    /// A batch of ack-protocol messages within a worker, each for a task
+    /// of the receiving executor (or, on the transfer queue, of another
+    /// worker's: they cross as tuples).
+    Acks(Vec<AckTo>),
     /// Wake up and look at the control flags (stop, activate).
     Wake,
 }

@@ -235,43 +235,55 @@ impl SpoutExecutor {
 
     /// Handles acker messages; returns how many were processed.
     fn handle(&mut self, env: Envelope) -> i64 {
-        let Envelope::Tuples(batch) = env else {
-            return 0;
-        };
-        let n = batch.len() as i64;
         let now = self.shared.clock.now();
-        for msg in batch {
-            let index = msg.dest.0.wrapping_sub(self.first_task) as usize;
-            let Some(task) = self.tasks.get_mut(index) else {
-                continue;
-            };
-            let Some(ack) = self.acker_streams.at_spout(msg.stream, &msg.values) else {
-                continue;
-            };
-            let st = &mut task.state;
-            match ack {
-                AckMsg::ResetTimeout { root } => {
-                    st.pending.touch(root);
+        match env {
+            Envelope::Acks(batch) => {
+                for a in &batch {
+                    self.on_ack(a.dest, a.msg, now);
                 }
-                AckMsg::Complete { root } => {
-                    if let Some(p) = st.pending.remove(&root) {
-                        st.stats.acked += 1;
-                        if let Some(emitted) = p.emitted {
-                            st.stats.complete.record(now - emitted);
-                        }
-                        task.spout.ack(p.msg_id);
-                    }
-                }
-                AckMsg::Fail { root } => {
-                    if let Some(p) = st.pending.remove(&root) {
-                        st.stats.failed_explicit += 1;
-                        task.spout.fail(p.msg_id, FailReason::Failed);
-                    }
-                }
-                AckMsg::Init { .. } | AckMsg::Ack { .. } | AckMsg::Once { .. } => {}
+                batch.len() as i64
             }
+            // From an acker in another worker.
+            Envelope::Tuples(batch) => {
+                for msg in &batch {
+                    if let Some(ack) = self.acker_streams.at_spout(msg.stream, &msg.values) {
+                        self.on_ack(msg.dest, ack, now);
+                    }
+                }
+                batch.len() as i64
+            }
+            Envelope::Wake => 0,
         }
-        n
+    }
+
+    /// What an acker told task `dest` about one of its trees.
+    fn on_ack(&mut self, dest: TaskId, ack: AckMsg, now: Instant) {
+        let index = dest.0.wrapping_sub(self.first_task) as usize;
+        let Some(task) = self.tasks.get_mut(index) else {
+            return;
+        };
+        let st = &mut task.state;
+        match ack {
+            AckMsg::ResetTimeout { root } => {
+                st.pending.touch(root);
+            }
+            AckMsg::Complete { root } => {
+                if let Some(p) = st.pending.remove(&root) {
+                    st.stats.acked += 1;
+                    if let Some(emitted) = p.emitted {
+                        st.stats.complete.record(now - emitted);
+                    }
+                    task.spout.ack(p.msg_id);
+                }
+            }
+            AckMsg::Fail { root } => {
+                if let Some(p) = st.pending.remove(&root) {
+                    st.stats.failed_explicit += 1;
+                    task.spout.fail(p.msg_id, FailReason::Failed);
+                }
+            }
+            AckMsg::Init { .. } | AckMsg::Ack { .. } | AckMsg::Once { .. } => {}
+        }
     }
 
     fn drain_inbound(&mut self) -> i64 {

@@ -17,6 +17,7 @@
 //! backpressure frame on its own connection to each) which tasks are
 //! backpressured, and their spouts wait (see [`crate::backpressure`]).
 
+use crate::acking::AckTo;
 use crate::launch::Inbound;
 use crate::message::{Envelope, TupleMsg};
 use crate::wire::{decode_frame, encode_backpressure, encode_batch, Frame};
@@ -161,6 +162,7 @@ pub fn start_transfer(
                 report_backpressure(&link, &mut conns, &mut reporting);
                 match queue.recv_timeout(BACKPRESSURE_CHECK) {
                     Ok(Envelope::Tuples(b)) => round.push(b),
+                    Ok(Envelope::Acks(a)) => round.push(as_tuples(a)),
                     Ok(Envelope::Wake) | Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                         if inbound.stop.load(Ordering::Relaxed) {
                             return;
@@ -172,6 +174,7 @@ pub fn start_transfer(
                 while round.len() < MAX_ROUND_BATCHES {
                     match queue.try_recv() {
                         Ok(Envelope::Tuples(b)) => round.push(b),
+                        Ok(Envelope::Acks(a)) => round.push(as_tuples(a)),
                         Ok(Envelope::Wake) => {}
                         Err(_) => break,
                     }
@@ -187,6 +190,11 @@ pub fn start_transfer(
                 inbound.in_flight.fetch_sub(sent as i64, Ordering::AcqRel);
             }
         })
+}
+
+/// Ack messages as the tuples they cross between workers as.
+fn as_tuples(acks: Vec<AckTo>) -> Vec<TupleMsg> {
+    acks.into_iter().map(AckTo::into_tuple).collect()
 }
 
 /// What the transfer thread sends by.
