@@ -147,11 +147,29 @@ fn worker_logs_rotate_and_are_served_searched_and_followed() {
         "stdout and stderr beside the log"
     );
 
+    // The rest reads a rotated file, which no longer changes once the
+    // topology is quiet: the live one may have just rotated (a few bytes).
+    c.squall_ok(&["deactivate", "wc-logs"]);
+    let rotated = format!("{file}.1");
+    let on_disk = dir.join(format!("worker-{port}.log.1"));
+    // Quiet: the rotated file unchanged over 5 polls (half a second).
+    let (mut last, mut same) = (None, 0);
+    wait_until("the log to go quiet", Duration::from_secs(60), || {
+        let size = std::fs::metadata(&on_disk).map(|m| m.len()).ok();
+        same = if size.is_some() && size == last {
+            same + 1
+        } else {
+            0
+        };
+        last = size;
+        same >= 5
+    });
+
     // A byte range: the tail by default, a range when asked.
-    let f = enc(&file);
+    let f = enc(&rotated);
     let (status, tail) = get(&format!("{base}/api/v1/log?file={f}&length=4096"));
     assert_eq!(status, 200, "{tail}");
-    assert_eq!(tail["file"], file.as_str());
+    assert_eq!(tail["file"], rotated.as_str());
     assert_eq!(tail["length"], 4096);
     let size = tail["size"].as_u64().unwrap();
     assert_eq!(tail["start"].as_u64().unwrap(), size - 4096);
@@ -253,6 +271,7 @@ fn worker_logs_rotate_and_are_served_searched_and_followed() {
     let (got, body) = get(&format!("{base}/api/v1/search?file={f}&search-string="));
     assert_eq!(got, 400, "{body}");
 
+    c.squall_ok(&["activate", "wc-logs"]);
     // `squall logs -f` prints the tail, then lines written after it
     // started: DEBUG lines, turned on only once it runs.
     let mut logs = Command::new(env!("CARGO_BIN_EXE_squall"))
