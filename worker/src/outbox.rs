@@ -74,7 +74,7 @@ impl Outbox {
     /// The executor of task `dest`, marked dirty.
     fn buffer_for(&mut self, dest: TaskId) -> usize {
         let e = self.wiring.executor_of_task[dest.0 as usize] as usize;
-        if self.bufs[e].is_empty() && self.acks[e].is_empty() {
+        if !buffered(&self.bufs, &self.acks, e) {
             self.dirty.push(e);
         }
         e
@@ -124,7 +124,7 @@ impl Outbox {
     /// Sends executor `e`'s buffers; a buffer whose queue is full stays,
     /// and `e` is held.
     fn flush_one(&mut self, e: usize) {
-        if self.bufs[e].is_empty() && self.acks[e].is_empty() {
+        if !buffered(&self.bufs, &self.acks, e) {
             return;
         }
         let queue = &self.wiring.queues[e];
@@ -147,8 +147,7 @@ impl Outbox {
         }
         self.dirty = dirty;
         let (bufs, acks) = (&self.bufs, &self.acks);
-        self.dirty
-            .retain(|&e| !bufs[e].is_empty() || !acks[e].is_empty());
+        self.dirty.retain(|&e| buffered(bufs, acks, e));
     }
 
     /// Whether a receiving queue was full at the last flush, so the holder
@@ -162,6 +161,11 @@ impl Outbox {
     pub fn is_empty(&self) -> bool {
         self.dirty.is_empty()
     }
+}
+
+/// Whether executor `e` has tuples or acks buffered.
+fn buffered(bufs: &[Vec<TupleMsg>], acks: &[Vec<AckTo>], e: usize) -> bool {
+    !bufs[e].is_empty() || !acks[e].is_empty()
 }
 
 /// What an [`Envelope`] carries a batch of.
