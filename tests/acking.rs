@@ -531,3 +531,63 @@ fn basic_bolt_acks_on_ok_and_fails_and_reports_on_error() {
     assert_eq!(errors.lock().unwrap()[0], "odd value 3");
     cluster.shutdown();
 }
+
+/// Two spout executors, `ackers` acker executors, acker threads as
+/// `spout_thread` says: every tree completes or fails and is replayed, and
+/// the ackers' metrics count every tree, whichever thread runs them.
+fn two_spouts_with_ackers(name: &str, ackers: u32, spout_thread: bool) {
+    const LIMIT: u64 = 1500;
+    let stats = Arc::new(SpoutStats::default());
+    let mut b = TopologyBuilder::new();
+    b.set_spout("spout", CountingSpout::factory(LIMIT, stats.clone()), 2);
+    b.set_bolt("flaky", Flaky::default, 2)
+        .fields_grouping("spout", ["id"]);
+    let mut c = config(30);
+    c.acker_executors = Some(ackers);
+    c.acker_spout_thread = spout_thread;
+    let cluster = LocalCluster::new();
+    cluster
+        .submit_topology(name, &c, b.create_topology().unwrap())
+        .unwrap();
+    assert!(
+        wait_for(DEADLINE, || stats.acked() == 2 * LIMIT),
+        "acked {}",
+        stats.acked()
+    );
+    // Flaky fails each id divisible by 3 once, whichever spout sent it.
+    let fails = LIMIT.div_ceil(3);
+    assert_eq!(stats.failed(), fails);
+    let mut acked = stats.acked_ids.lock().unwrap().clone();
+    acked.sort_unstable();
+    let expected: Vec<u64> = (0..LIMIT).flat_map(|i| [i, i]).collect();
+    assert_eq!(acked, expected, "each id acked once per spout task");
+    // The ackers told a spout about every tree: a completion or a failure.
+    let acker = || cluster.metrics(name).unwrap().component("__acker");
+    assert!(
+        wait_for(DEADLINE, || acker().emitted == 2 * LIMIT + fails),
+        "ackers told {} of {} trees",
+        acker().emitted,
+        2 * LIMIT + fails
+    );
+    // An init and an ack or fail per tree.
+    assert!(acker().executed >= 2 * (2 * LIMIT + fails));
+    assert!(wait_for(DEADLINE, || cluster.in_flight(name).unwrap() == 0));
+    cluster.shutdown();
+}
+
+#[test]
+fn an_acker_run_in_a_spout_thread_serves_the_other_spout_executor_too() {
+    // One acker: it runs in one spout executor's thread; the other spout
+    // executor's inits and completions travel as messages.
+    two_spouts_with_ackers("inline-one", 1, true);
+}
+
+#[test]
+fn ackers_run_in_each_spout_thread_complete_and_fail_every_tree() {
+    two_spouts_with_ackers("inline-two", 2, true);
+}
+
+#[test]
+fn ackers_in_their_own_threads_complete_and_fail_every_tree() {
+    two_spouts_with_ackers("own-threads", 2, false);
+}

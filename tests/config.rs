@@ -25,6 +25,23 @@ fn defaults_follow_storm() {
     assert_eq!(c.max_spout_pending, None);
     assert_eq!(c.effective_ackers(), 1, "one acker per worker");
     assert_eq!(c.tick_tuple_freq_secs, None);
+    assert!(c.acker_spout_thread, "ackers run in spout threads");
+}
+
+#[test]
+fn the_ackers_thread_is_a_setting() {
+    let mut c = Config::new();
+    c.apply_override("topology.acker.spout.thread=false")
+        .unwrap();
+    assert!(!c.acker_spout_thread);
+    assert_eq!(
+        c.to_storm_map()["topology.acker.spout.thread"],
+        Value::Bool(false)
+    );
+    check(
+        || Config::from_yaml("topology.acker.spout.thread: 1"),
+        r#"config key "topology.acker.spout.thread" wants true or false, got "1""#,
+    );
 }
 
 #[test]

@@ -50,6 +50,15 @@ pub struct Config {
     /// `topology.acker.executors`: acker executors; `None` means one per
     /// worker (Storm's default); 0 disables tracking.
     pub acker_executors: Option<u32>,
+    /// `topology.acker.spout.thread`: run each acker executor of a worker
+    /// in the thread of one of the worker's spout executors, paired in
+    /// order, so that a tree's init and its completion are function calls
+    /// rather than messages between threads (default true). Bolts still
+    /// send their acks to the acker's task; its metrics are its own. Turn
+    /// it off when a spout's `next_tuple` may block, which would delay
+    /// every ack the acker handles. Squall's own setting (Storm runs
+    /// ackers as separate executors).
+    pub acker_spout_thread: bool,
     /// `topology.message.timeout.secs`: a tuple tree not completed within
     /// this many seconds fails with reason timeout (default 30).
     pub message_timeout_secs: u64,
@@ -133,6 +142,7 @@ impl Default for Config {
         Self {
             workers: 1,
             acker_executors: None,
+            acker_spout_thread: true,
             message_timeout_secs: 30,
             max_spout_pending: None,
             tick_tuple_freq_secs: None,
@@ -233,6 +243,10 @@ impl Config {
             (
                 "topology.acker.executors",
                 opt(self.acker_executors.map(u64::from)),
+            ),
+            (
+                "topology.acker.spout.thread",
+                Value::Bool(self.acker_spout_thread),
             ),
             (
                 "topology.message.timeout.secs",
@@ -404,6 +418,9 @@ impl Config {
             "topology.stats.sample.rate" => {
                 self.stats_sample_rate =
                     fraction(&value).ok_or_else(|| bad("a number from 0 to 1"))?
+            }
+            "topology.acker.spout.thread" => {
+                self.acker_spout_thread = value.as_bool().ok_or_else(|| bad("true or false"))?
             }
             "topology.disable.loadaware.messaging" => {
                 self.disable_loadaware_messaging =

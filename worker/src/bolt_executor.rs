@@ -556,7 +556,12 @@ impl BoltExecutor {
 
 /// Counts one execution of a tuple that arrived on input stream `input`
 /// (`meta`), with its execute latency when it was sampled (`started`).
-fn count_executed(stats: &mut TaskStats, input: u32, meta: &StreamMeta, started: Option<Instant>) {
+pub(crate) fn count_executed(
+    stats: &mut TaskStats,
+    input: u32,
+    meta: &StreamMeta,
+    started: Option<Instant>,
+) {
     stats.executed += 1;
     let execute = started.map(|start| start.elapsed());
     if let Some(d) = execute {

@@ -3,10 +3,11 @@
 use crate::acking::{Acker, ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_RESET_TIMEOUT_STREAM};
 use crate::backpressure::Backpressure;
 use crate::bolt_executor::BoltExecutor;
+use crate::inline_acker::InlineAcker;
 use crate::message::{Envelope, StreamTable};
 use crate::outbox::Wiring;
 use crate::routing::{Locality, Router};
-use crate::shared::{EmitTap, Shared};
+use crate::shared::{EmitTap, Output, Shared};
 use crate::spout_executor::SpoutExecutor;
 use crate::stats::MetricsBoard;
 use squall_cluster::memory_store;
@@ -149,7 +150,7 @@ pub fn launch(
         None => vec![true; n],
         Some(p) => (0..n).map(|i| p.local.contains(&i)).collect(),
     };
-    let (senders, receivers): (Vec<_>, Vec<_>) = (0..n)
+    let (mut senders, mut receivers): (Vec<_>, Vec<_>) = (0..n)
         .map(|i| match &options.partial {
             Some(p) if !local[i] => (p.transfer.clone(), None),
             _ => {
@@ -158,6 +159,18 @@ pub fn launch(
             }
         })
         .unzip();
+    // An acker executor run by a spout executor receives on its queue.
+    let hosted = if config.acker_spout_thread {
+        acker_hosts(&layout, &spec, &local)
+    } else {
+        Vec::new()
+    };
+    let mut hosted_by = vec![None; n];
+    for &(acker, spout) in &hosted {
+        senders[acker] = senders[spout].clone();
+        receivers[acker] = None;
+        hosted_by[spout] = Some(layout.executors()[acker].tasks.clone());
+    }
     let local = Arc::new(local);
     let mut executor_of_task = vec![0u32; layout.num_tasks() + 1];
     for (i, e) in layout.executors().iter().enumerate() {
@@ -227,6 +240,7 @@ pub fn launch(
             }
         }
         let tasks = exec.tasks.clone();
+        let acker = hosted_by[i].clone();
         let thread_name = format!("{name}-{component}-{}", tasks.start);
         let seed = i as u64 ^ 0x5eed;
         let handle = std::thread::Builder::new()
@@ -236,7 +250,10 @@ pub fn launch(
                     run_executor(
                         shared.clone(),
                         component.clone(),
-                        tasks.clone(),
+                        ThreadTasks {
+                            own: tasks.clone(),
+                            acker,
+                        },
                         inbound,
                         seed,
                         local.clone(),
@@ -279,17 +296,31 @@ pub fn launch(
 /// How long `launch` waits for its executors to be built.
 const BUILD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Builds one executor's router and tasks, then runs its loop until the
-/// topology stops.
-fn run_executor(
-    shared: Arc<Shared>,
-    component: ComponentId,
-    tasks: std::ops::Range<u32>,
-    inbound: crossbeam_channel::Receiver<Envelope>,
-    seed: u64,
-    local: Arc<Vec<bool>>,
-    built: crossbeam_channel::Sender<()>,
-) {
+/// The acker executors to run in spout executors' threads, as (acker
+/// executor, spout executor) pairs: this worker's acker executors and its
+/// spout executors, paired in order (an acker left over runs in its own
+/// thread).
+fn acker_hosts(layout: &TaskLayout, spec: &TopologySpec, local: &[bool]) -> Vec<(usize, usize)> {
+    let here = |kind: Option<ComponentKind>, acker: bool| {
+        let local = &local;
+        layout
+            .executors()
+            .iter()
+            .enumerate()
+            .filter(move |(i, e)| {
+                local[*i]
+                    && (e.component.as_str() == ACKER_COMPONENT) == acker
+                    && (acker || spec.components.get(&e.component).map(|c| c.kind) == kind)
+            })
+            .map(|(i, _)| i)
+    };
+    here(None, true)
+        .zip(here(Some(ComponentKind::Spout), false))
+        .collect()
+}
+
+/// The router of an executor of `component`.
+fn router_for(shared: &Shared, component: &str, local: Arc<Vec<bool>>, seed: u64) -> Router {
     let config = &shared.config;
     let locality = Locality {
         local,
@@ -299,20 +330,53 @@ fn run_executor(
             config.localityaware_higher_bound,
         )),
     };
-    let router = Router::new(
-        component.as_str(),
+    Router::new(
+        component,
         &shared.spec,
         &shared.topology,
         &shared.layout,
         &shared.streams,
         &locality,
         seed,
-    );
+    )
+}
+
+/// The tasks an executor's thread runs: the executor's own and, for a
+/// spout executor, the acker tasks it hosts (`topology.acker.spout.thread`).
+struct ThreadTasks {
+    own: std::ops::Range<u32>,
+    acker: Option<std::ops::Range<u32>>,
+}
+
+/// Builds one executor's router and tasks (and those of the acker tasks it
+/// hosts), then runs its loop until the topology stops.
+fn run_executor(
+    shared: Arc<Shared>,
+    component: ComponentId,
+    ThreadTasks { own: tasks, acker }: ThreadTasks,
+    inbound: crossbeam_channel::Receiver<Envelope>,
+    seed: u64,
+    local: Arc<Vec<bool>>,
+    built: crossbeam_channel::Sender<()>,
+) {
+    let router = router_for(&shared, component.as_str(), local.clone(), seed);
     match shared.spec.components[&component].kind {
         ComponentKind::Spout => {
             if let Some(f) = shared.topology.spout_factory(component.as_str()).cloned() {
-                let executor =
-                    SpoutExecutor::new(shared.clone(), component, tasks, &*f, inbound, router);
+                let acker = acker.map(|acker_tasks| {
+                    let router = router_for(&shared, ACKER_COMPONENT, local, seed ^ 0xac4e);
+                    let out = Output::new(&shared, ComponentId::from(ACKER_COMPONENT), router);
+                    InlineAcker::new(&shared, acker_tasks, tasks.clone(), out)
+                });
+                let executor = SpoutExecutor::new(
+                    shared.clone(),
+                    component,
+                    tasks,
+                    &*f,
+                    inbound,
+                    router,
+                    acker,
+                );
                 let _ = built.send(());
                 executor.run()
             }

@@ -17,6 +17,7 @@
 mod acking;
 mod backpressure;
 mod bolt_executor;
+mod inline_acker;
 mod launch;
 pub mod logging;
 mod message;

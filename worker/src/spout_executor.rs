@@ -7,6 +7,7 @@
 
 use crate::acking::{AckMsg, AckStreams};
 use crate::backpressure::{downstream_of, Downstream};
+use crate::inline_acker::InlineAcker;
 use crate::message::{Envelope, TupleMsg};
 use crate::rotating::RotatingMap;
 use crate::routing::Router;
@@ -64,6 +65,8 @@ struct Emitter<'a> {
     streams: AckStreams,
     /// When this burst of `next_tuple` calls began (the topology clock).
     now: Instant,
+    /// The acker tasks this executor runs, if any.
+    acker: Option<&'a mut InlineAcker>,
 }
 
 impl SpoutOutput for Emitter<'_> {
@@ -93,10 +96,10 @@ impl SpoutOutput for Emitter<'_> {
         } = &mut *self.out;
         let n = targets.len();
         let tracked = msg_id.is_some() && n > 0 && !self.shared.ackers.is_empty();
-        let root: u64 = if tracked {
-            self.shared.new_root(rng)
-        } else {
-            0
+        let root: u64 = match (&self.acker, tracked) {
+            (_, false) => 0,
+            (Some(acker), true) => acker.new_root(self.shared, rng),
+            (None, true) => self.shared.new_root(rng),
         };
         let mut xor = 0u64;
         let mut values = Some(values);
@@ -134,9 +137,11 @@ impl SpoutOutput for Emitter<'_> {
             spout_task: self.task.id,
         };
         let stream = self.streams.index(&init);
-        self.out
-            .outbox
-            .push_ack(self.shared.acker_for(root), self.task.id, stream, init);
+        let acker = self.shared.acker_for(root);
+        match &mut self.acker {
+            Some(inline) if inline.hosts(acker) => inline.apply(self.shared, acker, stream, init),
+            _ => self.out.outbox.push_ack(acker, self.task.id, stream, init),
+        }
     }
 
     fn report_error(&mut self, error: &str) {
@@ -171,11 +176,13 @@ pub struct SpoutExecutor {
     active: bool,
     rotate_every: Duration,
     next_rotate: Instant,
+    /// Acker tasks run in this thread (`topology.acker.spout.thread`).
+    acker: Option<InlineAcker>,
 }
 
 impl SpoutExecutor {
     /// Makes the executor for `tasks` of `component`, creating each task's
-    /// spout with `factory` and calling `open`.
+    /// spout with `factory` and calling `open`; it also runs `acker`.
     pub fn new(
         shared: Arc<Shared>,
         component: ComponentId,
@@ -183,6 +190,7 @@ impl SpoutExecutor {
         factory: &(dyn Fn() -> Box<dyn Spout> + Send + Sync),
         inbound: Receiver<Envelope>,
         router: Router,
+        acker: Option<InlineAcker>,
     ) -> Self {
         let spec = &shared.spec.components[&component];
         let out = Output::new(&shared, component.clone(), router);
@@ -226,6 +234,7 @@ impl SpoutExecutor {
             next_rotate: shared.clock.now() + rotate_every,
             rotate_every,
             acker_streams,
+            acker,
             shared,
             tasks,
             out,
@@ -238,21 +247,83 @@ impl SpoutExecutor {
         let now = self.shared.clock.now();
         match env {
             Envelope::Acks(batch) => {
-                for a in &batch {
-                    self.on_ack(a.dest, a.msg, now);
-                }
-                batch.len() as i64
-            }
-            // From an acker in another worker.
-            Envelope::Tuples(batch) => {
-                for msg in &batch {
-                    if let Some(ack) = self.acker_streams.at_spout(msg.stream, &msg.values) {
-                        self.on_ack(msg.dest, ack, now);
+                let n = batch.len() as i64;
+                for a in batch {
+                    match &mut self.acker {
+                        Some(acker) if acker.hosts(a.dest) => {
+                            acker.apply(&self.shared, a.dest, a.stream, a.msg)
+                        }
+                        _ => self.on_ack(a.dest, a.msg, now),
                     }
                 }
-                batch.len() as i64
+                self.apply_told(now);
+                n
+            }
+            // From another worker: an acker's message to a spout task, or
+            // an ack message to an acker task run here.
+            Envelope::Tuples(batch) => {
+                let n = batch.len() as i64;
+                for msg in batch {
+                    match &mut self.acker {
+                        Some(acker) if acker.hosts(msg.dest) => {
+                            acker.apply_tuple(&self.shared, msg)
+                        }
+                        _ => {
+                            if let Some(ack) = self.acker_streams.at_spout(msg.stream, &msg.values)
+                            {
+                                self.on_ack(msg.dest, ack, now);
+                            }
+                        }
+                    }
+                }
+                self.apply_told(now);
+                n
             }
             Envelope::Wake => 0,
+        }
+    }
+
+    /// Applies what the acker run here told this executor's spout tasks.
+    fn apply_told(&mut self, now: Instant) {
+        let Some(acker) = &mut self.acker else {
+            return;
+        };
+        let told = acker.take_told();
+        if told.is_empty() {
+            return acker.return_told(told);
+        }
+        for &(dest, msg) in &told {
+            self.on_ack(dest, msg, now);
+        }
+        if let Some(acker) = &mut self.acker {
+            acker.return_told(told);
+        }
+    }
+
+    /// Sends what is buffered, the acker's output included.
+    fn flush(&mut self) {
+        self.out.outbox.flush();
+        if let Some(acker) = &mut self.acker {
+            acker.out.outbox.flush();
+        }
+    }
+
+    /// Whether nothing is buffered.
+    fn outboxes_empty(&self) -> bool {
+        self.out.outbox.is_empty() && self.acker.as_ref().is_none_or(|a| a.out.outbox.is_empty())
+    }
+
+    /// Publishes the tasks' metrics (the acker's with them) if due.
+    fn publish(&mut self, now: Instant, force: bool) {
+        let spouts = self
+            .tasks
+            .iter_mut()
+            .map(|t| (t.state.id, &mut t.state.stats));
+        match &mut self.acker {
+            Some(acker) => self
+                .publisher
+                .maybe_publish(now, force, spouts.chain(acker.stats())),
+            None => self.publisher.maybe_publish(now, force, spouts),
         }
     }
 
@@ -340,6 +411,7 @@ impl SpoutExecutor {
                     task: state,
                     streams: self.streams,
                     now,
+                    acker: self.acker.as_mut(),
                 };
                 spout.next_tuple(&mut SpoutOutputCollector::new(&mut emitter));
                 if state.emits == before {
@@ -376,19 +448,20 @@ impl SpoutExecutor {
             self.set_active(self.shared.active.load(Ordering::Acquire));
             let drained = self.drain_inbound();
             processed += drained;
-            self.expire(self.shared.clock.now());
+            let clock_now = self.shared.clock.now();
+            self.expire(clock_now);
+            if let Some(acker) = &mut self.acker {
+                acker.on_timers(clock_now);
+            }
             let now = Instant::now();
             let emitted = self.active && self.emit_round();
-            self.out.outbox.flush();
+            self.apply_told(clock_now);
+            self.flush();
             for t in &mut self.tasks {
                 t.state.stats.pending = t.state.pending.len() as u64;
             }
-            let tasks = self
-                .tasks
-                .iter_mut()
-                .map(|t| (t.state.id, &mut t.state.stats));
-            self.publisher.maybe_publish(now, false, tasks);
-            if self.out.outbox.is_empty() {
+            self.publish(now, false);
+            if self.outboxes_empty() {
                 self.shared.done_in_flight(std::mem::take(&mut processed));
             }
             if !emitted && drained == 0 {
@@ -403,10 +476,6 @@ impl SpoutExecutor {
         for t in &mut self.tasks {
             t.spout.close();
         }
-        let tasks = self
-            .tasks
-            .iter_mut()
-            .map(|t| (t.state.id, &mut t.state.stats));
-        self.publisher.maybe_publish(Instant::now(), true, tasks);
+        self.publish(Instant::now(), true);
     }
 }
