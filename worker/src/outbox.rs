@@ -26,14 +26,15 @@ pub struct Wiring {
 /// messages in their compact form, each sent as its own batch.
 pub struct Outbox {
     wiring: Arc<Wiring>,
-    bufs: Vec<Vec<TupleMsg>>,
-    acks: Vec<Vec<AckTo>>,
+    /// This outbox's own copy of [`Wiring::executor_of_task`], read on
+    /// every push.
+    executor_of_task: Box<[u32]>,
+    /// Per executor index, its buffers: one cache line reached per push.
+    slots: Vec<Slot>,
     /// Executors with something buffered.
     dirty: Vec<usize>,
     batch_size: usize,
     congested: bool,
-    /// Per executor index: whether its buffer is held (its queue was full).
-    held: Vec<bool>,
     backpressure: Arc<Backpressure>,
     in_flight: Arc<AtomicI64>,
 }
@@ -51,13 +52,12 @@ impl Outbox {
     ) -> Self {
         let n = wiring.queues.len();
         Self {
+            executor_of_task: wiring.executor_of_task.clone().into_boxed_slice(),
             wiring,
-            bufs: (0..n).map(|_| Vec::new()).collect(),
-            acks: (0..n).map(|_| Vec::new()).collect(),
+            slots: (0..n).map(|_| Slot::default()).collect(),
             dirty: Vec::new(),
             batch_size: batch_size.max(1),
             congested: false,
-            held: vec![false; n],
             backpressure,
             in_flight,
         }
@@ -65,16 +65,16 @@ impl Outbox {
 
     /// Records whether executor `e`'s buffer is held.
     fn hold(&mut self, e: usize, held: bool) {
-        if self.held[e] != held {
-            self.held[e] = held;
+        if self.slots[e].held != held {
+            self.slots[e].held = held;
             self.backpressure.set_holding(e, held);
         }
     }
 
     /// The executor of task `dest`, marked dirty.
     fn buffer_for(&mut self, dest: TaskId) -> usize {
-        let e = self.wiring.executor_of_task[dest.0 as usize] as usize;
-        if !buffered(&self.bufs, &self.acks, e) {
+        let e = self.executor_of_task[dest.0 as usize] as usize;
+        if self.slots[e].is_empty() {
             self.dirty.push(e);
         }
         e
@@ -84,13 +84,14 @@ impl Outbox {
     /// the receiver's queue was full: then at the next [`Outbox::flush`]).
     pub fn push(&mut self, msg: TupleMsg) {
         let e = self.buffer_for(msg.dest);
-        let buf = &mut self.bufs[e];
+        let slot = &mut self.slots[e];
+        let buf = &mut slot.tuples;
         if buf.capacity() == 0 {
             buf.reserve_exact(self.batch_size);
         }
         buf.push(msg);
         // A held buffer is tried again at the next flush.
-        if buf.len() >= self.batch_size && !self.held[e] {
+        if buf.len() >= self.batch_size && !slot.held {
             self.flush_one(e);
         }
     }
@@ -101,7 +102,8 @@ impl Outbox {
     /// task on the same stream (see [`AckMsg::merge_ack`]).
     pub fn push_ack(&mut self, dest: TaskId, source: TaskId, stream: u32, msg: AckMsg) {
         let e = self.buffer_for(dest);
-        let buf = &mut self.acks[e];
+        let slot = &mut self.slots[e];
+        let buf = &mut slot.acks;
         if let (AckMsg::Ack { root, val }, Some(last)) = (msg, buf.last_mut()) {
             if last.stream == stream && last.dest == dest && last.msg.merge_ack(root, val) {
                 return;
@@ -116,7 +118,7 @@ impl Outbox {
             stream,
             msg,
         });
-        if buf.len() >= self.batch_size && !self.held[e] {
+        if buf.len() >= self.batch_size && !slot.held {
             self.flush_one(e);
         }
     }
@@ -124,13 +126,14 @@ impl Outbox {
     /// Sends executor `e`'s buffers; a buffer whose queue is full stays,
     /// and `e` is held.
     fn flush_one(&mut self, e: usize) {
-        if !buffered(&self.bufs, &self.acks, e) {
+        let slot = &mut self.slots[e];
+        if slot.is_empty() {
             return;
         }
         let queue = &self.wiring.queues[e];
         let (size, in_flight) = (self.batch_size, &*self.in_flight);
-        let full = send(&mut self.bufs[e], size, queue, in_flight)
-            | send(&mut self.acks[e], size, queue, in_flight);
+        let full = send(&mut slot.tuples, size, queue, in_flight)
+            | send(&mut slot.acks, size, queue, in_flight);
         if full {
             self.congested = true;
         }
@@ -146,8 +149,8 @@ impl Outbox {
             self.flush_one(e);
         }
         self.dirty = dirty;
-        let (bufs, acks) = (&self.bufs, &self.acks);
-        self.dirty.retain(|&e| buffered(bufs, acks, e));
+        let slots = &self.slots;
+        self.dirty.retain(|&e| !slots[e].is_empty());
     }
 
     /// Whether a receiving queue was full at the last flush, so the holder
@@ -163,9 +166,21 @@ impl Outbox {
     }
 }
 
-/// Whether executor `e` has tuples or acks buffered.
-fn buffered(bufs: &[Vec<TupleMsg>], acks: &[Vec<AckTo>], e: usize) -> bool {
-    !bufs[e].is_empty() || !acks[e].is_empty()
+/// What is buffered for one receiving executor.
+#[derive(Default)]
+struct Slot {
+    tuples: Vec<TupleMsg>,
+    /// Ack-protocol messages, sent as batches of their own.
+    acks: Vec<AckTo>,
+    /// Whether the buffers are held (the receiver's queue was full).
+    held: bool,
+}
+
+impl Slot {
+    /// Whether nothing is buffered.
+    fn is_empty(&self) -> bool {
+        self.tuples.is_empty() && self.acks.is_empty()
+    }
 }
 
 /// What an [`Envelope`] carries a batch of.
@@ -240,7 +255,7 @@ impl Drop for Outbox {
     /// Releases what it held, so spouts of a topology still running (a
     /// rebalance) do not wait on a buffer that is gone.
     fn drop(&mut self) {
-        for e in 0..self.held.len() {
+        for e in 0..self.slots.len() {
             self.hold(e, false);
         }
     }
