@@ -78,6 +78,16 @@ impl TopologyClock {
         }
     }
 
+    /// Now, given `real`, a reading of the system clock the caller has
+    /// just taken: `real` itself on the system clock (no second read),
+    /// simulated time otherwise.
+    pub fn now_at(&self, real: Instant) -> Instant {
+        match &self.simulated {
+            None => real,
+            Some(s) => s.base + Self::offset(s),
+        }
+    }
+
     /// Now, ms since the Unix epoch (for timestamps).
     pub fn now_ms(&self) -> u64 {
         match &self.simulated {

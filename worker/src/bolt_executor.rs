@@ -447,8 +447,9 @@ impl BoltExecutor {
     }
 
     /// Runs due timers at `now` (the topology clock): tick tuples and the
-    /// acker's rotation; and publishes metrics (real time).
-    fn on_timers(&mut self, now: Instant) {
+    /// acker's rotation; and publishes metrics (at `real`, the system
+    /// clock).
+    fn on_timers(&mut self, now: Instant, real: Instant) {
         if let Some((every, next, meta, index)) = &mut self.tick {
             if now >= *next {
                 *next = now + *every;
@@ -482,22 +483,20 @@ impl BoltExecutor {
             .tasks
             .iter_mut()
             .map(|t| (t.state.id, &mut t.state.stats));
-        self.publisher.maybe_publish(Instant::now(), false, tasks);
+        self.publisher.maybe_publish(real, false, tasks);
     }
 
-    /// How long the loop may block: until metrics are due (real time)
-    /// or a timer is (topology time, a few ms at most when simulated).
-    fn next_wait(&self) -> std::time::Duration {
+    /// How long the loop may block from `now` (the topology clock) and
+    /// `real` (the system clock): until metrics are due (real time) or a
+    /// timer is (topology time, a few ms at most when simulated).
+    fn next_wait(&self, now: Instant, real: Instant) -> std::time::Duration {
         let clock = &self.shared.clock;
         let mut timer = self.next_rotate;
         if let Some((_, next, _, _)) = &self.tick {
             timer = timer.min(*next);
         }
-        let publish = self
-            .publisher
-            .next_due()
-            .saturating_duration_since(Instant::now());
-        publish.min(clock.wait(timer.saturating_duration_since(clock.now())))
+        let publish = self.publisher.next_due().saturating_duration_since(real);
+        publish.min(clock.wait(timer.saturating_duration_since(now)))
     }
 
     /// The executor loop: execute batches, flush when idle, run timers.
@@ -506,12 +505,15 @@ impl BoltExecutor {
         // The flush period runs on the topology clock, as timers do.
         let mut last_flush = self.shared.clock.now();
         let mut processed = 0i64;
+        // The clocks, read once per loop (after the batch, before timers).
+        let mut real = Instant::now();
+        let mut now = self.shared.clock.now_at(real);
         while !self.shared.stopping() {
             // Held output (a full receiver) is tried again soon.
             let wait = if self.out.outbox.is_empty() {
-                self.next_wait()
+                self.next_wait(now, real)
             } else {
-                self.next_wait().min(HELD_RETRY)
+                self.next_wait(now, real).min(HELD_RETRY)
             };
             match self.inbound.recv_timeout(wait) {
                 Ok(env @ (Envelope::Tuples(_) | Envelope::Acks(_))) => {
@@ -527,18 +529,23 @@ impl BoltExecutor {
                         }
                         Envelope::Wake => {}
                     }
-                    self.publisher.add_busy(start.elapsed());
-                    let now = self.shared.clock.now();
+                    real = Instant::now();
+                    self.publisher.add_busy(real - start);
+                    now = self.shared.clock.now_at(real);
                     if self.inbound.is_empty() || now - last_flush >= flush_every {
                         self.out.outbox.flush();
                         last_flush = now;
                     }
                 }
-                Ok(Envelope::Wake) | Err(RecvTimeoutError::Timeout) => self.out.outbox.flush(),
+                Ok(Envelope::Wake) | Err(RecvTimeoutError::Timeout) => {
+                    self.out.outbox.flush();
+                    real = Instant::now();
+                    now = self.shared.clock.now_at(real);
+                }
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             self.run_wakes();
-            self.on_timers(self.shared.clock.now());
+            self.on_timers(now, real);
             if self.out.outbox.is_empty() {
                 self.shared.done_in_flight(std::mem::take(&mut processed));
             }

@@ -243,8 +243,8 @@ impl SpoutExecutor {
     }
 
     /// Handles acker messages; returns how many were processed.
-    fn handle(&mut self, env: Envelope) -> i64 {
-        let now = self.shared.clock.now();
+    /// `now` is the topology clock's time, read after the envelope arrived.
+    fn handle(&mut self, env: Envelope, now: Instant) -> i64 {
         match env {
             Envelope::Acks(batch) => {
                 let n = batch.len() as i64;
@@ -357,11 +357,11 @@ impl SpoutExecutor {
         }
     }
 
-    fn drain_inbound(&mut self) -> i64 {
+    fn drain_inbound(&mut self, now: Instant) -> i64 {
         let mut n = 0;
         loop {
             match self.inbound.try_recv() {
-                Ok(env) => n += self.handle(env),
+                Ok(env) => n += self.handle(env, now),
                 Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => return n,
             }
         }
@@ -387,11 +387,10 @@ impl SpoutExecutor {
         }
     }
 
-    /// Calls `next_tuple` on each task while allowed; returns whether any
-    /// task emitted.
-    fn emit_round(&mut self) -> bool {
+    /// Calls `next_tuple` on each task while allowed (`now`: the topology
+    /// clock's time); returns whether any task emitted.
+    fn emit_round(&mut self, now: Instant) -> bool {
         let mut emitted = false;
-        let now = self.shared.clock.now();
         for SpoutTask { spout, state } in &mut self.tasks {
             for id in std::mem::take(&mut state.acked_untracked) {
                 state.stats.acked += 1;
@@ -446,27 +445,28 @@ impl SpoutExecutor {
         let mut processed = 0i64;
         while !self.shared.stopping() {
             self.set_active(self.shared.active.load(Ordering::Acquire));
-            let drained = self.drain_inbound();
+            // The clocks, read once per round.
+            let real = Instant::now();
+            let now = self.shared.clock.now_at(real);
+            let drained = self.drain_inbound(now);
             processed += drained;
-            let clock_now = self.shared.clock.now();
-            self.expire(clock_now);
+            self.expire(now);
             if let Some(acker) = &mut self.acker {
-                acker.on_timers(clock_now);
+                acker.on_timers(now);
             }
-            let now = Instant::now();
-            let emitted = self.active && self.emit_round();
-            self.apply_told(clock_now);
+            let emitted = self.active && self.emit_round(now);
+            self.apply_told(now);
             self.flush();
             for t in &mut self.tasks {
                 t.state.stats.pending = t.state.pending.len() as u64;
             }
-            self.publish(now, false);
+            self.publish(real, false);
             if self.outboxes_empty() {
                 self.shared.done_in_flight(std::mem::take(&mut processed));
             }
             if !emitted && drained == 0 {
                 match self.inbound.recv_timeout(IDLE_WAIT) {
-                    Ok(env) => processed += self.handle(env),
+                    Ok(env) => processed += self.handle(env, self.shared.clock.now()),
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
