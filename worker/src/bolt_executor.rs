@@ -413,17 +413,10 @@ impl BoltExecutor {
             return;
         };
         if let Some((task, told)) = acker.apply(ack) {
-            let values = told.values();
             let out = &mut self.out;
-            let routed = out.route(
-                &self.shared,
-                state.id,
-                &mut state.stats,
-                told.stream(),
-                &values,
-                Some(task),
-            );
-            if let Some(stream) = routed {
+            if let Some(stream) =
+                out.route_told(&self.shared, state.id, &mut state.stats, task, told)
+            {
                 for &dest in &out.targets {
                     out.outbox.push_ack(dest, state.id, stream, told);
                 }

@@ -102,9 +102,7 @@ impl InlineAcker {
         if self.positions.is_empty() {
             return shared.new_root(rng);
         }
-        let n = shared.ackers.len() as u64;
-        let k = self.positions[rng.random_range(0..self.positions.len())];
-        rng.random_range(1..u64::MAX / n) * n + k
+        shared.new_root_among(&self.positions, rng)
     }
 
     /// Applies `msg`, received on input stream `input`, in acker task
@@ -120,17 +118,8 @@ impl InlineAcker {
         };
         let started = self.sampler.hit().then(Instant::now);
         if let Some((spout, told)) = task.acker.apply(msg) {
-            let values = told.values();
             let out = &mut self.out;
-            let routed = out.route(
-                shared,
-                task.id,
-                &mut task.stats,
-                told.stream(),
-                &values,
-                Some(spout),
-            );
-            if let Some(stream) = routed {
+            if let Some(stream) = out.route_told(shared, task.id, &mut task.stats, spout, told) {
                 for &to in &out.targets {
                     if self.spout_tasks.contains(&to.0) {
                         self.told.push((to, told));

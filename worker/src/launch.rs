@@ -301,22 +301,16 @@ const BUILD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// spout executors, paired in order (an acker left over runs in its own
 /// thread).
 fn acker_hosts(layout: &TaskLayout, spec: &TopologySpec, local: &[bool]) -> Vec<(usize, usize)> {
-    let here = |kind: Option<ComponentKind>, acker: bool| {
-        let local = &local;
-        layout
-            .executors()
-            .iter()
-            .enumerate()
-            .filter(move |(i, e)| {
-                local[*i]
-                    && (e.component.as_str() == ACKER_COMPONENT) == acker
-                    && (acker || spec.components.get(&e.component).map(|c| c.kind) == kind)
-            })
+    let here = |is: &dyn Fn(&ComponentId) -> bool| -> Vec<usize> {
+        let executors = layout.executors().iter().enumerate();
+        executors
+            .filter(|(i, e)| local[*i] && is(&e.component))
             .map(|(i, _)| i)
+            .collect()
     };
-    here(None, true)
-        .zip(here(Some(ComponentKind::Spout), false))
-        .collect()
+    let ackers = here(&|c| c.as_str() == ACKER_COMPONENT);
+    let spouts = here(&|c| spec.components[c].kind == ComponentKind::Spout);
+    ackers.into_iter().zip(spouts).collect()
 }
 
 /// The router of an executor of `component`.

@@ -73,10 +73,15 @@ impl Shared {
     /// init and completion messages in-process. Only for tracked tuples,
     /// so `ackers` is not empty.
     pub fn new_root(&self, rng: &mut impl rand::Rng) -> u64 {
+        self.new_root_among(&self.local_ackers, rng)
+    }
+
+    /// A new tree root (random, never 0) whose acker is one of the
+    /// ackers at `positions` in [`Shared::ackers`] (not empty).
+    pub fn new_root_among(&self, positions: &[u64], rng: &mut impl rand::Rng) -> u64 {
         let n = self.ackers.len() as u64;
-        let k = self.local_ackers[rng.random_range(0..self.local_ackers.len())];
-        let q = rng.random_range(1..u64::MAX / n);
-        q * n + k
+        let k = positions[rng.random_range(0..positions.len())];
+        rng.random_range(1..u64::MAX / n) * n + k
     }
 
     /// Whether executors should stop.
@@ -140,6 +145,22 @@ impl Output {
         (0..self.router.num_streams())
             .map(|p| self.router.stream(p).0 .0.clone())
             .collect()
+    }
+
+    /// Routes what acker task `acker` tells spout task `spout` (`told`),
+    /// as an emit on its acking stream: counted, tapped and sampled like
+    /// any emit. Returns the stream's global index; targets are in
+    /// [`Output::targets`].
+    pub fn route_told(
+        &mut self,
+        shared: &Shared,
+        acker: TaskId,
+        stats: &mut TaskStats,
+        spout: TaskId,
+        told: crate::acking::AckMsg,
+    ) -> Option<u32> {
+        let values = told.values();
+        self.route(shared, acker, stats, told.stream(), &values, Some(spout))
     }
 
     /// The routing step of an emit: resolves `stream`, fills `targets`,
