@@ -309,7 +309,11 @@ fn acker_hosts(layout: &TaskLayout, spec: &TopologySpec, local: &[bool]) -> Vec<
             .collect()
     };
     let ackers = here(&|c| c.as_str() == ACKER_COMPONENT);
-    let spouts = here(&|c| spec.components[c].kind == ComponentKind::Spout);
+    let spouts = here(&|c| {
+        spec.components
+            .get(c)
+            .is_some_and(|s| s.kind == ComponentKind::Spout)
+    });
     ackers.into_iter().zip(spouts).collect()
 }
 
