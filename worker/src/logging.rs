@@ -116,7 +116,9 @@ pub struct LogFile {
     pub path: PathBuf,
     /// Size past which the live file is rotated, bytes.
     pub max_file_bytes: u64,
-    /// Rotated files kept; older ones are deleted.
+    /// Rotated files kept; older ones are deleted. `file-rotate` renames
+    /// the rotated files before it deletes the one past this limit, so for
+    /// a moment during a rotation there is one more.
     pub max_files: usize,
 }
 
