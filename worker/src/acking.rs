@@ -133,6 +133,40 @@ impl AckMsg {
         })
     }
 
+    /// The message as `(kind, root, val)`, the parts it crosses between
+    /// workers as ([`crate::wire::encode_acks`]): kind 0 init, 1 ack, 2
+    /// once, 3 fail, 4 reset timeout, 5 complete; `val` for the first
+    /// three only. An init's spout task is the message's source.
+    pub fn to_parts(self) -> (u8, u64, Option<u64>) {
+        match self {
+            Self::Init { root, val, .. } => (0, root, Some(val)),
+            Self::Ack { root, val } => (1, root, Some(val)),
+            Self::Once { root, val } => (2, root, Some(val)),
+            Self::Fail { root } => (3, root, None),
+            Self::ResetTimeout { root } => (4, root, None),
+            Self::Complete { root } => (5, root, None),
+        }
+    }
+
+    /// The message [`Self::to_parts`] gave these parts, sent by task
+    /// `source`; `None` for an unknown kind, or a `val` missing or extra
+    /// for the kind.
+    pub fn from_parts(kind: u8, root: u64, val: Option<u64>, source: TaskId) -> Option<Self> {
+        Some(match (kind, val) {
+            (0, Some(val)) => Self::Init {
+                root,
+                val,
+                spout_task: source,
+            },
+            (1, Some(val)) => Self::Ack { root, val },
+            (2, Some(val)) => Self::Once { root, val },
+            (3, None) => Self::Fail { root },
+            (4, None) => Self::ResetTimeout { root },
+            (5, None) => Self::Complete { root },
+            _ => return None,
+        })
+    }
+
     /// XORs an [`AckMsg::Ack`] of `root` into this message when it is an
     /// ack of the same root (the XOR algorithm allows merging; an
     /// idempotent ack's value must stay as sent, so only plain acks merge).
@@ -150,8 +184,10 @@ impl AckMsg {
 
 /// One ack-protocol message addressed to one task: how acks travel between
 /// the executors of a worker (40 bytes, where a [`TupleMsg`] takes 112 and
-/// its values must be built and parsed). Between workers they travel as
-/// tuples on the acking streams ([`AckTo::into_tuple`]).
+/// its values must be built and parsed), and between workers, in ack
+/// frames of their own ([`crate::wire::encode_acks`]). A user bolt
+/// subscribed to an acking stream receives one as a tuple
+/// ([`AckTo::into_tuple`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AckTo {
     /// The receiving task (an acker, or a spout told by one).
@@ -166,8 +202,8 @@ pub struct AckTo {
 }
 
 impl AckTo {
-    /// The same message as a tuple on its acking stream, as it crosses
-    /// to another worker.
+    /// The same message as a tuple on its acking stream, as a user bolt
+    /// subscribed to that stream receives it.
     pub fn into_tuple(self) -> TupleMsg {
         TupleMsg {
             dest: self.dest,
@@ -179,9 +215,8 @@ impl AckTo {
     }
 }
 
-/// The stream indices of a component's acking streams: bolts send on
-/// their own, spouts receive on the acker's (`u32::MAX` where it has
-/// none).
+/// The stream indices of a component's acking streams, which its tasks
+/// send ack messages on (`u32::MAX` where it has none).
 #[derive(Debug, Clone, Copy)]
 pub struct AckStreams {
     init: u32,
@@ -212,21 +247,6 @@ impl AckStreams {
             AckMsg::Once { .. } => self.once,
             AckMsg::Fail { .. } => self.fail,
             AckMsg::ResetTimeout { .. } => self.reset,
-        }
-    }
-
-    /// What a spout received from an acker (these being the acker's
-    /// streams) on stream index `stream`; `None` for anything else.
-    pub fn at_spout(&self, stream: u32, values: &Values) -> Option<AckMsg> {
-        let root = values.first().and_then(Value::as_i64)? as u64;
-        if stream == self.ack {
-            Some(AckMsg::Complete { root })
-        } else if stream == self.fail {
-            Some(AckMsg::Fail { root })
-        } else if stream == self.reset {
-            Some(AckMsg::ResetTimeout { root })
-        } else {
-            None
         }
     }
 }
@@ -434,6 +454,25 @@ mod tests {
         ] {
             assert_eq!(AckMsg::at_acker(msg.stream(), &msg.values(), t), Some(msg));
         }
+        // Between workers, by parts; an init's spout task is its source.
+        for msg in [
+            AckMsg::Init {
+                root: 1,
+                val: u64::MAX,
+                spout_task: t,
+            },
+            AckMsg::Ack { root: 1, val: 2 },
+            AckMsg::Once { root: 1, val: 2 },
+            AckMsg::Fail { root: 9 },
+            AckMsg::ResetTimeout { root: 9 },
+            AckMsg::Complete { root: u64::MAX },
+        ] {
+            let (kind, root, val) = msg.to_parts();
+            assert_eq!(AckMsg::from_parts(kind, root, val, t), Some(msg));
+        }
+        assert_eq!(AckMsg::from_parts(6, 1, None, t), None, "unknown kind");
+        assert_eq!(AckMsg::from_parts(1, 1, None, t), None, "an ack lacks val");
+        assert_eq!(AckMsg::from_parts(5, 1, Some(2), t), None, "extra val");
         assert_eq!(AckMsg::at_acker("default", &values![1u64, 2u64], t), None);
         assert_eq!(AckMsg::at_acker(ACK_ACK_STREAM, &values![1u64], t), None);
 
@@ -446,7 +485,8 @@ mod tests {
         let mut failed = AckMsg::Fail { root: 5 };
         assert!(!failed.merge_ack(5, 1), "not an ack");
 
-        // Between workers, the tuple on the sender's acking stream.
+        // To a user bolt subscribed to an acking stream, the tuple on the
+        // sender's acking stream.
         let to = AckTo {
             dest: TaskId(3),
             source: t,

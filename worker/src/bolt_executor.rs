@@ -1,6 +1,6 @@
 //! A bolt executor: one thread running one or more tasks of a bolt.
 
-use crate::acking::{malformed, AckMsg, AckStreams, AckTo, AckVals, Acker};
+use crate::acking::{AckMsg, AckStreams, AckTo, AckVals, Acker};
 use crate::message::{Envelope, TupleMsg};
 use crate::routing::Router;
 use crate::shared::{task_context, value_for, Output, Shared};
@@ -25,7 +25,9 @@ struct TaskState {
 
 /// What a task runs: a user's bolt, or the engine's acker, which the
 /// executor feeds ack messages without building a `Tuple` for each (see
-/// [`BoltExecutor::execute_ack`]).
+/// [`BoltExecutor::execute_compact`]; ack messages never travel as tuples,
+/// so a tuple for an acker, a tick, runs through its `Bolt`
+/// implementation).
 enum TaskBolt {
     User(Box<dyn Bolt>),
     Acker(Acker),
@@ -359,9 +361,6 @@ impl BoltExecutor {
         if index >= self.tasks.len() {
             return;
         }
-        if matches!(self.tasks[index].bolt, TaskBolt::Acker(_)) {
-            return self.execute_ack(index, msg);
-        }
         let Some(meta) = self.metas.get(msg.stream as usize).cloned() else {
             return;
         };
@@ -369,23 +368,6 @@ impl BoltExecutor {
         let tuple = Tuple::new(meta, msg.source, msg.values, msg.message_id, started)
             .with_input(msg.stream);
         self.execute_tuple(index, &tuple);
-    }
-
-    /// Runs an ack message that arrived as a tuple (from another worker)
-    /// through acker task `index`.
-    fn execute_ack(&mut self, index: usize, msg: TupleMsg) {
-        let Some(meta) = self.metas.get(msg.stream as usize) else {
-            return;
-        };
-        let stream = meta.stream.as_str();
-        match AckMsg::at_acker(stream, &msg.values, msg.source) {
-            Some(ack) => self.apply_ack(index, msg.stream, ack),
-            None => {
-                let stats = &mut self.tasks[index].state.stats;
-                stats.report_error(malformed(stream, &msg.values));
-                count_executed(stats, msg.stream, meta, None);
-            }
-        }
     }
 
     /// Runs a compact ack message; one for a task that is not an acker

@@ -11,9 +11,8 @@
 //! tree's messages between threads off the ack path, as Heron tracks trees
 //! in the process that runs the spout.
 
-use crate::acking::{malformed, AckMsg, Acker};
+use crate::acking::{AckMsg, Acker};
 use crate::bolt_executor::count_executed;
-use crate::message::TupleMsg;
 use crate::shared::{task_context, Output, Shared};
 use crate::stats::{Sampler, TaskStats};
 use rand::Rng;
@@ -130,25 +129,6 @@ impl InlineAcker {
             }
         }
         count_executed(&mut task.stats, input, meta, started);
-    }
-
-    /// Applies an ack message that arrived as a tuple (from another
-    /// worker).
-    pub fn apply_tuple(&mut self, shared: &Shared, msg: TupleMsg) {
-        let Some(meta) = self.metas.get(msg.stream as usize) else {
-            return;
-        };
-        let stream = meta.stream.as_str();
-        match AckMsg::at_acker(stream, &msg.values, msg.source) {
-            Some(ack) => self.apply(shared, msg.dest, msg.stream, ack),
-            None => {
-                let index = msg.dest.0.wrapping_sub(self.first_task) as usize;
-                if let Some(task) = self.tasks.get_mut(index) {
-                    task.stats.report_error(malformed(stream, &msg.values));
-                    count_executed(&mut task.stats, msg.stream, meta, None);
-                }
-            }
-        }
     }
 
     /// What the acker told the hosting executor's spout tasks since the

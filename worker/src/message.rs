@@ -34,12 +34,77 @@ pub struct TupleMsg {
 pub enum Envelope {
     /// A batch of tuples, each for a task of the receiving executor.
     Tuples(Vec<TupleMsg>),
-    /// A batch of ack-protocol messages within a worker, each for a task
-    /// of the receiving executor (or, on the transfer queue, of another
-    /// worker's: they cross as tuples).
+    /// A batch of ack-protocol messages, each for a task of the receiving
+    /// executor (or, on the transfer queue, of another worker's).
     Acks(Vec<AckTo>),
     /// Wake up and look at the control flags (stop, activate).
     Wake,
+}
+
+/// What an [`Envelope`] carries a batch of: each message is addressed to
+/// one task.
+pub(crate) trait Batched: Sized {
+    /// The receiving task.
+    fn dest(&self) -> TaskId;
+    /// A batch in its envelope.
+    fn wrap(batch: Vec<Self>) -> Envelope;
+    /// The batch in an envelope [`Self::wrap`] made (empty for another).
+    fn unwrap(envelope: Envelope) -> Vec<Self>;
+}
+
+impl Batched for TupleMsg {
+    fn dest(&self) -> TaskId {
+        self.dest
+    }
+    fn wrap(batch: Vec<Self>) -> Envelope {
+        Envelope::Tuples(batch)
+    }
+    fn unwrap(envelope: Envelope) -> Vec<Self> {
+        match envelope {
+            Envelope::Tuples(batch) => batch,
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Batched for AckTo {
+    fn dest(&self) -> TaskId {
+        self.dest
+    }
+    fn wrap(batch: Vec<Self>) -> Envelope {
+        Envelope::Acks(batch)
+    }
+    fn unwrap(envelope: Envelope) -> Vec<Self> {
+        match envelope {
+            Envelope::Acks(batch) => batch,
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Envelope {
+    /// How many messages it carries.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Tuples(b) => b.len(),
+            Self::Acks(b) => b.len(),
+            Self::Wake => 0,
+        }
+    }
+
+    /// Whether it carries no message.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The task its first message is for.
+    pub fn first_dest(&self) -> Option<TaskId> {
+        match self {
+            Self::Tuples(b) => b.first().map(|t| t.dest),
+            Self::Acks(b) => b.first().map(|a| a.dest),
+            Self::Wake => None,
+        }
+    }
 }
 
 /// Every stream of a topology, system streams included, numbered densely so

@@ -6,7 +6,7 @@
 
 use crate::acking::{AckMsg, AckTo};
 use crate::backpressure::Backpressure;
-use crate::message::{Envelope, TupleMsg};
+use crate::message::{Batched, Envelope, TupleMsg};
 use crossbeam_channel::{Sender, TrySendError};
 use squall_topology_api::TaskId;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -180,36 +180,6 @@ impl Slot {
     /// Whether nothing is buffered.
     fn is_empty(&self) -> bool {
         self.tuples.is_empty() && self.acks.is_empty()
-    }
-}
-
-/// What an [`Envelope`] carries a batch of.
-trait Batched: Sized {
-    fn wrap(batch: Vec<Self>) -> Envelope;
-    fn unwrap(envelope: Envelope) -> Vec<Self>;
-}
-
-impl Batched for TupleMsg {
-    fn wrap(batch: Vec<Self>) -> Envelope {
-        Envelope::Tuples(batch)
-    }
-    fn unwrap(envelope: Envelope) -> Vec<Self> {
-        match envelope {
-            Envelope::Tuples(batch) => batch,
-            _ => Vec::new(),
-        }
-    }
-}
-
-impl Batched for AckTo {
-    fn wrap(batch: Vec<Self>) -> Envelope {
-        Envelope::Acks(batch)
-    }
-    fn unwrap(envelope: Envelope) -> Vec<Self> {
-        match envelope {
-            Envelope::Acks(batch) => batch,
-            _ => Vec::new(),
-        }
     }
 }
 

@@ -17,7 +17,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use rand::Rng;
 use squall_topology_api::{
     ComponentId, FailReason, MessageId, MetricUpdate, Spout, SpoutOutput, SpoutOutputCollector,
-    TaskId, Value, Values, ACKER_COMPONENT,
+    TaskId, Value, Values,
 };
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -167,8 +167,6 @@ pub struct SpoutExecutor {
     publisher: Publisher,
     /// This spout's acking streams (`__ack_init`).
     streams: AckStreams,
-    /// The acker's, which it receives on.
-    acker_streams: AckStreams,
     max_pending: Option<usize>,
     /// What this spout's tuples can reach: it waits while some of it is
     /// backpressured.
@@ -195,7 +193,6 @@ impl SpoutExecutor {
         let spec = &shared.spec.components[&component];
         let out = Output::new(&shared, component.clone(), router);
         let stream_names = out.stream_names();
-        let acker_streams = AckStreams::of(&shared.streams, ACKER_COMPONENT);
         let tasks: Vec<SpoutTask> = tasks
             .map(|t| {
                 let mut spout = factory();
@@ -233,7 +230,6 @@ impl SpoutExecutor {
             active: false,
             next_rotate: shared.clock.now() + rotate_every,
             rotate_every,
-            acker_streams,
             acker,
             shared,
             tasks,
@@ -259,26 +255,9 @@ impl SpoutExecutor {
                 self.apply_told(now);
                 n
             }
-            // From another worker: an acker's message to a spout task, or
-            // an ack message to an acker task run here.
-            Envelope::Tuples(batch) => {
-                let n = batch.len() as i64;
-                for msg in batch {
-                    match &mut self.acker {
-                        Some(acker) if acker.hosts(msg.dest) => {
-                            acker.apply_tuple(&self.shared, msg)
-                        }
-                        _ => {
-                            if let Some(ack) = self.acker_streams.at_spout(msg.stream, &msg.values)
-                            {
-                                self.on_ack(msg.dest, ack, now);
-                            }
-                        }
-                    }
-                }
-                self.apply_told(now);
-                n
-            }
+            // Ack messages, from this worker or another, travel as acks:
+            // nothing addressed to a spout or an acker is a tuple.
+            Envelope::Tuples(batch) => batch.len() as i64,
             Envelope::Wake => 0,
         }
     }

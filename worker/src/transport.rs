@@ -17,10 +17,9 @@
 //! backpressure frame on its own connection to each) which tasks are
 //! backpressured, and their spouts wait (see [`crate::backpressure`]).
 
-use crate::acking::AckTo;
 use crate::launch::Inbound;
-use crate::message::{Envelope, TupleMsg};
-use crate::wire::{decode_frame, encode_backpressure, encode_batch, Frame};
+use crate::message::{Batched, Envelope};
+use crate::wire::{decode_frame, encode_acks, encode_backpressure, encode_batch, Frame};
 use serde_bytes::ByteBuf;
 use squall_cluster::blocking::FramedStream;
 use squall_cluster::frame::FrameError;
@@ -161,8 +160,7 @@ pub fn start_transfer(
             loop {
                 report_backpressure(&link, &mut conns, &mut reporting);
                 match queue.recv_timeout(BACKPRESSURE_CHECK) {
-                    Ok(Envelope::Tuples(b)) => round.push(b),
-                    Ok(Envelope::Acks(a)) => round.push(as_tuples(a)),
+                    Ok(env @ (Envelope::Tuples(_) | Envelope::Acks(_))) => round.push(env),
                     Ok(Envelope::Wake) | Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                         if inbound.stop.load(Ordering::Relaxed) {
                             return;
@@ -173,16 +171,15 @@ pub fn start_transfer(
                 }
                 while round.len() < MAX_ROUND_BATCHES {
                     match queue.try_recv() {
-                        Ok(Envelope::Tuples(b)) => round.push(b),
-                        Ok(Envelope::Acks(a)) => round.push(as_tuples(a)),
+                        Ok(env @ (Envelope::Tuples(_) | Envelope::Acks(_))) => round.push(env),
                         Ok(Envelope::Wake) => {}
                         Err(_) => break,
                     }
                 }
                 let mut sent = 0;
-                for batch in round.drain(..) {
-                    sent += batch.len() as u64;
-                    feed_batch(batch, &link, &mut conns);
+                for env in round.drain(..) {
+                    sent += env.len() as u64;
+                    feed_batch(env, &link, &mut conns);
                 }
                 for (addr, peer) in conns.iter_mut() {
                     flush_peer(addr, peer, &stats);
@@ -190,11 +187,6 @@ pub fn start_transfer(
                 inbound.in_flight.fetch_sub(sent as i64, Ordering::AcqRel);
             }
         })
-}
-
-/// Ack messages as the tuples they cross between workers as.
-fn as_tuples(acks: Vec<AckTo>) -> Vec<TupleMsg> {
-    acks.into_iter().map(AckTo::into_tuple).collect()
 }
 
 /// What the transfer thread sends by.
@@ -206,20 +198,21 @@ struct Link<'a> {
     auth: Option<&'a PeerAuth>,
 }
 
-/// Feeds `batch` to the connection of the worker holding its executor,
-/// connecting first if needed; counts it as dropped when that fails.
-fn feed_batch(batch: Vec<TupleMsg>, link: &Link<'_>, conns: &mut HashMap<String, Peer>) {
+/// Feeds a batch (tuples or acks, all for one executor) to the connection
+/// of the worker holding its executor, connecting first if needed; counts
+/// it as dropped when that fails.
+fn feed_batch(batch: Envelope, link: &Link<'_>, conns: &mut HashMap<String, Peer>) {
     let Link {
         inbound,
         peers,
         stats,
         ..
     } = *link;
-    let Some(first) = batch.first() else {
+    let Some(first) = batch.first_dest() else {
         return;
     };
     let n = batch.len() as u64;
-    let e = inbound.wiring.executor_of_task[first.dest.0 as usize] as usize;
+    let e = inbound.wiring.executor_of_task[first.0 as usize] as usize;
     let addr = peers.read().unwrap_or_else(|p| p.into_inner())[e].clone();
     let Some(addr) = addr else {
         stats.dropped.fetch_add(n, Ordering::Relaxed);
@@ -231,7 +224,11 @@ fn feed_batch(batch: Vec<TupleMsg>, link: &Link<'_>, conns: &mut HashMap<String,
         return;
     };
     let mut bytes = Vec::with_capacity(batch.len() * 32);
-    encode_batch(&batch, &mut bytes);
+    match &batch {
+        Envelope::Tuples(tuples) => encode_batch(tuples, &mut bytes),
+        Envelope::Acks(acks) => encode_acks(acks, &mut bytes),
+        Envelope::Wake => return,
+    }
     match conn.feed(ByteBuf::from(bytes)) {
         Ok(()) => peer.unwritten += n,
         Err(err) => {
@@ -523,7 +520,7 @@ struct Held<'a> {
 impl Held<'_> {
     /// Tells the worker's [`crate::backpressure::Backpressure`] which executors this connection
     /// now holds batches for.
-    fn update(&mut self, overflow: &HashMap<usize, VecDeque<Vec<TupleMsg>>>) {
+    fn update(&mut self, overflow: &Overflow) {
         let bp = &self.inbound.backpressure;
         self.executors.retain(|e| {
             let still = overflow.contains_key(e);
@@ -552,8 +549,12 @@ impl Drop for Held<'_> {
     }
 }
 
+/// What a connection holds for local executors whose queues were full, in
+/// order, by executor index.
+type Overflow = HashMap<usize, VecDeque<Envelope>>;
+
 fn receive(mut framed: DataStream<ByteBuf, ()>, peer: String, inbound: Inbound) {
-    let mut overflow: HashMap<usize, VecDeque<Vec<TupleMsg>>> = HashMap::new();
+    let mut overflow: Overflow = HashMap::new();
     let mut held = Held {
         connection: inbound.backpressure.connection_id(),
         inbound: &inbound,
@@ -567,6 +568,7 @@ fn receive(mut framed: DataStream<ByteBuf, ()>, peer: String, inbound: Inbound) 
         match framed.recv() {
             Ok(Some(bytes)) => match decode_frame(&bytes) {
                 Ok(Frame::Batch(batch)) => deliver(batch, &inbound, &mut overflow),
+                Ok(Frame::Acks(acks)) => deliver(acks, &inbound, &mut overflow),
                 Ok(Frame::Backpressure(tasks)) => {
                     inbound.backpressure.report(held.connection, tasks)
                 }
@@ -594,25 +596,25 @@ fn receive(mut framed: DataStream<ByteBuf, ()>, peer: String, inbound: Inbound) 
     }
 }
 
-fn deliver(
-    batch: Vec<TupleMsg>,
-    inbound: &Inbound,
-    overflow: &mut HashMap<usize, VecDeque<Vec<TupleMsg>>>,
-) {
+/// Queues `batch`'s messages for their local executors, in order, and
+/// sends what the queues take; a message for a task not run here is
+/// dropped.
+fn deliver<T: Batched>(batch: Vec<T>, inbound: &Inbound, overflow: &mut Overflow) {
     // A sender batches by executor: the whole batch is usually for one
     // executor run here, and goes to it as it is.
-    let executor = |t: &TupleMsg| {
-        let e = *inbound.wiring.executor_of_task.get(t.dest.0 as usize)? as usize;
-        (t.dest.0 != 0 && inbound.local[e]).then_some(e)
+    let executor = |t: &T| {
+        let dest = t.dest().0;
+        let e = *inbound.wiring.executor_of_task.get(dest as usize)? as usize;
+        (dest != 0 && inbound.local[e]).then_some(e)
     };
     if let Some(e) = batch.first().and_then(executor) {
         if batch.iter().all(|t| executor(t) == Some(e)) {
-            overflow.entry(e).or_default().push_back(batch);
+            overflow.entry(e).or_default().push_back(T::wrap(batch));
             drain(overflow, inbound);
             return;
         }
     }
-    let mut current: Option<(usize, Vec<TupleMsg>)> = None;
+    let mut current: Option<(usize, Vec<T>)> = None;
     for t in batch {
         let Some(e) = executor(&t) else {
             continue;
@@ -621,26 +623,26 @@ fn deliver(
             Some((ce, v)) if *ce == e => v.push(t),
             _ => {
                 if let Some((ce, v)) = current.take() {
-                    overflow.entry(ce).or_default().push_back(v);
+                    overflow.entry(ce).or_default().push_back(T::wrap(v));
                 }
                 current = Some((e, vec![t]));
             }
         }
     }
     if let Some((ce, v)) = current {
-        overflow.entry(ce).or_default().push_back(v);
+        overflow.entry(ce).or_default().push_back(T::wrap(v));
     }
     drain(overflow, inbound);
 }
 
-fn drain(overflow: &mut HashMap<usize, VecDeque<Vec<TupleMsg>>>, inbound: &Inbound) {
+fn drain(overflow: &mut Overflow, inbound: &Inbound) {
     for (e, q) in overflow.iter_mut() {
         while let Some(batch) = q.pop_front() {
             let n = batch.len() as i64;
             inbound.in_flight.fetch_add(n, Ordering::AcqRel);
-            match inbound.wiring.queues[*e].try_send(Envelope::Tuples(batch)) {
+            match inbound.wiring.queues[*e].try_send(batch) {
                 Ok(()) => {}
-                Err(crossbeam_channel::TrySendError::Full(Envelope::Tuples(b))) => {
+                Err(crossbeam_channel::TrySendError::Full(b)) => {
                     inbound.in_flight.fetch_sub(n, Ordering::AcqRel);
                     q.push_front(b);
                     break;

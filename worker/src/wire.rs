@@ -1,14 +1,19 @@
-//! Batches of tuples as MessagePack bytes, written and read with `rmp`'s
-//! primitives rather than through serde: the bytes are exactly what
-//! rmp-serde writes for `Vec<TupleMsg>` (each tuple the array `[dest,
-//! source, stream, values, message id]`, values untagged), but reading
-//! skips serde's per-field dispatch, which dominated a worker's receive
-//! thread.
+//! The frames workers of a topology exchange, as MessagePack bytes written
+//! and read with `rmp`'s primitives rather than through serde:
+//! - a batch of tuples: exactly what rmp-serde writes for `Vec<TupleMsg>`
+//!   (each tuple the array `[dest, source, stream, values, message id]`,
+//!   values untagged), but reading skips serde's per-field dispatch, which
+//!   dominated a worker's receive thread;
+//! - a batch of ack-protocol messages, `{"acks": [[dest, source, stream,
+//!   kind, root, val?], …]}` (the parts of [`AckMsg::to_parts`]): a third
+//!   of an ack tuple's bytes in memory, and no values to build and parse;
+//! - a backpressure status, `{"backpressure": [task, …]}`.
 //!
 //! Reading never panics on bad bytes: every length is checked against the
 //! bytes left, nesting is capped at [`MAX_DEPTH`], and any error names
 //! what was wrong.
 
+use crate::acking::{AckMsg, AckTo};
 use crate::message::TupleMsg;
 use compact_str::CompactString;
 use rmp::decode::{read_marker, RmpRead};
@@ -126,6 +131,8 @@ pub fn decode_batch(mut rd: &[u8]) -> Result<Vec<TupleMsg>, WireError> {
 pub enum Frame {
     /// Tuples (see [`encode_batch`]).
     Batch(Vec<TupleMsg>),
+    /// Ack-protocol messages (see [`encode_acks`]).
+    Acks(Vec<AckTo>),
     /// The sender's backpressured tasks, sorted (empty: none); replaces
     /// what it reported before (see [`crate::backpressure`]).
     Backpressure(Vec<u32>),
@@ -134,6 +141,66 @@ pub enum Frame {
 /// The key of a backpressure frame: the map `{"backpressure": [task…]}`,
 /// which no batch (an array) starts like.
 const BACKPRESSURE_KEY: &str = "backpressure";
+/// The key of an ack frame: the map `{"acks": [ack…]}`.
+const ACKS_KEY: &str = "acks";
+
+/// Appends an ack frame holding `acks` to `out`: each ack the array
+/// `[dest, source, stream, kind, root]`, with `val` after `root` for the
+/// kinds that have one ([`AckMsg::to_parts`]).
+pub fn encode_acks(acks: &[AckTo], out: &mut Vec<u8>) {
+    let _ = encode::write_map_len(out, 1);
+    let _ = encode::write_str(out, ACKS_KEY);
+    let _ = encode::write_array_len(out, acks.len() as u32);
+    for a in acks {
+        let (kind, root, val) = a.msg.to_parts();
+        let _ = encode::write_array_len(out, if val.is_some() { 6 } else { 5 });
+        let _ = encode::write_uint(out, u64::from(a.dest.0));
+        let _ = encode::write_uint(out, u64::from(a.source.0));
+        let _ = encode::write_uint(out, u64::from(a.stream));
+        let _ = encode::write_uint(out, u64::from(kind));
+        let _ = encode::write_uint(out, root);
+        if let Some(val) = val {
+            let _ = encode::write_uint(out, val);
+        }
+    }
+}
+
+/// Reads the list of an ack frame, after its key.
+fn decode_acks(rd: &mut &[u8]) -> Result<Vec<AckTo>, WireError> {
+    let n = array_len(rd, "acks")?;
+    let mut acks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let len = array_len(rd, "ack")?;
+        if !(5..=6).contains(&len) {
+            return Err(bad(
+                "an ack is not [dest, source, stream, kind, root, val?]",
+            ));
+        }
+        let dest = TaskId(uint(rd, "ack dest task")?);
+        let source = TaskId(uint(rd, "ack source task")?);
+        let stream = uint(rd, "ack stream")?;
+        let kind = uint(rd, "ack kind")?;
+        let root = uint(rd, "ack root")?;
+        let val = if len == 6 {
+            Some(uint(rd, "ack val")?)
+        } else {
+            None
+        };
+        let msg = AckMsg::from_parts(kind, root, val, source).ok_or_else(|| {
+            bad(format!(
+                "ack kind {kind} with {} values is not an ack message",
+                len - 4
+            ))
+        })?;
+        acks.push(AckTo {
+            dest,
+            source,
+            stream,
+            msg,
+        });
+    }
+    Ok(acks)
+}
 
 /// Appends a backpressure frame naming `tasks` to `out`.
 pub fn encode_backpressure(tasks: &[u32], out: &mut Vec<u8>) {
@@ -145,12 +212,13 @@ pub fn encode_backpressure(tasks: &[u32], out: &mut Vec<u8>) {
     }
 }
 
-/// Reads a frame: a batch ([`decode_batch`]) or a backpressure status
-/// ([`encode_backpressure`]).
+/// Reads a frame: a batch ([`decode_batch`]), acks ([`encode_acks`]) or
+/// a backpressure status ([`encode_backpressure`]).
 ///
 /// # Errors
-/// As [`decode_batch`]; for a map, a key other than `backpressure` or a
-/// task that is not an integer.
+/// As [`decode_batch`]; for a map, a key other than `acks` or
+/// `backpressure`, an ack that is not one ([`AckMsg::from_parts`]), a
+/// task that is not an integer, or bytes left over.
 pub fn decode_frame(bytes: &[u8]) -> Result<Frame, WireError> {
     let is_map = matches!(
         bytes.first().map(|&b| Marker::from_u8(b)),
@@ -161,18 +229,29 @@ pub fn decode_frame(bytes: &[u8]) -> Result<Frame, WireError> {
     }
     let rd = &mut &bytes[..];
     let m = marker(rd, "frame")?;
-    if container_len(rd, m, "frame")? != 1 || string(rd, "frame key")? != BACKPRESSURE_KEY {
-        return Err(bad("a map frame is not {\"backpressure\": [task, …]}"));
+    if container_len(rd, m, "frame")? != 1 {
+        return Err(bad("a map frame has more than one key"));
     }
-    let n = array_len(rd, "backpressured tasks")?;
-    let mut tasks = Vec::with_capacity(n);
-    for _ in 0..n {
-        tasks.push(uint(rd, "backpressured task")?);
-    }
+    let frame = match string(rd, "frame key")? {
+        ACKS_KEY => Frame::Acks(decode_acks(rd)?),
+        BACKPRESSURE_KEY => {
+            let n = array_len(rd, "backpressured tasks")?;
+            let mut tasks = Vec::with_capacity(n);
+            for _ in 0..n {
+                tasks.push(uint(rd, "backpressured task")?);
+            }
+            Frame::Backpressure(tasks)
+        }
+        key => {
+            return Err(bad(format!(
+                "a map frame's key is {key:?}, not \"acks\" or \"backpressure\""
+            )))
+        }
+    };
     if !rd.is_empty() {
         return Err(bad(format!("{} bytes after the frame", rd.len())));
     }
-    Ok(Frame::Backpressure(tasks))
+    Ok(frame)
 }
 
 fn marker(rd: &mut &[u8], what: &str) -> Result<Marker, WireError> {
@@ -400,7 +479,46 @@ mod tests {
             })
     }
 
+    fn ack() -> impl Strategy<Value = AckTo> {
+        (
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+            0u8..6,
+            any::<u64>(),
+            any::<u64>(),
+        )
+            .prop_map(|(d, s, stream, kind, root, val)| {
+                let val = (kind < 3).then_some(val);
+                AckTo {
+                    dest: TaskId(d),
+                    source: TaskId(s),
+                    stream,
+                    msg: AckMsg::from_parts(kind, root, val, TaskId(s)).unwrap(),
+                }
+            })
+    }
+
     proptest! {
+        #[test]
+        fn acks_round_trip_and_bad_bytes_give_errors_not_panics(
+            acks in proptest::collection::vec(ack(), 0..6),
+            cut_at in any::<prop::sample::Index>(),
+            flip in any::<(prop::sample::Index, u8)>(),
+        ) {
+            let mut bytes = Vec::new();
+            encode_acks(&acks, &mut bytes);
+            match decode_frame(&bytes).unwrap() {
+                Frame::Acks(back) => prop_assert_eq!(back, acks),
+                other => prop_assert!(false, "not acks: {:?}", other),
+            }
+            let at = cut_at.index(bytes.len());
+            prop_assert!(decode_frame(&bytes[..at]).is_err());
+            let i = flip.0.index(bytes.len());
+            bytes[i] ^= flip.1.max(1);
+            let _ = decode_frame(&bytes);
+        }
+
         #[test]
         fn round_trips_and_matches_rmp_serde(batch in proptest::collection::vec(tuple(), 0..6)) {
             let mut bytes = Vec::new();
@@ -451,12 +569,29 @@ mod tests {
     }
 
     #[test]
+    fn an_ack_frame_names_what_is_wrong() {
+        let frame = |ack: &[u8]| {
+            let mut b = vec![0x81, 0xa4];
+            b.extend_from_slice(b"acks");
+            b.push(0x91);
+            b.extend_from_slice(ack);
+            decode_frame(&b).unwrap_err().to_string()
+        };
+        // [dest, source, stream, kind 6, root]: no such kind.
+        assert!(frame(&[0x95, 1, 2, 3, 6, 9]).contains("ack kind 6 with 1 values"));
+        // An ack (kind 1) without its val.
+        assert!(frame(&[0x95, 1, 2, 3, 1, 9]).contains("ack kind 1 with 1 values"));
+        assert!(frame(&[0x93, 1, 2, 3]).contains("an ack is not [dest"));
+        assert!(frame(&[0x95, 1, 2, 3, 0xa1, b'x', 9]).contains("ack kind: expected"));
+    }
+
+    #[test]
     fn backpressure_frames_round_trip_and_batches_stay_batches() {
         let mut bytes = Vec::new();
         encode_backpressure(&[3, 4, 70_000], &mut bytes);
         let tasks = |b: &[u8]| match decode_frame(b).unwrap() {
             Frame::Backpressure(t) => t,
-            Frame::Batch(_) => panic!("a batch"),
+            other => panic!("not backpressure: {other:?}"),
         };
         assert_eq!(tasks(&bytes), [3, 4, 70_000]);
         let mut none = Vec::new();
@@ -466,7 +601,8 @@ mod tests {
         encode_batch(&[], &mut batch);
         assert!(matches!(decode_frame(&batch).unwrap(), Frame::Batch(b) if b.is_empty()));
         let err = |b: &[u8]| decode_frame(b).unwrap_err().to_string();
-        assert!(err(&[0x81, 0xa1, b'x', 0x90]).contains("not {\"backpressure\""));
+        assert!(err(&[0x81, 0xa1, b'x', 0x90]).contains("key is \"x\", not \"acks\""));
+        assert!(err(&[0x82, 0xa1, b'x', 0x90]).contains("more than one key"));
         assert!(err(&[0x81]).contains("cut short") || err(&[0x81]).contains("over the"));
         bytes.push(0);
         assert!(err(&bytes).contains("1 bytes after the frame"));
