@@ -107,7 +107,7 @@ fn encode_value(v: &Value, out: &mut Vec<u8>) {
         Value::Str(s) => encode::write_str(out, s).map_err(drop),
         Value::Bytes(b) => encode::write_bin(out, b).map_err(drop),
         Value::List(l) => {
-            let _ = encode::write_array_len(out, l.len() as u32);
+            put_array_len(out, l.len());
             l.iter().for_each(|v| encode_value(v, out));
             Ok(())
         }
@@ -247,9 +247,9 @@ fn decode_acks(rd: &mut &[u8]) -> Result<Vec<AckTo>, WireError> {
 pub fn encode_backpressure(tasks: &[u32], out: &mut Vec<u8>) {
     let _ = encode::write_map_len(out, 1);
     let _ = encode::write_str(out, BACKPRESSURE_KEY);
-    let _ = encode::write_array_len(out, tasks.len() as u32);
+    put_array_len(out, tasks.len());
     for &t in tasks {
-        let _ = encode::write_uint(out, u64::from(t));
+        put_uint(out, u64::from(t));
     }
 }
 
