@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use squall::testing::wait_for;
 use squall::*;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -117,4 +117,91 @@ fn a_cycle_of_bolts_with_full_queues_does_not_deadlock() {
         b.set_bolt("back", || Ring, 1).shuffle_grouping("ring");
     });
     assert_eq!(stats.failed(), 0);
+}
+
+/// Emits ten untracked tuples per input, counting them.
+struct CountedFan(Arc<AtomicU64>);
+impl Bolt for CountedFan {
+    fn execute(&mut self, t: &Tuple, out: &mut OutputCollector<'_>) {
+        for i in 0..10 {
+            out.emit(values![t.get(0).cloned().unwrap_or_default(), i]);
+            self.0.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+    fn declare_output_fields(&self, d: &mut OutputFieldsDeclarer) {
+        d.declare(["v", "i"]);
+    }
+}
+
+/// Executes slowly, recording the most tuples the fan had emitted that it
+/// had not executed yet.
+struct CountedSlow {
+    fan: Arc<AtomicU64>,
+    executed: Arc<AtomicU64>,
+    behind_max: Arc<AtomicU64>,
+}
+impl Bolt for CountedSlow {
+    fn execute(&mut self, _: &Tuple, _: &mut OutputCollector<'_>) {
+        std::thread::sleep(Duration::from_micros(20));
+        let done = self.executed.fetch_add(1, Ordering::AcqRel) + 1;
+        let behind = self.fan.load(Ordering::Acquire).saturating_sub(done);
+        self.behind_max.fetch_max(behind, Ordering::AcqRel);
+    }
+    fn declare_output_fields(&self, _: &mut OutputFieldsDeclarer) {}
+}
+
+#[test]
+fn a_bolt_with_held_output_takes_no_input_until_it_leaves() {
+    // spout -> fan (ten tuples per input) -> slow, no ackers: nothing
+    // bounds the spout but backpressure. The fan waits while the slow
+    // bolt's queue is full, so what it emitted and the slow bolt has not
+    // run stays within that queue (1024 tuples), the batch the slow bolt
+    // is running (64), and the fan's buffer (under 64) plus its output for
+    // one input batch (640): 1,791. A fan that kept taking input would
+    // hold ten tuples for every one in its own queue (10,240 more).
+    const BEHIND_BOUND: u64 = 2 * 1024;
+    let total = 20_000u64;
+    let stats = Arc::new(SpoutStats::default());
+    let (fan, executed, behind_max) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let mut b = TopologyBuilder::new();
+    b.set_spout("spout", CountingSpout::factory(total, stats.clone()), 1);
+    let f = fan.clone();
+    b.set_bolt("fan", move || CountedFan(f.clone()), 1)
+        .shuffle_grouping("spout");
+    let (f, e, m) = (fan.clone(), executed.clone(), behind_max.clone());
+    b.set_bolt(
+        "slow",
+        move || CountedSlow {
+            fan: f.clone(),
+            executed: e.clone(),
+            behind_max: m.clone(),
+        },
+        1,
+    )
+    .shuffle_grouping("fan");
+    let mut config = small_queues();
+    config.acker_executors = Some(0);
+    let cluster = LocalCluster::new();
+    cluster
+        .submit_topology("bp-wait", &config, b.create_topology().unwrap())
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(120), || executed
+            .load(Ordering::Acquire)
+            == total * 10),
+        "the slow bolt ran {} of {}",
+        executed.load(Ordering::Acquire),
+        total * 10
+    );
+    let behind = behind_max.load(Ordering::Acquire);
+    eprintln!("most tuples between the fan and the slow bolt: {behind}");
+    assert!(
+        behind <= BEHIND_BOUND,
+        "{behind} tuples between the fan and the slow bolt, over {BEHIND_BOUND}"
+    );
+    cluster.shutdown();
 }

@@ -4,13 +4,18 @@
 //! its tasks are backpressured; spouts whose tuples can reach a
 //! backpressured task stop calling `next_tuple` until it drains.
 //!
-//! The policy, as in Storm 2: only spouts wait. Bolts and the transport
-//! never block on a remote peer (a receiver keeps reading and holds the
-//! overflow), so workers that send to each other, or a topology with a
-//! cycle, cannot deadlock; what a receiver holds is bounded by what was in
-//! flight when the spouts paused, not by `topology.max.spout.pending`.
+//! The policy, as in Storm 2: spouts wait, and so does a bolt whose
+//! output is held, by taking no input until its held batches leave (Storm
+//! 2's `BoltExecutor` stops consuming while it has pending emits), unless
+//! the bolt is on a cycle of bolts (see [`on_bolt_cycle`]) or is the
+//! acker: those keep taking input and hold what they emit, so a topology
+//! with a cycle cannot deadlock. A spout waiting for room keeps taking
+//! acks. The transport never blocks on a remote peer (a receiver keeps
+//! reading and holds the overflow), so workers that send to each other
+//! cannot deadlock; what a receiver holds is bounded by what was in flight
+//! when the spouts paused, not by `topology.max.spout.pending`.
 
-use squall_topology_api::spec::TopologySpec;
+use squall_topology_api::spec::{ComponentKind, TopologySpec};
 use squall_topology_api::{TaskLayout, ACKER_COMPONENT};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -192,10 +197,39 @@ pub fn downstream_of(spec: &TopologySpec, layout: &TaskLayout, spout: &str) -> D
     Downstream { tasks, executors }
 }
 
+/// Whether bolt `bolt` can reach itself through bolts: a subscription
+/// path from it back to it on which every component is a bolt (the acker,
+/// whose inputs are implicit, counts as on a cycle). Such a bolt must keep
+/// taking input while its output is held, or the cycle could deadlock with
+/// every queue on it full; any other bolt may wait, since what it waits
+/// for drains without it. Spouts break a path: they take acks while they
+/// wait.
+pub fn on_bolt_cycle(spec: &TopologySpec, bolt: &str) -> bool {
+    if bolt == ACKER_COMPONENT {
+        return true;
+    }
+    let mut reached: BTreeSet<&str> = BTreeSet::new();
+    let mut frontier = vec![bolt];
+    while let Some(from) = frontier.pop() {
+        for (id, c) in &spec.components {
+            // Only bolts are pushed: every `from` is a bolt.
+            let fed = c.kind == ComponentKind::Bolt
+                && c.inputs.iter().any(|i| i.component.as_str() == from);
+            if fed && reached.insert(id.as_str()) {
+                if id.as_str() == bolt {
+                    return true;
+                }
+                frontier.push(id.as_str());
+            }
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use squall_topology_api::spec::{ComponentKind, ComponentSpec, InputSpec};
+    use squall_topology_api::spec::{ComponentSpec, InputSpec};
     use squall_topology_api::GroupingSpec;
 
     fn component(kind: ComponentKind, inputs: &[&str]) -> ComponentSpec {
@@ -229,6 +263,28 @@ mod tests {
             spec.components.insert(id.into(), component(kind, inputs));
         }
         spec
+    }
+
+    #[test]
+    fn only_bolts_off_a_cycle_of_bolts_wait() {
+        let mut spec = spec();
+        assert!(on_bolt_cycle(&spec, "ring") && on_bolt_cycle(&spec, "back"));
+        assert!(!on_bolt_cycle(&spec, "other"));
+        assert!(on_bolt_cycle(&spec, ACKER_COMPONENT));
+        // A bolt fed by itself is on a cycle.
+        let mut own = component(ComponentKind::Bolt, &["s2", "own"]);
+        own.inputs[1].stream = "again".into();
+        spec.components.insert("own".into(), own);
+        assert!(on_bolt_cycle(&spec, "own"));
+        // A path back through a spout is no cycle: spouts take acks while
+        // they wait.
+        spec.components
+            .insert("s3".into(), component(ComponentKind::Spout, &["tail"]));
+        spec.components
+            .insert("head".into(), component(ComponentKind::Bolt, &["s3"]));
+        spec.components
+            .insert("tail".into(), component(ComponentKind::Bolt, &["head"]));
+        assert!(!on_bolt_cycle(&spec, "head") && !on_bolt_cycle(&spec, "tail"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A bolt executor: one thread running one or more tasks of a bolt.
 
 use crate::acking::{AckMsg, AckStreams, AckTo, AckVals, Acker};
+use crate::backpressure::on_bolt_cycle;
 use crate::message::{Envelope, TupleMsg};
 use crate::routing::Router;
 use crate::shared::{task_context, value_for, Output, Shared};
@@ -252,6 +253,9 @@ pub struct BoltExecutor {
     next_rotate: Instant,
     /// Set by any task's waker: some task's `woken` flag may be set.
     any_woken: Arc<AtomicBool>,
+    /// Whether the executor takes no input while its output is held (a
+    /// bolt off any cycle of bolts, see [`on_bolt_cycle`]).
+    waits_for_room: bool,
 }
 
 impl BoltExecutor {
@@ -267,7 +271,9 @@ impl BoltExecutor {
         router: Router,
     ) -> Self {
         let spec = &shared.spec.components[&component];
-        let out = Output::new(&shared, component.clone(), router);
+        let mut out = Output::new(&shared, component.clone(), router);
+        let waits_for_room = !on_bolt_cycle(&shared.spec, component.as_str());
+        out.outbox.mark_held(!waits_for_room);
         let stream_names = out.stream_names();
         let streams = AckStreams::of(&shared.streams, component.as_str());
         let now = shared.clock.now();
@@ -333,6 +339,7 @@ impl BoltExecutor {
             rotate_every,
             next_rotate: now + rotate_every,
             any_woken,
+            waits_for_room,
         }
     }
 
@@ -484,6 +491,17 @@ impl BoltExecutor {
         let mut real = Instant::now();
         let mut now = self.shared.clock.now_at(real);
         while !self.shared.stopping() {
+            if self.waits_for_room && self.out.outbox.is_congested() {
+                // Held output: no input until it leaves (Storm 2's bolt
+                // executor consumes nothing while it has pending emits).
+                let wait = self.next_wait(now, real);
+                self.out.outbox.wait_for_room(None, wait);
+                self.out.outbox.flush();
+                real = Instant::now();
+                now = self.shared.clock.now_at(real);
+                self.on_timers(now, real);
+                continue;
+            }
             // Held output (a full receiver) is tried again soon.
             let wait = if self.out.outbox.is_empty() {
                 self.next_wait(now, real)

@@ -1,16 +1,19 @@
 //! An executor's output side: one buffer per receiving executor, flushed as
-//! a batch when full or when the executor goes idle. An executor never
-//! waits for a full queue: the buffer holds on, the receiver is marked
-//! backpressured (see [`crate::backpressure`]) and the spouts upstream of
-//! it wait instead, so executors that feed each other cannot deadlock.
+//! a batch when full or when the executor goes idle. A send never blocks on
+//! a full queue: the buffer holds on and the executor decides (see
+//! [`crate::backpressure`]): a spout, or a bolt off any cycle of bolts,
+//! takes no new work and waits for room ([`Outbox::wait_for_room`]); a
+//! bolt on a cycle keeps going, and its held receivers are marked
+//! backpressured so that the spouts upstream wait instead.
 
 use crate::acking::{AckMsg, AckTo};
 use crate::backpressure::Backpressure;
 use crate::message::{Batched, Envelope, TupleMsg};
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
 use squall_topology_api::TaskId;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Where the tasks of a topology are: each task's executor and each
 /// executor's inbound queue. Shared by every executor of a worker.
@@ -35,6 +38,8 @@ pub struct Outbox {
     dirty: Vec<usize>,
     batch_size: usize,
     congested: bool,
+    /// Whether held receivers are marked backpressured.
+    marks_held: bool,
     backpressure: Arc<Backpressure>,
     in_flight: Arc<AtomicI64>,
 }
@@ -58,16 +63,28 @@ impl Outbox {
             dirty: Vec::new(),
             batch_size: batch_size.max(1),
             congested: false,
+            marks_held: true,
             backpressure,
             in_flight,
         }
+    }
+
+    /// Sets whether held receivers are marked backpressured (the default;
+    /// set before the first push). An executor that waits for room instead
+    /// of taking input needs no mark: its own queue fills, and whoever
+    /// feeds it is held in turn.
+    pub fn mark_held(&mut self, mark: bool) {
+        debug_assert!(self.slots.iter().all(|s| !s.held));
+        self.marks_held = mark;
     }
 
     /// Records whether executor `e`'s buffer is held.
     fn hold(&mut self, e: usize, held: bool) {
         if self.slots[e].held != held {
             self.slots[e].held = held;
-            self.backpressure.set_holding(e, held);
+            if self.marks_held {
+                self.backpressure.set_holding(e, held);
+            }
         }
     }
 
@@ -164,6 +181,27 @@ impl Outbox {
     pub fn is_empty(&self) -> bool {
         self.dirty.is_empty()
     }
+
+    /// Blocks until the queue of a held receiver has room, `inbound` (when
+    /// given) has a message, or `timeout` passes; at once when there is
+    /// nothing to wait for. The caller flushes next.
+    pub fn wait_for_room(&self, inbound: Option<&Receiver<Envelope>>, timeout: Duration) {
+        let mut select = Select::new();
+        let mut waits = false;
+        for &e in &self.dirty {
+            if self.slots[e].held {
+                select.send(&self.wiring.queues[e]);
+                waits = true;
+            }
+        }
+        if let Some(inbound) = inbound {
+            select.recv(inbound);
+            waits = true;
+        }
+        if waits {
+            let _ = select.ready_timeout(timeout);
+        }
+    }
 }
 
 /// What is buffered for one receiving executor.
@@ -183,17 +221,33 @@ impl Slot {
     }
 }
 
-/// Sends `buf` to `queue` as one envelope, counted in
-/// `in_flight`. A full buffer travels as it is; a partial one (an idle
-/// flush) travels as an exact-size copy and the buffer is kept, so a queue
-/// holds memory for the messages it carries, not for whole batches.
-/// Returns whether the queue was full: the messages then stay in `buf`.
+/// Sends `buf` to `queue`, counted in `in_flight`: as one envelope, or as
+/// envelopes of `batch_size` when it grew past that while held, so that a
+/// queue holds at most its capacity times `batch_size` messages. A full
+/// buffer travels as it is; a partial one (an idle flush) travels as an
+/// exact-size copy and the buffer is kept, so a queue holds memory for the
+/// messages it carries, not for whole batches. Returns whether the queue
+/// was full: what did not leave stays in `buf`, in order.
 fn send<T: Batched>(
     buf: &mut Vec<T>,
     batch_size: usize,
     queue: &Sender<Envelope>,
     in_flight: &AtomicI64,
 ) -> bool {
+    if buf.len() > batch_size {
+        let mut rest = std::mem::take(buf).into_iter();
+        loop {
+            let batch: Vec<T> = rest.by_ref().take(batch_size).collect();
+            if batch.is_empty() {
+                return false;
+            }
+            if let Err(batch) = try_send(batch, queue, in_flight) {
+                *buf = batch;
+                buf.extend(rest);
+                return true;
+            }
+        }
+    }
     if buf.is_empty() {
         return false;
     }
@@ -204,19 +258,34 @@ fn send<T: Batched>(
         copy.append(buf);
         copy
     };
+    match try_send(batch, queue, in_flight) {
+        Ok(()) => false,
+        Err(batch) => {
+            // Nothing was added since the buffer was emptied above.
+            *buf = batch;
+            true
+        }
+    }
+}
+
+/// Sends `batch` to `queue` as one envelope, counted in `in_flight`; gives
+/// it back when the queue is full (dropped when the receiver is gone).
+fn try_send<T: Batched>(
+    batch: Vec<T>,
+    queue: &Sender<Envelope>,
+    in_flight: &AtomicI64,
+) -> Result<(), Vec<T>> {
     let n = batch.len() as i64;
     in_flight.fetch_add(n, Ordering::AcqRel);
     match queue.try_send(T::wrap(batch)) {
-        Ok(()) => false,
+        Ok(()) => Ok(()),
         Err(TrySendError::Disconnected(_)) => {
             in_flight.fetch_sub(n, Ordering::AcqRel);
-            false
+            Ok(())
         }
         Err(TrySendError::Full(envelope)) => {
             in_flight.fetch_sub(n, Ordering::AcqRel);
-            // Nothing was added since the buffer was emptied above.
-            *buf = T::unwrap(envelope);
-            true
+            Err(T::unwrap(envelope))
         }
     }
 }
@@ -298,6 +367,40 @@ mod tests {
             "consecutive plain acks of one root and task merge; idempotent ones never"
         );
         assert_eq!(in_flight.load(Ordering::Acquire), 5);
+    }
+
+    #[test]
+    fn a_held_buffer_leaves_in_batches_in_order_as_room_allows() {
+        let (mut out, rx, in_flight) = outbox(2);
+        let wanted = |n: u64| Values::from_iter([squall_topology_api::Value::from(n)]);
+        let numbered = |n: u64| TupleMsg {
+            values: wanted(n),
+            ..tuple(2)
+        };
+        // 2 full batches fill the queue; the next 7 tuples are held.
+        (0..15).for_each(|n| out.push(numbered(n)));
+        assert!(out.is_congested());
+        let room = std::time::Duration::from_millis(1);
+        out.wait_for_room(None, room);
+        assert_eq!(rx.len(), 2, "no room: the wait timed out");
+        let mut seen = Vec::new();
+        while !out.is_empty() {
+            for env in rx.try_iter() {
+                let Envelope::Tuples(batch) = env else {
+                    panic!("tuples only");
+                };
+                assert!(batch.len() <= 4, "a held buffer leaves in batches");
+                seen.extend(batch.into_iter().map(|t| t.values));
+            }
+            out.wait_for_room(None, room);
+            out.flush();
+        }
+        seen.extend(rx.try_iter().flat_map(|env| match env {
+            Envelope::Tuples(batch) => batch.into_iter().map(|t| t.values).collect(),
+            _ => Vec::new(),
+        }));
+        assert_eq!(seen, (0..15).map(wanted).collect::<Vec<_>>());
+        assert_eq!(in_flight.load(Ordering::Acquire), 15);
     }
 
     #[test]

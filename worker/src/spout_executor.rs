@@ -2,8 +2,8 @@
 //!
 //! The loop never blocks on output: when a downstream queue is full the
 //! batch stays in the outbox and `next_tuple` is not called until it
-//! drains, while acks and fails keep being processed (no deadlock, bounded
-//! memory). `topology.max.spout.pending` bounds tracked tuples per task.
+//! drains; the loop waits for room or an ack, and acks and fails keep
+//! being processed (no deadlock, bounded memory). `topology.max.spout.pending` bounds tracked tuples per task.
 
 use crate::acking::{AckMsg, AckStreams};
 use crate::backpressure::{downstream_of, Downstream};
@@ -443,7 +443,12 @@ impl SpoutExecutor {
             if self.outboxes_empty() {
                 self.shared.done_in_flight(std::mem::take(&mut processed));
             }
-            if !emitted && drained == 0 {
+            if !emitted && drained == 0 && self.out.outbox.is_congested() {
+                // Until a full receiver has room, or an ack arrives.
+                self.out
+                    .outbox
+                    .wait_for_room(Some(&self.inbound), IDLE_WAIT);
+            } else if !emitted && drained == 0 {
                 match self.inbound.recv_timeout(IDLE_WAIT) {
                     Ok(env) => processed += self.handle(env, self.shared.clock.now()),
                     Err(RecvTimeoutError::Timeout) => {}
