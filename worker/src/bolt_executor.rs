@@ -253,9 +253,6 @@ pub struct BoltExecutor {
     next_rotate: Instant,
     /// Set by any task's waker: some task's `woken` flag may be set.
     any_woken: Arc<AtomicBool>,
-    /// Whether the executor takes no input while its output is held (a
-    /// bolt off any cycle of bolts, see [`on_bolt_cycle`]).
-    waits_for_room: bool,
 }
 
 impl BoltExecutor {
@@ -272,8 +269,10 @@ impl BoltExecutor {
     ) -> Self {
         let spec = &shared.spec.components[&component];
         let mut out = Output::new(&shared, component.clone(), router);
-        let waits_for_room = !on_bolt_cycle(&shared.spec, component.as_str());
-        out.outbox.mark_held(!waits_for_room);
+        // A bolt off every cycle of bolts takes no input while its output
+        // is held.
+        out.outbox
+            .set_waits(!on_bolt_cycle(&shared.spec, component.as_str()));
         let stream_names = out.stream_names();
         let streams = AckStreams::of(&shared.streams, component.as_str());
         let now = shared.clock.now();
@@ -339,7 +338,6 @@ impl BoltExecutor {
             rotate_every,
             next_rotate: now + rotate_every,
             any_woken,
-            waits_for_room,
         }
     }
 
@@ -491,7 +489,7 @@ impl BoltExecutor {
         let mut real = Instant::now();
         let mut now = self.shared.clock.now_at(real);
         while !self.shared.stopping() {
-            if self.waits_for_room && self.out.outbox.is_congested() {
+            if self.out.outbox.must_wait() {
                 // Held output: no input until it leaves (Storm 2's bolt
                 // executor consumes nothing while it has pending emits).
                 let wait = self.next_wait(now, real);

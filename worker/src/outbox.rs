@@ -38,8 +38,9 @@ pub struct Outbox {
     dirty: Vec<usize>,
     batch_size: usize,
     congested: bool,
-    /// Whether held receivers are marked backpressured.
-    marks_held: bool,
+    /// Whether the executor waits for room instead of taking input while
+    /// a receiver is held (then held receivers are not marked).
+    waits: bool,
     backpressure: Arc<Backpressure>,
     in_flight: Arc<AtomicI64>,
 }
@@ -63,26 +64,33 @@ impl Outbox {
             dirty: Vec::new(),
             batch_size: batch_size.max(1),
             congested: false,
-            marks_held: true,
+            waits: false,
             backpressure,
             in_flight,
         }
     }
 
-    /// Sets whether held receivers are marked backpressured (the default;
-    /// set before the first push). An executor that waits for room instead
-    /// of taking input needs no mark: its own queue fills, and whoever
-    /// feeds it is held in turn.
-    pub fn mark_held(&mut self, mark: bool) {
+    /// Sets whether the executor waits for room instead of taking input
+    /// while a receiver is held (set before the first push; see
+    /// [`Outbox::must_wait`]). Such an executor's held receivers are not
+    /// marked backpressured: its own queue fills, and whoever feeds it is
+    /// held in turn. Otherwise (the default) they are.
+    pub fn set_waits(&mut self, waits: bool) {
         debug_assert!(self.slots.iter().all(|s| !s.held));
-        self.marks_held = mark;
+        self.waits = waits;
+    }
+
+    /// Whether an executor that waits for room must take no input now: a
+    /// receiver's queue was full at the last flush.
+    pub fn must_wait(&self) -> bool {
+        self.waits && self.congested
     }
 
     /// Records whether executor `e`'s buffer is held.
     fn hold(&mut self, e: usize, held: bool) {
         if self.slots[e].held != held {
             self.slots[e].held = held;
-            if self.marks_held {
+            if !self.waits {
                 self.backpressure.set_holding(e, held);
             }
         }

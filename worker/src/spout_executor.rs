@@ -3,7 +3,8 @@
 //! The loop never blocks on output: when a downstream queue is full the
 //! batch stays in the outbox and `next_tuple` is not called until it
 //! drains; the loop waits for room or an ack, and acks and fails keep
-//! being processed (no deadlock, bounded memory). `topology.max.spout.pending` bounds tracked tuples per task.
+//! being processed (no deadlock, bounded memory).
+//! `topology.max.spout.pending` bounds tracked tuples per task.
 
 use crate::acking::{AckMsg, AckStreams};
 use crate::backpressure::{downstream_of, Downstream};
