@@ -199,6 +199,7 @@ pub fn launch(
         wiring: Arc::new(Wiring {
             queues: senders,
             executor_of_task,
+            remote: local.iter().map(|l| !l).collect(),
         }),
         active: AtomicBool::new(!options.start_inactive),
         stop: Arc::new(AtomicBool::new(false)),

@@ -37,15 +37,57 @@ pub enum Envelope {
     /// A batch of ack-protocol messages, each for a task of the receiving
     /// executor (or, on the transfer queue, of another worker's).
     Acks(Vec<AckTo>),
+    /// A batch of tuples or of acks in its wire form ([`crate::wire`]),
+    /// every message for one executor of another worker (on the transfer
+    /// queue) or of this one (from a peer worker).
+    Encoded(Encoded),
     /// Wake up and look at the control flags (stop, activate).
     Wake,
+}
+
+/// A batch as it crosses workers: the sending executor encodes it (its
+/// tuples still in its cache, and no batch of them left for the transfer
+/// thread to read), the receiving executor decodes it tuple by tuple
+/// ([`crate::wire::decode_each`]): between them it is a third of its size
+/// in memory and no thread but those two touches its messages.
+#[derive(Debug)]
+pub struct Encoded {
+    /// A tuple frame ([`crate::wire::encode_batch`]) or an ack frame
+    /// ([`crate::wire::encode_acks`]).
+    pub bytes: Vec<u8>,
+    /// How many messages it holds.
+    pub len: usize,
+    /// The index of the executor it is for.
+    pub executor: usize,
+}
+
+impl Encoded {
+    /// `tuples`, all for executor `executor`, encoded.
+    pub fn tuples(tuples: &[TupleMsg], executor: usize) -> Self {
+        let mut bytes = Vec::with_capacity(16 + tuples.len() * 32);
+        crate::wire::encode_batch(tuples, &mut bytes);
+        Self {
+            bytes,
+            len: tuples.len(),
+            executor,
+        }
+    }
+
+    /// `acks`, all for executor `executor`, encoded.
+    pub fn acks(acks: &[AckTo], executor: usize) -> Self {
+        let mut bytes = Vec::with_capacity(16 + acks.len() * 24);
+        crate::wire::encode_acks(acks, &mut bytes);
+        Self {
+            bytes,
+            len: acks.len(),
+            executor,
+        }
+    }
 }
 
 /// What an [`Envelope`] carries a batch of: each message is addressed to
 /// one task.
 pub(crate) trait Batched: Sized {
-    /// The receiving task.
-    fn dest(&self) -> TaskId;
     /// A batch in its envelope.
     fn wrap(batch: Vec<Self>) -> Envelope;
     /// The batch in an envelope [`Self::wrap`] made (empty for another).
@@ -53,9 +95,6 @@ pub(crate) trait Batched: Sized {
 }
 
 impl Batched for TupleMsg {
-    fn dest(&self) -> TaskId {
-        self.dest
-    }
     fn wrap(batch: Vec<Self>) -> Envelope {
         Envelope::Tuples(batch)
     }
@@ -68,9 +107,6 @@ impl Batched for TupleMsg {
 }
 
 impl Batched for AckTo {
-    fn dest(&self) -> TaskId {
-        self.dest
-    }
     fn wrap(batch: Vec<Self>) -> Envelope {
         Envelope::Acks(batch)
     }
@@ -88,6 +124,7 @@ impl Envelope {
         match self {
             Self::Tuples(b) => b.len(),
             Self::Acks(b) => b.len(),
+            Self::Encoded(e) => e.len,
             Self::Wake => 0,
         }
     }
@@ -95,15 +132,6 @@ impl Envelope {
     /// Whether it carries no message.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// The task its first message is for.
-    pub fn first_dest(&self) -> Option<TaskId> {
-        match self {
-            Self::Tuples(b) => b.first().map(|t| t.dest),
-            Self::Acks(b) => b.first().map(|a| a.dest),
-            Self::Wake => None,
-        }
     }
 }
 

@@ -8,9 +8,10 @@
 
 use crate::acking::{AckMsg, AckTo};
 use crate::backpressure::Backpressure;
-use crate::message::{Batched, Envelope, TupleMsg};
+use crate::message::{Batched, Encoded, Envelope, TupleMsg};
 use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
 use squall_topology_api::TaskId;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,10 @@ pub struct Wiring {
     pub queues: Vec<Sender<Envelope>>,
     /// Executor index of each task, by task id (index 0 unused).
     pub executor_of_task: Vec<u32>,
+    /// Whether each executor, by index, runs in another worker: its queue
+    /// is the transfer queue, and batches for it leave encoded
+    /// ([`Envelope::Encoded`]).
+    pub remote: Vec<bool>,
 }
 
 /// Per-receiver output buffers of one executor: tuples, and ack-protocol
@@ -157,8 +162,12 @@ impl Outbox {
         }
         let queue = &self.wiring.queues[e];
         let (size, in_flight) = (self.batch_size, &*self.in_flight);
-        let full = send(&mut slot.tuples, size, queue, in_flight)
-            | send(&mut slot.acks, size, queue, in_flight);
+        let full = if self.wiring.remote.get(e).copied().unwrap_or(false) {
+            send_encoded(slot, e, size, queue, in_flight)
+        } else {
+            send(&mut slot.tuples, size, queue, in_flight)
+                | send(&mut slot.acks, size, queue, in_flight)
+        };
         if full {
             self.congested = true;
         }
@@ -218,6 +227,9 @@ struct Slot {
     tuples: Vec<TupleMsg>,
     /// Ack-protocol messages, sent as batches of their own.
     acks: Vec<AckTo>,
+    /// For an executor of another worker: batches encoded and not yet
+    /// taken by the transfer queue, in order.
+    encoded: VecDeque<Envelope>,
     /// Whether the buffers are held (the receiver's queue was full).
     held: bool,
 }
@@ -225,8 +237,49 @@ struct Slot {
 impl Slot {
     /// Whether nothing is buffered.
     fn is_empty(&self) -> bool {
-        self.tuples.is_empty() && self.acks.is_empty()
+        self.tuples.is_empty() && self.acks.is_empty() && self.encoded.is_empty()
     }
+}
+
+/// Sends what `slot` holds for executor `executor` of another worker to
+/// the transfer `queue`, counted in `in_flight`: its tuples, then its
+/// acks, encoded here in batches of at most `batch_size` (the buffers are
+/// kept for the next ones), behind the batches encoded before and not yet
+/// taken. Returns whether the queue was full: what did not leave stays,
+/// encoded, in order.
+fn send_encoded(
+    slot: &mut Slot,
+    executor: usize,
+    batch_size: usize,
+    queue: &Sender<Envelope>,
+    in_flight: &AtomicI64,
+) -> bool {
+    for chunk in slot.tuples.chunks(batch_size) {
+        let batch = Encoded::tuples(chunk, executor);
+        slot.encoded.push_back(Envelope::Encoded(batch));
+    }
+    slot.tuples.clear();
+    for chunk in slot.acks.chunks(batch_size) {
+        let batch = Encoded::acks(chunk, executor);
+        slot.encoded.push_back(Envelope::Encoded(batch));
+    }
+    slot.acks.clear();
+    while let Some(envelope) = slot.encoded.pop_front() {
+        let n = envelope.len() as i64;
+        in_flight.fetch_add(n, Ordering::AcqRel);
+        match queue.try_send(envelope) {
+            Ok(()) => {}
+            Err(TrySendError::Disconnected(_)) => {
+                in_flight.fetch_sub(n, Ordering::AcqRel);
+            }
+            Err(TrySendError::Full(envelope)) => {
+                in_flight.fetch_sub(n, Ordering::AcqRel);
+                slot.encoded.push_front(envelope);
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// Sends `buf` to `queue`, counted in `in_flight`: as one envelope, or as
@@ -322,11 +375,25 @@ mod tests {
         crossbeam_channel::Receiver<Envelope>,
         Arc<AtomicI64>,
     ) {
+        outbox_to(capacity, false)
+    }
+
+    /// As [`outbox`], executor 1 in another worker when `remote` (its
+    /// queue standing for the transfer queue).
+    fn outbox_to(
+        capacity: usize,
+        remote: bool,
+    ) -> (
+        Outbox,
+        crossbeam_channel::Receiver<Envelope>,
+        Arc<AtomicI64>,
+    ) {
         let (q0, _) = crossbeam_channel::unbounded();
         let (q1, r1) = crossbeam_channel::bounded(capacity);
         let wiring = Arc::new(Wiring {
             queues: vec![q0, q1],
             executor_of_task: vec![0, 0, 1, 1],
+            remote: vec![false, remote],
         });
         let in_flight = Arc::new(AtomicI64::new(0));
         let bp = Arc::new(Backpressure::new(2, 3));
@@ -429,5 +496,48 @@ mod tests {
         };
         assert_eq!(acks[0].msg, AckMsg::Fail { root: 9 });
         assert_eq!(in_flight.load(Ordering::Acquire), 2);
+    }
+
+    #[test]
+    fn batches_for_another_worker_leave_encoded_in_order_as_room_allows() {
+        let (mut out, rx, in_flight) = outbox_to(2, true);
+        let wanted = |n: u64| Values::from_iter([squall_topology_api::Value::from(n)]);
+        // 2 full batches fill the queue; 5 more tuples and an ack are held.
+        (0..13).for_each(|n| {
+            out.push(TupleMsg {
+                values: wanted(n),
+                ..tuple(3)
+            })
+        });
+        out.push_ack(TaskId(2), TaskId(1), 5, AckMsg::Fail { root: 9 });
+        out.flush();
+        assert!(out.is_congested());
+        let (mut seen, mut acks) = (Vec::new(), Vec::new());
+        let mut take = |env: Envelope| {
+            let Envelope::Encoded(batch) = env else {
+                panic!("encoded batches only");
+            };
+            assert_eq!(batch.executor, 1);
+            assert!(batch.len <= 4, "encoded in batches");
+            let mut n = 0;
+            crate::wire::decode_each(&batch.bytes, |m| {
+                n += 1;
+                match m {
+                    crate::wire::Message::Tuple(t) => seen.push((t.dest, t.values)),
+                    crate::wire::Message::Ack(a) => acks.push((a.dest, a.msg)),
+                }
+            })
+            .unwrap();
+            assert_eq!(n, batch.len);
+        };
+        while !out.is_empty() {
+            rx.try_iter().for_each(&mut take);
+            out.flush();
+        }
+        rx.try_iter().for_each(&mut take);
+        let sent: Vec<_> = (0..13).map(|n| (TaskId(3), wanted(n))).collect();
+        assert_eq!(seen, sent);
+        assert_eq!(acks, [(TaskId(2), AckMsg::Fail { root: 9 })]);
+        assert_eq!(in_flight.load(Ordering::Acquire), 14);
     }
 }

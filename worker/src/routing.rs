@@ -434,6 +434,7 @@ mod tests {
             wiring: Arc::new(Wiring {
                 queues: vec![tx, remote],
                 executor_of_task: vec![0, 0, 0, 1],
+                remote: vec![false, true],
             }),
             bounds: Some((0.2, 0.8)),
         };

@@ -6,7 +6,7 @@
 //! being processed (no deadlock, bounded memory).
 //! `topology.max.spout.pending` bounds tracked tuples per task.
 
-use crate::acking::{AckMsg, AckStreams};
+use crate::acking::{AckMsg, AckStreams, AckTo};
 use crate::backpressure::{downstream_of, Downstream};
 use crate::inline_acker::InlineAcker;
 use crate::message::{Envelope, TupleMsg};
@@ -14,6 +14,7 @@ use crate::rotating::RotatingMap;
 use crate::routing::Router;
 use crate::shared::{task_context, value_for, Output, Shared};
 use crate::stats::{Publisher, Sampler, TaskStats};
+use crate::wire::{self, Message};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use rand::Rng;
 use squall_topology_api::{
@@ -246,20 +247,40 @@ impl SpoutExecutor {
             Envelope::Acks(batch) => {
                 let n = batch.len() as i64;
                 for a in batch {
-                    match &mut self.acker {
-                        Some(acker) if acker.hosts(a.dest) => {
-                            acker.apply(&self.shared, a.dest, a.stream, a.msg)
-                        }
-                        _ => self.on_ack(a.dest, a.msg, now),
-                    }
+                    self.take_ack(a, now);
                 }
                 self.apply_told(now);
                 n
+            }
+            Envelope::Encoded(batch) => {
+                let decoded = wire::decode_each(&batch.bytes, |m| match m {
+                    Message::Ack(a) => self.take_ack(a, now),
+                    Message::Tuple(_) => {}
+                });
+                if let Err(e) = decoded {
+                    tracing::warn!(
+                        first_task = self.first_task,
+                        "{e} from a peer worker; dropped the rest of its frame"
+                    );
+                }
+                self.apply_told(now);
+                batch.len as i64
             }
             // Ack messages, from this worker or another, travel as acks:
             // nothing addressed to a spout or an acker is a tuple.
             Envelope::Tuples(batch) => batch.len() as i64,
             Envelope::Wake => 0,
+        }
+    }
+
+    /// Takes one ack message: the acker run here applies those for its
+    /// task, the spout task the rest.
+    fn take_ack(&mut self, a: AckTo, now: Instant) {
+        match &mut self.acker {
+            Some(acker) if acker.hosts(a.dest) => {
+                acker.apply(&self.shared, a.dest, a.stream, a.msg)
+            }
+            _ => self.on_ack(a.dest, a.msg, now),
         }
     }
 

@@ -18,14 +18,15 @@
 //! backpressured, and their spouts wait (see [`crate::backpressure`]).
 
 use crate::launch::Inbound;
-use crate::message::{Batched, Envelope};
-use crate::wire::{decode_frame, encode_acks, encode_backpressure, encode_batch, Frame};
+use crate::message::{Encoded, Envelope};
+use crate::wire::{encode_backpressure, head, Head};
 use serde_bytes::ByteBuf;
 use squall_cluster::blocking::FramedStream;
 use squall_cluster::frame::FrameError;
 use squall_cluster::rpc::host_of;
 use squall_cluster::tls::{HandshakeError, Stream, Tls};
 use squall_cluster::LogLimiter;
+use squall_topology_api::TaskId;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -160,7 +161,6 @@ pub fn start_transfer(
             loop {
                 report_backpressure(&link, &mut conns, &mut reporting);
                 match queue.recv_timeout(BACKPRESSURE_CHECK) {
-                    Ok(env @ (Envelope::Tuples(_) | Envelope::Acks(_))) => round.push(env),
                     Ok(Envelope::Wake) | Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                         if inbound.stop.load(Ordering::Relaxed) {
                             return;
@@ -168,18 +168,21 @@ pub fn start_transfer(
                         continue;
                     }
                     Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                    Ok(env) => round.push(env),
                 }
                 while round.len() < MAX_ROUND_BATCHES {
                     match queue.try_recv() {
-                        Ok(env @ (Envelope::Tuples(_) | Envelope::Acks(_))) => round.push(env),
                         Ok(Envelope::Wake) => {}
+                        Ok(env) => round.push(env),
                         Err(_) => break,
                     }
                 }
                 let mut sent = 0;
                 for env in round.drain(..) {
                     sent += env.len() as u64;
-                    feed_batch(env, &link, &mut conns);
+                    if let Some(batch) = encoded(env, &inbound) {
+                        feed_batch(batch, &link, &mut conns);
+                    }
                 }
                 for (addr, peer) in conns.iter_mut() {
                     flush_peer(addr, peer, &stats);
@@ -198,22 +201,25 @@ struct Link<'a> {
     auth: Option<&'a PeerAuth>,
 }
 
+/// `env` in its wire form: executors encode what they send to another
+/// worker ([`crate::outbox`]); a batch of messages is encoded here.
+fn encoded(env: Envelope, inbound: &Inbound) -> Option<Encoded> {
+    let executor = |dest: TaskId| inbound.wiring.executor_of_task[dest.0 as usize] as usize;
+    match env {
+        Envelope::Encoded(batch) => Some(batch),
+        Envelope::Tuples(t) => Some(Encoded::tuples(&t, executor(t.first()?.dest))),
+        Envelope::Acks(a) => Some(Encoded::acks(&a, executor(a.first()?.dest))),
+        Envelope::Wake => None,
+    }
+}
+
 /// Feeds a batch (tuples or acks, all for one executor) to the connection
 /// of the worker holding its executor, connecting first if needed; counts
 /// it as dropped when that fails.
-fn feed_batch(batch: Envelope, link: &Link<'_>, conns: &mut HashMap<String, Peer>) {
-    let Link {
-        inbound,
-        peers,
-        stats,
-        ..
-    } = *link;
-    let Some(first) = batch.first_dest() else {
-        return;
-    };
-    let n = batch.len() as u64;
-    let e = inbound.wiring.executor_of_task[first.0 as usize] as usize;
-    let addr = peers.read().unwrap_or_else(|p| p.into_inner())[e].clone();
+fn feed_batch(batch: Encoded, link: &Link<'_>, conns: &mut HashMap<String, Peer>) {
+    let Link { peers, stats, .. } = *link;
+    let n = batch.len as u64;
+    let addr = peers.read().unwrap_or_else(|p| p.into_inner())[batch.executor].clone();
     let Some(addr) = addr else {
         stats.dropped.fetch_add(n, Ordering::Relaxed);
         return;
@@ -223,16 +229,10 @@ fn feed_batch(batch: Envelope, link: &Link<'_>, conns: &mut HashMap<String, Peer
         stats.dropped.fetch_add(n, Ordering::Relaxed);
         return;
     };
-    let mut bytes = Vec::with_capacity(batch.len() * 32);
-    match &batch {
-        Envelope::Tuples(tuples) => encode_batch(tuples, &mut bytes),
-        Envelope::Acks(acks) => encode_acks(acks, &mut bytes),
-        Envelope::Wake => return,
-    }
-    match conn.feed(ByteBuf::from(bytes)) {
+    match conn.feed(ByteBuf::from(batch.bytes)) {
         Ok(()) => peer.unwritten += n,
         Err(err) => {
-            tracing::warn!("cannot encode a batch for a peer worker: {err}; dropped");
+            tracing::warn!("cannot send a batch to a peer worker: {err}; dropped");
             stats.dropped.fetch_add(n, Ordering::Relaxed);
         }
     }
@@ -566,10 +566,12 @@ fn receive(mut framed: DataStream<ByteBuf, ()>, peer: String, inbound: Inbound) 
         }
         drain(&mut overflow, &inbound);
         match framed.recv() {
-            Ok(Some(bytes)) => match decode_frame(&bytes) {
-                Ok(Frame::Batch(batch)) => deliver(batch, &inbound, &mut overflow),
-                Ok(Frame::Acks(acks)) => deliver(acks, &inbound, &mut overflow),
-                Ok(Frame::Backpressure(tasks)) => {
+            Ok(Some(bytes)) => match head(&bytes) {
+                Ok(Head::Messages { task, len }) => {
+                    deliver(bytes.into_vec(), task, len, &inbound, &mut overflow)
+                }
+                Ok(Head::Empty) => {}
+                Ok(Head::Backpressure(tasks)) => {
                     inbound.backpressure.report(held.connection, tasks)
                 }
                 Err(e) => {
@@ -596,41 +598,28 @@ fn receive(mut framed: DataStream<ByteBuf, ()>, peer: String, inbound: Inbound) 
     }
 }
 
-/// Queues `batch`'s messages for their local executors, in order, and
-/// sends what the queues take; a message for a task not run here is
-/// dropped.
-fn deliver<T: Batched>(batch: Vec<T>, inbound: &Inbound, overflow: &mut Overflow) {
-    // A sender batches by executor: the whole batch is usually for one
-    // executor run here, and goes to it as it is.
-    let executor = |t: &T| {
-        let dest = t.dest().0;
-        let e = *inbound.wiring.executor_of_task.get(dest as usize)? as usize;
-        (dest != 0 && inbound.local[e]).then_some(e)
-    };
-    if let Some(e) = batch.first().and_then(executor) {
-        if batch.iter().all(|t| executor(t) == Some(e)) {
-            overflow.entry(e).or_default().push_back(T::wrap(batch));
-            drain(overflow, inbound);
-            return;
-        }
-    }
-    let mut current: Option<(usize, Vec<T>)> = None;
-    for t in batch {
-        let Some(e) = executor(&t) else {
-            continue;
+/// Queues a frame of `len` messages whose first is for task `task` for
+/// that task's executor, and sends what the queues take; a frame for a
+/// task not run here is dropped. The executor decodes the frame: a sender
+/// batches by executor, and the executor drops a message for a task not
+/// its own.
+fn deliver(bytes: Vec<u8>, task: TaskId, len: usize, inbound: &Inbound, overflow: &mut Overflow) {
+    let executor = inbound
+        .wiring
+        .executor_of_task
+        .get(task.0 as usize)
+        .map(|&e| e as usize)
+        .filter(|&e| task.0 != 0 && inbound.local[e]);
+    if let Some(executor) = executor {
+        let batch = Encoded {
+            bytes,
+            len,
+            executor,
         };
-        match &mut current {
-            Some((ce, v)) if *ce == e => v.push(t),
-            _ => {
-                if let Some((ce, v)) = current.take() {
-                    overflow.entry(ce).or_default().push_back(T::wrap(v));
-                }
-                current = Some((e, vec![t]));
-            }
-        }
-    }
-    if let Some((ce, v)) = current {
-        overflow.entry(ce).or_default().push_back(T::wrap(v));
+        overflow
+            .entry(executor)
+            .or_default()
+            .push_back(Envelope::Encoded(batch));
     }
     drain(overflow, inbound);
 }

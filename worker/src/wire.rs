@@ -9,6 +9,11 @@
 //!   of an ack tuple's bytes in memory, and no values to build and parse;
 //! - a backpressure status, `{"backpressure": [task, …]}`.
 //!
+//! A sending executor encodes its batches for another worker itself
+//! ([`crate::message::Encoded`]); the receiving worker reads only a
+//! frame's [`head`] to find the executor it is for, and that executor
+//! decodes it message by message ([`decode_each`]).
+//!
 //! The forms nearly every tuple is made of (arrays under 16, integers,
 //! strings under 32 bytes) are read and written inline, without `rmp`'s
 //! generic readers: decoding a batch of words costs a third of what it did
@@ -122,61 +127,56 @@ fn encode_value(v: &Value, out: &mut Vec<u8>) {
     };
 }
 
-/// Reads a batch written by [`encode_batch`] (or by rmp-serde).
-///
-/// # Errors
-/// [`WireError`] for truncated or malformed bytes, a value of an unknown
-/// type, nesting deeper than [`MAX_DEPTH`], or bytes left over.
-pub fn decode_batch(mut rd: &[u8]) -> Result<Vec<TupleMsg>, WireError> {
-    let rd = &mut rd;
+/// Reads a batch's tuples in order, handing each to `f` as it is read;
+/// stops at the first malformed one (those before it were handed over).
+fn batch_each(rd: &mut &[u8], mut f: impl FnMut(TupleMsg)) -> Result<(), WireError> {
     let n = array_len(rd, "batch")?;
-    let mut batch = Vec::with_capacity(n);
     for _ in 0..n {
-        if array_len(rd, "tuple")? != 5 {
-            return Err(bad(
-                "a tuple is not [dest, source, stream, values, message id]",
-            ));
-        }
-        let dest = TaskId(uint(rd, "dest task")?);
-        let source = TaskId(uint(rd, "source task")?);
-        let stream = uint(rd, "stream")?;
-        let k = array_len(rd, "values")?;
-        let mut values = Values(SmallVec::with_capacity(k));
-        for _ in 0..k {
-            values.0.push(value(rd, 0)?);
-        }
-        let m = array_len(rd, "message id")?;
-        let mut ids = SmallVec::with_capacity(m);
-        for _ in 0..m {
-            if array_len(rd, "message id pair")? != 2 {
-                return Err(bad("a message id entry is not [root, edge]"));
-            }
-            ids.push((uint(rd, "root")?, uint(rd, "edge")?));
-        }
-        batch.push(TupleMsg {
-            dest,
-            source,
-            stream,
-            values,
-            message_id: MessageId(ids),
-        });
+        f(tuple(rd)?);
     }
-    if !rd.is_empty() {
-        return Err(bad(format!("{} bytes after the batch", rd.len())));
-    }
-    Ok(batch)
+    Ok(())
 }
 
-/// What one frame from a peer worker holds.
-#[derive(Debug, Clone)]
-pub enum Frame {
-    /// Tuples (see [`encode_batch`]).
-    Batch(Vec<TupleMsg>),
-    /// Ack-protocol messages (see [`encode_acks`]).
-    Acks(Vec<AckTo>),
-    /// The sender's backpressured tasks, sorted (empty: none); replaces
-    /// what it reported before (see [`crate::backpressure`]).
-    Backpressure(Vec<u32>),
+/// Reads one tuple, `[dest, source, stream, values, message id]`.
+#[inline]
+fn tuple(rd: &mut &[u8]) -> Result<TupleMsg, WireError> {
+    if array_len(rd, "tuple")? != 5 {
+        return Err(bad(
+            "a tuple is not [dest, source, stream, values, message id]",
+        ));
+    }
+    let dest = TaskId(uint(rd, "dest task")?);
+    let source = TaskId(uint(rd, "source task")?);
+    let stream = uint(rd, "stream")?;
+    let k = array_len(rd, "values")?;
+    let mut values = Values(SmallVec::with_capacity(k));
+    for _ in 0..k {
+        values.0.push(value(rd, 0)?);
+    }
+    let m = array_len(rd, "message id")?;
+    let mut ids = SmallVec::with_capacity(m);
+    for _ in 0..m {
+        if array_len(rd, "message id pair")? != 2 {
+            return Err(bad("a message id entry is not [root, edge]"));
+        }
+        ids.push((uint(rd, "root")?, uint(rd, "edge")?));
+    }
+    Ok(TupleMsg {
+        dest,
+        source,
+        stream,
+        values,
+        message_id: MessageId(ids),
+    })
+}
+
+/// An error unless every byte was read.
+fn done(rd: &[u8], what: &str) -> Result<(), WireError> {
+    if rd.is_empty() {
+        Ok(())
+    } else {
+        Err(bad(format!("{} bytes after the {what}", rd.len())))
+    }
 }
 
 /// The key of a backpressure frame: the map `{"backpressure": [task…]}`,
@@ -206,41 +206,46 @@ pub fn encode_acks(acks: &[AckTo], out: &mut Vec<u8>) {
     }
 }
 
-/// Reads the list of an ack frame, after its key.
-fn decode_acks(rd: &mut &[u8]) -> Result<Vec<AckTo>, WireError> {
+/// Reads the list of an ack frame, after its key, handing each ack to
+/// `f` as it is read; stops at the first malformed one.
+fn acks_each(rd: &mut &[u8], mut f: impl FnMut(AckTo)) -> Result<(), WireError> {
     let n = array_len(rd, "acks")?;
-    let mut acks = Vec::with_capacity(n);
     for _ in 0..n {
-        let len = array_len(rd, "ack")?;
-        if !(5..=6).contains(&len) {
-            return Err(bad(
-                "an ack is not [dest, source, stream, kind, root, val?]",
-            ));
-        }
-        let dest = TaskId(uint(rd, "ack dest task")?);
-        let source = TaskId(uint(rd, "ack source task")?);
-        let stream = uint(rd, "ack stream")?;
-        let kind = uint(rd, "ack kind")?;
-        let root = uint(rd, "ack root")?;
-        let val = if len == 6 {
-            Some(uint(rd, "ack val")?)
-        } else {
-            None
-        };
-        let msg = AckMsg::from_parts(kind, root, val, source).ok_or_else(|| {
-            bad(format!(
-                "ack kind {kind} with {} values is not an ack message",
-                len - 4
-            ))
-        })?;
-        acks.push(AckTo {
-            dest,
-            source,
-            stream,
-            msg,
-        });
+        f(ack(rd)?);
     }
-    Ok(acks)
+    Ok(())
+}
+
+/// Reads one ack, `[dest, source, stream, kind, root, val?]`.
+fn ack(rd: &mut &[u8]) -> Result<AckTo, WireError> {
+    let len = array_len(rd, "ack")?;
+    if !(5..=6).contains(&len) {
+        return Err(bad(
+            "an ack is not [dest, source, stream, kind, root, val?]",
+        ));
+    }
+    let dest = TaskId(uint(rd, "ack dest task")?);
+    let source = TaskId(uint(rd, "ack source task")?);
+    let stream = uint(rd, "ack stream")?;
+    let kind = uint(rd, "ack kind")?;
+    let root = uint(rd, "ack root")?;
+    let val = if len == 6 {
+        Some(uint(rd, "ack val")?)
+    } else {
+        None
+    };
+    let msg = AckMsg::from_parts(kind, root, val, source).ok_or_else(|| {
+        bad(format!(
+            "ack kind {kind} with {} values is not an ack message",
+            len - 4
+        ))
+    })?;
+    Ok(AckTo {
+        dest,
+        source,
+        stream,
+        msg,
+    })
 }
 
 /// Appends a backpressure frame naming `tasks` to `out`.
@@ -253,46 +258,121 @@ pub fn encode_backpressure(tasks: &[u32], out: &mut Vec<u8>) {
     }
 }
 
-/// Reads a frame: a batch ([`decode_batch`]), acks ([`encode_acks`]) or
-/// a backpressure status ([`encode_backpressure`]).
-///
-/// # Errors
-/// As [`decode_batch`]; for a map, a key other than `acks` or
-/// `backpressure`, an ack that is not one ([`AckMsg::from_parts`]), a
-/// task that is not an integer, or bytes left over.
-pub fn decode_frame(bytes: &[u8]) -> Result<Frame, WireError> {
+/// The kinds of frame.
+enum Kind {
+    Batch,
+    Acks,
+    Backpressure,
+}
+
+/// Reads which kind of frame `rd` starts, and for a map frame its key.
+fn kind(rd: &mut &[u8]) -> Result<Kind, WireError> {
     let is_map = matches!(
-        bytes.first().map(|&b| Marker::from_u8(b)),
+        rd.first().map(|&b| Marker::from_u8(b)),
         Some(Marker::FixMap(_) | Marker::Map16 | Marker::Map32)
     );
     if !is_map {
-        return decode_batch(bytes).map(Frame::Batch);
+        return Ok(Kind::Batch);
     }
-    let rd = &mut &bytes[..];
     let m = marker(rd, "frame")?;
     if container_len(rd, m, "frame")? != 1 {
         return Err(bad("a map frame has more than one key"));
     }
-    let frame = match string(rd, "frame key")? {
-        ACKS_KEY => Frame::Acks(decode_acks(rd)?),
-        BACKPRESSURE_KEY => {
-            let n = array_len(rd, "backpressured tasks")?;
-            let mut tasks = Vec::with_capacity(n);
-            for _ in 0..n {
-                tasks.push(uint(rd, "backpressured task")?);
-            }
-            Frame::Backpressure(tasks)
-        }
-        key => {
-            return Err(bad(format!(
-                "a map frame's key is {key:?}, not \"acks\" or \"backpressure\""
-            )))
+    match string(rd, "frame key")? {
+        ACKS_KEY => Ok(Kind::Acks),
+        BACKPRESSURE_KEY => Ok(Kind::Backpressure),
+        key => Err(bad(format!(
+            "a map frame's key is {key:?}, not \"acks\" or \"backpressure\""
+        ))),
+    }
+}
+
+/// Reads a backpressure frame's tasks, after its key.
+fn backpressure(rd: &mut &[u8]) -> Result<Vec<u32>, WireError> {
+    let n = array_len(rd, "backpressured tasks")?;
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        tasks.push(uint(rd, "backpressured task")?);
+    }
+    Ok(tasks)
+}
+
+/// What a frame is for, read from its head: a receiving worker hands a
+/// frame of messages to an executor without decoding it (the executor
+/// does, see [`decode_each`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Head {
+    /// Tuples or acks: how many, and the first one's task (a sender
+    /// batches by executor: every message is for that task's executor).
+    Messages {
+        /// The first message's receiving task.
+        task: TaskId,
+        /// How many messages the frame holds.
+        len: usize,
+    },
+    /// A batch or ack frame with nothing in it.
+    Empty,
+    /// A backpressure status, read whole: the sender's backpressured
+    /// tasks, sorted (empty: none), replacing what it reported before (see
+    /// [`crate::backpressure`]).
+    Backpressure(Vec<u32>),
+}
+
+/// Reads a frame's head (see [`Head`]): its kind, its length and its
+/// first message's task, or a backpressure frame whole. The rest of a
+/// frame of messages is checked when it is decoded.
+///
+/// # Errors
+/// [`WireError`] for truncated or malformed bytes in what it reads, a
+/// map frame whose key is not `acks` or `backpressure`, or, for a
+/// backpressure frame or an empty one, bytes left over.
+pub fn head(mut bytes: &[u8]) -> Result<Head, WireError> {
+    let rd = &mut bytes;
+    let (len, first) = match kind(rd)? {
+        Kind::Batch => (array_len(rd, "batch")?, "tuple"),
+        Kind::Acks => (array_len(rd, "acks")?, "ack"),
+        Kind::Backpressure => {
+            let tasks = backpressure(rd)?;
+            done(rd, "frame")?;
+            return Ok(Head::Backpressure(tasks));
         }
     };
-    if !rd.is_empty() {
-        return Err(bad(format!("{} bytes after the frame", rd.len())));
+    if len == 0 {
+        done(rd, "frame")?;
+        return Ok(Head::Empty);
     }
-    Ok(frame)
+    array_len(rd, first)?;
+    let task = TaskId(uint(rd, "dest task")?);
+    Ok(Head::Messages { task, len })
+}
+
+/// One message of a frame, as [`decode_each`] hands it over.
+#[derive(Debug)]
+pub enum Message {
+    /// A tuple of a batch frame.
+    Tuple(TupleMsg),
+    /// An ack-protocol message of an ack frame.
+    Ack(AckTo),
+}
+
+/// Reads a batch or ack frame's messages in order, handing each to `f`
+/// as it is read, so that no batch is built: an executor decodes a
+/// frame from a peer worker this way.
+///
+/// # Errors
+/// [`WireError`] for truncated or malformed bytes, a value of an unknown
+/// type, nesting deeper than [`MAX_DEPTH`], an ack that is not one
+/// ([`AckMsg::from_parts`]), bytes left over, or a backpressure frame;
+/// the messages read before the error were handed over, the rest of the
+/// frame is not read.
+pub fn decode_each(mut bytes: &[u8], mut f: impl FnMut(Message)) -> Result<(), WireError> {
+    let rd = &mut bytes;
+    match kind(rd)? {
+        Kind::Batch => batch_each(rd, |t| f(Message::Tuple(t)))?,
+        Kind::Acks => acks_each(rd, |a| f(Message::Ack(a)))?,
+        Kind::Backpressure => return Err(bad("a backpressure frame holds no messages")),
+    }
+    done(rd, "frame")
 }
 
 #[inline]
@@ -518,6 +598,57 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Reads a batch written by [`encode_batch`] (or by rmp-serde).
+    ///
+    /// # Errors
+    /// [`WireError`] for truncated or malformed bytes, a value of an unknown
+    /// type, nesting deeper than [`MAX_DEPTH`], or bytes left over.
+    fn decode_batch(mut rd: &[u8]) -> Result<Vec<TupleMsg>, WireError> {
+        let rd = &mut rd;
+        let mut batch = Vec::new();
+        batch_each(rd, |t| batch.push(t))?;
+        done(rd, "batch")?;
+        Ok(batch)
+    }
+
+    /// What one frame from a peer worker holds.
+    #[derive(Debug, Clone)]
+    enum Frame {
+        /// Tuples (see [`encode_batch`]).
+        Batch(Vec<TupleMsg>),
+        /// Ack-protocol messages (see [`encode_acks`]).
+        Acks(Vec<AckTo>),
+        /// The sender's backpressured tasks, sorted (empty: none); replaces
+        /// what it reported before (see [`crate::backpressure`]).
+        Backpressure(Vec<u32>),
+    }
+
+    /// Reads a frame: a batch ([`decode_batch`]), acks ([`encode_acks`]) or
+    /// a backpressure status ([`encode_backpressure`]).
+    ///
+    /// # Errors
+    /// As [`decode_batch`]; for a map, a key other than `acks` or
+    /// `backpressure`, an ack that is not one ([`AckMsg::from_parts`]), a
+    /// task that is not an integer, or bytes left over.
+    fn decode_frame(mut bytes: &[u8]) -> Result<Frame, WireError> {
+        let rd = &mut bytes;
+        let frame = match kind(rd)? {
+            Kind::Batch => {
+                let mut batch = Vec::new();
+                batch_each(rd, |t| batch.push(t))?;
+                Frame::Batch(batch)
+            }
+            Kind::Acks => {
+                let mut acks = Vec::new();
+                acks_each(rd, |a| acks.push(a))?;
+                Frame::Acks(acks)
+            }
+            Kind::Backpressure => Frame::Backpressure(backpressure(rd)?),
+        };
+        done(rd, "frame")?;
+        Ok(frame)
+    }
+
     fn leaf() -> impl Strategy<Value = Value> {
         prop_oneof![
             Just(Value::Null),
@@ -704,5 +835,68 @@ mod tests {
         assert!(err(&[0x81]).contains("cut short") || err(&[0x81]).contains("over the"));
         bytes.push(0);
         assert!(err(&bytes).contains("1 bytes after the frame"));
+    }
+
+    #[test]
+    fn a_head_names_the_first_task_and_decoding_hands_over_what_it_read() {
+        let tuples: Vec<TupleMsg> = (0..3)
+            .map(|i| TupleMsg {
+                dest: TaskId(7),
+                source: TaskId(1),
+                stream: 2,
+                values: Values::from_iter([Value::from(i as i64)]),
+                message_id: MessageId::single(5, 6),
+            })
+            .collect();
+        let mut bytes = Vec::new();
+        encode_batch(&tuples, &mut bytes);
+        let head_of = |b: &[u8]| head(b).unwrap();
+        assert_eq!(
+            head_of(&bytes),
+            Head::Messages {
+                task: TaskId(7),
+                len: 3
+            }
+        );
+        let mut seen = Vec::new();
+        decode_each(&bytes, |m| match m {
+            Message::Tuple(t) => seen.push(t),
+            Message::Ack(a) => panic!("not an ack: {a:?}"),
+        })
+        .unwrap();
+        assert!(same(&seen, &tuples));
+
+        let acks = [AckTo {
+            dest: TaskId(4),
+            source: TaskId(9),
+            stream: 1,
+            msg: AckMsg::Ack { root: 3, val: 8 },
+        }];
+        let mut ack_bytes = Vec::new();
+        encode_acks(&acks, &mut ack_bytes);
+        assert_eq!(
+            head_of(&ack_bytes),
+            Head::Messages {
+                task: TaskId(4),
+                len: 1
+            }
+        );
+        let mut empty = Vec::new();
+        encode_acks(&[], &mut empty);
+        assert_eq!(head_of(&empty), Head::Empty);
+        let mut bp = Vec::new();
+        encode_backpressure(&[2, 5], &mut bp);
+        assert_eq!(head_of(&bp), Head::Backpressure(vec![2, 5]));
+        let err = decode_each(&bp, |_| {}).unwrap_err().to_string();
+        assert!(
+            err.contains("backpressure frame holds no messages"),
+            "{err}"
+        );
+
+        // A frame cut in its third tuple: the first two were handed over.
+        let mut n = 0;
+        let err = decode_each(&bytes[..bytes.len() - 2], |_| n += 1).unwrap_err();
+        assert_eq!(n, 2);
+        assert!(err.to_string().contains("message id pair"), "{err}");
     }
 }
