@@ -66,7 +66,8 @@ pub struct Partial {
     /// Indexes (into [`TaskLayout::executors`]) of the executors run here.
     pub local: Vec<usize>,
     /// The transfer queue: receives every batch for a task not run here,
-    /// as [`Envelope::Tuples`] whose tuples are all for one executor.
+    /// encoded by the sending executor, all of its messages for one
+    /// executor.
     pub transfer: crossbeam_channel::Sender<Envelope>,
 }
 

@@ -1,7 +1,11 @@
 //! Tuples between the workers of a topology over TCP: one transfer thread
 //! sends every batch for a remote executor to the worker holding it (one
 //! connection per peer, reconnecting with backoff), and a server thread per
-//! inbound connection delivers batches to local executors.
+//! inbound connection delivers batches to local executors. Neither touches
+//! a tuple: the sending executor encodes its batches
+//! ([`crate::message::Encoded`]), the receiving thread reads only a
+//! frame's head ([`crate::wire::head`]) to queue it for its executor, and
+//! that executor decodes it.
 //!
 //! With security on ([`PeerAuth`]) every connection is mutual TLS between
 //! certificates of the cluster's CA, and its first frame is the
