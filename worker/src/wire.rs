@@ -149,12 +149,20 @@ fn tuple(rd: &mut &[u8]) -> Result<TupleMsg, WireError> {
     let source = TaskId(uint(rd, "source task")?);
     let stream = uint(rd, "stream")?;
     let k = array_len(rd, "values")?;
-    let mut values = Values(SmallVec::with_capacity(k));
+    // `SmallVec::new` rather than `with_capacity`: the latter's result,
+    // moved through the stack, stalled on every tuple.
+    let mut values = Values(SmallVec::new());
+    if k > values.0.inline_size() {
+        values.0.reserve_exact(k);
+    }
     for _ in 0..k {
-        values.0.push(value(rd, 0)?);
+        push_value(rd, &mut values)?;
     }
     let m = array_len(rd, "message id")?;
-    let mut ids = SmallVec::with_capacity(m);
+    let mut ids: SmallVec<[(u64, u64); 1]> = SmallVec::new();
+    if m > ids.inline_size() {
+        ids.reserve_exact(m);
+    }
     for _ in 0..m {
         if array_len(rd, "message id pair")? != 2 {
             return Err(bad("a message id entry is not [root, edge]"));
@@ -493,6 +501,22 @@ fn string<'a>(rd: &mut &'a [u8], what: &str) -> Result<&'a str, WireError> {
         m => return Err(bad(format!("{what}: expected a short string, found {m:?}"))),
     };
     text(rd, len, what)
+}
+
+/// Reads a tuple's value into `values`; a short string (under 32 bytes,
+/// a word) is built in place, inline: moving a decoded `Result<Value, _>`
+/// through the stack stalled on every tuple.
+#[inline]
+fn push_value(rd: &mut &[u8], values: &mut Values) -> Result<(), WireError> {
+    let bytes: &[u8] = rd;
+    if let [b @ 0xa0..=0xbf, ref rest @ ..] = *bytes {
+        *rd = rest;
+        let s = text(rd, usize::from(b & 0x1f), "value")?;
+        values.0.push(Value::Str(CompactString::from(s)));
+    } else {
+        values.0.push(any_value(rd, 0)?);
+    }
+    Ok(())
 }
 
 /// Reads a value; a short string (under 32 bytes, a word) inline.
