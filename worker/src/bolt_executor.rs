@@ -6,7 +6,7 @@ use crate::message::{Envelope, TupleMsg};
 use crate::routing::Router;
 use crate::shared::{task_context, value_for, Output, Shared};
 use crate::stats::{Publisher, Sampler, TaskStats};
-use crate::wire::{self, Message};
+use crate::wire::Message;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rand::Rng;
 use squall_topology_api::{
@@ -376,22 +376,6 @@ impl BoltExecutor {
         self.execute_tuple(index, &tuple);
     }
 
-    /// Runs the tuples or acks of a frame from a peer worker as it decodes
-    /// them; a malformed frame's rest is dropped (its tuples' trees time
-    /// out and their spouts replay them).
-    fn execute_encoded(&mut self, bytes: &[u8]) {
-        let decoded = wire::decode_each(bytes, |m| match m {
-            Message::Tuple(t) => self.execute(t),
-            Message::Ack(a) => self.execute_compact(a),
-        });
-        if let Err(e) = decoded {
-            tracing::warn!(
-                first_task = self.first_task,
-                "{e} from a peer worker; dropped the rest of its frame"
-            );
-        }
-    }
-
     /// Runs a compact ack message; one for a task that is not an acker
     /// runs as the tuple it stands for.
     fn execute_compact(&mut self, a: AckTo) {
@@ -537,7 +521,10 @@ impl BoltExecutor {
                         }
                         Envelope::Encoded(batch) => {
                             processed += batch.len as i64;
-                            self.execute_encoded(&batch.bytes);
+                            batch.for_each(|m| match m {
+                                Message::Tuple(t) => self.execute(t),
+                                Message::Ack(a) => self.execute_compact(a),
+                            });
                         }
                         Envelope::Wake => {}
                     }

@@ -13,6 +13,7 @@ use crate::acking::{
     AckTo, ACK_ACK_STREAM, ACK_FAIL_STREAM, ACK_INIT_STREAM, ACK_ONCE_STREAM,
     ACK_RESET_TIMEOUT_STREAM,
 };
+use crate::wire::{self, Message};
 
 /// One tuple addressed to one task: the unit executors exchange.
 #[derive(Debug, Clone)]
@@ -65,23 +66,33 @@ pub struct Encoded {
 impl Encoded {
     /// `tuples`, all for executor `executor`, encoded.
     pub fn tuples(tuples: &[TupleMsg], executor: usize) -> Self {
-        let mut bytes = Vec::with_capacity(16 + tuples.len() * 32);
-        crate::wire::encode_batch(tuples, &mut bytes);
-        Self {
-            bytes,
-            len: tuples.len(),
-            executor,
-        }
+        Self::new(tuples.len(), executor, |b| wire::encode_batch(tuples, b))
     }
 
     /// `acks`, all for executor `executor`, encoded.
     pub fn acks(acks: &[AckTo], executor: usize) -> Self {
-        let mut bytes = Vec::with_capacity(16 + acks.len() * 24);
-        crate::wire::encode_acks(acks, &mut bytes);
+        Self::new(acks.len(), executor, |b| wire::encode_acks(acks, b))
+    }
+
+    fn new(len: usize, executor: usize, encode: impl FnOnce(&mut Vec<u8>)) -> Self {
+        let mut bytes = Vec::with_capacity(16 + len * 32);
+        encode(&mut bytes);
         Self {
             bytes,
-            len: acks.len(),
+            len,
             executor,
+        }
+    }
+
+    /// Hands its messages to `f` in order as it decodes them; a malformed
+    /// frame (from a peer worker) is logged and its rest dropped: those
+    /// tuples' trees time out and their spouts replay them.
+    pub fn for_each(&self, f: impl FnMut(Message)) {
+        if let Err(e) = wire::decode_each(&self.bytes, f) {
+            tracing::warn!(
+                executor = self.executor,
+                "{e} from a peer worker; dropped the rest of its frame"
+            );
         }
     }
 }

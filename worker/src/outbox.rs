@@ -162,7 +162,7 @@ impl Outbox {
         }
         let queue = &self.wiring.queues[e];
         let (size, in_flight) = (self.batch_size, &*self.in_flight);
-        let full = if self.wiring.remote.get(e).copied().unwrap_or(false) {
+        let full = if self.wiring.remote[e] {
             send_encoded(slot, e, size, queue, in_flight)
         } else {
             send(&mut slot.tuples, size, queue, in_flight)

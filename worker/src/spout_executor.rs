@@ -14,7 +14,7 @@ use crate::rotating::RotatingMap;
 use crate::routing::Router;
 use crate::shared::{task_context, value_for, Output, Shared};
 use crate::stats::{Publisher, Sampler, TaskStats};
-use crate::wire::{self, Message};
+use crate::wire::Message;
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use rand::Rng;
 use squall_topology_api::{
@@ -253,16 +253,10 @@ impl SpoutExecutor {
                 n
             }
             Envelope::Encoded(batch) => {
-                let decoded = wire::decode_each(&batch.bytes, |m| match m {
+                batch.for_each(|m| match m {
                     Message::Ack(a) => self.take_ack(a, now),
                     Message::Tuple(_) => {}
                 });
-                if let Err(e) = decoded {
-                    tracing::warn!(
-                        first_task = self.first_task,
-                        "{e} from a peer worker; dropped the rest of its frame"
-                    );
-                }
                 self.apply_told(now);
                 batch.len as i64
             }

@@ -514,25 +514,14 @@ fn push_value(rd: &mut &[u8], values: &mut Values) -> Result<(), WireError> {
         let s = text(rd, usize::from(b & 0x1f), "value")?;
         values.0.push(Value::Str(CompactString::from(s)));
     } else {
-        values.0.push(any_value(rd, 0)?);
+        values.0.push(value(rd, 0)?);
     }
     Ok(())
 }
 
-/// Reads a value; a short string (under 32 bytes, a word) inline.
-#[inline]
-fn value(rd: &mut &[u8], depth: usize) -> Result<Value, WireError> {
-    let bytes: &[u8] = rd;
-    if let [b @ 0xa0..=0xbf, ref rest @ ..] = *bytes {
-        *rd = rest;
-        let s = text(rd, usize::from(b & 0x1f), "value")?;
-        return Ok(Value::Str(CompactString::from(s)));
-    }
-    any_value(rd, depth)
-}
-
+/// Reads a value (nested in a list or map at `depth`).
 #[inline(never)]
-fn any_value(rd: &mut &[u8], depth: usize) -> Result<Value, WireError> {
+fn value(rd: &mut &[u8], depth: usize) -> Result<Value, WireError> {
     const W: &str = "value";
     if depth > MAX_DEPTH {
         return Err(bad(format!("value nested deeper than {MAX_DEPTH}")));
