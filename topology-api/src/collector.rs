@@ -127,6 +127,7 @@ impl<'a> OutputCollector<'a> {
     }
 
     /// Emits an unanchored (untracked) tuple on the default stream.
+    #[inline]
     pub fn emit(&mut self, values: Values) {
         self.sink.emit(DEFAULT_STREAM, &[], values, None)
     }
@@ -138,11 +139,13 @@ impl<'a> OutputCollector<'a> {
 
     /// Emits on the default stream anchored to one or several input tuples:
     /// the new tuple joins every tree its anchors belong to.
+    #[inline]
     pub fn emit_anchored<'t>(&mut self, anchors: impl Into<Anchors<'t>>, values: Values) {
         self.emit_anchored_stream(DEFAULT_STREAM, anchors, values)
     }
 
     /// Emits on `stream` anchored to one or several input tuples.
+    #[inline]
     pub fn emit_anchored_stream<'t>(
         &mut self,
         stream: &str,
@@ -172,6 +175,7 @@ impl<'a> OutputCollector<'a> {
 
     /// Acks an input tuple: done with it, and every tuple anchored to it has
     /// been emitted.
+    #[inline]
     pub fn ack(&mut self, tuple: &Tuple) {
         self.sink.ack(tuple)
     }
@@ -242,6 +246,7 @@ impl<'c, 'a> BasicOutputCollector<'c, 'a> {
     }
 
     /// Emits on the default stream, anchored to the input.
+    #[inline]
     pub fn emit(&mut self, values: Values) {
         self.inner.emit_anchored(self.input, values)
     }
@@ -280,6 +285,7 @@ impl<'a> SpoutOutputCollector<'a> {
 
     /// Emits an untracked tuple on the default stream (no ack or fail will
     /// follow).
+    #[inline]
     pub fn emit(&mut self, values: Values) {
         self.sink.emit(DEFAULT_STREAM, values, None, None)
     }

@@ -262,11 +262,13 @@ pub struct Values(pub SmallVec<[Value; 2]>);
 
 impl Values {
     /// An empty list of values.
+    #[inline]
     pub fn new() -> Self {
         Self(SmallVec::new())
     }
 
     /// Appends a value.
+    #[inline]
     pub fn push(&mut self, v: impl Into<Value>) {
         self.0.push(v.into())
     }

@@ -4,7 +4,7 @@ use crate::acking::{AckMsg, AckStreams, AckTo, AckVals, Acker};
 use crate::backpressure::on_bolt_cycle;
 use crate::message::{Envelope, TupleMsg};
 use crate::routing::Router;
-use crate::shared::{task_context, value_for, Output, Shared};
+use crate::shared::{task_context, Output, Shared};
 use crate::stats::{Publisher, Sampler, TaskStats};
 use crate::wire::Message;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -79,33 +79,16 @@ impl BoltOutput for Emitter<'_> {
             rng,
             ..
         } = &mut *self.out;
-        let n = targets.len();
-        let mut values = Some(values);
-        for (i, &dest) in targets.iter().enumerate() {
-            let mut message_id = MessageId::untracked();
-            if tracked && anchors.len() > MANY_ANCHORS {
-                message_id = many_anchors_id(anchors, &mut self.task.ack_vals, rng);
-            } else if tracked {
-                for a in anchors {
-                    let ids = a.message_id().anchors();
-                    let Some(&(_, key)) = ids.first() else {
-                        continue;
-                    };
-                    let edge: u64 = rng.random();
-                    self.task.ack_vals.add(key, edge);
-                    for &(root, _) in ids {
-                        message_id.xor_edge(root, edge);
-                    }
-                }
+        let ack_vals = &mut self.task.ack_vals;
+        outbox.push_each(targets, self.task.id, index, values, || {
+            if !tracked {
+                MessageId::untracked()
+            } else if anchors.len() > MANY_ANCHORS {
+                many_anchors_id(anchors, ack_vals, rng)
+            } else {
+                anchored_id(anchors, ack_vals, rng)
             }
-            outbox.push(TupleMsg {
-                dest,
-                source: self.task.id,
-                stream: index,
-                values: value_for(&mut values, i, n),
-                message_id,
-            });
-        }
+        });
     }
 
     fn ack(&mut self, tuple: &Tuple) {
@@ -211,6 +194,24 @@ impl Emitter<'_> {
 /// anchors to every tuple of its window).
 const MANY_ANCHORS: usize = 16;
 
+/// The id of a tuple anchored to `anchors`, each getting a fresh edge
+/// (added to the anchor's ack value) XORed into each of its trees.
+fn anchored_id(anchors: &[&Tuple], ack_vals: &mut AckVals, rng: &mut impl Rng) -> MessageId {
+    let mut message_id = MessageId::untracked();
+    for a in anchors {
+        let ids = a.message_id().anchors();
+        let Some(&(_, key)) = ids.first() else {
+            continue;
+        };
+        let edge: u64 = rng.random();
+        ack_vals.add(key, edge);
+        for &(root, _) in ids {
+            message_id.xor_edge(root, edge);
+        }
+    }
+    message_id
+}
+
 /// The id of a tuple anchored to `anchors`, each getting a fresh edge:
 /// pairs sorted by root and edges of the same root XOR-combined, in
 /// O(n log n) for n roots.
@@ -246,8 +247,10 @@ pub struct BoltExecutor {
     inbound: Receiver<Envelope>,
     publisher: Publisher,
     streams: AckStreams,
-    /// This executor's own copy of the stream table's descriptions.
-    metas: Vec<Arc<StreamMeta>>,
+    /// One tuple per stream of the stream table, reused for every tuple
+    /// delivered on it (see [`Tuple::redeliver`]), over this executor's own
+    /// copy of the table's descriptions.
+    delivered: Vec<Tuple>,
     /// Tick period, next tick, the tick stream and its number.
     tick: Option<(Duration, Instant, Arc<StreamMeta>, u32)>,
     rotate_every: Duration,
@@ -325,7 +328,15 @@ impl BoltExecutor {
         let rotate_every = Duration::from_secs(shared.config.message_timeout_secs);
         let executor = shared.wiring.executor_of_task[tasks_start(&tasks) as usize] as usize;
         Self {
-            metas: shared.streams.private_metas(),
+            delivered: shared
+                .streams
+                .private_metas()
+                .into_iter()
+                .zip(0..)
+                .map(|(meta, input)| {
+                    Tuple::with_message_id(meta, MessageId::untracked()).with_input(input)
+                })
+                .collect(),
             publisher: Publisher::new(shared.board.clone())
                 .with_backpressure(shared.backpressure.clone(), executor),
             sampler: Sampler::new(shared.config.stats_sample_rate),
@@ -367,13 +378,18 @@ impl BoltExecutor {
         if index >= self.tasks.len() {
             return;
         }
-        let Some(meta) = self.metas.get(msg.stream as usize).cloned() else {
+        let Some(tuple) = self.delivered.get_mut(msg.stream as usize) else {
             return;
         };
         let started = self.sampler.hit().then(Instant::now);
-        let tuple = Tuple::new(meta, msg.source, msg.values, msg.message_id, started)
-            .with_input(msg.stream);
-        self.execute_tuple(index, &tuple);
+        tuple.redeliver(msg.source, msg.values, msg.message_id, started);
+        execute_tuple(
+            &mut self.tasks[index],
+            &self.shared,
+            &mut self.out,
+            self.streams,
+            tuple,
+        );
     }
 
     /// Runs a compact ack message; one for a task that is not an acker
@@ -392,7 +408,7 @@ impl BoltExecutor {
     /// counted. What it tells a spout goes through the output's routing
     /// (metrics, tap, sampling) and leaves in the compact form.
     fn apply_ack(&mut self, index: usize, input: u32, ack: AckMsg) {
-        let Some(meta) = self.metas.get(input as usize) else {
+        let Some(meta) = self.delivered.get(input as usize).map(Tuple::meta) else {
             return;
         };
         let started = self.sampler.hit().then(Instant::now);
@@ -413,20 +429,6 @@ impl BoltExecutor {
         count_executed(&mut state.stats, input, meta, started);
     }
 
-    fn execute_tuple(&mut self, index: usize, tuple: &Tuple) {
-        let BoltTask { bolt, state, .. } = &mut self.tasks[index];
-        let mut emitter = Emitter {
-            shared: &self.shared,
-            out: &mut self.out,
-            task: state,
-            streams: self.streams,
-        };
-        bolt.get()
-            .execute(tuple, &mut OutputCollector::new(&mut emitter));
-        let stats = &mut self.tasks[index].state.stats;
-        count_executed(stats, tuple.input(), tuple.meta(), tuple.started());
-    }
-
     /// Runs due timers at `now` (the topology clock): tick tuples and the
     /// acker's rotation; and publishes metrics (at `real`, the system
     /// clock).
@@ -445,7 +447,13 @@ impl BoltExecutor {
                         None,
                     )
                     .with_input(index);
-                    self.execute_tuple(i, &tuple);
+                    execute_tuple(
+                        &mut self.tasks[i],
+                        &self.shared,
+                        &mut self.out,
+                        self.streams,
+                        &tuple,
+                    );
                 }
             }
         }
@@ -558,6 +566,32 @@ impl BoltExecutor {
             .map(|t| (t.state.id, &mut t.state.stats));
         self.publisher.maybe_publish(Instant::now(), true, tasks);
     }
+}
+
+/// Runs `tuple` in `task`, with the executor's `shared` state, output and
+/// ack streams.
+fn execute_tuple(
+    task: &mut BoltTask,
+    shared: &Shared,
+    out: &mut Output,
+    streams: AckStreams,
+    tuple: &Tuple,
+) {
+    let BoltTask { bolt, state, .. } = task;
+    let mut emitter = Emitter {
+        shared,
+        out,
+        task: state,
+        streams,
+    };
+    bolt.get()
+        .execute(tuple, &mut OutputCollector::new(&mut emitter));
+    count_executed(
+        &mut state.stats,
+        tuple.input(),
+        tuple.meta(),
+        tuple.started(),
+    );
 }
 
 /// Counts one execution of a tuple that arrived on input stream `input`

@@ -10,7 +10,7 @@ use crate::acking::{AckMsg, AckTo};
 use crate::backpressure::Backpressure;
 use crate::message::{Batched, Encoded, Envelope, TupleMsg};
 use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
-use squall_topology_api::TaskId;
+use squall_topology_api::{MessageId, TaskId, Values};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -102,6 +102,7 @@ impl Outbox {
     }
 
     /// The executor of task `dest`, marked dirty.
+    #[inline]
     fn buffer_for(&mut self, dest: TaskId) -> usize {
         let e = self.executor_of_task[dest.0 as usize] as usize;
         if self.slots[e].is_empty() {
@@ -112,6 +113,7 @@ impl Outbox {
 
     /// Queues a tuple for its task; sends the batch once it is full (unless
     /// the receiver's queue was full: then at the next [`Outbox::flush`]).
+    #[inline]
     pub fn push(&mut self, msg: TupleMsg) {
         let e = self.buffer_for(msg.dest);
         let slot = &mut self.slots[e];
@@ -124,6 +126,40 @@ impl Outbox {
         if buf.len() >= self.batch_size && !slot.held {
             self.flush_one(e);
         }
+    }
+
+    /// Queues `values`, emitted by task `source` on stream index `stream`,
+    /// for each task of `targets`, in order: moved to the last, cloned for
+    /// the others; each with the id `message_id` makes for it (called once
+    /// per target, in order).
+    #[inline]
+    pub fn push_each(
+        &mut self,
+        targets: &[TaskId],
+        source: TaskId,
+        stream: u32,
+        values: Values,
+        mut message_id: impl FnMut() -> MessageId,
+    ) {
+        let Some((&last, rest)) = targets.split_last() else {
+            return;
+        };
+        for &dest in rest {
+            self.push(TupleMsg {
+                dest,
+                source,
+                stream,
+                values: values.clone(),
+                message_id: message_id(),
+            });
+        }
+        self.push(TupleMsg {
+            dest: last,
+            source,
+            stream,
+            values,
+            message_id: message_id(),
+        });
     }
 
     /// Queues ack-protocol message `msg` from `source` on its stream index
@@ -155,6 +191,7 @@ impl Outbox {
 
     /// Sends executor `e`'s buffers; a buffer whose queue is full stays,
     /// and `e` is held.
+    #[inline(never)]
     fn flush_one(&mut self, e: usize) {
         let slot = &mut self.slots[e];
         if slot.is_empty() {

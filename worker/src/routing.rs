@@ -314,6 +314,7 @@ impl Router {
     }
 
     /// The local position of stream `name`, used by [`Router::targets`].
+    #[inline]
     pub fn stream_position(&self, name: &str) -> Result<usize, RouteError> {
         if name == squall_topology_api::DEFAULT_STREAM {
             if let Some(p) = self.default_stream {

@@ -224,12 +224,3 @@ pub fn task_context(shared: &Shared, task: u32) -> TopologyContext {
     .with_store(shared.store.clone())
     .with_clock(shared.clock.clone())
 }
-
-/// Moves `values` to the last target and clones it for the others.
-pub fn value_for(values: &mut Option<Values>, i: usize, n: usize) -> Values {
-    if i + 1 == n {
-        values.take().unwrap_or_default()
-    } else {
-        values.as_ref().cloned().unwrap_or_default()
-    }
-}

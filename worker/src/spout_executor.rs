@@ -9,10 +9,10 @@
 use crate::acking::{AckMsg, AckStreams, AckTo};
 use crate::backpressure::{downstream_of, Downstream};
 use crate::inline_acker::InlineAcker;
-use crate::message::{Envelope, TupleMsg};
+use crate::message::Envelope;
 use crate::rotating::RotatingMap;
 use crate::routing::Router;
-use crate::shared::{task_context, value_for, Output, Shared};
+use crate::shared::{task_context, Output, Shared};
 use crate::stats::{Publisher, Sampler, TaskStats};
 use crate::wire::Message;
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
@@ -104,23 +104,15 @@ impl SpoutOutput for Emitter<'_> {
             (None, true) => self.shared.new_root(rng),
         };
         let mut xor = 0u64;
-        let mut values = Some(values);
-        for (i, &dest) in targets.iter().enumerate() {
-            let message_id = if tracked {
+        outbox.push_each(targets, self.task.id, index, values, || {
+            if tracked {
                 let edge: u64 = rng.random();
                 xor ^= edge;
                 MessageId::single(root, edge)
             } else {
                 MessageId::untracked()
-            };
-            outbox.push(TupleMsg {
-                dest,
-                source: self.task.id,
-                stream: index,
-                values: value_for(&mut values, i, n),
-                message_id,
-            });
-        }
+            }
+        });
         let Some(msg_id) = msg_id else { return };
         if !tracked {
             self.task.acked_untracked.push(msg_id);

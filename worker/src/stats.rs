@@ -179,20 +179,29 @@ impl TaskStats {
 
     /// The counters of input stream number `input` (`meta` names it),
     /// `None` for [`squall_topology_api::NO_INPUT`].
+    #[inline]
     pub fn input(&mut self, input: u32, meta: &StreamMeta) -> Option<&mut InputCounts> {
         if input == squall_topology_api::NO_INPUT {
             return None;
         }
         let i = input as usize;
+        if !matches!(self.inputs.get(i), Some(Some(_))) {
+            self.add_input(i, meta);
+        }
+        self.inputs[i].as_mut().map(|m| &mut m.counts)
+    }
+
+    /// Starts the counters of input stream number `i` (`meta` names it).
+    #[cold]
+    fn add_input(&mut self, i: usize, meta: &StreamMeta) {
         if i >= self.inputs.len() {
             self.inputs.resize_with(i + 1, || None);
         }
-        let entry = self.inputs[i].get_or_insert_with(|| InputMetrics {
+        self.inputs[i] = Some(InputMetrics {
             component: meta.component.to_string(),
             stream: meta.stream.to_string(),
             counts: InputCounts::default(),
         });
-        Some(&mut entry.counts)
     }
 
     /// These counters, also publishing the metrics registered in
