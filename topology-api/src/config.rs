@@ -88,8 +88,12 @@ pub struct Config {
     /// Storm).
     pub disable_loadaware_messaging: bool,
     /// `topology.localityaware.higher.bound`: a shuffle widens from the
-    /// worker's own tasks to every task once their average inbound queue
-    /// fill reaches this (0 to 1; default 0.8, as Storm).
+    /// worker's own tasks to every task once their average load reaches
+    /// this (0 to 1; default 0.8, as Storm). An executor's load is the
+    /// larger of its inbound queue's fill (Storm's) and its capacity over
+    /// the last 100 ms (the share of that time it spent executing), so an
+    /// executor kept busy by a bounded stream (`max.spout.pending`) counts
+    /// as loaded too.
     pub localityaware_higher_bound: f64,
     /// `topology.localityaware.lower.bound`: and narrows back to them once
     /// it falls under this (0 to 1; default 0.2, as Storm).

@@ -338,7 +338,8 @@ impl BoltExecutor {
                 })
                 .collect(),
             publisher: Publisher::new(shared.board.clone())
-                .with_backpressure(shared.backpressure.clone(), executor),
+                .with_backpressure(shared.backpressure.clone(), executor)
+                .with_capacity_to(shared.wiring.clone(), executor),
             sampler: Sampler::new(shared.config.stats_sample_rate),
             first_task: tasks_start(&tasks),
             shared,

@@ -197,11 +197,11 @@ pub fn launch(
         streams,
         config: Arc::new(config.clone()),
         store: options.store.unwrap_or_else(memory_store),
-        wiring: Arc::new(Wiring {
-            queues: senders,
+        wiring: Arc::new(Wiring::new(
+            senders,
             executor_of_task,
-            remote: local.iter().map(|l| !l).collect(),
-        }),
+            local.iter().map(|l| !l).collect(),
+        )),
         active: AtomicBool::new(!options.start_inactive),
         stop: Arc::new(AtomicBool::new(false)),
         in_flight: Arc::new(AtomicI64::new(0)),

@@ -12,7 +12,7 @@ use crate::message::{Batched, Encoded, Envelope, TupleMsg};
 use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
 use squall_topology_api::{MessageId, TaskId, Values};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,46 @@ pub struct Wiring {
     /// is the transfer queue, and batches for it leave encoded
     /// ([`Envelope::Encoded`]).
     pub remote: Vec<bool>,
+    /// Each executor's capacity over its last metrics window (the share
+    /// of the window it spent executing), in thousandths; written by the
+    /// executor, read by locality-aware shuffles.
+    pub capacity: Vec<AtomicU32>,
+}
+
+impl Wiring {
+    /// The wiring of executors with inbound queues `queues` (by executor
+    /// index), tasks placed by `executor_of_task`, and `remote` telling
+    /// which executors run in another worker; every capacity starts at 0.
+    pub fn new(
+        queues: Vec<Sender<Envelope>>,
+        executor_of_task: Vec<u32>,
+        remote: Vec<bool>,
+    ) -> Self {
+        let capacity = queues.iter().map(|_| AtomicU32::new(0)).collect();
+        Self {
+            queues,
+            executor_of_task,
+            remote,
+            capacity,
+        }
+    }
+
+    /// Executor `e`'s capacity over its last metrics window (0 to 1).
+    pub fn capacity(&self, e: usize) -> f64 {
+        self.capacity
+            .get(e)
+            .map_or(0.0, |c| f64::from(c.load(Ordering::Relaxed)) / 1000.0)
+    }
+
+    /// Records executor `e`'s capacity (0 to 1) over its last window.
+    pub fn set_capacity(&self, e: usize, capacity: f64) {
+        if let Some(c) = self.capacity.get(e) {
+            c.store(
+                (capacity.clamp(0.0, 1.0) * 1000.0) as u32,
+                Ordering::Relaxed,
+            );
+        }
+    }
 }
 
 /// Per-receiver output buffers of one executor: tuples, and ack-protocol
@@ -427,11 +467,11 @@ mod tests {
     ) {
         let (q0, _) = crossbeam_channel::unbounded();
         let (q1, r1) = crossbeam_channel::bounded(capacity);
-        let wiring = Arc::new(Wiring {
-            queues: vec![q0, q1],
-            executor_of_task: vec![0, 0, 1, 1],
-            remote: vec![false, remote],
-        });
+        let wiring = Arc::new(Wiring::new(
+            vec![q0, q1],
+            vec![0, 0, 1, 1],
+            vec![false, remote],
+        ));
         let in_flight = Arc::new(AtomicI64::new(0));
         let bp = Arc::new(Backpressure::new(2, 3));
         (Outbox::new(wiring, 4, bp, in_flight.clone()), r1, in_flight)

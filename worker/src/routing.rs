@@ -80,8 +80,12 @@ const LOAD_CHECK_PICKS: u32 = 64;
 /// `LoadAwareShuffleGrouping` with locality awareness: it sends only to
 /// local tasks until their average load reaches the higher bound, then to
 /// every task until the local load falls under the lower bound. A task's
-/// load is the fill of its executor's inbound queue (0 to 1). Squall has
-/// two scopes, the worker and everything (Storm also has host and rack).
+/// load is the fill of its executor's inbound queue (0 to 1), as in Storm,
+/// or, when larger, the executor's capacity over its last metrics window:
+/// under `max.spout.pending` a queue may never fill while its executor is
+/// busy all the time, and the worker's other executors of the component
+/// idle. Squall has two scopes, the worker and everything (Storm also has
+/// host and rack).
 struct LocalityShuffle {
     local: Shuffler,
     all: Shuffler,
@@ -94,10 +98,13 @@ struct LocalityShuffle {
 }
 
 impl LocalityShuffle {
+    /// The local executors' average load: each one's inbound queue fill
+    /// (Storm's measure) or its capacity, whichever is larger.
     fn local_load(&self) -> f64 {
         let loads = self.local_executors.iter().map(|&e| {
             let q = &self.wiring.queues[e];
-            q.len() as f64 / q.capacity().unwrap_or(usize::MAX).max(1) as f64
+            let fill = q.len() as f64 / q.capacity().unwrap_or(usize::MAX).max(1) as f64;
+            fill.max(self.wiring.capacity(e))
         });
         loads.sum::<f64>() / self.local_executors.len().max(1) as f64
     }
@@ -432,11 +439,11 @@ mod tests {
         let (remote, _) = crossbeam_channel::bounded(10);
         let locality = Locality {
             local: Arc::new(vec![true, false]),
-            wiring: Arc::new(Wiring {
-                queues: vec![tx, remote],
-                executor_of_task: vec![0, 0, 0, 1],
-                remote: vec![false, true],
-            }),
+            wiring: Arc::new(Wiring::new(
+                vec![tx, remote],
+                vec![0, 0, 0, 1],
+                vec![false, true],
+            )),
             bounds: Some((0.2, 0.8)),
         };
         (locality, rx)
@@ -481,6 +488,38 @@ mod tests {
         assert!(
             calm[64..].iter().all(|t| t.0 <= 2),
             "under 0.2 load it is local again"
+        );
+    }
+
+    #[test]
+    fn a_local_executor_busy_past_the_higher_bound_widens_the_shuffle_though_its_queue_is_empty() {
+        let (locality, _rx) = two_executors();
+        let tasks = [TaskId(1), TaskId(2), TaskId(3)];
+        let mut rng = SmallRng::seed_from_u64(7);
+        let mut c = locality.shuffle(&tasks, &mut rng);
+        locality.wiring.set_capacity(1, 1.0);
+        let remote_busy = picks(&mut c, &mut rng, 300);
+        assert!(
+            remote_busy.iter().all(|t| t.0 <= 2),
+            "a busy remote executor does not widen it"
+        );
+        locality.wiring.set_capacity(0, 0.85);
+        let busy = picks(&mut c, &mut rng, 300);
+        assert!(
+            busy[64..].contains(&TaskId(3)),
+            "at capacity 0.85 the remote task gets some"
+        );
+        locality.wiring.set_capacity(0, 0.5);
+        let mid = picks(&mut c, &mut rng, 300);
+        assert!(
+            mid[64..].contains(&TaskId(3)),
+            "between the bounds the scope stays wide"
+        );
+        locality.wiring.set_capacity(0, 0.1);
+        let calm = picks(&mut c, &mut rng, 300);
+        assert!(
+            calm[64..].iter().all(|t| t.0 <= 2),
+            "under capacity 0.2 it is local again"
         );
     }
 

@@ -275,6 +275,8 @@ pub struct Publisher {
     board: MetricsBoard,
     /// The executor's backpressure status, and its index.
     backpressure: Option<(Arc<crate::backpressure::Backpressure>, usize)>,
+    /// Where the executor's capacity is shared, and its index.
+    capacity_to: Option<(Arc<crate::outbox::Wiring>, usize)>,
     window_start: Instant,
     busy: Duration,
     next: Instant,
@@ -290,6 +292,7 @@ impl Publisher {
         Self {
             board,
             backpressure: None,
+            capacity_to: None,
             window_start: now,
             busy: Duration::ZERO,
             next: now,
@@ -304,6 +307,13 @@ impl Publisher {
         executor: usize,
     ) -> Self {
         self.backpressure = Some((backpressure, executor));
+        self
+    }
+
+    /// Also records executor `executor`'s capacity in `wiring` at each
+    /// publication, for locality-aware shuffles to read.
+    pub fn with_capacity_to(mut self, wiring: Arc<crate::outbox::Wiring>, executor: usize) -> Self {
+        self.capacity_to = Some((wiring, executor));
         self
     }
 
@@ -334,6 +344,9 @@ impl Publisher {
         } else {
             (self.busy.as_secs_f64() / window.as_secs_f64()).min(1.0)
         };
+        if let Some((wiring, e)) = &self.capacity_to {
+            wiring.set_capacity(*e, capacity);
+        }
         let held_ms = match &self.backpressure {
             Some((bp, e)) if bp.is_held(*e) => window.as_millis() as u64,
             _ => 0,
