@@ -371,6 +371,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_publication_shares_the_executors_capacity_through_the_wiring() {
+        let queues = (0..2).map(|_| crossbeam_channel::bounded(1).0).collect();
+        let wiring = Arc::new(crate::outbox::Wiring::new(
+            queues,
+            vec![0, 0, 1],
+            vec![false, false],
+        ));
+        let mut publisher =
+            Publisher::new(MetricsBoard::default()).with_capacity_to(wiring.clone(), 1);
+        let start = Instant::now();
+        publisher.add_busy(Duration::from_millis(900));
+        publisher.maybe_publish(start + Duration::from_secs(1), false, std::iter::empty());
+        let busy = wiring.capacity(1);
+        assert!((0.85..=0.9).contains(&busy), "capacity {busy}");
+        assert_eq!(wiring.capacity(0), 0.0, "another executor's is untouched");
+        publisher.maybe_publish(start + Duration::from_secs(3), false, std::iter::empty());
+        assert_eq!(
+            wiring.capacity(1),
+            0.0,
+            "an idle window brings it back to 0"
+        );
+    }
+
+    #[test]
     fn latency_buckets_are_cumulative_and_follow_new_samples() {
         let mut l = Latency::default();
         assert_eq!(l.summary().buckets, Vec::<u64>::new());
