@@ -25,10 +25,9 @@ impl MessageId {
     }
 
     /// A tuple in the single tree `root` with edge id `edge`.
+    #[inline]
     pub fn single(root: u64, edge: u64) -> Self {
-        let mut v = SmallVec::new();
-        v.push((root, edge));
-        Self(v)
+        Self(SmallVec::from_buf([(root, edge)]))
     }
 
     /// Whether the tuple belongs to any tuple tree.
