@@ -206,6 +206,23 @@ fn anchored_id(anchors: &[&Tuple], ack_vals: &mut AckVals, rng: &mut impl Rng) -
         }
     }
     let mut message_id = MessageId::untracked();
+    with_fresh_edges(anchors, ack_vals, rng, |ids, edge| {
+        for &(root, _) in ids {
+            message_id.xor_edge(root, edge);
+        }
+    });
+    message_id
+}
+
+/// Gives each tracked anchor of `anchors` a fresh edge id, XORed into its
+/// ack value, and calls `f` with the anchor's `(root, edge)` ids and that
+/// edge.
+fn with_fresh_edges(
+    anchors: &[&Tuple],
+    ack_vals: &mut AckVals,
+    rng: &mut impl Rng,
+    mut f: impl FnMut(&[(u64, u64)], u64),
+) {
     for a in anchors {
         let ids = a.message_id().anchors();
         let Some(&(_, key)) = ids.first() else {
@@ -213,11 +230,8 @@ fn anchored_id(anchors: &[&Tuple], ack_vals: &mut AckVals, rng: &mut impl Rng) -
         };
         let edge: u64 = rng.random();
         ack_vals.add(key, edge);
-        for &(root, _) in ids {
-            message_id.xor_edge(root, edge);
-        }
+        f(ids, edge);
     }
-    message_id
 }
 
 /// The id of a tuple anchored to `anchors`, each getting a fresh edge:
@@ -225,15 +239,9 @@ fn anchored_id(anchors: &[&Tuple], ack_vals: &mut AckVals, rng: &mut impl Rng) -
 /// O(n log n) for n roots.
 fn many_anchors_id(anchors: &[&Tuple], ack_vals: &mut AckVals, rng: &mut impl Rng) -> MessageId {
     let mut pairs: Vec<(u64, u64)> = Vec::with_capacity(anchors.len());
-    for a in anchors {
-        let ids = a.message_id().anchors();
-        let Some(&(_, key)) = ids.first() else {
-            continue;
-        };
-        let edge: u64 = rng.random();
-        ack_vals.add(key, edge);
+    with_fresh_edges(anchors, ack_vals, rng, |ids, edge| {
         pairs.extend(ids.iter().map(|&(root, _)| (root, edge)));
-    }
+    });
     pairs.sort_unstable_by_key(|p| p.0);
     let mut id = MessageId::untracked();
     for (root, edge) in pairs {
