@@ -671,13 +671,18 @@ mod tests {
     use rand::SeedableRng;
     use squall_topology_api::Fields;
 
-    #[test]
-    fn an_anchored_id_gets_one_fresh_edge_per_anchor_in_each_of_its_trees() {
-        let meta = Arc::new(StreamMeta {
+    /// The stream of component `c`'s tuples in these tests.
+    fn stream_meta() -> Arc<StreamMeta> {
+        Arc::new(StreamMeta {
             component: "c".into(),
             stream: "default".into(),
             fields: Fields::from(["n"]),
-        });
+        })
+    }
+
+    #[test]
+    fn an_anchored_id_gets_one_fresh_edge_per_anchor_in_each_of_its_trees() {
+        let meta = stream_meta();
         let one = Tuple::new(
             meta.clone(),
             TaskId(1),
@@ -701,11 +706,7 @@ mod tests {
 
     #[test]
     fn many_anchors_give_the_same_id_as_one_at_a_time() {
-        let meta = Arc::new(StreamMeta {
-            component: "c".into(),
-            stream: "default".into(),
-            fields: Fields::from(["n"]),
-        });
+        let meta = stream_meta();
         // 40 tuples over 7 roots, some in two trees.
         let tuples: Vec<Tuple> = (0..40u64)
             .map(|i| {
