@@ -264,16 +264,21 @@ fn direct_grouping_delivers_to_the_named_task() {
     }
 }
 
-/// Emits directly to a task that does not subscribe.
+/// Emits directly to a task that does not subscribe, on a stream it does
+/// not declare, plainly on its direct stream, and directly on its plain
+/// stream.
 struct BadDirector;
 impl Bolt for BadDirector {
     fn execute(&mut self, t: &Tuple, out: &mut OutputCollector<'_>) {
         out.emit_direct(TaskId(9999), "to-task", t, values![1]);
         out.emit_stream("no-such-stream", values![1]);
+        out.emit_stream("to-task", values![2]);
+        out.emit_direct(TaskId(1), "default", t, values![3]);
         out.ack(t);
     }
     fn declare_output_fields(&self, d: &mut OutputFieldsDeclarer) {
         d.declare_direct_stream("to-task", ["v"]);
+        d.declare(["v"]);
     }
 }
 
@@ -302,6 +307,18 @@ fn bad_emits_are_dropped_and_reported_not_fatal() {
     );
     assert!(
         errors.iter().any(|e| e.contains("\"no-such-stream\"")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("emit on direct stream \"to-task\" needs emit_direct")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("emit_direct on stream \"default\", which is not a direct stream")),
         "{errors:?}"
     );
 }

@@ -276,12 +276,14 @@ impl Values {
 
 impl std::ops::Deref for Values {
     type Target = [Value];
+    #[inline]
     fn deref(&self) -> &[Value] {
         &self.0
     }
 }
 
 impl std::ops::DerefMut for Values {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [Value] {
         &mut self.0
     }

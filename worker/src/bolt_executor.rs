@@ -79,28 +79,28 @@ impl BoltOutput for Emitter<'_> {
             rng,
             ..
         } = &mut *self.out;
-        let ack_vals = &mut self.task.ack_vals;
-        outbox.push_each(targets, self.task.id, index, values, || {
-            if !tracked {
-                MessageId::untracked()
-            } else if anchors.len() > MANY_ANCHORS {
+        let (source, ack_vals) = (self.task.id, &mut self.task.ack_vals);
+        if !tracked {
+            outbox.push_each(targets, source, index, values, MessageId::untracked);
+        } else if anchors.len() > MANY_ANCHORS {
+            outbox.push_each(targets, source, index, values, || {
                 many_anchors_id(anchors, ack_vals, rng)
-            } else {
+            });
+        } else {
+            outbox.push_each(targets, source, index, values, || {
                 anchored_id(anchors, ack_vals, rng)
-            }
-        });
+            });
+        }
     }
 
     fn ack(&mut self, tuple: &Tuple) {
-        let process = tuple.started().map(|start| start.elapsed());
-        if let Some(d) = process {
-            self.task.stats.process.record(d);
-        }
-        if let Some(input) = self.task.stats.input(tuple.input(), tuple.meta()) {
-            input.acked += 1;
-            if let Some(d) = process {
-                input.process_ms += d.as_secs_f64() * 1000.0;
-                input.process_count += 1;
+        let stats = &mut self.task.stats;
+        match tuple.started() {
+            Some(start) => count_sampled_ack(stats, tuple, start.elapsed()),
+            None => {
+                if let Some(input) = stats.input(tuple.input(), tuple.meta()) {
+                    input.acked += 1;
+                }
             }
         }
         self.send_ack(tuple, false);
@@ -613,6 +613,7 @@ fn execute_tuple(
 
 /// Counts one execution of a tuple that arrived on input stream `input`
 /// (`meta`), with its execute latency when it was sampled (`started`).
+#[inline]
 pub(crate) fn count_executed(
     stats: &mut TaskStats,
     input: u32,
@@ -620,16 +621,36 @@ pub(crate) fn count_executed(
     started: Option<Instant>,
 ) {
     stats.executed += 1;
-    let execute = started.map(|start| start.elapsed());
-    if let Some(d) = execute {
-        stats.execute.record(d);
+    match started {
+        Some(start) => count_sampled_execute(stats, input, meta, start.elapsed()),
+        None => {
+            if let Some(input) = stats.input(input, meta) {
+                input.executed += 1;
+            }
+        }
     }
+}
+
+/// [`count_executed`] of a tuple sampled for latency, which took `execute`.
+#[cold]
+fn count_sampled_execute(stats: &mut TaskStats, input: u32, meta: &StreamMeta, execute: Duration) {
+    stats.execute.record(execute);
     if let Some(input) = stats.input(input, meta) {
         input.executed += 1;
-        if let Some(d) = execute {
-            input.execute_ms += d.as_secs_f64() * 1000.0;
-            input.execute_count += 1;
-        }
+        input.execute_ms += execute.as_secs_f64() * 1000.0;
+        input.execute_count += 1;
+    }
+}
+
+/// Counts the ack of `tuple`, sampled for latency, `process` after its
+/// execution started (Storm's process latency).
+#[cold]
+fn count_sampled_ack(stats: &mut TaskStats, tuple: &Tuple, process: Duration) {
+    stats.process.record(process);
+    if let Some(input) = stats.input(tuple.input(), tuple.meta()) {
+        input.acked += 1;
+        input.process_ms += process.as_secs_f64() * 1000.0;
+        input.process_count += 1;
     }
 }
 

@@ -207,6 +207,7 @@ pub fn fast_range(hash: u64, n: usize) -> usize {
 
 /// Stable hash of the grouping fields of `values`: the same in every
 /// process (xxh3; a single string field hashes its bytes directly).
+#[inline]
 fn key_hash(values: &Values, fields: &[usize], seed: u64) -> u64 {
     if let [i] = fields {
         if let Some(Value::Str(s)) = values.get(*i) {
@@ -217,11 +218,44 @@ fn key_hash(values: &Values, fields: &[usize], seed: u64) -> u64 {
             };
         }
     }
+    fields_hash(values, fields, seed)
+}
+
+/// [`key_hash`] of any fields: each value's stable hash, in order.
+#[inline(never)]
+fn fields_hash(values: &Values, fields: &[usize], seed: u64) -> u64 {
     let mut h = Xxh3::with_seed(seed);
     for &i in fields {
         values.get(i).unwrap_or(&Value::Null).stable_hash(&mut h);
     }
     h.finish()
+}
+
+/// The target of an emit on a direct stream (`route`), or of a direct
+/// emit (`direct`): the named task, if it subscribes directly.
+#[cold]
+fn direct_target(
+    route: &StreamRoute,
+    direct: Option<TaskId>,
+    out: &mut Targets,
+) -> Result<(), RouteError> {
+    match (direct, route.direct) {
+        (Some(task), true) => {
+            let ok = route.subscribers.iter().any(|s| {
+                matches!(s.chooser, Chooser::Direct) && s.tasks.binary_search(&task).is_ok()
+            });
+            if !ok {
+                return Err(RouteError::NotASubscriber {
+                    stream: route.name.0.clone(),
+                    task,
+                });
+            }
+            out.push(task);
+            Ok(())
+        }
+        (Some(_), false) => Err(RouteError::NotDirectStream(route.name.0.clone())),
+        (None, _) => Err(RouteError::DirectStreamNeedsTask(route.name.0.clone())),
+    }
 }
 
 /// The output routes of one executor's component: for each declared stream,
@@ -340,12 +374,14 @@ impl Router {
     }
 
     /// The name and global index of the stream at `pos`.
+    #[inline]
     pub fn stream(&self, pos: usize) -> (&StreamId, u32) {
         (&self.streams[pos].name, self.streams[pos].index)
     }
 
     /// Appends to `out` the tasks that get `values` emitted on the stream at
     /// `pos` by `source`, directly to `direct` if given.
+    #[inline]
     pub fn targets(
         &mut self,
         pos: usize,
@@ -355,23 +391,8 @@ impl Router {
         out: &mut Targets,
     ) -> Result<(), RouteError> {
         let route = &mut self.streams[pos];
-        match (direct, route.direct) {
-            (Some(task), true) => {
-                let ok = route.subscribers.iter().any(|s| {
-                    matches!(s.chooser, Chooser::Direct) && s.tasks.binary_search(&task).is_ok()
-                });
-                if !ok {
-                    return Err(RouteError::NotASubscriber {
-                        stream: route.name.0.clone(),
-                        task,
-                    });
-                }
-                out.push(task);
-                return Ok(());
-            }
-            (Some(_), false) => return Err(RouteError::NotDirectStream(route.name.0.clone())),
-            (None, true) => return Err(RouteError::DirectStreamNeedsTask(route.name.0.clone())),
-            (None, false) => {}
+        if direct.is_some() || route.direct {
+            return direct_target(route, direct, out);
         }
         for sub in &mut route.subscribers {
             match &mut sub.chooser {
