@@ -13,6 +13,13 @@ use std::time::{Duration, Instant};
 /// How many errors a task keeps for its metrics.
 const MAX_ERRORS: usize = 10;
 
+/// [`LATENCY_BUCKETS_MS`] in µs, so that a sample (whole µs) finds its
+/// bucket without a float division.
+const LATENCY_BUCKETS_US: [u64; LATENCY_BUCKETS_MS.len()] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 10_000_000, 60_000_000,
+];
+
 /// Where executors publish their tasks' metrics.
 pub type MetricsBoard = Arc<Mutex<TopologyMetrics>>;
 
@@ -41,12 +48,11 @@ impl Default for Latency {
 impl Latency {
     /// Records one sample.
     pub fn record(&mut self, d: Duration) {
-        let us = d.as_micros().max(1) as u64;
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
         self.histogram.saturating_record(us);
-        let at_ms = us as f64 / 1000.0;
         if let Some(c) = self
             .buckets
-            .get_mut(LATENCY_BUCKETS_MS.partition_point(|b| *b < at_ms))
+            .get_mut(LATENCY_BUCKETS_US.partition_point(|b| *b < us))
         {
             *c += 1;
         }
@@ -410,5 +416,22 @@ mod tests {
         l.record(Duration::from_micros(40));
         let s = l.summary();
         assert_eq!((s.count, s.buckets[0]), (6, 2));
+    }
+
+    #[test]
+    fn a_sample_on_a_bound_counts_in_the_bucket_it_bounds() {
+        for (us, ms) in LATENCY_BUCKETS_US.iter().zip(LATENCY_BUCKETS_MS) {
+            assert_eq!(*us as f64, ms * 1000.0);
+        }
+        for (i, &bound) in LATENCY_BUCKETS_US.iter().enumerate() {
+            let mut l = Latency::default();
+            l.record(Duration::from_micros(bound));
+            l.record(Duration::from_micros(bound + 1));
+            let s = l.summary();
+            assert_eq!(s.buckets[i], 1, "{bound} µs is within the bucket it bounds");
+            if let Some(next) = s.buckets.get(i + 1) {
+                assert_eq!(*next, 2, "{} µs is in the next", bound + 1);
+            }
+        }
     }
 }
