@@ -299,26 +299,15 @@ fn bad_emits_are_dropped_and_reported_not_fatal() {
     .unwrap();
     assert!(result.emitted("tag").is_empty());
     let errors = result.metrics.component("bad").errors;
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.contains("emit_direct to task 9999")),
-        "{errors:?}"
-    );
-    assert!(
-        errors.iter().any(|e| e.contains("\"no-such-stream\"")),
-        "{errors:?}"
-    );
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.contains("emit on direct stream \"to-task\" needs emit_direct")),
-        "{errors:?}"
-    );
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.contains("emit_direct on stream \"default\", which is not a direct stream")),
-        "{errors:?}"
-    );
+    for expected in [
+        "emit_direct to task 9999",
+        "\"no-such-stream\"",
+        "emit on direct stream \"to-task\" needs emit_direct",
+        "emit_direct on stream \"default\", which is not a direct stream",
+    ] {
+        assert!(
+            errors.iter().any(|e| e.contains(expected)),
+            "{expected}: {errors:?}"
+        );
+    }
 }
