@@ -15,10 +15,15 @@ const MAX_ERRORS: usize = 10;
 
 /// [`LATENCY_BUCKETS_MS`] in µs, so that a sample (whole µs) finds its
 /// bucket without a float division.
-const LATENCY_BUCKETS_US: [u64; LATENCY_BUCKETS_MS.len()] = [
-    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
-    1_000_000, 2_500_000, 10_000_000, 60_000_000,
-];
+const LATENCY_BUCKETS_US: [u64; LATENCY_BUCKETS_MS.len()] = {
+    let mut us = [0; LATENCY_BUCKETS_MS.len()];
+    let mut i = 0;
+    while i < us.len() {
+        us[i] = (LATENCY_BUCKETS_MS[i] * 1000.0) as u64;
+        i += 1;
+    }
+    us
+};
 
 /// Where executors publish their tasks' metrics.
 pub type MetricsBoard = Arc<Mutex<TopologyMetrics>>;
