@@ -1,5 +1,5 @@
 //! Trident in LocalCluster: Storm's Trident word count case, empty
-//! batches, exactly-once counts under batch failures (commits in txid
+//! batches, a state file held at prepare, exactly-once counts under batch failures (commits in txid
 //! order), and the flights aggregates against a plain computation.
 
 #[path = "../examples/trident_flights/carrier_stats.rs"]
@@ -150,6 +150,43 @@ fn empty_batches_do_not_stall() {
     feeder.feed(vec![values!["b"]]);
     assert!(feeder.wait_committed(WAIT));
     cluster.kill_topology("empty").unwrap();
+    let c = counts_of(&state);
+    assert_eq!((c["a"], c["b"], c.len()), (2, 2, 2));
+}
+
+/// A state file still held at prepare (as by a worker of the previous
+/// assignment that has not exited yet): the batch's commit fails, names
+/// why, and is replayed until the file is released; then every batch
+/// commits exactly once.
+#[test]
+fn a_state_held_at_prepare_opens_at_a_later_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = MapStateFactory::redb(dir.path(), "held");
+    let partition = state::StatePartition { index: 0, count: 1 };
+    let held = state.make_state(&partition).unwrap();
+    let feeder = FeederSpout::new(["sentence"]);
+    let t = TridentTopology::new();
+    t.new_stream("held", feeder.clone())
+        .each(["sentence"], split_spaces, ["word"])
+        .group_by(["word"])
+        .persistent_aggregate(state.clone(), Fields::default(), Count, ["count"]);
+    let cluster = LocalCluster::new();
+    cluster
+        .submit_topology("held", &config(), t.build().unwrap())
+        .unwrap();
+    feeder.feed(vec![values!["a b a"]]);
+    let refused = wait_for(WAIT, || {
+        let m = cluster.metrics("held").unwrap();
+        m.tasks
+            .values()
+            .flat_map(|t| &t.errors)
+            .any(|e| e.contains("opening state"))
+    });
+    assert!(refused, "no task reported the held state");
+    drop(held);
+    feeder.feed(vec![values!["b"]]);
+    assert!(feeder.wait_committed(WAIT), "batches stalled after release");
+    cluster.kill_topology("held").unwrap();
     let c = counts_of(&state);
     assert_eq!((c["a"], c["b"], c.len()), (2, 2, 2));
 }

@@ -2,7 +2,8 @@
 //! computation over the CSV (in file order, shuffled within the lag, and
 //! with a lag too short, so rows go to the late stream); acking as tuples
 //! leave their last window; processing-time windows; persistent windows
-//! longer than the message timeout; validation.
+//! longer than the message timeout, and whose redb file is held by another
+//! owner at prepare; validation.
 
 #[path = "../examples/flights_windows/windows.rs"]
 #[allow(dead_code)]
@@ -397,6 +398,53 @@ fn a_persistent_window_outlasts_the_message_timeout() {
     assert_eq!(seen, (0..20).collect::<Vec<_>>());
     assert!(feeder.failed().is_empty(), "{:?}", feeder.failed());
     cluster.kill_topology("persistent-window").unwrap();
+}
+
+/// The window task's redb file is still held when it prepares (as by a
+/// worker of the previous assignment that has not exited yet): its
+/// checkpoints are refused, naming why, and nothing is acked. Once the
+/// file is released the task opens it at a later checkpoint, and every
+/// tuple is windowed and acked once.
+#[test]
+fn a_persistent_window_held_at_prepare_opens_at_a_later_checkpoint() {
+    use squall::stateful::{RedbProvider, StateProvider};
+    let dir = tempfile::tempdir().unwrap();
+    let feeder = Feeder::new(["n"]);
+    let window = WindowConfig::tumbling(Length::Count(5));
+    let (topology, out) = windowed(&feeder, window, true);
+    let mut c = config();
+    c.state_checkpoint_interval_ms = 50;
+    c.state_provider = "redb".into();
+    c.state_provider_config = Some(dir.path().display().to_string());
+    let provider = RedbProvider::new(dir.path());
+    let layout = TaskLayout::new(topology.spec(), c.effective_ackers());
+    let task = layout.component_tasks("w")[0];
+    let held = provider.open("held-window", &format!("w-{task}")).unwrap();
+    let cluster = LocalCluster::new();
+    cluster
+        .submit_topology("held-window", &c, topology)
+        .unwrap();
+    for n in 0..20i64 {
+        feeder.feed(values![n]);
+    }
+    assert!(
+        wait_for(WAIT, || {
+            let errors = cluster
+                .metrics("held-window")
+                .unwrap()
+                .component("w")
+                .errors;
+            errors.iter().any(|e| e.contains("state store is not open"))
+        }),
+        "the window task did not report its held state"
+    );
+    assert!(feeder.acked().is_empty(), "acked without the state");
+    drop(held);
+    assert!(wait_for(WAIT, || feeder.acked().len() == 20));
+    assert!(wait_for(WAIT, || all_windowed(&out).len() == 20));
+    cluster.kill_topology("held-window").unwrap();
+    assert_eq!(all_windowed(&out), (0..20).collect::<Vec<_>>());
+    assert!(feeder.failed().is_empty(), "{:?}", feeder.failed());
 }
 
 #[test]

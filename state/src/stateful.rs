@@ -53,9 +53,65 @@ pub(crate) fn namespace(context: &TopologyContext) -> String {
 }
 
 /// Opens this task's store with the configured provider.
-pub(crate) fn open_store(context: &TopologyContext) -> Result<TxStore, StateError> {
+fn open_store(context: &TopologyContext) -> Result<TxStore, StateError> {
     let provider = provider_for(context.config())?;
     TxStore::new(provider.open(context.topology_name(), &namespace(context))?)
+}
+
+/// Opens a task's store at prepare and, while that fails, again at each
+/// checkpoint tuple: a redb file may still be held by a worker of the
+/// previous assignment that has not exited yet, or a remote store may not
+/// be reachable yet. Until it opens, every checkpoint step is refused
+/// (naming [`error`](Self::error)) and data tuples fail, so nothing is
+/// acked; the held acks of earlier runs are restored when it opens.
+pub(crate) struct StoreOpener {
+    /// The task's context while the store is not open.
+    context: Option<TopologyContext>,
+    /// Why the store could not be opened, reported with each refusal.
+    pub(crate) error: String,
+}
+
+impl StoreOpener {
+    pub(crate) fn new() -> Self {
+        Self {
+            context: None,
+            error: String::new(),
+        }
+    }
+
+    /// Opens the store at prepare, restoring `epoch`'s held acks from it.
+    /// Logs and keeps the error (and `context`, to retry) when it fails.
+    pub(crate) fn open(&mut self, context: &TopologyContext, epoch: &mut Epoch) -> Option<TxStore> {
+        self.context = Some(context.clone());
+        let store = self.retry(epoch);
+        if store.is_none() {
+            tracing::error!(
+                component = %context.this_component_id(),
+                task = %context.this_task_id(),
+                "cannot open the task's state (retried at each checkpoint): {}",
+                self.error
+            );
+        }
+        store
+    }
+
+    /// Tries again to open a store that failed to open; `None` once it
+    /// is open (the caller holds it) or while it still fails.
+    pub(crate) fn retry(&mut self, epoch: &mut Epoch) -> Option<TxStore> {
+        let context = self.context.as_ref()?;
+        match open_store(context) {
+            Ok(store) => {
+                epoch.restore(&store);
+                self.context = None;
+                self.error.clear();
+                Some(store)
+            }
+            Err(e) => {
+                self.error = e.to_string();
+                None
+            }
+        }
+    }
 }
 
 /// Runs a [`StatefulBolt`] as an ordinary [`Bolt`]: opens its state with
@@ -71,8 +127,7 @@ pub struct StatefulBoltExecutor<B: StatefulBolt> {
     bolt: B,
     state: Option<B::State>,
     epoch: Epoch,
-    /// Why the state could not be opened, reported with each refusal.
-    open_error: String,
+    opener: StoreOpener,
 }
 
 impl<B: StatefulBolt> StatefulBoltExecutor<B> {
@@ -82,7 +137,7 @@ impl<B: StatefulBolt> StatefulBoltExecutor<B> {
             bolt,
             state: None,
             epoch: Epoch::new(),
-            open_error: String::new(),
+            opener: StoreOpener::new(),
         }
     }
 
@@ -143,20 +198,8 @@ impl<B: StatefulBolt> StatefulBoltExecutor<B> {
 impl<B: StatefulBolt> Bolt for StatefulBoltExecutor<B> {
     fn prepare(&mut self, context: &TopologyContext) {
         self.epoch.prepare(context);
-        match open_store(context) {
-            Ok(store) => {
-                self.epoch.restore(&store);
-                self.state = Some(B::State::from_store(store))
-            }
-            Err(e) => {
-                self.open_error = e.to_string();
-                tracing::error!(
-                component = %context.this_component_id(),
-                task = %context.this_task_id(),
-                "stateful bolt cannot open its state: {e}"
-                )
-            }
-        }
+        let store = self.opener.open(context, &mut self.epoch);
+        self.state = store.map(B::State::from_store);
         self.bolt.prepare(context);
     }
 
@@ -173,18 +216,21 @@ impl<B: StatefulBolt> Bolt for StatefulBoltExecutor<B> {
             }
             return;
         };
+        if self.state.is_none() {
+            self.state = self.opener.retry(&mut self.epoch).map(B::State::from_store);
+        }
         for t in self.epoch.take_stale(c) {
             self.run(&t, out);
         }
         let Self {
             bolt,
             state,
-            open_error,
+            opener,
             epoch,
             ..
         } = self;
         let run = epoch.on_checkpoint(c, tuple, out, |acks, initialized| {
-            Self::step(bolt, state, open_error, c, acks, initialized)
+            Self::step(bolt, state, &opener.error, c, acks, initialized)
         });
         for t in run {
             self.run(&t, out);

@@ -93,6 +93,15 @@ impl StageBolt {
         }
     }
 
+    /// Retries the states that failed to open, reporting each failure as
+    /// the task's error (the commit or query that needs one then fails
+    /// and its batch is replayed).
+    fn reopen_states(&mut self, out: &mut OutputCollector<'_>) {
+        if self.states.iter().any(Option::is_none) {
+            self.open_states(&mut |e| out.report_error(&e));
+        }
+    }
+
     /// The run of `id`, made if new; `None` if `id` is an older attempt.
     fn run(&mut self, id: BatchId) -> Option<&mut BatchRun> {
         let fresh = |plan: &StagePlan, n: usize| BatchRun {
@@ -226,6 +235,7 @@ impl StageBolt {
         let Some(mut run) = self.batches.remove(&id.txid) else {
             return;
         };
+        self.reopen_states(out);
         for (p, ops) in plan.pipelines.iter().zip(run.ops.iter_mut()) {
             if let Err(e) = p.commit(ops, id.txid, &mut self.states) {
                 out.report_error(&format!("commit of batch {}: {e}", id.txid));
@@ -241,16 +251,19 @@ impl StageBolt {
     fn check(&mut self, id: BatchId, out: &mut OutputCollector<'_>) {
         let plan = self.plan.clone();
         let expected_coords = self.expected_coords;
+        let complete = self.batches.get(&id.txid).is_some_and(|run| {
+            !run.done
+                && run.attempt == id.attempt
+                && run.coords >= expected_coords
+                && run.received >= run.expected
+        });
+        if !complete {
+            return;
+        }
+        self.reopen_states(out);
         let Some(run) = self.batches.get_mut(&id.txid) else {
             return;
         };
-        if run.done
-            || run.attempt != id.attempt
-            || run.coords < expected_coords
-            || run.received < run.expected
-        {
-            return;
-        }
         if run.received > run.expected {
             out.report_error(&format!(
                 "batch {}: received {} tuples, {} were announced",

@@ -6,7 +6,7 @@ use super::bolt::{Held, Timekeeper, TupleWindow, WindowCollector, WindowedBolt};
 use super::{WindowConfig, WindowManager};
 use crate::checkpoint::epoch::{Epoch, WatchingOutput};
 use crate::checkpoint::{Action, CheckpointTuple, CHECKPOINT_FIELDS};
-use crate::stateful::open_store;
+use crate::stateful::StoreOpener;
 use crate::store::TxStore;
 use squall_topology_api::{
     Bolt, ComponentId, MessageId, OutputCollector, OutputFieldsDeclarer, StreamId, StreamMeta,
@@ -32,8 +32,7 @@ pub struct PersistentWindowedBoltExecutor<B> {
     manager: WindowManager<Held>,
     store: Option<TxStore>,
     epoch: Epoch,
-    /// Why the state could not be opened, reported with each refusal.
-    open_error: String,
+    opener: StoreOpener,
     next_key: u64,
     metas: HashMap<(String, String), Arc<StreamMeta>>,
 }
@@ -52,7 +51,7 @@ impl<B: WindowedBolt> PersistentWindowedBoltExecutor<B> {
             manager,
             store: None,
             epoch: Epoch::new(),
-            open_error: String::new(),
+            opener: StoreOpener::new(),
             next_key: 0,
             metas: HashMap::new(),
         }
@@ -63,7 +62,7 @@ impl<B: WindowedBolt> PersistentWindowedBoltExecutor<B> {
         let config = self.time.config.clone();
         self.manager = WindowManager::new(config.length, config.sliding);
         let Some(store) = &self.store else {
-            return Err(format!("state store is not open: {}", self.open_error));
+            return Err(format!("state store is not open: {}", self.opener.error));
         };
         for (k, v) in store.entries().map_err(|e| e.to_string())? {
             let key = u64::from_be_bytes(k.as_slice().try_into().map_err(|_| "bad window key")?);
@@ -154,7 +153,7 @@ impl<B: WindowedBolt> PersistentWindowedBoltExecutor<B> {
 
     fn step(&mut self, c: CheckpointTuple, acks: Vec<u8>, initialized: bool) -> Result<(), String> {
         let Some(store) = &mut self.store else {
-            return Err(format!("state store is not open: {}", self.open_error));
+            return Err(format!("state store is not open: {}", self.opener.error));
         };
         match c.action {
             Action::Prepare => store.prepare(c.txid, acks).map_err(|e| e.to_string()),
@@ -192,19 +191,7 @@ impl<B: WindowedBolt> Bolt for PersistentWindowedBoltExecutor<B> {
                 Arc::new(meta),
             );
         }
-        match open_store(context) {
-            Ok(store) => {
-                self.epoch.restore(&store);
-                self.store = Some(store)
-            }
-            Err(e) => {
-                self.open_error = e.to_string();
-                tracing::error!(
-                component = %context.this_component_id(),
-                "persistent window cannot open its state: {e}"
-                )
-            }
-        }
+        self.store = self.opener.open(context, &mut self.epoch);
         self.bolt.prepare(context);
     }
 
@@ -226,6 +213,9 @@ impl<B: WindowedBolt> Bolt for PersistentWindowedBoltExecutor<B> {
             }
             return;
         };
+        if self.store.is_none() {
+            self.store = self.opener.retry(&mut self.epoch);
+        }
         for t in self.epoch.take_stale(c) {
             self.add(&t, out);
         }
