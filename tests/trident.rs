@@ -124,21 +124,32 @@ fn storm_word_count_case() {
     assert_eq!(c.values().sum::<i64>(), 13);
 }
 
+/// Submits `name`: the space-separated words of `feeder`'s sentences
+/// counted into `state`.
+fn submit_feeder_count(
+    cluster: &LocalCluster,
+    name: &str,
+    feeder: &FeederSpout,
+    state: MapStateFactory,
+) {
+    let t = TridentTopology::new();
+    t.new_stream(name, feeder.clone())
+        .each(["sentence"], split_spaces, ["word"])
+        .group_by(["word"])
+        .persistent_aggregate(state, Fields::default(), Count, ["count"]);
+    cluster
+        .submit_topology(name, &config(), t.build().unwrap())
+        .unwrap();
+}
+
 /// Many empty batches, then data: every batch commits and the data counts.
 #[test]
 fn empty_batches_do_not_stall() {
     let state = MapStateFactory::memory("trident-empty");
     MemoryBackingMap::clear("trident-empty");
     let feeder = FeederSpout::new(["sentence"]);
-    let t = TridentTopology::new();
-    t.new_stream("empty", feeder.clone())
-        .each(["sentence"], split_spaces, ["word"])
-        .group_by(["word"])
-        .persistent_aggregate(state.clone(), Fields::default(), Count, ["count"]);
     let cluster = LocalCluster::new();
-    cluster
-        .submit_topology("empty", &config(), t.build().unwrap())
-        .unwrap();
+    submit_feeder_count(&cluster, "empty", &feeder, state.clone());
     for _ in 0..300 {
         feeder.feed(Vec::new());
     }
@@ -165,15 +176,8 @@ fn a_state_held_at_prepare_opens_at_a_later_commit() {
     let partition = state::StatePartition { index: 0, count: 1 };
     let held = state.make_state(&partition).unwrap();
     let feeder = FeederSpout::new(["sentence"]);
-    let t = TridentTopology::new();
-    t.new_stream("held", feeder.clone())
-        .each(["sentence"], split_spaces, ["word"])
-        .group_by(["word"])
-        .persistent_aggregate(state.clone(), Fields::default(), Count, ["count"]);
     let cluster = LocalCluster::new();
-    cluster
-        .submit_topology("held", &config(), t.build().unwrap())
-        .unwrap();
+    submit_feeder_count(&cluster, "held", &feeder, state.clone());
     feeder.feed(vec![values!["a b a"]]);
     let refused = wait_for(WAIT, || {
         let m = cluster.metrics("held").unwrap();
