@@ -62,8 +62,8 @@ fn open_store(context: &TopologyContext) -> Result<TxStore, StateError> {
 /// checkpoint tuple: a redb file may still be held by a worker of the
 /// previous assignment that has not exited yet, or a remote store may not
 /// be reachable yet. Until it opens, every checkpoint step is refused
-/// (naming [`error`](Self::error)) and data tuples fail, so nothing is
-/// acked; the held acks of earlier runs are restored when it opens.
+/// (naming [`error`](Self::error)), so no input is acked; the held acks of
+/// earlier runs are restored when it opens, before any step can succeed.
 pub(crate) struct StoreOpener {
     /// The task's context while the store is not open.
     context: Option<TopologyContext>,
