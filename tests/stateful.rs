@@ -4,6 +4,7 @@
 //! fails PREPAREs, with redb files held by another owner at prepare, and
 //! with the redb provider read back after the run.
 
+mod common;
 mod corpus;
 
 use squall::stateful::store::{register_provider, Prepared, StateError, StateProvider, Store};
@@ -217,12 +218,7 @@ fn a_state_held_at_prepare_opens_at_a_later_checkpoint() {
         .unwrap();
     let wait = std::time::Duration::from_secs(120);
     let refused = squall::testing::wait_for(wait, || {
-        let errors = cluster
-            .metrics("swc-held")
-            .unwrap()
-            .component("count")
-            .errors;
-        errors.iter().any(|e| e.contains("state store is not open"))
+        common::reported(&cluster, "swc-held", "count", "state store is not open")
     });
     assert!(refused, "no count task reported its held state");
     // Lines without a word complete at the split; no other line may.

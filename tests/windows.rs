@@ -5,6 +5,7 @@
 //! longer than the message timeout, and whose redb file is held by another
 //! owner at prepare; validation.
 
+mod common;
 #[path = "../examples/flights_windows/windows.rs"]
 #[allow(dead_code)]
 mod windows;
@@ -429,12 +430,7 @@ fn a_persistent_window_held_at_prepare_opens_at_a_later_checkpoint() {
     }
     assert!(
         wait_for(WAIT, || {
-            let errors = cluster
-                .metrics("held-window")
-                .unwrap()
-                .component("w")
-                .errors;
-            errors.iter().any(|e| e.contains("state store is not open"))
+            common::reported(&cluster, "held-window", "w", "state store is not open")
         }),
         "the window task did not report its held state"
     );

@@ -186,3 +186,10 @@ pub fn run_fed_on(
 pub fn executed(cluster: &LocalCluster, name: &str, c: &str) -> u64 {
     cluster.metrics(name).unwrap().component(c).executed
 }
+
+/// Whether a task of component `c` of topology `name` reported an error
+/// containing `text` (among the last errors each task keeps).
+pub fn reported(cluster: &LocalCluster, name: &str, c: &str, text: &str) -> bool {
+    let errors = cluster.metrics(name).unwrap().component(c).errors;
+    errors.iter().any(|e| e.contains(text))
+}

@@ -249,7 +249,6 @@ impl StageBolt {
     /// Completes the batch if every upstream task reported and every
     /// announced tuple arrived.
     fn check(&mut self, id: BatchId, out: &mut OutputCollector<'_>) {
-        let plan = self.plan.clone();
         let expected_coords = self.expected_coords;
         let complete = self.batches.get(&id.txid).is_some_and(|run| {
             !run.done
@@ -261,6 +260,7 @@ impl StageBolt {
             return;
         }
         self.reopen_states(out);
+        let plan = self.plan.clone();
         let Some(run) = self.batches.get_mut(&id.txid) else {
             return;
         };
