@@ -196,8 +196,13 @@ const MANY_ANCHORS: usize = 16;
 
 /// The id of a tuple anchored to `anchors`, each getting a fresh edge
 /// (added to the anchor's ack value) XORed into each of its trees.
+///
+/// Inline, so the common case (one anchor in one tree) is not returned
+/// through memory from a call: the emit read the id back 16 bytes at once
+/// from the two 8-byte stores that had just written it, which the
+/// processor cannot forward, and stalled on every tuple.
+#[inline]
 fn anchored_id(anchors: &[&Tuple], ack_vals: &mut AckVals, rng: &mut impl Rng) -> MessageId {
-    // The common case, one anchor in one tree, builds its id in one step.
     if let [anchor] = anchors {
         if let [(root, key)] = *anchor.message_id().anchors() {
             let edge: u64 = rng.random();
@@ -205,6 +210,16 @@ fn anchored_id(anchors: &[&Tuple], ack_vals: &mut AckVals, rng: &mut impl Rng) -
             return MessageId::single(root, edge);
         }
     }
+    anchored_id_general(anchors, ack_vals, rng)
+}
+
+/// [`anchored_id`] for several anchors or an anchor in several trees.
+#[inline(never)]
+fn anchored_id_general(
+    anchors: &[&Tuple],
+    ack_vals: &mut AckVals,
+    rng: &mut impl Rng,
+) -> MessageId {
     let mut message_id = MessageId::untracked();
     with_fresh_edges(anchors, ack_vals, rng, |ids, edge| {
         for &(root, _) in ids {

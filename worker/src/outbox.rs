@@ -153,7 +153,8 @@ impl Outbox {
 
     /// Queues a tuple for its task; sends the batch once it is full (unless
     /// the receiver's queue was full: then at the next [`Outbox::flush`]).
-    #[inline]
+    /// Always inlined into the emits, which build the tuple just before.
+    #[inline(always)]
     pub fn push(&mut self, msg: TupleMsg) {
         let e = self.buffer_for(msg.dest);
         let slot = &mut self.slots[e];
