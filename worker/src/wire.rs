@@ -158,24 +158,40 @@ fn tuple(rd: &mut &[u8]) -> Result<TupleMsg, WireError> {
     for _ in 0..k {
         push_value(rd, &mut values)?;
     }
-    let m = array_len(rd, "message id")?;
-    let mut ids: SmallVec<[(u64, u64); 1]> = SmallVec::new();
-    if m > ids.inline_size() {
-        ids.reserve_exact(m);
-    }
-    for _ in 0..m {
-        if array_len(rd, "message id pair")? != 2 {
-            return Err(bad("a message id entry is not [root, edge]"));
+    // A tuple in one tree (nearly every tracked tuple) gets its id in one
+    // step from the two integers: pushed into a `SmallVec` and then moved,
+    // it was read back 16 bytes at once from the 8-byte stores that had
+    // just written it, and stalled on every tuple.
+    let message_id = match array_len(rd, "message id")? {
+        0 => MessageId::untracked(),
+        1 => {
+            let (root, edge) = id_pair(rd)?;
+            MessageId::single(root, edge)
         }
-        ids.push((uint(rd, "root")?, uint(rd, "edge")?));
-    }
+        m => {
+            let mut ids: SmallVec<[(u64, u64); 1]> = SmallVec::with_capacity(m);
+            for _ in 0..m {
+                ids.push(id_pair(rd)?);
+            }
+            MessageId(ids)
+        }
+    };
     Ok(TupleMsg {
         dest,
         source,
         stream,
         values,
-        message_id: MessageId(ids),
+        message_id,
     })
+}
+
+/// Reads a message id entry, `[root, edge]`.
+#[inline]
+fn id_pair(rd: &mut &[u8]) -> Result<(u64, u64), WireError> {
+    if array_len(rd, "message id pair")? != 2 {
+        return Err(bad("a message id entry is not [root, edge]"));
+    }
+    Ok((uint(rd, "root")?, uint(rd, "edge")?))
 }
 
 /// An error unless every byte was read.
