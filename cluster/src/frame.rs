@@ -172,11 +172,12 @@ impl<In> FrameCodec<In, ByteBuf> {
         let body_len = u32::try_from(body.len()).map_err(|_| too_large(body.len()))?;
         let _ = rmp::encode::write_bin_len(&mut head, body_len);
         let frame_len = head.len() + body.len();
-        if frame_len > self.max {
-            return Err(too_large(frame_len));
-        }
+        let prefix = u32::try_from(frame_len)
+            .ok()
+            .filter(|_| frame_len <= self.max)
+            .ok_or_else(|| too_large(frame_len))?;
         dst.reserve(4 + frame_len);
-        dst.put_u32(frame_len as u32);
+        dst.put_u32(prefix);
         dst.extend_from_slice(&head);
         dst.extend_from_slice(body);
         Ok(())
