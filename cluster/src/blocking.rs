@@ -5,7 +5,6 @@ use crate::frame::{FrameCodec, FrameError};
 use bytes::BytesMut;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_bytes::ByteBuf;
 use std::io::{Read, Write};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -101,18 +100,5 @@ impl<S: Read + Write, In: DeserializeOwned, Out: Serialize> FramedStream<S, In, 
             }
             self.read_buf.extend_from_slice(&self.chunk[..n]);
         }
-    }
-}
-
-impl<S: Read + Write, In: DeserializeOwned> FramedStream<S, In, ByteBuf> {
-    /// [`FramedStream::feed`] of a `ByteBuf` holding `body`, without
-    /// building one: the same frame, with `body` copied once
-    /// ([`FrameCodec::encode_bytes`]).
-    ///
-    /// # Errors
-    /// [`FrameError::TooLarge`] for a frame over the cap (nothing is
-    /// added).
-    pub fn feed_bytes(&mut self, body: &[u8]) -> Result<(), FrameError> {
-        self.codec.encode_bytes(body, &mut self.write_buf)
     }
 }

@@ -2,10 +2,9 @@
 //! `LengthDelimitedCodec`, 4-byte big-endian length) holding an rmp-serde
 //! encoded [`Frame`] with a protocol version, and a cap on frame size.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_bytes::ByteBuf;
 use std::marker::PhantomData;
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
@@ -131,55 +130,30 @@ impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
 impl<In, Out: Serialize> Encoder<Out> for FrameCodec<In, Out> {
     type Error = FrameError;
 
+    /// Serializes the frame straight into `dst` behind its length, so a
+    /// body of bytes (a worker's batch) is copied once; a frame refused
+    /// leaves `dst` as it was.
     fn encode(&mut self, body: Out, dst: &mut BytesMut) -> Result<(), FrameError> {
         let frame = Frame {
             version: PROTOCOL_VERSION,
             body,
         };
-        let bytes =
-            rmp_serde::to_vec_named(&frame).map_err(|e| FrameError::Malformed(e.to_string()))?;
-        if bytes.len() > self.max {
-            return Err(FrameError::TooLarge {
-                len: bytes.len(),
-                max: self.max,
-            });
+        let start = dst.len();
+        dst.put_u32(0);
+        let written = rmp_serde::encode::write_named(&mut (&mut *dst).writer(), &frame);
+        let len = dst.len() - start - 4;
+        let refusal = match written {
+            Err(e) => Some(FrameError::Malformed(e.to_string())),
+            Ok(()) if len > self.max || u32::try_from(len).is_err() => {
+                Some(FrameError::TooLarge { len, max: self.max })
+            }
+            Ok(()) => None,
+        };
+        if let Some(e) = refusal {
+            dst.truncate(start);
+            return Err(e);
         }
-        self.inner
-            .encode(Bytes::from(bytes), dst)
-            .map_err(|e| self.map_len_error(e))
-    }
-}
-
-impl<In> FrameCodec<In, ByteBuf> {
-    /// Appends to `dst` the frame [`Encoder::encode`] makes of a `ByteBuf`
-    /// holding `body`, byte for byte (the length, then the map
-    /// `{"version": …, "body": <bin>}` rmp-serde writes for a [`Frame`]),
-    /// copying `body` once: through serde it was copied into a buffer of
-    /// its own first, which cost a worker's transfer thread as much as the
-    /// copy into `dst`.
-    ///
-    /// # Errors
-    /// [`FrameError::TooLarge`] when the frame would be over the cap
-    /// (nothing is added).
-    pub fn encode_bytes(&self, body: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
-        let mut head = Vec::with_capacity(24);
-        // Writes to a Vec cannot fail.
-        let _ = rmp::encode::write_map_len(&mut head, 2);
-        let _ = rmp::encode::write_str(&mut head, "version");
-        let _ = rmp::encode::write_uint(&mut head, u64::from(PROTOCOL_VERSION));
-        let _ = rmp::encode::write_str(&mut head, "body");
-        let too_large = |len| FrameError::TooLarge { len, max: self.max };
-        let body_len = u32::try_from(body.len()).map_err(|_| too_large(body.len()))?;
-        let _ = rmp::encode::write_bin_len(&mut head, body_len);
-        let frame_len = head.len() + body.len();
-        let prefix = u32::try_from(frame_len)
-            .ok()
-            .filter(|_| frame_len <= self.max)
-            .ok_or_else(|| too_large(frame_len))?;
-        dst.reserve(4 + frame_len);
-        dst.put_u32(prefix);
-        dst.extend_from_slice(&head);
-        dst.extend_from_slice(body);
+        dst[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
         Ok(())
     }
 }
@@ -187,6 +161,7 @@ impl<In> FrameCodec<In, ByteBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_bytes::ByteBuf;
 
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     enum Msg {
@@ -206,44 +181,39 @@ mod tests {
     }
 
     #[test]
-    fn a_bytes_frame_is_the_frame_serde_makes() {
-        let c: FrameCodec<ByteBuf, ByteBuf> = FrameCodec::new(1 << 20);
+    fn a_frame_is_its_length_then_the_named_rmp_serde_frame() {
+        let mut c: FrameCodec<ByteBuf, ByteBuf> = FrameCodec::new(1 << 20);
         for len in [0, 1, 255, 256, 65_535, 65_536, 300_000] {
             let body: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
-            let mut via_serde = BytesMut::new();
-            let mut serde_codec: FrameCodec<ByteBuf, ByteBuf> = FrameCodec::new(1 << 20);
-            serde_codec
-                .encode(ByteBuf::from(body.clone()), &mut via_serde)
-                .unwrap();
+            let named = rmp_serde::to_vec_named(&Frame {
+                version: PROTOCOL_VERSION,
+                body: ByteBuf::from(body.clone()),
+            })
+            .unwrap();
             let mut direct = BytesMut::from(&b"before"[..]);
-            c.encode_bytes(&body, &mut direct).unwrap();
+            c.encode(ByteBuf::from(body.clone()), &mut direct).unwrap();
             assert_eq!(&direct[..6], b"before");
-            assert_eq!(&direct[6..], &via_serde[..], "body of {len} bytes");
+            assert_eq!(&direct[6..10], &(named.len() as u32).to_be_bytes());
+            assert_eq!(&direct[10..], &named[..], "body of {len} bytes");
             let mut read = direct.split_off(6);
-            assert_eq!(
-                serde_codec.decode(&mut read).unwrap(),
-                Some(ByteBuf::from(body))
-            );
+            assert_eq!(c.decode(&mut read).unwrap(), Some(ByteBuf::from(body)));
         }
     }
 
     #[test]
-    fn a_bytes_frame_over_the_cap_is_refused_and_adds_nothing() {
-        let c: FrameCodec<ByteBuf, ByteBuf> = FrameCodec::new(1024);
-        let mut serde_codec: FrameCodec<ByteBuf, ByteBuf> = FrameCodec::new(1024);
-        let mut dst = BytesMut::new();
-        let e = c.encode_bytes(&[0; 1010], &mut dst).unwrap_err();
-        let serde_e = serde_codec
+    fn a_frame_over_the_cap_is_refused_and_adds_nothing() {
+        let mut c: FrameCodec<ByteBuf, ByteBuf> = FrameCodec::new(1024);
+        let mut dst = BytesMut::from(&b"before"[..]);
+        let e = c
             .encode(ByteBuf::from(vec![0; 1010]), &mut dst)
             .unwrap_err();
-        assert_eq!(e.to_string(), serde_e.to_string());
         assert_eq!(
             e.to_string(),
             "frame of 1028 bytes is over the 1024-byte limit"
         );
-        assert!(dst.is_empty());
-        c.encode_bytes(&[0; 1000], &mut dst).unwrap();
-        assert_eq!(dst.len(), 4 + 1018);
+        assert_eq!(&dst[..], b"before");
+        c.encode(ByteBuf::from(vec![0; 1000]), &mut dst).unwrap();
+        assert_eq!(dst.len(), 6 + 4 + 1018);
     }
 
     #[test]

@@ -233,7 +233,7 @@ fn feed_batch(batch: Encoded, link: &Link<'_>, conns: &mut HashMap<String, Peer>
         stats.dropped.fetch_add(n, Ordering::Relaxed);
         return;
     };
-    match conn.feed_bytes(&batch.bytes) {
+    match conn.feed(ByteBuf::from(batch.bytes)) {
         Ok(()) => peer.unwritten += n,
         Err(err) => {
             tracing::warn!("cannot send a batch to a peer worker: {err}; dropped");
@@ -308,7 +308,7 @@ fn report_backpressure(
         let mut bytes = Vec::with_capacity(16 + 4 * reporting.tasks.len());
         encode_backpressure(&reporting.tasks, &mut bytes);
         if let Some(conn) = peer.conn.as_mut() {
-            if conn.feed_bytes(&bytes).is_ok() {
+            if conn.feed(ByteBuf::from(bytes)).is_ok() {
                 peer.reported = Some(reporting.tasks.clone());
             }
         }
