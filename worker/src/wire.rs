@@ -17,7 +17,10 @@
 //! The forms nearly every tuple is made of (arrays under 16, integers,
 //! strings under 32 bytes) are read and written inline, without `rmp`'s
 //! generic readers: decoding a batch of words costs a third of what it did
-//! through them.
+//! through them. The head of a tuple with small task ids and one value,
+//! and a message id in one tree with 64-bit ids, are each written in one
+//! fixed-size write and read in one match (a batch of words: 16.6 to 11
+//! ns a tuple to encode).
 //!
 //! Reading never panics on bad bytes: every length is checked against the
 //! bytes left, nesting is capped at [`MAX_DEPTH`], and any error names
@@ -81,19 +84,39 @@ pub fn encode_batch(batch: &[TupleMsg], out: &mut Vec<u8>) {
     // Writes to a Vec cannot fail; the results are ignored for that reason.
     put_array_len(out, batch.len());
     for t in batch {
-        put_array_len(out, 5);
-        put_uint(out, u64::from(t.dest.0));
-        put_uint(out, u64::from(t.source.0));
-        put_uint(out, u64::from(t.stream));
-        put_array_len(out, t.values.len());
+        let (dest, source, stream, k) = (t.dest.0, t.source.0, t.stream, t.values.len());
+        if dest < 0x80 && source < 0x80 && stream < 0x80 && k < 16 {
+            // The common head (small tasks and stream, few values) in one
+            // fixed-size write.
+            out.extend_from_slice(&[0x95, dest as u8, source as u8, stream as u8, 0x90 | k as u8]);
+        } else {
+            put_array_len(out, 5);
+            put_uint(out, u64::from(dest));
+            put_uint(out, u64::from(source));
+            put_uint(out, u64::from(stream));
+            put_array_len(out, k);
+        }
         for v in t.values.iter() {
             encode_value(v, out);
         }
-        put_array_len(out, t.message_id.0.len());
-        for &(root, edge) in &t.message_id.0 {
-            put_array_len(out, 2);
-            put_uint(out, root);
-            put_uint(out, edge);
+        match t.message_id.0.as_slice() {
+            // One tree, ids over 32 bits (all but 1 in 2^31 random ones):
+            // `[[root, edge]]` in one fixed-size write.
+            &[(root, edge)] if root > u64::from(u32::MAX) && edge > u64::from(u32::MAX) => {
+                let (r, e) = (root.to_be_bytes(), edge.to_be_bytes());
+                out.extend_from_slice(&[
+                    0x91, 0x92, 0xcf, r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], 0xcf, e[0],
+                    e[1], e[2], e[3], e[4], e[5], e[6], e[7],
+                ]);
+            }
+            ids => {
+                put_array_len(out, ids.len());
+                for &(root, edge) in ids {
+                    put_array_len(out, 2);
+                    put_uint(out, root);
+                    put_uint(out, edge);
+                }
+            }
         }
     }
 }
@@ -140,6 +163,22 @@ fn batch_each(rd: &mut &[u8], mut f: impl FnMut(TupleMsg)) -> Result<(), WireErr
 /// Reads one tuple, `[dest, source, stream, values, message id]`.
 #[inline]
 fn tuple(rd: &mut &[u8]) -> Result<TupleMsg, WireError> {
+    // The common head (small tasks and stream, one value) in one match,
+    // as `encode_batch` writes it.
+    let bytes: &[u8] = rd;
+    if let [0x95, d @ 0..=0x7f, s @ 0..=0x7f, st @ 0..=0x7f, 0x91, ref rest @ ..] = *bytes {
+        *rd = rest;
+        let mut values = Values(SmallVec::new());
+        push_value(rd, &mut values)?;
+        let message_id = message_id(rd)?;
+        return Ok(TupleMsg {
+            dest: TaskId(u32::from(d)),
+            source: TaskId(u32::from(s)),
+            stream: u32::from(st),
+            values,
+            message_id,
+        });
+    }
     if array_len(rd, "tuple")? != 5 {
         return Err(bad(
             "a tuple is not [dest, source, stream, values, message id]",
@@ -158,11 +197,35 @@ fn tuple(rd: &mut &[u8]) -> Result<TupleMsg, WireError> {
     for _ in 0..k {
         push_value(rd, &mut values)?;
     }
-    // A tuple in one tree (nearly every tracked tuple) gets its id in one
-    // step from the two integers: pushed into a `SmallVec` and then moved,
-    // it was read back 16 bytes at once from the 8-byte stores that had
-    // just written it, and stalled on every tuple.
-    let message_id = match array_len(rd, "message id")? {
+    let message_id = message_id(rd)?;
+    Ok(TupleMsg {
+        dest,
+        source,
+        stream,
+        values,
+        message_id,
+    })
+}
+
+/// Reads a tuple's message id, `[[root, edge], …]`.
+#[inline]
+fn message_id(rd: &mut &[u8]) -> Result<MessageId, WireError> {
+    // One tree with 64-bit ids (nearly every tracked tuple) in one match;
+    // its id is made in one step from the two integers: pushed into a
+    // `SmallVec` and then moved, it was read back 16 bytes at once from
+    // the 8-byte stores that had just written it, and stalled on every
+    // tuple.
+    let bytes: &[u8] = rd;
+    if let [0x91, 0x92, 0xcf, r0, r1, r2, r3, r4, r5, r6, r7, 0xcf, e0, e1, e2, e3, e4, e5, e6, e7, ref rest @ ..] =
+        *bytes
+    {
+        *rd = rest;
+        return Ok(MessageId::single(
+            u64::from_be_bytes([r0, r1, r2, r3, r4, r5, r6, r7]),
+            u64::from_be_bytes([e0, e1, e2, e3, e4, e5, e6, e7]),
+        ));
+    }
+    Ok(match array_len(rd, "message id")? {
         0 => MessageId::untracked(),
         1 => {
             let (root, edge) = id_pair(rd)?;
@@ -175,13 +238,6 @@ fn tuple(rd: &mut &[u8]) -> Result<TupleMsg, WireError> {
             }
             MessageId(ids)
         }
-    };
-    Ok(TupleMsg {
-        dest,
-        source,
-        stream,
-        values,
-        message_id,
     })
 }
 
@@ -700,13 +756,25 @@ mod tests {
         })
     }
 
+    /// A task id or stream index: small ones take the encoder's and
+    /// decoder's one-step paths, large ones the general ones.
+    fn small_or_any() -> impl Strategy<Value = u32> {
+        prop_oneof![0..0x80u32, 0x80..0x100u32, any::<u32>()]
+    }
+
+    /// A root or edge id: random ones are over 32 bits (the one-step
+    /// paths), the others take every shorter integer form.
+    fn id() -> impl Strategy<Value = u64> {
+        prop_oneof![any::<u64>(), 0..=u64::from(u32::MAX)]
+    }
+
     fn tuple() -> impl Strategy<Value = TupleMsg> {
         (
-            any::<u32>(),
-            any::<u32>(),
-            any::<u32>(),
+            small_or_any(),
+            small_or_any(),
+            small_or_any(),
             proptest::collection::vec(value(), 0..4),
-            proptest::collection::vec((any::<u64>(), any::<u64>()), 0..3),
+            proptest::collection::vec((id(), id()), 0..3),
         )
             .prop_map(|(d, s, st, values, ids)| TupleMsg {
                 dest: TaskId(d),
