@@ -17,7 +17,7 @@
 //! The forms nearly every tuple is made of (arrays under 16, integers,
 //! strings under 32 bytes) are read and written inline, without `rmp`'s
 //! generic readers: decoding a batch of words costs a third of what it did
-//! through them. The head of a tuple with small task ids and one value,
+//! through them. The head of a tuple with small task ids and under 16 values,
 //! and a message id in one tree with 64-bit ids, are each written in one
 //! fixed-size write and read in one match (a batch of words: 16.6 to 11
 //! ns a tuple to encode).
@@ -163,31 +163,7 @@ fn batch_each(rd: &mut &[u8], mut f: impl FnMut(TupleMsg)) -> Result<(), WireErr
 /// Reads one tuple, `[dest, source, stream, values, message id]`.
 #[inline]
 fn tuple(rd: &mut &[u8]) -> Result<TupleMsg, WireError> {
-    // The common head (small tasks and stream, one value) in one match,
-    // as `encode_batch` writes it.
-    let bytes: &[u8] = rd;
-    if let [0x95, d @ 0..=0x7f, s @ 0..=0x7f, st @ 0..=0x7f, 0x91, ref rest @ ..] = *bytes {
-        *rd = rest;
-        let mut values = Values(SmallVec::new());
-        push_value(rd, &mut values)?;
-        let message_id = message_id(rd)?;
-        return Ok(TupleMsg {
-            dest: TaskId(u32::from(d)),
-            source: TaskId(u32::from(s)),
-            stream: u32::from(st),
-            values,
-            message_id,
-        });
-    }
-    if array_len(rd, "tuple")? != 5 {
-        return Err(bad(
-            "a tuple is not [dest, source, stream, values, message id]",
-        ));
-    }
-    let dest = TaskId(uint(rd, "dest task")?);
-    let source = TaskId(uint(rd, "source task")?);
-    let stream = uint(rd, "stream")?;
-    let k = array_len(rd, "values")?;
+    let (dest, source, stream, k) = tuple_head(rd)?;
     // `SmallVec::new` rather than `with_capacity`: the latter's result,
     // moved through the stack, stalled on every tuple.
     let mut values = Values(SmallVec::new());
@@ -205,6 +181,31 @@ fn tuple(rd: &mut &[u8]) -> Result<TupleMsg, WireError> {
         values,
         message_id,
     })
+}
+
+/// Reads a tuple's array header and its first three fields, up to its
+/// values' array header: `(dest, source, stream, number of values)`.
+#[inline]
+fn tuple_head(rd: &mut &[u8]) -> Result<(TaskId, TaskId, u32, usize), WireError> {
+    // The common head (small tasks and stream, under 16 values) in one
+    // match, as `encode_batch` writes it.
+    let bytes: &[u8] = rd;
+    if let [0x95, d @ 0..=0x7f, s @ 0..=0x7f, st @ 0..=0x7f, k @ 0x90..=0x9f, ref rest @ ..] =
+        *bytes
+    {
+        *rd = rest;
+        let k = fits(rd, usize::from(k & 0x0f), "values")?;
+        return Ok((TaskId(u32::from(d)), TaskId(u32::from(s)), u32::from(st), k));
+    }
+    if array_len(rd, "tuple")? != 5 {
+        return Err(bad(
+            "a tuple is not [dest, source, stream, values, message id]",
+        ));
+    }
+    let dest = TaskId(uint(rd, "dest task")?);
+    let source = TaskId(uint(rd, "source task")?);
+    let stream = uint(rd, "stream")?;
+    Ok((dest, source, stream, array_len(rd, "values")?))
 }
 
 /// Reads a tuple's message id, `[[root, edge], …]`.
