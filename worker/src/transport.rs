@@ -20,6 +20,10 @@
 //! holds batches for an executor, its worker tells every peer (a
 //! backpressure frame on its own connection to each) which tasks are
 //! backpressured, and their spouts wait (see [`crate::backpressure`]).
+//! A receiver holding batches reads without blocking and waits on the full
+//! queues instead, so an executor gets them the moment it has room, and
+//! it wakes the transfer thread when a status changes, so the peers hear
+//! of it at once (not at the next backpressure check).
 
 use crate::launch::Inbound;
 use crate::message::{Encoded, Envelope};
@@ -522,22 +526,28 @@ struct Held<'a> {
 }
 
 impl Held<'_> {
-    /// Tells the worker's [`crate::backpressure::Backpressure`] which executors this connection
-    /// now holds batches for.
+    /// Tells the worker's [`crate::backpressure::Backpressure`] which
+    /// executors this connection now holds batches for, and wakes the
+    /// transfer thread when an executor's status changed, so the peers
+    /// hear of it at once.
     fn update(&mut self, overflow: &Overflow) {
         let bp = &self.inbound.backpressure;
+        let mut flipped = false;
         self.executors.retain(|e| {
             let still = overflow.contains_key(e);
             if !still {
-                bp.set_holding(*e, false);
+                flipped |= bp.set_holding(*e, false);
             }
             still
         });
         for &e in overflow.keys() {
             if !self.executors.contains(&e) {
-                bp.set_holding(e, true);
+                flipped |= bp.set_holding(e, true);
                 self.executors.push(e);
             }
+        }
+        if flipped {
+            self.inbound.wake_transfer();
         }
     }
 }
@@ -564,11 +574,23 @@ fn receive(mut framed: DataStream<ByteBuf, ()>, peer: String, inbound: Inbound) 
         inbound: &inbound,
         executors: Vec::new(),
     };
+    let mut nonblocking = false;
     loop {
         if inbound.stop.load(Ordering::Relaxed) {
             return;
         }
         drain(&mut overflow, &inbound);
+        // Holding batches, the thread reads without waiting and waits on
+        // the full queues instead: their executor gets the held batches
+        // the moment it has room, not at the next read timeout.
+        let holding = !overflow.is_empty();
+        if holding != nonblocking {
+            if let Err(e) = framed.get_ref().tcp().set_nonblocking(holding) {
+                tracing::warn!(%peer, "cannot set its connection's mode: {e}; closing it");
+                return;
+            }
+            nonblocking = holding;
+        }
         match framed.recv() {
             Ok(Some(bytes)) => match head(&bytes) {
                 Ok(Head::Messages { task, len }) => {
@@ -588,7 +610,12 @@ fn receive(mut framed: DataStream<ByteBuf, ()>, peer: String, inbound: Inbound) 
                 if matches!(
                     e.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+                ) =>
+            {
+                if holding {
+                    wait_for_room(&overflow, &inbound);
+                }
+            }
             Err(e) => {
                 tracing::warn!(%peer, "bad frame from peer worker: {e}; closing its connection");
                 return;
@@ -628,6 +655,20 @@ fn deliver(bytes: Vec<u8>, task: TaskId, len: usize, inbound: &Inbound, overflow
     drain(overflow, inbound);
 }
 
+/// How long a receiving thread holding batches waits for room in the full
+/// queues before it reads its connection again.
+const HOLD_WAIT: Duration = Duration::from_millis(1);
+
+/// Blocks until a queue the connection holds batches for has room, or for
+/// [`HOLD_WAIT`].
+fn wait_for_room(overflow: &Overflow, inbound: &Inbound) {
+    let mut select = crossbeam_channel::Select::new();
+    for &e in overflow.keys() {
+        select.send(&inbound.wiring.queues[e]);
+    }
+    let _ = select.ready_timeout(HOLD_WAIT);
+}
+
 fn drain(overflow: &mut Overflow, inbound: &Inbound) {
     for (e, q) in overflow.iter_mut() {
         while let Some(batch) = q.pop_front() {
@@ -647,4 +688,99 @@ fn drain(overflow: &mut Overflow, inbound: &Inbound) {
         }
     }
     overflow.retain(|_, q| !q.is_empty());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backpressure::Backpressure;
+    use crate::message::TupleMsg;
+    use crate::outbox::Wiring;
+    use squall_topology_api::spec::TopologySpec;
+    use squall_topology_api::{MessageId, TaskLayout, Value};
+    use std::sync::atomic::{AtomicBool, AtomicI64};
+
+    const DEADLINE: Duration = Duration::from_secs(20);
+
+    /// A frame of one tuple for task 1.
+    fn frame(n: i64) -> ByteBuf {
+        let t = TupleMsg {
+            dest: TaskId(1),
+            source: TaskId(2),
+            stream: 0,
+            values: vec![Value::Int(n)].into(),
+            message_id: MessageId::untracked(),
+        };
+        ByteBuf::from(Encoded::tuples(&[t], 0).bytes)
+    }
+
+    /// The first tuple's value in a batch taken from an executor's queue.
+    fn first_value(env: Envelope) -> Value {
+        let Envelope::Encoded(batch) = env else {
+            panic!("expected an encoded batch");
+        };
+        let mut first = None;
+        crate::wire::decode_each(&batch.bytes, |m| {
+            if let (crate::wire::Message::Tuple(t), None) = (m, &first) {
+                first = Some(t.values.0[0].clone());
+            }
+        })
+        .unwrap();
+        first.unwrap()
+    }
+
+    /// Task 1 on executor 0, run here with a queue of one batch; task 2 on
+    /// executor 1, in another worker, whose queue is the transfer queue.
+    #[test]
+    fn a_held_executor_gets_its_batches_as_it_drains_and_the_transfer_thread_is_woken() {
+        let (tx, queue) = crossbeam_channel::bounded(1);
+        let (transfer_tx, transfer) = crossbeam_channel::bounded(16);
+        let inbound = Inbound {
+            wiring: Arc::new(Wiring::new(
+                vec![tx, transfer_tx],
+                vec![0, 0, 1],
+                vec![false, true],
+            )),
+            in_flight: Arc::new(AtomicI64::new(0)),
+            stop: Arc::new(AtomicBool::new(false)),
+            local: Arc::new(vec![true, false]),
+            layout: Arc::new(TaskLayout::new(&TopologySpec::default(), 0)),
+            backpressure: Arc::new(Backpressure::new(2, 2)),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stop = inbound.stop.clone();
+        let bp = inbound.backpressure.clone();
+        start_server(listener, inbound, 1 << 20, None).unwrap();
+        let mut conn = connect(&addr, None, 1 << 20).unwrap();
+        for n in 0..3 {
+            conn.send(frame(n)).unwrap();
+        }
+        // The queue takes one batch; the others are held, and the transfer
+        // thread is woken to report it.
+        assert!(matches!(
+            transfer.recv_timeout(DEADLINE),
+            Ok(Envelope::Wake)
+        ));
+        assert!(bp.is_held(0));
+        // As the executor takes batches, the held ones follow in order
+        // though the peer sends nothing more; once none is held, the
+        // transfer thread is woken again.
+        for n in 0..3 {
+            assert_eq!(
+                first_value(queue.recv_timeout(DEADLINE).unwrap()),
+                Value::Int(n)
+            );
+        }
+        let deadline = Instant::now() + DEADLINE;
+        while bp.is_held(0) {
+            assert!(Instant::now() < deadline, "still held");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(matches!(
+            transfer.recv_timeout(DEADLINE),
+            Ok(Envelope::Wake)
+        ));
+        stop.store(true, Ordering::Release);
+    }
 }
