@@ -15,6 +15,8 @@
 //! cannot deadlock; what a receiver holds is bounded by what was in flight
 //! when the spouts paused, not by `topology.max.spout.pending`.
 
+use crate::message::Envelope;
+use crossbeam_channel::Sender;
 use squall_topology_api::spec::{ComponentKind, TopologySpec};
 use squall_topology_api::{TaskLayout, ACKER_COMPONENT};
 use std::collections::{BTreeSet, HashMap};
@@ -33,6 +35,9 @@ pub struct Backpressure {
     /// Set when an executor started or stopped being held for: the
     /// transfer thread reports the new status to the peers.
     changed: AtomicBool,
+    /// The worker's transfer queue (in a worker with peers): a change of
+    /// status wakes the transfer thread, which tells the peers at once.
+    transfer: Option<Sender<Envelope>>,
     /// Tasks each inbound connection's peer reported backpressured.
     reported: Mutex<HashMap<u64, Vec<u32>>>,
     /// The union of `reported`, by task id; read only when `any_remote`.
@@ -53,7 +58,15 @@ impl Backpressure {
             remote: RwLock::new(vec![false; max_task + 1]),
             any_remote: AtomicBool::new(false),
             next_connection: AtomicU64::new(1),
+            transfer: None,
         }
+    }
+
+    /// Wakes the transfer thread behind `transfer` at each change of this
+    /// worker's status (see [`Backpressure::set_holding`]).
+    pub fn with_transfer(mut self, transfer: Sender<Envelope>) -> Self {
+        self.transfer = Some(transfer);
+        self
     }
 
     /// Whether executor `e`'s queue is full now (some holder holds batches
@@ -79,6 +92,11 @@ impl Backpressure {
                 self.held.fetch_sub(1, Ordering::AcqRel);
             }
             self.changed.store(true, Ordering::Release);
+            // A full transfer queue needs no wake: its thread is busy and
+            // looks at the status between rounds.
+            if let Some(t) = &self.transfer {
+                let _ = t.try_send(Envelope::Wake);
+            }
         }
         flipped
     }

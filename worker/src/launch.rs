@@ -88,18 +88,6 @@ pub struct Inbound {
     pub backpressure: Arc<Backpressure>,
 }
 
-impl Inbound {
-    /// Wakes the transfer thread, so it reports a change of backpressure
-    /// at once rather than at its next check: the queue of every executor
-    /// run by another worker is the transfer queue. A full queue needs no
-    /// wake (the thread is busy and checks between rounds).
-    pub fn wake_transfer(&self) {
-        if let Some(e) = self.local.iter().position(|&local| !local) {
-            let _ = self.wiring.queues[e].try_send(Envelope::Wake);
-        }
-    }
-}
-
 /// The spec plus the system component `__acker` (when tracking is on),
 /// whose direct streams every spout subscribes to.
 pub fn system_spec(spec: &TopologySpec, ackers: u32) -> TopologySpec {
@@ -218,7 +206,10 @@ pub fn launch(
         stop: Arc::new(AtomicBool::new(false)),
         in_flight: Arc::new(AtomicI64::new(0)),
         board: Arc::new(Mutex::new(TopologyMetrics::default())),
-        backpressure: Arc::new(Backpressure::new(n, layout.num_tasks())),
+        backpressure: Arc::new(match &options.partial {
+            Some(p) => Backpressure::new(n, layout.num_tasks()).with_transfer(p.transfer.clone()),
+            None => Backpressure::new(n, layout.num_tasks()),
+        }),
         tap: options.tap,
         clock: options.clock.unwrap_or_default(),
         sampler: Arc::new(crate::sampling::Sampler::new(

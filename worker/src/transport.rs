@@ -21,9 +21,9 @@
 //! backpressure frame on its own connection to each) which tasks are
 //! backpressured, and their spouts wait (see [`crate::backpressure`]).
 //! A receiver holding batches reads without blocking and waits on the full
-//! queues instead, so an executor gets them the moment it has room, and
-//! it wakes the transfer thread when a status changes, so the peers hear
-//! of it at once (not at the next backpressure check).
+//! queues instead, so an executor gets them the moment it has room; a
+//! change of status wakes the transfer thread, so the peers hear of it at
+//! once (not at the next backpressure check).
 
 use crate::launch::Inbound;
 use crate::message::{Encoded, Envelope};
@@ -527,27 +527,21 @@ struct Held<'a> {
 
 impl Held<'_> {
     /// Tells the worker's [`crate::backpressure::Backpressure`] which
-    /// executors this connection now holds batches for, and wakes the
-    /// transfer thread when an executor's status changed, so the peers
-    /// hear of it at once.
+    /// executors this connection now holds batches for.
     fn update(&mut self, overflow: &Overflow) {
         let bp = &self.inbound.backpressure;
-        let mut flipped = false;
         self.executors.retain(|e| {
             let still = overflow.contains_key(e);
             if !still {
-                flipped |= bp.set_holding(*e, false);
+                bp.set_holding(*e, false);
             }
             still
         });
         for &e in overflow.keys() {
             if !self.executors.contains(&e) {
-                flipped |= bp.set_holding(e, true);
+                bp.set_holding(e, true);
                 self.executors.push(e);
             }
-        }
-        if flipped {
-            self.inbound.wake_transfer();
         }
     }
 }
@@ -737,7 +731,7 @@ mod tests {
         let (transfer_tx, transfer) = crossbeam_channel::bounded(16);
         let inbound = Inbound {
             wiring: Arc::new(Wiring::new(
-                vec![tx, transfer_tx],
+                vec![tx, transfer_tx.clone()],
                 vec![0, 0, 1],
                 vec![false, true],
             )),
@@ -745,7 +739,7 @@ mod tests {
             stop: Arc::new(AtomicBool::new(false)),
             local: Arc::new(vec![true, false]),
             layout: Arc::new(TaskLayout::new(&TopologySpec::default(), 0)),
-            backpressure: Arc::new(Backpressure::new(2, 2)),
+            backpressure: Arc::new(Backpressure::new(2, 2).with_transfer(transfer_tx)),
         };
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
