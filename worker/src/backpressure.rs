@@ -1,7 +1,8 @@
 //! Backpressure across workers (Storm 2's `BackPressureStatus`): a worker
-//! whose executor's receive queue is full holds the batches that keep
-//! arriving for it in its transport and tells every peer worker which of
-//! its tasks are backpressured; spouts whose tuples can reach a
+//! whose executor's receive queue stays full (for longer than the
+//! transport's [`crate::transport::HOLD_GRACE`]) holds the batches that
+//! keep arriving for it in its transport and tells every peer worker
+//! which of its tasks are backpressured; spouts whose tuples can reach a
 //! backpressured task stop calling `next_tuple` until it drains.
 //!
 //! The policy, as in Storm 2: spouts wait, and so does a bolt whose
@@ -10,8 +11,9 @@
 //! the bolt is on a cycle of bolts (see [`on_bolt_cycle`]) or is the
 //! acker: those keep taking input and hold what they emit, so a topology
 //! with a cycle cannot deadlock. A spout waiting for room keeps taking
-//! acks. The transport never blocks on a remote peer (a receiver keeps
-//! reading and holds the overflow), so workers that send to each other
+//! acks. The transport never blocks on a remote peer for long (a receiver
+//! waits at most the grace, then keeps reading and holds the overflow),
+//! so workers that send to each other
 //! cannot deadlock; what a receiver holds is bounded by what was in flight
 //! when the spouts paused, not by `topology.max.spout.pending`.
 

@@ -14,12 +14,17 @@
 //! batch it sends is read.
 //!
 //! Batches for an unreachable peer are dropped; their tuple trees fail by
-//! timeout and spouts replay them. Receivers never block on a full local
-//! queue (they hold the overflow and keep reading), so two workers sending
-//! to each other cannot deadlock on their connections. While a receiver
-//! holds batches for an executor, its worker tells every peer (a
-//! backpressure frame on its own connection to each) which tasks are
-//! backpressured, and their spouts wait (see [`crate::backpressure`]).
+//! timeout and spouts replay them. A receiver whose executor's queue is
+//! full waits for room at most [`HOLD_GRACE`]; then it holds the batch
+//! and keeps reading, so two workers sending to each other cannot
+//! deadlock on their connections. While a receiver holds batches for an
+//! executor, its worker tells every peer (a backpressure frame on its own
+//! connection to each) which tasks are backpressured, and their spouts
+//! wait (see [`crate::backpressure`]). A queue that is full only for a
+//! moment (its executor takes the next batch within the grace) thus never
+//! pauses the spouts: TCP's own flow control covers the moment, as
+//! Storm 2's periodic backpressure check
+//! (`topology.backpressure.check.millis`) never sees it.
 //! A receiver holding batches reads without blocking and waits on the full
 //! queues instead, so an executor gets them the moment it has room; a
 //! change of status wakes the transfer thread, so the peers hear of it at
@@ -37,7 +42,7 @@ use squall_cluster::LogLimiter;
 use squall_topology_api::TaskId;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -389,6 +394,18 @@ pub fn start_server(
     max_frame_bytes: usize,
     auth: Option<PeerAuth>,
 ) -> std::io::Result<JoinHandle<()>> {
+    serve(listener, inbound, max_frame_bytes, auth, HOLD_GRACE)
+}
+
+/// [`start_server`] with receivers that wait up to `grace` for room in a
+/// full queue before holding a batch.
+fn serve(
+    listener: TcpListener,
+    inbound: Inbound,
+    max_frame_bytes: usize,
+    auth: Option<PeerAuth>,
+    grace: Duration,
+) -> std::io::Result<JoinHandle<()>> {
     listener.set_nonblocking(true)?;
     // One limiter per kind of refusal, so a burst of one kind does not
     // hide the other.
@@ -426,7 +443,7 @@ pub fn start_server(
                             let _guard = guard;
                             let peer = peer.to_string();
                             match accept(stream, auth.as_ref(), max_frame_bytes) {
-                                Ok(framed) => receive(framed, peer, inbound),
+                                Ok(framed) => receive(framed, peer, inbound, grace),
                                 Err(r) => r.log(&peer, &refusals),
                             }
                         });
@@ -561,7 +578,7 @@ impl Drop for Held<'_> {
 /// order, by executor index.
 type Overflow = HashMap<usize, VecDeque<Envelope>>;
 
-fn receive(mut framed: DataStream<ByteBuf, ()>, peer: String, inbound: Inbound) {
+fn receive(mut framed: DataStream<ByteBuf, ()>, peer: String, inbound: Inbound, grace: Duration) {
     let mut overflow: Overflow = HashMap::new();
     let mut held = Held {
         connection: inbound.backpressure.connection_id(),
@@ -588,7 +605,8 @@ fn receive(mut framed: DataStream<ByteBuf, ()>, peer: String, inbound: Inbound) 
         match framed.recv() {
             Ok(Some(bytes)) => match head(&bytes) {
                 Ok(Head::Messages { task, len }) => {
-                    deliver(bytes.into_vec(), task, len, &inbound, &mut overflow)
+                    let bytes = bytes.into_vec();
+                    deliver(bytes, task, len, &inbound, &mut overflow, grace)
                 }
                 Ok(Head::Empty) => {}
                 Ok(Head::Backpressure(tasks)) => {
@@ -624,11 +642,19 @@ fn receive(mut framed: DataStream<ByteBuf, ()>, peer: String, inbound: Inbound) 
 }
 
 /// Queues a frame of `len` messages whose first is for task `task` for
-/// that task's executor, and sends what the queues take; a frame for a
-/// task not run here is dropped. The executor decodes the frame: a sender
-/// batches by executor, and the executor drops a message for a task not
-/// its own.
-fn deliver(bytes: Vec<u8>, task: TaskId, len: usize, inbound: &Inbound, overflow: &mut Overflow) {
+/// that task's executor, waiting up to `grace` for room when nothing is
+/// held for it, else holding it behind what is; then sends what the
+/// queues take. A frame for a task not run here is dropped. The executor
+/// decodes the frame: a sender batches by executor, and the executor
+/// drops a message for a task not its own.
+fn deliver(
+    bytes: Vec<u8>,
+    task: TaskId,
+    len: usize,
+    inbound: &Inbound,
+    overflow: &mut Overflow,
+    grace: Duration,
+) {
     let executor = inbound
         .wiring
         .executor_of_task
@@ -636,17 +662,54 @@ fn deliver(bytes: Vec<u8>, task: TaskId, len: usize, inbound: &Inbound, overflow
         .map(|&e| e as usize)
         .filter(|&e| task.0 != 0 && inbound.local[e]);
     if let Some(executor) = executor {
-        let batch = Encoded {
+        let batch = Envelope::Encoded(Encoded {
             bytes,
             len,
             executor,
+        });
+        let queue = &inbound.wiring.queues[executor];
+        let full = if overflow.contains_key(&executor) {
+            // Behind the held ones, in order.
+            Some(batch)
+        } else {
+            send_within(batch, queue, &inbound.in_flight, grace)
         };
-        overflow
-            .entry(executor)
-            .or_default()
-            .push_back(Envelope::Encoded(batch));
+        if let Some(batch) = full {
+            overflow.entry(executor).or_default().push_back(batch);
+        }
     }
     drain(overflow, inbound);
+}
+
+/// How long a receiving thread waits for room in a full executor queue
+/// before it holds the batch (and the executor becomes backpressured).
+/// An executor takes a batch in well under a millisecond, so only a queue
+/// that stays full is reported; the wait is bounded, so the thread soon
+/// reads its connection again.
+pub const HOLD_GRACE: Duration = Duration::from_millis(1);
+
+/// Sends `batch` to `queue`, counted in `in_flight` (while it waits too),
+/// waiting up to `grace` for room. Returns the batch if the queue stayed
+/// full; a batch for a queue whose executor ended is dropped.
+fn send_within(
+    batch: Envelope,
+    queue: &crossbeam_channel::Sender<Envelope>,
+    in_flight: &AtomicI64,
+    grace: Duration,
+) -> Option<Envelope> {
+    let n = batch.len() as i64;
+    in_flight.fetch_add(n, Ordering::AcqRel);
+    match queue.send_timeout(batch, grace) {
+        Ok(()) => None,
+        Err(crossbeam_channel::SendTimeoutError::Timeout(batch)) => {
+            in_flight.fetch_sub(n, Ordering::AcqRel);
+            Some(batch)
+        }
+        Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => {
+            in_flight.fetch_sub(n, Ordering::AcqRel);
+            None
+        }
+    }
 }
 
 /// How long a receiving thread holding batches waits for room in the full
@@ -723,29 +786,12 @@ mod tests {
         first.unwrap()
     }
 
-    /// Task 1 on executor 0, run here with a queue of one batch; task 2 on
-    /// executor 1, in another worker, whose queue is the transfer queue.
+    /// An executor whose queue stays full is held for, and its batches
+    /// follow as it drains.
     #[test]
     fn a_held_executor_gets_its_batches_as_it_drains_and_the_transfer_thread_is_woken() {
-        let (tx, queue) = crossbeam_channel::bounded(1);
-        let (transfer_tx, transfer) = crossbeam_channel::bounded(16);
-        let inbound = Inbound {
-            wiring: Arc::new(Wiring::new(
-                vec![tx, transfer_tx.clone()],
-                vec![0, 0, 1],
-                vec![false, true],
-            )),
-            in_flight: Arc::new(AtomicI64::new(0)),
-            stop: Arc::new(AtomicBool::new(false)),
-            local: Arc::new(vec![true, false]),
-            layout: Arc::new(TaskLayout::new(&TopologySpec::default(), 0)),
-            backpressure: Arc::new(Backpressure::new(2, 2).with_transfer(transfer_tx)),
-        };
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let stop = inbound.stop.clone();
-        let bp = inbound.backpressure.clone();
-        start_server(listener, inbound, 1 << 20, None).unwrap();
+        let (inbound, queue, transfer, addr) = worker(HOLD_GRACE);
+        let (stop, bp) = (inbound.stop.clone(), inbound.backpressure.clone());
         let mut conn = connect(&addr, None, 1 << 20).unwrap();
         for n in 0..3 {
             conn.send(frame(n)).unwrap();
@@ -766,15 +812,78 @@ mod tests {
                 Value::Int(n)
             );
         }
-        let deadline = Instant::now() + DEADLINE;
-        while bp.is_held(0) {
-            assert!(Instant::now() < deadline, "still held");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_until("nothing held", || !bp.is_held(0));
         assert!(matches!(
             transfer.recv_timeout(DEADLINE),
             Ok(Envelope::Wake)
         ));
         stop.store(true, Ordering::Release);
+    }
+
+    /// A worker's receiving side, its receivers waiting up to `grace` for
+    /// room: task 1 on executor 0, run here with a queue of one batch; task
+    /// 2 on executor 1, in another worker, whose queue is the transfer
+    /// queue. Returns the worker, executor 0's queue, the transfer queue
+    /// and the address it listens on.
+    fn worker(grace: Duration) -> (Inbound, Receiver, Receiver, String) {
+        let (tx, queue) = crossbeam_channel::bounded(1);
+        let (transfer_tx, transfer) = crossbeam_channel::bounded(16);
+        let inbound = Inbound {
+            wiring: Arc::new(Wiring::new(
+                vec![tx, transfer_tx.clone()],
+                vec![0, 0, 1],
+                vec![false, true],
+            )),
+            in_flight: Arc::new(AtomicI64::new(0)),
+            stop: Arc::new(AtomicBool::new(false)),
+            local: Arc::new(vec![true, false]),
+            layout: Arc::new(TaskLayout::new(&TopologySpec::default(), 0)),
+            backpressure: Arc::new(Backpressure::new(2, 2).with_transfer(transfer_tx)),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        serve(listener, inbound.clone(), 1 << 20, None, grace).unwrap();
+        (inbound, queue, transfer, addr)
+    }
+
+    type Receiver = crossbeam_channel::Receiver<Envelope>;
+
+    /// Waits until `cond` holds, failing after [`DEADLINE`].
+    fn wait_until(what: &str, cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + DEADLINE;
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting: {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// A queue that is full when a batch arrives, and takes it within the
+    /// grace, never makes its executor backpressured: the receiver waits
+    /// for room (the batch counted in flight meanwhile) instead of holding
+    /// it and pausing the peers' spouts.
+    #[test]
+    fn a_queue_full_for_less_than_the_grace_is_not_backpressured() {
+        let (inbound, queue, transfer, addr) = worker(DEADLINE);
+        let mut conn = connect(&addr, None, 1 << 20).unwrap();
+        for n in 0..3 {
+            conn.send(frame(n)).unwrap();
+        }
+        // Batch 0 is queued; the receiver read batch 1 and waits for room.
+        wait_until("batch 1 waiting for room", || {
+            inbound.in_flight.load(Ordering::Acquire) == 2
+        });
+        assert!(!inbound.backpressure.is_held(0));
+        for n in 0..3 {
+            assert_eq!(
+                first_value(queue.recv_timeout(DEADLINE).unwrap()),
+                Value::Int(n)
+            );
+        }
+        assert!(!inbound.backpressure.is_held(0));
+        assert!(
+            transfer.try_recv().is_err(),
+            "the peers were told of backpressure"
+        );
+        inbound.stop.store(true, Ordering::Release);
     }
 }
