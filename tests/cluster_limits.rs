@@ -1,5 +1,6 @@
 //! Nimbus's listener limits on a real Nimbus process: huge download
-//! requests answer one chunk each (memory stays bounded), upload sessions
+//! requests answer one chunk each (memory stays bounded), a client's
+//! download is held in one allocation of the blob's size, upload sessions
 //! are capped and hold no file (fds stay bounded, and leave with their
 //! connection), connections beyond `nimbus.thrift.threads` are closed at
 //! accept, and a Nimbus out of file descriptors pauses, logs a bounded
@@ -55,6 +56,29 @@ fn log_lines(c: &Cluster, needle: &str) -> usize {
         .lines()
         .filter(|l| l.contains(needle))
         .count()
+}
+
+/// A supervisor fetching a binary holds it in one allocation of its size,
+/// not in a buffer grown by doubling (up to three times its size at the
+/// last copy).
+#[test]
+fn a_download_is_held_in_one_allocation_of_the_blobs_size() {
+    let mut c = Cluster::new(1);
+    c.start_nimbus(0);
+    leading(&c);
+    // Five and a half chunks.
+    let data: Vec<u8> = (0..(CHUNK_BYTES * 11 / 2) as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let sha = sha256_hex(&data);
+    c.client(0).upload(&data, &sha, |_| {}).unwrap();
+    let addr = c.nimbus_addresses()[0].clone();
+    let got = NimbusClient::connect(&[addr], 8 << 20)
+        .unwrap()
+        .download(&sha)
+        .unwrap();
+    assert!(got == data, "the download differs from the upload");
+    assert_eq!(got.capacity(), data.len());
 }
 
 #[test]

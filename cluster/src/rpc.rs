@@ -582,7 +582,13 @@ impl NimbusClient {
         self.call_ok(Request::FinishUpload { session })
     }
 
-    /// Downloads blob `sha256` whole.
+    /// Downloads blob `sha256` whole, into one allocation of the size the
+    /// first chunk announces (grown by doubling, a download of a large
+    /// binary peaked at up to three times its size); an announced size
+    /// that cannot be allocated is ignored.
+    ///
+    /// # Errors
+    /// [`ClientError`] when a call fails or answers something else.
     pub fn download(&mut self, sha256: &str) -> Result<Vec<u8>, ClientError> {
         let mut out = Vec::new();
         loop {
@@ -592,6 +598,9 @@ impl NimbusClient {
                 len: CHUNK_BYTES as u32,
             })? {
                 Response::Chunk { data, total } => {
+                    if out.is_empty() {
+                        let _ = out.try_reserve_exact(usize::try_from(total).unwrap_or(usize::MAX));
+                    }
                     out.extend_from_slice(&data);
                     if out.len() as u64 >= total || data.is_empty() {
                         return Ok(out);
