@@ -206,9 +206,12 @@ pub fn launch(
         stop: Arc::new(AtomicBool::new(false)),
         in_flight: Arc::new(AtomicI64::new(0)),
         board: Arc::new(Mutex::new(TopologyMetrics::default())),
-        backpressure: Arc::new(match &options.partial {
-            Some(p) => Backpressure::new(n, layout.num_tasks()).with_transfer(p.transfer.clone()),
-            None => Backpressure::new(n, layout.num_tasks()),
+        backpressure: Arc::new({
+            let bp = Backpressure::new(n, layout.num_tasks());
+            match &options.partial {
+                Some(p) => bp.with_transfer(p.transfer.clone()),
+                None => bp,
+            }
         }),
         tap: options.tap,
         clock: options.clock.unwrap_or_default(),

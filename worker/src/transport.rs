@@ -605,8 +605,7 @@ fn receive(mut framed: DataStream<ByteBuf, ()>, peer: String, inbound: Inbound, 
         match framed.recv() {
             Ok(Some(bytes)) => match head(&bytes) {
                 Ok(Head::Messages { task, len }) => {
-                    let bytes = bytes.into_vec();
-                    deliver(bytes, task, len, &inbound, &mut overflow, grace)
+                    deliver(bytes.into_vec(), task, len, &inbound, &mut overflow, grace)
                 }
                 Ok(Head::Empty) => {}
                 Ok(Head::Backpressure(tasks)) => {
@@ -689,27 +688,33 @@ fn deliver(
 pub const HOLD_GRACE: Duration = Duration::from_millis(1);
 
 /// Sends `batch` to `queue`, counted in `in_flight` (while it waits too),
-/// waiting up to `grace` for room. Returns the batch if the queue stayed
-/// full; a batch for a queue whose executor ended is dropped.
+/// waiting up to `grace` for room (not at all when zero). Returns the
+/// batch if the queue stayed full; a batch for a queue whose executor
+/// ended is dropped.
 fn send_within(
     batch: Envelope,
     queue: &crossbeam_channel::Sender<Envelope>,
     in_flight: &AtomicI64,
     grace: Duration,
 ) -> Option<Envelope> {
+    use crossbeam_channel::{SendTimeoutError, TrySendError};
     let n = batch.len() as i64;
     in_flight.fetch_add(n, Ordering::AcqRel);
-    match queue.send_timeout(batch, grace) {
-        Ok(()) => None,
-        Err(crossbeam_channel::SendTimeoutError::Timeout(batch)) => {
-            in_flight.fetch_sub(n, Ordering::AcqRel);
-            Some(batch)
+    let refused = if grace.is_zero() {
+        match queue.try_send(batch) {
+            Ok(()) => return None,
+            Err(TrySendError::Full(batch)) => Some(batch),
+            Err(TrySendError::Disconnected(_)) => None,
         }
-        Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => {
-            in_flight.fetch_sub(n, Ordering::AcqRel);
-            None
+    } else {
+        match queue.send_timeout(batch, grace) {
+            Ok(()) => return None,
+            Err(SendTimeoutError::Timeout(batch)) => Some(batch),
+            Err(SendTimeoutError::Disconnected(_)) => None,
         }
-    }
+    };
+    in_flight.fetch_sub(n, Ordering::AcqRel);
+    refused
 }
 
 /// How long a receiving thread holding batches waits for room in the full
@@ -728,19 +733,11 @@ fn wait_for_room(overflow: &Overflow, inbound: &Inbound) {
 
 fn drain(overflow: &mut Overflow, inbound: &Inbound) {
     for (e, q) in overflow.iter_mut() {
+        let queue = &inbound.wiring.queues[*e];
         while let Some(batch) = q.pop_front() {
-            let n = batch.len() as i64;
-            inbound.in_flight.fetch_add(n, Ordering::AcqRel);
-            match inbound.wiring.queues[*e].try_send(batch) {
-                Ok(()) => {}
-                Err(crossbeam_channel::TrySendError::Full(b)) => {
-                    inbound.in_flight.fetch_sub(n, Ordering::AcqRel);
-                    q.push_front(b);
-                    break;
-                }
-                Err(_) => {
-                    inbound.in_flight.fetch_sub(n, Ordering::AcqRel);
-                }
+            if let Some(batch) = send_within(batch, queue, &inbound.in_flight, Duration::ZERO) {
+                q.push_front(batch);
+                break;
             }
         }
     }
