@@ -1,6 +1,7 @@
 //! Nimbus's listener limits on a real Nimbus process: huge download
-//! requests answer one chunk each (memory stays bounded), a client's
-//! download is held in one allocation of the blob's size, upload sessions
+//! requests answer one chunk each (memory stays bounded), a download
+//! streams to its sink a chunk at a time and checks the hash (a
+//! supervisor's memory grows by chunks, not by the binary), upload sessions
 //! are capped and hold no file (fds stay bounded, and leave with their
 //! connection), connections beyond `nimbus.thrift.threads` are closed at
 //! accept, and a Nimbus out of file descriptors pauses, logs a bounded
@@ -11,7 +12,8 @@ mod corpus;
 
 use cluster_support::*;
 use squall_cluster::rpc::{
-    sha256_hex, ClientError, ErrorKind, NimbusClient, Request, Response, CHUNK_BYTES,
+    download_from_any, sha256_hex, BlobSink, ClientError, ErrorKind, NimbusClient, Request,
+    Response, CHUNK_BYTES,
 };
 use std::io::Read;
 use std::net::TcpStream;
@@ -58,11 +60,33 @@ fn log_lines(c: &Cluster, needle: &str) -> usize {
         .count()
 }
 
-/// A supervisor fetching a binary holds it in one allocation of its size,
-/// not in a buffer grown by doubling (up to three times its size at the
-/// last copy).
+/// What a download handed its sink: the chunks' sizes and the bytes.
+#[derive(Default)]
+struct Recorded {
+    begun: Vec<u64>,
+    chunks: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl BlobSink for Recorded {
+    fn begin(&mut self, total: u64) -> Result<(), String> {
+        self.begun.push(total);
+        self.bytes.clear();
+        Ok(())
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> Result<(), String> {
+        self.chunks.push(chunk.len());
+        self.bytes.extend_from_slice(chunk);
+        Ok(())
+    }
+}
+
+/// A download streams a binary to its sink one chunk at a time (a
+/// supervisor or Nimbus holds one chunk, not the binary), and refuses a
+/// binary whose content does not hash to its name.
 #[test]
-fn a_download_is_held_in_one_allocation_of_the_blobs_size() {
+fn a_download_streams_chunks_and_refuses_content_that_does_not_match_its_hash() {
     let mut c = Cluster::new(1);
     c.start_nimbus(0);
     leading(&c);
@@ -73,12 +97,57 @@ fn a_download_is_held_in_one_allocation_of_the_blobs_size() {
     let sha = sha256_hex(&data);
     c.client(0).upload(&data, &sha, |_| {}).unwrap();
     let addr = c.nimbus_addresses()[0].clone();
-    let got = NimbusClient::connect(&[addr], 8 << 20)
+    let mut sink = Recorded::default();
+    let size = NimbusClient::connect(std::slice::from_ref(&addr), 8 << 20)
         .unwrap()
-        .download(&sha)
+        .download_into(&sha, &mut sink)
         .unwrap();
-    assert!(got == data, "the download differs from the upload");
-    assert_eq!(got.capacity(), data.len());
+    assert_eq!(size, data.len() as u64);
+    assert_eq!(sink.begun, [data.len() as u64]);
+    assert_eq!(sink.chunks.len(), 6, "chunks: {:?}", sink.chunks);
+    assert!(sink.chunks.iter().all(|&n| n <= CHUNK_BYTES));
+    assert!(sink.bytes == data, "the download differs from the upload");
+
+    // The stored copy goes bad on Nimbus's disk: same size, one byte off.
+    let stored = c.nimbus_dir(0).join("nimbus").join("blobs").join(&sha);
+    let mut bad = std::fs::read(&stored).unwrap();
+    bad[CHUNK_BYTES * 3] ^= 0xff;
+    std::fs::write(&stored, &bad).unwrap();
+    let mut sink = Recorded::default();
+    let err = download_from_any(std::slice::from_ref(&addr), &sha, &mut sink, 8 << 20, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("content hashes to"), "{err}");
+    assert!(err.contains(&addr), "the error names the Nimbus: {err}");
+}
+
+/// A supervisor writes a topology binary to disk as it downloads it: its
+/// peak RSS grows by a few chunks, not by the binary's size, and the
+/// binary it stored runs.
+#[test]
+fn a_supervisor_downloading_a_binary_holds_a_chunk_of_it_not_all() {
+    let size = std::fs::metadata(corpus::example()).unwrap().len();
+    assert!(
+        size > 32 << 20,
+        "the example binary ({size} bytes) is too small to tell a chunk from the whole"
+    );
+    let mut c = Cluster::new(1);
+    c.start_nimbus(0);
+    leading(&c);
+    let sup = c.start_supervisor(1);
+    c.wait_supervisors(1);
+    let pid = c.supervisors[sup].as_ref().unwrap().child.id();
+    let before = proc_status(pid, "VmRSS:") * 1024;
+    let state = c.submit_word_count("streamed", &[]);
+    Cluster::wait_acked(&state, 0, Duration::from_secs(120));
+    let peak = proc_status(pid, "VmHWM:") * 1024;
+    let grew = peak.saturating_sub(before);
+    assert!(
+        grew < 24 << 20,
+        "the supervisor grew by {} MB to fetch a {} MB binary",
+        grew >> 20,
+        size >> 20
+    );
 }
 
 #[test]

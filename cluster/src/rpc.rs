@@ -582,33 +582,60 @@ impl NimbusClient {
         self.call_ok(Request::FinishUpload { session })
     }
 
-    /// Downloads blob `sha256` whole, into one allocation of the size the
-    /// first chunk announces (grown by doubling, a download of a large
-    /// binary peaked at up to three times its size); an announced size
-    /// that cannot be allocated is ignored.
+    /// Streams blob `sha256` into `sink` chunk by chunk ([`CHUNK_BYTES`]
+    /// each), hashing as it goes, so the caller holds one chunk at a time
+    /// however large the binary; returns its size in bytes.
     ///
     /// # Errors
-    /// [`ClientError`] when a call fails or answers something else.
-    pub fn download(&mut self, sha256: &str) -> Result<Vec<u8>, ClientError> {
-        let mut out = Vec::new();
+    /// [`ClientError`] when a call fails or answers something else;
+    /// [`ClientError::Unexpected`] when the sink refuses a chunk, when
+    /// Nimbus ends the blob short of the size it announced, or when the
+    /// content does not hash to `sha256` (the sink then holds bytes that
+    /// must not be used).
+    pub fn download_into(
+        &mut self,
+        sha256: &str,
+        sink: &mut dyn BlobSink,
+    ) -> Result<u64, ClientError> {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        let mut received = 0u64;
+        let mut announced = None;
         loop {
-            match self.call(Request::Download {
+            let (data, total) = match self.call(Request::Download {
                 sha256: sha256.to_owned(),
-                offset: out.len() as u64,
+                offset: received,
                 len: CHUNK_BYTES as u32,
             })? {
-                Response::Chunk { data, total } => {
-                    if out.is_empty() {
-                        let _ = out.try_reserve_exact(usize::try_from(total).unwrap_or(usize::MAX));
-                    }
-                    out.extend_from_slice(&data);
-                    if out.len() as u64 >= total || data.is_empty() {
-                        return Ok(out);
-                    }
-                }
+                Response::Chunk { data, total } => (data, total),
                 other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            };
+            if announced.is_none() {
+                sink.begin(total).map_err(ClientError::Unexpected)?;
+                announced = Some(total);
+            }
+            if announced != Some(total) {
+                return Err(ClientError::Unexpected(format!(
+                    "blob {sha256} changed size during the download ({announced:?} then {total} bytes)"
+                )));
+            }
+            if data.is_empty() && received < total {
+                return Err(ClientError::Unexpected(format!(
+                    "blob {sha256} ended after {received} of its {total} bytes"
+                )));
+            }
+            hasher.update(&data);
+            sink.write(&data).map_err(ClientError::Unexpected)?;
+            received += data.len() as u64;
+            if received >= total {
+                break;
             }
         }
+        let got = hex(&hasher.finalize());
+        if got != sha256 {
+            return Err(ClientError::Unexpected(format!("content hashes to {got}")));
+        }
+        Ok(received)
     }
 }
 
@@ -630,11 +657,46 @@ pub trait HeartbeatReport: Send + Sync {
 /// Where a daemon gets a topology binary it lacks: the Nimbuses over RPC
 /// ([`SeedFetch`]) in a cluster, something else in a simulation.
 pub trait BlobFetch: Send + Sync {
-    /// Binary `sha256`, checked against its hash.
+    /// Streams binary `sha256` into `sink` (see [`BlobSink`]) and checks
+    /// it against its hash; returns its size in bytes. Only after `Ok` may
+    /// the caller keep what the sink holds.
     ///
     /// # Errors
-    /// Why no source delivered it.
-    fn fetch(&self, sha256: &str) -> Result<Vec<u8>, String>;
+    /// Why no source delivered it (the sink may hold a partial or wrong
+    /// binary: the caller discards it).
+    fn fetch(&self, sha256: &str, sink: &mut dyn BlobSink) -> Result<u64, String>;
+}
+
+/// Where a binary being fetched goes, chunk by chunk (a file being
+/// written, an upload session), so that no daemon holds a whole binary
+/// in memory.
+pub trait BlobSink {
+    /// Starts a binary of `total` bytes; what an earlier attempt (from
+    /// another source) wrote is discarded.
+    ///
+    /// # Errors
+    /// Why the sink cannot take it (the fetch stops).
+    fn begin(&mut self, total: u64) -> Result<(), String>;
+
+    /// Appends the next chunk.
+    ///
+    /// # Errors
+    /// Why the sink cannot take it (the fetch stops).
+    fn write(&mut self, chunk: &[u8]) -> Result<(), String>;
+}
+
+/// A binary held whole in memory (for tests and simulations): `begin`
+/// empties it.
+impl BlobSink for Vec<u8> {
+    fn begin(&mut self, _total: u64) -> Result<(), String> {
+        self.clear();
+        Ok(())
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> Result<(), String> {
+        self.extend_from_slice(chunk);
+        Ok(())
+    }
 }
 
 /// The Nimbuses at `addresses` (`host:port`), tried in turn
@@ -650,10 +712,11 @@ pub struct SeedFetch {
 }
 
 impl BlobFetch for SeedFetch {
-    fn fetch(&self, sha256: &str) -> Result<Vec<u8>, String> {
+    fn fetch(&self, sha256: &str, sink: &mut dyn BlobSink) -> Result<u64, String> {
         download_from_any(
             &self.addresses,
             sha256,
+            sink,
             self.max_frame_bytes,
             self.tls.as_deref(),
         )
@@ -661,31 +724,29 @@ impl BlobFetch for SeedFetch {
     }
 }
 
-/// Downloads blob `sha256` from the first of `addresses` that has it,
-/// checking its content against the hash: any Nimbus serves downloads, so
-/// a binary stays reachable while one Nimbus is down or lost its copy.
+/// Streams blob `sha256` into `sink` from the first of `addresses` that
+/// delivers it whole with the right hash ([`NimbusClient::download_into`];
+/// each attempt starts the sink over): any Nimbus serves downloads, so a
+/// binary stays reachable while one Nimbus is down or lost its copy.
+/// Returns its size in bytes.
 ///
 /// # Errors
 /// [`ClientError::Unreachable`] naming each address and why it failed
-/// (unreachable, no such blob, wrong content) when none delivered it.
+/// (unreachable, no such blob, cut short, wrong content) when none
+/// delivered it.
 pub fn download_from_any(
     addresses: &[String],
     sha256: &str,
+    sink: &mut dyn BlobSink,
     max_frame_bytes: usize,
     tls: Option<&Tls>,
-) -> Result<Vec<u8>, ClientError> {
+) -> Result<u64, ClientError> {
     let mut reasons = Vec::new();
     for a in addresses {
         let got = NimbusClient::connect_with(std::slice::from_ref(a), max_frame_bytes, tls)
-            .and_then(|mut c| c.download(sha256));
+            .and_then(|mut c| c.download_into(sha256, sink));
         match got {
-            Ok(data) => {
-                let hash = sha256_hex(&data);
-                if hash == sha256 {
-                    return Ok(data);
-                }
-                reasons.push(format!("{a}: content hashes to {hash}"));
-            }
+            Ok(size) => return Ok(size),
             Err(e) => reasons.push(format!("{a}: {e}")),
         }
     }

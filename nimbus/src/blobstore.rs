@@ -4,7 +4,7 @@
 //! between chunks; a download answers at most one chunk per request.
 
 use sha2::{Digest, Sha256};
-use squall_cluster::rpc::{hex, ErrorKind, RpcError, CHUNK_BYTES};
+use squall_cluster::rpc::{hex, BlobSink, ErrorKind, RpcError, CHUNK_BYTES};
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -207,15 +207,32 @@ impl BlobStore {
         Ok(got)
     }
 
-    /// Stores `data` as blob `sha256` (a copy from another Nimbus),
-    /// checking size and hash as an upload does.
+    /// Stores `data` as blob `sha256`, checking size and hash as an
+    /// upload does.
     ///
     /// # Errors
     /// As [`BlobStore::begin`] and [`BlobStore::finish`].
     pub fn put(&self, sha256: &str, data: &[u8]) -> Result<(), RpcError> {
-        let session = self.begin("replication", data.len() as u64, sha256)?;
+        let session = self.begin("put", data.len() as u64, sha256)?;
         self.chunk(&session, data)?;
         self.finish(&session).map(|_| ())
+    }
+
+    /// Drops an upload and its partial file (an upload that failed on the
+    /// sending side); nothing when there is no such session.
+    pub fn abort(&self, session: &str) {
+        self.sessions().remove(session);
+    }
+
+    /// A sink that stores blob `sha256` as it is fetched from another
+    /// Nimbus, through an upload session (size and hash checked as for an
+    /// upload): see [`Replica::finish`].
+    pub fn replica<'a>(&'a self, sha256: &'a str) -> Replica<'a> {
+        Replica {
+            store: self,
+            sha256,
+            session: None,
+        }
     }
 
     /// Reads up to `len` bytes (at most [`CHUNK_BYTES`]) of blob `sha256`
@@ -263,6 +280,60 @@ impl BlobStore {
     }
 }
 
+/// A blob being copied from another Nimbus into a [`BlobStore`], chunk
+/// by chunk (a [`BlobSink`]): a Nimbus holds one chunk of it at a time.
+/// Dropped unfinished, its upload session and partial file go with it.
+pub struct Replica<'a> {
+    store: &'a BlobStore,
+    sha256: &'a str,
+    session: Option<String>,
+}
+
+impl Replica<'_> {
+    /// Stores the copied blob (size and hash checked again).
+    ///
+    /// # Errors
+    /// As [`BlobStore::finish`]; [`ErrorKind::Invalid`] when nothing was
+    /// copied.
+    pub fn finish(mut self) -> Result<(), RpcError> {
+        let session = self
+            .session
+            .take()
+            .ok_or_else(|| RpcError::new(ErrorKind::Invalid, "nothing was copied"))?;
+        self.store.finish(&session).map(|_| ())
+    }
+}
+
+impl BlobSink for Replica<'_> {
+    fn begin(&mut self, total: u64) -> Result<(), String> {
+        if let Some(old) = self.session.take() {
+            self.store.abort(&old);
+        }
+        let session = self
+            .store
+            .begin("replication", total, self.sha256)
+            .map_err(|e| e.to_string())?;
+        self.session = Some(session);
+        Ok(())
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> Result<(), String> {
+        let session = self
+            .session
+            .as_deref()
+            .ok_or("a chunk before the blob began")?;
+        self.store.chunk(session, chunk).map_err(|e| e.to_string())
+    }
+}
+
+impl Drop for Replica<'_> {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            self.store.abort(&session);
+        }
+    }
+}
+
 fn no_session(session: &str) -> RpcError {
     RpcError::new(
         ErrorKind::NotFound,
@@ -294,6 +365,51 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::HashMismatch);
         assert!(e.message.contains("not the announced"), "{e}");
         assert!(!store.contains(&wrong));
+    }
+
+    /// What is in the store's temporary folder (partial uploads).
+    fn partial_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir.join("tmp")).map_or(0, |d| d.count())
+    }
+
+    #[test]
+    fn a_replica_restarts_on_a_new_attempt_and_leaves_nothing_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path(), Duration::from_secs(60), 64).unwrap();
+        let data = b"binary bytes".to_vec();
+        let sha = sha256_hex(&data);
+
+        // A first attempt breaks off after a chunk; the second starts over.
+        let mut replica = store.replica(&sha);
+        replica.begin(12).unwrap();
+        replica.write(b"bina").unwrap();
+        replica.begin(12).unwrap();
+        assert_eq!(
+            store.sessions().len(),
+            1,
+            "the broken attempt's session is gone"
+        );
+        replica.write(&data[..5]).unwrap();
+        replica.write(&data[5..]).unwrap();
+        replica.finish().unwrap();
+        assert!(store.contains(&sha));
+        assert_eq!(partial_files(dir.path()), 0);
+
+        // Wrong content fails at finish; an unfinished replica leaves no
+        // session and no partial file.
+        let other = sha256_hex(b"other bytes!");
+        let mut replica = store.replica(&other);
+        replica.begin(12).unwrap();
+        replica.write(&data).unwrap();
+        assert_eq!(replica.finish().unwrap_err().kind, ErrorKind::HashMismatch);
+        let mut replica = store.replica(&other);
+        replica.begin(12).unwrap();
+        replica.write(b"other").unwrap();
+        assert_eq!(partial_files(dir.path()), 1);
+        drop(replica);
+        assert!(store.sessions().is_empty());
+        assert_eq!(partial_files(dir.path()), 0);
+        assert!(!store.contains(&other));
     }
 
     #[test]

@@ -55,10 +55,11 @@ impl<S: StateStorage> Nimbus<S> {
         let mut missing = Vec::new();
         for hash in wanted {
             if !self.blobs.contains(&hash) {
-                match self.peers.fetch(&hash) {
-                    Ok(data) => match self.blobs.put(&hash, &data) {
+                let mut replica = self.blobs.replica(&hash);
+                match self.peers.fetch(&hash, &mut replica) {
+                    Ok(bytes) => match replica.finish() {
                         Ok(()) => {
-                            tracing::info!(binary = %hash, bytes = data.len(), "copied topology binary from another Nimbus");
+                            tracing::info!(binary = %hash, bytes, "copied topology binary from another Nimbus");
                         }
                         Err(e) => {
                             tracing::error!(binary = %hash, "cannot store a copied binary: {e}")

@@ -8,7 +8,7 @@ use crate::store::{Link, Role};
 use crate::worker::{lock, Life, SimLauncher, Workers};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use squall_cluster::rpc::{sha256_hex, BlobFetch, HeartbeatReport};
+use squall_cluster::rpc::{sha256_hex, BlobFetch, BlobSink, HeartbeatReport, CHUNK_BYTES};
 use squall_cluster::rpc::{Request, Response};
 use squall_cluster::schema::{TopologyStatus, WorkerHeartbeat};
 use squall_cluster::{
@@ -189,7 +189,7 @@ struct SimFetch {
 }
 
 impl BlobFetch for SimFetch {
-    fn fetch(&self, sha256: &str) -> Result<Vec<u8>, String> {
+    fn fetch(&self, sha256: &str, sink: &mut dyn BlobSink) -> Result<u64, String> {
         if self.disabled {
             return Err("replication is off".into());
         }
@@ -197,11 +197,21 @@ impl BlobFetch for SimFetch {
         if net.failing.contains(&self.me) {
             return Err(format!("{}: downloads fail", self.me));
         }
-        net.nimbus_blobs
+        let data = net
+            .nimbus_blobs
             .iter()
             .filter(|(id, _)| **id != self.me && !net.cut.contains(&pair(&self.me, id)))
             .find_map(|(_, dir)| std::fs::read(dir.join(sha256)).ok())
-            .ok_or_else(|| format!("no reachable Nimbus has binary {sha256}"))
+            .ok_or_else(|| format!("no reachable Nimbus has binary {sha256}"))?;
+        let got = sha256_hex(&data);
+        if got != sha256 {
+            return Err(format!("content hashes to {got}"));
+        }
+        sink.begin(data.len() as u64)?;
+        for chunk in data.chunks(CHUNK_BYTES) {
+            sink.write(chunk)?;
+        }
+        Ok(data.len() as u64)
     }
 }
 

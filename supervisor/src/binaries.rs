@@ -4,7 +4,7 @@
 //! and stored under `<storm.local.dir>/supervisor/binaries/<sha256>`, so a
 //! slow or failing download never holds up the slots that do not need it.
 
-use squall_cluster::rpc::{sha256_hex, BlobFetch};
+use squall_cluster::rpc::{BlobFetch, BlobSink};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,9 +14,9 @@ use std::thread::JoinHandle;
 const RETRY_MS: u64 = 2_000;
 
 enum Download {
-    Running(JoinHandle<Result<usize, String>>),
+    Running(JoinHandle<Result<u64, String>>),
     /// Finished, not yet reported (inline downloads).
-    Done(Result<usize, String>),
+    Done(Result<u64, String>),
     Failed {
         retry_at_ms: u64,
     },
@@ -102,15 +102,17 @@ impl Binaries {
         let (fetch, target) = (self.fetch.clone(), self.path(sha256));
         let hash = sha256.to_owned();
         let download = move || {
-            let data = fetch.fetch(&hash)?;
-            let got = sha256_hex(&data);
-            if got != hash {
-                return Err(format!(
-                    "downloaded binary hashes to {got}, not {hash}; not running it"
-                ));
+            let mut part = PartFile::new(&target);
+            let fetched = fetch.fetch(&hash, &mut part);
+            let stored = fetched.and_then(|size| {
+                part.keep()
+                    .map(|()| size)
+                    .map_err(|e| format!("cannot store {}: {e}", target.display()))
+            });
+            if stored.is_err() {
+                part.discard();
             }
-            store(&target, &data).map_err(|e| format!("cannot store {}: {e}", target.display()))?;
-            Ok(data.len())
+            stored
         };
         if self.inline {
             // Reported by the next `ensure`, as a thread's would be.
@@ -147,18 +149,67 @@ impl Binaries {
     }
 }
 
-/// Writes an executable file atomically (a `.part` file renamed), making
-/// its folder if it went missing.
-fn store(target: &Path, data: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = target.parent() {
-        std::fs::create_dir_all(dir)?;
+/// A binary being downloaded to `<target>.part` (its folder made if it
+/// went missing), renamed to `target`, executable, once its hash checks
+/// out: a supervisor holds one chunk of it in memory at a time.
+struct PartFile {
+    target: PathBuf,
+    part: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl PartFile {
+    fn new(target: &Path) -> Self {
+        Self {
+            target: target.to_owned(),
+            part: target.with_extension("part"),
+            file: None,
+        }
     }
-    let tmp = target.with_extension("part");
-    std::fs::write(&tmp, data)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+
+    /// Makes the downloaded binary `target`, executable.
+    fn keep(&mut self) -> std::io::Result<()> {
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| std::io::Error::other("nothing was downloaded"))?;
+        file.sync_all()?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o755))?;
+        }
+        drop(file);
+        std::fs::rename(&self.part, &self.target)
     }
-    std::fs::rename(&tmp, target)
+
+    /// Removes what a failed download left.
+    fn discard(&mut self) {
+        self.file = None;
+        let _ = std::fs::remove_file(&self.part);
+    }
+}
+
+impl BlobSink for PartFile {
+    fn begin(&mut self, _total: u64) -> Result<(), String> {
+        let create = || {
+            if let Some(dir) = self.part.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::File::create(&self.part)
+        };
+        let file = create().map_err(|e| format!("cannot write {}: {e}", self.part.display()))?;
+        self.file = Some(file);
+        Ok(())
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> Result<(), String> {
+        use std::io::Write;
+        let file = self
+            .file
+            .as_mut()
+            .ok_or("a chunk before the binary began")?;
+        file.write_all(chunk)
+            .map_err(|e| format!("cannot write {}: {e}", self.part.display()))
+    }
 }
