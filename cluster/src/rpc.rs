@@ -18,6 +18,9 @@ use std::time::Duration;
 /// Bytes per upload or download chunk (well under the frame cap).
 pub const CHUNK_BYTES: usize = 1024 * 1024;
 
+/// Largest topology binary Nimbus stores and a daemon downloads, in bytes.
+pub const MAX_BLOB_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
 /// A client's request to Nimbus. (A submit is large and rare; boxing it
 /// would only complicate the wire type.)
 #[allow(clippy::large_enum_variant)]
@@ -588,9 +591,10 @@ impl NimbusClient {
     ///
     /// # Errors
     /// [`ClientError`] when a call fails or answers something else;
-    /// [`ClientError::Unexpected`] when the sink refuses a chunk, when
-    /// Nimbus ends the blob short of the size it announced, or when the
-    /// content does not hash to `sha256` (the sink then holds bytes that
+    /// [`ClientError::Unexpected`] when Nimbus announces a blob over
+    /// [`MAX_BLOB_BYTES`], when the sink refuses a chunk, when Nimbus ends
+    /// the blob short of the size it announced, or when the content does
+    /// not hash to `sha256` (the sink then holds bytes that
     /// must not be used).
     pub fn download_into(
         &mut self,
@@ -611,6 +615,11 @@ impl NimbusClient {
                 other => return Err(ClientError::Unexpected(format!("{other:?}"))),
             };
             if announced.is_none() {
+                if total > MAX_BLOB_BYTES {
+                    return Err(ClientError::Unexpected(format!(
+                        "blob {sha256} is announced at {total} bytes, over the {MAX_BLOB_BYTES} a binary may have"
+                    )));
+                }
                 sink.begin(total).map_err(ClientError::Unexpected)?;
                 announced = Some(total);
             }
@@ -799,4 +808,60 @@ pub fn hex(bytes: &[u8]) -> String {
 /// it: sha256 of its rmp-serde encoding (deterministic: maps are ordered).
 pub fn spec_hash(spec: &TopologySpec) -> String {
     sha256_hex(&rmp_serde::to_vec_named(spec).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A peer on 127.0.0.1 that answers each download request with
+    /// `chunks` in turn (a Nimbus gone wrong); its address.
+    fn serving(chunks: Vec<(Vec<u8>, u64)>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            let mut framed: FramedStream<TcpStream, Request, Response> =
+                FramedStream::new(s, 8 << 20);
+            for (data, total) in chunks {
+                if !matches!(framed.recv(), Ok(Some(Request::Download { .. }))) {
+                    return;
+                }
+                let _ = framed.send(Response::Chunk { data, total });
+            }
+        });
+        addr
+    }
+
+    fn download(chunks: Vec<(Vec<u8>, u64)>, sha256: &str) -> (Result<u64, String>, Vec<u8>) {
+        let addr = serving(chunks);
+        let mut sink = Vec::new();
+        let got = NimbusClient::connect(&[addr], 8 << 20)
+            .unwrap()
+            .download_into(sha256, &mut sink)
+            .map_err(|e| e.to_string());
+        (got, sink)
+    }
+
+    #[test]
+    fn a_download_takes_a_blob_in_chunks_and_refuses_a_bad_one() {
+        let sha = sha256_hex(b"abcdef");
+        let (got, sink) = download(vec![(b"abc".to_vec(), 6), (b"def".to_vec(), 6)], &sha);
+        assert_eq!(got, Ok(6));
+        assert_eq!(sink, b"abcdef");
+
+        // Announced over the cap: refused before anything is written.
+        let (got, sink) = download(vec![(b"abc".to_vec(), MAX_BLOB_BYTES + 1)], &sha);
+        assert!(got.unwrap_err().contains("over the"), "huge");
+        assert!(sink.is_empty());
+
+        // Cut short, resized midway, or with other content.
+        let (got, _) = download(vec![(b"abc".to_vec(), 6), (Vec::new(), 6)], &sha);
+        assert!(got.unwrap_err().contains("ended after 3 of its 6 bytes"));
+        let (got, _) = download(vec![(b"abc".to_vec(), 6), (b"def".to_vec(), 7)], &sha);
+        assert!(got.unwrap_err().contains("changed size"));
+        let (got, _) = download(vec![(b"abcdeg".to_vec(), 6)], &sha);
+        assert!(got.unwrap_err().contains("content hashes to"));
+    }
 }

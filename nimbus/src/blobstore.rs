@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Largest binary accepted, in bytes.
-pub const MAX_BLOB_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+pub use squall_cluster::rpc::MAX_BLOB_BYTES;
 
 /// Upload sessions one client (one connection) may hold at once.
 pub const MAX_SESSIONS_PER_CLIENT: usize = 8;
