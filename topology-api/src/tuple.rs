@@ -190,6 +190,24 @@ impl Tuple {
         self.started = started;
     }
 
+    /// Makes this tuple the next one delivered on its stream, from
+    /// `source_task` with latency-sampling start `started`, its values and
+    /// ids decoded in place: empties them (dropping the previous ones) and
+    /// lends them out to be filled. For runtimes, as
+    /// [`Tuple::redeliver`], without building the values elsewhere first.
+    #[inline]
+    pub fn refill(
+        &mut self,
+        source_task: TaskId,
+        started: Option<Instant>,
+    ) -> (&mut Values, &mut MessageId) {
+        self.source_task = source_task;
+        self.started = started;
+        self.values.0.clear();
+        self.message_id.0.clear();
+        (&mut self.values, &mut self.message_id)
+    }
+
     /// Where the tuple comes from: emitting component, stream, fields.
     #[inline]
     pub fn meta(&self) -> &StreamMeta {

@@ -6,7 +6,7 @@ use crate::message::{Envelope, TupleMsg};
 use crate::routing::Router;
 use crate::shared::{task_context, Output, Shared};
 use crate::stats::{Publisher, Sampler, TaskStats};
-use crate::wire::Message;
+use crate::wire::Deliver;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rand::Rng;
 use squall_topology_api::{
@@ -282,6 +282,9 @@ pub struct BoltExecutor {
     /// delivered on it (see [`Tuple::redeliver`]), over this executor's own
     /// copy of the table's descriptions.
     delivered: Vec<Tuple>,
+    /// The task index and stream of the tuple being decoded in place from
+    /// a peer worker's frame (see [`Deliver`]).
+    decoding: (usize, usize),
     /// Tick period, next tick, the tick stream and its number.
     tick: Option<(Duration, Instant, Arc<StreamMeta>, u32)>,
     rotate_every: Duration,
@@ -359,6 +362,7 @@ impl BoltExecutor {
         let rotate_every = Duration::from_secs(shared.config.message_timeout_secs);
         let executor = shared.wiring.executor_of_task[tasks_start(&tasks) as usize] as usize;
         Self {
+            decoding: (0, 0),
             delivered: shared
                 .streams
                 .private_metas()
@@ -561,10 +565,7 @@ impl BoltExecutor {
                         }
                         Envelope::Encoded(batch) => {
                             processed += batch.len as i64;
-                            batch.for_each(|m| match m {
-                                Message::Tuple(t) => self.execute(t),
-                                Message::Ack(a) => self.execute_compact(a),
-                            });
+                            batch.deliver_to(&mut self);
                         }
                         Envelope::Wake => {}
                     }
@@ -597,6 +598,41 @@ impl BoltExecutor {
             .iter_mut()
             .map(|t| (t.state.id, &mut t.state.stats));
         self.publisher.maybe_publish(Instant::now(), true, tasks);
+    }
+}
+
+/// A frame from a peer worker is decoded straight into the delivered
+/// tuple of each message's stream, which then runs as
+/// [`BoltExecutor::execute`] would run it.
+impl Deliver for BoltExecutor {
+    fn slot(
+        &mut self,
+        dest: TaskId,
+        source: TaskId,
+        stream: u32,
+    ) -> Option<(&mut Values, &mut MessageId)> {
+        let index = dest.0.wrapping_sub(self.first_task) as usize;
+        if index >= self.tasks.len() || stream as usize >= self.delivered.len() {
+            return None;
+        }
+        self.decoding = (index, stream as usize);
+        let started = self.sampler.hit().then(Instant::now);
+        Some(self.delivered[stream as usize].refill(source, started))
+    }
+
+    fn run(&mut self) {
+        let (index, stream) = self.decoding;
+        execute_tuple(
+            &mut self.tasks[index],
+            &self.shared,
+            &mut self.out,
+            self.streams,
+            &self.delivered[stream],
+        );
+    }
+
+    fn ack(&mut self, ack: AckTo) {
+        self.execute_compact(ack);
     }
 }
 

@@ -49,7 +49,7 @@ pub enum Envelope {
 /// A batch as it crosses workers: the sending executor encodes it (its
 /// tuples still in its cache, and no batch of them left for the transfer
 /// thread to read), the receiving executor decodes it tuple by tuple
-/// ([`crate::wire::decode_each`]). Between them no other thread touches a
+/// ([`Encoded::deliver_to`], [`Encoded::for_each`]). Between them no other thread touches a
 /// message, and a tuple takes its wire size in memory (about 30 bytes for
 /// a tracked word, against 112 for a [`TupleMsg`] and its values).
 #[derive(Debug)]
@@ -88,7 +88,18 @@ impl Encoded {
     /// frame (from a peer worker) is logged and its rest dropped: those
     /// tuples' trees time out and their spouts replay them.
     pub fn for_each(&self, f: impl FnMut(Message)) {
-        if let Err(e) = wire::decode_each(&self.bytes, f) {
+        self.log_error(wire::decode_each(&self.bytes, f));
+    }
+
+    /// Decodes its messages into `to` in order ([`wire::decode_into`]);
+    /// a malformed frame is logged and its rest dropped, as in
+    /// [`Encoded::for_each`].
+    pub fn deliver_to(&self, to: &mut impl wire::Deliver) {
+        self.log_error(wire::decode_into(&self.bytes, to));
+    }
+
+    fn log_error(&self, decoded: Result<(), wire::WireError>) {
+        if let Err(e) = decoded {
             tracing::warn!(
                 executor = self.executor,
                 "{e} from a peer worker; dropped the rest of its frame"

@@ -12,7 +12,10 @@
 //! A sending executor encodes its batches for another worker itself
 //! ([`crate::message::Encoded`]); the receiving worker reads only a
 //! frame's [`head`] to find the executor it is for, and that executor
-//! decodes it message by message ([`decode_each`]).
+//! decodes it: a bolt executor reads each tuple straight into the tuple
+//! it delivers ([`decode_into`]: for a batch of words, a fifth fewer
+//! instructions than building each message and moving it in), a spout
+//! takes its acks one by one ([`decode_each`]).
 //!
 //! The forms nearly every tuple is made of (arrays under 16, integers,
 //! strings under 32 bytes) are read and written inline, without `rmp`'s
@@ -160,6 +163,73 @@ fn batch_each(rd: &mut &[u8], mut f: impl FnMut(TupleMsg)) -> Result<(), WireErr
     Ok(())
 }
 
+/// Where [`decode_into`] puts a frame's messages: each tuple is decoded
+/// straight into the values and ids of the tuple its receiver delivers.
+pub trait Deliver {
+    /// The values and ids, emptied, to decode the tuple for task `dest`
+    /// from task `source` on stream index `stream` into; `None` drops
+    /// the tuple.
+    fn slot(
+        &mut self,
+        dest: TaskId,
+        source: TaskId,
+        stream: u32,
+    ) -> Option<(&mut Values, &mut MessageId)>;
+
+    /// Runs the tuple just decoded into the last slot.
+    fn run(&mut self);
+
+    /// Takes an ack-protocol message of an ack frame.
+    fn ack(&mut self, ack: AckTo);
+}
+
+/// Reads a batch or ack frame's messages in order into `to` (see
+/// [`Deliver`]), so that no message is built apart from where it is
+/// delivered: a bolt executor decodes a frame from a peer worker this way.
+///
+/// # Errors
+/// As [`decode_each`]; the tuple being read when the error was found is
+/// not run.
+pub fn decode_into(mut bytes: &[u8], to: &mut impl Deliver) -> Result<(), WireError> {
+    let rd = &mut bytes;
+    match kind(rd)? {
+        Kind::Batch => {
+            let n = array_len(rd, "batch")?;
+            for _ in 0..n {
+                let (dest, source, stream, k) = tuple_head(rd)?;
+                match to.slot(dest, source, stream) {
+                    Some((values, id)) => {
+                        fill(rd, k, values, id)?;
+                        to.run();
+                    }
+                    None => fill(rd, k, &mut Values::new(), &mut MessageId::untracked())?,
+                }
+            }
+        }
+        Kind::Acks => acks_each(rd, |a| to.ack(a))?,
+        Kind::Backpressure => return Err(bad("a backpressure frame holds no messages")),
+    }
+    done(rd, "frame")
+}
+
+/// Reads a tuple's `k` values into `values` and its message id into `id`.
+#[inline]
+fn fill(
+    rd: &mut &[u8],
+    k: usize,
+    values: &mut Values,
+    id: &mut MessageId,
+) -> Result<(), WireError> {
+    if k > values.0.inline_size() {
+        values.0.reserve_exact(k);
+    }
+    for _ in 0..k {
+        push_value(rd, values)?;
+    }
+    *id = message_id(rd)?;
+    Ok(())
+}
+
 /// Reads one tuple, `[dest, source, stream, values, message id]`.
 #[inline]
 fn tuple(rd: &mut &[u8]) -> Result<TupleMsg, WireError> {
@@ -167,13 +237,8 @@ fn tuple(rd: &mut &[u8]) -> Result<TupleMsg, WireError> {
     // `SmallVec::new` rather than `with_capacity`: the latter's result,
     // moved through the stack, stalled on every tuple.
     let mut values = Values(SmallVec::new());
-    if k > values.0.inline_size() {
-        values.0.reserve_exact(k);
-    }
-    for _ in 0..k {
-        push_value(rd, &mut values)?;
-    }
-    let message_id = message_id(rd)?;
+    let mut message_id = MessageId::untracked();
+    fill(rd, k, &mut values, &mut message_id)?;
     Ok(TupleMsg {
         dest,
         source,
@@ -185,7 +250,9 @@ fn tuple(rd: &mut &[u8]) -> Result<TupleMsg, WireError> {
 
 /// Reads a tuple's array header and its first three fields, up to its
 /// values' array header: `(dest, source, stream, number of values)`.
-#[inline]
+/// Always inlined: called once per tuple, its call alone was a third of
+/// its instructions.
+#[inline(always)]
 fn tuple_head(rd: &mut &[u8]) -> Result<(TaskId, TaskId, u32, usize), WireError> {
     // The common head (small tasks and stream, under 16 values) in one
     // match, as `encode_batch` writes it.
@@ -868,7 +935,113 @@ mod tests {
             let i = flip.0.index(bytes.len());
             bytes[i] ^= flip.1.max(1);
             let _ = decode_batch(&bytes);
+            let _ = decode_into(&bytes, &mut Collect::new());
         }
+
+        #[test]
+        fn decoding_in_place_delivers_what_was_sent_and_skips_dropped_tuples(
+            batch in proptest::collection::vec(tuple(), 0..6),
+            acks in proptest::collection::vec(ack(), 0..6),
+        ) {
+            let mut bytes = Vec::new();
+            encode_batch(&batch, &mut bytes);
+            let mut got = Collect::new();
+            decode_into(&bytes, &mut got).unwrap();
+            let kept: Vec<TupleMsg> = batch.iter().filter(|t| t.dest.0 % 2 == 0).cloned().collect();
+            prop_assert!(same(&got.tuples, &kept), "{:?} against {:?}", got.tuples, kept);
+            prop_assert_eq!(got.skipped, batch.len() - kept.len());
+            let mut bytes = Vec::new();
+            encode_acks(&acks, &mut bytes);
+            let mut got = Collect::new();
+            decode_into(&bytes, &mut got).unwrap();
+            prop_assert_eq!(got.acks, acks);
+        }
+    }
+
+    /// What [`decode_into`] delivered: the tuples for even tasks (those
+    /// for odd ones are dropped at their slot), and the acks.
+    struct Collect {
+        slot: Option<(TaskId, TaskId, u32)>,
+        values: Values,
+        id: MessageId,
+        tuples: Vec<TupleMsg>,
+        skipped: usize,
+        acks: Vec<AckTo>,
+    }
+
+    impl Collect {
+        fn new() -> Self {
+            Self {
+                slot: None,
+                values: Values::from_iter([Value::from("left from the last tuple")]),
+                id: MessageId::single(1, 2),
+                tuples: Vec::new(),
+                skipped: 0,
+                acks: Vec::new(),
+            }
+        }
+    }
+
+    impl Deliver for Collect {
+        fn slot(
+            &mut self,
+            dest: TaskId,
+            source: TaskId,
+            stream: u32,
+        ) -> Option<(&mut Values, &mut MessageId)> {
+            if dest.0 % 2 == 1 {
+                self.skipped += 1;
+                return None;
+            }
+            self.slot = Some((dest, source, stream));
+            self.values.0.clear();
+            self.id.0.clear();
+            Some((&mut self.values, &mut self.id))
+        }
+
+        fn run(&mut self) {
+            let (dest, source, stream) = self.slot.take().expect("run after a slot");
+            self.tuples.push(TupleMsg {
+                dest,
+                source,
+                stream,
+                values: self.values.clone(),
+                message_id: self.id.clone(),
+            });
+        }
+
+        fn ack(&mut self, ack: AckTo) {
+            self.acks.push(ack);
+        }
+    }
+
+    #[test]
+    fn a_tuple_cut_short_in_place_is_not_run() {
+        let batch: Vec<TupleMsg> = (0..3)
+            .map(|i| TupleMsg {
+                dest: TaskId(2),
+                source: TaskId(1),
+                stream: 0,
+                values: Values::from_iter([Value::from("word"), Value::from(i)]),
+                message_id: MessageId::single(7, 9),
+            })
+            .collect();
+        let mut bytes = Vec::new();
+        encode_batch(&batch, &mut bytes);
+        let mut got = Collect::new();
+        let err = decode_into(&bytes[..bytes.len() - 3], &mut got).unwrap_err();
+        assert!(err.to_string().contains("message id"), "{err}");
+        assert!(same(&got.tuples, &batch[..2]), "{:?}", got.tuples);
+        assert!(got.slot.is_some(), "the third was being read");
+        let err = decode_into(
+            &[
+                0x81, 0xac, b'b', b'a', b'c', b'k', b'p', b'r', b'e', b's', b's', b'u', b'r', b'e',
+                0x90,
+            ],
+            &mut got,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("no messages"), "{err}");
     }
 
     #[test]
