@@ -282,9 +282,6 @@ pub struct BoltExecutor {
     /// delivered on it (see [`Tuple::redeliver`]), over this executor's own
     /// copy of the table's descriptions.
     delivered: Vec<Tuple>,
-    /// The task index and stream of the tuple being decoded in place from
-    /// a peer worker's frame (see [`Deliver`]).
-    decoding: (usize, usize),
     /// Tick period, next tick, the tick stream and its number.
     tick: Option<(Duration, Instant, Arc<StreamMeta>, u32)>,
     rotate_every: Duration,
@@ -362,7 +359,6 @@ impl BoltExecutor {
         let rotate_every = Duration::from_secs(shared.config.message_timeout_secs);
         let executor = shared.wiring.executor_of_task[tasks_start(&tasks) as usize] as usize;
         Self {
-            decoding: (0, 0),
             delivered: shared
                 .streams
                 .private_metas()
@@ -410,21 +406,35 @@ impl BoltExecutor {
     }
 
     fn execute(&mut self, msg: TupleMsg) {
-        let index = msg.dest.0.wrapping_sub(self.first_task) as usize;
-        if index >= self.tasks.len() {
-            return;
-        }
-        let Some(tuple) = self.delivered.get_mut(msg.stream as usize) else {
+        let Some((index, started)) = self.accept(msg.dest, msg.stream) else {
             return;
         };
-        let started = self.sampler.hit().then(Instant::now);
-        tuple.redeliver(msg.source, msg.values, msg.message_id, started);
+        let stream = msg.stream as usize;
+        self.delivered[stream].redeliver(msg.source, msg.values, msg.message_id, started);
+        self.run_delivered(index, stream);
+    }
+
+    /// Where a tuple for task `dest` on stream index `stream` runs: the
+    /// task's index here and its latency-sampling start; `None` when the
+    /// task is not this executor's or the stream is unknown.
+    #[inline]
+    fn accept(&mut self, dest: TaskId, stream: u32) -> Option<(usize, Option<Instant>)> {
+        let index = dest.0.wrapping_sub(self.first_task) as usize;
+        if index >= self.tasks.len() || stream as usize >= self.delivered.len() {
+            return None;
+        }
+        Some((index, self.sampler.hit().then(Instant::now)))
+    }
+
+    /// Runs the tuple delivered on stream index `stream` in task `index`.
+    #[inline]
+    fn run_delivered(&mut self, index: usize, stream: usize) {
         execute_tuple(
             &mut self.tasks[index],
             &self.shared,
             &mut self.out,
             self.streams,
-            tuple,
+            &self.delivered[stream],
         );
     }
 
@@ -611,24 +621,13 @@ impl Deliver for BoltExecutor {
         source: TaskId,
         stream: u32,
     ) -> Option<(&mut Values, &mut MessageId)> {
-        let index = dest.0.wrapping_sub(self.first_task) as usize;
-        if index >= self.tasks.len() || stream as usize >= self.delivered.len() {
-            return None;
-        }
-        self.decoding = (index, stream as usize);
-        let started = self.sampler.hit().then(Instant::now);
+        let (_, started) = self.accept(dest, stream)?;
         Some(self.delivered[stream as usize].refill(source, started))
     }
 
-    fn run(&mut self) {
-        let (index, stream) = self.decoding;
-        execute_tuple(
-            &mut self.tasks[index],
-            &self.shared,
-            &mut self.out,
-            self.streams,
-            &self.delivered[stream],
-        );
+    fn run(&mut self, dest: TaskId, stream: u32) {
+        let index = dest.0.wrapping_sub(self.first_task) as usize;
+        self.run_delivered(index, stream as usize);
     }
 
     fn ack(&mut self, ack: AckTo) {

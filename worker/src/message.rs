@@ -49,9 +49,10 @@ pub enum Envelope {
 /// A batch as it crosses workers: the sending executor encodes it (its
 /// tuples still in its cache, and no batch of them left for the transfer
 /// thread to read), the receiving executor decodes it tuple by tuple
-/// ([`Encoded::deliver_to`], [`Encoded::for_each`]). Between them no other thread touches a
-/// message, and a tuple takes its wire size in memory (about 30 bytes for
-/// a tracked word, against 112 for a [`TupleMsg`] and its values).
+/// ([`Encoded::deliver_to`], [`Encoded::for_each`]). Between them no
+/// other thread touches a message, and a tuple takes its wire size in
+/// memory (about 30 bytes for a tracked word, against 112 for a
+/// [`TupleMsg`] and its values).
 #[derive(Debug)]
 pub struct Encoded {
     /// A tuple frame ([`crate::wire::encode_batch`]) or an ack frame

@@ -176,8 +176,9 @@ pub trait Deliver {
         stream: u32,
     ) -> Option<(&mut Values, &mut MessageId)>;
 
-    /// Runs the tuple just decoded into the last slot.
-    fn run(&mut self);
+    /// Runs the tuple just decoded into the slot given for task `dest` on
+    /// stream index `stream`.
+    fn run(&mut self, dest: TaskId, stream: u32);
 
     /// Takes an ack-protocol message of an ack frame.
     fn ack(&mut self, ack: AckTo);
@@ -200,7 +201,7 @@ pub fn decode_into(mut bytes: &[u8], to: &mut impl Deliver) -> Result<(), WireEr
                 match to.slot(dest, source, stream) {
                     Some((values, id)) => {
                         fill(rd, k, values, id)?;
-                        to.run();
+                        to.run(dest, stream);
                     }
                     None => fill(rd, k, &mut Values::new(), &mut MessageId::untracked())?,
                 }
@@ -999,7 +1000,7 @@ mod tests {
             Some((&mut self.values, &mut self.id))
         }
 
-        fn run(&mut self) {
+        fn run(&mut self, _dest: TaskId, _stream: u32) {
             let (dest, source, stream) = self.slot.take().expect("run after a slot");
             self.tuples.push(TupleMsg {
                 dest,
