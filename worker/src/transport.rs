@@ -75,6 +75,16 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Batches gathered from the transfer queue before writing: the frames of
 /// one round for a peer go out in one write.
 const MAX_ROUND_BATCHES: usize = 64;
+/// How long a round smaller than [`LINGER_BYTES`] waits for more batches
+/// before it is written (Kafka's producer `linger.ms`, in microseconds
+/// here). Fewer, larger writes wake the receiving worker's thread less
+/// often: each wake costs more than the bytes it reads. The wait adds at
+/// most this much to a tuple's trip, and only when traffic is light
+/// enough that a round stays small.
+pub const TRANSFER_LINGER: Duration = Duration::from_micros(100);
+/// A round of at least this many encoded bytes is written without
+/// lingering.
+const LINGER_BYTES: usize = 32 * 1024;
 /// A peer's fed frames are written once they reach this many bytes.
 const FLUSH_BYTES: usize = 256 * 1024;
 
@@ -181,21 +191,13 @@ pub fn start_transfer(
                         continue;
                     }
                     Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
-                    Ok(env) => round.push(env),
+                    Ok(env) => round.extend(encoded(env, &inbound)),
                 }
-                while round.len() < MAX_ROUND_BATCHES {
-                    match queue.try_recv() {
-                        Ok(Envelope::Wake) => {}
-                        Ok(env) => round.push(env),
-                        Err(_) => break,
-                    }
-                }
+                gather(&queue, &mut round, &inbound, TRANSFER_LINGER);
                 let mut sent = 0;
-                for env in round.drain(..) {
-                    sent += env.len() as u64;
-                    if let Some(batch) = encoded(env, &inbound) {
-                        feed_batch(batch, &link, &mut conns);
-                    }
+                for batch in round.drain(..) {
+                    sent += batch.len as u64;
+                    feed_batch(batch, &link, &mut conns);
                 }
                 for (addr, peer) in conns.iter_mut() {
                     flush_peer(addr, peer, &stats);
@@ -203,6 +205,39 @@ pub fn start_transfer(
                 inbound.in_flight.fetch_sub(sent as i64, Ordering::AcqRel);
             }
         })
+}
+
+/// Adds to `round` the batches waiting on `queue`, encoded, up to
+/// [`MAX_ROUND_BATCHES`]; while the round holds fewer than
+/// [`LINGER_BYTES`], waits up to `linger` (from the call) for more.
+fn gather(
+    queue: &crossbeam_channel::Receiver<Envelope>,
+    round: &mut Vec<Encoded>,
+    inbound: &Inbound,
+    linger: Duration,
+) {
+    let until = Instant::now() + linger;
+    let mut bytes: usize = round.iter().map(|b| b.bytes.len()).sum();
+    while round.len() < MAX_ROUND_BATCHES {
+        let env = match queue.try_recv() {
+            Ok(env) => env,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => return,
+            Err(crossbeam_channel::TryRecvError::Empty) => {
+                let left = until.saturating_duration_since(Instant::now());
+                if bytes >= LINGER_BYTES || left.is_zero() {
+                    return;
+                }
+                match queue.recv_timeout(left) {
+                    Ok(env) => env,
+                    Err(_) => return,
+                }
+            }
+        };
+        if let Some(batch) = encoded(env, inbound) {
+            bytes += batch.bytes.len();
+            round.push(batch);
+        }
+    }
 }
 
 /// What the transfer thread sends by.
@@ -815,6 +850,53 @@ mod tests {
             Ok(Envelope::Wake)
         ));
         stop.store(true, Ordering::Release);
+    }
+
+    /// A batch of `bytes` bytes for executor 1 (another worker's).
+    fn batch(bytes: usize) -> Encoded {
+        Encoded {
+            bytes: vec![0; bytes],
+            len: 1,
+            executor: 1,
+        }
+    }
+
+    /// A small round waits for more batches, and goes as soon as it holds
+    /// [`LINGER_BYTES`]; a round already that large goes at once; with
+    /// nothing more coming, a round goes when the linger ends.
+    #[test]
+    fn a_small_round_lingers_for_more_batches_until_it_is_large_enough() {
+        let (inbound, _queue, _transfer, _addr) = worker(HOLD_GRACE);
+        let (tx, rx) = crossbeam_channel::bounded(16);
+        let long = DEADLINE * 2;
+        // The sender waits until the round's first batch is taken, so
+        // the later ones reach only a thread that lingers.
+        tx.send(Envelope::Encoded(batch(100))).unwrap();
+        let sender = std::thread::spawn(move || {
+            wait_until("first batch taken", || tx.is_empty());
+            tx.send(Envelope::Wake).unwrap();
+            tx.send(Envelope::Encoded(batch(200))).unwrap();
+            tx.send(Envelope::Encoded(batch(LINGER_BYTES))).unwrap();
+            tx
+        });
+        let mut round = vec![batch(10)];
+        let started = Instant::now();
+        gather(&rx, &mut round, &inbound, long);
+        let sizes: Vec<usize> = round.iter().map(|b| b.bytes.len()).collect();
+        assert_eq!(sizes, [10, 100, 200, LINGER_BYTES]);
+        assert!(started.elapsed() < DEADLINE, "waited past {LINGER_BYTES} bytes");
+        let tx = sender.join().unwrap();
+
+        let mut round = vec![batch(LINGER_BYTES)];
+        let started = Instant::now();
+        gather(&rx, &mut round, &inbound, long);
+        assert_eq!(round.len(), 1);
+        assert!(started.elapsed() < DEADLINE, "a large round lingered");
+
+        tx.send(Envelope::Encoded(batch(5))).unwrap();
+        let mut round = vec![batch(10)];
+        gather(&rx, &mut round, &inbound, Duration::from_millis(1));
+        assert_eq!(round.len(), 2);
     }
 
     /// A worker's receiving side, its receivers waiting up to `grace` for
