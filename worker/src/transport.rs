@@ -884,7 +884,10 @@ mod tests {
         gather(&rx, &mut round, &inbound, long);
         let sizes: Vec<usize> = round.iter().map(|b| b.bytes.len()).collect();
         assert_eq!(sizes, [10, 100, 200, LINGER_BYTES]);
-        assert!(started.elapsed() < DEADLINE, "waited past {LINGER_BYTES} bytes");
+        assert!(
+            started.elapsed() < DEADLINE,
+            "waited past {LINGER_BYTES} bytes"
+        );
         let tx = sender.join().unwrap();
 
         let mut round = vec![batch(LINGER_BYTES)];
