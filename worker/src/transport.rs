@@ -76,11 +76,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// one round for a peer go out in one write.
 const MAX_ROUND_BATCHES: usize = 64;
 /// How long a round smaller than [`LINGER_BYTES`] waits for more batches
-/// before it is written (Kafka's producer `linger.ms`, in microseconds
-/// here). Fewer, larger writes wake the receiving worker's thread less
-/// often: each wake costs more than the bytes it reads. The wait adds at
-/// most this much to a tuple's trip, and only when traffic is light
-/// enough that a round stays small.
+/// before it is written, while traffic is steady (Kafka's producer
+/// `linger.ms`, in microseconds here; see [`linger_after`]). Fewer, larger
+/// writes wake the receiving worker's thread less often: each wake costs
+/// more than the bytes it reads. The wait adds at most this much to a
+/// tuple's trip.
 pub const TRANSFER_LINGER: Duration = Duration::from_micros(100);
 /// A round of at least this many encoded bytes is written without
 /// lingering.
@@ -181,6 +181,7 @@ pub fn start_transfer(
                 max_frame_bytes,
                 auth: auth.as_ref(),
             };
+            let mut last_round = Instant::now();
             loop {
                 report_backpressure(&link, &mut conns, &mut reporting);
                 match queue.recv_timeout(BACKPRESSURE_CHECK) {
@@ -193,7 +194,12 @@ pub fn start_transfer(
                     Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
                     Ok(env) => round.extend(encoded(env, &inbound)),
                 }
-                gather(&queue, &mut round, &inbound, TRANSFER_LINGER);
+                gather(
+                    &queue,
+                    &mut round,
+                    &inbound,
+                    linger_after(last_round.elapsed()),
+                );
                 let mut sent = 0;
                 for batch in round.drain(..) {
                     sent += batch.len as u64;
@@ -203,8 +209,22 @@ pub fn start_transfer(
                     flush_peer(addr, peer, &stats);
                 }
                 inbound.in_flight.fetch_sub(sent as i64, Ordering::AcqRel);
+                last_round = Instant::now();
             }
         })
+}
+
+/// How long a round waits for more batches, `since_last` the previous
+/// round was written: [`TRANSFER_LINGER`] while rounds follow each other
+/// closer than that, else not at all, so a batch after a quiet spell goes
+/// at once (Nagle's rule for TCP: hold small writes only while earlier
+/// ones are recent).
+fn linger_after(since_last: Duration) -> Duration {
+    if since_last < TRANSFER_LINGER {
+        TRANSFER_LINGER
+    } else {
+        Duration::ZERO
+    }
 }
 
 /// Adds to `round` the batches waiting on `queue`, encoded, up to
@@ -900,6 +920,15 @@ mod tests {
         let mut round = vec![batch(10)];
         gather(&rx, &mut round, &inbound, Duration::from_millis(1));
         assert_eq!(round.len(), 2);
+    }
+
+    /// Rounds that follow each other closely linger; the first after a
+    /// quiet spell goes at once.
+    #[test]
+    fn only_steady_traffic_lingers() {
+        assert_eq!(linger_after(Duration::from_micros(10)), TRANSFER_LINGER);
+        assert_eq!(linger_after(TRANSFER_LINGER), Duration::ZERO);
+        assert_eq!(linger_after(Duration::from_secs(1)), Duration::ZERO);
     }
 
     /// A worker's receiving side, its receivers waiting up to `grace` for
