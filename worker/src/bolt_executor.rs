@@ -414,12 +414,19 @@ impl BoltExecutor {
         self.run_delivered(index, stream);
     }
 
+    /// Task `dest`'s index in this executor's tasks; out of range for a
+    /// task not its own.
+    #[inline]
+    fn task_index(&self, dest: TaskId) -> usize {
+        dest.0.wrapping_sub(self.first_task) as usize
+    }
+
     /// Where a tuple for task `dest` on stream index `stream` runs: the
     /// task's index here and its latency-sampling start; `None` when the
     /// task is not this executor's or the stream is unknown.
     #[inline]
     fn accept(&mut self, dest: TaskId, stream: u32) -> Option<(usize, Option<Instant>)> {
-        let index = dest.0.wrapping_sub(self.first_task) as usize;
+        let index = self.task_index(dest);
         if index >= self.tasks.len() || stream as usize >= self.delivered.len() {
             return None;
         }
@@ -441,7 +448,7 @@ impl BoltExecutor {
     /// Runs a compact ack message; one for a task that is not an acker
     /// runs as the tuple it stands for.
     fn execute_compact(&mut self, a: AckTo) {
-        let index = a.dest.0.wrapping_sub(self.first_task) as usize;
+        let index = self.task_index(a.dest);
         match self.tasks.get(index).map(|t| &t.bolt) {
             Some(TaskBolt::Acker(_)) => self.apply_ack(index, a.stream, a.msg),
             Some(TaskBolt::User(_)) => self.execute(a.into_tuple()),
@@ -626,8 +633,7 @@ impl Deliver for BoltExecutor {
     }
 
     fn run(&mut self, dest: TaskId, stream: u32) {
-        let index = dest.0.wrapping_sub(self.first_task) as usize;
-        self.run_delivered(index, stream as usize);
+        self.run_delivered(self.task_index(dest), stream as usize);
     }
 
     fn ack(&mut self, ack: AckTo) {
